@@ -1,0 +1,216 @@
+//! Command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ocidb: an embedded store for OCI content with a reference graph index.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ocidb",
+    version,
+    about,
+    after_help = "Examples:\n  ocidb demo\n  ocidb --store ./s blob put layer.tar\n  ocidb --store ./s tree library/app:v1\n\nThe store directory comes from --store, else $OCIDB_STORE, else ./ocidb-store."
+)]
+pub struct Cli {
+    /// Store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "OCIDB_STORE",
+        default_value = "./ocidb-store",
+        value_name = "DIR"
+    )]
+    pub store: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load sample content (a multi-arch image, signature, SBOM, attestation
+    /// and a Helm chart) into a temporary store and show what ocidb sees.
+    #[command(after_help = "Example:\n  ocidb demo\n  ocidb --store ./demo-store demo   # keep the store afterwards")]
+    Demo,
+
+    /// Raw blobs: put, get, stat, rm.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+
+    /// Manifests: put and get, with graph indexing.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+
+    /// Point a tag at a manifest of a repository (moves it if it exists).
+    #[command(after_help = "Example:\n  ocidb tag library/app v2 sha256:4f1c…")]
+    Tag {
+        /// Repository name.
+        repo: String,
+        /// Tag.
+        tag: String,
+        /// Manifest digest.
+        digest: String,
+    },
+
+    /// Remove a tag (the manifest stays until gc).
+    #[command(after_help = "Example:\n  ocidb untag library/app v1")]
+    Untag {
+        /// Repository name.
+        repo: String,
+        /// Tag.
+        tag: String,
+    },
+
+    /// List the tags of a repository, sorted.
+    #[command(after_help = "Example:\n  ocidb tags library/app --json\n  ocidb tags library/app -n 10 --last v1.2")]
+    Tags {
+        /// Repository name.
+        repo: String,
+        /// Start after this tag.
+        #[arg(long)]
+        last: Option<String>,
+        /// At most this many.
+        #[arg(short = 'n', long)]
+        n: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List repositories.
+    #[command(after_help = "Example:\n  ocidb repos --json")]
+    Repos {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Print the OCI referrers response (an image index) for a subject.
+    #[command(after_help = "Example:\n  ocidb referrers library/app sha256:4f1c… --artifact-type application/spdx+json")]
+    Referrers {
+        /// Repository name.
+        repo: String,
+        /// Subject digest.
+        digest: String,
+        /// Only referrers with exactly this artifactType.
+        #[arg(long)]
+        artifact_type: Option<String>,
+        /// Page size.
+        #[arg(short = 'n', long)]
+        n: Option<usize>,
+        /// Continue after this cursor (printed on stderr by a previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+
+    /// Show an image as a tree: children and, transitively, referrers.
+    #[command(after_help = "Example:\n  ocidb tree library/app:v1\n  ocidb tree library/app@sha256:4f1c… --json")]
+    Tree {
+        /// REPO:TAG or REPO@DIGEST.
+        reference: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Everything the index knows about a digest, as JSON.
+    #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
+    Inspect {
+        /// Digest.
+        digest: String,
+        /// Limit referrers to this repository.
+        #[arg(long)]
+        repo: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BlobCommand {
+    /// Store a file (or `-` for stdin) and print its digest.
+    #[command(after_help = "Example:\n  ocidb blob put layer.tar.gz --media-type application/vnd.oci.image.layer.v1.tar+gzip")]
+    Put {
+        /// File to store, or `-` for standard input.
+        file: PathBuf,
+        /// Expected digest: the put fails, storing nothing, on a mismatch.
+        #[arg(long)]
+        digest: Option<String>,
+        /// Media type to record.
+        #[arg(long)]
+        media_type: Option<String>,
+        /// Also make the blob a member of this repository.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Print `{"digest":…,"size":…}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a blob (or a byte range of it) to stdout or a file.
+    #[command(after_help = "Example:\n  ocidb blob get sha256:4f1c… -o out.bin\n  ocidb blob get sha256:4f1c… --range 0-1023")]
+    Get {
+        /// Digest.
+        digest: String,
+        /// Output file (default: stdout).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// START-END, END inclusive as in HTTP Range.
+        #[arg(long)]
+        range: Option<String>,
+        /// Only if the blob belongs to this repository.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Re-hash while reading and fail if the bytes are corrupt.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Print `{"digest":…,"size":…,"mediaType":…}`.
+    #[command(after_help = "Example:\n  ocidb blob stat sha256:4f1c…")]
+    Stat {
+        /// Digest.
+        digest: String,
+    },
+    /// Delete a blob and everything that indexes it.
+    #[command(after_help = "Example:\n  ocidb blob rm sha256:4f1c…")]
+    Rm {
+        /// Digest.
+        digest: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManifestCommand {
+    /// Store a manifest in a repository and index its graph.
+    #[command(after_help = "Example:\n  ocidb manifest put library/app manifest.json --tag v1")]
+    Put(ManifestPutArgs),
+    /// Write a manifest's bytes, by tag or digest.
+    #[command(after_help = "Example:\n  ocidb manifest get library/app v1")]
+    Get {
+        /// Repository name.
+        repo: String,
+        /// Tag or digest.
+        reference: String,
+        /// Output file (default: stdout).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ManifestPutArgs {
+    /// Repository name.
+    pub repo: String,
+    /// Manifest file, or `-` for standard input.
+    pub file: PathBuf,
+    /// Tags to point at it (repeatable).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Declared media type (must agree with the body's mediaType).
+    #[arg(long)]
+    pub media_type: Option<String>,
+    /// Refuse the manifest if a child blob is not stored.
+    #[arg(long)]
+    pub require_children: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,314 @@
+//! The `ocidb` command line.
+
+pub mod args;
+pub mod render;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ocidb::{
+    Digest, Error, ManifestOptions, PutOptions, Reference, ReferrersQuery, Result, Store,
+};
+use serde_json::json;
+
+use args::{BlobCommand, Cli, Command, ManifestCommand};
+use render::Style;
+
+trait IoCtx<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoCtx<T> for io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+fn open(store: &Path) -> Result<Store> {
+    Store::open(store).map_err(|e| match e {
+        Error::NotAStore { path, reason } => Error::NotAStore {
+            path,
+            reason: format!(
+                "{reason} (pass --store DIR or set OCIDB_STORE, or create one with `ocidb blob put` or `ocidb manifest put`)"
+            ),
+        },
+        other => other,
+    })
+}
+
+fn digest_arg(s: &str) -> Result<Digest> {
+    Digest::parse(s)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::io("formatting JSON", e.into()))?;
+    println!("{s}");
+    Ok(())
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut v = Vec::new();
+        io::stdin()
+            .read_to_end(&mut v)
+            .ctx(|| "reading standard input".into())?;
+        Ok(v)
+    } else {
+        fs::read(path).ctx(|| format!("reading {}", path.display()))
+    }
+}
+
+/// Writes to a file atomically (temp + rename) or to stdout.
+fn write_output(output: Option<&PathBuf>, mut r: impl Read) -> Result<()> {
+    match output {
+        None => {
+            let stdout = io::stdout();
+            let mut lock = stdout.lock();
+            io::copy(&mut r, &mut lock).ctx(|| "writing to stdout".into())?;
+            lock.flush().ctx(|| "writing to stdout".into())?;
+        }
+        Some(path) => {
+            let tmp = path.with_extension("ocidb-partial");
+            let res = (|| {
+                let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+                io::copy(&mut r, &mut f).ctx(|| format!("writing {}", tmp.display()))?;
+                f.sync_all().ctx(|| format!("fsync of {}", tmp.display()))?;
+                fs::rename(&tmp, path).ctx(|| format!("renaming to {}", path.display()))
+            })();
+            if res.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            res?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64)> {
+    let bad = || Error::InvalidArgument {
+        value: s.to_string(),
+        expected: "START-END with END inclusive, e.g. 0-1023".into(),
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+/// `repo:tag` or `repo@digest`.
+pub fn parse_image_ref(s: &str) -> Result<(String, Reference)> {
+    if let Some((repo, d)) = s.split_once('@') {
+        return Ok((repo.to_string(), Reference::Digest(Digest::parse(d)?)));
+    }
+    match s.rsplit_once(':') {
+        Some((repo, tag)) => Ok((repo.to_string(), Reference::parse(tag)?)),
+        None => Err(Error::InvalidArgument {
+            value: s.to_string(),
+            expected: "REPO:TAG or REPO@DIGEST, e.g. library/app:v1".into(),
+        }),
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let store_dir = cli.store;
+    match cli.command {
+        Command::Demo => crate::demo::run(&store_dir),
+        Command::Blob(cmd) => blob(&store_dir, cmd),
+        Command::Manifest(cmd) => manifest(&store_dir, cmd),
+        Command::Tag { repo, tag, digest } => {
+            let d = digest_arg(&digest)?;
+            open(&store_dir)?.tag(&repo, &tag, &d)
+        }
+        Command::Untag { repo, tag } => {
+            let old = open(&store_dir)?.untag(&repo, &tag)?;
+            eprintln!("untagged {repo}:{tag} (was {old})");
+            Ok(())
+        }
+        Command::Tags {
+            repo,
+            last,
+            n,
+            json,
+        } => {
+            let tags = open(&store_dir)?.tags(&repo, last.as_deref(), n)?;
+            if json {
+                print_json(&json!({"name": repo, "tags": tags}))
+            } else {
+                for t in tags {
+                    println!("{t}");
+                }
+                Ok(())
+            }
+        }
+        Command::Repos { json } => {
+            let repos = open(&store_dir)?.repositories()?;
+            if json {
+                print_json(&json!({"repositories": repos}))
+            } else {
+                for r in repos {
+                    println!("{r}");
+                }
+                Ok(())
+            }
+        }
+        Command::Referrers {
+            repo,
+            digest,
+            artifact_type,
+            n,
+            cursor,
+        } => {
+            let d = digest_arg(&digest)?;
+            let page = open(&store_dir)?.referrers(
+                &repo,
+                &d,
+                &ReferrersQuery {
+                    artifact_type: artifact_type.as_deref(),
+                    cursor: cursor.as_deref(),
+                    limit: n,
+                },
+            )?;
+            print_json(&page.index)?;
+            if !page.filters_applied.is_empty() {
+                eprintln!("OCI-Filters-Applied: {}", page.filters_applied.join(","));
+            }
+            if let Some(next) = page.next {
+                eprintln!("next page: --cursor {next}");
+            }
+            Ok(())
+        }
+        Command::Tree { reference, json } => {
+            let (repo, r) = parse_image_ref(&reference)?;
+            let walk = open(&store_dir)?.walk(&repo, &r)?;
+            if json {
+                print_json(&walk)
+            } else {
+                print!("{}", render::tree(&walk, &reference, Style::for_stdout()));
+                Ok(())
+            }
+        }
+        Command::Inspect { digest, repo } => {
+            let d = digest_arg(&digest)?;
+            print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
+        }
+    }
+}
+
+fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
+    match cmd {
+        BlobCommand::Put {
+            file,
+            digest,
+            media_type,
+            repo,
+            json,
+        } => {
+            let expected = digest.as_deref().map(digest_arg).transpose()?;
+            let opts = PutOptions {
+                digest: expected,
+                media_type,
+                repository: repo,
+                ..PutOptions::default()
+            };
+            let store = Store::create(store_dir)?;
+            let put = if file.as_os_str() == "-" {
+                store.put(io::stdin().lock(), &opts)?
+            } else {
+                let f = fs::File::open(&file).ctx(|| format!("opening {}", file.display()))?;
+                let len = f.metadata().ctx(|| format!("stat of {}", file.display()))?.len();
+                store.put(
+                    f,
+                    &PutOptions {
+                        size: Some(len),
+                        ..opts
+                    },
+                )?
+            };
+            if json {
+                println!("{}", json!({"digest": put.digest, "size": put.size}));
+            } else {
+                println!("{}", put.digest);
+            }
+            Ok(())
+        }
+        BlobCommand::Get {
+            digest,
+            output,
+            range,
+            repo,
+            verify,
+        } => {
+            let d = digest_arg(&digest)?;
+            let store = open(store_dir)?;
+            if let Some(r) = &repo {
+                if !store.is_member(r, &d)? {
+                    return Err(Error::NotFound {
+                        what: "blob",
+                        digest: d,
+                        hint: format!(" in repository `{r}`"),
+                    });
+                }
+            }
+            match (range, verify) {
+                (Some(_), true) => Err(Error::InvalidArgument {
+                    value: "--verify with --range".into(),
+                    expected: "one or the other: only a whole blob can be verified".into(),
+                }),
+                (Some(r), false) => {
+                    let (start, end) = parse_range(&r)?;
+                    write_output(output.as_ref(), store.get_range(&d, start, end)?)
+                }
+                (None, true) => write_output(output.as_ref(), store.get_verified(&d)?),
+                (None, false) => write_output(output.as_ref(), store.get(&d)?),
+            }
+        }
+        BlobCommand::Stat { digest } => {
+            let d = digest_arg(&digest)?;
+            let info = open(store_dir)?.stat(&d)?;
+            println!("{}", serde_json::to_string(&info).unwrap_or_default());
+            Ok(())
+        }
+        BlobCommand::Rm { digest } => {
+            let d = digest_arg(&digest)?;
+            open(store_dir)?.delete(&d)?;
+            eprintln!("deleted {d}");
+            Ok(())
+        }
+    }
+}
+
+fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
+    match cmd {
+        ManifestCommand::Put(a) => {
+            let body = read_input(&a.file)?;
+            let store = Store::create(store_dir)?;
+            let put = store.put_manifest(
+                &a.repo,
+                &body,
+                &ManifestOptions {
+                    media_type: a.media_type,
+                    tags: a.tags,
+                    require_children: a.require_children,
+                    ..ManifestOptions::default()
+                },
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string(&put).unwrap_or_default());
+            } else {
+                println!("{}", put.digest);
+            }
+            Ok(())
+        }
+        ManifestCommand::Get {
+            repo,
+            reference,
+            output,
+        } => {
+            let r = Reference::parse(&reference)?;
+            let (_, bytes) = open(store_dir)?.get_manifest(&repo, &r)?;
+            write_output(output.as_ref(), bytes.as_slice())
+        }
+    }
+}

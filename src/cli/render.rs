@@ -1,0 +1,143 @@
+//! Human output: sizes, colours and trees.
+
+use std::io::IsTerminal as _;
+
+use ocidb::WalkNode;
+
+/// ANSI styling, on only when stdout is a terminal and NO_COLOR is unset.
+#[derive(Clone, Copy)]
+pub struct Style {
+    on: bool,
+}
+
+impl Style {
+    pub fn for_stdout() -> Style {
+        Style {
+            on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    pub fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    pub fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub fn cyan(&self, s: &str) -> String {
+        self.paint("36", s)
+    }
+    pub fn magenta(&self, s: &str) -> String {
+        self.paint("35", s)
+    }
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `sha256:4f1c2a9b…` (the first 12 hex characters).
+pub fn short(d: &ocidb::Digest) -> String {
+    let s = d.to_string();
+    let cut = s.find(':').map_or(0, |i| i + 13).min(s.len());
+    format!("{}…", &s[..cut])
+}
+
+fn label(node: &WalkNode, st: Style) -> String {
+    let d = &node.descriptor;
+    let mut parts = Vec::new();
+    let rel = match node.relation.as_str() {
+        "referrer" => st.magenta("referrer"),
+        "root" => String::new(),
+        other => st.cyan(other),
+    };
+    if !rel.is_empty() {
+        parts.push(rel);
+    }
+    parts.push(st.bold(&short(&d.digest)));
+    if !d.media_type.is_empty() {
+        parts.push(st.dim(&d.media_type));
+    }
+    if let Some(at) = &d.artifact_type {
+        if node.relation == "referrer" || node.relation == "root" {
+            parts.push(st.yellow(&format!("[{at}]")));
+        }
+    }
+    if let Some(p) = &d.platform {
+        let os = p.get("os").and_then(|v| v.as_str()).unwrap_or("?");
+        let arch = p.get("architecture").and_then(|v| v.as_str()).unwrap_or("?");
+        parts.push(format!("{os}/{arch}"));
+    }
+    parts.push(human_size(d.size));
+    if !node.tags.is_empty() {
+        parts.push(st.green(&format!("tags: {}", node.tags.join(", "))));
+    }
+    if !node.present {
+        parts.push(st.red("(missing)"));
+    }
+    if node.repeated {
+        parts.push(st.dim("(shown above)"));
+    }
+    parts.join("  ")
+}
+
+/// Renders a walk as an indented tree with box-drawing characters.
+pub fn tree(root: &WalkNode, heading: &str, st: Style) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{}  {}\n", st.bold(heading), label(root, st)));
+    render_children(&root.children, "", st, &mut out);
+    out
+}
+
+fn render_children(children: &[WalkNode], prefix: &str, st: Style, out: &mut String) {
+    for (i, c) in children.iter().enumerate() {
+        let last = i + 1 == children.len();
+        let (branch, cont) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        out.push_str(&format!("{prefix}{branch}{}\n", label(c, st)));
+        render_children(&c.children, &format!("{prefix}{cont}"), st, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

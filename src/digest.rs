@@ -1,0 +1,462 @@
+//! Content digests: `sha256:<64 hex>` and `sha512:<128 hex>`.
+//!
+//! A [`Digest`] is a fixed-size `Copy` value (no heap), so parsing allocates
+//! nothing on success and a digest can be used directly as a fixed-width key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// A digest algorithm that ocidb can verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Algorithm {
+    /// SHA-256, the default for OCI content.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name used in the digest string and in `blobs/<alg>/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Length of the raw hash in bytes.
+    pub const fn len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        }
+    }
+
+    /// The one-byte tag used in on-disk keys (see ARCHITECTURE.md).
+    pub(crate) const fn tag(self) -> u8 {
+        match self {
+            Algorithm::Sha256 => 1,
+            Algorithm::Sha512 => 2,
+        }
+    }
+
+    pub(crate) const fn from_tag(tag: u8) -> Option<Algorithm> {
+        match tag {
+            1 => Some(Algorithm::Sha256),
+            2 => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Parses an algorithm name (`sha256`, `sha512`).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Width of a digest as an on-disk key: one algorithm tag byte, then the hash
+/// padded with zeros to 64 bytes.
+pub const DIGEST_KEY_LEN: usize = 65;
+
+/// The longest formatted digest: `sha512:` plus 128 hex characters.
+pub const MAX_DIGEST_STR_LEN: usize = 7 + 128;
+
+/// A verified-format content digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest {
+    alg: Algorithm,
+    // Only the first `alg.len()` bytes are meaningful; the rest stay zero so
+    // that derived Eq/Ord/Hash are correct.
+    bytes: [u8; 64],
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+// 0..=15 for a lowercase hex digit; UPPER for A-F; BAD otherwise.
+const UPPER: u8 = 0xFE;
+const BAD: u8 = 0xFF;
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = UPPER;
+        i += 1;
+    }
+    t
+};
+
+fn invalid(input: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidDigest {
+        input: truncate_for_message(input),
+        reason: reason.into(),
+    }
+}
+
+/// Error messages quote the offending value, but a multi-megabyte "digest"
+/// must not become a multi-megabyte message.
+pub(crate) fn truncate_for_message(input: &str) -> String {
+    const MAX: usize = 200;
+    if input.len() <= MAX {
+        return input.to_string();
+    }
+    let mut end = MAX;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &input[..end], input.len())
+}
+
+/// The image-spec algorithm grammar: `[a-z0-9]+([+._-][a-z0-9]+)*`.
+fn is_valid_algorithm_grammar(alg: &str) -> bool {
+    let b = alg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut prev_sep = true;
+    for &c in b {
+        let sep = matches!(c, b'+' | b'.' | b'_' | b'-');
+        if sep {
+            if prev_sep {
+                return false;
+            }
+        } else if !(c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            return false;
+        }
+        prev_sep = sep;
+    }
+    !prev_sep
+}
+
+impl Digest {
+    /// Builds a digest from raw hash bytes.
+    pub fn from_bytes(alg: Algorithm, hash: &[u8]) -> Result<Digest, Error> {
+        if hash.len() != alg.len() {
+            return Err(Error::InvalidDigest {
+                input: format!("{} raw bytes", hash.len()),
+                reason: format!("{alg} hashes are {} bytes", alg.len()),
+            });
+        }
+        let mut bytes = [0u8; 64];
+        bytes[..hash.len()].copy_from_slice(hash);
+        Ok(Digest { alg, bytes })
+    }
+
+    /// Builds a digest from a hash already padded to 64 bytes (hasher output).
+    pub(crate) const fn from_padded(alg: Algorithm, bytes: [u8; 64]) -> Digest {
+        Digest { alg, bytes }
+    }
+
+    /// Parses `algorithm:encoded`, following the OCI image-spec grammar.
+    /// Only `sha256` and `sha512` are accepted, with lowercase hex of the
+    /// exact length.
+    pub fn parse(input: &str) -> Result<Digest, Error> {
+        if input.is_empty() {
+            return Err(invalid(input, "empty string; expected `sha256:<64 lowercase hex>`"));
+        }
+        let Some(colon) = input.find(':') else {
+            return Err(invalid(
+                input,
+                "missing `:` between algorithm and hex; expected `sha256:<64 lowercase hex>`",
+            ));
+        };
+        let (name, rest) = (&input[..colon], &input[colon + 1..]);
+        let alg = match Algorithm::from_name(name) {
+            Some(alg) => alg,
+            None if name.is_empty() => {
+                return Err(invalid(input, "empty algorithm; expected `sha256` or `sha512`"))
+            }
+            None if is_valid_algorithm_grammar(name) => {
+                return Err(invalid(
+                    input,
+                    format!("unsupported algorithm `{name}`; expected `sha256` or `sha512`"),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    input,
+                    format!(
+                        "malformed algorithm `{name}`; the grammar is [a-z0-9]+([+._-][a-z0-9]+)*"
+                    ),
+                ))
+            }
+        };
+        let hex = rest.as_bytes();
+        let want = alg.len() * 2;
+        if hex.len() != want {
+            return Err(invalid(
+                input,
+                format!(
+                    "{alg} needs exactly {want} hex characters, found {}",
+                    rest.chars().count()
+                ),
+            ));
+        }
+        let mut bytes = [0u8; 64];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            let hi = HEX_VALUE[pair[0] as usize];
+            let lo = HEX_VALUE[pair[1] as usize];
+            if hi > 15 || lo > 15 {
+                return Err(bad_hex_reason(input, colon + 1));
+            }
+            bytes[i] = (hi << 4) | lo;
+        }
+        Ok(Digest { alg, bytes })
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The raw hash bytes.
+    pub fn hash_bytes(&self) -> &[u8] {
+        &self.bytes[..self.alg.len()]
+    }
+
+    /// Writes the lowercase hex of the hash into `buf` and returns it as a
+    /// string slice, without allocating.
+    pub fn encode_hex<'b>(&self, buf: &'b mut [u8; 128]) -> &'b str {
+        let n = self.alg.len();
+        for (i, b) in self.bytes[..n].iter().enumerate() {
+            buf[2 * i] = HEX[(b >> 4) as usize];
+            buf[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
+    }
+
+    /// The lowercase hex of the hash, as an owned string.
+    pub fn hex(&self) -> String {
+        let mut buf = [0u8; 128];
+        self.encode_hex(&mut buf).to_string()
+    }
+
+    /// Writes `alg:hex` into `buf` without allocating.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; MAX_DIGEST_STR_LEN]) -> &'b str {
+        let name = self.alg.name().as_bytes();
+        buf[..name.len()].copy_from_slice(name);
+        buf[name.len()] = b':';
+        let start = name.len() + 1;
+        let n = self.alg.len();
+        for (i, b) in self.bytes[..n].iter().enumerate() {
+            buf[start + 2 * i] = HEX[(b >> 4) as usize];
+            buf[start + 2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        std::str::from_utf8(&buf[..start + 2 * n]).unwrap_or_default()
+    }
+
+    /// The fixed-width key used in every table (see ARCHITECTURE.md).
+    pub fn to_key(&self) -> [u8; DIGEST_KEY_LEN] {
+        let mut k = [0u8; DIGEST_KEY_LEN];
+        k[0] = self.alg.tag();
+        k[1..].copy_from_slice(&self.bytes);
+        k
+    }
+
+    /// Decodes a key written by [`Digest::to_key`].
+    pub fn from_key(key: &[u8]) -> Result<Digest, Error> {
+        let corrupt = || Error::Corrupt(format!("digest key of {} bytes is malformed", key.len()));
+        if key.len() != DIGEST_KEY_LEN {
+            return Err(corrupt());
+        }
+        let alg = Algorithm::from_tag(key[0]).ok_or_else(corrupt)?;
+        let mut bytes = [0u8; 64];
+        bytes.copy_from_slice(&key[1..]);
+        if bytes[alg.len()..].iter().any(|&b| b != 0) {
+            return Err(corrupt());
+        }
+        Ok(Digest { alg, bytes })
+    }
+
+    /// The path of this blob below a store or layout root: `blobs/<alg>/<hex>`.
+    /// Built only from a parsed digest, never from raw user text.
+    pub fn blob_path(&self, root: &std::path::Path) -> std::path::PathBuf {
+        let mut buf = [0u8; 128];
+        root.join("blobs")
+            .join(self.alg.name())
+            .join(self.encode_hex(&mut buf))
+    }
+}
+
+#[cold]
+fn bad_hex_reason(input: &str, hex_start: usize) -> Error {
+    let hex = &input[hex_start..];
+    match hex
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || ('a'..='f').contains(c)))
+    {
+        Some((pos, c)) if c.is_ascii_uppercase() && c.is_ascii_hexdigit() => invalid(
+            input,
+            format!(
+                "uppercase hex `{c}` at position {}; digests must be lowercase",
+                hex_start + pos
+            ),
+        ),
+        Some((pos, c)) => invalid(
+            input,
+            format!(
+                "`{}` at position {} is not a lowercase hex digit [0-9a-f]",
+                c.escape_debug(),
+                hex_start + pos
+            ),
+        ),
+        None => invalid(input, "hex is malformed"),
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; MAX_DIGEST_STR_LEN];
+        f.write_str(self.encode(&mut buf))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; MAX_DIGEST_STR_LEN];
+        s.serialize_str(self.encode(&mut buf))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest string like sha256:<64 lowercase hex>")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                Digest::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EMPTY_SHA256: &str =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn reason(input: &str) -> String {
+        match Digest::parse(input) {
+            Err(Error::InvalidDigest { input: i, reason }) => {
+                assert_eq!(i, input, "the error must quote the input");
+                reason
+            }
+            other => panic!("expected InvalidDigest for {input:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_and_formats_sha256() {
+        let d = Digest::parse(EMPTY_SHA256).expect("valid");
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
+        assert_eq!(d.to_string(), EMPTY_SHA256);
+        assert_eq!(d.hash_bytes()[0], 0xe3);
+        assert_eq!(Digest::from_key(&d.to_key()).expect("key"), d);
+    }
+
+    #[test]
+    fn parses_sha512() {
+        let s = format!("sha512:{}", "ab".repeat(64));
+        let d = Digest::parse(&s).expect("valid");
+        assert_eq!(d.algorithm(), Algorithm::Sha512);
+        assert_eq!(d.to_string(), s);
+    }
+
+    #[test]
+    fn rejects_each_malformation_with_a_reason() {
+        assert!(reason("").contains("empty"));
+        assert!(reason(&EMPTY_SHA256.to_uppercase()).contains("malformed algorithm `SHA256`"));
+        let upper = EMPTY_SHA256.replace('e', "E");
+        assert!(reason(&upper).contains("uppercase"));
+        assert!(reason(&EMPTY_SHA256[..70]).contains("64 hex"));
+        assert!(reason(&format!("{EMPTY_SHA256}0")).contains("found 65"));
+        let with_g = EMPTY_SHA256.replace('c', "g");
+        assert!(reason(&with_g).contains("`g`"));
+        assert!(reason(&EMPTY_SHA256.replace("sha256:", "sha256")).contains("missing `:`"));
+        assert!(reason(&EMPTY_SHA256.replace("sha256", "")).contains("empty algorithm"));
+        assert!(reason(&EMPTY_SHA256.replace("sha256", "md5")).contains("unsupported algorithm `md5`"));
+        assert!(reason(&EMPTY_SHA256.replace("sha256", "sha256+")).contains("malformed algorithm"));
+    }
+
+    #[test]
+    fn the_issue_example_is_rejected() {
+        let r = reason("sha256:3785693bd43e8246a8c166233392b33143f7f5e396c480f74538e5738fb6g27");
+        assert!(r.contains("found 63"), "{r}");
+    }
+
+    #[test]
+    fn long_inputs_are_truncated_in_messages() {
+        let long = "x".repeat(10_000);
+        let err = Digest::parse(&long).expect_err("invalid");
+        assert!(err.to_string().len() < 600);
+    }
+
+    #[test]
+    fn key_ordering_keeps_algorithms_apart() {
+        let a = Digest::from_bytes(Algorithm::Sha256, &[0xff; 32]).expect("a");
+        let b = Digest::from_bytes(Algorithm::Sha512, &[0x00; 64]).expect("b");
+        assert!(a.to_key() < b.to_key());
+        assert!(Digest::from_key(&[9u8; DIGEST_KEY_LEN]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_format_roundtrip(bytes in proptest::collection::vec(any::<u8>(), 32), wide in proptest::collection::vec(any::<u8>(), 64)) {
+            let d = Digest::from_bytes(Algorithm::Sha256, &bytes).expect("32 bytes");
+            prop_assert_eq!(Digest::parse(&d.to_string()).expect("roundtrip"), d);
+            let d = Digest::from_bytes(Algorithm::Sha512, &wide).expect("64 bytes");
+            prop_assert_eq!(Digest::parse(&d.to_string()).expect("roundtrip"), d);
+            prop_assert_eq!(Digest::from_key(&d.to_key()).expect("key"), d);
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".{0,200}") {
+            let _ = Digest::parse(&s);
+        }
+
+        #[test]
+        fn near_miss_strings_never_panic(s in "(sha256|sha512|SHA256|)[:]?[0-9a-fA-Fg]{0,130}") {
+            if let Ok(d) = Digest::parse(&s) {
+                prop_assert_eq!(d.to_string(), s);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Streaming hashing and verification of content against a promised digest
+//! and size.
+
+use sha2::Digest as _;
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, Result};
+
+/// An incremental hasher for one [`Algorithm`].
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-256 state.
+    Sha256(sha2::Sha256),
+    /// SHA-512 state.
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    /// A fresh hasher.
+    pub fn new(alg: Algorithm) -> Hasher {
+        match alg {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Digest {
+        let mut bytes = [0u8; 64];
+        let alg = match self {
+            Hasher::Sha256(h) => {
+                bytes[..32].copy_from_slice(h.finalize().as_slice());
+                Algorithm::Sha256
+            }
+            Hasher::Sha512(h) => {
+                bytes.copy_from_slice(h.finalize().as_slice());
+                Algorithm::Sha512
+            }
+        };
+        Digest::from_padded(alg, bytes)
+    }
+
+    /// Hashes a whole slice.
+    pub fn digest_of(alg: Algorithm, data: &[u8]) -> Digest {
+        let mut h = Hasher::new(alg);
+        h.update(data);
+        h.finish()
+    }
+}
+
+/// Verifies a stream against an optional expected digest and size.
+///
+/// The size is checked first and on every chunk, so an over-long stream is
+/// refused as soon as it passes the promised size, before hashing the rest.
+pub struct Verifier {
+    hasher: Hasher,
+    expected: Option<Digest>,
+    expected_size: Option<u64>,
+    seen: u64,
+}
+
+impl Verifier {
+    /// A verifier. With no expected digest, content is hashed with `alg`.
+    pub fn new(expected: Option<Digest>, expected_size: Option<u64>, alg: Algorithm) -> Verifier {
+        let alg = expected.map_or(alg, |d| d.algorithm());
+        Verifier {
+            hasher: Hasher::new(alg),
+            expected,
+            expected_size,
+            seen: 0,
+        }
+    }
+
+    fn what(&self) -> String {
+        self.expected
+            .map_or_else(|| "content".to_string(), |d| d.to_string())
+    }
+
+    /// Checks that `len` more bytes fit the expected size, without hashing.
+    pub fn check_size(&self, len: usize) -> Result<()> {
+        if let Some(want) = self.expected_size {
+            let now = self.seen + len as u64;
+            if now > want {
+                return Err(Error::SizeMismatch {
+                    what: self.what(),
+                    expected: want,
+                    actual: now,
+                    more: " or more",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a chunk; fails at once if the stream grows past the expected size.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<()> {
+        self.check_size(chunk.len())?;
+        self.account(chunk.len());
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// Records bytes hashed elsewhere (by a pipeline thread).
+    pub(crate) fn account(&mut self, len: usize) {
+        self.seen += len as u64;
+    }
+
+    /// Bytes seen so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Takes the hasher out, for hashing on another thread.
+    pub(crate) fn take_hasher(&mut self) -> Hasher {
+        let alg = match self.hasher {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        };
+        std::mem::replace(&mut self.hasher, Hasher::new(alg))
+    }
+
+    /// Puts back a hasher taken with [`Verifier::take_hasher`].
+    pub(crate) fn restore_hasher(&mut self, h: Hasher) {
+        self.hasher = h;
+    }
+
+    /// Ends the stream: checks the size first, then the digest.
+    pub fn finish(self) -> Result<(Digest, u64)> {
+        if let Some(want) = self.expected_size {
+            if self.seen != want {
+                return Err(Error::SizeMismatch {
+                    what: self.what(),
+                    expected: want,
+                    actual: self.seen,
+                    more: "",
+                });
+            }
+        }
+        let actual = self.hasher.finish();
+        if let Some(expected) = self.expected {
+            if expected != actual {
+                return Err(Error::DigestMismatch { expected, actual });
+            }
+        }
+        Ok((actual, self.seen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        assert_eq!(
+            Hasher::digest_of(Algorithm::Sha256, b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            Hasher::digest_of(Algorithm::Sha256, b"{}").to_string(),
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert!(Hasher::digest_of(Algorithm::Sha512, b"")
+            .to_string()
+            .starts_with("sha512:cf83e1357eefb8bd"));
+    }
+
+    #[test]
+    fn size_is_checked_before_the_digest() {
+        let good = Hasher::digest_of(Algorithm::Sha256, b"hello");
+        let mut v = Verifier::new(Some(good), Some(4), Algorithm::Sha256);
+        assert!(matches!(v.update(b"hello"), Err(Error::SizeMismatch { .. })));
+        let mut v = Verifier::new(Some(good), Some(6), Algorithm::Sha256);
+        v.update(b"hello").expect("fits");
+        assert!(matches!(v.finish(), Err(Error::SizeMismatch { actual: 5, .. })));
+    }
+
+    #[test]
+    fn digest_mismatch_names_both() {
+        let other = Hasher::digest_of(Algorithm::Sha256, b"other");
+        let mut v = Verifier::new(Some(other), None, Algorithm::Sha256);
+        v.update(b"hello").expect("no size");
+        match v.finish() {
+            Err(Error::DigestMismatch { expected, actual }) => {
+                assert_eq!(expected, other);
+                assert_eq!(actual, Hasher::digest_of(Algorithm::Sha256, b"hello"));
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+    }
+}

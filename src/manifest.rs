@@ -1,0 +1,446 @@
+//! Which media types are manifests, and what their edges are.
+//!
+//! [`successors`] is the whole "which types do we parse" decision, in one
+//! place, as in oras-go's `content.Successors`. Anything it does not know is
+//! stored opaque: never an error, never parsed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Manifests larger than this are refused (the distribution-spec asks
+/// registries to accept at least 4 MiB).
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+
+/// `application/vnd.oci.image.manifest.v1+json`
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// `application/vnd.oci.image.index.v1+json`
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// `application/vnd.docker.distribution.manifest.v2+json`
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// `application/vnd.docker.distribution.manifest.list.v2+json`
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// `application/vnd.oci.artifact.manifest.v1+json` (OCI 1.1 release candidates)
+pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
+/// `application/vnd.cncf.oras.artifact.manifest.v1+json`
+pub const ORAS_ARTIFACT: &str = "application/vnd.cncf.oras.artifact.manifest.v1+json";
+/// The empty descriptor's media type.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The annotation that names a tag in an OCI image layout.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const BUILTIN: [&str; 6] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_LIST,
+    OCI_ARTIFACT,
+    ORAS_ARTIFACT,
+];
+
+/// Whether a media type is one of the built-in manifest types.
+pub fn is_builtin_manifest_type(media_type: &str) -> bool {
+    BUILTIN.contains(&media_type)
+}
+
+/// Whether a media type is an index (its `manifests` are children).
+pub fn is_index_type(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+/// An OCI content descriptor. Unknown fields (such as a non-standard
+/// `comment`) are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// Media type of the referenced content.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The artifact type, for manifests that carry one.
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Platform of an index entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+impl Descriptor {
+    /// A descriptor with just the three required fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
+/// The kind of an edge in the reference graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeKind {
+    /// An image's config blob.
+    Config,
+    /// An image layer.
+    Layer,
+    /// A child manifest (index entry, or any descriptor with a manifest media type).
+    Manifest,
+    /// An artifact's blob.
+    Blob,
+    /// From a referrer to its subject.
+    Subject,
+}
+
+impl EdgeKind {
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            EdgeKind::Config => 1,
+            EdgeKind::Layer => 2,
+            EdgeKind::Manifest => 3,
+            EdgeKind::Blob => 4,
+            EdgeKind::Subject => 5,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<EdgeKind> {
+        Some(match c {
+            1 => EdgeKind::Config,
+            2 => EdgeKind::Layer,
+            3 => EdgeKind::Manifest,
+            4 => EdgeKind::Blob,
+            5 => EdgeKind::Subject,
+            _ => return None,
+        })
+    }
+
+    /// The bit of this kind in an `edges_in` kind mask.
+    pub(crate) const fn bit(self) -> u8 {
+        1 << self.code()
+    }
+
+    /// A word for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            EdgeKind::Config => "config",
+            EdgeKind::Layer => "layer",
+            EdgeKind::Manifest => "manifest",
+            EdgeKind::Blob => "blob",
+            EdgeKind::Subject => "subject",
+        }
+    }
+}
+
+/// What a manifest says about the graph.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParsedManifest {
+    /// Forward edges, de-duplicated by (kind, digest), in document order.
+    pub children: Vec<(EdgeKind, Descriptor)>,
+    /// The subject, for referrers.
+    pub subject: Option<Descriptor>,
+    /// artifactType, falling back to `config.mediaType` for image manifests.
+    pub artifact_type: Option<String>,
+    /// The manifest's own annotations.
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A parser for a user-defined manifest type.
+pub trait ManifestParser: Send + Sync {
+    /// Parses the body into edges. Errors reject the manifest.
+    fn parse(&self, body: &[u8]) -> Result<ParsedManifest>;
+}
+
+/// User-registered manifest parsers, by media type.
+#[derive(Default)]
+pub struct ParserRegistry {
+    custom: RwLock<HashMap<String, Arc<dyn ManifestParser>>>,
+}
+
+impl ParserRegistry {
+    /// Registers (or replaces) the parser for `media_type`.
+    pub fn register(&self, media_type: &str, parser: Arc<dyn ManifestParser>) {
+        if let Ok(mut m) = self.custom.write() {
+            m.insert(media_type.to_string(), parser);
+        }
+    }
+
+    fn get(&self, media_type: &str) -> Option<Arc<dyn ManifestParser>> {
+        self.custom.read().ok()?.get(media_type).cloned()
+    }
+
+    /// Whether a media type is a manifest type, built-in or registered.
+    pub fn is_manifest_type(&self, media_type: &str) -> bool {
+        is_builtin_manifest_type(media_type)
+            || self
+                .custom
+                .read()
+                .map(|m| m.contains_key(media_type))
+                .unwrap_or(false)
+    }
+}
+
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: Option<i64>,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    blobs: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    subject: Option<Descriptor>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Decides the media type of a manifest body and parses it.
+///
+/// Returns the effective media type (None when neither the caller nor the
+/// body names one) and the parsed edges (None for opaque content).
+pub fn classify(
+    registry: &ParserRegistry,
+    declared: Option<&str>,
+    body: &[u8],
+) -> Result<(Option<String>, Option<ParsedManifest>)> {
+    if body.len() as u64 > MAX_MANIFEST_SIZE {
+        return Err(Error::ManifestTooLarge {
+            size: body.len() as u64,
+            limit: MAX_MANIFEST_SIZE,
+        });
+    }
+    let declared = declared.filter(|s| !s.is_empty());
+    if let Some(mt) = declared {
+        if let Some(p) = registry.get(mt) {
+            return Ok((Some(mt.to_string()), Some(p.parse(body)?)));
+        }
+        if !is_builtin_manifest_type(mt) && !looks_like_json_object(body) {
+            return Ok((Some(mt.to_string()), None));
+        }
+    }
+    let doc: Doc = match serde_json::from_slice(body) {
+        Ok(d) => d,
+        Err(e) => {
+            return match declared {
+                Some(mt) if is_builtin_manifest_type(mt) => Err(Error::InvalidManifest {
+                    what: mt.to_string(),
+                    reason: format!("body is not a valid manifest: {e}"),
+                }),
+                Some(mt) => Ok((Some(mt.to_string()), None)),
+                None => Err(Error::InvalidManifest {
+                    what: "without a media type".into(),
+                    reason: format!("body is not valid JSON: {e}"),
+                }),
+            }
+        }
+    };
+    let body_mt = doc.media_type.clone().filter(|s| !s.is_empty());
+    let effective = match (declared, body_mt.as_deref()) {
+        (Some(d), Some(b)) if d != b => {
+            return Err(Error::MediaTypeConflict {
+                declared: d.to_string(),
+                body: b.to_string(),
+            })
+        }
+        (Some(d), _) => d.to_string(),
+        (None, Some(b)) => b.to_string(),
+        (None, None) => return Ok((None, None)),
+    };
+    if let Some(p) = registry.get(&effective) {
+        return Ok((Some(effective), Some(p.parse(body)?)));
+    }
+    if !is_builtin_manifest_type(&effective) {
+        return Ok((Some(effective), None));
+    }
+    let parsed = successors(registry, &effective, doc)?;
+    Ok((Some(effective), Some(parsed)))
+}
+
+fn looks_like_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
+}
+
+/// Maps a known manifest document to its edges.
+fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<ParsedManifest> {
+    let invalid = |reason: String| Error::InvalidManifest {
+        what: media_type.to_string(),
+        reason,
+    };
+    if let Some(v) = doc.schema_version {
+        if v != 2 {
+            return Err(invalid(format!("schemaVersion is {v}; expected 2")));
+        }
+    }
+    let mut out = ParsedManifest {
+        annotations: doc.annotations,
+        ..ParsedManifest::default()
+    };
+    let push = |kind: EdgeKind, d: Descriptor, out: &mut ParsedManifest| {
+        let kind = if registry.is_manifest_type(&d.media_type) {
+            EdgeKind::Manifest
+        } else {
+            kind
+        };
+        // Duplicate descriptors (same kind and digest) make one edge.
+        if !out
+            .children
+            .iter()
+            .any(|(k, e)| *k == kind && e.digest == d.digest)
+        {
+            out.children.push((kind, d));
+        }
+    };
+    let takes_subject;
+    match media_type {
+        OCI_MANIFEST | DOCKER_MANIFEST => {
+            let config = doc
+                .config
+                .ok_or_else(|| invalid("missing required field `config`".into()))?;
+            out.artifact_type = doc
+                .artifact_type
+                .clone()
+                .filter(|s| !s.is_empty())
+                .or_else(|| Some(config.media_type.clone()).filter(|s| !s.is_empty()));
+            push(EdgeKind::Config, config, &mut out);
+            for l in doc.layers.unwrap_or_default() {
+                push(EdgeKind::Layer, l, &mut out);
+            }
+            takes_subject = media_type == OCI_MANIFEST;
+        }
+        OCI_INDEX | DOCKER_LIST => {
+            out.artifact_type = doc.artifact_type.clone().filter(|s| !s.is_empty());
+            let manifests = doc
+                .manifests
+                .ok_or_else(|| invalid("missing required field `manifests`".into()))?;
+            for m in manifests {
+                push(EdgeKind::Manifest, m, &mut out);
+            }
+            takes_subject = media_type == OCI_INDEX;
+        }
+        OCI_ARTIFACT | ORAS_ARTIFACT => {
+            out.artifact_type = doc.artifact_type.clone().filter(|s| !s.is_empty());
+            for b in doc.blobs.unwrap_or_default() {
+                push(EdgeKind::Blob, b, &mut out);
+            }
+            takes_subject = true;
+        }
+        other => return Err(invalid(format!("no parser for `{other}`"))),
+    }
+    if takes_subject {
+        out.subject = doc.subject;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hasher::Hasher;
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> Digest {
+        Hasher::digest_of(crate::Algorithm::Sha256, s.as_bytes())
+    }
+
+    #[test]
+    fn image_manifest_edges_and_artifact_type_fallback() {
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.cncf.notary.signature", "digest": d("c"), "size": 2},
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d("l"), "size": 1},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d("l"), "size": 1}
+            ],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": d("s"), "size": 3},
+            "unknown": {"ignored": true}
+        });
+        let reg = ParserRegistry::default();
+        let (mt, p) = classify(&reg, None, body.to_string().as_bytes()).expect("parses");
+        assert_eq!(mt.as_deref(), Some(OCI_MANIFEST));
+        let p = p.expect("manifest");
+        assert_eq!(p.children.len(), 2, "duplicate layer makes one edge");
+        assert_eq!(p.children[0].0, EdgeKind::Config);
+        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.cncf.notary.signature"));
+        assert_eq!(p.subject.expect("subject").digest, d("s"));
+    }
+
+    #[test]
+    fn manifest_typed_blobs_become_manifest_edges() {
+        let body = serde_json::json!({
+            "mediaType": ORAS_ARTIFACT,
+            "artifactType": "application/vnd.cncf.helm.vFuture+json",
+            "blobs": [
+                {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": d("cfg"), "size": 1, "comment": "x"},
+                {"mediaType": OCI_MANIFEST, "digest": d("img"), "size": 1, "comment": "y"}
+            ]
+        });
+        let reg = ParserRegistry::default();
+        let (_, p) = classify(&reg, Some(ORAS_ARTIFACT), body.to_string().as_bytes()).expect("ok");
+        let p = p.expect("manifest");
+        assert_eq!(p.children[0].0, EdgeKind::Blob);
+        assert_eq!(p.children[1].0, EdgeKind::Manifest);
+    }
+
+    #[test]
+    fn declared_and_body_types_must_agree() {
+        let body = serde_json::json!({"mediaType": OCI_INDEX, "manifests": []}).to_string();
+        let reg = ParserRegistry::default();
+        let err = classify(&reg, Some(OCI_MANIFEST), body.as_bytes()).expect_err("conflict");
+        assert!(matches!(err, Error::MediaTypeConflict { .. }), "{err}");
+        let (mt, p) = classify(&reg, None, b"{\"schemaVersion\":2}").expect("opaque");
+        assert!(mt.is_none() && p.is_none());
+        let (mt, p) = classify(&reg, Some("application/x-thing"), b"\x00\x01").expect("opaque");
+        assert_eq!(mt.as_deref(), Some("application/x-thing"));
+        assert!(p.is_none());
+    }
+
+    #[test]
+    fn deep_nesting_and_bad_sizes_are_errors_not_panics() {
+        let reg = ParserRegistry::default();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(classify(&reg, Some(OCI_MANIFEST), deep.as_bytes()).is_err());
+        let neg = serde_json::json!({"mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": d("x"), "size": -1}]}).to_string();
+        let err = classify(&reg, None, neg.as_bytes()).expect_err("negative size");
+        assert!(err.to_string().contains("-1"), "{err}");
+        let huge = vec![b' '; MAX_MANIFEST_SIZE as usize + 1];
+        assert!(matches!(
+            classify(&reg, Some(OCI_MANIFEST), &huge),
+            Err(Error::ManifestTooLarge { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), which in 0usize..7) {
+            let reg = ParserRegistry::default();
+            let declared = BUILTIN.get(which).copied();
+            let _ = classify(&reg, declared, &body);
+        }
+    }
+}

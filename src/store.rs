@@ -1,0 +1,883 @@
+//! The content-addressed blob store: `Store`, its options, and blob I/O.
+
+use std::fs;
+use std::io::{self, Read, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use redb::{Database, ReadableTable as _};
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, IoContext as _, Result};
+use crate::hasher::{Hasher, Verifier};
+use crate::record::{BlobRecord, Placement};
+use crate::tables::{self, BLOBS, INLINE, META};
+use crate::writer::{self, Batch, Job, Shared, Writer, INTENT_FILE};
+
+/// File name of the redb database inside a store directory.
+pub const DB_FILE: &str = "ocidb.redb";
+/// The on-disk format this release writes (see ARCHITECTURE.md).
+pub const STORE_FORMAT: u8 = 1;
+const FORMAT_KEY: &str = "format";
+
+/// Size of one chunk in the streaming put pipeline.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the reading, hashing and writing stages.
+const POOL: usize = 4;
+
+/// Tunables for a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Blobs of at most this many bytes live inline in redb and commit
+    /// atomically with their records; larger ones are files.
+    pub inline_threshold: usize,
+    /// redb page cache size in bytes.
+    pub cache_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            inline_threshold: 64 * 1024,
+            cache_size: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// How to put one blob.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// The digest the content must hash to.
+    pub digest: Option<Digest>,
+    /// The size the content must have.
+    pub size: Option<u64>,
+    /// The media type to record (informational for plain blobs).
+    pub media_type: Option<String>,
+    /// Skip fsync: the blob may be lost on power loss until the next durable
+    /// commit. Never leaves a record pointing at missing bytes after a crash
+    /// (see ARCHITECTURE.md).
+    pub no_sync: bool,
+    /// Make the blob a member of this repository (as a registry's blob
+    /// upload to `/v2/<name>/blobs/` does).
+    pub repository: Option<String>,
+}
+
+impl PutOptions {
+    /// Options that verify against an expected digest.
+    pub fn expect(digest: Digest) -> PutOptions {
+        PutOptions {
+            digest: Some(digest),
+            ..PutOptions::default()
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// False when the blob was already stored (nothing was written).
+    pub created: bool,
+}
+
+/// Metadata of a stored blob.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlobInfo {
+    /// The digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, when known.
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    /// Whether the blob was indexed as a manifest.
+    #[serde(skip)]
+    pub manifest: bool,
+    /// Where the bytes live.
+    #[serde(skip)]
+    pub placement: Placement,
+    /// When it was first stored (milliseconds since the Unix epoch).
+    #[serde(skip)]
+    pub created_ms: u64,
+}
+
+/// An embedded store of OCI content. `Send + Sync`; share it with `Arc`.
+pub struct Store {
+    pub(crate) db: Arc<Database>,
+    pub(crate) root: PathBuf,
+    pub(crate) opts: StoreOptions,
+    tx: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    pub(crate) shared: Arc<Shared>,
+    tmp_seq: AtomicU64,
+    pub(crate) parsers: crate::manifest::ParserRegistry,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued and exit.
+        self.tx.take();
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Removes a temp file unless the put hands it over to the writer.
+struct TmpGuard(Option<PathBuf>);
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+impl Store {
+    /// Opens an existing store. Fails with [`Error::NotAStore`] if `dir` does not hold one.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default(), false)
+    }
+
+    /// Creates a store in `dir` (made if missing), or opens the one already there.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default(), true)
+    }
+
+    /// Opens (or with `create`, creates) a store with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, opts: StoreOptions, create: bool) -> Result<Store> {
+        let root = dir.as_ref().to_path_buf();
+        let db_path = root.join(DB_FILE);
+        if !create {
+            if !root.is_dir() {
+                return Err(Error::NotAStore {
+                    path: root,
+                    reason: "no such directory".into(),
+                });
+            }
+            if !db_path.is_file() {
+                return Err(Error::NotAStore {
+                    path: root,
+                    reason: format!("{DB_FILE} is missing"),
+                });
+            }
+        }
+        for sub in ["blobs/sha256", "blobs/sha512", "tmp"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).context(|| format!("creating directory {}", p.display()))?;
+        }
+        let mut builder = Database::builder();
+        builder.set_cache_size(opts.cache_size);
+        let db = builder.create(&db_path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: root.clone() },
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                Error::io(format!("opening database {}", db_path.display()), io)
+            }
+            other => Error::Storage(other.into()),
+        })?;
+        init_schema(&db, &root)?;
+        let db = Arc::new(db);
+        recover_files(&db, &root)?;
+
+        let shared = Arc::new(Shared::new());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Writer {
+            db: Arc::clone(&db),
+            root: root.clone(),
+            rx,
+            shared: Arc::clone(&shared),
+            unsynced: Vec::new(),
+            intent_pending: false,
+        };
+        let writer = std::thread::Builder::new()
+            .name("ocidb-writer".into())
+            .spawn(move || w.run())
+            .context(|| "starting the writer thread".to_string())?;
+        Ok(Store {
+            db,
+            root,
+            opts,
+            tx: Some(tx),
+            writer: Some(writer),
+            shared,
+            tmp_seq: AtomicU64::new(0),
+            parsers: crate::manifest::ParserRegistry::default(),
+        })
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Runs `f` in the writer's next group commit and waits for the result.
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.shared.check()?;
+        let (job, rx) = Job::new(durable, f);
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        tx.send(job).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Waits until everything acknowledged so far is durable (a durable
+    /// commit of nothing, which also fsyncs files of earlier `no_sync` puts).
+    pub fn sync(&self) -> Result<()> {
+        self.submit(true, |_| Ok(()))
+    }
+
+    fn new_tmp(&self) -> Result<(PathBuf, fs::File)> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("put-{}-{n}", std::process::id()));
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .context(|| format!("creating temp file {}", path.display()))?;
+        Ok((path, f))
+    }
+
+    /// Stores a blob read from `reader`, verifying it against the expected
+    /// digest and size when given. On any mismatch nothing is stored.
+    pub fn put(&self, mut reader: impl Read, opts: &PutOptions) -> Result<PutResult> {
+        self.shared.check()?;
+        if let Some(existing) = self.existing(opts)? {
+            return Ok(existing);
+        }
+        let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
+        let threshold = self.opts.inline_threshold;
+        let hint = opts.size.map_or(8192, |s| s.min(threshold as u64 + 1) as usize);
+        let mut head = Vec::with_capacity(hint);
+        (&mut reader)
+            .take(threshold as u64 + 1)
+            .read_to_end(&mut head)
+            .context(|| "reading blob content".to_string())?;
+        if head.len() <= threshold {
+            v.update(&head)?;
+            let (digest, size) = v.finish()?;
+            return self.commit_inline(digest, size, head, opts);
+        }
+        let (tmp, mut file) = self.new_tmp()?;
+        let mut guard = TmpGuard(Some(tmp.clone()));
+        stream_to_file(head, &mut reader, &mut file, &mut v, &tmp)?;
+        let (digest, size) = v.finish()?;
+        if !opts.no_sync {
+            file.sync_all()
+                .context(|| format!("fsync of temp file {}", tmp.display()))?;
+        }
+        drop(file);
+        guard.0 = None;
+        self.commit_file(digest, size, tmp, opts)
+    }
+
+    /// Stores a blob held in memory.
+    pub fn put_bytes(&self, data: &[u8], opts: &PutOptions) -> Result<PutResult> {
+        if data.len() > self.opts.inline_threshold {
+            return self.put(data, opts);
+        }
+        self.shared.check()?;
+        if let Some(existing) = self.existing(opts)? {
+            return Ok(existing);
+        }
+        let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
+        v.update(data)?;
+        let (digest, size) = v.finish()?;
+        self.commit_inline(digest, size, data.to_vec(), opts)
+    }
+
+    /// The cheap no-op for a blob already stored: no read, no rewrite (only a
+    /// membership link when a repository is named).
+    fn existing(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
+        if let Some(r) = &opts.repository {
+            crate::names::validate_repository(r)?;
+        }
+        let Some(d) = &opts.digest else {
+            return Ok(None);
+        };
+        let size = opts.size;
+        let Some(rec) = self.record(d)? else {
+            return Ok(None);
+        };
+        if let Some(want) = size {
+            if want != rec.size {
+                return Err(Error::SizeMismatch {
+                    what: d.to_string(),
+                    expected: want,
+                    actual: rec.size,
+                    more: "",
+                });
+            }
+        }
+        if let Some(r) = &opts.repository {
+            if !self.is_member(r, d)? {
+                self.link_blob(r, d)?;
+            }
+        }
+        Ok(Some(PutResult {
+            digest: *d,
+            size: rec.size,
+            created: false,
+        }))
+    }
+
+    /// Makes a stored blob a member of a repository.
+    pub fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
+        crate::names::validate_repository(repo)?;
+        let (repo, d) = (repo.to_string(), *d);
+        self.submit(true, move |b| {
+            if b.t.blobs.get(&d.to_key())?.is_none() {
+                return Err(not_found(&d));
+            }
+            let id = crate::graph::ensure_repo(b, &repo)?;
+            crate::graph::add_member(b, id, &d, crate::graph::MEMBER_BLOB)
+        })
+    }
+
+    fn commit_inline(
+        &self,
+        digest: Digest,
+        size: u64,
+        bytes: Vec<u8>,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let media_type = opts.media_type.clone();
+        let repo = opts.repository.clone();
+        self.submit(!opts.no_sync, move |b| {
+            let created = insert_blob(b, &digest, size, media_type.clone(), Some(&bytes))?;
+            link(b, repo.as_deref(), &digest)?;
+            Ok(PutResult {
+                digest,
+                size,
+                created,
+            })
+        })
+    }
+
+    fn commit_file(
+        &self,
+        digest: Digest,
+        size: u64,
+        tmp: PathBuf,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let media_type = opts.media_type.clone();
+        let synced = !opts.no_sync;
+        let repo = opts.repository.clone();
+        self.submit(synced, move |b| {
+            let created = insert_blob(b, &digest, size, media_type.clone(), None)?;
+            link(b, repo.as_deref(), &digest)?;
+            if created {
+                b.install_file(digest, tmp.clone(), synced);
+            } else {
+                b.discard_tmp(tmp.clone());
+            }
+            Ok(PutResult {
+                digest,
+                size,
+                created,
+            })
+        })
+    }
+
+    /// Reads a blob's record.
+    pub(crate) fn record(&self, d: &Digest) -> Result<Option<BlobRecord>> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(BLOBS)?;
+        let got = t.get(&d.to_key())?;
+        got.map(|g| BlobRecord::decode(g.value())).transpose()
+    }
+
+    /// Size and media type of a blob.
+    pub fn stat(&self, d: &Digest) -> Result<BlobInfo> {
+        let rec = self.record(d)?.ok_or_else(|| not_found(d))?;
+        Ok(info(d, rec))
+    }
+
+    /// Whether a blob is stored.
+    pub fn exists(&self, d: &Digest) -> Result<bool> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(BLOBS)?;
+        Ok(t.get(&d.to_key())?.is_some())
+    }
+
+    /// A streaming reader over the whole blob.
+    pub fn get(&self, d: &Digest) -> Result<BlobReader> {
+        self.open_reader(d, None)
+    }
+
+    /// A streaming reader over bytes `start..=end` (inclusive, as in HTTP
+    /// Range). An `end` past the blob is clamped to its last byte.
+    pub fn get_range(&self, d: &Digest, start: u64, end: u64) -> Result<BlobReader> {
+        self.open_reader(d, Some((start, end)))
+    }
+
+    /// A reader that hashes while it reads and fails with `InvalidData` at
+    /// the end if the bytes do not match the digest (a corrupt blob file).
+    pub fn get_verified(&self, d: &Digest) -> Result<VerifiedReader<BlobReader>> {
+        let r = self.get(d)?;
+        Ok(VerifiedReader::new(r, *d))
+    }
+
+    /// Reads a whole blob into memory. Meant for manifests and other small
+    /// content; use [`Store::get`] for layers.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut r = self.get(d)?;
+        let mut out = Vec::with_capacity(r.len() as usize);
+        r.read_to_end(&mut out)
+            .context(|| format!("reading blob {d}"))?;
+        Ok(out)
+    }
+
+    /// Re-hashes a stored blob and fails with [`Error::Corrupt`] if its bytes
+    /// no longer match its digest or recorded size.
+    pub fn verify(&self, d: &Digest) -> Result<()> {
+        let txn = tables::begin_read(&self.db)?;
+        let rec = {
+            let t = txn.open_table(BLOBS)?;
+            let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
+            BlobRecord::decode(g.value())?
+        };
+        let actual = match rec.placement {
+            Placement::Inline => {
+                let t = txn.open_table(INLINE)?;
+                let g = t.get(&d.to_key())?.ok_or_else(|| {
+                    Error::Corrupt(format!("{d} is recorded inline but its bytes are missing"))
+                })?;
+                let bytes = g.value();
+                check_len(d, &rec, bytes.len() as u64)?;
+                Hasher::digest_of(d.algorithm(), bytes)
+            }
+            Placement::File => {
+                let path = d.blob_path(&self.root);
+                let f = fs::File::open(&path).map_err(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        Error::Corrupt(format!("{d} is recorded but {} is missing", path.display()))
+                    } else {
+                        Error::io(format!("opening {}", path.display()), e)
+                    }
+                })?;
+                let len = f
+                    .metadata()
+                    .context(|| format!("stat of {}", path.display()))?
+                    .len();
+                check_len(d, &rec, len)?;
+                hash_file(&f, d.algorithm(), len)
+                    .context(|| format!("hashing {}", path.display()))?
+            }
+        };
+        if actual != *d {
+            return Err(Error::Corrupt(format!(
+                "{d} hashes to {actual}; its bytes were changed on disk"
+            )));
+        }
+        Ok(())
+    }
+
+    fn open_reader(&self, d: &Digest, range: Option<(u64, u64)>) -> Result<BlobReader> {
+        let txn = tables::begin_read(&self.db)?;
+        let rec = {
+            let t = txn.open_table(BLOBS)?;
+            let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
+            BlobRecord::decode(g.value())?
+        };
+        let (start, end) = match range {
+            None => (0, rec.size),
+            Some((s, e)) => {
+                if s > e || s >= rec.size {
+                    return Err(Error::InvalidRange {
+                        start: s,
+                        end: e,
+                        digest: *d,
+                        size: rec.size,
+                    });
+                }
+                (s, e.min(rec.size - 1) + 1)
+            }
+        };
+        match rec.placement {
+            Placement::Inline => {
+                let t = txn.open_table(INLINE)?;
+                let g = t.get(&d.to_key())?.ok_or_else(|| {
+                    Error::Corrupt(format!("{d} is recorded inline but its bytes are missing"))
+                })?;
+                let bytes = g.value();
+                let slice = bytes.get(start as usize..end as usize).ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "{d} is recorded as {} bytes but {} are stored",
+                        rec.size,
+                        bytes.len()
+                    ))
+                })?;
+                Ok(BlobReader {
+                    src: Source::Memory(slice.to_vec()),
+                    pos: 0,
+                    end: end - start,
+                })
+            }
+            Placement::File => {
+                let path = d.blob_path(&self.root);
+                let f = fs::File::open(&path).map_err(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        // Deleted after our snapshot was taken.
+                        not_found(d)
+                    } else {
+                        Error::io(format!("opening {}", path.display()), e)
+                    }
+                })?;
+                Ok(BlobReader {
+                    src: Source::File(f),
+                    pos: start,
+                    end,
+                })
+            }
+        }
+    }
+
+    /// Removes a blob and its bytes. Errors with [`Error::NotFound`] if absent.
+    pub fn delete(&self, d: &Digest) -> Result<()> {
+        let d = *d;
+        self.submit(true, move |b| {
+            let key = d.to_key();
+            let rec = match b.t.blobs.get(&key)? {
+                Some(g) => BlobRecord::decode(g.value())?,
+                None => return Err(not_found(&d)),
+            };
+            crate::graph::remove_blob_in(b, &d, &rec)?;
+            Ok(())
+        })
+    }
+}
+
+fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {
+    if len != rec.size {
+        return Err(Error::Corrupt(format!(
+            "{d} is recorded as {} bytes but {len} are stored",
+            rec.size
+        )));
+    }
+    Ok(())
+}
+
+/// Hashes a file through a read-only mapping: no copy into user space.
+pub(crate) fn hash_file(f: &fs::File, alg: Algorithm, len: u64) -> io::Result<Digest> {
+    if len == 0 {
+        return Ok(Hasher::digest_of(alg, &[]));
+    }
+    // SAFETY: the mapping is read-only and private to this call. Blob files
+    // are never modified in place (only created by rename and unlinked), so
+    // no other writer can change the bytes under us; a truncation by an
+    // outside actor would raise SIGBUS, the accepted risk of mmap.
+    let map = unsafe { memmap2::Mmap::map(f)? };
+    let mut h = Hasher::new(alg);
+    for chunk in map.chunks(CHUNK) {
+        h.update(chunk);
+    }
+    Ok(h.finish())
+}
+
+pub(crate) fn not_found(d: &Digest) -> Error {
+    Error::NotFound {
+        what: "blob",
+        digest: *d,
+        hint: String::new(),
+    }
+}
+
+pub(crate) fn info(d: &Digest, rec: BlobRecord) -> BlobInfo {
+    BlobInfo {
+        digest: *d,
+        size: rec.size,
+        media_type: rec.media_type,
+        manifest: rec.manifest,
+        placement: rec.placement,
+        created_ms: rec.created_ms,
+    }
+}
+
+fn link(b: &mut Batch<'_>, repo: Option<&str>, d: &Digest) -> Result<()> {
+    if let Some(r) = repo {
+        let id = crate::graph::ensure_repo(b, r)?;
+        crate::graph::add_member(b, id, d, crate::graph::MEMBER_BLOB)?;
+    }
+    Ok(())
+}
+
+/// Inserts a blob record (and inline bytes) unless the digest is already
+/// stored. Returns whether it was inserted.
+pub(crate) fn insert_blob(
+    b: &mut Batch<'_>,
+    digest: &Digest,
+    size: u64,
+    media_type: Option<String>,
+    inline: Option<&[u8]>,
+) -> Result<bool> {
+    let key = digest.to_key();
+    if b.t.blobs.get(&key)?.is_some() {
+        return Ok(false);
+    }
+    let rec = BlobRecord {
+        size,
+        created_ms: b.now_ms,
+        placement: if inline.is_some() {
+            Placement::Inline
+        } else {
+            Placement::File
+        },
+        manifest: false,
+        media_type,
+    };
+    b.t.blobs.insert(&key, rec.encode().as_slice())?;
+    if let Some(bytes) = inline {
+        b.t.inline.insert(&key, bytes)?;
+    }
+    Ok(true)
+}
+
+/// Reads, hashes and writes in a pipeline: this thread reads and writes the
+/// file while a helper hashes, so a put runs at the speed of the slower of
+/// the two instead of their sum.
+fn stream_to_file(
+    head: Vec<u8>,
+    reader: &mut impl Read,
+    file: &mut fs::File,
+    v: &mut Verifier,
+    tmp: &Path,
+) -> Result<()> {
+    let mut hasher = v.take_hasher();
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(POOL + 1);
+    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<Arc<Vec<u8>>>(POOL);
+    for _ in 0..POOL {
+        let _ = free_tx.send(Vec::with_capacity(CHUNK));
+    }
+    let result = std::thread::scope(|s| -> Result<()> {
+        let recycle = free_tx.clone();
+        let hashing = s.spawn(move || {
+            for chunk in hash_rx {
+                hasher.update(&chunk);
+                if let Some(buf) = Arc::into_inner(chunk) {
+                    let _ = recycle.send(buf);
+                }
+            }
+            hasher
+        });
+        let feed = || -> Result<()> {
+            let mut next = Some(head);
+            loop {
+                let buf = match next.take() {
+                    Some(b) => b,
+                    None => {
+                        let mut buf = free_rx.recv().unwrap_or_default();
+                        buf.clear();
+                        (&mut *reader)
+                            .take(CHUNK as u64)
+                            .read_to_end(&mut buf)
+                            .context(|| "reading blob content".to_string())?;
+                        buf
+                    }
+                };
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                v.check_size(buf.len())?;
+                v.account(buf.len());
+                let chunk = Arc::new(buf);
+                hash_tx
+                    .send(Arc::clone(&chunk))
+                    .map_err(|_| Error::io("hashing", io::Error::other("hash thread stopped")))?;
+                file.write_all(&chunk)
+                    .context(|| format!("writing temp file {}", tmp.display()))?;
+                if let Some(buf) = Arc::into_inner(chunk) {
+                    let _ = free_tx.send(buf);
+                }
+            }
+        };
+        let r = feed();
+        drop(hash_tx);
+        match hashing.join() {
+            Ok(h) => v.restore_hasher(h),
+            Err(_) => return Err(Error::io("hashing", io::Error::other("hash thread panicked"))),
+        }
+        r
+    });
+    result
+}
+
+enum Source {
+    Memory(Vec<u8>),
+    File(fs::File),
+}
+
+/// A streaming reader over a blob or a range of it. File-backed blobs are
+/// read with `pread`, so memory stays bounded whatever the blob size.
+pub struct BlobReader {
+    src: Source,
+    pos: u64,
+    end: u64,
+}
+
+impl BlobReader {
+    /// Bytes left to read.
+    pub fn len(&self) -> u64 {
+        self.end - self.pos.min(self.end)
+    }
+
+    /// Whether nothing is left to read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.len().min(buf.len() as u64)) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match &self.src {
+            Source::Memory(data) => {
+                let start = self.pos as usize;
+                let src = data.get(start..start + want).unwrap_or_default();
+                buf[..src.len()].copy_from_slice(src);
+                src.len()
+            }
+            Source::File(f) => f.read_at(&mut buf[..want], self.pos)?,
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob ended {} bytes early", self.len()),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Wraps a reader and checks, at its end, that the bytes hash to `expected`.
+pub struct VerifiedReader<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    expected: Digest,
+}
+
+impl<R: Read> VerifiedReader<R> {
+    /// Verifies `inner` against `expected`.
+    pub fn new(inner: R, expected: Digest) -> Self {
+        VerifiedReader {
+            inner,
+            hasher: Some(Hasher::new(expected.algorithm())),
+            expected,
+        }
+    }
+}
+
+impl<R: Read> Read for VerifiedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+        } else if !buf.is_empty() {
+            if let Some(h) = self.hasher.take() {
+                let actual = h.finish();
+                if actual != self.expected {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "corrupt blob: {} hashes to {actual}",
+                            self.expected
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn init_schema(db: &Database, root: &Path) -> Result<()> {
+    let txn = db.begin_write()?;
+    {
+        tables::create_all(&txn)?;
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|g| g.value().to_vec());
+        match found.as_deref() {
+            None => {
+                meta.insert(FORMAT_KEY, [STORE_FORMAT].as_slice())?;
+            }
+            Some([STORE_FORMAT]) => {}
+            Some(other) => {
+                return Err(Error::NotAStore {
+                    path: root.to_path_buf(),
+                    reason: format!(
+                        "on-disk format {other:?} is not supported; this build reads format [{STORE_FORMAT}]"
+                    ),
+                })
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Finishes what a crash interrupted: removes blob files listed in the
+/// intent that have no record, then empties `tmp/`. O(size of tmp/), never
+/// O(store).
+fn recover_files(db: &Database, root: &Path) -> Result<()> {
+    let tmp = root.join("tmp");
+    let intent = tmp.join(INTENT_FILE);
+    if let Ok(text) = fs::read_to_string(&intent) {
+        let txn = tables::begin_read(db)?;
+        let t = txn.open_table(BLOBS)?;
+        for line in text.lines() {
+            let Ok(d) = Digest::parse(line.trim()) else {
+                continue;
+            };
+            let recorded_as_file = match t.get(&d.to_key())? {
+                Some(g) => BlobRecord::decode(g.value())?.placement == Placement::File,
+                None => false,
+            };
+            if !recorded_as_file {
+                let _ = fs::remove_file(d.blob_path(root));
+            }
+        }
+        writer::sync_dir(&root.join("blobs").join("sha256"))?;
+        writer::sync_dir(&root.join("blobs").join("sha512"))?;
+    }
+    let entries = fs::read_dir(&tmp).context(|| format!("listing {}", tmp.display()))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let _ = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The single writer thread and its group commit.
+//!
+//! Callers hash, parse and fsync their data on their own threads, then send a
+//! [`Job`] here. The writer drains everything queued, applies it in one redb
+//! write transaction and commits once, so concurrent durable writers share one
+//! fsync. Blob files are renamed into place by this thread only, which
+//! serialises them against deletions of the same digest.
+//!
+//! Contract for a job: it validates before it mutates. A job that returns an
+//! input error (anything but a storage failure) must not have written to the
+//! tables; its error goes to its caller and the batch goes on. A storage
+//! failure aborts the whole transaction and fails every job in it.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+use redb::{Database, Durability};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext as _, Result};
+use crate::tables::WriteTables;
+
+/// Largest number of jobs folded into one transaction. Bounds the latency a
+/// job can wait behind others and the size of one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The name of the intent file: digests whose files this batch installs or
+/// removes. At open, any listed digest without a record has its file removed,
+/// so a crash between a rename and the commit leaves no orphan behind.
+pub(crate) const INTENT_FILE: &str = "intent";
+
+/// What the batch will do to a blob file once the transaction is settled.
+enum FileAction {
+    /// Rename the temp file to `blobs/<alg>/<hex>` before the commit.
+    Install { tmp: PathBuf, synced: bool },
+    /// Unlink `blobs/<alg>/<hex>` after the commit.
+    Remove,
+}
+
+/// The state a job sees: the open tables and the file work it schedules.
+pub(crate) struct Batch<'t> {
+    pub t: WriteTables<'t>,
+    pub now_ms: u64,
+    files: HashMap<Digest, FileAction>,
+    discards: Vec<PathBuf>,
+}
+
+impl Batch<'_> {
+    /// Schedules a verified temp file to become the blob file of `digest`.
+    pub fn install_file(&mut self, digest: Digest, tmp: PathBuf, synced: bool) {
+        if let Some(FileAction::Install { tmp: old, .. }) = self
+            .files
+            .insert(digest, FileAction::Install { tmp, synced })
+        {
+            self.discards.push(old);
+        }
+    }
+
+    /// Schedules the blob file of `digest` for removal after the commit.
+    pub fn remove_file(&mut self, digest: Digest) {
+        if let Some(FileAction::Install { tmp, .. }) = self.files.insert(digest, FileAction::Remove)
+        {
+            self.discards.push(tmp);
+        }
+    }
+
+    /// A temp file that is no longer needed (the blob was already stored).
+    pub fn discard_tmp(&mut self, tmp: PathBuf) {
+        self.discards.push(tmp);
+    }
+
+    /// Whether the blob file of `digest` is scheduled for install in this batch.
+    pub fn pending_install(&self, digest: &Digest) -> bool {
+        matches!(self.files.get(digest), Some(FileAction::Install { .. }))
+    }
+}
+
+type RunFn = Box<dyn FnMut(&mut Batch<'_>) -> Result<()> + Send>;
+type DoneFn = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// One unit of work for the writer.
+pub(crate) struct Job {
+    pub durable: bool,
+    pub run: RunFn,
+    pub done: DoneFn,
+}
+
+impl Job {
+    /// A job whose typed output comes back through a channel.
+    pub fn new<T: Send + 'static>(
+        durable: bool,
+        mut f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> (Job, crossbeam_channel::Receiver<Result<T>>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let run_slot = Arc::clone(&slot);
+        let job = Job {
+            durable,
+            run: Box::new(move |b| {
+                let out = f(b)?;
+                if let Ok(mut g) = run_slot.lock() {
+                    *g = Some(out);
+                }
+                Ok(())
+            }),
+            done: Box::new(move |r| {
+                let r = r.and_then(|()| {
+                    slot.lock()
+                        .ok()
+                        .and_then(|mut g| g.take())
+                        .ok_or_else(|| Error::Corrupt("writer job finished without output".into()))
+                });
+                let _ = tx.send(r);
+            }),
+        };
+        (job, rx)
+    }
+}
+
+/// State shared between the store handle and the writer thread.
+pub(crate) struct Shared {
+    pub poisoned: AtomicBool,
+    pub poison_reason: Mutex<String>,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let why = self
+                .poison_reason
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default();
+            return Err(Error::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    fn poison(&self, why: &Error) {
+        if let Ok(mut g) = self.poison_reason.lock() {
+            *g = why.to_string();
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) struct Writer {
+    pub db: Arc<Database>,
+    pub root: PathBuf,
+    pub rx: Receiver<Job>,
+    pub shared: Arc<Shared>,
+    /// Blob files installed by non-durable batches and not yet fsynced.
+    /// They are synced before the next durable commit, which is the commit
+    /// that makes their records durable.
+    pub unsynced: Vec<PathBuf>,
+    /// An intent file from a non-durable batch is still on disk.
+    pub intent_pending: bool,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.shared.check() {
+                let msg = e.to_string();
+                for j in jobs {
+                    (j.done)(Err(Error::Poisoned(msg.clone())));
+                }
+                continue;
+            }
+            match self.commit(&mut jobs) {
+                Ok(results) => {
+                    for (j, r) in jobs.into_iter().zip(results) {
+                        (j.done)(r);
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let mut first = Some(e);
+                    for j in jobs {
+                        let err = first.take().unwrap_or_else(|| {
+                            Error::io(
+                                "group commit failed",
+                                std::io::Error::other(msg.clone()),
+                            )
+                        });
+                        (j.done)(Err(err));
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, jobs: &mut [Job]) -> Result<Vec<Result<()>>> {
+        let durable = jobs.iter().any(|j| j.durable);
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
+        let mut results = Vec::with_capacity(jobs.len());
+        let (files, discards) = {
+            let mut batch = Batch {
+                t: WriteTables::open(&txn)?,
+                now_ms: now_ms(),
+                files: HashMap::new(),
+                discards: Vec::new(),
+            };
+            for j in jobs.iter_mut() {
+                let r = (j.run)(&mut batch);
+                if let Err(e) = &r {
+                    if e.is_storage_failure() {
+                        for tmp in batch.discards.drain(..) {
+                            let _ = fs::remove_file(tmp);
+                        }
+                        return Err(r.err().unwrap_or(Error::Closed));
+                    }
+                }
+                results.push(r);
+            }
+            (batch.files, batch.discards)
+        };
+        for tmp in discards {
+            let _ = fs::remove_file(tmp);
+        }
+
+        let touched: Vec<Digest> = files.keys().copied().collect();
+        if !touched.is_empty() {
+            self.write_intent(&touched, durable)?;
+        }
+        let mut installed = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut removes = Vec::new();
+        for (digest, action) in files {
+            let fin = digest.blob_path(&self.root);
+            match action {
+                FileAction::Install { tmp, synced } => {
+                    if let Err(e) = fs::rename(&tmp, &fin) {
+                        let _ = fs::remove_file(&tmp);
+                        self.undo_installs(&installed);
+                        return Err(Error::io(
+                            format!("installing blob file {}", fin.display()),
+                            e,
+                        ));
+                    }
+                    if let Some(parent) = fin.parent() {
+                        if !dirs.iter().any(|d| d == parent) {
+                            dirs.push(parent.to_path_buf());
+                        }
+                    }
+                    if !synced {
+                        self.unsynced.push(fin.clone());
+                    }
+                    installed.push(fin);
+                }
+                FileAction::Remove => removes.push(fin),
+            }
+        }
+        if durable {
+            let r = self.sync_before_durable_commit(&dirs);
+            if let Err(e) = r {
+                self.shared.poison(&e);
+                self.undo_installs(&installed);
+                return Err(e);
+            }
+        }
+        if let Err(e) = txn.commit() {
+            let e = Error::from(e);
+            self.shared.poison(&e);
+            self.undo_installs(&installed);
+            return Err(e);
+        }
+        for fin in removes {
+            if let Err(e) = fs::remove_file(&fin) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    // The record is gone; the file is an orphan that fsck
+                    // --repair or the next open (via the intent) removes.
+                    eprintln!(
+                        "warning: could not remove blob file {}: {e}",
+                        fin.display()
+                    );
+                }
+            }
+        }
+        // A non-durable commit may still be lost, so its intent stays until
+        // a durable commit covers it.
+        if durable && (!touched.is_empty() || self.intent_pending) {
+            let _ = fs::remove_file(self.root.join("tmp").join(INTENT_FILE));
+            self.intent_pending = false;
+        } else if !touched.is_empty() {
+            self.intent_pending = true;
+        }
+        Ok(results)
+    }
+
+    /// Blob files must reach the disk before the records that point to them.
+    fn sync_before_durable_commit(&mut self, dirs: &[PathBuf]) -> Result<()> {
+        for f in self.unsynced.drain(..) {
+            match fs::File::open(&f) {
+                Ok(file) => file
+                    .sync_all()
+                    .context(|| format!("fsync of blob file {}", f.display()))?,
+                // Removed since (a later delete): nothing to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("opening {}", f.display()), e)),
+            }
+        }
+        for d in dirs {
+            sync_dir(d)?;
+        }
+        Ok(())
+    }
+
+    fn undo_installs(&self, installed: &[PathBuf]) {
+        for fin in installed {
+            let _ = fs::remove_file(fin);
+        }
+    }
+
+    fn write_intent(&self, digests: &[Digest], durable: bool) -> Result<()> {
+        let path = self.root.join("tmp").join(INTENT_FILE);
+        let mut text = String::with_capacity(digests.len() * 72);
+        for d in digests {
+            text.push_str(&d.to_string());
+            text.push('\n');
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .context(|| format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .context(|| format!("writing {}", path.display()))?;
+        if durable {
+            f.sync_all()
+                .context(|| format!("fsync of {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// fsync a directory so that renames and creations in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .context(|| format!("fsync of directory {}", dir.display()))
+}
