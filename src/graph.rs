@@ -446,22 +446,18 @@ impl Store {
         let t = txn.open_table(REFERRERS)?;
         let mut manifests = Vec::new();
         let mut next = None;
+        let mut last_key = None;
         for e in t.range::<&[u8; _]>(&lo..=&hi)? {
             let (k, v) = e?;
             if manifests.len() == limit {
-                next = Some(cursor_of(k.value())?);
+                // The cursor names the last entry returned.
+                if let Some(last) = &last_key {
+                    next = Some(cursor_of(last)?);
+                }
                 break;
             }
-            let (_, desc) = keys::decode_referrer(v.value())?;
-            manifests.push(desc);
-        }
-        if next.is_some() {
-            // The cursor names the last entry returned.
-            if let Some(last) = manifests.last() {
-                let at = artifact_type_id(&txn, last.artifact_type.as_deref().unwrap_or(""))?
-                    .unwrap_or(0);
-                next = Some(format!("{at}.{}", last.digest));
-            }
+            manifests.push(keys::decode_referrer(v.value())?.1);
+            last_key = Some(*k.value());
         }
         Ok(ReferrersPage {
             index: ImageIndex::new(manifests),
