@@ -310,6 +310,89 @@ impl Store {
         self.commit_inline(digest, size, data.to_vec(), opts)
     }
 
+    /// Stores many in-memory blobs in one transaction (one fsync for all,
+    /// unless `no_sync`). Hashing happens on this thread before the writer
+    /// is involved; blobs larger than the inline threshold are written as
+    /// files first. On any mismatch nothing is stored.
+    pub fn put_blobs(&self, items: &[(&[u8], PutOptions)]) -> Result<Vec<PutResult>> {
+        self.shared.check()?;
+        enum Ready {
+            Inline(Vec<u8>),
+            File(PathBuf),
+        }
+        struct Item {
+            digest: Digest,
+            size: u64,
+            media_type: Option<String>,
+            repo: Option<String>,
+            synced: bool,
+            data: Ready,
+        }
+        let mut ready = Vec::with_capacity(items.len());
+        let mut guards = Vec::new();
+        let mut durable = false;
+        for (data, o) in items {
+            if let Some(r) = &o.repository {
+                crate::names::validate_repository(r)?;
+            }
+            durable |= !o.no_sync;
+            let mut v = Verifier::new(o.digest, o.size, Algorithm::Sha256);
+            let (digest, size, data) = if data.len() <= self.opts.inline_threshold {
+                v.update(data)?;
+                let (d, n) = v.finish()?;
+                (d, n, Ready::Inline(data.to_vec()))
+            } else {
+                let (tmp, mut file) = self.new_tmp()?;
+                guards.push(TmpGuard(Some(tmp.clone())));
+                stream_to_file(Vec::new(), &mut &data[..], &mut file, &mut v, &tmp)?;
+                let (d, n) = v.finish()?;
+                if !o.no_sync {
+                    file.sync_all()
+                        .context(|| format!("fsync of temp file {}", tmp.display()))?;
+                }
+                (d, n, Ready::File(tmp))
+            };
+            ready.push(Item {
+                digest,
+                size,
+                media_type: o.media_type.clone(),
+                repo: o.repository.clone(),
+                synced: !o.no_sync,
+                data,
+            });
+        }
+        for g in &mut guards {
+            g.0 = None;
+        }
+        self.submit(durable, move |b| {
+            let mut out = Vec::with_capacity(ready.len());
+            for it in &ready {
+                let created = match &it.data {
+                    Ready::Inline(bytes) => {
+                        insert_blob(b, &it.digest, it.size, it.media_type.clone(), Some(bytes))?
+                    }
+                    Ready::File(tmp) => {
+                        let created =
+                            insert_blob(b, &it.digest, it.size, it.media_type.clone(), None)?;
+                        if created {
+                            b.install_file(it.digest, tmp.clone(), it.synced);
+                        } else {
+                            b.discard_tmp(tmp.clone());
+                        }
+                        created
+                    }
+                };
+                link(b, it.repo.as_deref(), &it.digest)?;
+                out.push(PutResult {
+                    digest: it.digest,
+                    size: it.size,
+                    created,
+                });
+            }
+            Ok(out)
+        })
+    }
+
     /// The cheap no-op for a blob already stored: no read, no rewrite (only a
     /// membership link when a repository is named).
     fn existing(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
