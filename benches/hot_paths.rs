@@ -129,7 +129,10 @@ fn lookup_fixture() -> LookupFixture {
     if !common::is_built(&dir) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        eprintln!("building a {STORE_BLOBS}-blob store in {} (once)", dir.display());
+        eprintln!(
+            "building a {STORE_BLOBS}-blob store in {} (once)",
+            dir.display()
+        );
         let store = Store::create(dir.join("store")).expect("store");
         let raw = redb::Database::create(dir.join("raw.redb")).expect("raw");
         let chunk = 20_000u64;
@@ -150,13 +153,15 @@ fn lookup_fixture() -> LookupFixture {
                 .collect();
             store.put_blobs(&items).expect("batch");
             let mut txn = raw.begin_write().expect("txn");
-            txn.set_durability(redb::Durability::None).expect("durability");
+            txn.set_durability(redb::Durability::None)
+                .expect("durability");
             {
                 let mut t = txn.open_table(RAW).expect("table");
                 for i in start..start + chunk {
                     // Same key width and a record-sized value.
                     let v = [7u8; 45];
-                    t.insert(&keys[i as usize].to_key(), v.as_slice()).expect("insert");
+                    t.insert(&keys[i as usize].to_key(), v.as_slice())
+                        .expect("insert");
                 }
             }
             txn.commit().expect("commit");

@@ -42,17 +42,26 @@ pub fn run(store_flag: &Path) -> Result<()> {
         started.elapsed().as_millis()
     );
 
-    println!("{}", st.bold("1. The image, its children and its referrers (ocidb tree demo/app:v1)"));
+    println!(
+        "{}",
+        st.bold("1. The image, its children and its referrers (ocidb tree demo/app:v1)")
+    );
     let walk = store.walk(repo, &Reference::Tag("v1".into()))?;
     print!("{}", render::tree(&walk, "demo/app:v1", st));
 
-    println!("\n{}", st.bold("2. The Helm chart refers to both images (ocidb tree demo/app:chart-1.0.0)"));
+    println!(
+        "\n{}",
+        st.bold("2. The Helm chart refers to both images (ocidb tree demo/app:chart-1.0.0)")
+    );
     let walk = store.walk(repo, &Reference::Tag("chart-1.0.0".into()))?;
     print!("{}", render::tree(&walk, "demo/app:chart-1.0.0", st));
 
     println!(
         "\n{}",
-        st.bold(&format!("3. Referrers API response for the index (ocidb referrers {repo} {})", short(&sample.index)))
+        st.bold(&format!(
+            "3. Referrers API response for the index (ocidb referrers {repo} {})",
+            short(&sample.index)
+        ))
     );
     let page = store.referrers(repo, &sample.index, &ReferrersQuery::default())?;
     println!(
@@ -76,7 +85,10 @@ pub fn run(store_flag: &Path) -> Result<()> {
 
     println!(
         "\n{}",
-        st.bold(&format!("4. Which manifests use the shared base layer {}?", short(&sample.shared_layer)))
+        st.bold(&format!(
+            "4. Which manifests use the shared base layer {}?",
+            short(&sample.shared_layer)
+        ))
     );
     for p in store.predecessors(&sample.shared_layer)? {
         let info = store.stat(&p.digest)?;
@@ -88,7 +100,11 @@ pub fn run(store_flag: &Path) -> Result<()> {
         );
     }
     if explicit {
-        println!("\nThe store stays at {}; try: ocidb --store {} tree {repo}:v1", dir.display(), dir.display());
+        println!(
+            "\nThe store stays at {}; try: ocidb --store {} tree {repo}:v1",
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ impl Algorithm {
     }
 
     /// Length of the raw hash in bytes.
+    #[allow(clippy::len_without_is_empty)] // a hash length, never empty
     pub const fn len(self) -> usize {
         match self {
             Algorithm::Sha256 => 32,
@@ -169,7 +170,10 @@ impl Digest {
     /// exact length.
     pub fn parse(input: &str) -> Result<Digest, Error> {
         if input.is_empty() {
-            return Err(invalid(input, "empty string; expected `sha256:<64 lowercase hex>`"));
+            return Err(invalid(
+                input,
+                "empty string; expected `sha256:<64 lowercase hex>`",
+            ));
         }
         let Some(colon) = input.find(':') else {
             return Err(invalid(
@@ -181,7 +185,10 @@ impl Digest {
         let alg = match Algorithm::from_name(name) {
             Some(alg) => alg,
             None if name.is_empty() => {
-                return Err(invalid(input, "empty algorithm; expected `sha256` or `sha512`"))
+                return Err(invalid(
+                    input,
+                    "empty algorithm; expected `sha256` or `sha512`",
+                ))
             }
             None if is_valid_algorithm_grammar(name) => {
                 return Err(invalid(
@@ -412,7 +419,9 @@ mod tests {
         assert!(reason(&with_g).contains("`g`"));
         assert!(reason(&EMPTY_SHA256.replace("sha256:", "sha256")).contains("missing `:`"));
         assert!(reason(&EMPTY_SHA256.replace("sha256", "")).contains("empty algorithm"));
-        assert!(reason(&EMPTY_SHA256.replace("sha256", "md5")).contains("unsupported algorithm `md5`"));
+        assert!(
+            reason(&EMPTY_SHA256.replace("sha256", "md5")).contains("unsupported algorithm `md5`")
+        );
         assert!(reason(&EMPTY_SHA256.replace("sha256", "sha256+")).contains("malformed algorithm"));
     }
 

@@ -36,9 +36,9 @@ pub enum Error {
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
     DigestMismatch {
         /// The digest the caller promised.
-        expected: Digest,
+        expected: Box<Digest>,
         /// What the bytes really hash to.
-        actual: Digest,
+        actual: Box<Digest>,
     },
 
     /// The content has a different length than the one expected.
@@ -136,9 +136,9 @@ pub enum Error {
     #[error("manifest {manifest} references {child} ({media_type}), which is not stored; push it first (MANIFEST_BLOB_UNKNOWN)")]
     MissingChild {
         /// The manifest being ingested.
-        manifest: Digest,
+        manifest: Box<Digest>,
         /// The absent child.
-        child: Digest,
+        child: Box<Digest>,
         /// The child's declared media type.
         media_type: String,
     },

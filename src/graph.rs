@@ -43,6 +43,8 @@ pub struct ManifestOptions {
     pub require_children: bool,
     /// Commit without fsync (see [`crate::PutOptions::no_sync`]).
     pub no_sync: bool,
+    /// Hold the manifest under this lease (see [`Store::create_lease`]).
+    pub lease: Option<u64>,
 }
 
 /// What a manifest put did.
@@ -70,6 +72,7 @@ pub(crate) struct PreparedManifest {
     pub parsed: Option<ParsedManifest>,
     pub tags: Vec<String>,
     pub require_children: bool,
+    pub lease: Option<u64>,
 }
 
 /// One edge as seen from a node.
@@ -215,21 +218,21 @@ impl Store {
         if let Some(expected) = opts.digest {
             if expected != digest {
                 return Err(Error::DigestMismatch {
-                    expected,
-                    actual: digest,
+                    expected: Box::new(expected),
+                    actual: Box::new(digest),
                 });
             }
         }
         let (media_type, parsed) =
-            manifest::classify(&self.parsers, opts.media_type.as_deref(), body).map_err(|e| {
-                match e {
+            manifest::classify(&self.parsers, opts.media_type.as_deref(), body).map_err(
+                |e| match e {
                     Error::InvalidManifest { what, reason } => Error::InvalidManifest {
                         what: format!("{digest} ({what})"),
                         reason,
                     },
                     other => other,
-                }
-            })?;
+                },
+            )?;
         Ok(PreparedManifest {
             repo: repo.to_string(),
             digest,
@@ -238,6 +241,7 @@ impl Store {
             parsed,
             tags: opts.tags.clone(),
             require_children: opts.require_children,
+            lease: opts.lease,
         })
     }
 
@@ -284,8 +288,12 @@ impl Store {
         self.submit(true, move |b| {
             let repo_id = lookup_repo_w(b, &repo)?;
             let is_member = match repo_id {
-                Some(id) => b.t.members.get(&keys::member(id, &digest))?.map(|g| g.value())
-                    == Some(MEMBER_MANIFEST),
+                Some(id) => {
+                    b.t.members
+                        .get(&keys::member(id, &digest))?
+                        .map(|g| g.value())
+                        == Some(MEMBER_MANIFEST)
+                }
                 None => false,
             };
             let Some(repo_id) = repo_id.filter(|_| is_member) else {
@@ -602,7 +610,10 @@ impl Store {
         let mut out = Vec::new();
         for e in t.range::<&[u8; _]>(&lo..=&hi)? {
             let (k, v) = e?;
-            out.push((keys::member_digest(k.value())?, v.value() == MEMBER_MANIFEST));
+            out.push((
+                keys::member_digest(k.value())?,
+                v.value() == MEMBER_MANIFEST,
+            ));
         }
         Ok(out)
     }
@@ -823,13 +834,13 @@ fn lookup_repo_w(b: &mut Batch<'_>, repo: &str) -> Result<Option<u64>> {
 }
 
 fn next_counter(b: &mut Batch<'_>, name: &str) -> Result<u64> {
-    let cur = b
-        .t
-        .meta
-        .get(name)?
-        .map(|g| crate::record::le8(g.value()))
-        .map_or(1, u64::from_le_bytes);
-    b.t.meta.insert(name, cur.wrapping_add(1).to_le_bytes().as_slice())?;
+    let cur =
+        b.t.meta
+            .get(name)?
+            .map(|g| crate::record::le8(g.value()))
+            .map_or(1, u64::from_le_bytes);
+    b.t.meta
+        .insert(name, cur.wrapping_add(1).to_le_bytes().as_slice())?;
     Ok(cur)
 }
 
@@ -850,24 +861,26 @@ fn intern_artifact_type(b: &mut Batch<'_>, at: Option<&str>) -> Result<u32> {
         return Ok(id);
     }
     let id = next_counter(b, NEXT_ARTIFACT_TYPE)?;
-    let id = u32::try_from(id)
-        .map_err(|_| Error::Corrupt("more than 2^32 artifact types".into()))?;
+    let id =
+        u32::try_from(id).map_err(|_| Error::Corrupt("more than 2^32 artifact types".into()))?;
     b.t.artifact_types.insert(at, id)?;
     Ok(id)
 }
 
 fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
+    if let Some(l) = p.lease {
+        crate::lifecycle::check_lease(b, l)?;
+    }
     if !p.require_children {
         return Ok(());
     }
     if let Some(parsed) = &p.parsed {
         for (_, child) in &parsed.children {
-            if b.t.blobs.get(&child.digest.to_key())?.is_none()
-                && !b.pending_install(&child.digest)
+            if b.t.blobs.get(&child.digest.to_key())?.is_none() && !b.pending_install(&child.digest)
             {
                 return Err(Error::MissingChild {
-                    manifest: p.digest,
-                    child: child.digest,
+                    manifest: Box::new(p.digest),
+                    child: Box::new(child.digest),
                     media_type: child.media_type.clone(),
                 });
             }
@@ -877,6 +890,7 @@ fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
 }
 
 pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<()> {
+    b.note_reachable(d)?;
     let mk = keys::member(repo_id, d);
     let existing = b.t.members.get(&mk)?.map(|g| g.value());
     // A manifest membership is never downgraded to a blob membership.
@@ -893,12 +907,11 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     check_children(b, p)?;
     let key = p.digest.to_key();
     let size = p.body.len() as u64;
-    let existing = b
-        .t
-        .blobs
-        .get(&key)?
-        .map(|g| BlobRecord::decode(g.value()))
-        .transpose()?;
+    let existing =
+        b.t.blobs
+            .get(&key)?
+            .map(|g| BlobRecord::decode(g.value()))
+            .transpose()?;
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
     match existing {
@@ -959,6 +972,9 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     for t in &p.tags {
         set_tag(b, repo_id, t, &p.digest)?;
     }
+    if let Some(l) = p.lease {
+        crate::lifecycle::add_to_lease(b, l, &p.digest)?;
+    }
     Ok(ManifestPut {
         digest: p.digest,
         size,
@@ -1013,8 +1029,10 @@ fn add_referrer(
     } else {
         &stored
     };
-    b.t.referrers
-        .insert(&k, keys::encode_referrer(sources | source, value).as_slice())?;
+    b.t.referrers.insert(
+        &k,
+        keys::encode_referrer(sources | source, value).as_slice(),
+    )?;
     Ok(())
 }
 
@@ -1033,12 +1051,11 @@ fn remove_referrer_source(
         },
     };
     let k = keys::referrer(repo_id, subject, at, &desc.digest);
-    let Some((sources, stored)) = b
-        .t
-        .referrers
-        .get(&k)?
-        .map(|g| keys::decode_referrer(g.value()))
-        .transpose()?
+    let Some((sources, stored)) =
+        b.t.referrers
+            .get(&k)?
+            .map(|g| keys::decode_referrer(g.value()))
+            .transpose()?
     else {
         return Ok(());
     };
@@ -1077,6 +1094,7 @@ fn is_index(b: &mut Batch<'_>, d: &Digest) -> Result<bool> {
 }
 
 pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {
+    b.note_reachable(d)?;
     let key = keys::tag(repo_id, tag);
     let old = b.t.tags.get(key.as_slice())?.map(|g| *g.value());
     if let Some(old) = old {
@@ -1130,7 +1148,8 @@ pub(crate) fn unindex_manifest(b: &mut Batch<'_>, d: &Digest) -> Result<()> {
         if left == 0 {
             b.t.edges_in.remove(&ik)?;
         } else {
-            b.t.edges_in.insert(&ik, keys::encode_kinds(left).as_slice())?;
+            b.t.edges_in
+                .insert(&ik, keys::encode_kinds(left).as_slice())?;
         }
         if kind == EdgeKind::Subject {
             let own = keys::decode_descriptor(&v)?;

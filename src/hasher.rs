@@ -147,7 +147,10 @@ impl Verifier {
         let actual = self.hasher.finish();
         if let Some(expected) = self.expected {
             if expected != actual {
-                return Err(Error::DigestMismatch { expected, actual });
+                return Err(Error::DigestMismatch {
+                    expected: Box::new(expected),
+                    actual: Box::new(actual),
+                });
             }
         }
         Ok((actual, self.seen))
@@ -177,10 +180,16 @@ mod tests {
     fn size_is_checked_before_the_digest() {
         let good = Hasher::digest_of(Algorithm::Sha256, b"hello");
         let mut v = Verifier::new(Some(good), Some(4), Algorithm::Sha256);
-        assert!(matches!(v.update(b"hello"), Err(Error::SizeMismatch { .. })));
+        assert!(matches!(
+            v.update(b"hello"),
+            Err(Error::SizeMismatch { .. })
+        ));
         let mut v = Verifier::new(Some(good), Some(6), Algorithm::Sha256);
         v.update(b"hello").expect("fits");
-        assert!(matches!(v.finish(), Err(Error::SizeMismatch { actual: 5, .. })));
+        assert!(matches!(
+            v.finish(),
+            Err(Error::SizeMismatch { actual: 5, .. })
+        ));
     }
 
     #[test]
@@ -190,8 +199,8 @@ mod tests {
         v.update(b"hello").expect("no size");
         match v.finish() {
             Err(Error::DigestMismatch { expected, actual }) => {
-                assert_eq!(expected, other);
-                assert_eq!(actual, Hasher::digest_of(Algorithm::Sha256, b"hello"));
+                assert_eq!(*expected, other);
+                assert_eq!(*actual, Hasher::digest_of(Algorithm::Sha256, b"hello"));
             }
             other => panic!("expected a mismatch, got {other:?}"),
         }

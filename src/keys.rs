@@ -29,7 +29,11 @@ pub(crate) fn edge_out_range(parent: &Digest) -> ([u8; EDGE_OUT_LEN], [u8; EDGE_
 pub(crate) fn split_edge_out(k: &[u8; EDGE_OUT_LEN]) -> Result<(Digest, EdgeKind, Digest)> {
     let kind = EdgeKind::from_code(k[D])
         .ok_or_else(|| Error::Corrupt(format!("edge kind {} is unknown", k[D])))?;
-    Ok((Digest::from_key(&k[..D])?, kind, Digest::from_key(&k[D + 1..])?))
+    Ok((
+        Digest::from_key(&k[..D])?,
+        kind,
+        Digest::from_key(&k[D + 1..])?,
+    ))
 }
 
 pub(crate) fn edge_in(child: &Digest, parent: &Digest) -> [u8; EDGE_IN_LEN] {
@@ -175,7 +179,9 @@ pub(crate) fn decode_referrer(v: &[u8]) -> Result<(u8, Descriptor)> {
             serde_json::from_slice(json)
                 .map_err(|e| Error::Corrupt(format!("stored referrer is unreadable: {e}")))?,
         )),
-        _ => Err(Error::Corrupt("stored referrer has an unknown format".into())),
+        _ => Err(Error::Corrupt(
+            "stored referrer has an unknown format".into(),
+        )),
     }
 }
 
@@ -187,7 +193,9 @@ pub(crate) fn encode_kinds(mask: u8) -> [u8; 2] {
 pub(crate) fn decode_kinds(v: &[u8]) -> Result<u8> {
     match v {
         [VALUE_FORMAT_V1, mask] => Ok(*mask),
-        _ => Err(Error::Corrupt("stored edge kinds have an unknown format".into())),
+        _ => Err(Error::Corrupt(
+            "stored edge kinds have an unknown format".into(),
+        )),
     }
 }
 

@@ -22,9 +22,11 @@
 
 pub mod digest;
 pub mod error;
+pub mod fsck;
 pub mod graph;
 pub mod hasher;
 mod keys;
+pub mod lifecycle;
 pub mod manifest;
 pub mod names;
 mod record;
@@ -35,11 +37,13 @@ mod writer;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
+pub use fsck::{FsckOptions, FsckReport, Problem};
 pub use graph::{
     Edge, ImageIndex, Inspection, ManifestOptions, ManifestPut, Parent, ReferrersPage,
     ReferrersQuery, WalkNode,
 };
 pub use hasher::{Hasher, Verifier};
+pub use lifecycle::{GcPolicy, GcReport, Lease};
 pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use record::Placement;

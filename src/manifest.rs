@@ -386,7 +386,10 @@ mod tests {
         let p = p.expect("manifest");
         assert_eq!(p.children.len(), 2, "duplicate layer makes one edge");
         assert_eq!(p.children[0].0, EdgeKind::Config);
-        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.cncf.notary.signature"));
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.cncf.notary.signature")
+        );
         assert_eq!(p.subject.expect("subject").digest, d("s"));
     }
 

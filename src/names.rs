@@ -73,7 +73,10 @@ pub fn validate_tag(tag: &str) -> Result<()> {
         return Err(bad("it is empty".into()));
     }
     if b.len() > 128 {
-        return Err(bad(format!("it is {} characters long, the limit is 128", b.len())));
+        return Err(bad(format!(
+            "it is {} characters long, the limit is 128",
+            b.len()
+        )));
     }
     if !(b[0].is_ascii_alphanumeric() || b[0] == b'_') {
         return Err(bad(format!(

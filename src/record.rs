@@ -57,7 +57,8 @@ impl BlobRecord {
     }
 
     pub fn decode(b: &[u8]) -> Result<BlobRecord> {
-        let corrupt = |why: &str| Error::Corrupt(format!("blob record of {} bytes: {why}", b.len()));
+        let corrupt =
+            |why: &str| Error::Corrupt(format!("blob record of {} bytes: {why}", b.len()));
         let fixed: &[u8; FIXED] = b
             .get(..FIXED)
             .and_then(|s| s.try_into().ok())
@@ -69,7 +70,11 @@ impl BlobRecord {
         let placement = match flags & (FLAG_INLINE | FLAG_FILE) {
             FLAG_INLINE => Placement::Inline,
             FLAG_FILE => Placement::File,
-            _ => return Err(corrupt("placement flags are not exactly one of inline/file")),
+            _ => {
+                return Err(corrupt(
+                    "placement flags are not exactly one of inline/file",
+                ))
+            }
         };
         let size = u64::from_le_bytes(le8(&fixed[2..10]));
         let created_ms = u64::from_le_bytes(le8(&fixed[10..18]));

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::graph::ManifestOptions;
-use crate::manifest::{ORAS_ARTIFACT, OCI_INDEX, OCI_MANIFEST};
+use crate::manifest::{OCI_INDEX, OCI_MANIFEST, ORAS_ARTIFACT};
 use crate::store::{PutOptions, Store};
 
 /// Digests of the sample content.
@@ -50,7 +50,10 @@ fn manifest(
     tags: &[&str],
 ) -> Result<(Digest, serde_json::Value)> {
     let bytes = body.to_string().into_bytes();
-    let mt = body["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_string();
+    let mt = body["mediaType"]
+        .as_str()
+        .unwrap_or(OCI_MANIFEST)
+        .to_string();
     let put = store.put_manifest(
         repo,
         &bytes,
@@ -68,7 +71,12 @@ fn manifest(
 /// Loads the sample content into `repo`.
 pub fn load(store: &Store, repo: &str) -> Result<SampleContent> {
     let layer_mt = "application/vnd.oci.image.layer.v1.tar+gzip";
-    let shared = blob(store, repo, &deterministic_bytes(b"base-layer", 200_000), layer_mt)?;
+    let shared = blob(
+        store,
+        repo,
+        &deterministic_bytes(b"base-layer", 200_000),
+        layer_mt,
+    )?;
     let mut images = Vec::new();
     let mut index_entries = Vec::new();
     for arch in ["amd64", "arm64"] {
@@ -178,9 +186,7 @@ pub fn load(store: &Store, repo: &str) -> Result<SampleContent> {
         b"-----BEGIN PGP SIGNED MESSAGE-----\ndemo\n",
         "application/vnd.cncf.helm.chart.provenance.v1.prov",
     )?;
-    let img = |i: usize| {
-        json!({"mediaType": OCI_MANIFEST, "digest": images[i], "size": index_entries[i]["size"]})
-    };
+    let img = |i: usize| json!({"mediaType": OCI_MANIFEST, "digest": images[i], "size": index_entries[i]["size"]});
     let (chart, _) = manifest(
         store,
         repo,

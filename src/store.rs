@@ -64,6 +64,8 @@ pub struct PutOptions {
     /// Make the blob a member of this repository (as a registry's blob
     /// upload to `/v2/<name>/blobs/` does).
     pub repository: Option<String>,
+    /// Hold the blob under this lease (see [`Store::create_lease`]).
+    pub lease: Option<u64>,
 }
 
 impl PutOptions {
@@ -118,6 +120,7 @@ pub struct Store {
     pub(crate) shared: Arc<Shared>,
     tmp_seq: AtomicU64,
     pub(crate) parsers: crate::manifest::ParserRegistry,
+    pub(crate) gc_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,11 +131,7 @@ impl std::fmt::Debug for Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish what is queued and exit.
-        self.tx.take();
-        if let Some(h) = self.writer.take() {
-            let _ = h.join();
-        }
+        self.stop_writer();
     }
 }
 
@@ -193,13 +192,28 @@ impl Store {
         let db = Arc::new(db);
         recover_files(&db, &root)?;
 
-        let shared = Arc::new(Shared::new());
+        let mut store = Store {
+            db,
+            root,
+            opts,
+            tx: None,
+            writer: None,
+            shared: Arc::new(Shared::new()),
+            tmp_seq: AtomicU64::new(0),
+            parsers: crate::manifest::ParserRegistry::default(),
+            gc_lock: std::sync::Mutex::new(()),
+        };
+        store.start_writer()?;
+        Ok(store)
+    }
+
+    pub(crate) fn start_writer(&mut self) -> Result<()> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let w = Writer {
-            db: Arc::clone(&db),
-            root: root.clone(),
+            db: Arc::clone(&self.db),
+            root: self.root.clone(),
             rx,
-            shared: Arc::clone(&shared),
+            shared: Arc::clone(&self.shared),
             unsynced: Vec::new(),
             intent_pending: false,
         };
@@ -207,16 +221,17 @@ impl Store {
             .name("ocidb-writer".into())
             .spawn(move || w.run())
             .context(|| "starting the writer thread".to_string())?;
-        Ok(Store {
-            db,
-            root,
-            opts,
-            tx: Some(tx),
-            writer: Some(writer),
-            shared,
-            tmp_seq: AtomicU64::new(0),
-            parsers: crate::manifest::ParserRegistry::default(),
-        })
+        self.tx = Some(tx);
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    /// Closing the channel lets the writer finish what is queued and exit.
+    pub(crate) fn stop_writer(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
     }
 
     /// The store directory.
@@ -271,7 +286,9 @@ impl Store {
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
         let threshold = self.opts.inline_threshold;
-        let hint = opts.size.map_or(8192, |s| s.min(threshold as u64 + 1) as usize);
+        let hint = opts
+            .size
+            .map_or(8192, |s| s.min(threshold as u64 + 1) as usize);
         let mut head = Vec::with_capacity(hint);
         (&mut reader)
             .take(threshold as u64 + 1)
@@ -325,6 +342,7 @@ impl Store {
             size: u64,
             media_type: Option<String>,
             repo: Option<String>,
+            lease: Option<u64>,
             synced: bool,
             data: Ready,
         }
@@ -357,6 +375,7 @@ impl Store {
                 size,
                 media_type: o.media_type.clone(),
                 repo: o.repository.clone(),
+                lease: o.lease,
                 synced: !o.no_sync,
                 data,
             });
@@ -365,6 +384,18 @@ impl Store {
             g.0 = None;
         }
         self.submit(durable, move |b| {
+            for it in &ready {
+                if let Some(l) = it.lease {
+                    if let Err(e) = crate::lifecycle::check_lease(b, l) {
+                        for it in &ready {
+                            if let Ready::File(tmp) = &it.data {
+                                b.discard_tmp(tmp.clone());
+                            }
+                        }
+                        return Err(e);
+                    }
+                }
+            }
             let mut out = Vec::with_capacity(ready.len());
             for it in &ready {
                 let created = match &it.data {
@@ -382,7 +413,7 @@ impl Store {
                         created
                     }
                 };
-                link(b, it.repo.as_deref(), &it.digest)?;
+                link(b, it.repo.as_deref(), it.lease, &it.digest)?;
                 out.push(PutResult {
                     digest: it.digest,
                     size: it.size,
@@ -416,10 +447,16 @@ impl Store {
                 });
             }
         }
+        if let Some(l) = opts.lease {
+            self.lease_add(l, &[*d])?;
+        }
         if let Some(r) = &opts.repository {
             if !self.is_member(r, d)? {
                 self.link_blob(r, d)?;
             }
+        } else if self.shared.gc_active.load(Ordering::Acquire) {
+            let d = *d;
+            self.submit(true, move |b| b.note_reachable(&d))?;
         }
         Ok(Some(PutResult {
             digest: *d,
@@ -450,9 +487,13 @@ impl Store {
     ) -> Result<PutResult> {
         let media_type = opts.media_type.clone();
         let repo = opts.repository.clone();
+        let lease = opts.lease;
         self.submit(!opts.no_sync, move |b| {
+            if let Some(l) = lease {
+                crate::lifecycle::check_lease(b, l)?;
+            }
             let created = insert_blob(b, &digest, size, media_type.clone(), Some(&bytes))?;
-            link(b, repo.as_deref(), &digest)?;
+            link(b, repo.as_deref(), lease, &digest)?;
             Ok(PutResult {
                 digest,
                 size,
@@ -471,9 +512,16 @@ impl Store {
         let media_type = opts.media_type.clone();
         let synced = !opts.no_sync;
         let repo = opts.repository.clone();
+        let lease = opts.lease;
         self.submit(synced, move |b| {
+            if let Some(l) = lease {
+                if let Err(e) = crate::lifecycle::check_lease(b, l) {
+                    b.discard_tmp(tmp.clone());
+                    return Err(e);
+                }
+            }
             let created = insert_blob(b, &digest, size, media_type.clone(), None)?;
-            link(b, repo.as_deref(), &digest)?;
+            link(b, repo.as_deref(), lease, &digest)?;
             if created {
                 b.install_file(digest, tmp.clone(), synced);
             } else {
@@ -702,7 +750,10 @@ pub(crate) fn info(d: &Digest, rec: BlobRecord) -> BlobInfo {
     }
 }
 
-fn link(b: &mut Batch<'_>, repo: Option<&str>, d: &Digest) -> Result<()> {
+fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -> Result<()> {
+    if let Some(l) = lease {
+        crate::lifecycle::add_to_lease(b, l, d)?;
+    }
     if let Some(r) = repo {
         let id = crate::graph::ensure_repo(b, r)?;
         crate::graph::add_member(b, id, d, crate::graph::MEMBER_BLOB)?;
@@ -720,6 +771,9 @@ pub(crate) fn insert_blob(
     inline: Option<&[u8]>,
 ) -> Result<bool> {
     let key = digest.to_key();
+    // A put during a GC run counts as a commit of that blob, even when the
+    // bytes were already there: the running GC must not sweep it.
+    b.note_reachable(digest)?;
     if b.t.blobs.get(&key)?.is_some() {
         return Ok(false);
     }
@@ -803,7 +857,12 @@ fn stream_to_file(
         drop(hash_tx);
         match hashing.join() {
             Ok(h) => v.restore_hasher(h),
-            Err(_) => return Err(Error::io("hashing", io::Error::other("hash thread panicked"))),
+            Err(_) => {
+                return Err(Error::io(
+                    "hashing",
+                    io::Error::other("hash thread panicked"),
+                ))
+            }
         }
         r
     });
@@ -892,10 +951,7 @@ impl<R: Read> Read for VerifiedReader<R> {
                 if actual != self.expected {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!(
-                            "corrupt blob: {} hashes to {actual}",
-                            self.expected
-                        ),
+                        format!("corrupt blob: {} hashes to {actual}", self.expected),
                     ));
                 }
             }

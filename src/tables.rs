@@ -26,7 +26,8 @@ pub(crate) const EDGES_IN: TableDefinition<&[u8; EDGE_IN_LEN], &[u8]> =
 pub(crate) const REFERRERS: TableDefinition<&[u8; REFERRER_LEN], &[u8]> =
     TableDefinition::new("referrers");
 /// `artifact type string -> id(4)`.
-pub(crate) const ARTIFACT_TYPES: TableDefinition<&str, u32> = TableDefinition::new("artifact_types");
+pub(crate) const ARTIFACT_TYPES: TableDefinition<&str, u32> =
+    TableDefinition::new("artifact_types");
 /// `repository name -> id(8)`.
 pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
 /// `repo(8) tag bytes -> digest(65)`.
@@ -38,8 +39,14 @@ pub(crate) const MEMBER_OF: TableDefinition<&[u8; MEMBER_LEN], ()> =
     TableDefinition::new("member_of");
 /// `digest -> artifactType` of each indexed manifest that has one.
 pub(crate) const OWN_TYPES: TableDefinition<&DKey, &str> = TableDefinition::new("own_types");
-/// `lease id(8) -> expiry(8) then held digests`.
+/// `lease id -> [version] expiry_ms(8)`.
 pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
+/// `lease id(8) digest(65) -> ()`: what a lease holds.
+pub(crate) const LEASE_ITEMS: TableDefinition<&[u8; MEMBER_LEN], ()> =
+    TableDefinition::new("lease_items");
+/// `sequence -> digest`: what became reachable while a GC runs (cleared
+/// when it ends). See lifecycle.rs.
+pub(crate) const GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
 
 pub(crate) const EDGE_OUT_LEN: usize = DIGEST_KEY_LEN * 2 + 1;
 pub(crate) const EDGE_IN_LEN: usize = DIGEST_KEY_LEN * 2;
@@ -62,6 +69,8 @@ pub(crate) struct WriteTables<'t> {
     pub member_of: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub leases: redb::Table<'t, u64, &'static [u8]>,
     pub own_types: redb::Table<'t, &'static DKey, &'static str>,
+    pub lease_items: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
+    pub gc_log: redb::Table<'t, u64, &'static DKey>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -80,6 +89,8 @@ impl<'t> WriteTables<'t> {
             member_of: txn.open_table(MEMBER_OF)?,
             leases: txn.open_table(LEASES)?,
             own_types: txn.open_table(OWN_TYPES)?,
+            lease_items: txn.open_table(LEASE_ITEMS)?,
+            gc_log: txn.open_table(GC_LOG)?,
         })
     }
 }

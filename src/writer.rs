@@ -47,6 +47,7 @@ enum FileAction {
 pub(crate) struct Batch<'t> {
     pub t: WriteTables<'t>,
     pub now_ms: u64,
+    pub shared: &'t Shared,
     files: HashMap<Digest, FileAction>,
     discards: Vec<PathBuf>,
 }
@@ -73,6 +74,16 @@ impl Batch<'_> {
     /// A temp file that is no longer needed (the blob was already stored).
     pub fn discard_tmp(&mut self, tmp: PathBuf) {
         self.discards.push(tmp);
+    }
+
+    /// Records that `digest` may have become reachable, for a GC that is
+    /// marking from an older snapshot. A no-op when no GC runs.
+    pub fn note_reachable(&mut self, digest: &Digest) -> Result<()> {
+        if self.shared.gc_active.load(Ordering::Acquire) {
+            let seq = self.shared.gc_seq.fetch_add(1, Ordering::AcqRel);
+            self.t.gc_log.insert(seq, &digest.to_key())?;
+        }
+        Ok(())
     }
 
     /// Whether the blob file of `digest` is scheduled for install in this batch.
@@ -127,6 +138,9 @@ impl Job {
 pub(crate) struct Shared {
     pub poisoned: AtomicBool,
     pub poison_reason: Mutex<String>,
+    /// Set while a GC sweeps; writers then log what they make reachable.
+    pub gc_active: AtomicBool,
+    pub gc_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -134,6 +148,8 @@ impl Shared {
         Shared {
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
+            gc_active: AtomicBool::new(false),
+            gc_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -205,10 +221,7 @@ impl Writer {
                     let mut first = Some(e);
                     for j in jobs {
                         let err = first.take().unwrap_or_else(|| {
-                            Error::io(
-                                "group commit failed",
-                                std::io::Error::other(msg.clone()),
-                            )
+                            Error::io("group commit failed", std::io::Error::other(msg.clone()))
                         });
                         (j.done)(Err(err));
                     }
@@ -228,6 +241,7 @@ impl Writer {
             let mut batch = Batch {
                 t: WriteTables::open(&txn)?,
                 now_ms: now_ms(),
+                shared: &self.shared,
                 files: HashMap::new(),
                 discards: Vec::new(),
             };
@@ -300,10 +314,7 @@ impl Writer {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     // The record is gone; the file is an orphan that fsck
                     // --repair or the next open (via the intent) removes.
-                    eprintln!(
-                        "warning: could not remove blob file {}: {e}",
-                        fin.display()
-                    );
+                    eprintln!("warning: could not remove blob file {}: {e}", fin.display());
                 }
             }
         }

@@ -33,9 +33,16 @@ fn read_all(store: &Store, d: &Digest) -> Vec<u8> {
 #[test]
 fn inline_and_file_blobs_round_trip_with_ranges() {
     let (dir, store) = small_store();
-    for (len, placement) in [(0, Placement::Inline), (1024, Placement::Inline), (1025, Placement::File), (3 << 20, Placement::File)] {
+    for (len, placement) in [
+        (0, Placement::Inline),
+        (1024, Placement::Inline),
+        (1025, Placement::File),
+        (3 << 20, Placement::File),
+    ] {
         let data = bytes(len, 7);
-        let put = store.put(data.as_slice(), &PutOptions::default()).expect("put");
+        let put = store
+            .put(data.as_slice(), &PutOptions::default())
+            .expect("put");
         assert!(put.created);
         assert_eq!(put.size, len as u64);
         assert_eq!(put.digest, Hasher::digest_of(Algorithm::Sha256, &data));
@@ -85,8 +92,8 @@ fn mismatches_store_nothing() {
             .expect_err("digest mismatch");
         match err {
             Error::DigestMismatch { expected, actual } => {
-                assert_eq!(expected, wrong);
-                assert_eq!(actual, Hasher::digest_of(Algorithm::Sha256, &data));
+                assert_eq!(*expected, wrong);
+                assert_eq!(*actual, Hasher::digest_of(Algorithm::Sha256, &data));
             }
             other => panic!("expected DigestMismatch, got {other}"),
         }
@@ -113,13 +120,20 @@ fn mismatches_store_nothing() {
                 },
             )
             .expect_err("truncated");
-        assert!(err.to_string().contains(&format!("expected {len} bytes")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("expected {len} bytes")),
+            "{err}"
+        );
         assert!(!store.exists(&right).expect("exists"));
     }
     drop(store);
-    let tmp_left = std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count();
+    let tmp_left = std::fs::read_dir(dir.path().join("tmp"))
+        .expect("tmp")
+        .count();
     assert_eq!(tmp_left, 0, "failed puts leave no temp files");
-    let files = std::fs::read_dir(dir.path().join("blobs/sha256")).expect("blobs").count();
+    let files = std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .expect("blobs")
+        .count();
     assert_eq!(files, 0, "failed puts leave no blob files");
 }
 
@@ -128,7 +142,9 @@ fn sha512_blobs_are_supported() {
     let (_dir, store) = small_store();
     let data = bytes(4000, 3);
     let d = Hasher::digest_of(Algorithm::Sha512, &data);
-    let put = store.put(data.as_slice(), &PutOptions::expect(d)).expect("put");
+    let put = store
+        .put(data.as_slice(), &PutOptions::expect(d))
+        .expect("put");
     assert_eq!(put.digest, d);
     assert_eq!(read_all(&store, &d), data);
 }
@@ -137,7 +153,9 @@ fn sha512_blobs_are_supported() {
 fn putting_an_existing_blob_is_a_no_op() {
     let (dir, store) = small_store();
     let data = bytes(10_000, 4);
-    let first = store.put(data.as_slice(), &PutOptions::default()).expect("put");
+    let first = store
+        .put(data.as_slice(), &PutOptions::default())
+        .expect("put");
     let path = first.digest.blob_path(dir.path());
     let before = std::fs::metadata(&path).expect("meta");
     // With the digest known, the reader is not even read.
@@ -152,19 +170,30 @@ fn putting_an_existing_blob_is_a_no_op() {
         .expect("no-op");
     assert!(!again.created);
     // Without the digest, the content is hashed but not rewritten.
-    let again = store.put(data.as_slice(), &PutOptions::default()).expect("put");
+    let again = store
+        .put(data.as_slice(), &PutOptions::default())
+        .expect("put");
     assert!(!again.created);
     let after = std::fs::metadata(&path).expect("meta");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(before.ino(), after.ino(), "the file was not replaced");
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn delete_removes_record_and_file() {
     let (dir, store) = small_store();
-    let big = store.put(bytes(5000, 5).as_slice(), &PutOptions::default()).expect("put");
-    let small = store.put(bytes(10, 5).as_slice(), &PutOptions::default()).expect("put");
+    let big = store
+        .put(bytes(5000, 5).as_slice(), &PutOptions::default())
+        .expect("put");
+    let small = store
+        .put(bytes(10, 5).as_slice(), &PutOptions::default())
+        .expect("put");
     store.delete(&big.digest).expect("delete");
     store.delete(&small.digest).expect("delete");
     assert!(!big.digest.blob_path(dir.path()).exists());
@@ -183,17 +212,28 @@ fn reopening_keeps_everything() {
         let store = Store::create(dir.path()).expect("create");
         for i in 0..20u8 {
             let data = bytes(100 + usize::from(i) * 9000, i);
-            puts.push((store.put(data.as_slice(), &PutOptions {
-                media_type: Some(format!("application/x-test-{i}")),
-                ..PutOptions::default()
-            }).expect("put"), data));
+            puts.push((
+                store
+                    .put(
+                        data.as_slice(),
+                        &PutOptions {
+                            media_type: Some(format!("application/x-test-{i}")),
+                            ..PutOptions::default()
+                        },
+                    )
+                    .expect("put"),
+                data,
+            ));
         }
     }
     let store = Store::open(dir.path()).expect("reopen");
     for (i, (p, data)) in puts.iter().enumerate() {
         let info = store.stat(&p.digest).expect("stat");
         assert_eq!(info.size, data.len() as u64);
-        assert_eq!(info.media_type.as_deref(), Some(format!("application/x-test-{i}").as_str()));
+        assert_eq!(
+            info.media_type.as_deref(),
+            Some(format!("application/x-test-{i}").as_str())
+        );
         assert_eq!(&read_all(&store, &p.digest), data);
         store.verify(&p.digest).expect("verify");
     }
@@ -206,7 +246,13 @@ fn no_sync_puts_become_durable_with_the_next_sync() {
     let d = {
         let store = Store::create(dir.path()).expect("create");
         let p = store
-            .put(data.as_slice(), &PutOptions { no_sync: true, ..PutOptions::default() })
+            .put(
+                data.as_slice(),
+                &PutOptions {
+                    no_sync: true,
+                    ..PutOptions::default()
+                },
+            )
             .expect("put");
         store.sync().expect("sync");
         p.digest
@@ -219,7 +265,9 @@ fn no_sync_puts_become_durable_with_the_next_sync() {
 fn corruption_on_disk_is_detected_by_verified_reads() {
     let (dir, store) = small_store();
     let data = bytes(50_000, 11);
-    let p = store.put(data.as_slice(), &PutOptions::default()).expect("put");
+    let p = store
+        .put(data.as_slice(), &PutOptions::default())
+        .expect("put");
     let path = p.digest.blob_path(dir.path());
     let mut on_disk = std::fs::read(&path).expect("read");
     on_disk[1234] ^= 0x40;
@@ -248,7 +296,9 @@ fn open_cleans_temp_files_and_intent_listed_orphans() {
     let kept;
     {
         let store = Store::create(dir.path()).expect("create");
-        kept = store.put(bytes(100_000, 1).as_slice(), &PutOptions::default()).expect("put");
+        kept = store
+            .put(bytes(100_000, 1).as_slice(), &PutOptions::default())
+            .expect("put");
     }
     // What a crash can leave: a half-written temp file, and a blob file that
     // was renamed into place but whose record never committed (listed in the
@@ -263,16 +313,30 @@ fn open_cleans_temp_files_and_intent_listed_orphans() {
     .expect("intent");
     let store = Store::open(dir.path()).expect("reopen");
     assert!(!orphan.blob_path(dir.path()).exists(), "orphan removed");
-    assert!(kept.digest.blob_path(dir.path()).exists(), "recorded file kept");
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    assert!(
+        kept.digest.blob_path(dir.path()).exists(),
+        "recorded file kept"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
     store.verify(&kept.digest).expect("intact");
 }
 
 #[test]
 fn open_refuses_what_is_not_a_store_and_a_second_handle() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert!(matches!(Store::open(dir.path().join("nope")), Err(Error::NotAStore { .. })));
-    assert!(matches!(Store::open(dir.path()), Err(Error::NotAStore { .. })));
+    assert!(matches!(
+        Store::open(dir.path().join("nope")),
+        Err(Error::NotAStore { .. })
+    ));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(Error::NotAStore { .. })
+    ));
     let _store = Store::create(dir.path()).expect("create");
     let err = Store::open(dir.path()).expect_err("locked");
     assert!(matches!(err, Error::Locked { .. }), "{err}");

@@ -26,7 +26,11 @@ fn ok(out: &Output) -> String {
 }
 
 fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "a single error line: {err:?}");
     assert!(err.starts_with("error: "), "{err}");
@@ -41,21 +45,48 @@ fn blob_round_trip_through_the_binary() {
     let data = ocidb::sample::deterministic_bytes(b"cli", 200_000);
     std::fs::write(&file, &data).expect("write");
 
-    let digest = ok(&ocidb(&store, &["blob", "put", file.to_str().expect("utf8"), "--media-type", "application/x-test"]))
-        .trim()
-        .to_string();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    let digest = ok(&ocidb(
+        &store,
+        &[
+            "blob",
+            "put",
+            file.to_str().expect("utf8"),
+            "--media-type",
+            "application/x-test",
+        ],
+    ))
+    .trim()
+    .to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
 
-    let json: Value = serde_json::from_str(&ok(&ocidb(&store, &["blob", "put", file.to_str().expect("utf8"), "--json"]))).expect("json");
+    let json: Value = serde_json::from_str(&ok(&ocidb(
+        &store,
+        &["blob", "put", file.to_str().expect("utf8"), "--json"],
+    )))
+    .expect("json");
     assert_eq!(json["digest"], digest.as_str());
     assert_eq!(json["size"], 200_000);
 
-    let stat: Value = serde_json::from_str(&ok(&ocidb(&store, &["blob", "stat", &digest]))).expect("json");
+    let stat: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["blob", "stat", &digest]))).expect("json");
     assert_eq!(stat["size"], 200_000);
     assert_eq!(stat["mediaType"], "application/x-test");
 
     let out = dir.path().join("out.bin");
-    ok(&ocidb(&store, &["blob", "get", &digest, "-o", out.to_str().expect("utf8"), "--verify"]));
+    ok(&ocidb(
+        &store,
+        &[
+            "blob",
+            "get",
+            &digest,
+            "-o",
+            out.to_str().expect("utf8"),
+            "--verify",
+        ],
+    ));
     assert_eq!(std::fs::read(&out).expect("read"), data);
 
     let range = ocidb(&store, &["blob", "get", &digest, "--range", "10-19"]);
@@ -88,23 +119,52 @@ fn errors_are_one_line_naming_the_value_and_change_nothing() {
     let file = dir.path().join("f");
     std::fs::write(&file, b"hello").expect("write");
     let upper = "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
-    let err = fails(&ocidb(&store, &["blob", "put", file.to_str().expect("utf8"), "--digest", upper]));
+    let err = fails(&ocidb(
+        &store,
+        &[
+            "blob",
+            "put",
+            file.to_str().expect("utf8"),
+            "--digest",
+            upper,
+        ],
+    ));
     assert!(err.contains(upper) && err.contains("uppercase"), "{err}");
 
     let wrong = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    let err = fails(&ocidb(&store, &["blob", "put", file.to_str().expect("utf8"), "--digest", wrong]));
+    let err = fails(&ocidb(
+        &store,
+        &[
+            "blob",
+            "put",
+            file.to_str().expect("utf8"),
+            "--digest",
+            wrong,
+        ],
+    ));
     assert!(err.contains("mismatch") && err.contains(wrong), "{err}");
     // Nothing was stored.
     let err = fails(&ocidb(&store, &["blob", "stat", wrong]));
     assert!(err.contains("not found"));
 
     let err = fails(&ocidb(&store, &["blob", "get", "sha256:abc"]));
-    assert!(err.contains("sha256:abc") && err.contains("64 hex"), "{err}");
+    assert!(
+        err.contains("sha256:abc") && err.contains("64 hex"),
+        "{err}"
+    );
 
-    let err = fails(&ocidb(&dir.path().join("missing"), &["blob", "stat", wrong]));
+    let err = fails(&ocidb(
+        &dir.path().join("missing"),
+        &["blob", "stat", wrong],
+    ));
     assert!(err.contains("not an ocidb store"), "{err}");
 
-    let d = ok(&ocidb(&store, &["blob", "put", file.to_str().expect("utf8")])).trim().to_string();
+    let d = ok(&ocidb(
+        &store,
+        &["blob", "put", file.to_str().expect("utf8")],
+    ))
+    .trim()
+    .to_string();
     let err = fails(&ocidb(&store, &["blob", "get", &d, "--range", "9-20"]));
     assert!(err.contains("9-20") && err.contains("5 bytes"), "{err}");
     let err = fails(&ocidb(&store, &["blob", "get", &d, "--range", "abc"]));
@@ -117,7 +177,18 @@ fn manifests_tags_referrers_tree_and_inspect() {
     let store = dir.path().join("s");
     let cfg = dir.path().join("cfg.json");
     std::fs::write(&cfg, b"{\"os\":\"linux\"}").expect("write");
-    let cfg_d = ok(&ocidb(&store, &["blob", "put", cfg.to_str().expect("utf8"), "--repo", "lib/app"])).trim().to_string();
+    let cfg_d = ok(&ocidb(
+        &store,
+        &[
+            "blob",
+            "put",
+            cfg.to_str().expect("utf8"),
+            "--repo",
+            "lib/app",
+        ],
+    ))
+    .trim()
+    .to_string();
     let m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -126,7 +197,21 @@ fn manifests_tags_referrers_tree_and_inspect() {
     });
     let mf = dir.path().join("m.json");
     std::fs::write(&mf, m.to_string()).expect("write");
-    let md = ok(&ocidb(&store, &["manifest", "put", "lib/app", mf.to_str().expect("utf8"), "--tag", "v1", "--tag", "latest"])).trim().to_string();
+    let md = ok(&ocidb(
+        &store,
+        &[
+            "manifest",
+            "put",
+            "lib/app",
+            mf.to_str().expect("utf8"),
+            "--tag",
+            "v1",
+            "--tag",
+            "latest",
+        ],
+    ))
+    .trim()
+    .to_string();
     let size = m.to_string().len();
     let sig = serde_json::json!({
         "schemaVersion": 2,
@@ -138,29 +223,53 @@ fn manifests_tags_referrers_tree_and_inspect() {
     });
     let sf = dir.path().join("sig.json");
     std::fs::write(&sf, sig.to_string()).expect("write");
-    let sd = ok(&ocidb(&store, &["manifest", "put", "lib/app", sf.to_str().expect("utf8")])).trim().to_string();
+    let sd = ok(&ocidb(
+        &store,
+        &["manifest", "put", "lib/app", sf.to_str().expect("utf8")],
+    ))
+    .trim()
+    .to_string();
 
-    let tags: Value = serde_json::from_str(&ok(&ocidb(&store, &["tags", "lib/app", "--json"]))).expect("json");
+    let tags: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["tags", "lib/app", "--json"]))).expect("json");
     assert_eq!(tags["tags"], serde_json::json!(["latest", "v1"]));
-    let repos: Value = serde_json::from_str(&ok(&ocidb(&store, &["repos", "--json"]))).expect("json");
+    let repos: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["repos", "--json"]))).expect("json");
     assert_eq!(repos["repositories"], serde_json::json!(["lib/app"]));
 
     let body = ok(&ocidb(&store, &["manifest", "get", "lib/app", "v1"]));
     assert_eq!(body, m.to_string());
 
-    let refs: Value = serde_json::from_str(&ok(&ocidb(&store, &["referrers", "lib/app", &md]))).expect("json");
+    let refs: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["referrers", "lib/app", &md]))).expect("json");
     assert_eq!(refs["manifests"][0]["digest"], sd.as_str());
-    assert_eq!(refs["manifests"][0]["artifactType"], "application/vnd.cncf.notary.signature");
-    let filtered = ocidb(&store, &["referrers", "lib/app", &md, "--artifact-type", "application/spdx+json"]);
+    assert_eq!(
+        refs["manifests"][0]["artifactType"],
+        "application/vnd.cncf.notary.signature"
+    );
+    let filtered = ocidb(
+        &store,
+        &[
+            "referrers",
+            "lib/app",
+            &md,
+            "--artifact-type",
+            "application/spdx+json",
+        ],
+    );
     let v: Value = serde_json::from_str(&ok(&filtered)).expect("json");
     assert_eq!(v["manifests"], serde_json::json!([]));
     assert!(String::from_utf8_lossy(&filtered.stderr).contains("OCI-Filters-Applied: artifactType"));
 
     let tree = ok(&ocidb(&store, &["tree", "lib/app:v1"]));
-    assert!(tree.contains("config") && tree.contains("referrer") && tree.contains("tags: latest, v1"), "{tree}");
+    assert!(
+        tree.contains("config") && tree.contains("referrer") && tree.contains("tags: latest, v1"),
+        "{tree}"
+    );
     assert!(!tree.contains("\x1b["), "no colour when not a terminal");
 
-    let inspect: Value = serde_json::from_str(&ok(&ocidb(&store, &["inspect", &cfg_d]))).expect("json");
+    let inspect: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["inspect", &cfg_d]))).expect("json");
     assert_eq!(inspect["parents"][0]["digest"], md.as_str());
     assert_eq!(inspect["repositories"], serde_json::json!(["lib/app"]));
 
@@ -178,7 +287,13 @@ fn demo_runs_and_shows_the_graph() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("demo");
     let out = ok(&ocidb(&store, &["demo"]));
-    for needle in ["referrer", "application/spdx+json", "application/vnd.cncf.helm.vFuture+json", "OCI-Filters-Applied", "shared base layer"] {
+    for needle in [
+        "referrer",
+        "application/spdx+json",
+        "application/vnd.cncf.helm.vFuture+json",
+        "OCI-Filters-Applied",
+        "shared base layer",
+    ] {
         assert!(out.contains(needle), "demo output lacks {needle}:\n{out}");
     }
     // With --store the store is kept and usable afterwards.

@@ -21,38 +21,80 @@ fn blob(s: &Store, data: &[u8], mt: &str) -> Value {
 }
 
 fn image(s: &Store, repo: &str, name: &str, tags: &[&str]) -> (Digest, Value) {
-    let cfg = blob(s, format!("{{\"name\":\"{name}\"}}").as_bytes(), "application/vnd.oci.image.config.v1+json");
-    let layer = blob(s, format!("layer of {name}").as_bytes(), "application/vnd.oci.image.layer.v1.tar");
-    put(s, repo, &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [layer]}), tags)
+    let cfg = blob(
+        s,
+        format!("{{\"name\":\"{name}\"}}").as_bytes(),
+        "application/vnd.oci.image.config.v1+json",
+    );
+    let layer = blob(
+        s,
+        format!("layer of {name}").as_bytes(),
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    put(
+        s,
+        repo,
+        &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [layer]}),
+        tags,
+    )
 }
 
 fn put(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> (Digest, Value) {
     let bytes = body.to_string();
     let p = s
-        .put_manifest(repo, bytes.as_bytes(), &ManifestOptions {
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            ..ManifestOptions::default()
-        })
+        .put_manifest(
+            repo,
+            bytes.as_bytes(),
+            &ManifestOptions {
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                ..ManifestOptions::default()
+            },
+        )
         .expect("manifest put");
     let mt = body["mediaType"].as_str().unwrap_or_default();
-    (p.digest, json!({"mediaType": mt, "digest": p.digest, "size": p.size}))
+    (
+        p.digest,
+        json!({"mediaType": mt, "digest": p.digest, "size": p.size}),
+    )
 }
 
 fn referrer(s: &Store, repo: &str, subject: &Value, artifact_type: &str, n: u32) -> Digest {
-    let payload = blob(s, format!("{artifact_type} #{n}").as_bytes(), "application/octet-stream");
+    let payload = blob(
+        s,
+        format!("{artifact_type} #{n}").as_bytes(),
+        "application/octet-stream",
+    );
     let empty = blob(s, b"{}", "application/vnd.oci.empty.v1+json");
-    put(s, repo, &json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
-        "config": empty, "layers": [payload], "subject": subject,
-        "annotations": {"n": n.to_string()}
-    }), &[]).0
+    put(
+        s,
+        repo,
+        &json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": empty, "layers": [payload], "subject": subject,
+            "annotations": {"n": n.to_string()}
+        }),
+        &[],
+    )
+    .0
 }
 
 fn helm_chart(wordpress: &Value, mysql: &Value, s: &Store) -> Value {
     let mut blobs = vec![
-        blob(s, b"{\"name\":\"wordpress\"}", "application/vnd.cncf.helm.config.v1+json"),
-        blob(s, b"chart-bytes", "application/vnd.cncf.helm.chart.content.v1.tar+gzip"),
-        blob(s, b"provenance", "application/vnd.cncf.helm.chart.provenance.v1.prov"),
+        blob(
+            s,
+            b"{\"name\":\"wordpress\"}",
+            "application/vnd.cncf.helm.config.v1+json",
+        ),
+        blob(
+            s,
+            b"chart-bytes",
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        ),
+        blob(
+            s,
+            b"provenance",
+            "application/vnd.cncf.helm.chart.provenance.v1.prov",
+        ),
         wordpress.clone(),
         mysql.clone(),
     ];
@@ -90,10 +132,23 @@ fn seed_scenario_helm_chart_refers_to_two_images() {
     assert_eq!(preds[0].digest, chart_d);
     assert_eq!(preds[0].kinds, vec![EdgeKind::Manifest]);
 
-    let walk = s.walk("charts/wordpress", &Reference::Tag("1.0.0".into())).expect("walk");
-    assert_eq!(walk.descriptor.artifact_type.as_deref(), Some("application/vnd.cncf.helm.vFuture+json"));
-    let wp_node = walk.children.iter().find(|c| c.descriptor.digest == wp).expect("wordpress node");
-    assert_eq!(wp_node.children.len(), 2, "config and layer below the image");
+    let walk = s
+        .walk("charts/wordpress", &Reference::Tag("1.0.0".into()))
+        .expect("walk");
+    assert_eq!(
+        walk.descriptor.artifact_type.as_deref(),
+        Some("application/vnd.cncf.helm.vFuture+json")
+    );
+    let wp_node = walk
+        .children
+        .iter()
+        .find(|c| c.descriptor.digest == wp)
+        .expect("wordpress node");
+    assert_eq!(
+        wp_node.children.len(),
+        2,
+        "config and layer below the image"
+    );
 }
 
 #[test]
@@ -108,11 +163,21 @@ fn seed_scenario_invalid_child_digest_stores_nothing() {
     let err = s
         .put_manifest("charts/x", body.as_bytes(), &ManifestOptions::default())
         .expect_err("rejected");
-    assert!(err.to_string().contains(bad), "error names the digest: {err}");
+    assert!(
+        err.to_string().contains(bad),
+        "error names the digest: {err}"
+    );
     let d = Hasher::digest_of(Algorithm::Sha256, body.as_bytes());
     assert!(!s.exists(&d).expect("exists"));
-    assert_eq!(s.repositories().expect("repos"), before, "no repository was created");
-    assert!(s.predecessors(&Hasher::digest_of(Algorithm::Sha256, b"wp")).expect("preds").is_empty());
+    assert_eq!(
+        s.repositories().expect("repos"),
+        before,
+        "no repository was created"
+    );
+    assert!(s
+        .predecessors(&Hasher::digest_of(Algorithm::Sha256, b"wp"))
+        .expect("preds")
+        .is_empty());
 }
 
 #[test]
@@ -121,9 +186,22 @@ fn referrers_are_isolated_per_repository() {
     let (subject, desc) = image(&s, "team-a/app", "app", &["v1"]);
     // The same subject bytes pushed to a second repository.
     let body = s.read(&subject).expect("read");
-    s.put_manifest("team-b/app", &body, &ManifestOptions::default()).expect("copy");
-    let sig_a = referrer(&s, "team-a/app", &desc, "application/vnd.cncf.notary.signature", 1);
-    let sig_b = referrer(&s, "team-b/app", &desc, "application/vnd.cncf.notary.signature", 2);
+    s.put_manifest("team-b/app", &body, &ManifestOptions::default())
+        .expect("copy");
+    let sig_a = referrer(
+        &s,
+        "team-a/app",
+        &desc,
+        "application/vnd.cncf.notary.signature",
+        1,
+    );
+    let sig_b = referrer(
+        &s,
+        "team-b/app",
+        &desc,
+        "application/vnd.cncf.notary.signature",
+        2,
+    );
     let list = |repo| -> Vec<Digest> {
         s.referrers(repo, &subject, &ReferrersQuery::default())
             .expect("referrers")
@@ -135,7 +213,10 @@ fn referrers_are_isolated_per_repository() {
     };
     assert_eq!(list("team-a/app"), vec![sig_a]);
     assert_eq!(list("team-b/app"), vec![sig_b]);
-    assert!(list("team-c/app").is_empty(), "unknown repository: empty, not an error");
+    assert!(
+        list("team-c/app").is_empty(),
+        "unknown repository: empty, not an error"
+    );
     // Manifest reads are isolated too.
     assert!(matches!(
         s.get_manifest("team-b/app", &Reference::Digest(sig_a)),
@@ -153,12 +234,20 @@ fn referrers_response_filter_order_and_pagination() {
     let mut sigs = Vec::new();
     let mut sboms = Vec::new();
     for n in 0..7 {
-        sigs.push(referrer(&s, "r/app", &desc, "application/vnd.cncf.notary.signature", n));
+        sigs.push(referrer(
+            &s,
+            "r/app",
+            &desc,
+            "application/vnd.cncf.notary.signature",
+            n,
+        ));
     }
     for n in 0..3 {
         sboms.push(referrer(&s, "r/app", &desc, "application/spdx+json", n));
     }
-    let all = s.referrers("r/app", &subject, &ReferrersQuery::default()).expect("all");
+    let all = s
+        .referrers("r/app", &subject, &ReferrersQuery::default())
+        .expect("all");
     let v = serde_json::to_value(&all.index).expect("json");
     assert_eq!(v["schemaVersion"], 2);
     assert_eq!(v["mediaType"], OCI_INDEX);
@@ -170,11 +259,20 @@ fn referrers_response_filter_order_and_pagination() {
         assert_eq!(m.media_type, OCI_MANIFEST);
     }
     // Deterministic: the same query gives the same order.
-    let again = s.referrers("r/app", &subject, &ReferrersQuery::default()).expect("again");
+    let again = s
+        .referrers("r/app", &subject, &ReferrersQuery::default())
+        .expect("again");
     assert_eq!(again.index, all.index);
 
     let f = s
-        .referrers("r/app", &subject, &ReferrersQuery { artifact_type: Some("application/spdx+json"), ..Default::default() })
+        .referrers(
+            "r/app",
+            &subject,
+            &ReferrersQuery {
+                artifact_type: Some("application/spdx+json"),
+                ..Default::default()
+            },
+        )
         .expect("filtered");
     assert_eq!(f.filters_applied, vec!["artifactType"]);
     let mut got: Vec<Digest> = f.index.manifests.iter().map(|m| m.digest).collect();
@@ -182,7 +280,14 @@ fn referrers_response_filter_order_and_pagination() {
     sboms.sort();
     assert_eq!(got, sboms);
     let none = s
-        .referrers("r/app", &subject, &ReferrersQuery { artifact_type: Some("application/none"), ..Default::default() })
+        .referrers(
+            "r/app",
+            &subject,
+            &ReferrersQuery {
+                artifact_type: Some("application/none"),
+                ..Default::default()
+            },
+        )
         .expect("no match");
     assert!(none.index.manifests.is_empty());
     assert_eq!(none.filters_applied, vec!["artifactType"]);
@@ -192,7 +297,15 @@ fn referrers_response_filter_order_and_pagination() {
     let mut cursor: Option<String> = None;
     loop {
         let p = s
-            .referrers("r/app", &subject, &ReferrersQuery { cursor: cursor.as_deref(), limit: Some(3), ..Default::default() })
+            .referrers(
+                "r/app",
+                &subject,
+                &ReferrersQuery {
+                    cursor: cursor.as_deref(),
+                    limit: Some(3),
+                    ..Default::default()
+                },
+            )
             .expect("page");
         assert!(p.index.manifests.len() <= 3);
         paged.extend(p.index.manifests);
@@ -203,7 +316,14 @@ fn referrers_response_filter_order_and_pagination() {
     }
     assert_eq!(paged, all.index.manifests);
     assert!(s
-        .referrers("r/app", &subject, &ReferrersQuery { cursor: Some("garbage"), ..Default::default() })
+        .referrers(
+            "r/app",
+            &subject,
+            &ReferrersQuery {
+                cursor: Some("garbage"),
+                ..Default::default()
+            }
+        )
         .is_err());
 }
 
@@ -213,18 +333,30 @@ fn dangling_referrers_and_sparse_children_are_legal_unless_required() {
     let absent = json!({"mediaType": OCI_MANIFEST, "digest": Hasher::digest_of(Algorithm::Sha256, b"gone"), "size": 5});
     let r = referrer(&s, "r/x", &absent, "application/vnd.example", 1);
     let subject = Hasher::digest_of(Algorithm::Sha256, b"gone");
-    let list = s.referrers("r/x", &subject, &ReferrersQuery::default()).expect("referrers");
+    let list = s
+        .referrers("r/x", &subject, &ReferrersQuery::default())
+        .expect("referrers");
     assert_eq!(list.index.manifests[0].digest, r);
 
     let missing_layer = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Hasher::digest_of(Algorithm::Sha256, b"nope"), "size": 4});
     let cfg = blob(&s, b"{}", "application/vnd.oci.image.config.v1+json");
     let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [missing_layer]}).to_string();
     let err = s
-        .put_manifest("r/x", body.as_bytes(), &ManifestOptions { require_children: true, ..Default::default() })
+        .put_manifest(
+            "r/x",
+            body.as_bytes(),
+            &ManifestOptions {
+                require_children: true,
+                ..Default::default()
+            },
+        )
         .expect_err("strict");
     assert!(matches!(err, Error::MissingChild { .. }), "{err}");
     assert!(err.to_string().contains("MANIFEST_BLOB_UNKNOWN"));
-    let d = s.put_manifest("r/x", body.as_bytes(), &ManifestOptions::default()).expect("sparse ok").digest;
+    let d = s
+        .put_manifest("r/x", body.as_bytes(), &ManifestOptions::default())
+        .expect("sparse ok")
+        .digest;
     let walk = s.walk("r/x", &Reference::Digest(d)).expect("walk");
     let missing: Vec<&WalkNode> = walk.children.iter().filter(|c| !c.present).collect();
     assert_eq!(missing.len(), 1);
@@ -235,25 +367,63 @@ fn tags_sort_paginate_move_and_explain_errors() {
     let (_d, s) = store();
     let (a, _) = image(&s, "r/t", "a", &["v2", "latest", "v1"]);
     let (b, _) = image(&s, "r/t", "b", &[]);
-    assert_eq!(s.tags("r/t", None, None).expect("tags"), vec!["latest", "v1", "v2"]);
-    assert_eq!(s.tags("r/t", Some("latest"), Some(1)).expect("page"), vec!["v1"]);
-    assert_eq!(s.tags("r/t", Some("v2"), None).expect("page"), Vec::<String>::new());
+    assert_eq!(
+        s.tags("r/t", None, None).expect("tags"),
+        vec!["latest", "v1", "v2"]
+    );
+    assert_eq!(
+        s.tags("r/t", Some("latest"), Some(1)).expect("page"),
+        vec!["v1"]
+    );
+    assert_eq!(
+        s.tags("r/t", Some("v2"), None).expect("page"),
+        Vec::<String>::new()
+    );
     s.tag("r/t", "latest", &b).expect("retag");
-    assert_eq!(s.resolve("r/t", &Reference::Tag("latest".into())).expect("resolve"), b);
-    assert_eq!(s.resolve("r/t", &Reference::Tag("v1".into())).expect("resolve"), a);
+    assert_eq!(
+        s.resolve("r/t", &Reference::Tag("latest".into()))
+            .expect("resolve"),
+        b
+    );
+    assert_eq!(
+        s.resolve("r/t", &Reference::Tag("v1".into()))
+            .expect("resolve"),
+        a
+    );
     assert_eq!(s.untag("r/t", "v1").expect("untag"), a);
     let err = s.untag("r/t", "v1").expect_err("gone");
     let msg = err.to_string();
-    assert!(msg.contains("`v1`") && msg.contains("existing tags: latest, v2"), "{msg}");
-    let err = s.tag("r/t", "x", &Hasher::digest_of(Algorithm::Sha256, b"not here")).expect_err("unknown");
+    assert!(
+        msg.contains("`v1`") && msg.contains("existing tags: latest, v2"),
+        "{msg}"
+    );
+    let err = s
+        .tag(
+            "r/t",
+            "x",
+            &Hasher::digest_of(Algorithm::Sha256, b"not here"),
+        )
+        .expect_err("unknown");
     assert!(matches!(err, Error::NotFound { .. }));
     let err = s.tags("r/nope", None, None).expect_err("no repo");
-    assert!(err.to_string().contains("existing repositories: r/t"), "{err}");
+    assert!(
+        err.to_string().contains("existing repositories: r/t"),
+        "{err}"
+    );
     for bad in ["UPPER", "a//b", "/a", "a/", "a/../b", ""] {
-        assert!(matches!(s.tags(bad, None, None), Err(Error::InvalidRepository { .. })), "{bad}");
+        assert!(
+            matches!(
+                s.tags(bad, None, None),
+                Err(Error::InvalidRepository { .. })
+            ),
+            "{bad}"
+        );
     }
     for bad in ["-x", "a/b", &"t".repeat(129)] {
-        assert!(matches!(s.tag("r/t", bad, &a), Err(Error::InvalidTag { .. })), "{bad}");
+        assert!(
+            matches!(s.tag("r/t", bad, &a), Err(Error::InvalidTag { .. })),
+            "{bad}"
+        );
     }
 }
 
@@ -266,18 +436,38 @@ fn referrers_tag_schema_index_lists_referrers_until_untagged() {
     let mut entry = sig_desc.clone();
     entry["artifactType"] = json!("application/vnd.cncf.notary.signature");
     let tag = ocidb::names::referrers_tag_for(&subject);
-    put(&s, "r/n", &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}), &[&tag]);
-    let list = s.referrers("r/n", &subject, &ReferrersQuery::default()).expect("referrers");
+    put(
+        &s,
+        "r/n",
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}),
+        &[&tag],
+    );
+    let list = s
+        .referrers("r/n", &subject, &ReferrersQuery::default())
+        .expect("referrers");
     assert_eq!(list.index.manifests.len(), 1);
     assert_eq!(list.index.manifests[0].digest, sig);
-    assert_eq!(list.index.manifests[0].artifact_type.as_deref(), Some("application/vnd.cncf.notary.signature"));
+    assert_eq!(
+        list.index.manifests[0].artifact_type.as_deref(),
+        Some("application/vnd.cncf.notary.signature")
+    );
     s.untag("r/n", &tag).expect("untag");
-    assert!(s.referrers("r/n", &subject, &ReferrersQuery::default()).expect("referrers").index.manifests.is_empty());
+    assert!(s
+        .referrers("r/n", &subject, &ReferrersQuery::default())
+        .expect("referrers")
+        .index
+        .manifests
+        .is_empty());
 
     // The store can produce that fallback index itself.
-    let (_, subject_desc) = (subject, json!({"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}));
+    let (_, subject_desc) = (
+        subject,
+        json!({"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}),
+    );
     let r = referrer(&s, "r/n", &subject_desc, "application/spdx+json", 1);
-    let idx: Value = serde_json::from_slice(&s.referrers_tag_index("r/n", &subject).expect("index")).expect("json");
+    let idx: Value =
+        serde_json::from_slice(&s.referrers_tag_index("r/n", &subject).expect("index"))
+            .expect("json");
     assert_eq!(idx["manifests"][0]["digest"], json!(r));
 }
 
@@ -288,7 +478,14 @@ fn walks_terminate_on_referrer_chains_and_tag_schema_cycles() {
     // A chain: signature on attestation on sbom on image.
     let mut subject = root_desc;
     let mut chain = Vec::new();
-    for (i, at) in ["application/spdx+json", "application/vnd.in-toto+json", "application/vnd.cncf.notary.signature"].iter().enumerate() {
+    for (i, at) in [
+        "application/spdx+json",
+        "application/vnd.in-toto+json",
+        "application/vnd.cncf.notary.signature",
+    ]
+    .iter()
+    .enumerate()
+    {
         let d = referrer(&s, "r/c", &subject, at, i as u32);
         let size = s.stat(&d).expect("stat").size;
         subject = json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size});
@@ -297,8 +494,15 @@ fn walks_terminate_on_referrer_chains_and_tag_schema_cycles() {
     // A cycle through the tag schema: the index tagged sha256-<root> lists root.
     let tag = ocidb::names::referrers_tag_for(&root);
     let size = s.stat(&root).expect("stat").size;
-    put(&s, "r/c", &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": root, "size": size, "artifactType": "application/x-self"}]}), &[&tag]);
-    let walk = s.walk("r/c", &Reference::Tag("v1".into())).expect("walk terminates");
+    put(
+        &s,
+        "r/c",
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": root, "size": size, "artifactType": "application/x-self"}]}),
+        &[&tag],
+    );
+    let walk = s
+        .walk("r/c", &Reference::Tag("v1".into()))
+        .expect("walk terminates");
     let mut expanded = Vec::new();
     fn collect(n: &WalkNode, out: &mut Vec<Digest>) {
         if !n.repeated {
@@ -323,7 +527,12 @@ fn duplicate_descriptors_make_one_edge() {
     let (_d, s) = store();
     let cfg = blob(&s, b"{}", "application/vnd.oci.image.config.v1+json");
     let l = blob(&s, b"layer", "application/vnd.oci.image.layer.v1.tar");
-    let (d, _) = put(&s, "r/d", &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [l, l, l]}), &[]);
+    let (d, _) = put(
+        &s,
+        "r/d",
+        &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [l, l, l]}),
+        &[],
+    );
     assert_eq!(s.successors(&d).expect("succ").len(), 2);
     let ld = Digest::parse(l["digest"].as_str().expect("digest")).expect("parse");
     assert_eq!(s.predecessors(&ld).expect("preds").len(), 1);
@@ -334,22 +543,47 @@ fn media_types_are_checked_and_unknown_types_stored_opaque() {
     let (_d, s) = store();
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
     let err = s
-        .put_manifest("r/m", index.as_bytes(), &ManifestOptions { media_type: Some(OCI_MANIFEST.into()), ..Default::default() })
+        .put_manifest(
+            "r/m",
+            index.as_bytes(),
+            &ManifestOptions {
+                media_type: Some(OCI_MANIFEST.into()),
+                ..Default::default()
+            },
+        )
         .expect_err("conflict");
     assert!(matches!(err, Error::MediaTypeConflict { .. }));
     assert!(err.to_string().contains(OCI_INDEX) && err.to_string().contains(OCI_MANIFEST));
     let opaque = s
-        .put_manifest("r/m", b"{\"anything\": [1,2,3]}", &ManifestOptions::default())
+        .put_manifest(
+            "r/m",
+            b"{\"anything\": [1,2,3]}",
+            &ManifestOptions::default(),
+        )
         .expect("opaque");
     assert_eq!(opaque.media_type, None);
     assert!(s.successors(&opaque.digest).expect("succ").is_empty());
     let custom = s
-        .put_manifest("r/m", b"{\"mediaType\":\"application/x-unknown\"}", &ManifestOptions::default())
+        .put_manifest(
+            "r/m",
+            b"{\"mediaType\":\"application/x-unknown\"}",
+            &ManifestOptions::default(),
+        )
         .expect("unknown type stored");
     assert_eq!(custom.media_type.as_deref(), Some("application/x-unknown"));
     let big = vec![b' '; 4 * 1024 * 1024 + 1];
-    assert!(matches!(s.put_manifest("r/m", &big, &ManifestOptions::default()), Err(Error::ManifestTooLarge { .. })));
-    let not_json = s.put_manifest("r/m", b"not json", &ManifestOptions { media_type: Some(OCI_MANIFEST.into()), ..Default::default() });
+    assert!(matches!(
+        s.put_manifest("r/m", &big, &ManifestOptions::default()),
+        Err(Error::ManifestTooLarge { .. })
+    ));
+    let not_json = s.put_manifest(
+        "r/m",
+        b"not json",
+        &ManifestOptions {
+            media_type: Some(OCI_MANIFEST.into()),
+            ..Default::default()
+        },
+    );
     assert!(matches!(not_json, Err(Error::InvalidManifest { .. })));
 }
 
@@ -358,20 +592,32 @@ fn custom_manifest_types_can_be_registered() {
     struct Bundle;
     impl ManifestParser for Bundle {
         fn parse(&self, body: &[u8]) -> ocidb::Result<ParsedManifest> {
-            let v: Value = serde_json::from_slice(body).map_err(|e| Error::InvalidManifest { what: "bundle".into(), reason: e.to_string() })?;
+            let v: Value = serde_json::from_slice(body).map_err(|e| Error::InvalidManifest {
+                what: "bundle".into(),
+                reason: e.to_string(),
+            })?;
             let mut out = ParsedManifest::default();
             for part in v["parts"].as_array().into_iter().flatten() {
                 let d = Digest::parse(part.as_str().unwrap_or_default())?;
-                out.children.push((EdgeKind::Blob, Descriptor::new("application/octet-stream", d, 0)));
+                out.children.push((
+                    EdgeKind::Blob,
+                    Descriptor::new("application/octet-stream", d, 0),
+                ));
             }
             Ok(out)
         }
     }
     let (_d, s) = store();
     s.register_parser("application/vnd.example.bundle", Arc::new(Bundle));
-    let part = s.put_bytes(b"part", &PutOptions::default()).expect("part").digest;
+    let part = s
+        .put_bytes(b"part", &PutOptions::default())
+        .expect("part")
+        .digest;
     let body = json!({"mediaType": "application/vnd.example.bundle", "parts": [part]}).to_string();
-    let d = s.put_manifest("r/b", body.as_bytes(), &ManifestOptions::default()).expect("put").digest;
+    let d = s
+        .put_manifest("r/b", body.as_bytes(), &ManifestOptions::default())
+        .expect("put")
+        .digest;
     assert_eq!(s.predecessors(&part).expect("preds")[0].digest, d);
 }
 
@@ -381,12 +627,27 @@ fn batch_ingest_is_all_or_nothing() {
     let good = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
     let bad = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": "sha256:XYZ", "size": 1}]}).to_string();
     let err = s
-        .put_manifests("r/batch", &[(good.as_bytes(), ManifestOptions::default()), (bad.as_bytes(), ManifestOptions::default())])
+        .put_manifests(
+            "r/batch",
+            &[
+                (good.as_bytes(), ManifestOptions::default()),
+                (bad.as_bytes(), ManifestOptions::default()),
+            ],
+        )
         .expect_err("bad digest");
     assert!(err.to_string().contains("sha256:XYZ"));
     assert!(s.repositories().expect("repos").is_empty());
     let puts = s
-        .put_manifests("r/batch", &[(good.as_bytes(), ManifestOptions { tags: vec!["a".into()], ..Default::default() })])
+        .put_manifests(
+            "r/batch",
+            &[(
+                good.as_bytes(),
+                ManifestOptions {
+                    tags: vec!["a".into()],
+                    ..Default::default()
+                },
+            )],
+        )
         .expect("ok");
     assert_eq!(puts.len(), 1);
     assert_eq!(s.tags("r/batch", None, None).expect("tags"), vec!["a"]);
@@ -396,10 +657,28 @@ fn batch_ingest_is_all_or_nothing() {
 fn deleting_a_referrer_removes_its_index_entries() {
     let (_d, s) = store();
     let (subject, desc) = image(&s, "r/del", "app", &["v1"]);
-    let sig = referrer(&s, "r/del", &desc, "application/vnd.cncf.notary.signature", 1);
-    assert_eq!(s.referrers("r/del", &subject, &ReferrersQuery::default()).expect("r").index.manifests.len(), 1);
+    let sig = referrer(
+        &s,
+        "r/del",
+        &desc,
+        "application/vnd.cncf.notary.signature",
+        1,
+    );
+    assert_eq!(
+        s.referrers("r/del", &subject, &ReferrersQuery::default())
+            .expect("r")
+            .index
+            .manifests
+            .len(),
+        1
+    );
     s.delete(&sig).expect("delete");
-    assert!(s.referrers("r/del", &subject, &ReferrersQuery::default()).expect("r").index.manifests.is_empty());
+    assert!(s
+        .referrers("r/del", &subject, &ReferrersQuery::default())
+        .expect("r")
+        .index
+        .manifests
+        .is_empty());
     assert!(s.predecessors(&subject).expect("preds").is_empty());
     assert!(s.successors(&sig).expect("succ").is_empty());
     assert!(!s.is_member("r/del", &sig).expect("member"));

@@ -48,7 +48,12 @@ pub fn image_manifest(n: u64, bases: u64) -> Vec<u8> {
 }
 
 /// A referrer manifest with the given subject and artifact type.
-pub fn referrer_manifest(subject: &Digest, subject_size: u64, artifact_type: &str, n: u64) -> Vec<u8> {
+pub fn referrer_manifest(
+    subject: &Digest,
+    subject_size: u64,
+    artifact_type: &str,
+    n: u64,
+) -> Vec<u8> {
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{artifact_type}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{subject_size}}},"annotations":{{"n":"{n}"}}}}"#,
         fake_digest("payload", n),

@@ -31,7 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Load sample content (a multi-arch image, signature, SBOM, attestation
     /// and a Helm chart) into a temporary store and show what ocidb sees.
-    #[command(after_help = "Example:\n  ocidb demo\n  ocidb --store ./demo-store demo   # keep the store afterwards")]
+    #[command(
+        after_help = "Example:\n  ocidb demo\n  ocidb --store ./demo-store demo   # keep the store afterwards"
+    )]
     Demo,
 
     /// Raw blobs: put, get, stat, rm.
@@ -63,7 +65,9 @@ pub enum Command {
     },
 
     /// List the tags of a repository, sorted.
-    #[command(after_help = "Example:\n  ocidb tags library/app --json\n  ocidb tags library/app -n 10 --last v1.2")]
+    #[command(
+        after_help = "Example:\n  ocidb tags library/app --json\n  ocidb tags library/app -n 10 --last v1.2"
+    )]
     Tags {
         /// Repository name.
         repo: String,
@@ -87,7 +91,9 @@ pub enum Command {
     },
 
     /// Print the OCI referrers response (an image index) for a subject.
-    #[command(after_help = "Example:\n  ocidb referrers library/app sha256:4f1c… --artifact-type application/spdx+json")]
+    #[command(
+        after_help = "Example:\n  ocidb referrers library/app sha256:4f1c… --artifact-type application/spdx+json"
+    )]
     Referrers {
         /// Repository name.
         repo: String,
@@ -105,7 +111,9 @@ pub enum Command {
     },
 
     /// Show an image as a tree: children and, transitively, referrers.
-    #[command(after_help = "Example:\n  ocidb tree library/app:v1\n  ocidb tree library/app@sha256:4f1c… --json")]
+    #[command(
+        after_help = "Example:\n  ocidb tree library/app:v1\n  ocidb tree library/app@sha256:4f1c… --json"
+    )]
     Tree {
         /// REPO:TAG or REPO@DIGEST.
         reference: String,
@@ -113,6 +121,50 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Delete a manifest from a repository (REPO@DIGEST).
+    #[command(after_help = "Example:\n  ocidb rm library/app@sha256:4f1c…")]
+    Rm {
+        /// REPO@DIGEST.
+        reference: String,
+    },
+
+    /// Collect garbage online (writers keep going).
+    #[command(
+        after_help = "Examples:\n  ocidb gc --dry-run --verbose\n  ocidb gc --grace 0s --delete-untagged --json"
+    )]
+    Gc {
+        /// Report what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also collect manifests that no tag reaches.
+        #[arg(long)]
+        delete_untagged: bool,
+        /// Keep anything younger than this (0s, 30m, 1h…).
+        #[arg(long, default_value = "1h")]
+        grace: String,
+        /// List the digests.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Verify every blob's bytes and every index entry. Exits 1 if problems remain.
+    #[command(after_help = "Examples:\n  ocidb fsck\n  ocidb fsck --repair --json")]
+    Fsck {
+        /// Remove orphan files; corrupt records are reported, never dropped.
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Reclaim free space in the database file.
+    #[command(after_help = "Example:\n  ocidb compact")]
+    Compact,
 
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
@@ -128,7 +180,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum BlobCommand {
     /// Store a file (or `-` for stdin) and print its digest.
-    #[command(after_help = "Example:\n  ocidb blob put layer.tar.gz --media-type application/vnd.oci.image.layer.v1.tar+gzip")]
+    #[command(
+        after_help = "Example:\n  ocidb blob put layer.tar.gz --media-type application/vnd.oci.image.layer.v1.tar+gzip"
+    )]
     Put {
         /// File to store, or `-` for standard input.
         file: PathBuf,
@@ -146,7 +200,9 @@ pub enum BlobCommand {
         json: bool,
     },
     /// Write a blob (or a byte range of it) to stdout or a file.
-    #[command(after_help = "Example:\n  ocidb blob get sha256:4f1c… -o out.bin\n  ocidb blob get sha256:4f1c… --range 0-1023")]
+    #[command(
+        after_help = "Example:\n  ocidb blob get sha256:4f1c… -o out.bin\n  ocidb blob get sha256:4f1c… --range 0-1023"
+    )]
     Get {
         /// Digest.
         digest: String,

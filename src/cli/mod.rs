@@ -1,6 +1,7 @@
 //! The `ocidb` command line.
 
 pub mod args;
+pub mod progress;
 pub mod render;
 
 use std::fs;
@@ -8,7 +9,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ocidb::{
-    Digest, Error, ManifestOptions, PutOptions, Reference, ReferrersQuery, Result, Store,
+    Digest, Error, FsckOptions, GcPolicy, ManifestOptions, PutOptions, Reference, ReferrersQuery,
+    Result, Store,
 };
 use serde_json::json;
 
@@ -189,6 +191,99 @@ pub fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
+        Command::Rm { reference } => {
+            let (repo, r) = parse_image_ref(&reference)?;
+            let Reference::Digest(d) = r else {
+                return Err(Error::InvalidArgument {
+                    value: reference,
+                    expected: "REPO@DIGEST (to remove a tag, use `ocidb untag REPO TAG`)".into(),
+                });
+            };
+            open(&store_dir)?.delete_manifest(&repo, &d)?;
+            eprintln!("deleted {repo}@{d}");
+            Ok(())
+        }
+        Command::Gc {
+            dry_run,
+            delete_untagged,
+            grace,
+            verbose,
+            json,
+        } => {
+            let policy = GcPolicy {
+                dry_run,
+                delete_untagged,
+                grace: ocidb::lifecycle::parse_duration(&grace)?,
+                ..GcPolicy::default()
+            };
+            let spinner = progress::spinner("collecting garbage");
+            let report = open(&store_dir)?.gc(&policy)?;
+            progress::finish(spinner);
+            if json {
+                let mut v = json!({
+                    "deleted_manifests": report.deleted_manifests,
+                    "deleted_blobs": report.deleted_blobs,
+                    "reclaimed_bytes": report.reclaimed_bytes,
+                    "kept": report.kept,
+                    "dry_run": report.dry_run,
+                });
+                if verbose {
+                    v["digests"] = json!(report.digests);
+                }
+                println!("{v}");
+            } else {
+                println!("{}", render::gc_summary(&report));
+                if verbose {
+                    for d in &report.digests {
+                        println!("  {d}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Fsck { repair, json } => {
+            let store = open(&store_dir)?;
+            let bar = progress::bar("verifying blobs");
+            let cb = |done: u64, total: u64| progress::set(&bar, done, total);
+            let report = store.fsck(&FsckOptions {
+                repair,
+                progress: Some(&cb),
+                ..FsckOptions::default()
+            })?;
+            progress::finish(bar);
+            if json {
+                print_json(&report)?;
+            } else {
+                for p in &report.problems {
+                    let d = p.digest.map(|d| format!("{d}: ")).unwrap_or_default();
+                    let fixed = if p.repaired { " (repaired)" } else { "" };
+                    println!("{}: {d}{}{fixed}", p.kind, p.detail);
+                }
+                println!(
+                    "{} records, {} files, {} verified, {} problem(s), {} remaining",
+                    report.records,
+                    report.files,
+                    render::human_size(report.bytes_verified),
+                    report.problems.len(),
+                    report.remaining()
+                );
+            }
+            if report.is_clean() {
+                Ok(())
+            } else {
+                std::process::exit(1);
+            }
+        }
+        Command::Compact => {
+            let mut store = open(&store_dir)?;
+            let (before, after) = store.compact()?;
+            println!(
+                "database file: {} -> {}",
+                render::human_size(before),
+                render::human_size(after)
+            );
+            Ok(())
+        }
         Command::Inspect { digest, repo } => {
             let d = digest_arg(&digest)?;
             print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
@@ -217,7 +312,10 @@ fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
                 store.put(io::stdin().lock(), &opts)?
             } else {
                 let f = fs::File::open(&file).ctx(|| format!("opening {}", file.display()))?;
-                let len = f.metadata().ctx(|| format!("stat of {}", file.display()))?.len();
+                let len = f
+                    .metadata()
+                    .ctx(|| format!("stat of {}", file.display()))?
+                    .len();
                 store.put(
                     f,
                     &PutOptions {

@@ -93,7 +93,10 @@ fn label(node: &WalkNode, st: Style) -> String {
     }
     if let Some(p) = &d.platform {
         let os = p.get("os").and_then(|v| v.as_str()).unwrap_or("?");
-        let arch = p.get("architecture").and_then(|v| v.as_str()).unwrap_or("?");
+        let arch = p
+            .get("architecture")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
         parts.push(format!("{os}/{arch}"));
     }
     parts.push(human_size(d.size));
@@ -128,6 +131,23 @@ fn render_children(children: &[WalkNode], prefix: &str, st: Style, out: &mut Str
         out.push_str(&format!("{prefix}{branch}{}\n", label(c, st)));
         render_children(&c.children, &format!("{prefix}{cont}"), st, out);
     }
+}
+
+/// One line about a GC run.
+pub fn gc_summary(r: &ocidb::GcReport) -> String {
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    format!(
+        "{verb} {} manifest(s) and {} blob(s), {} reclaimed; kept {}{}",
+        r.deleted_manifests,
+        r.deleted_blobs,
+        human_size(r.reclaimed_bytes),
+        r.kept,
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]

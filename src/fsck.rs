@@ -1,0 +1,444 @@
+//! fsck: verify every invariant of a store, and optionally repair what is
+//! safe to repair (orphan files). Corrupt records are reported, never
+//! silently dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use redb::{ReadTransaction, ReadableTable as _};
+use serde::Serialize;
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, Result};
+use crate::graph::{repo_names, MEMBER_MANIFEST};
+use crate::hasher::Hasher;
+use crate::keys;
+use crate::record::{BlobRecord, Placement};
+use crate::store::{hash_file, Store};
+use crate::tables::{
+    self, BLOBS, EDGES_IN, EDGES_OUT, INLINE, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
+};
+
+/// Options for [`Store::fsck`].
+#[derive(Default)]
+pub struct FsckOptions<'a> {
+    /// Remove orphan files (bytes no record points to).
+    pub repair: bool,
+    /// Hashing threads (0: one per core).
+    pub threads: usize,
+    /// Called with (blobs verified, total) as hashing progresses.
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// A short machine-readable kind, e.g. `corrupt-blob`.
+    pub kind: &'static str,
+    /// The digest concerned, when there is one.
+    pub digest: Option<Digest>,
+    /// What is wrong, for people.
+    pub detail: String,
+    /// Whether `--repair` fixed it.
+    pub repaired: bool,
+}
+
+/// The outcome of an fsck.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsckReport {
+    /// Records checked.
+    pub records: u64,
+    /// Bytes re-hashed.
+    pub bytes_verified: u64,
+    /// Blob files found on disk.
+    pub files: u64,
+    /// Everything wrong, repaired or not.
+    pub problems: Vec<Problem>,
+}
+
+impl FsckReport {
+    /// Problems that remain (not repaired).
+    pub fn remaining(&self) -> usize {
+        self.problems.iter().filter(|p| !p.repaired).count()
+    }
+
+    /// True when nothing is left to fix.
+    pub fn is_clean(&self) -> bool {
+        self.remaining() == 0
+    }
+}
+
+fn problem(kind: &'static str, digest: Option<Digest>, detail: String) -> Problem {
+    Problem {
+        kind,
+        digest,
+        detail,
+        repaired: false,
+    }
+}
+
+impl Store {
+    /// Checks every invariant: bytes hash to their digests, every file is
+    /// recorded, every edge and referrer entry is consistent, every tag and
+    /// membership points to a record.
+    pub fn fsck(&self, opts: &FsckOptions<'_>) -> Result<FsckReport> {
+        let txn = tables::begin_read(&self.db)?;
+        let mut report = FsckReport::default();
+        let records = self.check_records(&txn, opts, &mut report)?;
+        check_graph(&txn, &records, &mut report)?;
+        drop(txn);
+        let orphans = self.check_files(&records, &mut report)?;
+        if opts.repair && !orphans.is_empty() {
+            let removed = self.remove_orphans(orphans)?;
+            for p in report.problems.iter_mut() {
+                if p.kind == "orphan-file" && p.digest.is_some_and(|d| removed.contains(&d)) {
+                    p.repaired = true;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn check_records(
+        &self,
+        txn: &ReadTransaction,
+        opts: &FsckOptions<'_>,
+        report: &mut FsckReport,
+    ) -> Result<HashMap<Digest, BlobRecord>> {
+        let blobs = txn.open_table(BLOBS)?;
+        let inline = txn.open_table(INLINE)?;
+        let mut records = HashMap::new();
+        for e in blobs.iter()? {
+            let (k, v) = e?;
+            let d = match Digest::from_key(k.value()) {
+                Ok(d) => d,
+                Err(e) => {
+                    report
+                        .problems
+                        .push(problem("bad-key", None, e.to_string()));
+                    continue;
+                }
+            };
+            match BlobRecord::decode(v.value()) {
+                Ok(r) => {
+                    records.insert(d, r);
+                }
+                Err(e) => report
+                    .problems
+                    .push(problem("corrupt-record", Some(d), e.to_string())),
+            }
+        }
+        for e in inline.iter()? {
+            let (k, _) = e?;
+            if let Ok(d) = Digest::from_key(k.value()) {
+                if records.get(&d).map(|r| r.placement) != Some(Placement::Inline) {
+                    report.problems.push(problem(
+                        "stray-inline",
+                        Some(d),
+                        format!("inline bytes of {d} have no inline record"),
+                    ));
+                }
+            }
+        }
+        report.records = records.len() as u64;
+
+        // Re-hash in parallel; inline bytes are read through the same snapshot.
+        let work: Vec<(&Digest, &BlobRecord)> = records.iter().collect();
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            opts.threads
+        };
+        let next = AtomicUsize::new(0);
+        let done = AtomicU64::new(0);
+        let bytes = AtomicU64::new(0);
+        let total = work.len() as u64;
+        let found = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| {
+                    let inline = match txn.open_table(INLINE) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            if let Ok(mut f) = found.lock() {
+                                f.push(problem("io", None, e.to_string()));
+                            }
+                            return;
+                        }
+                    };
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((d, rec)) = work.get(i) else { break };
+                        if let Some(p) = self.verify_record(&inline, d, rec) {
+                            if let Ok(mut f) = found.lock() {
+                                f.push(p);
+                            }
+                        } else {
+                            bytes.fetch_add(rec.size, Ordering::Relaxed);
+                        }
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(cb) = opts.progress {
+                            if n.is_multiple_of(256) || n == total {
+                                cb(n, total);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let mut found = found.into_inner().unwrap_or_default();
+        found.sort_by_key(|p| p.digest);
+        report.problems.extend(found);
+        report.bytes_verified = bytes.load(Ordering::Relaxed);
+        Ok(records)
+    }
+
+    fn verify_record(
+        &self,
+        inline: &redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>,
+        d: &Digest,
+        rec: &BlobRecord,
+    ) -> Option<Problem> {
+        let actual = match rec.placement {
+            Placement::Inline => match inline.get(&d.to_key()) {
+                Ok(Some(g)) => {
+                    let b = g.value();
+                    if b.len() as u64 != rec.size {
+                        return Some(problem(
+                            "size-mismatch",
+                            Some(*d),
+                            format!("recorded as {} bytes, {} stored inline", rec.size, b.len()),
+                        ));
+                    }
+                    Hasher::digest_of(d.algorithm(), b)
+                }
+                Ok(None) => {
+                    return Some(problem(
+                        "missing-bytes",
+                        Some(*d),
+                        "recorded inline but the bytes are missing".into(),
+                    ))
+                }
+                Err(e) => return Some(problem("io", Some(*d), e.to_string())),
+            },
+            Placement::File => {
+                let path = d.blob_path(&self.root);
+                let f = match fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        return Some(problem(
+                            "missing-file",
+                            Some(*d),
+                            format!("{}: {e}", path.display()),
+                        ))
+                    }
+                };
+                let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                if len != rec.size {
+                    return Some(problem(
+                        "size-mismatch",
+                        Some(*d),
+                        format!("recorded as {} bytes, the file has {len}", rec.size),
+                    ));
+                }
+                match hash_file(&f, d.algorithm(), len) {
+                    Ok(a) => a,
+                    Err(e) => return Some(problem("io", Some(*d), e.to_string())),
+                }
+            }
+        };
+        (actual != *d).then(|| {
+            problem(
+                "corrupt-blob",
+                Some(*d),
+                format!("bytes hash to {actual}; kept for inspection, restore it from a copy or delete it"),
+            )
+        })
+    }
+
+    fn check_files(
+        &self,
+        records: &HashMap<Digest, BlobRecord>,
+        report: &mut FsckReport,
+    ) -> Result<Vec<Digest>> {
+        let mut orphans = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root.join("blobs").join(alg.name());
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                report.files += 1;
+                let name = e.file_name().to_string_lossy().into_owned();
+                match Digest::parse(&format!("{}:{name}", alg.name())) {
+                    Ok(d) if records.get(&d).map(|r| r.placement) == Some(Placement::File) => {}
+                    Ok(d) => {
+                        report.problems.push(problem(
+                            "orphan-file",
+                            Some(d),
+                            format!("{} has no record", e.path().display()),
+                        ));
+                        orphans.push(d);
+                    }
+                    Err(_) => report.problems.push(problem(
+                        "stray-file",
+                        None,
+                        format!(
+                            "{} is not named by a digest; remove it by hand if it is not yours",
+                            e.path().display()
+                        ),
+                    )),
+                }
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Deletes orphan files from inside the writer, where no rename into
+    /// `blobs/` can be in flight, after re-checking that each has no record.
+    fn remove_orphans(&self, orphans: Vec<Digest>) -> Result<HashSet<Digest>> {
+        let root = self.root.clone();
+        self.submit(true, move |b| {
+            let mut removed = HashSet::new();
+            for d in &orphans {
+                if b.t.blobs.get(&d.to_key())?.is_none() && !b.pending_install(d) {
+                    match fs::remove_file(d.blob_path(&root)) {
+                        Ok(()) => {
+                            removed.insert(*d);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            removed.insert(*d);
+                        }
+                        Err(e) => {
+                            return Err(Error::io(
+                                format!("removing {}", d.blob_path(&root).display()),
+                                e,
+                            ))
+                        }
+                    }
+                }
+            }
+            Ok(removed)
+        })
+    }
+}
+
+fn check_graph(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let mut out_edges: HashMap<(Digest, Digest), u8> = HashMap::new();
+    for e in txn.open_table(EDGES_OUT)?.iter()? {
+        let (k, v) = e?;
+        let (parent, kind, child) = keys::split_edge_out(k.value())?;
+        if !records.get(&parent).is_some_and(|r| r.manifest) {
+            report.problems.push(problem(
+                "dangling-edge",
+                Some(parent),
+                format!(
+                    "{} edge to {child} from a parent that is not a stored manifest",
+                    kind.name()
+                ),
+            ));
+        }
+        if let Err(e) = keys::decode_descriptor(v.value()) {
+            report
+                .problems
+                .push(problem("corrupt-edge", Some(parent), e.to_string()));
+        }
+        // A missing child (sparse layout) or subject (dangling referrer) is legal.
+        *out_edges.entry((child, parent)).or_default() |= kind.bit();
+    }
+    let mut seen_in = HashSet::new();
+    for e in txn.open_table(EDGES_IN)?.iter()? {
+        let (k, v) = e?;
+        let (child, parent) = keys::split_edge_in(k.value())?;
+        let mask = keys::decode_kinds(v.value())?;
+        if out_edges.get(&(child, parent)) != Some(&mask) {
+            report.problems.push(problem(
+                "edge-mismatch",
+                Some(child),
+                format!("reverse edge from {parent} does not match its forward edges"),
+            ));
+        }
+        seen_in.insert((child, parent));
+    }
+    for (child, parent) in out_edges.keys() {
+        if !seen_in.contains(&(*child, *parent)) {
+            report.problems.push(problem(
+                "edge-mismatch",
+                Some(*child),
+                format!("forward edge from {parent} has no reverse edge"),
+            ));
+        }
+    }
+
+    let names = repo_names(txn)?;
+    let repo_name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+    let members = txn.open_table(MEMBERS)?;
+    let member_of = txn.open_table(MEMBER_OF)?;
+    for e in members.iter()? {
+        let (k, _) = e?;
+        let d = keys::member_digest(k.value())?;
+        let mut repo = [0u8; 8];
+        repo.copy_from_slice(&k.value()[..8]);
+        let repo = u64::from_be_bytes(repo);
+        if !records.contains_key(&d) {
+            report.problems.push(problem(
+                "dangling-member",
+                Some(d),
+                format!("member of `{}` but not stored", repo_name(repo)),
+            ));
+        }
+        if member_of.get(&keys::member_of(&d, repo))?.is_none() {
+            report.problems.push(problem(
+                "member-mismatch",
+                Some(d),
+                format!("member of `{}` without the reverse entry", repo_name(repo)),
+            ));
+        }
+    }
+    for e in txn.open_table(TAGS)?.iter()? {
+        let (k, v) = e?;
+        let d = Digest::from_key(v.value())?;
+        let mut repo = [0u8; 8];
+        repo.copy_from_slice(&k.value()[..8]);
+        let repo = u64::from_be_bytes(repo);
+        let tag = String::from_utf8_lossy(&k.value()[8..]).into_owned();
+        let is_manifest_member = members
+            .get(&keys::member(repo, &d))?
+            .is_some_and(|g| g.value() == MEMBER_MANIFEST);
+        if !records.contains_key(&d) || !is_manifest_member {
+            report.problems.push(problem(
+                "dangling-tag",
+                Some(d),
+                format!(
+                    "tag `{}:{tag}` points to a manifest that is not stored there",
+                    repo_name(repo)
+                ),
+            ));
+        }
+    }
+    for e in txn.open_table(REFERRERS)?.iter()? {
+        let (k, _) = e?;
+        let (_, referrer) = keys::referrer_parts(k.value())?;
+        let mut repo = [0u8; 8];
+        repo.copy_from_slice(&k.value()[..8]);
+        let repo = u64::from_be_bytes(repo);
+        if !records.contains_key(&referrer)
+            || members.get(&keys::member(repo, &referrer))?.is_none()
+        {
+            report.problems.push(problem(
+                "dangling-referrer",
+                Some(referrer),
+                format!(
+                    "listed as a referrer in `{}` but not stored there",
+                    repo_name(repo)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
