@@ -115,8 +115,10 @@ pub enum Error {
     },
 
     /// The declared media type and the body's `mediaType` disagree.
-    #[error("media type conflict: declared `{declared}` but the body says `{body}`; expected them to match")]
+    #[error("media type conflict for {what}: declared `{declared}` but the body says `{body}`; expected them to match")]
     MediaTypeConflict {
+        /// The manifest concerned.
+        what: String,
         /// What the caller declared.
         declared: String,
         /// What the JSON body says.

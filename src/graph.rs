@@ -230,6 +230,11 @@ impl Store {
                         what: format!("{digest} ({what})"),
                         reason,
                     },
+                    Error::MediaTypeConflict { declared, body, .. } => Error::MediaTypeConflict {
+                        what: digest.to_string(),
+                        declared,
+                        body,
+                    },
                     other => other,
                 },
             )?;

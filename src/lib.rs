@@ -26,11 +26,13 @@ pub mod fsck;
 pub mod graph;
 pub mod hasher;
 mod keys;
+pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
 pub mod names;
 mod record;
 pub mod sample;
+pub mod stats;
 pub mod store;
 mod tables;
 mod writer;
@@ -43,8 +45,10 @@ pub use graph::{
     ReferrersQuery, WalkNode,
 };
 pub use hasher::{Hasher, Verifier};
+pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use lifecycle::{GcPolicy, GcReport, Lease};
 pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use record::Placement;
+pub use stats::{RepoStats, Stats};
 pub use store::{BlobInfo, BlobReader, PutOptions, PutResult, Store, StoreOptions};

@@ -261,6 +261,7 @@ pub fn classify(
     let effective = match (declared, body_mt.as_deref()) {
         (Some(d), Some(b)) if d != b => {
             return Err(Error::MediaTypeConflict {
+                what: "manifest".into(),
                 declared: d.to_string(),
                 body: b.to_string(),
             })
@@ -279,7 +280,7 @@ pub fn classify(
     Ok((Some(effective), Some(parsed)))
 }
 
-fn looks_like_json_object(body: &[u8]) -> bool {
+pub(crate) fn looks_like_json_object(body: &[u8]) -> bool {
     body.iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|&b| b == b'{')

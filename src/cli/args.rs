@@ -166,6 +166,52 @@ pub enum Command {
     #[command(after_help = "Example:\n  ocidb compact")]
     Compact,
 
+    /// Import an OCI image layout (a directory, or a tar of one).
+    #[command(
+        after_help = "Examples:\n  ocidb import ./my-layout\n  ocidb import image.tar --repo library/app --json\n  skopeo copy docker://alpine oci:alpine:latest && ocidb import alpine"
+    )]
+    Import {
+        /// Layout directory or oci-archive tar.
+        path: std::path::PathBuf,
+        /// Repository (default: the layout's directory name).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Refuse a sparse layout (blobs missing).
+        #[arg(long)]
+        strict: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Export images as an OCI image layout directory, or a .tar of one.
+    #[command(
+        after_help = "Examples:\n  ocidb export library/app:v1 ./out\n  ocidb export library/app:v1 library/app:v2 app.tar --with-referrers"
+    )]
+    Export {
+        /// REPO:TAG or REPO@DIGEST (one or more), then the output path.
+        #[arg(required = true, num_args = 2.., value_name = "REF… OUT")]
+        args: Vec<String>,
+        /// Also export referrers (signatures, SBOMs), transitively.
+        #[arg(long)]
+        with_referrers: bool,
+        /// Label Docker manifests in index.json with the OCI media types
+        /// (bytes unchanged), for tools such as skopeo 1.9 that skip them.
+        #[arg(long)]
+        oci_index_types: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Repositories, manifests, blobs, dedupe ratio, referrers by type, sizes.
+    #[command(after_help = "Example:\n  ocidb stats --json")]
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
     Inspect {

@@ -9,8 +9,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ocidb::{
-    Digest, Error, FsckOptions, GcPolicy, ManifestOptions, PutOptions, Reference, ReferrersQuery,
-    Result, Store,
+    Digest, Error, ExportOptions, FsckOptions, GcPolicy, ImportOptions, ManifestOptions,
+    PutOptions, Reference, ReferrersQuery, Result, Store,
 };
 use serde_json::json;
 
@@ -283,6 +283,99 @@ pub fn run(cli: Cli) -> Result<()> {
                 render::human_size(after)
             );
             Ok(())
+        }
+        Command::Import {
+            path,
+            repo,
+            strict,
+            json,
+        } => {
+            let store = Store::create(&store_dir)?;
+            let bar = progress::bar("importing");
+            let cb = |done: u64, total: u64| progress::set(&bar, done, total);
+            let report = store.import_layout(
+                &path,
+                &ImportOptions {
+                    repository: repo,
+                    strict,
+                    progress: Some(&cb),
+                },
+            )?;
+            progress::finish(bar);
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "imported {} into {}: {} manifest(s), {} blob(s), {} tag(s), {} referrer(s)",
+                    path.display(),
+                    report.repository,
+                    report.manifests,
+                    report.blobs,
+                    report.tags,
+                    report.referrers
+                );
+                for d in &report.missing {
+                    println!("  missing (sparse layout): {d}");
+                }
+                for r in &report.skipped_refs {
+                    println!("  skipped ref.name {r}");
+                }
+                for n in &report.notes {
+                    println!("  note: {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::Export {
+            mut args,
+            with_referrers,
+            oci_index_types,
+            json,
+        } => {
+            let out = PathBuf::from(args.pop().unwrap_or_default());
+            let refs = args
+                .iter()
+                .map(|a| parse_image_ref(a))
+                .collect::<Result<Vec<_>>>()?;
+            let spinner = progress::spinner("exporting");
+            let report = open(&store_dir)?.export_layout(
+                &refs,
+                &out,
+                &ExportOptions {
+                    with_referrers,
+                    oci_index_types,
+                },
+            )?;
+            progress::finish(spinner);
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "exported {} index entr{} and {} blob(s) to {} ({} hardlinked, {} referrer(s))",
+                    report.manifests,
+                    if report.manifests == 1 { "y" } else { "ies" },
+                    report.blobs,
+                    out.display(),
+                    report.hardlinked,
+                    report.referrers
+                );
+                for d in &report.missing {
+                    println!("  not in the store (left out): {d}");
+                }
+                for n in &report.notes {
+                    println!("  note: {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::Stats { json } => {
+            let stats = open(&store_dir)?.stats()?;
+            if json {
+                print_json(&stats)
+            } else {
+                print!("{}", render::stats(&stats));
+                Ok(())
+            }
         }
         Command::Inspect { digest, repo } => {
             let d = digest_arg(&digest)?;

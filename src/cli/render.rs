@@ -133,6 +133,47 @@ fn render_children(children: &[WalkNode], prefix: &str, st: Style, out: &mut Str
     }
 }
 
+/// The `ocidb stats` text.
+pub fn stats(s: &ocidb::Stats) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "repositories  {}\nmanifests     {}\nblobs         {}\ntags          {}\n",
+        s.repositories, s.manifests, s.blobs, s.tags
+    ));
+    out.push_str(&format!(
+        "bytes         {} unique, {} as seen by repositories (dedupe ratio {:.2})\n",
+        human_size(s.unique_bytes),
+        human_size(s.total_bytes),
+        s.dedupe_ratio
+    ));
+    out.push_str(&format!(
+        "storage       {} database file; {} inline, {} in blob files\n",
+        human_size(s.database_file_bytes),
+        human_size(s.inline_bytes),
+        human_size(s.file_bytes)
+    ));
+    if !s.referrers_by_artifact_type.is_empty() {
+        out.push_str("referrers by artifactType\n");
+        for (at, n) in &s.referrers_by_artifact_type {
+            out.push_str(&format!("  {n:>6}  {at}\n"));
+        }
+    }
+    if !s.largest_repositories.is_empty() {
+        out.push_str("largest repositories\n");
+        for r in &s.largest_repositories {
+            out.push_str(&format!(
+                "  {:>10}  {}  ({} manifests, {} blobs, {} tags)\n",
+                human_size(r.bytes),
+                r.name,
+                r.manifests,
+                r.blobs,
+                r.tags
+            ));
+        }
+    }
+    out
+}
+
 /// One line about a GC run.
 pub fn gc_summary(r: &ocidb::GcReport) -> String {
     let verb = if r.dry_run { "would delete" } else { "deleted" };

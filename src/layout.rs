@@ -1,0 +1,890 @@
+//! OCI image layouts: import from a directory or an oci-archive tar, and
+//! export to either.
+//!
+//! Import verifies every blob's digest and size while streaming, runs under
+//! a lease (so gc never trips over a half-done import), ingests manifests
+//! children-first in batches, and applies tags last, so an interrupted
+//! import never shows a tag that points at an incomplete image.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs;
+use std::io::{self, Read, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use redb::ReadableTable as _;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext as _, Result};
+use crate::graph::ManifestOptions;
+use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
+use crate::names::{self, Reference};
+use crate::store::{PutOptions, Store};
+
+/// Largest `index.json` or `oci-layout` accepted.
+pub const MAX_INDEX_SIZE: u64 = 16 * 1024 * 1024;
+/// Manifests ingested per transaction during import.
+const MANIFEST_BATCH: usize = 512;
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// The repository imported into.
+    pub repository: String,
+    /// Non-manifest blobs imported.
+    pub blobs: u64,
+    /// Manifests imported.
+    pub manifests: u64,
+    /// Tags set.
+    pub tags: u64,
+    /// Manifests that are referrers (by `subject` or a `sha256-…` index).
+    pub referrers: u64,
+    /// Referenced digests whose blobs the layout does not hold.
+    pub missing: Vec<Digest>,
+    /// `ref.name` annotations that are not usable tags, with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_refs: Vec<String>,
+    /// Oddities of the layout that were worked around.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Options for [`Store::import_layout`].
+#[derive(Default)]
+pub struct ImportOptions<'a> {
+    /// Repository to import into (default: the layout's directory name).
+    pub repository: Option<String>,
+    /// Refuse a sparse layout instead of importing what is there.
+    pub strict: bool,
+    /// Called with (items done, items known so far).
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+#[derive(Deserialize)]
+struct LayoutIndex {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct LayoutMarker {
+    #[serde(rename = "imageLayoutVersion")]
+    image_layout_version: String,
+}
+
+/// Where the layout's files come from.
+enum Source {
+    Dir(PathBuf),
+    /// An oci-archive whose blobs were already streamed into the store.
+    Stored,
+}
+
+impl Source {
+    fn open_blob(&self, store: &Store, d: &Digest) -> Result<Option<(Box<dyn Read>, u64)>> {
+        match self {
+            Source::Dir(root) => {
+                let p = d.blob_path(root);
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() => {
+                        let f =
+                            fs::File::open(&p).context(|| format!("opening {}", p.display()))?;
+                        Ok(Some((Box::new(f), m.len())))
+                    }
+                    Ok(_) => Err(Error::InvalidArgument {
+                        value: p.display().to_string(),
+                        expected: "a regular file (links and special files are refused)".into(),
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io(format!("stat of {}", p.display()), e)),
+                }
+            }
+            Source::Stored => {
+                if !store.exists(d)? {
+                    return Ok(None);
+                }
+                let r = store.get(d)?;
+                let len = r.len();
+                Ok(Some((Box::new(r), len)))
+            }
+        }
+    }
+}
+
+fn read_limited(mut r: impl Read, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.by_ref()
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .context(|| format!("reading {what}"))?;
+    if buf.len() as u64 > limit {
+        return Err(Error::InvalidArgument {
+            value: what.to_string(),
+            expected: format!("at most {limit} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
+fn check_marker(bytes: &[u8], where_: &str) -> Result<()> {
+    let m: LayoutMarker = serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgument {
+        value: format!("{where_}/oci-layout"),
+        expected: format!("{{\"imageLayoutVersion\":\"1.0.0\"}} ({e})"),
+    })?;
+    if !m.image_layout_version.starts_with("1.") {
+        return Err(Error::InvalidArgument {
+            value: format!("imageLayoutVersion {}", m.image_layout_version),
+            expected: "an OCI image layout version 1.x".into(),
+        });
+    }
+    Ok(())
+}
+
+fn parse_index(bytes: &[u8], where_: &str) -> Result<LayoutIndex> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest {
+        what: format!("{where_}/index.json"),
+        reason: format!("not a valid image index: {e}"),
+    })
+}
+
+/// The repository name a layout path implies.
+fn default_repo(path: &Path) -> Result<String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name
+        .strip_suffix(".tar")
+        .map(str::to_string)
+        .unwrap_or(name);
+    names::validate_repository(&name).map_err(|e| Error::InvalidRepository {
+        name: name.clone(),
+        reason: format!("{e}; pass --repo NAME to choose one"),
+    })?;
+    Ok(name)
+}
+
+/// A `ref.name` annotation to a tag: `v1`, or the tag part of a full
+/// reference such as `example.com/app:v1`.
+fn tag_of_ref_name(r: &str) -> Option<String> {
+    if names::validate_tag(r).is_ok() {
+        return Some(r.to_string());
+    }
+    let (_, tag) = r.rsplit_once(':')?;
+    names::validate_tag(tag).ok().map(|_| tag.to_string())
+}
+
+struct PendingManifest {
+    digest: Digest,
+    body: Vec<u8>,
+    declared: Option<String>,
+}
+
+impl Store {
+    /// Imports an OCI image layout directory or a tar of one.
+    pub fn import_layout(&self, path: &Path, opts: &ImportOptions<'_>) -> Result<ImportReport> {
+        let repo = match &opts.repository {
+            Some(r) => {
+                names::validate_repository(r)?;
+                r.clone()
+            }
+            None => default_repo(path)?,
+        };
+        let meta = fs::metadata(path).context(|| format!("opening {}", path.display()))?;
+        let lease = self.create_lease(Duration::from_secs(6 * 3600))?;
+        let result = if meta.is_dir() {
+            let marker = path.join("oci-layout");
+            let bytes = read_limited(
+                fs::File::open(&marker).context(|| {
+                    format!(
+                        "{} is not an OCI image layout: no oci-layout file",
+                        path.display()
+                    )
+                })?,
+                MAX_INDEX_SIZE,
+                "oci-layout",
+            )?;
+            check_marker(&bytes, &path.display().to_string())?;
+            let index_path = path.join("index.json");
+            let f = fs::File::open(&index_path)
+                .context(|| format!("opening {}", index_path.display()))?;
+            let index = read_limited(f, MAX_INDEX_SIZE, "index.json")?;
+            self.import_from(
+                &Source::Dir(path.to_path_buf()),
+                &index,
+                &repo,
+                lease.id,
+                opts,
+            )
+        } else {
+            let index = self.stream_tar(path, lease.id)?;
+            self.import_from(&Source::Stored, &index, &repo, lease.id, opts)
+        };
+        // The lease protected the work in progress; what is tagged or
+        // otherwise rooted now stands on its own.
+        let released = self.release_lease(lease.id);
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    fn import_from(
+        &self,
+        src: &Source,
+        index_bytes: &[u8],
+        repo: &str,
+        lease: u64,
+        opts: &ImportOptions<'_>,
+    ) -> Result<ImportReport> {
+        let index = parse_index(index_bytes, repo)?;
+        let mut report = ImportReport {
+            repository: repo.to_string(),
+            ..ImportReport::default()
+        };
+        let mut tags: Vec<(String, Digest)> = Vec::new();
+        let mut queue: VecDeque<(Descriptor, bool)> = VecDeque::new();
+        for d in &index.manifests {
+            if let Some(r) = d.annotations.as_ref().and_then(|a| a.get(REF_NAME)) {
+                match tag_of_ref_name(r) {
+                    Some(t) => tags.push((t, d.digest)),
+                    None => report
+                        .skipped_refs
+                        .push(format!("{r}: not a valid tag ({})", names::TAG_RULE)),
+                }
+            }
+            queue.push_back((d.clone(), true));
+        }
+        let mut seen: HashSet<Digest> = HashSet::new();
+        let mut manifests: Vec<PendingManifest> = Vec::new();
+        let mut referrer_set: HashSet<Digest> = HashSet::new();
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        let mut missing: BTreeMap<Digest, ()> = BTreeMap::new();
+        let mut done = 0u64;
+        while let Some((desc, from_index)) = queue.pop_front() {
+            if !seen.insert(desc.digest) {
+                continue;
+            }
+            if let Some(cb) = opts.progress {
+                cb(done, done + queue.len() as u64 + 1);
+            }
+            done += 1;
+            let Some((mut reader, len)) = src.open_blob(self, &desc.digest)? else {
+                missing.insert(desc.digest, ());
+                continue;
+            };
+            if len != desc.size {
+                return Err(Error::SizeMismatch {
+                    what: desc.digest.to_string(),
+                    expected: desc.size,
+                    actual: len,
+                    more: "",
+                });
+            }
+            let declared_manifest = self.parsers.is_manifest_type(&desc.media_type);
+            // index.json entries are manifests by definition, whatever
+            // media type their descriptor claims.
+            let try_manifest = declared_manifest || (from_index && len <= MAX_MANIFEST_SIZE);
+            if try_manifest && len <= MAX_MANIFEST_SIZE {
+                let body = read_limited(&mut reader, MAX_MANIFEST_SIZE, &desc.digest.to_string())?;
+                let actual = crate::Hasher::digest_of(desc.digest.algorithm(), &body);
+                if actual != desc.digest {
+                    return Err(Error::DigestMismatch {
+                        expected: Box::new(desc.digest),
+                        actual: Box::new(actual),
+                    });
+                }
+                // A descriptor's type decides when it names a manifest type;
+                // otherwise a JSON body speaks for itself, and anything else
+                // is stored opaque under the descriptor's type.
+                let mut declared = if declared_manifest || !manifest::looks_like_json_object(&body)
+                {
+                    Some(desc.media_type.clone()).filter(|m| !m.is_empty())
+                } else {
+                    None
+                };
+                let mut classified = manifest::classify(&self.parsers, declared.as_deref(), &body);
+                if let Err(Error::MediaTypeConflict {
+                    declared: d,
+                    body: b,
+                    ..
+                }) = &classified
+                {
+                    // Layout writers disagree with themselves at times (ggcr
+                    // names a Docker manifest with the OCI type): the bytes
+                    // are what was signed and pulled, so their type wins.
+                    report.notes.push(format!(
+                        "{}: the descriptor says `{d}` but the manifest says `{b}`; used `{b}`",
+                        desc.digest
+                    ));
+                    declared = None;
+                    classified = manifest::classify(&self.parsers, None, &body);
+                }
+                let (_, parsed) = classified.map_err(|e| match e {
+                    Error::InvalidManifest { reason, .. } => Error::InvalidManifest {
+                        what: desc.digest.to_string(),
+                        reason,
+                    },
+                    other => other,
+                })?;
+                if let Some(p) = &parsed {
+                    if p.subject.is_some() {
+                        referrer_set.insert(desc.digest);
+                    }
+                    for (_, child) in &p.children {
+                        queue.push_back((child.clone(), false));
+                    }
+                }
+                manifests.push(PendingManifest {
+                    digest: desc.digest,
+                    body,
+                    declared,
+                });
+            } else if try_manifest {
+                return Err(Error::ManifestTooLarge {
+                    size: len,
+                    limit: MAX_MANIFEST_SIZE,
+                });
+            } else {
+                // Copied after the walk, once --strict has had its say.
+                blobs.push(desc);
+            }
+        }
+        report.missing = missing.into_keys().collect();
+        if opts.strict && !report.missing.is_empty() {
+            let list: Vec<String> = report.missing.iter().map(|d| d.to_string()).collect();
+            return Err(Error::InvalidArgument {
+                value: format!("sparse layout (missing {})", list.join(", ")),
+                expected: "every referenced blob present (--strict); drop --strict to import what is there".into(),
+            });
+        }
+        let total = done + blobs.len() as u64;
+        for desc in blobs {
+            let Some((reader, _)) = src.open_blob(self, &desc.digest)? else {
+                continue;
+            };
+            self.put(
+                reader,
+                &PutOptions {
+                    digest: Some(desc.digest),
+                    size: Some(desc.size),
+                    media_type: Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
+                    repository: Some(repo.to_string()),
+                    lease: Some(lease),
+                    no_sync: true,
+                },
+            )?;
+            report.blobs += 1;
+            if let Some(cb) = opts.progress {
+                cb(done + report.blobs, total);
+            }
+        }
+
+        // Children first, so that every index finds its manifests indexed.
+        manifests.reverse();
+        for chunk in manifests.chunks(MANIFEST_BATCH) {
+            let batch: Vec<(&[u8], ManifestOptions)> = chunk
+                .iter()
+                .map(|m| {
+                    (
+                        m.body.as_slice(),
+                        ManifestOptions {
+                            media_type: m.declared.clone(),
+                            digest: Some(m.digest),
+                            lease: Some(lease),
+                            no_sync: true,
+                            ..ManifestOptions::default()
+                        },
+                    )
+                })
+                .collect();
+            self.put_manifests(repo, &batch)?;
+            report.manifests += chunk.len() as u64;
+        }
+        // Tags last, in one durable commit: an interrupted import shows no
+        // tag on an incomplete image.
+        let present: HashSet<Digest> = manifests.iter().map(|m| m.digest).collect();
+        let tags: Vec<(String, Digest)> = tags
+            .into_iter()
+            .filter(|(_, d)| present.contains(d))
+            .collect();
+        for (t, idx) in &tags {
+            if names::referrers_tag_subject(t).is_some() {
+                if let Some(m) = manifests.iter().find(|m| m.digest == *idx) {
+                    referrer_set.extend(self.index_entries_of(m)?);
+                }
+            }
+        }
+        report.tags = tags.len() as u64;
+        self.set_tags(repo, tags)?;
+        self.sync()?;
+        report.referrers = referrer_set.len() as u64;
+        Ok(report)
+    }
+
+    /// Entries of a `sha256-…` tagged index: referrers by the tag schema.
+    fn index_entries_of(&self, m: &PendingManifest) -> Result<Vec<Digest>> {
+        let (mt, parsed) = manifest::classify(&self.parsers, m.declared.as_deref(), &m.body)?;
+        if !mt.as_deref().is_some_and(manifest::is_index_type) {
+            return Ok(Vec::new());
+        }
+        Ok(parsed
+            .map(|p| {
+                p.children
+                    .iter()
+                    .filter(|(k, _)| *k == EdgeKind::Manifest)
+                    .map(|(_, d)| d.digest)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Points many tags in one repository, in one durable transaction.
+    pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
+        names::validate_repository(repo)?;
+        for (t, _) in &tags {
+            names::validate_tag(t)?;
+        }
+        let repo = repo.to_string();
+        self.submit(true, move |b| {
+            let repo_id = crate::graph::ensure_repo(b, &repo)?;
+            for (t, d) in &tags {
+                let is_member =
+                    b.t.members
+                        .get(&crate::keys::member(repo_id, d))?
+                        .is_some_and(|g| g.value() == crate::graph::MEMBER_MANIFEST);
+                if !is_member {
+                    return Err(Error::NotFound {
+                        what: "manifest",
+                        digest: *d,
+                        hint: format!(" in repository `{repo}` (for tag `{t}`)"),
+                    });
+                }
+            }
+            for (t, d) in &tags {
+                crate::graph::set_tag(b, repo_id, t, d)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Streams an oci-archive: blobs go straight into the store (verified
+    /// against their file names) under the lease; index.json is returned.
+    /// Nothing is ever written outside the store.
+    fn stream_tar(&self, path: &Path, lease: u64) -> Result<Vec<u8>> {
+        let f = fs::File::open(path).context(|| format!("opening {}", path.display()))?;
+        let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
+        let mut index = None;
+        let mut marker = None;
+        let entries = archive
+            .entries()
+            .context(|| format!("reading tar {}", path.display()))?;
+        for entry in entries {
+            let mut entry = entry.context(|| format!("reading tar {}", path.display()))?;
+            let raw_path = entry
+                .path()
+                .context(|| "reading a tar entry path".to_string())?
+                .into_owned();
+            let rel = safe_tar_path(&raw_path)?;
+            let kind = entry.header().entry_type();
+            let shown = raw_path.display().to_string();
+            if kind.is_symlink() || kind.is_hard_link() {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+                let resolved = if kind.is_hard_link() {
+                    target.clone()
+                } else {
+                    dir.join(&target)
+                };
+                if target.is_absolute() || escapes(&resolved) {
+                    return Err(Error::InvalidArgument {
+                        value: format!("{shown} -> {}", target.display()),
+                        expected: "links that stay inside the layout (this one escapes it)".into(),
+                    });
+                }
+                // A link inside the tree adds no content of its own.
+                continue;
+            }
+            if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(Error::InvalidArgument {
+                    value: shown,
+                    expected: "regular files and directories only (device, fifo and other special entries are refused)".into(),
+                });
+            }
+            let size = entry.header().size().unwrap_or(u64::MAX);
+            let comps: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            match comps
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                ["index.json"] | ["oci-layout"] => {
+                    if size > MAX_INDEX_SIZE {
+                        return Err(Error::InvalidArgument {
+                            value: format!("{shown} of {size} bytes"),
+                            expected: format!("at most {MAX_INDEX_SIZE} bytes"),
+                        });
+                    }
+                    let bytes = read_limited(&mut entry, MAX_INDEX_SIZE, &shown)?;
+                    if comps[0] == "index.json" {
+                        index = Some(bytes);
+                    } else {
+                        marker = Some(bytes);
+                    }
+                }
+                ["blobs", alg, hex] => {
+                    let d = Digest::parse(&format!("{alg}:{hex}")).map_err(|e| {
+                        Error::InvalidArgument {
+                            value: shown.clone(),
+                            expected: format!("blobs/<alg>/<hex> named by a valid digest ({e})"),
+                        }
+                    })?;
+                    self.put(
+                        &mut entry,
+                        &PutOptions {
+                            digest: Some(d),
+                            size: Some(size),
+                            lease: Some(lease),
+                            no_sync: true,
+                            ..PutOptions::default()
+                        },
+                    )?;
+                }
+                // Anything else in the archive is not part of the layout.
+                _ => {}
+            }
+        }
+        check_marker(
+            &marker.ok_or_else(|| Error::InvalidArgument {
+                value: path.display().to_string(),
+                expected: "an oci-archive with an oci-layout file".into(),
+            })?,
+            &path.display().to_string(),
+        )?;
+        index.ok_or_else(|| Error::InvalidArgument {
+            value: path.display().to_string(),
+            expected: "an oci-archive with an index.json".into(),
+        })
+    }
+
+    /// Exports images (and optionally their referrers) as an OCI image
+    /// layout directory, or a `.tar` of one when `out` ends in `.tar`.
+    pub fn export_layout(
+        &self,
+        refs: &[(String, Reference)],
+        out: &Path,
+        opts: &ExportOptions,
+    ) -> Result<ExportReport> {
+        let with_referrers = opts.with_referrers;
+        if out.exists() {
+            let empty_dir = out.is_dir()
+                && fs::read_dir(out)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !empty_dir {
+                return Err(Error::InvalidArgument {
+                    value: out.display().to_string(),
+                    expected: "a path that does not exist yet (or an empty directory)".into(),
+                });
+            }
+        }
+        let mut entries: Vec<Descriptor> = Vec::new();
+        let mut blobs: BTreeMap<Digest, ()> = BTreeMap::new();
+        let mut report = ExportReport::default();
+        for (repo, r) in refs {
+            let root = self.resolve(repo, r)?;
+            let info = self.stat(&root)?;
+            let mut mt = info.media_type.clone().unwrap_or_default();
+            if opts.oci_index_types {
+                mt = match mt.as_str() {
+                    manifest::DOCKER_MANIFEST => manifest::OCI_MANIFEST.to_string(),
+                    manifest::DOCKER_LIST => manifest::OCI_INDEX.to_string(),
+                    _ => mt,
+                };
+            } else if mt == manifest::DOCKER_MANIFEST || mt == manifest::DOCKER_LIST {
+                report.notes.push(format!(
+                    "{root} is a Docker manifest: skopeo 1.9 skips index.json entries with Docker media types; --oci-index-types labels them with the OCI types, as go-containerregistry does"
+                ));
+            }
+            let mut desc = Descriptor::new(mt, root, info.size);
+            if let Reference::Tag(t) = r {
+                desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), t.clone())]));
+            }
+            entries.push(desc);
+            let mut stack = vec![root];
+            let mut seen = HashSet::new();
+            while let Some(d) = stack.pop() {
+                if !seen.insert(d) {
+                    continue;
+                }
+                if !self.exists(&d)? {
+                    report.missing.push(d);
+                    continue;
+                }
+                blobs.insert(d, ());
+                for e in self.successors(&d)? {
+                    if e.kind != EdgeKind::Subject {
+                        stack.push(e.descriptor.digest);
+                    }
+                }
+                if with_referrers {
+                    let page = self.referrers(repo, &d, &Default::default())?;
+                    for m in page.index.manifests {
+                        if !entries.iter().any(|e| e.digest == m.digest) {
+                            entries.push(m.clone());
+                            report.referrers += 1;
+                        }
+                        stack.push(m.digest);
+                    }
+                }
+            }
+        }
+        report.blobs = blobs.len() as u64;
+        report.manifests = entries.len() as u64;
+        let index = serde_json::to_vec(&LayoutOut {
+            schema_version: 2,
+            media_type: manifest::OCI_INDEX,
+            manifests: &entries,
+        })
+        .map_err(|e| Error::io("formatting index.json", e.into()))?;
+        let is_tar = out.extension().is_some_and(|e| e == "tar");
+        let tmp = tmp_sibling(out)?;
+        let written = if is_tar {
+            self.write_tar(&tmp, &index, blobs.keys())
+        } else {
+            self.write_dir(&tmp, &index, blobs.keys(), &mut report)
+        };
+        if let Err(e) = written {
+            let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if out.is_dir() {
+            let _ = fs::remove_dir(out);
+        }
+        fs::rename(&tmp, out).context(|| format!("renaming into {}", out.display()))?;
+        if let Some(parent) = out.parent() {
+            let _ = crate::writer::sync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            });
+        }
+        report.missing.sort();
+        report.missing.dedup();
+        Ok(report)
+    }
+
+    fn write_dir<'a>(
+        &self,
+        dir: &Path,
+        index: &[u8],
+        blobs: impl Iterator<Item = &'a Digest>,
+        report: &mut ExportReport,
+    ) -> Result<()> {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let mut dirs = HashSet::new();
+        for d in blobs {
+            let dst = d.blob_path(dir);
+            if let Some(parent) = dst.parent() {
+                if dirs.insert(parent.to_path_buf()) {
+                    fs::create_dir_all(parent)
+                        .context(|| format!("creating {}", parent.display()))?;
+                }
+            }
+            let src = d.blob_path(&self.root);
+            let linked = self.stat(d)?.placement == crate::Placement::File
+                && fs::hard_link(&src, &dst).is_ok();
+            if linked {
+                report.hardlinked += 1;
+            } else {
+                let mut r = self.get(d)?;
+                let mut f =
+                    fs::File::create(&dst).context(|| format!("creating {}", dst.display()))?;
+                io::copy(&mut r, &mut f).context(|| format!("writing {}", dst.display()))?;
+                f.sync_all()
+                    .context(|| format!("fsync of {}", dst.display()))?;
+            }
+        }
+        write_synced(
+            &dir.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        write_synced(&dir.join("index.json"), index)?;
+        for d in dirs {
+            crate::writer::sync_dir(&d)?;
+        }
+        crate::writer::sync_dir(dir)
+    }
+
+    fn write_tar<'a>(
+        &self,
+        path: &Path,
+        index: &[u8],
+        blobs: impl Iterator<Item = &'a Digest>,
+    ) -> Result<()> {
+        let f = fs::File::create(path).context(|| format!("creating {}", path.display()))?;
+        let mut b = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, f));
+        let mut add = |name: &str, len: u64, r: &mut dyn Read| -> Result<()> {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(len);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mtime(0);
+            b.append_data(&mut h, name, r)
+                .context(|| format!("writing {name} into {}", path.display()))
+        };
+        let marker = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        add("oci-layout", marker.len() as u64, &mut &marker[..])?;
+        add("index.json", index.len() as u64, &mut &index[..])?;
+        for d in blobs {
+            let mut r = self.get(d)?;
+            let name = format!("blobs/{}/{}", d.algorithm(), d.hex());
+            add(&name, r.len(), &mut r)?;
+        }
+        let w = b
+            .into_inner()
+            .context(|| format!("finishing {}", path.display()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(format!("flushing {}", path.display()), e.into_error()))?;
+        f.sync_all()
+            .context(|| format!("fsync of {}", path.display()))
+    }
+}
+
+/// Options for [`Store::export_layout`].
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    /// Also export referrers (signatures, SBOMs), transitively.
+    pub with_referrers: bool,
+    /// Label Docker manifests in index.json with the equivalent OCI media
+    /// types (the bytes are unchanged), for tools that skip Docker entries.
+    pub oci_index_types: bool,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    /// Entries in index.json (images and referrers).
+    pub manifests: u64,
+    /// Blobs written (manifests included).
+    pub blobs: u64,
+    /// Referrers added by `--with-referrers`.
+    pub referrers: u64,
+    /// Blob files hardlinked instead of copied.
+    pub hardlinked: u64,
+    /// Reachable digests the store does not hold (sparse content).
+    pub missing: Vec<Digest>,
+    /// Things worth knowing about the result.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LayoutOut<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: &'a [Descriptor],
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::File::create(path).context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .context(|| format!("fsync of {}", path.display()))
+}
+
+fn tmp_sibling(out: &Path) -> Result<PathBuf> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument {
+            value: out.display().to_string(),
+            expected: "an output path with a file name".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    Ok(out.with_file_name(format!(".{name}.ocidb-partial-{}", std::process::id())))
+}
+
+/// Refuses absolute paths and `..`; strips a leading `./`.
+fn safe_tar_path(p: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(Error::InvalidArgument {
+                    value: p.display().to_string(),
+                    expected: "relative paths inside the archive (absolute paths are refused)"
+                        .into(),
+                })
+            }
+            Component::ParentDir => {
+                return Err(Error::InvalidArgument {
+                    value: p.display().to_string(),
+                    expected: "paths without `..` (path traversal is refused)".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a relative path climbs out of its root.
+fn escapes(p: &Path) -> bool {
+    let mut depth: i64 = 0;
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return true,
+            Component::CurDir => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_paths() {
+        assert_eq!(
+            safe_tar_path(Path::new("./blobs/sha256/ab")).expect("ok"),
+            PathBuf::from("blobs/sha256/ab")
+        );
+        assert!(safe_tar_path(Path::new("/etc/passwd")).is_err());
+        assert!(safe_tar_path(Path::new("blobs/../../x")).is_err());
+        assert!(escapes(Path::new("blobs/../../x")));
+        assert!(!escapes(Path::new("blobs/sha256/../sha256/x")));
+    }
+
+    #[test]
+    fn ref_names() {
+        assert_eq!(tag_of_ref_name("v1").as_deref(), Some("v1"));
+        assert_eq!(tag_of_ref_name("example.com/app:v1").as_deref(), Some("v1"));
+        assert_eq!(tag_of_ref_name("a/b"), None);
+    }
+}

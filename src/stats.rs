@@ -1,0 +1,155 @@
+//! Store statistics: sizes, deduplication and referrers by artifact type.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redb::{ReadableTable as _, ReadableTableMetadata as _};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::graph::repo_names;
+use crate::keys;
+use crate::record::{BlobRecord, Placement};
+use crate::store::{Store, DB_FILE};
+use crate::tables::{self, BLOBS, MEMBERS, REFERRERS, TAGS};
+
+/// One repository's share.
+#[derive(Clone, Debug, Serialize)]
+pub struct RepoStats {
+    /// Name.
+    pub name: String,
+    /// Member manifests.
+    pub manifests: u64,
+    /// Member blobs.
+    pub blobs: u64,
+    /// Tags.
+    pub tags: u64,
+    /// Bytes of its members (as if stored alone).
+    pub bytes: u64,
+}
+
+/// Whole-store statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    /// Repositories.
+    pub repositories: u64,
+    /// Indexed manifests.
+    pub manifests: u64,
+    /// Other blobs.
+    pub blobs: u64,
+    /// Tags across repositories.
+    pub tags: u64,
+    /// Bytes stored once (every digest counted once).
+    pub unique_bytes: u64,
+    /// Bytes as the repositories see them (shared content counted per repository).
+    pub total_bytes: u64,
+    /// total_bytes / unique_bytes.
+    pub dedupe_ratio: f64,
+    /// Referrer entries by artifactType, across repositories.
+    pub referrers_by_artifact_type: BTreeMap<String, u64>,
+    /// The largest repositories by bytes, at most 5.
+    pub largest_repositories: Vec<RepoStats>,
+    /// Size of the redb file.
+    pub database_file_bytes: u64,
+    /// Bytes of blobs held inline in redb.
+    pub inline_bytes: u64,
+    /// Bytes of blobs held as files.
+    pub file_bytes: u64,
+}
+
+impl Store {
+    /// Computes statistics from one read snapshot.
+    pub fn stats(&self) -> Result<Stats> {
+        let txn = tables::begin_read(&self.db)?;
+        let mut sizes: HashMap<Digest, u64> = HashMap::new();
+        let (mut manifests, mut blobs, mut inline_bytes, mut file_bytes) = (0, 0, 0, 0);
+        for e in txn.open_table(BLOBS)?.iter()? {
+            let (k, v) = e?;
+            let d = Digest::from_key(k.value())?;
+            let r = BlobRecord::decode(v.value())?;
+            if r.manifest {
+                manifests += 1;
+            } else {
+                blobs += 1;
+            }
+            match r.placement {
+                Placement::Inline => inline_bytes += r.size,
+                Placement::File => file_bytes += r.size,
+            }
+            sizes.insert(d, r.size);
+        }
+        let names = repo_names(&txn)?;
+        let mut per_repo: BTreeMap<u64, RepoStats> = names
+            .iter()
+            .map(|(id, n)| {
+                (
+                    *id,
+                    RepoStats {
+                        name: n.clone(),
+                        manifests: 0,
+                        blobs: 0,
+                        tags: 0,
+                        bytes: 0,
+                    },
+                )
+            })
+            .collect();
+        for e in txn.open_table(MEMBERS)?.iter()? {
+            let (k, v) = e?;
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&k.value()[..8]);
+            let d = keys::member_digest(k.value())?;
+            if let Some(r) = per_repo.get_mut(&u64::from_be_bytes(id)) {
+                if v.value() == crate::graph::MEMBER_MANIFEST {
+                    r.manifests += 1;
+                } else {
+                    r.blobs += 1;
+                }
+                r.bytes += sizes.get(&d).copied().unwrap_or(0);
+            }
+        }
+        let tags_t = txn.open_table(TAGS)?;
+        let tags = tags_t.len()?;
+        for e in tags_t.iter()? {
+            let (k, _) = e?;
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&k.value()[..8]);
+            if let Some(r) = per_repo.get_mut(&u64::from_be_bytes(id)) {
+                r.tags += 1;
+            }
+        }
+        let mut referrers_by_artifact_type = BTreeMap::new();
+        for e in txn.open_table(REFERRERS)?.iter()? {
+            let (_, v) = e?;
+            let (_, desc) = keys::decode_referrer(v.value())?;
+            *referrers_by_artifact_type
+                .entry(desc.artifact_type.unwrap_or_else(|| "(none)".into()))
+                .or_insert(0) += 1;
+        }
+        let unique_bytes: u64 = sizes.values().sum();
+        let total_bytes: u64 = per_repo.values().map(|r| r.bytes).sum();
+        let mut largest: Vec<RepoStats> = per_repo.into_values().collect();
+        largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
+        largest.truncate(5);
+        Ok(Stats {
+            repositories: names.len() as u64,
+            manifests,
+            blobs,
+            tags,
+            unique_bytes,
+            total_bytes,
+            dedupe_ratio: if unique_bytes == 0 {
+                1.0
+            } else {
+                total_bytes as f64 / unique_bytes as f64
+            },
+            referrers_by_artifact_type,
+            largest_repositories: largest,
+            database_file_bytes: std::fs::metadata(self.root.join(DB_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            inline_bytes,
+            file_bytes,
+        })
+    }
+}

@@ -1,0 +1,524 @@
+//! OCI image layout import and export, on the real layouts in
+//! ../shared/corpus (read in place, never modified), on malicious tars, and
+//! against skopeo when it is installed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ocidb::{
+    Digest, Error, ExportOptions, FsckOptions, ImportOptions, Reference, ReferrersQuery, Store,
+};
+use serde_json::Value;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+fn layouts() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for group in ["notation", "ggcr"] {
+        let dir = corpus().join(group);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().join("oci-layout").is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn import(s: &Store, p: &Path) -> ocidb::ImportReport {
+    s.import_layout(p, &ImportOptions::default())
+        .unwrap_or_else(|e| panic!("import {}: {e}", p.display()))
+}
+
+#[test]
+fn every_corpus_layout_imports_and_fsck_is_clean() {
+    let all = layouts();
+    assert!(
+        all.len() >= 13,
+        "the corpus is where the tests expect it: {}",
+        corpus().display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    for p in &all {
+        let r = import(&s, p);
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        assert_eq!(r.repository, name);
+        if name != "test_gc_image_unknown_mediatype" {
+            assert!(r.manifests > 0, "{name} imported manifests");
+            assert!(r.missing.is_empty(), "{name}: {:?}", r.missing);
+        }
+        // Each layout's tags are there and resolve to stored manifests.
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(p.join("index.json")).expect("index"))
+                .expect("json");
+        for m in index["manifests"].as_array().expect("manifests") {
+            if let Some(tag) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
+                if r.missing.is_empty() {
+                    let d = s
+                        .resolve(&name, &Reference::Tag(tag.to_string()))
+                        .expect("tag resolves");
+                    assert_eq!(d.to_string(), m["digest"].as_str().expect("digest"));
+                }
+            }
+        }
+    }
+    let report = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // Nothing is left under a lease: a GC with no grace keeps every tagged image.
+    s.gc(&ocidb::GcPolicy {
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .expect("gc");
+    for repo in s.repositories().expect("repos") {
+        for tag in s.tags(&repo, None, None).expect("tags") {
+            let walk = s.walk(&repo, &Reference::Tag(tag.clone())).expect("walk");
+            assert!(walk.present, "{repo}:{tag}");
+        }
+    }
+}
+
+#[test]
+fn notation_layouts_yield_their_signature_referrers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    let mut checked = 0;
+    for p in layouts()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("notation"))
+    {
+        let r = import(&s, &p);
+        let repo = r.repository.clone();
+        for tag in s.tags(&repo, None, None).expect("tags") {
+            let Some(subject) = ocidb::names::referrers_tag_subject(&tag) else {
+                continue;
+            };
+            let idx_digest = s
+                .resolve(&repo, &Reference::Tag(tag.clone()))
+                .expect("index");
+            let idx: Value =
+                serde_json::from_slice(&s.read(&idx_digest).expect("read")).expect("json");
+            let listed: BTreeSet<String> = idx["manifests"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .map(|m| m["digest"].as_str().expect("digest").to_string())
+                .collect();
+            let page = s
+                .referrers(&repo, &subject, &ReferrersQuery::default())
+                .expect("referrers");
+            let got: BTreeSet<String> = page
+                .index
+                .manifests
+                .iter()
+                .map(|m| m.digest.to_string())
+                .collect();
+            assert!(listed.is_subset(&got), "{repo}: {listed:?} ⊆ {got:?}");
+            for m in &page.index.manifests {
+                assert_eq!(
+                    m.artifact_type.as_deref(),
+                    Some("application/vnd.cncf.notary.signature"),
+                    "{repo}"
+                );
+            }
+            // Filtering by the signature type returns the same set.
+            let f = s
+                .referrers(
+                    &repo,
+                    &subject,
+                    &ReferrersQuery {
+                        artifact_type: Some("application/vnd.cncf.notary.signature"),
+                        ..Default::default()
+                    },
+                )
+                .expect("filtered");
+            assert_eq!(f.index.manifests.len(), got.len());
+            if repo == "e2e-valid-multiple-signatures" {
+                assert_eq!(got.len(), 2, "two signatures of one subject");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "checked {checked} sha256-… indexes");
+}
+
+#[test]
+fn sparse_layouts_report_missing_digests_and_strict_refuses() {
+    let p = corpus().join("ggcr/test_gc_image_unknown_mediatype");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    let err = s
+        .import_layout(
+            &p,
+            &ImportOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .expect_err("strict");
+    let want = "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720";
+    assert!(err.to_string().contains(want), "{err}");
+    assert!(
+        s.repositories().expect("repos").is_empty(),
+        "strict stored nothing"
+    );
+    let r = import(&s, &p);
+    assert_eq!(r.missing, vec![Digest::parse(want).expect("digest")]);
+}
+
+#[test]
+fn round_trip_keeps_digests_and_tags_dir_and_tar() {
+    let src = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(src.path().join("store")).expect("store");
+    let sample = ocidb::sample::load(&s, "demo/app").expect("sample");
+    for (out, with_refs) in [
+        (src.path().join("out"), true),
+        (src.path().join("out.tar"), false),
+    ] {
+        let refs = vec![
+            ("demo/app".to_string(), Reference::Tag("v1".into())),
+            ("demo/app".to_string(), Reference::Tag("chart-1.0.0".into())),
+        ];
+        let rep = s
+            .export_layout(
+                &refs,
+                &out,
+                &ExportOptions {
+                    with_referrers: with_refs,
+                    ..Default::default()
+                },
+            )
+            .expect("export");
+        assert!(rep.missing.is_empty());
+        if with_refs {
+            assert_eq!(
+                rep.referrers, 3,
+                "signature, SBOM and the attestation on the SBOM"
+            );
+            assert!(
+                rep.hardlinked > 0,
+                "large blob files are hardlinked on the same filesystem"
+            );
+        }
+        let dst = tempfile::tempdir().expect("tempdir");
+        let s2 = Store::create(dst.path()).expect("store");
+        let r = s2
+            .import_layout(
+                &out,
+                &ImportOptions {
+                    repository: Some("copy/app".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("re-import");
+        assert!(r.missing.is_empty());
+        assert_eq!(
+            s2.tags("copy/app", None, None).expect("tags"),
+            vec!["chart-1.0.0", "v1"]
+        );
+        assert_eq!(
+            s2.resolve("copy/app", &Reference::Tag("v1".into()))
+                .expect("v1"),
+            sample.index
+        );
+        assert_eq!(
+            s2.resolve("copy/app", &Reference::Tag("chart-1.0.0".into()))
+                .expect("chart"),
+            sample.chart
+        );
+        let mut want: Vec<Digest> = s
+            .members("demo/app")
+            .expect("members")
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        let mut got: Vec<Digest> = s2
+            .members("copy/app")
+            .expect("members")
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        if !with_refs {
+            // Without referrers: exactly what the images reach through children.
+            fn children(n: &ocidb::WalkNode, out: &mut Vec<Digest>) {
+                out.push(n.descriptor.digest);
+                for c in n.children.iter().filter(|c| c.relation != "referrer") {
+                    children(c, out);
+                }
+            }
+            want.clear();
+            for tag in ["v1", "chart-1.0.0"] {
+                children(
+                    &s.walk("demo/app", &Reference::Tag(tag.into()))
+                        .expect("walk"),
+                    &mut want,
+                );
+            }
+            want.dedup();
+            want.sort();
+            want.dedup();
+            assert!(!want.contains(&sample.signature));
+        }
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "every digest survives the round trip");
+        if with_refs {
+            let page = s2
+                .referrers("copy/app", &sample.index, &ReferrersQuery::default())
+                .expect("refs");
+            assert_eq!(page.index.manifests.len(), 2);
+            let page = s2
+                .referrers("copy/app", &sample.sbom, &ReferrersQuery::default())
+                .expect("refs");
+            assert_eq!(page.index.manifests[0].digest, sample.attestation);
+        }
+        assert!(s2.fsck(&FsckOptions::default()).expect("fsck").is_clean());
+    }
+    let err = s
+        .export_layout(
+            &[("demo/app".into(), Reference::Tag("v1".into()))],
+            &src.path().join("out"),
+            &ExportOptions::default(),
+        )
+        .expect_err("refuses to overwrite");
+    assert!(err.to_string().contains("does not exist yet"), "{err}");
+}
+
+/// Builds a tar whose entries are written byte by byte, so that names the
+/// tar crate's safe API would refuse can be tested.
+fn raw_tar(entries: &[(&str, u8, &str, &[u8], u64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link, data, claimed) in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let g = h.as_gnu_mut().expect("gnu");
+            g.name[..name.len()].copy_from_slice(name.as_bytes());
+            g.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_mode(0o644);
+        h.set_size(*claimed);
+        h.set_entry_type(tar::EntryType::new(*kind));
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        out.extend(std::iter::repeat_n(0u8, pad));
+    }
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
+
+#[test]
+fn malicious_tars_are_refused_and_write_nothing_outside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "traversal",
+            raw_tar(&[
+                ("oci-layout", b'0', "", layout, layout.len() as u64),
+                ("../../evil", b'0', "", b"x", 1),
+            ]),
+            "..",
+        ),
+        (
+            "absolute",
+            raw_tar(&[("/tmp/ocidb-evil-abs", b'0', "", b"x", 1)]),
+            "absolute",
+        ),
+        (
+            "symlink escape",
+            raw_tar(&[
+                ("oci-layout", b'0', "", layout, layout.len() as u64),
+                ("blobs/sha256/link", b'2', "../../../etc/passwd", b"", 0),
+            ]),
+            "escapes",
+        ),
+        (
+            "hardlink escape",
+            raw_tar(&[("blobs/x", b'1', "/etc/passwd", b"", 0)]),
+            "escapes",
+        ),
+        ("device", raw_tar(&[("dev", b'3', "", b"", 0)]), "device"),
+        (
+            "10 GiB index.json claim",
+            raw_tar(&[("index.json", b'0', "", b"{}", 10 << 30)]),
+            "at most",
+        ),
+    ];
+    for (what, bytes, needle) in cases {
+        let path = dir.path().join(format!("{}.tar", what.replace(' ', "-")));
+        std::fs::write(&path, bytes).expect("write tar");
+        let err = s
+            .import_layout(
+                &path,
+                &ImportOptions {
+                    repository: Some("evil/x".into()),
+                    ..Default::default()
+                },
+            )
+            .expect_err(what);
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+        assert!(
+            s.repositories().expect("repos").is_empty(),
+            "{what} stored nothing visible"
+        );
+    }
+    assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/ocidb-evil-abs").exists());
+    let listed: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        listed.iter().all(|n| n == "store" || n.ends_with(".tar")),
+        "{listed:?}"
+    );
+    // A blob whose bytes do not match its name is refused too.
+    let bad = raw_tar(&[
+        ("oci-layout", b'0', "", layout, layout.len() as u64),
+        (
+            "blobs/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            b'0',
+            "",
+            b"not empty",
+            9,
+        ),
+    ]);
+    let path = dir.path().join("mismatch.tar");
+    std::fs::write(&path, bad).expect("write");
+    let err = s
+        .import_layout(
+            &path,
+            &ImportOptions {
+                repository: Some("evil/y".into()),
+                ..Default::default()
+            },
+        )
+        .expect_err("mismatch");
+    assert!(
+        matches!(
+            err,
+            Error::SizeMismatch { .. } | Error::DigestMismatch { .. }
+        ),
+        "{err}"
+    );
+}
+
+fn skopeo() -> Option<&'static str> {
+    Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "skopeo")
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn skopeo_reads_our_exports() {
+    let Some(sk) = skopeo() else {
+        eprintln!("skopeo is not installed: skipping (CI installs it)");
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must have skopeo installed");
+        }
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    // The demo images have real image configs: plain `inspect` works on them.
+    ocidb::sample::load(&s, "demo/app").expect("sample");
+    let out = dir.path().join("demo-export");
+    s.export_layout(
+        &[("demo/app".into(), Reference::Tag("v1".into()))],
+        &out,
+        &ExportOptions {
+            with_referrers: true,
+            ..Default::default()
+        },
+    )
+    .expect("export");
+    let inspect = run(Command::new(sk)
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:v1", out.display())));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("image.index"));
+    run(Command::new(sk)
+        .args(["copy", "--all"])
+        .arg(format!("oci:{}:v1", out.display()))
+        .arg(format!("oci:{}:v1", dir.path().join("demo-copy").display())));
+    let single = dir.path().join("single");
+    let img = s
+        .resolve("demo/app", &Reference::Tag("v1".into()))
+        .expect("index");
+    let first = s.successors(&img).expect("succ")[0].descriptor.digest;
+    s.tag("demo/app", "amd64", &first).expect("tag");
+    s.export_layout(
+        &[("demo/app".into(), Reference::Tag("amd64".into()))],
+        &single,
+        &ExportOptions::default(),
+    )
+    .expect("export");
+    let v: Value = serde_json::from_slice(
+        &run(Command::new(sk)
+            .arg("inspect")
+            .arg(format!("oci:{}:amd64", single.display())))
+        .stdout,
+    )
+    .expect("json");
+    assert_eq!(v["Architecture"], "amd64");
+
+    // Every imported corpus repository, exported again.
+    for p in layouts() {
+        let r = import(&s, &p);
+        for tag in s.tags(&r.repository, None, None).expect("tags") {
+            let out = dir.path().join(format!("x-{}-{tag}", r.repository));
+            s.export_layout(
+                &[(r.repository.clone(), Reference::Tag(tag.clone()))],
+                &out,
+                &ExportOptions {
+                    with_referrers: true,
+                    oci_index_types: true,
+                },
+            )
+            .expect("export");
+            let src = format!("oci:{}:{tag}", out.display());
+            run(Command::new(sk).args(["inspect", "--raw"]).arg(&src));
+            // Indexes whose children are missing (sparse) cannot be copied whole.
+            let walk = s
+                .walk(&r.repository, &Reference::Tag(tag.clone()))
+                .expect("walk");
+            fn complete(n: &ocidb::WalkNode) -> bool {
+                n.present && n.children.iter().all(complete)
+            }
+            if complete(&walk) {
+                run(Command::new(sk)
+                    .args(["copy", "--all"])
+                    .arg(&src)
+                    .arg(format!(
+                        "oci:{}:{tag}",
+                        dir.path()
+                            .join(format!("copy-{}-{tag}", r.repository))
+                            .display()
+                    )));
+            }
+        }
+    }
+}
