@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ocidb::{Reference, ReferrersQuery, Result, Store};
+use ocidb::{GcPolicy, ManifestOptions, PutOptions, Reference, ReferrersQuery, Result, Store};
 
 use crate::cli::render::{self, human_size, short, Style};
 
@@ -99,6 +99,44 @@ pub fn run(store_flag: &Path) -> Result<()> {
             human_size(info.size)
         );
     }
+    // A previous build that lost its tag: what gc is for.
+    let stale_layer = store.put_bytes(
+        &ocidb::sample::deterministic_bytes(b"old build", 50_000),
+        &PutOptions {
+            repository: Some(repo.to_string()),
+            ..PutOptions::default()
+        },
+    )?;
+    let stale = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": ocidb::manifest::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": stale_layer.digest, "size": stale_layer.size}]
+    });
+    store.put_manifest(repo, stale.to_string().as_bytes(), &ManifestOptions::default())?;
+    println!(
+        "\n{}",
+        st.bold("5. What gc would collect (ocidb gc --dry-run --grace 0s --delete-untagged --verbose)")
+    );
+    let report = store.gc(&GcPolicy {
+        dry_run: true,
+        delete_untagged: true,
+        grace: std::time::Duration::ZERO,
+        ..GcPolicy::default()
+    })?;
+    println!("{}", render::gc_summary(&report));
+    for d in &report.digests {
+        let info = store.stat(d)?;
+        println!(
+            "  {}  {}  {}",
+            short(d),
+            info.media_type.unwrap_or_default(),
+            human_size(info.size)
+        );
+    }
+
+    println!("\n{}", st.bold("6. Store statistics (ocidb stats)"));
+    print!("{}", render::stats(&store.stats()?));
     if explicit {
         println!(
             "\nThe store stays at {}; try: ocidb --store {} tree {repo}:v1",

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::graph::{repo_names, MEMBER_MANIFEST};
 use crate::hasher::Hasher;
 use crate::keys;
+use crate::manifest::EdgeKind;
 use crate::record::{BlobRecord, Placement};
 use crate::store::{hash_file, Store};
 use crate::tables::{
@@ -329,48 +330,43 @@ fn check_graph(
     records: &HashMap<Digest, BlobRecord>,
     report: &mut FsckReport,
 ) -> Result<()> {
-    let mut out_edges: HashMap<(Digest, Digest), u8> = HashMap::new();
+    let mut out_edges: HashSet<(Digest, Digest, EdgeKind)> = HashSet::new();
     for e in txn.open_table(EDGES_OUT)?.iter()? {
         let (k, v) = e?;
-        let (parent, kind, child) = keys::split_edge_out(k.value())?;
+        let parent = Digest::from_key(k.value())?;
         if !records.get(&parent).is_some_and(|r| r.manifest) {
             report.problems.push(problem(
                 "dangling-edge",
                 Some(parent),
-                format!(
-                    "{} edge to {child} from a parent that is not a stored manifest",
-                    kind.name()
-                ),
+                "edges from a parent that is not a stored manifest".into(),
             ));
         }
-        if let Err(e) = keys::decode_descriptor(v.value()) {
-            report
-                .problems
-                .push(problem("corrupt-edge", Some(parent), e.to_string()));
+        match keys::decode_edges(v.value()) {
+            // A missing child (sparse layout) or subject (dangling
+            // referrer) is legal.
+            Ok(edges) => out_edges.extend(edges.into_iter().map(|(k, c, _)| (c, parent, k))),
+            Err(e) => report.problems.push(problem("corrupt-edge", Some(parent), e.to_string())),
         }
-        // A missing child (sparse layout) or subject (dangling referrer) is legal.
-        *out_edges.entry((child, parent)).or_default() |= kind.bit();
     }
     let mut seen_in = HashSet::new();
     for e in txn.open_table(EDGES_IN)?.iter()? {
-        let (k, v) = e?;
-        let (child, parent) = keys::split_edge_in(k.value())?;
-        let mask = keys::decode_kinds(v.value())?;
-        if out_edges.get(&(child, parent)) != Some(&mask) {
+        let (k, _) = e?;
+        let edge = keys::split_edge_in(k.value())?;
+        if !out_edges.contains(&edge) {
             report.problems.push(problem(
                 "edge-mismatch",
-                Some(child),
-                format!("reverse edge from {parent} does not match its forward edges"),
+                Some(edge.0),
+                format!("reverse {} edge from {} has no forward edge", edge.2.name(), edge.1),
             ));
         }
-        seen_in.insert((child, parent));
+        seen_in.insert(edge);
     }
-    for (child, parent) in out_edges.keys() {
-        if !seen_in.contains(&(*child, *parent)) {
+    for (child, parent, kind) in &out_edges {
+        if !seen_in.contains(&(*child, *parent, *kind)) {
             report.problems.push(problem(
                 "edge-mismatch",
                 Some(*child),
-                format!("forward edge from {parent} has no reverse edge"),
+                format!("forward {} edge from {parent} has no reverse edge", kind.name()),
             ));
         }
     }

@@ -5,41 +5,16 @@ use crate::digest::{Digest, DIGEST_KEY_LEN};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, EdgeKind};
 use crate::record::VALUE_FORMAT_V1;
-use crate::tables::{EDGE_IN_LEN, EDGE_OUT_LEN, MEMBER_LEN, REFERRER_LEN};
+use crate::tables::{EDGE_IN_LEN, MEMBER_LEN, REFERRER_LEN};
 
 const D: usize = DIGEST_KEY_LEN;
 
-pub(crate) fn edge_out(parent: &Digest, kind: EdgeKind, child: &Digest) -> [u8; EDGE_OUT_LEN] {
-    let mut k = [0u8; EDGE_OUT_LEN];
-    k[..D].copy_from_slice(&parent.to_key());
-    k[D] = kind.code();
-    k[D + 1..].copy_from_slice(&child.to_key());
-    k
-}
-
-/// The inclusive key range of every out-edge of `parent`.
-pub(crate) fn edge_out_range(parent: &Digest) -> ([u8; EDGE_OUT_LEN], [u8; EDGE_OUT_LEN]) {
-    let mut lo = [0u8; EDGE_OUT_LEN];
-    lo[..D].copy_from_slice(&parent.to_key());
-    let mut hi = [0xffu8; EDGE_OUT_LEN];
-    hi[..D].copy_from_slice(&parent.to_key());
-    (lo, hi)
-}
-
-pub(crate) fn split_edge_out(k: &[u8; EDGE_OUT_LEN]) -> Result<(Digest, EdgeKind, Digest)> {
-    let kind = EdgeKind::from_code(k[D])
-        .ok_or_else(|| Error::Corrupt(format!("edge kind {} is unknown", k[D])))?;
-    Ok((
-        Digest::from_key(&k[..D])?,
-        kind,
-        Digest::from_key(&k[D + 1..])?,
-    ))
-}
-
-pub(crate) fn edge_in(child: &Digest, parent: &Digest) -> [u8; EDGE_IN_LEN] {
+/// `edges_in` key: child(65) parent(65) kind(1).
+pub(crate) fn edge_in(child: &Digest, parent: &Digest, kind: EdgeKind) -> [u8; EDGE_IN_LEN] {
     let mut k = [0u8; EDGE_IN_LEN];
     k[..D].copy_from_slice(&child.to_key());
-    k[D..].copy_from_slice(&parent.to_key());
+    k[D..2 * D].copy_from_slice(&parent.to_key());
+    k[2 * D] = kind.code();
     k
 }
 
@@ -51,8 +26,74 @@ pub(crate) fn edge_in_range(child: &Digest) -> ([u8; EDGE_IN_LEN], [u8; EDGE_IN_
     (lo, hi)
 }
 
-pub(crate) fn split_edge_in(k: &[u8; EDGE_IN_LEN]) -> Result<(Digest, Digest)> {
-    Ok((Digest::from_key(&k[..D])?, Digest::from_key(&k[D..])?))
+pub(crate) fn split_edge_in(k: &[u8; EDGE_IN_LEN]) -> Result<(Digest, Digest, EdgeKind)> {
+    let kind = EdgeKind::from_code(k[2 * D])
+        .ok_or_else(|| Error::Corrupt(format!("edge kind {} is unknown", k[2 * D])))?;
+    Ok((Digest::from_key(&k[..D])?, Digest::from_key(&k[D..2 * D])?, kind))
+}
+
+/// A manifest's adjacency list (`edges_out` value) is `[version]` then a
+/// JSON array of `[kind code, descriptor]`. The subject edge carries the
+/// referrer's own descriptor (what a referrers listing returns) and the
+/// subject's digest in `_target`.
+/// An edge as stored: kind, the child's digest, and its descriptor.
+pub(crate) type StoredEdge = (EdgeKind, Digest, Descriptor);
+
+pub(crate) fn decode_edges(v: &[u8]) -> Result<Vec<StoredEdge>> {
+    let json = match v.split_first() {
+        Some((&VALUE_FORMAT_V1, json)) => json,
+        _ => return Err(Error::Corrupt("stored edges have an unknown format".into())),
+    };
+    let list: Vec<(u8, SubjectOrChild)> = serde_json::from_slice(json)
+        .map_err(|e| Error::Corrupt(format!("stored edges are unreadable: {e}")))?;
+    list.into_iter()
+        .map(|(code, sc)| {
+            let kind = EdgeKind::from_code(code)
+                .ok_or_else(|| Error::Corrupt(format!("edge kind {code} is unknown")))?;
+            Ok((kind, sc.target.unwrap_or(sc.desc.digest), sc.desc))
+        })
+        .collect()
+}
+
+/// The subject edge stores the referrer's descriptor plus the subject digest.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SubjectOrChild {
+    #[serde(flatten)]
+    desc: Descriptor,
+    #[serde(rename = "_target", default, skip_serializing_if = "Option::is_none")]
+    target: Option<Digest>,
+}
+
+/// Encodes a manifest's edges: children as they are, and the subject edge as
+/// the referrer's own descriptor aimed at the subject.
+pub(crate) fn encode_adjacency(
+    children: &[(EdgeKind, Descriptor)],
+    subject: Option<(&Digest, &Descriptor)>,
+) -> Vec<u8> {
+    let mut list: Vec<(u8, SubjectOrChild)> = children
+        .iter()
+        .map(|(k, d)| {
+            (
+                k.code(),
+                SubjectOrChild {
+                    desc: d.clone(),
+                    target: None,
+                },
+            )
+        })
+        .collect();
+    if let Some((s, own)) = subject {
+        list.push((
+            EdgeKind::Subject.code(),
+            SubjectOrChild {
+                desc: own.clone(),
+                target: Some(*s),
+            },
+        ));
+    }
+    let mut v = vec![VALUE_FORMAT_V1];
+    let _ = serde_json::to_writer(&mut v, &list);
+    v
 }
 
 pub(crate) fn referrer(
@@ -141,25 +182,6 @@ pub(crate) fn tag(repo: u64, tag: &str) -> Vec<u8> {
     k
 }
 
-/// `[version] json(descriptor)`.
-pub(crate) fn encode_descriptor(d: &Descriptor) -> Vec<u8> {
-    let mut v = vec![VALUE_FORMAT_V1];
-    // Serialising a Descriptor (strings, numbers, maps of strings) cannot fail.
-    let _ = serde_json::to_writer(&mut v, d);
-    v
-}
-
-pub(crate) fn decode_descriptor(v: &[u8]) -> Result<Descriptor> {
-    match v.split_first() {
-        Some((&VALUE_FORMAT_V1, json)) => serde_json::from_slice(json)
-            .map_err(|e| Error::Corrupt(format!("stored descriptor is unreadable: {e}"))),
-        Some((ver, _)) => Err(Error::Corrupt(format!(
-            "stored descriptor has unknown format version {ver}"
-        ))),
-        None => Err(Error::Corrupt("stored descriptor is empty".into())),
-    }
-}
-
 /// Referrer entries remember why they exist, so that removing one source
 /// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
 pub(crate) const SOURCE_SUBJECT: u8 = 1;
@@ -185,26 +207,6 @@ pub(crate) fn decode_referrer(v: &[u8]) -> Result<(u8, Descriptor)> {
     }
 }
 
-/// `[version] [kind bits]`.
-pub(crate) fn encode_kinds(mask: u8) -> [u8; 2] {
-    [VALUE_FORMAT_V1, mask]
-}
-
-pub(crate) fn decode_kinds(v: &[u8]) -> Result<u8> {
-    match v {
-        [VALUE_FORMAT_V1, mask] => Ok(*mask),
-        _ => Err(Error::Corrupt(
-            "stored edge kinds have an unknown format".into(),
-        )),
-    }
-}
-
-pub(crate) fn kinds_of(mask: u8) -> impl Iterator<Item = EdgeKind> {
-    (1..=5u8)
-        .filter_map(EdgeKind::from_code)
-        .filter(move |k| mask & k.bit() != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,10 +220,15 @@ mod tests {
     #[test]
     fn keys_roundtrip_and_sort_inside_their_ranges() {
         let (p, c) = (d("p"), d("c"));
-        let k = edge_out(&p, EdgeKind::Layer, &c);
-        assert_eq!(split_edge_out(&k).expect("split"), (p, EdgeKind::Layer, c));
-        let (lo, hi) = edge_out_range(&p);
+        let k = edge_in(&c, &p, EdgeKind::Layer);
+        assert_eq!(split_edge_in(&k).expect("split"), (c, p, EdgeKind::Layer));
+        let (lo, hi) = edge_in_range(&c);
         assert!(lo <= k && k <= hi);
+        let child = Descriptor::new("application/x", c, 3);
+        let own = Descriptor::new("application/y", p, 4);
+        let s = d("s");
+        let edges = decode_edges(&encode_adjacency(&[(EdgeKind::Layer, child.clone())], Some((&s, &own)))).expect("edges");
+        assert_eq!(edges, vec![(EdgeKind::Layer, c, child), (EdgeKind::Subject, s, own)]);
         let r = referrer(7, &p, 3, &c);
         let (lo, hi) = referrer_range(7, &p, Some(3));
         assert!(lo <= r && r <= hi);
@@ -235,18 +242,17 @@ mod tests {
 
     proptest! {
         #[test]
-        fn value_codecs_roundtrip(mt in "[a-z/.+]{0,40}", size in any::<u64>(), at in proptest::option::of("[a-z/.+]{1,40}"), sources in 0u8..4, mask in any::<u8>()) {
+        fn value_codecs_roundtrip(mt in "[a-z/.+]{0,40}", size in any::<u64>(), at in proptest::option::of("[a-z/.+]{1,40}"), sources in 0u8..4) {
             let desc = Descriptor { artifact_type: at, ..Descriptor::new(mt, d("x"), size) };
-            prop_assert_eq!(decode_descriptor(&encode_descriptor(&desc)).expect("desc"), desc.clone());
-            prop_assert_eq!(decode_referrer(&encode_referrer(sources, &desc)).expect("ref"), (sources, desc));
-            prop_assert_eq!(decode_kinds(&encode_kinds(mask)).expect("kinds"), mask);
+            prop_assert_eq!(decode_referrer(&encode_referrer(sources, &desc)).expect("ref"), (sources, desc.clone()));
+            let edges = decode_edges(&encode_adjacency(&[(EdgeKind::Config, desc.clone())], None)).expect("edges");
+            prop_assert_eq!(edges, vec![(EdgeKind::Config, desc.digest, desc)]);
         }
 
         #[test]
         fn garbage_values_never_panic(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_descriptor(&b);
             let _ = decode_referrer(&b);
-            let _ = decode_kinds(&b);
+            let _ = decode_edges(&b);
         }
     }
 }

@@ -501,24 +501,16 @@ fn mark(
     let out_t = txn.open_table(EDGES_OUT)?;
     let in_t = txn.open_table(EDGES_IN)?;
     while let Some(d) = queue.pop_front() {
-        let (lo, hi) = keys::edge_out_range(&d);
-        for e in out_t.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, _) = e?;
-            let (_, kind, child) = keys::split_edge_out(k.value())?;
+        for (kind, child, _) in graph::edges_of(&out_t, &d)? {
             // A referrer does not keep its subject alive.
             if kind != EdgeKind::Subject && marked.insert(child) {
                 queue.push_back(child);
             }
         }
         // Referrers of a live subject are live.
-        let (lo, hi) = keys::edge_in_range(&d);
-        for e in in_t.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, v) = e?;
-            if keys::decode_kinds(v.value())? & EdgeKind::Subject.bit() != 0 {
-                let (_, referrer) = keys::split_edge_in(k.value())?;
-                if marked.insert(referrer) {
-                    queue.push_back(referrer);
-                }
+        for referrer in referrers_of(&in_t, &d)? {
+            if marked.insert(referrer) {
+                queue.push_back(referrer);
             }
         }
     }
@@ -534,10 +526,7 @@ fn sweep_order(txn: &ReadTransaction, dead: &HashMap<Digest, Candidate>) -> Resu
     let mut indegree: HashMap<Digest, usize> = dead.keys().map(|d| (*d, 0)).collect();
     let mut after: HashMap<Digest, Vec<Digest>> = HashMap::new();
     for d in dead.keys() {
-        let (lo, hi) = keys::edge_out_range(d);
-        for e in out_t.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, _) = e?;
-            let (_, kind, other) = keys::split_edge_out(k.value())?;
+        for (kind, other, _) in graph::edges_of(&out_t, d)? {
             if !dead.contains_key(&other) || other == *d {
                 continue;
             }
@@ -599,26 +588,35 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
         if st.dead.remove(&d).is_some() {
             st.rescued += 1;
         }
-        let (lo, hi) = keys::edge_out_range(&d);
-        for e in b.t.edges_out.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, _) = e?;
-            let (_, kind, child) = keys::split_edge_out(k.value())?;
+        for (kind, child, _) in graph::edges_of(&b.t.edges_out, &d)? {
             if kind != EdgeKind::Subject && st.dead.contains_key(&child) {
                 queue.push_back(child);
             }
         }
-        let (lo, hi) = keys::edge_in_range(&d);
-        for e in b.t.edges_in.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, v) = e?;
-            if keys::decode_kinds(v.value())? & EdgeKind::Subject.bit() != 0 {
-                let (_, referrer) = keys::split_edge_in(k.value())?;
-                if st.dead.contains_key(&referrer) {
-                    queue.push_back(referrer);
-                }
+        for referrer in referrers_of(&b.t.edges_in, &d)? {
+            if st.dead.contains_key(&referrer) {
+                queue.push_back(referrer);
             }
         }
     }
     Ok(())
+}
+
+/// Manifests whose subject is `d`, from the reverse edges (all repositories).
+fn referrers_of(
+    t: &impl redb::ReadableTable<&'static [u8; tables::EDGE_IN_LEN], ()>,
+    d: &Digest,
+) -> Result<Vec<Digest>> {
+    let (lo, hi) = keys::edge_in_range(d);
+    let mut out = Vec::new();
+    for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, _) = e?;
+        let (_, parent, kind) = keys::split_edge_in(k.value())?;
+        if kind == EdgeKind::Subject {
+            out.push(parent);
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `0s`, `30m`, `1h`, `2d`, `500ms` (a bare number is seconds).

@@ -130,11 +130,6 @@ impl EdgeKind {
         })
     }
 
-    /// The bit of this kind in an `edges_in` kind mask.
-    pub(crate) const fn bit(self) -> u8 {
-        1 << self.code()
-    }
-
     /// A word for people.
     pub fn name(self) -> &'static str {
         match self {

@@ -29,9 +29,12 @@ pub(crate) struct BlobRecord {
     /// Set when the blob was parsed as a manifest and its edges are indexed.
     pub manifest: bool,
     pub media_type: Option<String>,
+    /// A manifest's artifactType (with the image-manifest fallback).
+    pub artifact_type: Option<String>,
 }
 
-/// Fixed part: version(1) flags(1) size(8) created_ms(8) media_type_len(2).
+/// Fixed part: version(1) flags(1) size(8) created_ms(8) media_type_len(2);
+/// then the media type, artifact_type_len(2) and the artifact type.
 const FIXED: usize = 20;
 
 impl BlobRecord {
@@ -53,6 +56,10 @@ impl BlobRecord {
         v.extend_from_slice(&self.created_ms.to_le_bytes());
         v.extend_from_slice(&(mt.len() as u16).to_le_bytes());
         v.extend_from_slice(mt);
+        let at = self.artifact_type.as_deref().unwrap_or("").as_bytes();
+        let at = &at[..at.len().min(u16::MAX as usize)];
+        v.extend_from_slice(&(at.len() as u16).to_le_bytes());
+        v.extend_from_slice(at);
         v
     }
 
@@ -82,21 +89,33 @@ impl BlobRecord {
         let mt = b
             .get(FIXED..FIXED + mt_len)
             .ok_or_else(|| corrupt("media type runs past the end"))?;
-        let media_type = if mt.is_empty() {
-            None
-        } else {
-            Some(
-                std::str::from_utf8(mt)
-                    .map_err(|_| corrupt("media type is not UTF-8"))?
+        let text = |b: &[u8], what: &str| -> Result<Option<String>> {
+            if b.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(
+                std::str::from_utf8(b)
+                    .map_err(|_| corrupt(&format!("{what} is not UTF-8")))?
                     .to_string(),
-            )
+            ))
         };
+        let media_type = text(mt, "media type")?;
+        let rest = &b[FIXED + mt_len..];
+        let at_len = match rest {
+            [lo, hi, ..] => u16::from_le_bytes([*lo, *hi]) as usize,
+            _ => return Err(corrupt("artifact type length is missing")),
+        };
+        let at = rest
+            .get(2..2 + at_len)
+            .ok_or_else(|| corrupt("artifact type runs past the end"))?;
+        let artifact_type = text(at, "artifact type")?;
         Ok(BlobRecord {
             size,
             created_ms,
             placement,
             manifest: flags & FLAG_MANIFEST != 0,
             media_type,
+            artifact_type,
         })
     }
 }
@@ -114,11 +133,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_roundtrip(size in any::<u64>(), created in any::<u64>(), inline in any::<bool>(), manifest in any::<bool>(), mt in proptest::option::of("[a-z/.+0-9-]{1,80}")) {
+        fn record_roundtrip(size in any::<u64>(), created in any::<u64>(), inline in any::<bool>(), manifest in any::<bool>(), mt in proptest::option::of("[a-z/.+0-9-]{1,80}"), at in proptest::option::of("[a-z/.+0-9-]{1,80}")) {
             let r = BlobRecord {
                 size, created_ms: created,
                 placement: if inline { Placement::Inline } else { Placement::File },
-                manifest, media_type: mt,
+                manifest, media_type: mt, artifact_type: at,
             };
             prop_assert_eq!(BlobRecord::decode(&r.encode()).expect("decode"), r);
         }

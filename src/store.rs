@@ -216,6 +216,7 @@ impl Store {
             shared: Arc::clone(&self.shared),
             unsynced: Vec::new(),
             intent_pending: false,
+            nondurable_streak: 0,
         };
         let writer = std::thread::Builder::new()
             .name("ocidb-writer".into())
@@ -787,6 +788,7 @@ pub(crate) fn insert_blob(
         },
         manifest: false,
         media_type,
+        artifact_type: None,
     };
     b.t.blobs.insert(&key, rec.encode().as_slice())?;
     if let Some(bytes) = inline {

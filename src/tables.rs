@@ -16,11 +16,10 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const BLOBS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("blobs");
 /// `digest -> bytes` for blobs at or under the inline threshold.
 pub(crate) const INLINE: TableDefinition<&DKey, &[u8]> = TableDefinition::new("inline");
-/// `parent(65) kind(1) child(65) -> descriptor value`.
-pub(crate) const EDGES_OUT: TableDefinition<&[u8; EDGE_OUT_LEN], &[u8]> =
-    TableDefinition::new("edges_out");
-/// `child(65) parent(65) -> kind(1)` (plus a version byte).
-pub(crate) const EDGES_IN: TableDefinition<&[u8; EDGE_IN_LEN], &[u8]> =
+/// `parent(65) -> adjacency list`: one value per manifest, written once.
+pub(crate) const EDGES_OUT: TableDefinition<&DKey, &[u8]> = TableDefinition::new("edges_out");
+/// `child(65) parent(65) kind(1) -> ()`.
+pub(crate) const EDGES_IN: TableDefinition<&[u8; EDGE_IN_LEN], ()> =
     TableDefinition::new("edges_in");
 /// `repo(8) subject(65) artifact_type_id(4) referrer(65) -> descriptor value`.
 pub(crate) const REFERRERS: TableDefinition<&[u8; REFERRER_LEN], &[u8]> =
@@ -37,8 +36,6 @@ pub(crate) const MEMBERS: TableDefinition<&[u8; MEMBER_LEN], u8> = TableDefiniti
 /// `digest(65) repo(8) -> ()`: which repositories hold a digest.
 pub(crate) const MEMBER_OF: TableDefinition<&[u8; MEMBER_LEN], ()> =
     TableDefinition::new("member_of");
-/// `digest -> artifactType` of each indexed manifest that has one.
-pub(crate) const OWN_TYPES: TableDefinition<&DKey, &str> = TableDefinition::new("own_types");
 /// `lease id -> [version] expiry_ms(8)`.
 pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
 /// `lease id(8) digest(65) -> ()`: what a lease holds.
@@ -48,8 +45,7 @@ pub(crate) const LEASE_ITEMS: TableDefinition<&[u8; MEMBER_LEN], ()> =
 /// when it ends). See lifecycle.rs.
 pub(crate) const GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
 
-pub(crate) const EDGE_OUT_LEN: usize = DIGEST_KEY_LEN * 2 + 1;
-pub(crate) const EDGE_IN_LEN: usize = DIGEST_KEY_LEN * 2;
+pub(crate) const EDGE_IN_LEN: usize = DIGEST_KEY_LEN * 2 + 1;
 pub(crate) const REFERRER_LEN: usize = 8 + DIGEST_KEY_LEN + 4 + DIGEST_KEY_LEN;
 pub(crate) const MEMBER_LEN: usize = 8 + DIGEST_KEY_LEN;
 
@@ -59,8 +55,8 @@ pub(crate) struct WriteTables<'t> {
     pub meta: redb::Table<'t, &'static str, &'static [u8]>,
     pub blobs: redb::Table<'t, &'static DKey, &'static [u8]>,
     pub inline: redb::Table<'t, &'static DKey, &'static [u8]>,
-    pub edges_out: redb::Table<'t, &'static [u8; EDGE_OUT_LEN], &'static [u8]>,
-    pub edges_in: redb::Table<'t, &'static [u8; EDGE_IN_LEN], &'static [u8]>,
+    pub edges_out: redb::Table<'t, &'static DKey, &'static [u8]>,
+    pub edges_in: redb::Table<'t, &'static [u8; EDGE_IN_LEN], ()>,
     pub referrers: redb::Table<'t, &'static [u8; REFERRER_LEN], &'static [u8]>,
     pub artifact_types: redb::Table<'t, &'static str, u32>,
     pub repos: redb::Table<'t, &'static str, u64>,
@@ -68,7 +64,6 @@ pub(crate) struct WriteTables<'t> {
     pub members: redb::Table<'t, &'static [u8; MEMBER_LEN], u8>,
     pub member_of: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub leases: redb::Table<'t, u64, &'static [u8]>,
-    pub own_types: redb::Table<'t, &'static DKey, &'static str>,
     pub lease_items: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub gc_log: redb::Table<'t, u64, &'static DKey>,
 }
@@ -88,7 +83,6 @@ impl<'t> WriteTables<'t> {
             members: txn.open_table(MEMBERS)?,
             member_of: txn.open_table(MEMBER_OF)?,
             leases: txn.open_table(LEASES)?,
-            own_types: txn.open_table(OWN_TYPES)?,
             lease_items: txn.open_table(LEASE_ITEMS)?,
             gc_log: txn.open_table(GC_LOG)?,
         })
