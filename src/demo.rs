@@ -113,10 +113,16 @@ pub fn run(store_flag: &Path) -> Result<()> {
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": stale_layer.digest, "size": stale_layer.size}]
     });
-    store.put_manifest(repo, stale.to_string().as_bytes(), &ManifestOptions::default())?;
+    store.put_manifest(
+        repo,
+        stale.to_string().as_bytes(),
+        &ManifestOptions::default(),
+    )?;
     println!(
         "\n{}",
-        st.bold("5. What gc would collect (ocidb gc --dry-run --grace 0s --delete-untagged --verbose)")
+        st.bold(
+            "5. What gc would collect (ocidb gc --dry-run --grace 0s --delete-untagged --verbose)"
+        )
     );
     let report = store.gc(&GcPolicy {
         dry_run: true,

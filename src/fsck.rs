@@ -345,7 +345,9 @@ fn check_graph(
             // A missing child (sparse layout) or subject (dangling
             // referrer) is legal.
             Ok(edges) => out_edges.extend(edges.into_iter().map(|(k, c, _)| (c, parent, k))),
-            Err(e) => report.problems.push(problem("corrupt-edge", Some(parent), e.to_string())),
+            Err(e) => report
+                .problems
+                .push(problem("corrupt-edge", Some(parent), e.to_string())),
         }
     }
     let mut seen_in = HashSet::new();
@@ -356,7 +358,11 @@ fn check_graph(
             report.problems.push(problem(
                 "edge-mismatch",
                 Some(edge.0),
-                format!("reverse {} edge from {} has no forward edge", edge.2.name(), edge.1),
+                format!(
+                    "reverse {} edge from {} has no forward edge",
+                    edge.2.name(),
+                    edge.1
+                ),
             ));
         }
         seen_in.insert(edge);
@@ -366,7 +372,10 @@ fn check_graph(
             report.problems.push(problem(
                 "edge-mismatch",
                 Some(*child),
-                format!("forward {} edge from {parent} has no reverse edge", kind.name()),
+                format!(
+                    "forward {} edge from {parent} has no reverse edge",
+                    kind.name()
+                ),
             ));
         }
     }

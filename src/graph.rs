@@ -975,7 +975,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         if let (Some(parsed), Some(own)) = (&p.parsed, &own) {
             // One adjacency value per manifest; the subject edge carries the
             // referrer's own descriptor: it is what a referrers listing returns.
-            let subject = parsed.subject.as_ref().map(|s| (&s.digest, own));
+            let subject = parsed.subject.as_ref().map(|s| (s, own));
             b.t.edges_out.insert(
                 &key,
                 keys::encode_adjacency(&parsed.children, subject).as_slice(),
@@ -1133,15 +1133,17 @@ fn unapply_tag_schema(b: &mut Batch<'_>, repo_id: u64, tag: &str, old: &Digest) 
 
 /// Removes a manifest's edges and referrer entries (in every repository).
 pub(crate) fn unindex_manifest(b: &mut Batch<'_>, d: &Digest) -> Result<()> {
-    let edges = edges_of(&b.t.edges_out, d)?;
+    let Some(value) = b.t.edges_out.get(&d.to_key())?.map(|g| g.value().to_vec()) else {
+        return Ok(());
+    };
     let repos = repos_holding(b, d)?;
     b.t.edges_out.remove(&d.to_key())?;
-    for (kind, child, desc) in edges {
+    for (kind, child, _) in keys::decode_edges(&value)? {
         b.t.edges_in.remove(&keys::edge_in(&child, d, kind))?;
-        if kind == EdgeKind::Subject {
-            for &r in &repos {
-                remove_referrer_source(b, r, &child, &desc, SOURCE_SUBJECT)?;
-            }
+    }
+    if let Some((subject, own)) = keys::decode_subject(&value)? {
+        for &r in &repos {
+            remove_referrer_source(b, r, &subject, &own, SOURCE_SUBJECT)?;
         }
     }
     Ok(())
@@ -1178,12 +1180,11 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
         unapply_tag_schema(b, repo_id, &tag, d)?;
         b.t.tags.remove(k.as_slice())?;
     }
-    let subjects: Vec<(Digest, Descriptor)> = edges_of(&b.t.edges_out, d)?
-        .into_iter()
-        .filter(|(kind, _, _)| *kind == EdgeKind::Subject)
-        .map(|(_, s, own)| (s, own))
-        .collect();
-    for (s, own) in subjects {
+    let subject = match b.t.edges_out.get(&d.to_key())? {
+        Some(g) => keys::decode_subject(g.value())?,
+        None => None,
+    };
+    if let Some((s, own)) = subject {
         remove_referrer_source(b, repo_id, &s, &own, SOURCE_SUBJECT)?;
     }
     Ok(())

@@ -29,69 +29,85 @@ pub(crate) fn edge_in_range(child: &Digest) -> ([u8; EDGE_IN_LEN], [u8; EDGE_IN_
 pub(crate) fn split_edge_in(k: &[u8; EDGE_IN_LEN]) -> Result<(Digest, Digest, EdgeKind)> {
     let kind = EdgeKind::from_code(k[2 * D])
         .ok_or_else(|| Error::Corrupt(format!("edge kind {} is unknown", k[2 * D])))?;
-    Ok((Digest::from_key(&k[..D])?, Digest::from_key(&k[D..2 * D])?, kind))
+    Ok((
+        Digest::from_key(&k[..D])?,
+        Digest::from_key(&k[D..2 * D])?,
+        kind,
+    ))
 }
 
 /// A manifest's adjacency list (`edges_out` value) is `[version]` then a
-/// JSON array of `[kind code, descriptor]`. The subject edge carries the
-/// referrer's own descriptor (what a referrers listing returns) and the
-/// subject's digest in `_target`.
-/// An edge as stored: kind, the child's digest, and its descriptor.
+/// JSON array of `[kind code, descriptor]`, the descriptors as the manifest
+/// wrote them. The subject entry also carries, under `_referrer`, the
+/// manifest's own descriptor: what a referrers listing returns for it.
 pub(crate) type StoredEdge = (EdgeKind, Digest, Descriptor);
 
-pub(crate) fn decode_edges(v: &[u8]) -> Result<Vec<StoredEdge>> {
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EdgeValue {
+    #[serde(flatten)]
+    desc: Descriptor,
+    #[serde(rename = "_referrer", default, skip_serializing_if = "Option::is_none")]
+    referrer: Option<Descriptor>,
+}
+
+fn decode_edge_values(v: &[u8]) -> Result<Vec<(u8, EdgeValue)>> {
     let json = match v.split_first() {
         Some((&VALUE_FORMAT_V1, json)) => json,
         _ => return Err(Error::Corrupt("stored edges have an unknown format".into())),
     };
-    let list: Vec<(u8, SubjectOrChild)> = serde_json::from_slice(json)
-        .map_err(|e| Error::Corrupt(format!("stored edges are unreadable: {e}")))?;
-    list.into_iter()
-        .map(|(code, sc)| {
+    serde_json::from_slice(json)
+        .map_err(|e| Error::Corrupt(format!("stored edges are unreadable: {e}")))
+}
+
+/// The edges, each with its target's digest and descriptor.
+pub(crate) fn decode_edges(v: &[u8]) -> Result<Vec<StoredEdge>> {
+    decode_edge_values(v)?
+        .into_iter()
+        .map(|(code, ev)| {
             let kind = EdgeKind::from_code(code)
                 .ok_or_else(|| Error::Corrupt(format!("edge kind {code} is unknown")))?;
-            Ok((kind, sc.target.unwrap_or(sc.desc.digest), sc.desc))
+            Ok((kind, ev.desc.digest, ev.desc))
         })
         .collect()
 }
 
-/// The subject edge stores the referrer's descriptor plus the subject digest.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SubjectOrChild {
-    #[serde(flatten)]
-    desc: Descriptor,
-    #[serde(rename = "_target", default, skip_serializing_if = "Option::is_none")]
-    target: Option<Digest>,
+/// For a referrer: its subject's digest and its own descriptor.
+pub(crate) fn decode_subject(v: &[u8]) -> Result<Option<(Digest, Descriptor)>> {
+    Ok(decode_edge_values(v)?
+        .into_iter()
+        .find(|(code, _)| *code == EdgeKind::Subject.code())
+        .and_then(|(_, ev)| ev.referrer.map(|own| (ev.desc.digest, own))))
 }
 
-/// Encodes a manifest's edges: children as they are, and the subject edge as
-/// the referrer's own descriptor aimed at the subject.
+/// Encodes a manifest's edges: its children, and its subject together with
+/// its own descriptor.
 pub(crate) fn encode_adjacency(
     children: &[(EdgeKind, Descriptor)],
-    subject: Option<(&Digest, &Descriptor)>,
+    subject: Option<(&Descriptor, &Descriptor)>,
 ) -> Vec<u8> {
-    let mut list: Vec<(u8, SubjectOrChild)> = children
+    let mut list: Vec<(u8, EdgeValue)> = children
         .iter()
         .map(|(k, d)| {
             (
                 k.code(),
-                SubjectOrChild {
+                EdgeValue {
                     desc: d.clone(),
-                    target: None,
+                    referrer: None,
                 },
             )
         })
         .collect();
-    if let Some((s, own)) = subject {
+    if let Some((subject, own)) = subject {
         list.push((
             EdgeKind::Subject.code(),
-            SubjectOrChild {
-                desc: own.clone(),
-                target: Some(*s),
+            EdgeValue {
+                desc: subject.clone(),
+                referrer: Some(own.clone()),
             },
         ));
     }
     let mut v = vec![VALUE_FORMAT_V1];
+    // Serialising descriptors (strings, numbers, maps of strings) cannot fail.
     let _ = serde_json::to_writer(&mut v, &list);
     v
 }
@@ -226,9 +242,20 @@ mod tests {
         assert!(lo <= k && k <= hi);
         let child = Descriptor::new("application/x", c, 3);
         let own = Descriptor::new("application/y", p, 4);
-        let s = d("s");
-        let edges = decode_edges(&encode_adjacency(&[(EdgeKind::Layer, child.clone())], Some((&s, &own)))).expect("edges");
-        assert_eq!(edges, vec![(EdgeKind::Layer, c, child), (EdgeKind::Subject, s, own)]);
+        let subject = Descriptor::new("application/z", d("s"), 5);
+        let v = encode_adjacency(&[(EdgeKind::Layer, child.clone())], Some((&subject, &own)));
+        let edges = decode_edges(&v).expect("edges");
+        assert_eq!(
+            edges,
+            vec![
+                (EdgeKind::Layer, c, child),
+                (EdgeKind::Subject, subject.digest, subject.clone())
+            ]
+        );
+        assert_eq!(
+            decode_subject(&v).expect("subject"),
+            Some((subject.digest, own))
+        );
         let r = referrer(7, &p, 3, &c);
         let (lo, hi) = referrer_range(7, &p, Some(3));
         assert!(lo <= r && r <= hi);

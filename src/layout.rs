@@ -441,6 +441,9 @@ impl Store {
     /// Points many tags in one repository, in one durable transaction.
     pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
         names::validate_repository(repo)?;
+        if tags.is_empty() {
+            return Ok(());
+        }
         for (t, _) in &tags {
             names::validate_tag(t)?;
         }

@@ -239,8 +239,8 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: &mut [Job]) -> Result<Vec<Result<()>>> {
-        let durable = jobs.iter().any(|j| j.durable)
-            || self.nondurable_streak >= MAX_NONDURABLE_STREAK;
+        let durable =
+            jobs.iter().any(|j| j.durable) || self.nondurable_streak >= MAX_NONDURABLE_STREAK;
         if durable {
             self.nondurable_streak = 0;
         } else {

@@ -488,7 +488,8 @@ fn skopeo_reads_our_exports() {
     // Every imported corpus repository, exported again.
     for p in layouts() {
         let r = import(&s, &p);
-        for tag in s.tags(&r.repository, None, None).expect("tags") {
+        // A layout whose only image is missing leaves no repository behind.
+        for tag in s.tags(&r.repository, None, None).unwrap_or_default() {
             let out = dir.path().join(format!("x-{}-{tag}", r.repository));
             s.export_layout(
                 &[(r.repository.clone(), Reference::Tag(tag.clone()))],

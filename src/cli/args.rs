@@ -212,6 +212,10 @@ pub enum Command {
         json: bool,
     },
 
+    /// Test support (hidden).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
     Inspect {
@@ -220,6 +224,19 @@ pub enum Command {
         /// Limit referrers to this repository.
         #[arg(long)]
         repo: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Ingest forever, logging acknowledged operations (killed by the crash tests).
+    CrashChild {
+        /// Seed for the workload.
+        #[arg(long)]
+        seed: u64,
+        /// Where to append acknowledged operations.
+        #[arg(long)]
+        log: PathBuf,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The `ocidb` command line.
 
 pub mod args;
+pub mod crash_child;
 pub mod progress;
 pub mod render;
 
@@ -14,7 +15,7 @@ use ocidb::{
 };
 use serde_json::json;
 
-use args::{BlobCommand, Cli, Command, ManifestCommand};
+use args::{BlobCommand, Cli, Command, DebugCommand, ManifestCommand};
 use render::Style;
 
 trait IoCtx<T> {
@@ -376,6 +377,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", render::stats(&stats));
                 Ok(())
             }
+        }
+        Command::Debug(DebugCommand::CrashChild { seed, log }) => {
+            crash_child::run(&store_dir, seed, &log)
         }
         Command::Inspect { digest, repo } => {
             let d = digest_arg(&digest)?;

@@ -1,0 +1,149 @@
+//! kill -9 recovery: a child process ingests continuously and logs each
+//! acknowledged operation; the parent SIGKILLs it at random moments, then
+//! reopens the store and checks that nothing acknowledged was lost.
+//!
+//! 50 cycles by default; `OCIDB_CRASH_CYCLES=5000 cargo test --release
+//! --test crash` (or tools/crash_cycles.sh) runs more.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ocidb::{Digest, FsckOptions, Reference, Store};
+
+#[derive(Default)]
+struct Expected {
+    blobs: BTreeSet<Digest>,
+    /// digest -> (repo, tag)
+    manifests: BTreeMap<Digest, (String, String)>,
+    /// Deletes that were started but maybe not finished.
+    uncertain: BTreeSet<Digest>,
+}
+
+fn replay(log: &Path) -> Expected {
+    let mut e = Expected::default();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let digest = |i: usize| Digest::parse(parts[i]).expect("logged digest");
+        match parts.first().copied() {
+            Some("blob") => {
+                e.blobs.insert(digest(1));
+            }
+            Some("manifest") => {
+                e.manifests
+                    .insert(digest(2), (parts[1].to_string(), parts[3].to_string()));
+            }
+            Some("deleting") => {
+                e.uncertain.insert(digest(2));
+            }
+            Some("deleted") => {
+                let d = digest(2);
+                e.uncertain.remove(&d);
+                e.manifests.remove(&d);
+            }
+            _ => {}
+        }
+    }
+    e
+}
+
+fn check(store_dir: &Path, log: &Path, cycle: u64) -> usize {
+    let s = Store::open(store_dir).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
+    let tmp_left = std::fs::read_dir(store_dir.join("tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(tmp_left, 0, "cycle {cycle}: temp files are gone after open");
+    let e = replay(log);
+    for d in &e.blobs {
+        s.verify(d)
+            .unwrap_or_else(|err| panic!("cycle {cycle}: acknowledged blob {d}: {err}"));
+    }
+    for (d, (repo, tag)) in &e.manifests {
+        if e.uncertain.contains(d) {
+            continue;
+        }
+        s.verify(d)
+            .unwrap_or_else(|err| panic!("cycle {cycle}: acknowledged manifest {d}: {err}"));
+        assert!(
+            s.is_member(repo, d).expect("member"),
+            "cycle {cycle}: {d} in {repo}"
+        );
+        let got = s
+            .resolve(repo, &Reference::Tag(tag.clone()))
+            .unwrap_or_else(|err| panic!("cycle {cycle}: tag {repo}:{tag}: {err}"));
+        assert_eq!(got, *d, "cycle {cycle}: tag {repo}:{tag}");
+        // The graph matches the stored manifest.
+        let body = s.read(d).expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let want = 1
+            + v["layers"].as_array().map_or(0, |l| l.len())
+            + usize::from(v.get("subject").is_some());
+        assert_eq!(
+            s.successors(d).expect("successors").len(),
+            want,
+            "cycle {cycle}: edges of {d}"
+        );
+    }
+    let report = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(
+        report.is_clean(),
+        "cycle {cycle}: fsck: {:?}",
+        report.problems
+    );
+    e.blobs.len() + e.manifests.len()
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let cycles: u64 = std::env::var("OCIDB_CRASH_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("acked.log");
+    let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut checked = 0;
+    for cycle in 0..cycles {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+            .arg("--store")
+            .arg(&store)
+            .args([
+                "debug",
+                "crash-child",
+                "--seed",
+                &cycle.to_string(),
+                "--log",
+            ])
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        std::thread::sleep(Duration::from_millis(20 + rng % 280));
+        match child.try_wait().expect("try_wait") {
+            Some(status) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("cycle {cycle}: the child stopped by itself ({status}): {err}");
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+            }
+        }
+        checked = check(&store, &log, cycle);
+    }
+    assert!(
+        checked > 20,
+        "the workload made progress: {checked} acknowledged items"
+    );
+}

@@ -1,0 +1,340 @@
+//! Model-based test: random sequences of put, manifest put, tag, untag,
+//! delete, gc and reopen run against the store and against a plain in-memory
+//! model; after every step, stat, tags, referrers, successors and
+//! predecessors must agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ocidb::manifest::OCI_MANIFEST;
+use ocidb::{
+    Algorithm, Digest, GcPolicy, Hasher, ManifestOptions, PutOptions, Reference, ReferrersQuery,
+    Store,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+const REPOS: [&str; 2] = ["m/a", "m/b"];
+const TAGS: [&str; 3] = ["t0", "t1", "t2"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    PutBlob(u8),
+    /// repo, config blob, layer blob, subject (index into manifests so far), tag
+    PutManifest(usize, u8, u8, Option<usize>, Option<usize>),
+    Tag(usize, usize, usize),
+    Untag(usize, usize),
+    DeleteManifest(usize, usize),
+    DeleteBlob(u8),
+    Gc(bool),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(|b| Op::PutBlob(b % 8)),
+        4 => (0..2usize, any::<u8>(), any::<u8>(), proptest::option::of(0..12usize), proptest::option::of(0..3usize))
+            .prop_map(|(r, c, l, s, t)| Op::PutManifest(r, c % 8, l % 8, s, t)),
+        2 => (0..2usize, 0..3usize, 0..12usize).prop_map(|(r, t, m)| Op::Tag(r, t, m)),
+        1 => (0..2usize, 0..3usize).prop_map(|(r, t)| Op::Untag(r, t)),
+        1 => (0..2usize, 0..12usize).prop_map(|(r, m)| Op::DeleteManifest(r, m)),
+        1 => any::<u8>().prop_map(|b| Op::DeleteBlob(b % 8)),
+        1 => any::<bool>().prop_map(Op::Gc),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn blob_bytes(b: u8) -> Vec<u8> {
+    format!("model blob {b}").into_bytes()
+}
+
+#[derive(Clone)]
+struct M {
+    children: Vec<Digest>,
+    subject: Option<Digest>,
+}
+
+#[derive(Default)]
+struct Model {
+    blobs: BTreeSet<Digest>,
+    manifests: BTreeMap<Digest, M>,
+    members: BTreeMap<&'static str, BTreeSet<Digest>>,
+    tags: BTreeMap<&'static str, BTreeMap<&'static str, Digest>>,
+    /// Every manifest digest ever made, so ops can refer to them by index.
+    made: Vec<(Digest, serde_json::Value)>,
+}
+
+impl Model {
+    fn exists(&self, d: &Digest) -> bool {
+        self.blobs.contains(d) || self.manifests.contains_key(d)
+    }
+
+    fn remove_record(&mut self, d: &Digest) {
+        self.blobs.remove(d);
+        self.manifests.remove(d);
+        for m in self.members.values_mut() {
+            m.remove(d);
+        }
+        for t in self.tags.values_mut() {
+            t.retain(|_, v| v != d);
+        }
+    }
+
+    fn gc(&mut self, delete_untagged: bool) -> BTreeSet<Digest> {
+        let mut live: BTreeSet<Digest> = self
+            .tags
+            .values()
+            .flat_map(|t| t.values().copied())
+            .collect();
+        if !delete_untagged {
+            live.extend(self.manifests.keys().copied());
+        }
+        let mut queue: Vec<Digest> = live.iter().copied().collect();
+        while let Some(d) = queue.pop() {
+            let mut next = Vec::new();
+            if let Some(m) = self.manifests.get(&d) {
+                next.extend(m.children.iter().copied());
+            }
+            for (r, m) in &self.manifests {
+                if m.subject == Some(d) {
+                    next.push(*r);
+                }
+            }
+            for n in next {
+                if live.insert(n) {
+                    queue.push(n);
+                }
+            }
+        }
+        let dead: BTreeSet<Digest> = self
+            .blobs
+            .iter()
+            .chain(self.manifests.keys())
+            .filter(|d| !live.contains(d))
+            .copied()
+            .collect();
+        for d in &dead {
+            self.remove_record(d);
+        }
+        dead
+    }
+}
+
+fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
+    let all: BTreeSet<Digest> = m
+        .made
+        .iter()
+        .map(|(d, _)| *d)
+        .chain((0..8).map(|b| Hasher::digest_of(Algorithm::Sha256, &blob_bytes(b))))
+        .collect();
+    for d in &all {
+        prop_assert_eq!(s.exists(d).expect("exists"), m.exists(d), "exists {}", d);
+        if m.exists(d) {
+            prop_assert!(s.stat(d).is_ok());
+        }
+    }
+    for repo in REPOS {
+        let want: Vec<String> = m
+            .tags
+            .get(repo)
+            .map(|t| t.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        let got = s.tags(repo, None, None).unwrap_or_default();
+        prop_assert_eq!(got, want, "tags of {}", repo);
+        for (t, d) in m.tags.get(repo).into_iter().flatten() {
+            prop_assert_eq!(
+                s.resolve(repo, &Reference::Tag(t.to_string()))
+                    .expect("resolve"),
+                *d
+            );
+        }
+        for subject in &all {
+            let want: BTreeSet<Digest> = m
+                .manifests
+                .iter()
+                .filter(|(d, x)| {
+                    x.subject == Some(*subject)
+                        && m.members.get(repo).is_some_and(|mm| mm.contains(d))
+                })
+                .map(|(d, _)| *d)
+                .collect();
+            let got: BTreeSet<Digest> = s
+                .referrers(repo, subject, &ReferrersQuery::default())
+                .expect("referrers")
+                .index
+                .manifests
+                .iter()
+                .map(|x| x.digest)
+                .collect();
+            prop_assert_eq!(got, want, "referrers of {} in {}", subject, repo);
+        }
+    }
+    for d in &all {
+        let want: BTreeSet<Digest> = m
+            .manifests
+            .get(d)
+            .map(|x| x.children.iter().copied().chain(x.subject).collect())
+            .unwrap_or_default();
+        let got: BTreeSet<Digest> = s
+            .successors(d)
+            .expect("succ")
+            .into_iter()
+            .map(|e| e.descriptor.digest)
+            .collect();
+        prop_assert_eq!(got, want, "successors of {}", d);
+        let want: BTreeSet<Digest> = m
+            .manifests
+            .iter()
+            .filter(|(_, x)| x.children.contains(d) || x.subject == Some(*d))
+            .map(|(p, _)| *p)
+            .collect();
+        let got: BTreeSet<Digest> = s
+            .predecessors(d)
+            .expect("preds")
+            .into_iter()
+            .map(|p| p.digest)
+            .collect();
+        prop_assert_eq!(got, want, "predecessors of {}", d);
+    }
+    Ok(())
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::create(dir.path()).expect("store");
+    let mut m = Model::default();
+    let zero = |del| GcPolicy {
+        grace: std::time::Duration::ZERO,
+        delete_untagged: del,
+        ..GcPolicy::default()
+    };
+    for op in ops {
+        match op {
+            Op::PutBlob(b) => {
+                let d = s
+                    .put_bytes(&blob_bytes(b), &PutOptions::default())
+                    .expect("put")
+                    .digest;
+                m.blobs.insert(d);
+            }
+            Op::PutManifest(r, c, l, subject, tag) => {
+                let repo = REPOS[r];
+                let cd = Hasher::digest_of(Algorithm::Sha256, &blob_bytes(c));
+                let ld = Hasher::digest_of(Algorithm::Sha256, &blob_bytes(l));
+                let mut body = json!({
+                    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": 14},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": 14}],
+                    "annotations": {"n": m.made.len().to_string()}
+                });
+                let subj = subject.and_then(|i| m.made.get(i).cloned());
+                if let Some((_, desc)) = &subj {
+                    body["subject"] = desc.clone();
+                    body["artifactType"] = json!("application/vnd.example");
+                }
+                let tags: Vec<String> = tag.map(|t| TAGS[t].to_string()).into_iter().collect();
+                let p = s
+                    .put_manifest(
+                        repo,
+                        body.to_string().as_bytes(),
+                        &ManifestOptions {
+                            tags,
+                            ..Default::default()
+                        },
+                    )
+                    .expect("manifest");
+                let mut children = vec![cd];
+                if ld != cd {
+                    children.push(ld);
+                }
+                m.manifests.insert(
+                    p.digest,
+                    M {
+                        children,
+                        subject: subj.map(|(d, _)| d),
+                    },
+                );
+                m.members.entry(repo).or_default().insert(p.digest);
+                if let Some(t) = tag {
+                    m.tags.entry(repo).or_default().insert(TAGS[t], p.digest);
+                }
+                m.made.push((
+                    p.digest,
+                    json!({"mediaType": OCI_MANIFEST, "digest": p.digest, "size": p.size}),
+                ));
+            }
+            Op::Tag(r, t, i) => {
+                let Some((d, _)) = m.made.get(i).cloned() else {
+                    continue;
+                };
+                let repo = REPOS[r];
+                let ok = s.tag(repo, TAGS[t], &d).is_ok();
+                let member = m.manifests.contains_key(&d)
+                    && m.members.get(repo).is_some_and(|x| x.contains(&d));
+                prop_assert_eq!(ok, member, "tag {} {}", repo, d);
+                if ok {
+                    m.tags.entry(repo).or_default().insert(TAGS[t], d);
+                }
+            }
+            Op::Untag(r, t) => {
+                let repo = REPOS[r];
+                let ok = s.untag(repo, TAGS[t]).is_ok();
+                let had = m
+                    .tags
+                    .get_mut(repo)
+                    .and_then(|x| x.remove(TAGS[t]))
+                    .is_some();
+                prop_assert_eq!(ok, had);
+            }
+            Op::DeleteManifest(r, i) => {
+                let Some((d, _)) = m.made.get(i).cloned() else {
+                    continue;
+                };
+                let repo = REPOS[r];
+                let ok = s.delete_manifest(repo, &d).is_ok();
+                let member = m.manifests.contains_key(&d)
+                    && m.members.get(repo).is_some_and(|x| x.contains(&d));
+                prop_assert_eq!(ok, member);
+                if ok {
+                    if let Some(x) = m.members.get_mut(repo) {
+                        x.remove(&d);
+                    }
+                    if let Some(t) = m.tags.get_mut(repo) {
+                        t.retain(|_, v| *v != d);
+                    }
+                    if !m.members.values().any(|x| x.contains(&d)) {
+                        m.remove_record(&d);
+                    }
+                }
+            }
+            Op::DeleteBlob(b) => {
+                let d = Hasher::digest_of(Algorithm::Sha256, &blob_bytes(b));
+                prop_assert_eq!(s.delete(&d).is_ok(), m.exists(&d));
+                m.remove_record(&d);
+            }
+            Op::Gc(del) => {
+                let report = s.gc(&zero(del)).expect("gc");
+                let want = m.gc(del);
+                let got: BTreeSet<Digest> = report.digests.into_iter().collect();
+                prop_assert_eq!(got, want, "gc deleted");
+            }
+            Op::Reopen => {
+                drop(s);
+                s = Store::open(dir.path()).expect("reopen");
+            }
+        }
+        check(&s, &m)?;
+    }
+    prop_assert!(s
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    #[test]
+    fn store_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run(ops)?;
+    }
+}
