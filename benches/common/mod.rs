@@ -9,12 +9,18 @@ use std::path::PathBuf;
 use ocidb::manifest::OCI_MANIFEST;
 use ocidb::{Algorithm, Digest, Hasher};
 
-/// Where prebuilt bench stores live (`target/ocidb-bench/<name>`).
+/// Bumped whenever the on-disk format changes, so stale prebuilt stores are
+/// not reused.
+const FIXTURE_FORMAT: &str = "f2";
+
+/// Where prebuilt bench stores live (`target/ocidb-bench/<name>-<format>`).
 pub fn bench_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("ocidb-bench").join(name)
+    target
+        .join("ocidb-bench")
+        .join(format!("{name}-{FIXTURE_FORMAT}"))
 }
 
 /// A marker file written after a store is completely built.

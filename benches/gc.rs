@@ -1,0 +1,167 @@
+//! Online GC: mark and sweep time, and the latency of concurrent small
+//! durable puts with and without a GC running, measured in the same run.
+//! Prints a table (criterion reports means; this needs p50/p99).
+//!
+//! `cargo bench --bench gc` (OCIDB_GC_BENCH_IMAGES sets the store size;
+//! default 200,000 manifests, half of them untagged garbage). The mark time
+//! on the 1M-manifest store of `benches/graph.rs` is printed when that store
+//! has been built.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ocidb::{GcPolicy, ManifestOptions, PutOptions, Store};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Durable small puts from one thread until `stop`; returns latencies.
+fn writer(store: Arc<Store>, stop: Arc<AtomicBool>, tag: u64) -> Vec<Duration> {
+    let mut lat = Vec::new();
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        store
+            .put_bytes(
+                format!("latency probe {tag} {i}").as_bytes(),
+                &PutOptions::default(),
+            )
+            .expect("put");
+        lat.push(t.elapsed());
+        i += 1;
+    }
+    lat
+}
+
+fn measure(store: &Arc<Store>, during: impl FnOnce(), tag: u64) -> (Vec<Duration>, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(store);
+    let st = Arc::clone(&stop);
+    let h = std::thread::spawn(move || writer(s, st, tag));
+    let t = Instant::now();
+    during();
+    let elapsed = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = h.join().expect("writer");
+    lat.sort();
+    (lat, elapsed)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `--quick` shrinks the store.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let images: u64 = std::env::var("OCIDB_GC_BENCH_IMAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 50_000 } else { 200_000 });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::create(dir.path()).expect("store"));
+    eprintln!("building {images} manifests (half tagged)…");
+    for start in (0..images).step_by(20_000) {
+        let end = (start + 20_000).min(images);
+        let bodies: Vec<Vec<u8>> = (start..end)
+            .map(|n| common::image_manifest(n, 1000))
+            .collect();
+        let batch: Vec<(&[u8], ManifestOptions)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let n = start + i as u64;
+                let tags = if n % 2 == 0 {
+                    vec![format!("t{n}")]
+                } else {
+                    Vec::new()
+                };
+                (
+                    b.as_slice(),
+                    ManifestOptions {
+                        tags,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        store.put_manifests("gc/bench", &batch).expect("ingest");
+    }
+
+    let baseline = measure(&store, || std::thread::sleep(Duration::from_secs(3)), 1).0;
+    let dry = store
+        .gc(&GcPolicy {
+            dry_run: true,
+            delete_untagged: true,
+            grace: Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .expect("dry run");
+    let mut report = None;
+    let (during, gc_wall) = measure(
+        &store,
+        || {
+            report = Some(
+                store
+                    .gc(&GcPolicy {
+                        delete_untagged: true,
+                        grace: Duration::ZERO,
+                        ..GcPolicy::default()
+                    })
+                    .expect("gc"),
+            );
+        },
+        2,
+    );
+    let report = report.expect("report");
+    println!();
+    println!(
+        "GC of {images} manifests ({} untagged), same run:",
+        images / 2
+    );
+    println!(
+        "  mark (dry run, includes ordering): {} ms; real run: mark {} ms, sweep {} ms, {} deleted, wall {:.2} s",
+        dry.mark_ms,
+        report.mark_ms,
+        report.sweep_ms,
+        report.deleted_manifests + report.deleted_blobs,
+        gc_wall.as_secs_f64()
+    );
+    println!("  durable small puts from one writer thread:");
+    println!("  | while | puts | p50 | p99 | max |");
+    println!("  |---|---|---|---|---|");
+    for (what, l) in [("no GC", &baseline), ("GC running", &during)] {
+        println!(
+            "  | {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            l.len(),
+            percentile(l, 0.5).as_secs_f64() * 1e3,
+            percentile(l, 0.99).as_secs_f64() * 1e3,
+            l.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+    }
+    let ratio = percentile(&during, 0.99).as_secs_f64() / percentile(&baseline, 0.99).as_secs_f64();
+    println!("  p99 with GC / p99 without: {ratio:.2}x (floor: <= 2x)");
+
+    let big = common::bench_dir("graph-1m");
+    if common::is_built(&big) {
+        drop(store);
+        let s = Store::open(big.join("store")).expect("open 1M store");
+        let r = s
+            .gc(&GcPolicy {
+                dry_run: true,
+                delete_untagged: true,
+                grace: Duration::ZERO,
+                ..GcPolicy::default()
+            })
+            .expect("dry run");
+        println!(
+            "  1M-manifest store (benches/graph.rs): mark + ordering {} ms (dry run; {} records would go)",
+            r.mark_ms,
+            r.digests.len()
+        );
+    }
+}

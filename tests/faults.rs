@@ -1,0 +1,182 @@
+//! Fault injection: a full disk during blob writes and during commits, a
+//! read-only filesystem, and a store locked by another process. Disk-full
+//! and read-only cases use a small tmpfs (needs root, as CI has); where
+//! mounting is not allowed they say so and stop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ocidb::{Error, FsckOptions, PutOptions, Store};
+
+struct Tmpfs {
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("cannot mount a tmpfs here (not root?): skipping");
+            return None;
+        }
+        Some(Tmpfs { dir, mnt })
+    }
+
+    fn remount(&self, opts: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.mnt)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = &self.dir;
+    }
+}
+
+fn ballast(path: &Path, bytes: usize) {
+    std::fs::write(path, vec![0xA5u8; bytes]).expect("ballast");
+}
+
+#[test]
+fn disk_full_fails_cleanly_and_writes_resume_after_space_returns() {
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    let store_dir = fs.mnt.join("store");
+    let ballast_path = fs.mnt.join("ballast");
+    let mut acked = Vec::new();
+    let mut saw_file_enospc = false;
+    {
+        let s = Store::create(&store_dir).expect("create");
+        // Leave a few MiB free, so that files (not the database) hit the wall first.
+        let free = fs2_free(&fs.mnt);
+        ballast(&ballast_path, free.saturating_sub(3 << 20) as usize);
+        for i in 0..64u32 {
+            let data = ocidb::sample::deterministic_bytes(&i.to_le_bytes(), 400_000);
+            match s.put(data.as_slice(), &PutOptions::default()) {
+                Ok(p) => acked.push(p.digest),
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("No space left") || msg.contains("os error 28"),
+                        "{msg}"
+                    );
+                    saw_file_enospc = true;
+                    break;
+                }
+            }
+        }
+        assert!(saw_file_enospc, "the disk filled up");
+        // Now fill it completely with small (inline) blobs: the commit fails.
+        let mut commit_failed = false;
+        for i in 0..200_000u32 {
+            let data = ocidb::sample::deterministic_bytes(&(i + 1_000_000).to_le_bytes(), 16_000);
+            match s.put_bytes(&data, &PutOptions::default()) {
+                Ok(p) => acked.push(p.digest),
+                Err(e) => {
+                    assert!(
+                        matches!(e, Error::Storage(_) | Error::Io { .. } | Error::Poisoned(_)),
+                        "{e}"
+                    );
+                    commit_failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(commit_failed, "a commit ran out of space");
+        // After a failed commit the store refuses writes until reopened.
+        let again = s.put_bytes(b"after the failure", &PutOptions::default());
+        assert!(again.is_err(), "writes are refused after a failed commit");
+    }
+    std::fs::remove_file(&ballast_path).expect("free space");
+    let s = Store::open(&store_dir).expect("reopens once space is back");
+    for d in &acked {
+        s.verify(d)
+            .unwrap_or_else(|e| panic!("acknowledged {d}: {e}"));
+    }
+    let report = s
+        .fsck(&FsckOptions {
+            repair: true,
+            ..FsckOptions::default()
+        })
+        .expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    s.put_bytes(b"writes work again", &PutOptions::default())
+        .expect("put after recovery");
+    s.put(
+        ocidb::sample::deterministic_bytes(b"big again", 300_000).as_slice(),
+        &PutOptions::default(),
+    )
+    .expect("file put after recovery");
+}
+
+fn fs2_free(p: &Path) -> u64 {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: statvfs only writes into the struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs");
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+#[test]
+fn a_read_only_filesystem_gives_a_clear_error() {
+    let Some(fs) = Tmpfs::mount("16m") else {
+        return;
+    };
+    let store_dir = fs.mnt.join("store");
+    let d = {
+        let s = Store::create(&store_dir).expect("create");
+        s.put_bytes(b"kept", &PutOptions::default())
+            .expect("put")
+            .digest
+    };
+    fs.remount("ro");
+    let err = Store::open(&store_dir).expect_err("read-only");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&store_dir.display().to_string()),
+        "names the path: {msg}"
+    );
+    assert!(
+        msg.contains("Read-only file system") || msg.contains("os error 30"),
+        "{msg}"
+    );
+    fs.remount("rw");
+    Store::open(&store_dir)
+        .expect("open")
+        .verify(&d)
+        .expect("intact");
+}
+
+#[test]
+fn a_store_locked_by_another_process_gives_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _held = Store::create(dir.path()).expect("create");
+    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(dir.path())
+        .args(["repos"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked by another process"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+}
