@@ -75,7 +75,7 @@ fn main() {
             .enumerate()
             .map(|(i, b)| {
                 let n = start + i as u64;
-                let tags = if n % 2 == 0 {
+                let tags = if n.is_multiple_of(2) {
                     vec![format!("t{n}")]
                 } else {
                     Vec::new()
