@@ -269,7 +269,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn value_codecs_roundtrip(mt in "[a-z/.+]{0,40}", size in any::<u64>(), at in proptest::option::of("[a-z/.+]{1,40}"), sources in 0u8..4) {
+        fn value_codecs_roundtrip(mt in "[a-z/.+]{0,40}", size in 0..=i64::MAX as u64, at in proptest::option::of("[a-z/.+]{1,40}"), sources in 0u8..4) {
             let desc = Descriptor { artifact_type: at, ..Descriptor::new(mt, d("x"), size) };
             prop_assert_eq!(decode_referrer(&encode_referrer(sources, &desc)).expect("ref"), (sources, desc.clone()));
             let edges = decode_edges(&encode_adjacency(&[(EdgeKind::Config, desc.clone())], None)).expect("edges");

@@ -62,6 +62,7 @@ pub struct Descriptor {
     /// Its digest.
     pub digest: Digest,
     /// Its size in bytes.
+    #[serde(deserialize_with = "size_field")]
     pub size: u64,
     /// The artifact type, for manifests that carry one.
     #[serde(
@@ -76,6 +77,18 @@ pub struct Descriptor {
     /// Platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<serde_json::Value>,
+}
+
+/// Sizes are int64 in the spec: a whole number from 0 to 2^63-1.
+fn size_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    match n.as_u64() {
+        Some(v) if v <= i64::MAX as u64 => Ok(v),
+        _ => Err(serde::de::Error::custom(format!(
+            "descriptor size `{n}` is invalid: expected a whole number of bytes from 0 to {}",
+            i64::MAX
+        ))),
+    }
 }
 
 impl Descriptor {
