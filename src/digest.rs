@@ -217,13 +217,17 @@ impl Digest {
             ));
         }
         let mut bytes = [0u8; 64];
-        for (i, pair) in hex.chunks_exact(2).enumerate() {
+        // Branch-free: any invalid character sets a high bit in `bad`, checked
+        // once at the end; the error path then finds which one.
+        let mut bad = 0u8;
+        for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
             let hi = HEX_VALUE[pair[0] as usize];
             let lo = HEX_VALUE[pair[1] as usize];
-            if hi > 15 || lo > 15 {
-                return Err(bad_hex_reason(input, colon + 1));
-            }
-            bytes[i] = (hi << 4) | lo;
+            bad |= hi | lo;
+            *out = (hi << 4) | (lo & 15);
+        }
+        if bad > 15 {
+            return Err(bad_hex_reason(input, colon + 1));
         }
         Ok(Digest { alg, bytes })
     }

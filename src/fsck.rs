@@ -415,6 +415,17 @@ fn check_graph(
         let is_manifest_member = members
             .get(&keys::member(repo, &d))?
             .is_some_and(|g| g.value() == MEMBER_MANIFEST);
+        if txn
+            .open_table(tables::TAGGED)?
+            .get(keys::tagged(repo, &d, &tag).as_slice())?
+            .is_none()
+        {
+            report.problems.push(problem(
+                "tag-mismatch",
+                Some(d),
+                format!("tag `{}:{tag}` has no reverse entry", repo_name(repo)),
+            ));
+        }
         if !records.contains_key(&d) || !is_manifest_member {
             report.problems.push(problem(
                 "dangling-tag",

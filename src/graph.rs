@@ -345,6 +345,8 @@ impl Store {
             let old = Digest::from_key(&old)?;
             unapply_tag_schema(b, repo_id, &tag, &old)?;
             b.t.tags.remove(key.as_slice())?;
+            b.t.tagged
+                .remove(keys::tagged(repo_id, &old, &tag).as_slice())?;
             Ok(old)
         })
     }
@@ -1107,8 +1109,12 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
             return Ok(());
         }
         unapply_tag_schema(b, repo_id, tag, &old)?;
+        b.t.tagged
+            .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
     }
     b.t.tags.insert(key.as_slice(), &d.to_key())?;
+    b.t.tagged
+        .insert(keys::tagged(repo_id, d, tag).as_slice(), ())?;
     if let Some(subject) = names::referrers_tag_subject(tag) {
         if is_index(b, d)? {
             for entry in index_entries(b, d)? {
@@ -1164,21 +1170,22 @@ fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
     b.t.members.remove(&keys::member(repo_id, d))?;
     b.t.member_of.remove(&keys::member_of(d, repo_id))?;
-    // Tags of this repository that point at d.
-    let lo = keys::tag(repo_id, "");
-    let hi = (repo_id + 1).to_be_bytes();
-    let dk = d.to_key();
+    // Tags of this repository that point at d, from the reverse index.
+    let prefix = keys::member(repo_id, d);
     let mut dead = Vec::new();
-    for e in b.t.tags.range(lo.as_slice()..hi.as_slice())? {
-        let (k, v) = e?;
-        if *v.value() == dk {
-            dead.push(k.value().to_vec());
+    for e in b.t.tagged.range(prefix.as_slice()..)? {
+        let (k, _) = e?;
+        let k = k.value();
+        if !k.starts_with(&prefix) {
+            break;
         }
+        dead.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
     }
-    for k in dead {
-        let tag = String::from_utf8_lossy(&k[8..]).into_owned();
+    for tag in dead {
         unapply_tag_schema(b, repo_id, &tag, d)?;
-        b.t.tags.remove(k.as_slice())?;
+        b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
+        b.t.tagged
+            .remove(keys::tagged(repo_id, d, &tag).as_slice())?;
     }
     let subject = match b.t.edges_out.get(&d.to_key())? {
         Some(g) => keys::decode_subject(g.value())?,

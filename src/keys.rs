@@ -198,6 +198,14 @@ pub(crate) fn tag(repo: u64, tag: &str) -> Vec<u8> {
     k
 }
 
+/// `tagged` key: repo(8) digest(65) tag bytes.
+pub(crate) fn tagged(repo: u64, d: &Digest, tag: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + D + tag.len());
+    k.extend_from_slice(&member(repo, d));
+    k.extend_from_slice(tag.as_bytes());
+    k
+}
+
 /// Referrer entries remember why they exist, so that removing one source
 /// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
 pub(crate) const SOURCE_SUBJECT: u8 = 1;

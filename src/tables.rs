@@ -31,6 +31,9 @@ pub(crate) const ARTIFACT_TYPES: TableDefinition<&str, u32> =
 pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
 /// `repo(8) tag bytes -> digest(65)`.
 pub(crate) const TAGS: TableDefinition<&[u8], &DKey> = TableDefinition::new("tags");
+/// `repo(8) digest(65) tag bytes -> ()`: the tags pointing at a digest, so
+/// that deleting a manifest never scans a repository's tags.
+pub(crate) const TAGGED: TableDefinition<&[u8], ()> = TableDefinition::new("tagged");
 /// `repo(8) digest(65) -> kind(1)`: the repository's members.
 pub(crate) const MEMBERS: TableDefinition<&[u8; MEMBER_LEN], u8> = TableDefinition::new("members");
 /// `digest(65) repo(8) -> ()`: which repositories hold a digest.
@@ -61,6 +64,7 @@ pub(crate) struct WriteTables<'t> {
     pub artifact_types: redb::Table<'t, &'static str, u32>,
     pub repos: redb::Table<'t, &'static str, u64>,
     pub tags: redb::Table<'t, &'static [u8], &'static DKey>,
+    pub tagged: redb::Table<'t, &'static [u8], ()>,
     pub members: redb::Table<'t, &'static [u8; MEMBER_LEN], u8>,
     pub member_of: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub leases: redb::Table<'t, u64, &'static [u8]>,
@@ -80,6 +84,7 @@ impl<'t> WriteTables<'t> {
             artifact_types: txn.open_table(ARTIFACT_TYPES)?,
             repos: txn.open_table(REPOS)?,
             tags: txn.open_table(TAGS)?,
+            tagged: txn.open_table(TAGGED)?,
             members: txn.open_table(MEMBERS)?,
             member_of: txn.open_table(MEMBER_OF)?,
             leases: txn.open_table(LEASES)?,

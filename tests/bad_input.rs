@@ -4,8 +4,7 @@
 
 use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocidb::{
-    Algorithm, Digest, Error, Hasher, ManifestOptions, PutOptions, Reference, ReferrersQuery,
-    Store,
+    Algorithm, Digest, Error, Hasher, ManifestOptions, PutOptions, Reference, ReferrersQuery, Store,
 };
 use serde_json::json;
 
@@ -21,13 +20,26 @@ fn assert_empty(dir: &std::path::Path, s: &Store) {
     let stats = s.stats().expect("stats");
     assert_eq!(stats.manifests + stats.blobs, 0, "no record");
     for alg in ["sha256", "sha512"] {
-        assert_eq!(std::fs::read_dir(dir.join("blobs").join(alg)).expect("dir").count(), 0, "no file");
+        assert_eq!(
+            std::fs::read_dir(dir.join("blobs").join(alg))
+                .expect("dir")
+                .count(),
+            0,
+            "no file"
+        );
     }
 }
 
 fn manifest_put(s: &Store, body: &[u8], mt: Option<&str>) -> Error {
-    s.put_manifest("bad/input", body, &ManifestOptions { media_type: mt.map(str::to_string), ..Default::default() })
-        .expect_err("must be rejected")
+    s.put_manifest(
+        "bad/input",
+        body,
+        &ManifestOptions {
+            media_type: mt.map(str::to_string),
+            ..Default::default()
+        },
+    )
+    .expect_err("must be rejected")
 }
 
 #[test]
@@ -48,7 +60,9 @@ fn invalid_digests() {
         let msg = err.to_string();
         assert!(msg.contains(&input) && msg.contains(rule), "{input}: {msg}");
         // Inside a manifest, the same digest rejects the manifest.
-        let body = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{input}","size":1}}]}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{input}","size":1}}]}}"#
+        );
         let e = manifest_put(&s, body.as_bytes(), None);
         assert!(e.to_string().contains(rule), "{input}: {e}");
     }
@@ -62,11 +76,37 @@ fn size_mismatch_digest_mismatch_and_truncated_stream() {
         let data = ocidb::sample::deterministic_bytes(b"bad", len);
         let right = Hasher::digest_of(Algorithm::Sha256, &data);
         let wrong = Hasher::digest_of(Algorithm::Sha256, b"other");
-        let e = s.put(data.as_slice(), &PutOptions { size: Some(len as u64 + 1), ..PutOptions::expect(right) }).expect_err("size");
-        assert!(e.to_string().contains(&right.to_string()) && e.to_string().contains(&format!("expected {}", len + 1)), "{e}");
-        let e = s.put(data.as_slice(), &PutOptions::expect(wrong)).expect_err("digest");
-        assert!(e.to_string().contains(&wrong.to_string()) && e.to_string().contains(&right.to_string()), "{e}");
-        let e = s.put(&data[..len / 2], &PutOptions { size: Some(len as u64), ..PutOptions::expect(right) }).expect_err("truncated");
+        let e = s
+            .put(
+                data.as_slice(),
+                &PutOptions {
+                    size: Some(len as u64 + 1),
+                    ..PutOptions::expect(right)
+                },
+            )
+            .expect_err("size");
+        assert!(
+            e.to_string().contains(&right.to_string())
+                && e.to_string().contains(&format!("expected {}", len + 1)),
+            "{e}"
+        );
+        let e = s
+            .put(data.as_slice(), &PutOptions::expect(wrong))
+            .expect_err("digest");
+        assert!(
+            e.to_string().contains(&wrong.to_string())
+                && e.to_string().contains(&right.to_string()),
+            "{e}"
+        );
+        let e = s
+            .put(
+                &data[..len / 2],
+                &PutOptions {
+                    size: Some(len as u64),
+                    ..PutOptions::expect(right)
+                },
+            )
+            .expect_err("truncated");
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
     }
     assert_empty(dir.path(), &s);
@@ -75,34 +115,62 @@ fn size_mismatch_digest_mismatch_and_truncated_stream() {
 #[test]
 fn manifest_over_4_mib() {
     let (dir, s) = store();
-    let mut body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string().into_bytes();
+    let mut body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        .to_string()
+        .into_bytes();
     body.resize(4 * 1024 * 1024 + 1, b' ');
     let e = manifest_put(&s, &body, None);
-    assert!(e.to_string().contains("4194305") && e.to_string().contains("limit is 4194304"), "{e}");
+    assert!(
+        e.to_string().contains("4194305") && e.to_string().contains("limit is 4194304"),
+        "{e}"
+    );
     assert_empty(dir.path(), &s);
 }
 
 #[test]
 fn malformed_json_deep_nesting_and_bad_sizes() {
     let (dir, s) = store();
-    let e = manifest_put(&s, b"{\"schemaVersion\": 2, \"mediaType\":", Some(OCI_MANIFEST));
-    assert!(e.to_string().contains(OCI_MANIFEST) && e.to_string().contains("not a valid manifest"), "{e}");
+    let e = manifest_put(
+        &s,
+        b"{\"schemaVersion\": 2, \"mediaType\":",
+        Some(OCI_MANIFEST),
+    );
+    assert!(
+        e.to_string().contains(OCI_MANIFEST) && e.to_string().contains("not a valid manifest"),
+        "{e}"
+    );
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let e = manifest_put(&s, deep.as_bytes(), Some(OCI_MANIFEST));
-    assert!(matches!(e, Error::InvalidManifest { .. }) && e.to_string().contains(OCI_MANIFEST), "{e}");
-    let deep_obj = format!("{{\"mediaType\":\"{OCI_MANIFEST}\",\"x\":{}{}}}", "{\"a\":".repeat(100_000), format!("1{}", "}".repeat(100_000)));
+    assert!(
+        matches!(e, Error::InvalidManifest { .. }) && e.to_string().contains(OCI_MANIFEST),
+        "{e}"
+    );
+    let deep_obj = format!(
+        "{{\"mediaType\":\"{OCI_MANIFEST}\",\"x\":{}{}}}",
+        "{\"a\":".repeat(100_000),
+        format!("1{}", "}".repeat(100_000))
+    );
     // Deep nesting in an ignored field is skipped without recursion (no stack
     // overflow); the manifest is then refused for what it lacks.
     let e = manifest_put(&s, deep_obj.as_bytes(), None);
-    assert!(matches!(e, Error::InvalidManifest { .. }) && e.to_string().contains("config"), "{e}");
+    assert!(
+        matches!(e, Error::InvalidManifest { .. }) && e.to_string().contains("config"),
+        "{e}"
+    );
     let deep_layers = format!("{{\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"a\",\"digest\":\"{}\",\"size\":1}},\"layers\":{}{}}}", Hasher::digest_of(Algorithm::Sha256, b"c"), "[".repeat(100_000), "]".repeat(100_000));
     let e = manifest_put(&s, deep_layers.as_bytes(), None);
     assert!(matches!(e, Error::InvalidManifest { .. }), "{e}");
     let d = Hasher::digest_of(Algorithm::Sha256, b"x");
     for size in ["-1", "1e40", "18446744073709551616"] {
-        let body = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":{size}}}]}}"#);
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{d}","size":{size}}}]}}"#
+        );
         let e = manifest_put(&s, body.as_bytes(), None);
-        assert!(e.to_string().contains("descriptor size") && e.to_string().contains("whole number of bytes"), "{size}: {e}");
+        assert!(
+            e.to_string().contains("descriptor size")
+                && e.to_string().contains("whole number of bytes"),
+            "{size}: {e}"
+        );
         assert!(matches!(e, Error::InvalidManifest { .. }), "{e}");
     }
     assert_empty(dir.path(), &s);
@@ -114,7 +182,12 @@ fn media_type_mismatch_between_declared_and_body() {
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
     let e = manifest_put(&s, body.as_bytes(), Some(OCI_MANIFEST));
     let msg = e.to_string();
-    assert!(msg.contains(OCI_MANIFEST) && msg.contains(OCI_INDEX) && msg.contains("expected them to match"), "{msg}");
+    assert!(
+        msg.contains(OCI_MANIFEST)
+            && msg.contains(OCI_INDEX)
+            && msg.contains("expected them to match"),
+        "{msg}"
+    );
     assert_empty(dir.path(), &s);
 }
 
@@ -123,15 +196,32 @@ fn invalid_repository_names_and_tags() {
     let (dir, s) = store();
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
     for repo in ["a/../b", "/a", "a/", "Upper/case", "a//b", ""] {
-        let e = s.put_manifest(repo, body.as_bytes(), &ManifestOptions::default()).expect_err(repo);
+        let e = s
+            .put_manifest(repo, body.as_bytes(), &ManifestOptions::default())
+            .expect_err(repo);
         let msg = e.to_string();
-        assert!(msg.contains(&format!("`{repo}`")) && msg.contains("[a-z0-9]+"), "{repo}: {msg}");
+        assert!(
+            msg.contains(&format!("`{repo}`")) && msg.contains("[a-z0-9]+"),
+            "{repo}: {msg}"
+        );
     }
     let long = "t".repeat(129);
     for tag in [long.as_str(), "a/b", ".dot"] {
-        let e = s.put_manifest("ok/repo", body.as_bytes(), &ManifestOptions { tags: vec![tag.to_string()], ..Default::default() }).expect_err(tag);
+        let e = s
+            .put_manifest(
+                "ok/repo",
+                body.as_bytes(),
+                &ManifestOptions {
+                    tags: vec![tag.to_string()],
+                    ..Default::default()
+                },
+            )
+            .expect_err(tag);
         let msg = e.to_string();
-        assert!(msg.contains("[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"), "{tag}: {msg}");
+        assert!(
+            msg.contains("[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"),
+            "{tag}: {msg}"
+        );
     }
     assert_empty(dir.path(), &s);
 }
@@ -141,8 +231,13 @@ fn duplicate_descriptors_make_no_double_edges() {
     let (_dir, s) = store();
     let l = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Hasher::digest_of(Algorithm::Sha256, b"l"), "size": 1});
     let c = json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Hasher::digest_of(Algorithm::Sha256, b"c"), "size": 1});
-    let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": c, "layers": [l, l, l, l]}).to_string();
-    let d = s.put_manifest("dup/x", body.as_bytes(), &ManifestOptions::default()).expect("accepted").digest;
+    let body =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": c, "layers": [l, l, l, l]})
+            .to_string();
+    let d = s
+        .put_manifest("dup/x", body.as_bytes(), &ManifestOptions::default())
+        .expect("accepted")
+        .digest;
     assert_eq!(s.successors(&d).expect("succ").len(), 2);
     let ld = Hasher::digest_of(Algorithm::Sha256, b"l");
     assert_eq!(s.predecessors(&ld).expect("preds").len(), 1);
@@ -153,22 +248,50 @@ fn duplicate_descriptors_make_no_double_edges() {
 fn referrer_chains_and_tag_schema_cycles_terminate() {
     let (_dir, s) = store();
     let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
-    let cfg = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2});
-    let base = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []}).to_string();
-    let root = s.put_manifest("cyc/x", base.as_bytes(), &ManifestOptions { tags: vec!["v1".into()], ..Default::default() }).expect("root");
+    let cfg =
+        json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2});
+    let base = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []})
+        .to_string();
+    let root = s
+        .put_manifest(
+            "cyc/x",
+            base.as_bytes(),
+            &ManifestOptions {
+                tags: vec!["v1".into()],
+                ..Default::default()
+            },
+        )
+        .expect("root");
     let mut subject = json!({"mediaType": OCI_MANIFEST, "digest": root.digest, "size": root.size});
     for i in 0..6 {
         let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": format!("application/x-level-{i}"), "config": cfg, "layers": [], "subject": subject}).to_string();
-        let p = s.put_manifest("cyc/x", body.as_bytes(), &ManifestOptions::default()).expect("referrer");
+        let p = s
+            .put_manifest("cyc/x", body.as_bytes(), &ManifestOptions::default())
+            .expect("referrer");
         subject = json!({"mediaType": OCI_MANIFEST, "digest": p.digest, "size": p.size});
     }
     // A sha256-X index that lists X itself.
     let tag = ocidb::names::referrers_tag_for(&root.digest);
     let idx = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": root.digest, "size": root.size, "artifactType": "application/x-self"}]}).to_string();
-    s.put_manifest("cyc/x", idx.as_bytes(), &ManifestOptions { tags: vec![tag], ..Default::default() }).expect("index");
-    let refs = s.referrers("cyc/x", &root.digest, &ReferrersQuery::default()).expect("referrers");
-    assert!(refs.index.manifests.iter().any(|m| m.digest == root.digest), "the cycle is listed");
-    let walk = s.walk("cyc/x", &Reference::Tag("v1".into())).expect("walk terminates");
+    s.put_manifest(
+        "cyc/x",
+        idx.as_bytes(),
+        &ManifestOptions {
+            tags: vec![tag],
+            ..Default::default()
+        },
+    )
+    .expect("index");
+    let refs = s
+        .referrers("cyc/x", &root.digest, &ReferrersQuery::default())
+        .expect("referrers");
+    assert!(
+        refs.index.manifests.iter().any(|m| m.digest == root.digest),
+        "the cycle is listed"
+    );
+    let walk = s
+        .walk("cyc/x", &Reference::Tag("v1".into()))
+        .expect("walk terminates");
     fn count(n: &ocidb::WalkNode, expanded: &mut Vec<Digest>) {
         if !n.repeated {
             expanded.push(n.descriptor.digest);
