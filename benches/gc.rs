@@ -93,14 +93,24 @@ fn main() {
     }
 
     let baseline = measure(&store, || std::thread::sleep(Duration::from_secs(3)), 1).0;
-    let dry = store
-        .gc(&GcPolicy {
-            dry_run: true,
-            delete_untagged: true,
-            grace: Duration::ZERO,
-            ..GcPolicy::default()
-        })
-        .expect("dry run");
+    let mut dry = None;
+    let (during_mark, _) = measure(
+        &store,
+        || {
+            dry = Some(
+                store
+                    .gc(&GcPolicy {
+                        dry_run: true,
+                        delete_untagged: true,
+                        grace: Duration::ZERO,
+                        ..GcPolicy::default()
+                    })
+                    .expect("dry run"),
+            )
+        },
+        3,
+    );
+    let dry = dry.expect("dry run");
     let mut report = None;
     let (during, gc_wall) = measure(
         &store,
@@ -110,6 +120,10 @@ fn main() {
                     .gc(&GcPolicy {
                         delete_untagged: true,
                         grace: Duration::ZERO,
+                        sweep_batch: std::env::var("OCIDB_SWEEP_BATCH")
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(GcPolicy::default().sweep_batch),
                         ..GcPolicy::default()
                     })
                     .expect("gc"),
@@ -134,7 +148,11 @@ fn main() {
     println!("  durable small puts from one writer thread:");
     println!("  | while | puts | p50 | p99 | max |");
     println!("  |---|---|---|---|---|");
-    for (what, l) in [("no GC", &baseline), ("GC running", &during)] {
+    for (what, l) in [
+        ("no GC", &baseline),
+        ("GC marking only (dry run)", &during_mark),
+        ("GC running (mark and sweep)", &during),
+    ] {
         println!(
             "  | {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
             l.len(),

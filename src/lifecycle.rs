@@ -61,7 +61,10 @@ pub struct GcPolicy {
     pub grace: Duration,
     /// Report only; change nothing.
     pub dry_run: bool,
-    /// Deletions per sweep transaction: bounds how long a writer waits.
+    /// Most deletions per sweep transaction. The default (1) favours writer
+    /// latency; larger values sweep faster but make a writer's commit flush
+    /// more of the sweep's pages (see the README's GC figures). A step also
+    /// stops as soon as a writer is waiting.
     pub sweep_batch: usize,
     /// Runs after marking, before sweeping.
     pub after_mark: Option<GcHook>,
@@ -84,7 +87,7 @@ impl Default for GcPolicy {
             delete_untagged: false,
             grace: Duration::from_secs(3600),
             dry_run: false,
-            sweep_batch: 512,
+            sweep_batch: 1,
             after_mark: None,
         }
     }
@@ -122,6 +125,8 @@ struct Candidate {
 /// Sweep state shared with the sweep jobs in the writer thread.
 struct SweepState {
     dead: HashMap<Digest, Candidate>,
+    /// Next position in the sweep order.
+    pos: usize,
     next_log: u64,
     rescued: u64,
     report: GcReport,
@@ -293,36 +298,57 @@ impl Store {
         let sweep_started = Instant::now();
         let state = Arc::new(Mutex::new(SweepState {
             dead,
+            pos: 0,
             next_log: 0,
             rescued: 0,
             report,
         }));
-        for chunk in order.chunks(policy.sweep_batch.max(1)) {
-            let chunk = chunk.to_vec();
-            let state = Arc::clone(&state);
-            self.submit(true, move |b| {
+        let order = Arc::new(order);
+        let batch = policy.sweep_batch.max(1);
+        loop {
+            let done = state
+                .lock()
+                .map_err(|_| Error::Poisoned("gc state lock".into()))?
+                .pos
+                >= order.len();
+            if done {
+                break;
+            }
+            let (state, order) = (Arc::clone(&state), Arc::clone(&order));
+            // Non-durable: sweep steps share commits (and fsyncs) with the
+            // writers' own; files are unlinked only after a durable commit,
+            // and the run ends with one. Small steps keep the pages a
+            // writer's fsync must flush small (measured in benches/gc.rs).
+            self.submit(false, move |b| {
                 let mut st = state
                     .lock()
                     .map_err(|_| Error::Poisoned("gc state lock".into()))?;
                 rescue_logged(b, &mut st)?;
-                for d in &chunk {
-                    let Some(c) = st.dead.get(d).copied() else {
-                        continue;
-                    };
-                    let rec =
-                        b.t.blobs
-                            .get(&d.to_key())?
-                            .map(|g| BlobRecord::decode(g.value()))
-                            .transpose()?;
-                    if let Some(rec) = rec {
-                        graph::remove_blob_in(b, d, &rec)?;
-                        count(&mut st.report, d, &c);
+                let end = (st.pos + batch).min(order.len());
+                while st.pos < end {
+                    let d = order[st.pos];
+                    st.pos += 1;
+                    if let Some(c) = st.dead.remove(&d) {
+                        let rec =
+                            b.t.blobs
+                                .get(&d.to_key())?
+                                .map(|g| BlobRecord::decode(g.value()))
+                                .transpose()?;
+                        if let Some(rec) = rec {
+                            graph::remove_blob_in(b, &d, &rec)?;
+                            count(&mut st.report, &d, &c);
+                        }
                     }
-                    st.dead.remove(d);
+                    // A writer is waiting: yield after this deletion, so it
+                    // waits for one deletion, never for a whole batch.
+                    if b.shared.waiting.load(Ordering::Acquire) > 0 {
+                        break;
+                    }
                 }
                 Ok(())
             })?;
         }
+        self.sync()?;
         let mut st = state
             .lock()
             .map_err(|_| Error::Poisoned("gc state lock".into()))?;

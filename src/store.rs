@@ -217,6 +217,7 @@ impl Store {
             unsynced: Vec::new(),
             intent_pending: false,
             nondurable_streak: 0,
+            pending_unlinks: Vec::new(),
         };
         let writer = std::thread::Builder::new()
             .name("ocidb-writer".into())
@@ -254,7 +255,11 @@ impl Store {
         self.shared.check()?;
         let (job, rx) = Job::new(durable, f);
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        tx.send(job).map_err(|_| Error::Closed)?;
+        self.shared.waiting.fetch_add(1, Ordering::AcqRel);
+        if tx.send(job).is_err() {
+            self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Closed);
+        }
         rx.recv().map_err(|_| Error::Closed)?
     }
 

@@ -151,6 +151,9 @@ pub(crate) struct Shared {
     /// Set while a GC sweeps; writers then log what they make reachable.
     pub gc_active: AtomicBool,
     pub gc_seq: std::sync::atomic::AtomicU64,
+    /// Jobs sent and not yet taken by the writer: long jobs (GC sweep steps)
+    /// yield when this is non-zero.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -160,6 +163,7 @@ impl Shared {
             poison_reason: Mutex::new(String::new()),
             gc_active: AtomicBool::new(false),
             gc_seq: std::sync::atomic::AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -203,16 +207,23 @@ pub(crate) struct Writer {
     pub intent_pending: bool,
     /// Non-durable commits since the last durable one.
     pub nondurable_streak: u32,
+    /// Blob files whose records were deleted by non-durable commits: they
+    /// are unlinked after the next durable commit.
+    pub pending_unlinks: Vec<PathBuf>,
 }
 
 impl Writer {
     pub fn run(mut self) {
         let mut last_batch = 1usize;
         while let Ok(first) = self.rx.recv() {
+            self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
             let mut jobs = vec![first];
             while jobs.len() < MAX_BATCH {
                 match self.rx.try_recv() {
-                    Ok(j) => jobs.push(j),
+                    Ok(j) => {
+                        self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+                        jobs.push(j)
+                    }
                     Err(_) => break,
                 }
             }
@@ -224,7 +235,10 @@ impl Writer {
                 let deadline = std::time::Instant::now() + GATHER_WAIT;
                 while jobs.len() < last_batch {
                     match self.rx.recv_deadline(deadline) {
-                        Ok(j) => jobs.push(j),
+                        Ok(j) => {
+                            self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+                            jobs.push(j)
+                        }
                         Err(_) => break,
                     }
                 }
@@ -307,6 +321,8 @@ impl Writer {
             let fin = digest.blob_path(&self.root);
             match action {
                 FileAction::Install { tmp, synced } => {
+                    // Re-put after a deferred delete: the new file must stay.
+                    self.pending_unlinks.retain(|p| p != &fin);
                     if let Err(e) = fs::rename(&tmp, &fin) {
                         let _ = fs::remove_file(&tmp);
                         self.undo_installs(&installed);
@@ -342,7 +358,14 @@ impl Writer {
             self.undo_installs(&installed);
             return Err(e);
         }
-        for fin in removes {
+        // A file may go only once the deletion is durable: a non-durable
+        // commit can still be lost, and its record would then point at
+        // nothing. Deferred unlinks wait for the next durable commit.
+        self.pending_unlinks.extend(removes);
+        if !durable {
+            return self.finish_intent(durable, &touched, results);
+        }
+        for fin in std::mem::take(&mut self.pending_unlinks) {
             if let Err(e) = fs::remove_file(&fin) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     // The record is gone; the file is an orphan that fsck
@@ -351,6 +374,15 @@ impl Writer {
                 }
             }
         }
+        self.finish_intent(durable, &touched, results)
+    }
+
+    fn finish_intent(
+        &mut self,
+        durable: bool,
+        touched: &[Digest],
+        results: Vec<Result<()>>,
+    ) -> Result<Vec<Result<()>>> {
         // A non-durable commit may still be lost, so its intent stays until
         // a durable commit covers it.
         if durable && (!touched.is_empty() || self.intent_pending) {

@@ -146,9 +146,9 @@ fn malformed_json_deep_nesting_and_bad_sizes() {
         "{e}"
     );
     let deep_obj = format!(
-        "{{\"mediaType\":\"{OCI_MANIFEST}\",\"x\":{}{}}}",
+        "{{\"mediaType\":\"{OCI_MANIFEST}\",\"x\":{}1{}}}",
         "{\"a\":".repeat(100_000),
-        format!("1{}", "}".repeat(100_000))
+        "}".repeat(100_000)
     );
     // Deep nesting in an ignored field is skipped without recursion (no stack
     // overflow); the manifest is then refused for what it lacks.
