@@ -739,12 +739,29 @@ pub(crate) fn list_tags(
     last: Option<&str>,
     n: Option<usize>,
 ) -> Result<Vec<String>> {
+    Ok(read_tags(txn, repo_id, last, n)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
+pub(crate) fn tag_entries(txn: &ReadTransaction, repo_id: u64) -> Result<Vec<(String, Digest)>> {
+    read_tags(txn, repo_id, None, None)
+}
+
+/// A repository's tags in order, after `last` (exclusive), at most `n`.
+fn read_tags(
+    txn: &ReadTransaction,
+    repo_id: u64,
+    last: Option<&str>,
+    n: Option<usize>,
+) -> Result<Vec<(String, Digest)>> {
     let t = txn.open_table(TAGS)?;
     let lo = keys::tag(repo_id, last.unwrap_or(""));
     let hi = (repo_id + 1).to_be_bytes();
     let mut out = Vec::new();
     for e in t.range(lo.as_slice()..hi.as_slice())? {
-        let (k, _) = e?;
+        let (k, v) = e?;
         let tag = std::str::from_utf8(&k.value()[8..])
             .map_err(|_| Error::Corrupt("a tag key is not UTF-8".into()))?;
         if last == Some(tag) {
@@ -753,20 +770,6 @@ pub(crate) fn list_tags(
         if n.is_some_and(|n| out.len() >= n) {
             break;
         }
-        out.push(tag.to_string());
-    }
-    Ok(out)
-}
-
-pub(crate) fn tag_entries(txn: &ReadTransaction, repo_id: u64) -> Result<Vec<(String, Digest)>> {
-    let t = txn.open_table(TAGS)?;
-    let lo = keys::tag(repo_id, "");
-    let hi = (repo_id + 1).to_be_bytes();
-    let mut out = Vec::new();
-    for e in t.range(lo.as_slice()..hi.as_slice())? {
-        let (k, v) = e?;
-        let tag = std::str::from_utf8(&k.value()[8..])
-            .map_err(|_| Error::Corrupt("a tag key is not UTF-8".into()))?;
         out.push((tag.to_string(), Digest::from_key(v.value())?));
     }
     Ok(out)

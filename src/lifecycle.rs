@@ -204,12 +204,7 @@ impl Store {
             let (lo, hi) = keys::member_of_range(&d);
             let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
             if !still_held {
-                let rec =
-                    b.t.blobs
-                        .get(&d.to_key())?
-                        .map(|g| BlobRecord::decode(g.value()))
-                        .transpose()?;
-                if let Some(rec) = rec {
+                if let Some(rec) = crate::store::record_in(b, &d)? {
                     graph::remove_blob_in(b, &d, &rec)?;
                 }
             }

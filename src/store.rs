@@ -594,17 +594,11 @@ impl Store {
     /// no longer match its digest or recorded size.
     pub fn verify(&self, d: &Digest) -> Result<()> {
         let txn = tables::begin_read(&self.db)?;
-        let rec = {
-            let t = txn.open_table(BLOBS)?;
-            let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
-            BlobRecord::decode(g.value())?
-        };
+        let rec = read_record(&txn, d)?;
         let actual = match rec.placement {
             Placement::Inline => {
                 let t = txn.open_table(INLINE)?;
-                let g = t.get(&d.to_key())?.ok_or_else(|| {
-                    Error::Corrupt(format!("{d} is recorded inline but its bytes are missing"))
-                })?;
+                let g = inline_bytes(&t, d)?;
                 let bytes = g.value();
                 check_len(d, &rec, bytes.len() as u64)?;
                 Hasher::digest_of(d.algorithm(), bytes)
@@ -637,11 +631,7 @@ impl Store {
 
     fn open_reader(&self, d: &Digest, range: Option<(u64, u64)>) -> Result<BlobReader> {
         let txn = tables::begin_read(&self.db)?;
-        let rec = {
-            let t = txn.open_table(BLOBS)?;
-            let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
-            BlobRecord::decode(g.value())?
-        };
+        let rec = read_record(&txn, d)?;
         let (start, end) = match range {
             None => (0, rec.size),
             Some((s, e)) => {
@@ -659,9 +649,7 @@ impl Store {
         match rec.placement {
             Placement::Inline => {
                 let t = txn.open_table(INLINE)?;
-                let g = t.get(&d.to_key())?.ok_or_else(|| {
-                    Error::Corrupt(format!("{d} is recorded inline but its bytes are missing"))
-                })?;
+                let g = inline_bytes(&t, d)?;
                 let bytes = g.value();
                 let slice = bytes.get(start as usize..end as usize).ok_or_else(|| {
                     Error::Corrupt(format!(
@@ -699,15 +687,34 @@ impl Store {
     pub fn delete(&self, d: &Digest) -> Result<()> {
         let d = *d;
         self.submit(true, move |b| {
-            let key = d.to_key();
-            let rec = match b.t.blobs.get(&key)? {
-                Some(g) => BlobRecord::decode(g.value())?,
-                None => return Err(not_found(&d)),
-            };
-            crate::graph::remove_blob_in(b, &d, &rec)?;
-            Ok(())
+            let rec = record_in(b, &d)?.ok_or_else(|| not_found(&d))?;
+            crate::graph::remove_blob_in(b, &d, &rec)
         })
     }
+}
+
+fn read_record(txn: &redb::ReadTransaction, d: &Digest) -> Result<BlobRecord> {
+    let t = txn.open_table(BLOBS)?;
+    let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
+    BlobRecord::decode(g.value())
+}
+
+type InlineTable = redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>;
+
+fn inline_bytes<'t>(
+    t: &'t InlineTable,
+    d: &Digest,
+) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
+    t.get(&d.to_key())?
+        .ok_or_else(|| Error::Corrupt(format!("{d} is recorded inline but its bytes are missing")))
+}
+
+/// A blob's record as the writer's transaction sees it.
+pub(crate) fn record_in(b: &mut Batch<'_>, d: &Digest) -> Result<Option<BlobRecord>> {
+    b.t.blobs
+        .get(&d.to_key())?
+        .map(|g| BlobRecord::decode(g.value()))
+        .transpose()
 }
 
 fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {
