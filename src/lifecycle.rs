@@ -127,6 +127,8 @@ struct SweepState {
     dead: HashMap<Digest, Candidate>,
     /// Next position in the sweep order.
     pos: usize,
+    /// A writer was waiting during the last sweep step.
+    writers_active: bool,
     next_log: u64,
     rescued: u64,
     report: GcReport,
@@ -294,6 +296,7 @@ impl Store {
         let state = Arc::new(Mutex::new(SweepState {
             dead,
             pos: 0,
+            writers_active: false,
             next_log: 0,
             rescued: 0,
             report,
@@ -309,16 +312,17 @@ impl Store {
             if done {
                 break;
             }
-            let (state, order) = (Arc::clone(&state), Arc::clone(&order));
+            let (step_state, order) = (Arc::clone(&state), Arc::clone(&order));
             // Non-durable: sweep steps share commits (and fsyncs) with the
             // writers' own; files are unlinked only after a durable commit,
             // and the run ends with one. Small steps keep the pages a
             // writer's fsync must flush small (measured in benches/gc.rs).
             self.submit(false, move |b| {
-                let mut st = state
+                let mut st = step_state
                     .lock()
                     .map_err(|_| Error::Poisoned("gc state lock".into()))?;
                 rescue_logged(b, &mut st)?;
+                st.writers_active = b.shared.waiting.load(Ordering::Acquire) > 0;
                 let end = (st.pos + batch).min(order.len());
                 while st.pos < end {
                     let d = order[st.pos];
@@ -337,11 +341,21 @@ impl Store {
                     // A writer is waiting: yield after this deletion, so it
                     // waits for one deletion, never for a whole batch.
                     if b.shared.waiting.load(Ordering::Acquire) > 0 {
+                        st.writers_active = true;
                         break;
                     }
                 }
                 Ok(())
             })?;
+            // While writers are busy, leave them commits of their own: a
+            // sweep step in the same commit makes their fsync flush its pages.
+            let busy = state
+                .lock()
+                .map_err(|_| Error::Poisoned("gc state lock".into()))?
+                .writers_active;
+            if busy {
+                std::thread::sleep(Duration::from_micros(300));
+            }
         }
         self.sync()?;
         let mut st = state
