@@ -269,6 +269,15 @@ impl Writer {
                 }
             }
         }
+        // Closing: make what non-durable commits left pending durable, so
+        // deferred unlinks happen and the intent can go.
+        if self.shared.check().is_ok()
+            && (!self.pending_unlinks.is_empty()
+                || self.intent_pending
+                || !self.unsynced.is_empty())
+        {
+            let _ = self.commit(&mut []);
+        }
     }
 
     fn commit(&mut self, jobs: &mut [Job]) -> Result<Vec<Result<()>>> {
