@@ -104,6 +104,7 @@ pub fn run(store_flag: &Path) -> Result<()> {
         &ocidb::sample::deterministic_bytes(b"old build", 50_000),
         &PutOptions {
             repository: Some(repo.to_string()),
+            media_type: Some("application/vnd.oci.image.layer.v1.tar+gzip".into()),
             ..PutOptions::default()
         },
     )?;
