@@ -257,15 +257,9 @@ fn referrers_bench(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_config();
     targets = referrers_bench
 }
 criterion_main!(benches);

@@ -261,15 +261,9 @@ fn group_commit_bench(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_config();
     targets = digest_bench, hash_bench, put_bench, lookup_bench, group_commit_bench
 }
 criterion_main!(benches);

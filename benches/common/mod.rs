@@ -67,3 +67,10 @@ pub fn referrer_manifest(
     )
     .into_bytes()
 }
+
+/// Short warm-up and measurement: the machine is small and shared.
+pub fn criterion_config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3))
+}

@@ -44,6 +44,27 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let lease = store.create_lease(Duration::from_secs(365 * 24 * 3600))?;
     let repo = format!("crash/r{}", seed % 3);
+    // Blobs are leased so that the child's own gc never takes them.
+    let leased = |data: &[u8], no_sync: bool| {
+        store.put_bytes(
+            data,
+            &PutOptions {
+                lease: Some(lease.id),
+                no_sync,
+                ..PutOptions::default()
+            },
+        )
+    };
+    let tagged = |body: serde_json::Value, tag: &str| {
+        store.put_manifest(
+            &repo,
+            body.to_string().as_bytes(),
+            &ManifestOptions {
+                tags: vec![tag.to_string()],
+                ..ManifestOptions::default()
+            },
+        )
+    };
     let mut mine: Vec<(String, serde_json::Value)> = Vec::new();
     for i in 0u64.. {
         let tag = format!("s{seed}-{i}");
@@ -60,14 +81,7 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
                     len,
                 );
                 let no_sync = rng.below(4) == 0;
-                let p = store.put_bytes(
-                    &data,
-                    &PutOptions {
-                        lease: Some(lease.id),
-                        no_sync,
-                        ..PutOptions::default()
-                    },
-                )?;
+                let p = leased(&data, no_sync)?;
                 if no_sync {
                     store.sync()?;
                 }
@@ -75,33 +89,17 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
             }
             // An image with a config and a layer, tagged.
             3..=5 => {
-                let cfg = store.put_bytes(
-                    format!("{{\"seed\":{seed},\"i\":{i}}}").as_bytes(),
-                    &PutOptions {
-                        lease: Some(lease.id),
-                        ..PutOptions::default()
-                    },
-                )?;
-                let layer = store.put_bytes(
+                let cfg = leased(format!("{{\"seed\":{seed},\"i\":{i}}}").as_bytes(), false)?;
+                let layer = leased(
                     &ocidb::sample::deterministic_bytes(format!("l{seed}-{i}").as_bytes(), 100_000),
-                    &PutOptions {
-                        lease: Some(lease.id),
-                        ..PutOptions::default()
-                    },
+                    false,
                 )?;
                 let body = json!({
                     "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                     "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.digest, "size": cfg.size},
                     "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest, "size": layer.size}]
                 });
-                let p = store.put_manifest(
-                    &repo,
-                    body.to_string().as_bytes(),
-                    &ManifestOptions {
-                        tags: vec![tag.clone()],
-                        ..ManifestOptions::default()
-                    },
-                )?;
+                let p = tagged(body, &tag)?;
                 say(format!("blob {}", cfg.digest))?;
                 say(format!("blob {}", layer.digest))?;
                 say(format!("manifest {repo} {} {tag}", p.digest))?;
@@ -113,13 +111,7 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
             // A referrer of one of this run's images.
             6 if !mine.is_empty() => {
                 let (_, subject) = &mine[rng.below(mine.len() as u64) as usize];
-                let sig = store.put_bytes(
-                    format!("sig {seed} {i}").as_bytes(),
-                    &PutOptions {
-                        lease: Some(lease.id),
-                        ..PutOptions::default()
-                    },
-                )?;
+                let sig = leased(format!("sig {seed} {i}").as_bytes(), false)?;
                 let body = json!({
                     "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                     "artifactType": "application/vnd.cncf.notary.signature",
@@ -127,14 +119,7 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
                     "layers": [{"mediaType": "application/jose+json", "digest": sig.digest, "size": sig.size}],
                     "subject": subject
                 });
-                let p = store.put_manifest(
-                    &repo,
-                    body.to_string().as_bytes(),
-                    &ManifestOptions {
-                        tags: vec![tag.clone()],
-                        ..ManifestOptions::default()
-                    },
-                )?;
+                let p = tagged(body, &tag)?;
                 say(format!("blob {}", sig.digest))?;
                 say(format!("manifest {repo} {} {tag}", p.digest))?;
             }
