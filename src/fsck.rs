@@ -437,6 +437,40 @@ fn check_graph(
             ));
         }
     }
+    let tags_t = txn.open_table(TAGS)?;
+    for e in txn.open_table(tables::TAGGED)?.iter()? {
+        let (k, _) = e?;
+        let k = k.value();
+        let parsed = (k.len() >= tables::MEMBER_LEN)
+            .then(|| {
+                let mut r = [0u8; 8];
+                r.copy_from_slice(&k[..8]);
+                Digest::from_key(&k[8..tables::MEMBER_LEN])
+                    .ok()
+                    .map(|d| (u64::from_be_bytes(r), d, &k[tables::MEMBER_LEN..]))
+            })
+            .flatten();
+        let Some((repo, d, tag)) = parsed else {
+            report
+                .problems
+                .push(problem("bad-key", None, "a tagged key is malformed".into()));
+            continue;
+        };
+        let tag = String::from_utf8_lossy(tag).into_owned();
+        let points_here = tags_t
+            .get(keys::tag(repo, &tag).as_slice())?
+            .is_some_and(|g| g.value() == &d.to_key());
+        if !points_here {
+            report.problems.push(problem(
+                "tag-mismatch",
+                Some(d),
+                format!(
+                    "reverse entry for `{}:{tag}` without that tag",
+                    repo_name(repo)
+                ),
+            ));
+        }
+    }
     for e in txn.open_table(REFERRERS)?.iter()? {
         let (k, _) = e?;
         let (_, referrer) = keys::referrer_parts(k.value())?;
