@@ -296,28 +296,40 @@ impl Store {
 
     /// Points `tag` in `repo` at a manifest of that repository.
     pub fn tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+        self.set_tags(repo, vec![(tag.to_string(), *digest)])
+    }
+
+    /// Points many tags in one repository, in one durable transaction. Every
+    /// target must be a manifest of the repository; otherwise nothing changes.
+    pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
         names::validate_repository(repo)?;
-        names::validate_tag(tag)?;
-        let (repo, tag, digest) = (repo.to_string(), tag.to_string(), *digest);
+        if tags.is_empty() {
+            return Ok(());
+        }
+        for (t, _) in &tags {
+            names::validate_tag(t)?;
+        }
+        let repo = repo.to_string();
         self.submit(true, move |b| {
-            let repo_id = lookup_repo_w(b, &repo)?;
-            let is_member = match repo_id {
-                Some(id) => {
-                    b.t.members
-                        .get(&keys::member(id, &digest))?
-                        .map(|g| g.value())
-                        == Some(MEMBER_MANIFEST)
+            let mut repo_id = None;
+            for (t, d) in &tags {
+                match member_kind(b, &repo, d)? {
+                    Some((id, MEMBER_MANIFEST)) => repo_id = Some(id),
+                    _ => return Err(Error::NotFound {
+                        what: "manifest",
+                        digest: *d,
+                        hint: format!(
+                            " in repository `{repo}` (for tag `{t}`); push it there before tagging"
+                        ),
+                    }),
                 }
-                None => false,
-            };
-            let Some(repo_id) = repo_id.filter(|_| is_member) else {
-                return Err(Error::NotFound {
-                    what: "manifest",
-                    digest,
-                    hint: format!(" in repository `{repo}`; push it there before tagging"),
-                });
-            };
-            set_tag(b, repo_id, &tag, &digest)
+            }
+            if let Some(repo_id) = repo_id {
+                for (t, d) in &tags {
+                    set_tag(b, repo_id, t, d)?;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -862,6 +874,18 @@ impl Walker<'_> {
 
 fn lookup_repo_w(b: &mut Batch<'_>, repo: &str) -> Result<Option<u64>> {
     Ok(b.t.repos.get(repo)?.map(|g| g.value()))
+}
+
+/// The repository's id and `d`'s membership kind there, without creating
+/// the repository. None when either is absent.
+pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<Option<(u64, u8)>> {
+    let Some(id) = lookup_repo_w(b, repo)? else {
+        return Ok(None);
+    };
+    Ok(b.t
+        .members
+        .get(&keys::member(id, d))?
+        .map(|g| (id, g.value())))
 }
 
 fn next_counter(b: &mut Batch<'_>, name: &str) -> Result<u64> {

@@ -12,7 +12,6 @@ use std::io::{self, Read, Write as _};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use redb::ReadableTable as _;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -436,38 +435,6 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default())
-    }
-
-    /// Points many tags in one repository, in one durable transaction.
-    pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
-        names::validate_repository(repo)?;
-        if tags.is_empty() {
-            return Ok(());
-        }
-        for (t, _) in &tags {
-            names::validate_tag(t)?;
-        }
-        let repo = repo.to_string();
-        self.submit(true, move |b| {
-            let repo_id = crate::graph::ensure_repo(b, &repo)?;
-            for (t, d) in &tags {
-                let is_member =
-                    b.t.members
-                        .get(&crate::keys::member(repo_id, d))?
-                        .is_some_and(|g| g.value() == crate::graph::MEMBER_MANIFEST);
-                if !is_member {
-                    return Err(Error::NotFound {
-                        what: "manifest",
-                        digest: *d,
-                        hint: format!(" in repository `{repo}` (for tag `{t}`)"),
-                    });
-                }
-            }
-            for (t, d) in &tags {
-                crate::graph::set_tag(b, repo_id, t, d)?;
-            }
-            Ok(())
-        })
     }
 
     /// Streams an oci-archive: blobs go straight into the store (verified

@@ -190,12 +190,7 @@ impl Store {
         names::validate_repository(repo)?;
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
-            let repo_id = b.t.repos.get(repo.as_str())?.map(|g| g.value());
-            let member = match repo_id {
-                Some(id) => b.t.members.get(&keys::member(id, &d))?.map(|g| g.value()),
-                None => None,
-            };
-            let (Some(repo_id), Some(MEMBER_MANIFEST)) = (repo_id, member) else {
+            let Some((repo_id, MEMBER_MANIFEST)) = graph::member_kind(b, &repo, &d)? else {
                 return Err(Error::NotFound {
                     what: "manifest",
                     digest: d,
@@ -220,14 +215,7 @@ impl Store {
         names::validate_repository(repo)?;
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
-            let repo_id = b.t.repos.get(repo.as_str())?.map(|g| g.value());
-            let Some(id) = repo_id.filter(|id| {
-                b.t.members
-                    .get(&keys::member(*id, &d))
-                    .ok()
-                    .flatten()
-                    .is_some()
-            }) else {
+            let Some((id, _)) = graph::member_kind(b, &repo, &d)? else {
                 return Err(Error::NotFound {
                     what: "blob",
                     digest: d,
