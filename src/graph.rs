@@ -313,16 +313,15 @@ impl Store {
         self.submit(true, move |b| {
             let mut repo_id = None;
             for (t, d) in &tags {
-                match member_kind(b, &repo, d)? {
-                    Some((id, MEMBER_MANIFEST)) => repo_id = Some(id),
-                    _ => return Err(Error::NotFound {
+                let Some((id, MEMBER_MANIFEST)) = member_kind(b, &repo, d)? else {
+                    let hint = format!(" in repository `{repo}` (for tag `{t}`)");
+                    return Err(Error::NotFound {
                         what: "manifest",
                         digest: *d,
-                        hint: format!(
-                            " in repository `{repo}` (for tag `{t}`); push it there before tagging"
-                        ),
-                    }),
-                }
+                        hint: format!("{hint}; push it there before tagging"),
+                    });
+                };
+                repo_id = Some(id);
             }
             if let Some(repo_id) = repo_id {
                 for (t, d) in &tags {
