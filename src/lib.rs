@@ -22,6 +22,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod faults;
 pub mod fsck;
 pub mod graph;
 pub mod hasher;

@@ -37,6 +37,9 @@ pub struct StoreOptions {
     pub inline_threshold: usize,
     /// redb page cache size in bytes.
     pub cache_size: usize,
+    /// Injected fsync failures, for tests of the failure paths (see
+    /// [`crate::faults`]). `None` in production.
+    pub faults: Option<Arc<crate::faults::FaultInjector>>,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +47,7 @@ impl Default for StoreOptions {
         StoreOptions {
             inline_threshold: 64 * 1024,
             cache_size: 256 * 1024 * 1024,
+            faults: None,
         }
     }
 }
@@ -181,7 +185,24 @@ impl Store {
         }
         let mut builder = Database::builder();
         builder.set_cache_size(opts.cache_size);
-        let db = builder.create(&db_path).map_err(|e| match e {
+        let created = match &opts.faults {
+            None => builder.create(&db_path),
+            Some(faults) => fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&db_path)
+                .map_err(redb::DatabaseError::from)
+                .and_then(redb::backends::FileBackend::new)
+                .and_then(|inner| {
+                    builder.create_with_backend(crate::faults::FaultyBackend {
+                        inner,
+                        faults: Arc::clone(faults),
+                    })
+                }),
+        };
+        let db = created.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: root.clone() },
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
                 Error::io(format!("opening database {}", db_path.display()), io)
@@ -192,13 +213,14 @@ impl Store {
         let db = Arc::new(db);
         recover_files(&db, &root)?;
 
+        let shared = Arc::new(Shared::new(opts.faults.clone()));
         let mut store = Store {
             db,
             root,
             opts,
             tx: None,
             writer: None,
-            shared: Arc::new(Shared::new()),
+            shared,
             tmp_seq: AtomicU64::new(0),
             parsers: crate::manifest::ParserRegistry::default(),
             gc_lock: std::sync::Mutex::new(()),
@@ -252,6 +274,17 @@ impl Store {
         durable: bool,
         f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.shared.note_foreground();
+        self.submit_background(durable, f)
+    }
+
+    /// Like [`Store::submit`], for background work (GC sweep steps) that
+    /// must not count as writer activity.
+    pub(crate) fn submit_background<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.shared.check()?;
         let (job, rx) = Job::new(durable, f);
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
@@ -267,6 +300,22 @@ impl Store {
     /// commit of nothing, which also fsyncs files of earlier `no_sync` puts).
     pub fn sync(&self) -> Result<()> {
         self.submit(true, |_| Ok(()))
+    }
+
+    /// fsyncs a blob's temp file. A failed fsync poisons the store: the
+    /// kernel may have dropped the dirty pages, so a retry that succeeds
+    /// proves nothing (the fsyncgate lesson); only a reopen starts clean.
+    fn sync_temp(&self, file: &fs::File, tmp: &Path) -> Result<()> {
+        let r = crate::faults::sync_file(
+            self.shared.faults.as_deref(),
+            crate::faults::SyncTarget::BlobFile,
+            file,
+        )
+        .context(|| format!("fsync of temp file {}", tmp.display()));
+        if let Err(e) = &r {
+            self.shared.poison(e);
+        }
+        r
     }
 
     fn new_tmp(&self) -> Result<(PathBuf, fs::File)> {
@@ -310,8 +359,7 @@ impl Store {
         stream_to_file(head, &mut reader, &mut file, &mut v, &tmp)?;
         let (digest, size) = v.finish()?;
         if !opts.no_sync {
-            file.sync_all()
-                .context(|| format!("fsync of temp file {}", tmp.display()))?;
+            self.sync_temp(&file, &tmp)?;
         }
         drop(file);
         guard.0 = None;
@@ -371,8 +419,7 @@ impl Store {
                 stream_to_file(Vec::new(), &mut &data[..], &mut file, &mut v, &tmp)?;
                 let (d, n) = v.finish()?;
                 if !o.no_sync {
-                    file.sync_all()
-                        .context(|| format!("fsync of temp file {}", tmp.display()))?;
+                    self.sync_temp(&file, &tmp)?;
                 }
                 (d, n, Ready::File(tmp))
             };

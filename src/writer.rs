@@ -23,6 +23,7 @@ use crossbeam_channel::Receiver;
 use redb::{Database, Durability};
 
 use crate::digest::Digest;
+use crate::faults::{self, SyncTarget};
 use crate::error::{Error, IoContext as _, Result};
 use crate::tables::WriteTables;
 
@@ -154,17 +155,38 @@ pub(crate) struct Shared {
     /// Jobs sent and not yet taken by the writer: long jobs (GC sweep steps)
     /// yield when this is non-zero.
     pub waiting: std::sync::atomic::AtomicUsize,
+    /// When a foreground job (anything but a GC sweep step) was last sent,
+    /// in microseconds since `epoch`: the sweep slows down while writers
+    /// are active, not only while one is queued.
+    pub last_foreground_us: std::sync::atomic::AtomicU64,
+    pub epoch: std::time::Instant,
+    pub faults: Option<Arc<crate::faults::FaultInjector>>,
 }
 
 impl Shared {
-    pub fn new() -> Shared {
+    pub fn new(faults: Option<Arc<crate::faults::FaultInjector>>) -> Shared {
         Shared {
+            faults,
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             gc_active: AtomicBool::new(false),
             gc_seq: std::sync::atomic::AtomicU64::new(0),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            last_foreground_us: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         }
+    }
+
+    pub fn note_foreground(&self) {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        self.last_foreground_us.store(now, Ordering::Release);
+    }
+
+    /// Whether a foreground job was sent within `window`.
+    pub fn foreground_within(&self, window: std::time::Duration) -> bool {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let last = self.last_foreground_us.load(Ordering::Acquire);
+        last != 0 && now.saturating_sub(last) <= window.as_micros() as u64
     }
 
     pub fn check(&self) -> Result<()> {
@@ -179,7 +201,7 @@ impl Shared {
         Ok(())
     }
 
-    fn poison(&self, why: &Error) {
+    pub fn poison(&self, why: &Error) {
         if let Ok(mut g) = self.poison_reason.lock() {
             *g = why.to_string();
         }
@@ -321,7 +343,13 @@ impl Writer {
 
         let touched: Vec<Digest> = files.keys().copied().collect();
         if !touched.is_empty() {
-            self.write_intent(&touched, durable)?;
+            if let Err(e) = self.write_intent(&touched, durable) {
+                if durable {
+                    // Its fsync failed: see Store::sync_temp on why that poisons.
+                    self.shared.poison(&e);
+                }
+                return Err(e);
+            }
         }
         let mut installed = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -362,9 +390,13 @@ impl Writer {
             }
         }
         if let Err(e) = txn.commit() {
+            // The installed files stay: a commit whose sync failed may
+            // still have reached the disk (redb writes its header before the
+            // second sync), and its records would then point at nothing.
+            // The intent lists them; the next open keeps those recorded as
+            // files and removes the rest. Poisoning stops writes until then.
             let e = Error::from(e);
             self.shared.poison(&e);
-            self.undo_installs(&installed);
             return Err(e);
         }
         // A file may go only once the deletion is durable: a non-durable
@@ -405,10 +437,10 @@ impl Writer {
 
     /// Blob files must reach the disk before the records that point to them.
     fn sync_before_durable_commit(&mut self, dirs: &[PathBuf]) -> Result<()> {
+        let injector = self.shared.faults.clone();
         for f in self.unsynced.drain(..) {
             match fs::File::open(&f) {
-                Ok(file) => file
-                    .sync_all()
+                Ok(file) => faults::sync_file(injector.as_deref(), SyncTarget::BlobFile, &file)
                     .context(|| format!("fsync of blob file {}", f.display()))?,
                 // Removed since (a later delete): nothing to make durable.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -416,9 +448,14 @@ impl Writer {
             }
         }
         for d in dirs {
-            sync_dir(d)?;
+            faults::sync_path(self.faults(), SyncTarget::Directory, d)
+                .context(|| format!("fsync of directory {}", d.display()))?;
         }
         Ok(())
+    }
+
+    fn faults(&self) -> Option<&faults::FaultInjector> {
+        self.shared.faults.as_deref()
     }
 
     fn undo_installs(&self, installed: &[PathBuf]) {
@@ -442,7 +479,7 @@ impl Writer {
         f.write_all(text.as_bytes())
             .context(|| format!("writing {}", path.display()))?;
         if durable {
-            f.sync_all()
+            faults::sync_file(self.faults(), SyncTarget::Intent, &f)
                 .context(|| format!("fsync of {}", path.display()))?;
         }
         Ok(())
