@@ -61,10 +61,9 @@ pub struct GcPolicy {
     pub grace: Duration,
     /// Report only; change nothing.
     pub dry_run: bool,
-    /// Most deletions per sweep transaction. The default (1) favours writer
-    /// latency; larger values sweep faster but make a writer's commit flush
-    /// more of the sweep's pages (see the README's GC figures). A step also
-    /// stops as soon as a writer is waiting.
+    /// Most deletions per sweep transaction of the GC's own, run while
+    /// writers are idle (busy writers carry the sweep two deletions per
+    /// commit instead). A step stops as soon as a writer is waiting.
     pub sweep_batch: usize,
     /// Runs after marking, before sweeping.
     pub after_mark: Option<GcHook>,
@@ -87,7 +86,7 @@ impl Default for GcPolicy {
             delete_untagged: false,
             grace: Duration::from_secs(3600),
             dry_run: false,
-            sweep_batch: 1,
+            sweep_batch: 64,
             after_mark: None,
         }
     }
@@ -123,12 +122,21 @@ struct Candidate {
 }
 
 /// Sweep state shared with the sweep jobs in the writer thread.
+/// Writers count as active for this long after their last request.
+const FOREGROUND_WINDOW: Duration = Duration::from_millis(20);
+/// Writers that sent a request this recently are busy: they carry the
+/// sweep alone.
+const BUSY_GAP: Duration = Duration::from_millis(3);
+/// How often the GC thread looks again while writers carry the sweep.
+const IDLE_POLL: Duration = Duration::from_millis(2);
+/// Deletions carried by each writer commit while a GC sweeps: one adds
+/// about half a millisecond to that commit here (its pages join the fsync).
+const PIGGYBACK_PER_COMMIT: usize = 1;
+
 struct SweepState {
     dead: HashMap<Digest, Candidate>,
     /// Next position in the sweep order.
     pos: usize,
-    /// A writer was waiting during the last sweep step.
-    writers_active: bool,
     next_log: u64,
     rescued: u64,
     report: GcReport,
@@ -294,67 +302,93 @@ impl Store {
         let state = Arc::new(Mutex::new(SweepState {
             dead,
             pos: 0,
-            writers_active: false,
             next_log: 0,
             rescued: 0,
             report,
         }));
         let order = Arc::new(order);
         let batch = policy.sweep_batch.max(1);
-        loop {
-            let done = state
-                .lock()
-                .map_err(|_| Error::Poisoned("gc state lock".into()))?
-                .pos
-                >= order.len();
-            if done {
-                break;
-            }
-            let (step_state, order) = (Arc::clone(&state), Arc::clone(&order));
-            // Non-durable: sweep steps share commits (and fsyncs) with the
-            // writers' own; files are unlinked only after a durable commit,
-            // and the run ends with one. Small steps keep the pages a
-            // writer's fsync must flush small (measured in benches/gc.rs).
-            self.submit(false, move |b| {
-                let mut st = step_state
+        // While writers are active they carry the sweep: each of their
+        // commits deletes a little (PIGGYBACK_PER_COMMIT) in its own
+        // transaction, so no sweep transaction ever queues in front of them.
+        {
+            let (hook_state, hook_order) = (Arc::clone(&state), Arc::clone(&order));
+            let hook: crate::writer::SweepHook = Box::new(move |b| {
+                let mut st = hook_state
                     .lock()
                     .map_err(|_| Error::Poisoned("gc state lock".into()))?;
-                rescue_logged(b, &mut st)?;
-                st.writers_active = b.shared.waiting.load(Ordering::Acquire) > 0;
-                let end = (st.pos + batch).min(order.len());
-                while st.pos < end {
-                    let d = order[st.pos];
-                    st.pos += 1;
-                    if let Some(c) = st.dead.remove(&d) {
-                        let rec =
-                            b.t.blobs
-                                .get(&d.to_key())?
-                                .map(|g| BlobRecord::decode(g.value()))
-                                .transpose()?;
-                        if let Some(rec) = rec {
-                            graph::remove_blob_in(b, &d, &rec)?;
-                            count(&mut st.report, &d, &c);
-                        }
-                    }
-                    // A writer is waiting: yield after this deletion, so it
-                    // waits for one deletion, never for a whole batch.
-                    if b.shared.waiting.load(Ordering::Acquire) > 0 {
-                        st.writers_active = true;
-                        break;
-                    }
-                }
-                Ok(())
-            })?;
-            // While writers are busy, leave them commits of their own: a
-            // sweep step in the same commit makes their fsync flush its pages.
-            let busy = state
+                sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false)
+            });
+            *self
+                .shared
+                .sweep_hook
                 .lock()
-                .map_err(|_| Error::Poisoned("gc state lock".into()))?
-                .writers_active;
-            if busy {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+                .map_err(|_| Error::Poisoned("sweep hook lock".into()))? = Some(hook);
         }
+        let swept = (|| -> Result<()> {
+            loop {
+                let done = state
+                    .lock()
+                    .map_err(|_| Error::Poisoned("gc state lock".into()))?
+                    .pos
+                    >= order.len();
+                if done {
+                    return Ok(());
+                }
+                let hooked = self
+                    .shared
+                    .sweep_hook
+                    .lock()
+                    .map_err(|_| Error::Poisoned("sweep hook lock".into()))?
+                    .is_some();
+                if !hooked {
+                    // A writer's commit ran the hook and it failed.
+                    return Err(Error::InvalidArgument {
+                        value: "gc sweep".into(),
+                        expected: "a sweep step that succeeds (it failed inside a writer's transaction; run fsck)".into(),
+                    });
+                }
+                // Busy writers (a request within the last few ms) carry the
+                // sweep; between the requests of sparse writers the GC
+                // still takes one deletion at a time.
+                let step = if self.shared.foreground_within(BUSY_GAP) {
+                    0
+                } else if self.shared.foreground_within(FOREGROUND_WINDOW) {
+                    1
+                } else {
+                    batch
+                };
+                if step == 0 {
+                    std::thread::sleep(IDLE_POLL);
+                    continue;
+                }
+                // Writers are idle: sweep in steps of our own. Non-durable:
+                // files are unlinked only after a durable commit, and the run
+                // ends with one. A writer that arrives stops the step before
+                // its next deletion.
+                // Between sparse writers' requests a step is durable: it
+                // pays for its own pages, which would otherwise wait in the
+                // write buffer for the next writer's fsync. Then it rests as
+                // long as it ran, leaving the writer thread idle half the
+                // time for arrivals.
+                let sparse = step < batch;
+                let (step_state, order) = (Arc::clone(&state), Arc::clone(&order));
+                let step_started = Instant::now();
+                self.submit_background(sparse, move |b| {
+                    let mut st = step_state
+                        .lock()
+                        .map_err(|_| Error::Poisoned("gc state lock".into()))?;
+                    sweep_some(b, &mut st, &order, step, true)
+                })?;
+                if sparse {
+                    std::thread::sleep(step_started.elapsed());
+                }
+            }
+        })();
+        if let Ok(mut slot) = self.shared.sweep_hook.lock() {
+            *slot = None;
+        }
+        swept?;
         self.sync()?;
         let mut st = state
             .lock()
@@ -616,6 +650,40 @@ fn sweep_order(txn: &ReadTransaction, dead: &HashMap<Digest, Candidate>) -> Resu
 
 /// Rescues every candidate reachable, as of this transaction, from what
 /// writers logged since the last sweep transaction.
+/// Rescues what writers made reachable, then deletes up to `max` of the
+/// remaining candidates in sweep order. With `yield_to_writers`, stops
+/// before a deletion when a writer is queued (it then waits for at most one
+/// deletion).
+fn sweep_some(
+    b: &mut Batch<'_>,
+    st: &mut SweepState,
+    order: &[Digest],
+    max: usize,
+    yield_to_writers: bool,
+) -> Result<()> {
+    rescue_logged(b, st)?;
+    let end = (st.pos + max).min(order.len());
+    while st.pos < end {
+        if yield_to_writers && b.shared.waiting.load(Ordering::Acquire) > 0 {
+            break;
+        }
+        let d = order[st.pos];
+        st.pos += 1;
+        if let Some(c) = st.dead.remove(&d) {
+            let rec =
+                b.t.blobs
+                    .get(&d.to_key())?
+                    .map(|g| BlobRecord::decode(g.value()))
+                    .transpose()?;
+            if let Some(rec) = rec {
+                graph::remove_blob_in(b, &d, &rec)?;
+                count(&mut st.report, &d, &c);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
     let mut queue = VecDeque::new();
     for e in b.t.gc_log.range(st.next_log..)? {

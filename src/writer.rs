@@ -23,8 +23,8 @@ use crossbeam_channel::Receiver;
 use redb::{Database, Durability};
 
 use crate::digest::Digest;
-use crate::faults::{self, SyncTarget};
 use crate::error::{Error, IoContext as _, Result};
+use crate::faults::{self, SyncTarget};
 use crate::tables::WriteTables;
 
 /// Largest number of jobs folded into one transaction. Bounds the latency a
@@ -145,6 +145,11 @@ impl Job {
     }
 }
 
+/// GC sweep work that rides along in writers' transactions (see
+/// `lifecycle::Store::gc`): called once per foreground commit, before it
+/// commits. An error aborts that whole transaction.
+pub(crate) type SweepHook = Box<dyn FnMut(&mut Batch<'_>) -> Result<()> + Send>;
+
 /// State shared between the store handle and the writer thread.
 pub(crate) struct Shared {
     pub poisoned: AtomicBool,
@@ -161,12 +166,15 @@ pub(crate) struct Shared {
     pub last_foreground_us: std::sync::atomic::AtomicU64,
     pub epoch: std::time::Instant,
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// Set while a GC sweeps and writers are active.
+    pub sweep_hook: Mutex<Option<SweepHook>>,
 }
 
 impl Shared {
     pub fn new(faults: Option<Arc<crate::faults::FaultInjector>>) -> Shared {
         Shared {
             faults,
+            sweep_hook: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             gc_active: AtomicBool::new(false),
@@ -334,6 +342,27 @@ impl Writer {
                     }
                 }
                 results.push(r);
+            }
+            // A foreground commit carries a little of a running GC's
+            // sweep: its cost shares this commit (and fsync) instead of
+            // queueing a transaction of its own in front of writers.
+            if !jobs.is_empty() {
+                let mut slot = self
+                    .shared
+                    .sweep_hook
+                    .lock()
+                    .map_err(|_| Error::Poisoned("sweep hook lock".into()))?;
+                if let Some(hook) = slot.as_mut() {
+                    if let Err(e) = hook(&mut batch) {
+                        // Nothing of this transaction commits; the GC run
+                        // sees the error and stops (see lifecycle::gc).
+                        *slot = None;
+                        for tmp in batch.discards.drain(..) {
+                            let _ = fs::remove_file(tmp);
+                        }
+                        return Err(e);
+                    }
+                }
             }
             (batch.files, batch.discards)
         };
