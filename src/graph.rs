@@ -898,6 +898,30 @@ fn next_counter(b: &mut Batch<'_>, name: &str) -> Result<u64> {
     Ok(cur)
 }
 
+/// Removes a repository that holds no member and no tag (what a failed
+/// import created). A repository with anything in it stays.
+pub(crate) fn remove_repo_if_empty(b: &mut Batch<'_>, repo: &str) -> Result<()> {
+    let Some(id) = lookup_repo_w(b, repo)? else {
+        return Ok(());
+    };
+    let (lo, hi) = keys::member_range(id);
+    if b.t.members.range::<&[u8; _]>(&lo..=&hi)?.next().is_some() {
+        return Ok(());
+    }
+    let lo = id.to_be_bytes();
+    let hi = id.wrapping_add(1).to_be_bytes();
+    if b.t
+        .tags
+        .range(lo.as_slice()..hi.as_slice())?
+        .next()
+        .is_some()
+    {
+        return Ok(());
+    }
+    b.t.repos.remove(repo)?;
+    Ok(())
+}
+
 pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
     if let Some(id) = lookup_repo_w(b, repo)? {
         return Ok(id);

@@ -190,7 +190,10 @@ impl Store {
             None => default_repo(path)?,
         };
         let meta = fs::metadata(path).context(|| format!("opening {}", path.display()))?;
+        let repo_was_new = !self.repositories()?.contains(&repo);
         let lease = self.create_lease(Duration::from_secs(6 * 3600))?;
+        // What this import adds, so that a rejected one can take it back.
+        let mut created: Vec<Digest> = Vec::new();
         let result = if meta.is_dir() {
             let marker = path.join("oci-layout");
             let bytes = read_limited(
@@ -214,10 +217,25 @@ impl Store {
                 &repo,
                 lease.id,
                 opts,
+                &mut created,
             )
         } else {
-            let index = self.stream_tar(path, lease.id)?;
-            self.import_from(&Source::Stored, &index, &repo, lease.id, opts)
+            self.stream_tar(path, lease.id, &mut created)
+                .and_then(|index| {
+                    self.import_from(&Source::Stored, &index, &repo, lease.id, opts, &mut created)
+                })
+        };
+        let result = match result {
+            Ok(r) => Ok(r),
+            Err(e) => match self.undo_import(created, &repo, repo_was_new) {
+                Ok(()) => Err(e),
+                Err(undo) => Err(Error::InvalidArgument {
+                    value: format!("{e}"),
+                    expected: format!(
+                        "a clean rollback of the rejected import, which failed too: {undo}"
+                    ),
+                }),
+            },
         };
         // The lease protected the work in progress; what is tagged or
         // otherwise rooted now stands on its own.
@@ -227,6 +245,26 @@ impl Store {
         Ok(report)
     }
 
+    /// Takes back what a rejected import added (newest first), and the
+    /// repository when the import created it and it is empty again.
+    fn undo_import(&self, created: Vec<Digest>, repo: &str, repo_was_new: bool) -> Result<()> {
+        if created.is_empty() && !repo_was_new {
+            return Ok(());
+        }
+        let repo = repo.to_string();
+        self.submit(true, move |b| {
+            for d in created.iter().rev() {
+                if let Some(rec) = crate::store::record_in(b, d)? {
+                    crate::graph::remove_blob_in(b, d, &rec)?;
+                }
+            }
+            if repo_was_new {
+                crate::graph::remove_repo_if_empty(b, &repo)?;
+            }
+            Ok(())
+        })
+    }
+
     fn import_from(
         &self,
         src: &Source,
@@ -234,6 +272,7 @@ impl Store {
         repo: &str,
         lease: u64,
         opts: &ImportOptions<'_>,
+        created: &mut Vec<Digest>,
     ) -> Result<ImportReport> {
         let index = parse_index(index_bytes, repo)?;
         let mut report = ImportReport {
@@ -361,7 +400,7 @@ impl Store {
             let Some((reader, _)) = src.open_blob(self, &desc.digest)? else {
                 continue;
             };
-            self.put(
+            let put = self.put(
                 reader,
                 &PutOptions {
                     digest: Some(desc.digest),
@@ -372,6 +411,9 @@ impl Store {
                     no_sync: true,
                 },
             )?;
+            if put.created {
+                created.push(put.digest);
+            }
             report.blobs += 1;
             if let Some(cb) = opts.progress {
                 cb(done + report.blobs, total);
@@ -396,7 +438,8 @@ impl Store {
                     )
                 })
                 .collect();
-            self.put_manifests(repo, &batch)?;
+            let puts = self.put_manifests(repo, &batch)?;
+            created.extend(puts.iter().filter(|p| p.created).map(|p| p.digest));
             report.manifests += chunk.len() as u64;
         }
         // Tags last, in one durable commit: an interrupted import shows no
@@ -440,7 +483,7 @@ impl Store {
     /// Streams an oci-archive: blobs go straight into the store (verified
     /// against their file names) under the lease; index.json is returned.
     /// Nothing is ever written outside the store.
-    fn stream_tar(&self, path: &Path, lease: u64) -> Result<Vec<u8>> {
+    fn stream_tar(&self, path: &Path, lease: u64, created: &mut Vec<Digest>) -> Result<Vec<u8>> {
         let f = fs::File::open(path).context(|| format!("opening {}", path.display()))?;
         let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
         let mut index = None;
@@ -520,7 +563,7 @@ impl Store {
                             expected: format!("blobs/<alg>/<hex> named by a valid digest ({e})"),
                         }
                     })?;
-                    self.put(
+                    let put = self.put(
                         &mut entry,
                         &PutOptions {
                             digest: Some(d),
@@ -530,6 +573,9 @@ impl Store {
                             ..PutOptions::default()
                         },
                     )?;
+                    if put.created {
+                        created.push(put.digest);
+                    }
                 }
                 // Anything else in the archive is not part of the layout.
                 _ => {}

@@ -523,3 +523,90 @@ fn skopeo_reads_our_exports() {
         }
     }
 }
+
+/// The counts a rejected import must leave as they were.
+fn visible_state(s: &Store) -> (Vec<String>, u64, u64, u64) {
+    let st = s.stats().expect("stats");
+    (
+        s.repositories().expect("repos"),
+        st.manifests,
+        st.blobs,
+        st.tags,
+    )
+}
+
+#[test]
+fn a_rejected_import_takes_back_what_it_added() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let kept = s
+        .put_bytes(b"already here", &ocidb::PutOptions::default())
+        .expect("put")
+        .digest;
+    let before = visible_state(&s);
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let fresh = b"fresh blob from the archive";
+    let fresh_d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, fresh);
+    let name = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    let (fresh_name, kept_name) = (name(&fresh_d), name(&kept));
+    // Blobs stream in before index.json, which turns out to be garbage.
+    let bytes = raw_tar(&[
+        ("oci-layout", b'0', "", layout, layout.len() as u64),
+        (&fresh_name, b'0', "", fresh, fresh.len() as u64),
+        (&kept_name, b'0', "", b"already here", 12),
+        ("index.json", b'0', "", b"{not json", 9),
+    ]);
+    let path = dir.path().join("bad-index.tar");
+    std::fs::write(&path, bytes).expect("write");
+    let err = s
+        .import_layout(
+            &path,
+            &ImportOptions {
+                repository: Some("rejected/one".into()),
+                ..Default::default()
+            },
+        )
+        .expect_err("garbage index.json");
+    assert!(err.to_string().contains("index.json"), "{err}");
+    assert_eq!(
+        visible_state(&s),
+        before,
+        "a rejected import changes nothing"
+    );
+    assert!(!s.exists(&fresh_d).expect("exists"), "its new blob is gone");
+    s.verify(&kept)
+        .expect("content that was there before stays");
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+
+    // A directory layout whose index names a manifest that does not parse:
+    // its config blob was copied, then the manifest batch was refused.
+    let lay = dir.path().join("bad-dir");
+    std::fs::create_dir_all(lay.join("blobs/sha256")).expect("dirs");
+    std::fs::write(lay.join("oci-layout"), layout).expect("marker");
+    let cfg = b"{}";
+    let cfg_d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, cfg);
+    std::fs::write(lay.join(name(&cfg_d)), cfg).expect("cfg");
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg_d}","size":2}},"layers":[{{"mediaType":"x","digest":"sha256:NOT-A-DIGEST","size":1}}]}}"#
+    );
+    let m_d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, body.as_bytes());
+    std::fs::write(lay.join(name(&m_d)), &body).expect("manifest");
+    std::fs::write(
+        lay.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m_d}","size":{}}}]}}"#,
+            body.len()
+        ),
+    )
+    .expect("index");
+    let err = s
+        .import_layout(&lay, &ImportOptions::default())
+        .expect_err("a manifest with an invalid digest");
+    assert!(err.to_string().contains("NOT-A-DIGEST"), "{err}");
+    assert_eq!(visible_state(&s), before, "{err}");
+    assert!(
+        !s.exists(&cfg_d).expect("exists"),
+        "its copied config is gone"
+    );
+}
