@@ -1,0 +1,63 @@
+//! Manifest ingest of arbitrary bytes under each known media type (and
+//! none): never panics, and a rejected manifest changes nothing.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use ocidb::{Algorithm, Hasher, ManifestOptions, Store};
+
+const TYPES: [Option<&str>; 8] = [
+    None,
+    Some("application/vnd.oci.image.manifest.v1+json"),
+    Some("application/vnd.oci.image.index.v1+json"),
+    Some("application/vnd.docker.distribution.manifest.v2+json"),
+    Some("application/vnd.docker.distribution.manifest.list.v2+json"),
+    Some("application/vnd.oci.artifact.manifest.v1+json"),
+    Some("application/vnd.cncf.oras.artifact.manifest.v1+json"),
+    Some("application/octet-stream"),
+];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(dir.path()).expect("store");
+        Fixture { _dir: dir, store }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let s = &fixture().store;
+    let declared = TYPES[sel as usize % TYPES.len()];
+    let require_children = sel & 0x80 != 0;
+    let digest = Hasher::digest_of(Algorithm::Sha256, body);
+    let existed = s.exists(&digest).expect("exists");
+    let repos_before = s.repositories().expect("repos");
+    let opts = ManifestOptions {
+        media_type: declared.map(str::to_string),
+        require_children,
+        no_sync: true,
+        ..ManifestOptions::default()
+    };
+    match s.put_manifest("fuzz/repo", body, &opts) {
+        Ok(put) => {
+            assert_eq!(put.digest, digest);
+            let got = s.read(&digest).expect("stored manifest reads back");
+            assert_eq!(got, body);
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            assert_eq!(s.exists(&digest).expect("exists"), existed, "{e}");
+            assert_eq!(s.repositories().expect("repos"), repos_before, "{e}");
+        }
+    }
+});
