@@ -202,7 +202,11 @@ fn failed_fsync_poisons_until_reopen(target: SyncTarget) {
     {
         let s = Store::open_with(dir.path(), opts, true).expect("create");
         let big = ocidb::sample::deterministic_bytes(b"acked big", 200_000);
-        acked.push(s.put(big.as_slice(), &PutOptions::default()).expect("put").digest);
+        acked.push(
+            s.put(big.as_slice(), &PutOptions::default())
+                .expect("put")
+                .digest,
+        );
         acked.push(
             s.put_bytes(b"acked small", &PutOptions::default())
                 .expect("put")
@@ -228,7 +232,8 @@ fn failed_fsync_poisons_until_reopen(target: SyncTarget) {
         assert!(s.sync().is_err(), "sync is refused too");
         // Reads of acknowledged data go on.
         for d in &acked {
-            s.verify(d).unwrap_or_else(|e| panic!("{target:?}: read {d}: {e}"));
+            s.verify(d)
+                .unwrap_or_else(|e| panic!("{target:?}: read {d}: {e}"));
         }
     }
     faults.clear();
