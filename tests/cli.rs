@@ -300,3 +300,82 @@ fn demo_runs_and_shows_the_graph() {
     let tree = ok(&ocidb(&store, &["tree", "demo/app:v1"]));
     assert!(tree.contains("linux/amd64"), "{tree}");
 }
+
+#[test]
+fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("synthetic");
+    let store = dir.path().join("store");
+    let out = ok(&ocidb(
+        &store,
+        &[
+            "bench",
+            "gen",
+            "--manifests",
+            "1500",
+            "--seed",
+            "3",
+            "--layout",
+            layout.to_str().expect("utf-8"),
+        ],
+    ));
+    assert!(out.contains("wrote an OCI image layout of 15"), "{out}");
+    let imported = ok(&ocidb(
+        &store,
+        &["import", layout.to_str().expect("utf-8"), "--repo", "synthetic/all"],
+    ));
+    assert!(imported.contains("15"), "{imported}");
+    let fsck = ok(&ocidb(&store, &["fsck"]));
+    assert!(fsck.contains(" 0 problem(s)"), "{fsck}");
+
+    let json = dir.path().join("bench.json");
+    let svg = dir.path().join("scaling.svg");
+    let work = dir.path().join("work");
+    let table = ok(&ocidb(
+        &store,
+        &[
+            "bench",
+            "run",
+            "--quick",
+            "--manifests",
+            "2500",
+            "--sizes",
+            "1200,2500",
+            "--dir",
+            work.to_str().expect("utf-8"),
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--svg",
+            svg.to_str().expect("utf-8"),
+        ],
+    ));
+    for needle in [
+        "ingest: batch",
+        "lookup: stat, cold digests, 1 thread",
+        "referrers: k = 100, artifactType filter",
+        "graph: predecessors",
+        "open: a store of",
+        "gc: durable small puts during GC",
+        "raw redb get",
+        "HashMap",
+    ] {
+        assert!(table.contains(needle), "{needle} missing from:\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("valid JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(rows.len() >= 15, "{}", rows.len());
+    assert!(
+        rows.iter()
+            .filter(|r| r["cost_ratio"].is_number())
+            .all(|r| r["baseline"].is_string()),
+        "every ratio names its baseline"
+    );
+    assert_eq!(report["scaling"].as_array().expect("scaling").len(), 2);
+    let plot = std::fs::read_to_string(&svg).expect("svg");
+    assert!(plot.starts_with("<svg") && plot.contains("<polyline"), "{plot}");
+    assert!(
+        !work.exists() || std::fs::read_dir(&work).expect("work").next().is_none(),
+        "the working directory is cleaned up"
+    );
+}

@@ -216,6 +216,12 @@ pub enum Command {
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
 
+    /// The benchmarking harness: generate synthetic registries, run the
+    /// scenarios against same-run baselines (and peers, with the `peers`
+    /// feature).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
     Inspect {
@@ -224,6 +230,66 @@ pub enum Command {
         /// Limit referrers to this repository.
         #[arg(long)]
         repo: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Generate a synthetic registry (seeded, deterministic) into the store,
+    /// or as an OCI image layout with --layout.
+    #[command(
+        after_help = "Examples:\n  ocidb --store ./big bench gen --preset large\n  ocidb bench gen --preset small --layout ./synthetic-layout"
+    )]
+    Gen {
+        /// small (~10k manifests), medium (~100k) or large (~1M).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Exact manifest count (overrides the preset).
+        #[arg(long)]
+        manifests: Option<u64>,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write an OCI image layout here instead of filling the store.
+        #[arg(long, value_name = "DIR")]
+        layout: Option<PathBuf>,
+    },
+    /// Run every scenario and print the table (scenario, rate, p50, p99,
+    /// cost against a named baseline from the same run, peak RSS).
+    #[command(
+        after_help = "Examples:\n  ocidb bench run --quick\n  ocidb bench run --json bench.json --svg scaling.svg\n  cargo run --release --features peers -- bench run --quick   # with the peers"
+    )]
+    Run {
+        /// Small sizes and short loops (under 3 minutes on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Also write the scaling plot (SVG) here.
+        #[arg(long, value_name = "OUT")]
+        svg: Option<PathBuf>,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Manifests in the main store (default 30k with --quick, else 1M).
+        #[arg(long)]
+        manifests: Option<u64>,
+        /// Store sizes of the scaling curve, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<u64>>,
+        /// Working directory (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench")]
+        dir: PathBuf,
+    },
+    /// Stat every digest listed in KEYS (one per line) in the store and
+    /// print the p50 and this process's peak RSS as JSON (used by `bench
+    /// run` to measure lookup memory in a fresh process).
+    #[command(hide = true)]
+    ProbeLookups {
+        /// File of digests.
+        #[arg(long)]
+        keys: PathBuf,
     },
 }
 

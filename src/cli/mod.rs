@@ -15,7 +15,7 @@ use ocidb::{
 };
 use serde_json::json;
 
-use args::{BlobCommand, Cli, Command, DebugCommand, ManifestCommand};
+use args::{BenchCommand, BlobCommand, Cli, Command, DebugCommand, ManifestCommand};
 use render::Style;
 
 trait IoCtx<T> {
@@ -118,6 +118,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let store_dir = cli.store;
     match cli.command {
         Command::Demo => crate::demo::run(&store_dir),
+        Command::Bench(cmd) => bench(&store_dir, cmd),
         Command::Blob(cmd) => blob(&store_dir, cmd),
         Command::Manifest(cmd) => manifest(&store_dir, cmd),
         Command::Tag { repo, tag, digest } => {
@@ -504,6 +505,90 @@ fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
             let r = Reference::parse(&reference)?;
             let (_, bytes) = open(store_dir)?.get_manifest(&repo, &r)?;
             write_output(output.as_ref(), bytes.as_slice())
+        }
+    }
+}
+
+fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
+    use ocidb::bench::{gen, report, run};
+    match cmd {
+        BenchCommand::Gen {
+            preset,
+            manifests,
+            seed,
+            layout,
+        } => {
+            let spec = match manifests {
+                Some(n) => gen::GenSpec::sized(n, seed),
+                None => gen::GenSpec::preset(gen::Preset::parse(&preset)?, seed),
+            };
+            if let Some(dir) = layout {
+                let marks = gen::generate_layout(&dir, &spec)?;
+                println!(
+                    "wrote an OCI image layout of {} manifests ({} images) to {}",
+                    marks.manifests.len(),
+                    marks.images.len(),
+                    dir.display()
+                );
+                return Ok(());
+            }
+            let store = Store::create(store_dir)?;
+            let total = spec.manifests;
+            let g = gen::generate_into_store(&store, &spec, 10_000, |n| {
+                eprint!("\r{n} of ~{total} manifests");
+            })?;
+            eprintln!();
+            println!(
+                "generated {} manifests ({} images) into {} in {:.1} s ({:.0} manifests/s)",
+                g.manifests,
+                g.landmarks.images.len(),
+                store_dir.display(),
+                g.seconds,
+                g.manifests as f64 / g.seconds
+            );
+            Ok(())
+        }
+        BenchCommand::Run {
+            quick,
+            json,
+            svg,
+            seed,
+            manifests,
+            sizes,
+            dir,
+        } => {
+            let opts = run::RunOptions {
+                quick,
+                dir,
+                seed,
+                manifests,
+                sizes,
+                probe_exe: std::env::current_exe().ok(),
+            };
+            let started = std::time::Instant::now();
+            let r = run::run(&opts, &mut |m| {
+                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64())
+            })?;
+            println!("{}", report::table(&r));
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&r)
+                    .map_err(|e| Error::io("formatting JSON", e.into()))?;
+                fs::write(&p, text)
+                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+                eprintln!("wrote {}", p.display());
+            }
+            if let Some(p) = svg {
+                let title = format!("ocidb: p50 latency against store size (seed {})", r.seed);
+                fs::write(&p, report::scaling_svg(&r.scaling, &title))
+                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(())
+        }
+        BenchCommand::ProbeLookups { keys } => {
+            let v = run::probe_lookups(store_dir, &keys)?;
+            println!("{v}");
+            Ok(())
         }
     }
 }

@@ -1,0 +1,126 @@
+//! Timing and memory probes shared by the scenarios.
+
+use std::time::{Duration, Instant};
+
+use crate::Result;
+
+/// Latency distribution and throughput of one measured operation.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Lat {
+    /// Operations per second (all threads together).
+    pub ops_per_s: f64,
+    /// Median latency in microseconds.
+    pub p50_us: f64,
+    /// 99th-percentile latency in microseconds.
+    pub p99_us: f64,
+    /// Operations timed.
+    pub ops: u64,
+}
+
+/// The `p` quantile of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Summarises per-operation samples taken over `wall`.
+pub fn summarise(mut samples: Vec<Duration>, wall: Duration) -> Lat {
+    samples.sort();
+    Lat {
+        ops_per_s: samples.len() as f64 / wall.as_secs_f64().max(1e-9),
+        p50_us: percentile(&samples, 0.5).as_secs_f64() * 1e6,
+        p99_us: percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        ops: samples.len() as u64,
+    }
+}
+
+/// Runs `op(i)` for i in 0..n, split over `threads` threads, timing each.
+pub fn time_ops(n: usize, threads: usize, op: impl Fn(usize) -> Result<()> + Sync) -> Result<Lat> {
+    let threads = threads.max(1);
+    let started = Instant::now();
+    let per: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let op = &op;
+                s.spawn(move || {
+                    let mut v = Vec::with_capacity(n / threads + 1);
+                    for i in (t..n).step_by(threads) {
+                        let t0 = Instant::now();
+                        op(i)?;
+                        v.push(t0.elapsed());
+                    }
+                    Ok(v)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(crate::Error::Poisoned("bench thread panicked".into())))
+            })
+            .collect()
+    });
+    let wall = started.elapsed();
+    let mut all = Vec::with_capacity(n);
+    for r in per {
+        all.extend(r?);
+    }
+    Ok(summarise(all, wall))
+}
+
+/// Times one run of `f`.
+pub fn time_once<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+    let t = Instant::now();
+    let v = f()?;
+    Ok((v, t.elapsed()))
+}
+
+/// Resets the kernel's peak-RSS mark of this process to its current RSS
+/// (Linux ≥ 4.0), so that the next [`peak_rss_mb`] covers one scenario.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+}
+
+/// Peak resident set size since the last reset, in MiB (0 where the
+/// kernel does not say).
+pub fn peak_rss_mb() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_rates_come_from_the_samples() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        let l = summarise(samples, Duration::from_millis(10));
+        assert_eq!(l.ops, 100);
+        assert!((l.p50_us - 51.0).abs() < 1.5, "{}", l.p50_us);
+        assert!((l.p99_us - 99.0).abs() < 1.5, "{}", l.p99_us);
+        assert!((l.ops_per_s - 10_000.0).abs() < 1.0, "{}", l.ops_per_s);
+    }
+
+    #[test]
+    fn every_operation_runs_once_across_threads() {
+        let hits = std::sync::atomic::AtomicUsize::new(0);
+        let l = time_ops(1000, 3, |_| {
+            hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .expect("runs");
+        assert_eq!(hits.into_inner(), 1000);
+        assert_eq!(l.ops, 1000);
+    }
+}

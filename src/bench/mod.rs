@@ -1,0 +1,12 @@
+//! The benchmarking harness behind `ocidb bench`: a seeded generator of
+//! synthetic registries ([`gen`]), the scenarios with their same-run
+//! baselines ([`run`]), and the table, JSON and SVG output ([`report`]).
+//! Peer approaches (SQLite, the ocidir crate, an oras-style in-memory
+//! graph) are built with the `peers` feature.
+
+pub mod gen;
+pub mod measure;
+#[cfg(feature = "peers")]
+pub mod peers;
+pub mod report;
+pub mod run;
