@@ -26,20 +26,24 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares \
  -Cdebug-assertions -Coverflow-checks"
-cargo build --release --locked --bins
+# An explicit --target keeps the instrumentation off build scripts (as
+# cargo-fuzz does).
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release --locked --bins --target "$host"
+bin="target/$host/release"
 for t in "${targets[@]}"; do
     mkdir -p "artifacts/$t" "corpus-run/$t"
     echo "== $t: ${secs}s"
     # rss_limit: a target that allocates without bound fails the run.
     status=0
-    "./target/release/$t" -max_total_time="$secs" -rss_limit_mb=1024 \
+    "$bin/$t" -max_total_time="$secs" -rss_limit_mb=1024 \
         -max_len=65536 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" "corpus-run/$t" "corpus/$t" \
         >"artifacts/$t.log" 2>&1 || status=$?
     grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)" "artifacts/$t.log" || true
     if [ "$status" -ne 0 ]; then
         tail -40 "artifacts/$t.log" >&2
-        echo "fuzz target $t failed (exit $status); reproduce with: fuzz/target/release/$t fuzz/artifacts/$t/<file>" >&2
+        echo "fuzz target $t failed (exit $status); reproduce with: fuzz/$bin/$t fuzz/artifacts/$t/<file>" >&2
         exit 1
     fi
 done

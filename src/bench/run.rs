@@ -434,7 +434,7 @@ impl Peers {
                 )))
             }
         };
-        let scan_reps = if quick { 3 } else { 5 };
+        let scan_reps = 3;
         let (l, rss) = with_rss(|| {
             time_ops(scan_reps, 1, |_| {
                 check(self.sqlite.referrers(repo, subject, filter)?, "sqlite")
