@@ -10,7 +10,7 @@ use std::fs::File;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{BackendError, StorageBackend};
 
@@ -50,6 +50,26 @@ pub struct FaultInjector {
     /// Per target: fsyncs to let through before the armed ones fail.
     skip: [AtomicU32; TARGETS],
     injected: AtomicU64,
+    power: Mutex<PowerModel>,
+}
+
+/// What a power cut would lose: redb's writes since its last good sync.
+#[derive(Default)]
+struct PowerModel {
+    enabled: bool,
+    /// Database syncs left before the power goes (None: never).
+    syncs_left: Option<u32>,
+    /// The power is gone: writes vanish and syncs fail.
+    cut: bool,
+    /// Undo records of every write since the last sync, oldest first.
+    undo: Vec<Undo>,
+}
+
+enum Undo {
+    /// Bytes at `offset` before a write (`len` bytes were beyond the end).
+    Bytes { offset: u64, old: Vec<u8> },
+    /// The file length before a resize or an extending write.
+    Len(u64),
 }
 
 impl fmt::Debug for FaultInjector {
@@ -83,6 +103,60 @@ impl FaultInjector {
             self.armed[i].store(0, Ordering::SeqCst);
             self.skip[i].store(0, Ordering::SeqCst);
         }
+    }
+
+    /// Models power loss on the database file: from now on every redb
+    /// write is recorded until the next successful sync, and after
+    /// `syncs` more syncs the power goes (that sync fails, later writes
+    /// vanish). Afterwards, with the store closed, [`Self::power_cut`]
+    /// rewinds the file to what the disk could hold.
+    pub fn cut_power_after_syncs(&self, syncs: u32) {
+        if let Ok(mut p) = self.power.lock() {
+            p.enabled = true;
+            p.syncs_left = Some(syncs);
+            p.cut = false;
+            p.undo.clear();
+        }
+    }
+
+    /// Whether the modelled power cut has happened.
+    pub fn power_is_cut(&self) -> bool {
+        self.power.lock().map(|p| p.cut).unwrap_or(false)
+    }
+
+    /// Rewinds the database file at `db_path` (closed) to a state the disk
+    /// could be in after the cut: each write since the last good sync is
+    /// lost or kept at random (`keep_one_in`: 0 loses all of them, n keeps
+    /// about one in n), newest first, as a disk without barriers may
+    /// persist any subset. Returns how many writes were lost.
+    pub fn power_cut(&self, db_path: &Path, seed: u64, keep_one_in: u64) -> std::io::Result<usize> {
+        use std::io::{Seek, SeekFrom, Write};
+        let undo = match self.power.lock() {
+            Ok(mut p) => std::mem::take(&mut p.undo),
+            Err(_) => return Err(std::io::Error::other("power model lock poisoned")),
+        };
+        let mut f = std::fs::OpenOptions::new().write(true).open(db_path)?;
+        let mut x = seed | 1;
+        let mut lost = 0;
+        for u in undo.into_iter().rev() {
+            // xorshift: which writes reached the platter.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if keep_one_in > 0 && x % keep_one_in == 0 {
+                continue;
+            }
+            lost += 1;
+            match u {
+                Undo::Bytes { offset, old } => {
+                    f.seek(SeekFrom::Start(offset))?;
+                    f.write_all(&old)?;
+                }
+                Undo::Len(len) => f.set_len(len)?,
+            }
+        }
+        f.sync_all()?;
+        Ok(lost)
     }
 
     /// How many failures have been injected so far.
@@ -147,6 +221,15 @@ pub(crate) struct FaultyBackend {
     pub faults: Arc<FaultInjector>,
 }
 
+impl FaultyBackend {
+    fn power(&self) -> std::io::Result<std::sync::MutexGuard<'_, PowerModel>> {
+        self.faults
+            .power
+            .lock()
+            .map_err(|_| std::io::Error::other("power model lock poisoned"))
+    }
+}
+
 impl StorageBackend for FaultyBackend {
     fn len(&self) -> Result<u64, BackendIoError> {
         self.inner.len()
@@ -157,6 +240,21 @@ impl StorageBackend for FaultyBackend {
     }
 
     fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
+        let mut p = self.power()?;
+        if p.cut {
+            return Ok(());
+        }
+        if p.enabled {
+            let old_len = self.inner.len()?;
+            if len < old_len {
+                let mut old = vec![0u8; (old_len - len) as usize];
+                self.inner.read(len, &mut old)?;
+                p.undo.push(Undo::Len(old_len));
+                p.undo.push(Undo::Bytes { offset: len, old });
+            } else {
+                p.undo.push(Undo::Len(old_len));
+            }
+        }
         self.inner.set_len(len)
     }
 
@@ -164,10 +262,40 @@ impl StorageBackend for FaultyBackend {
         if self.faults.should_fail(SyncTarget::Database) {
             return Err(injected_error(SyncTarget::Database));
         }
-        self.inner.sync_data()
+        let mut p = self.power()?;
+        if p.cut {
+            return Err(std::io::Error::other("power is cut"));
+        }
+        if let Some(n) = p.syncs_left {
+            if n == 0 {
+                p.cut = true;
+                return Err(std::io::Error::other("power cut during fsync"));
+            }
+            p.syncs_left = Some(n - 1);
+        }
+        self.inner.sync_data()?;
+        p.undo.clear();
+        Ok(())
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
+        let mut p = self.power()?;
+        if p.cut {
+            // The machine is off: nothing reaches the file any more.
+            return Ok(());
+        }
+        if p.enabled {
+            let len = self.inner.len()?;
+            let end = offset + data.len() as u64;
+            if end > len {
+                p.undo.push(Undo::Len(len));
+            }
+            if offset < len {
+                let mut old = vec![0u8; (len.min(end) - offset) as usize];
+                self.inner.read(offset, &mut old)?;
+                p.undo.push(Undo::Bytes { offset, old });
+            }
+        }
         self.inner.write(offset, data)
     }
 
