@@ -143,7 +143,7 @@ impl FaultInjector {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if keep_one_in > 0 && x % keep_one_in == 0 {
+            if keep_one_in > 0 && x.is_multiple_of(keep_one_in) {
                 continue;
             }
             lost += 1;
