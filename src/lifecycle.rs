@@ -62,8 +62,8 @@ pub struct GcPolicy {
     /// Report only; change nothing.
     pub dry_run: bool,
     /// Most deletions per sweep transaction of the GC's own, run while
-    /// writers are idle (busy writers carry the sweep two deletions per
-    /// commit instead). A step stops as soon as a writer is waiting.
+    /// writers are idle (busy writers carry the sweep, one deletion per
+    /// commit, instead). A step stops as soon as a writer is waiting.
     pub sweep_batch: usize,
     /// Runs after marking, before sweeping.
     pub after_mark: Option<GcHook>,
@@ -130,7 +130,9 @@ const BUSY_GAP: Duration = Duration::from_millis(3);
 /// How often the GC thread looks again while writers carry the sweep.
 const IDLE_POLL: Duration = Duration::from_millis(2);
 /// Deletions carried by each writer commit while a GC sweeps: one adds
-/// about half a millisecond to that commit here (its pages join the fsync).
+/// about 0.7 ms to that commit here (its pages join the fsync). If that
+/// commit then fails, its deletions are counted in the report but did not
+/// happen: they stay garbage for the next run.
 const PIGGYBACK_PER_COMMIT: usize = 1;
 
 struct SweepState {
@@ -139,6 +141,8 @@ struct SweepState {
     pos: usize,
     next_log: u64,
     rescued: u64,
+    /// Why a deletion carried by a writer's commit failed.
+    failed: Option<String>,
     report: GcReport,
 }
 
@@ -304,6 +308,7 @@ impl Store {
             pos: 0,
             next_log: 0,
             rescued: 0,
+            failed: None,
             report,
         }));
         let order = Arc::new(order);
@@ -317,7 +322,11 @@ impl Store {
                 let mut st = hook_state
                     .lock()
                     .map_err(|_| Error::Poisoned("gc state lock".into()))?;
-                sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false)
+                let r = sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false);
+                if let Err(e) = &r {
+                    st.failed = Some(e.to_string());
+                }
+                r
             });
             *self
                 .shared
@@ -342,11 +351,17 @@ impl Store {
                     .map_err(|_| Error::Poisoned("sweep hook lock".into()))?
                     .is_some();
                 if !hooked {
-                    // A writer's commit ran the hook and it failed.
-                    return Err(Error::InvalidArgument {
-                        value: "gc sweep".into(),
-                        expected: "a sweep step that succeeds (it failed inside a writer's transaction; run fsck)".into(),
-                    });
+                    // A writer's commit ran the hook and it failed; that
+                    // transaction was dropped whole.
+                    let why = state
+                        .lock()
+                        .map_err(|_| Error::Poisoned("gc state lock".into()))?
+                        .failed
+                        .take()
+                        .unwrap_or_default();
+                    return Err(Error::Corrupt(format!(
+                        "gc sweep stopped: a deletion failed inside a writer's transaction ({why}); run fsck"
+                    )));
                 }
                 // Busy writers (a request within the last few ms) carry the
                 // sweep; between the requests of sparse writers the GC
@@ -362,15 +377,15 @@ impl Store {
                     std::thread::sleep(IDLE_POLL);
                     continue;
                 }
-                // Writers are idle: sweep in steps of our own. Non-durable:
-                // files are unlinked only after a durable commit, and the run
-                // ends with one. A writer that arrives stops the step before
-                // its next deletion.
-                // Between sparse writers' requests a step is durable: it
-                // pays for its own pages, which would otherwise wait in the
-                // write buffer for the next writer's fsync. Then it rests as
-                // long as it ran, leaving the writer thread idle half the
-                // time for arrivals.
+                // Steps of our own. With writers idle they are large and
+                // non-durable (files are unlinked only after a durable
+                // commit, and the run ends with one). Between sparse
+                // writers' requests a step is one deletion and durable: it
+                // pays for its own pages, which would otherwise wait in
+                // redb's write buffer for the next writer's fsync, and then
+                // rests as long as it ran, leaving the writer thread idle
+                // half the time for arrivals. Either way a writer that
+                // arrives stops the step before its next deletion.
                 let sparse = step < batch;
                 let (step_state, order) = (Arc::clone(&state), Arc::clone(&order));
                 let step_started = Instant::now();

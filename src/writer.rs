@@ -161,10 +161,11 @@ pub(crate) struct Shared {
     /// yield when this is non-zero.
     pub waiting: std::sync::atomic::AtomicUsize,
     /// When a foreground job (anything but a GC sweep step) was last sent,
-    /// in microseconds since `epoch`: the sweep slows down while writers
-    /// are active, not only while one is queued.
+    /// in microseconds since `epoch`: a running GC hands its deletions to
+    /// writers' commits while they are busy (see `lifecycle`).
     pub last_foreground_us: std::sync::atomic::AtomicU64,
     pub epoch: std::time::Instant,
+    /// Injected fsync failures (tests only).
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
     /// Set while a GC sweeps and writers are active.
     pub sweep_hook: Mutex<Option<SweepHook>>,
@@ -420,8 +421,8 @@ impl Writer {
         }
         if let Err(e) = txn.commit() {
             // The installed files stay: a commit whose sync failed may
-            // still have reached the disk (redb writes its header before the
-            // second sync), and its records would then point at nothing.
+            // still have reached the disk (redb writes its header before its
+            // one sync), and its records would then point at nothing.
             // The intent lists them; the next open keeps those recorded as
             // files and removes the rest. Poisoning stops writes until then.
             let e = Error::from(e);

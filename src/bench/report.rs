@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One measured scenario.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     /// What was measured (`group: detail`).
     pub scenario: String,
@@ -18,7 +18,7 @@ pub struct Row {
     /// 99th percentile in microseconds.
     pub p99_us: f64,
     /// Unit of `ops_per_s` ("ops" or "MB").
-    pub unit: &'static str,
+    pub unit: String,
     /// The baseline this row is compared with, measured in the same run.
     pub baseline: Option<String>,
     /// This row's cost divided by the baseline's (latency p50, or time per
@@ -31,7 +31,7 @@ pub struct Row {
 }
 
 /// One store size of the scaling curve: series name → p50 in microseconds.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScalePoint {
     /// Manifests in the store.
     pub manifests: u64,
@@ -42,7 +42,7 @@ pub struct ScalePoint {
 }
 
 /// Everything one `bench run` measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     /// `--quick` or full.
     pub quick: bool,
@@ -204,13 +204,14 @@ pub fn scaling_svg(points: &[ScalePoint], title: &str) -> String {
     let xs: Vec<f64> = points.iter().map(|p| p.manifests as f64).collect();
     let ys: Vec<f64> = series.values().flatten().map(|p| p.1).collect();
     let lg = |v: f64| v.max(1e-3).log10();
+    // A hair of slack so that 1,000,005 manifests do not open a decade.
     let (x0, x1) = (
-        lg(xs.iter().copied().fold(f64::MAX, f64::min)).floor(),
-        lg(xs.iter().copied().fold(1.0, f64::max)).ceil(),
+        (lg(xs.iter().copied().fold(f64::MAX, f64::min)) + 0.01).floor(),
+        (lg(xs.iter().copied().fold(1.0, f64::max)) - 0.01).ceil(),
     );
     let (y0, y1) = (
-        lg(ys.iter().copied().fold(f64::MAX, f64::min)).floor(),
-        lg(ys.iter().copied().fold(1e-3, f64::max)).ceil(),
+        (lg(ys.iter().copied().fold(f64::MAX, f64::min)) + 0.01).floor(),
+        (lg(ys.iter().copied().fold(1e-3, f64::max)) - 0.01).ceil(),
     );
     let (x1, y1) = (x1.max(x0 + 1.0), y1.max(y0 + 1.0));
     let px = |x: f64| left + (lg(x) - x0) / (x1 - x0) * (w - left - right);
@@ -235,7 +236,7 @@ pub fn scaling_svg(points: &[ScalePoint], title: &str) -> String {
             r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
             h - bottom,
             h - bottom + 18.0,
-            si(10f64.powi(e))
+            count_label(e)
         );
         e += 1;
     }
@@ -248,7 +249,7 @@ pub fn scaling_svg(points: &[ScalePoint], title: &str) -> String {
             w - right,
             left - 6.0,
             y + 4.0,
-            dur(10f64.powi(e))
+            time_label(e)
         );
         e += 1;
     }
@@ -295,6 +296,26 @@ pub fn scaling_svg(points: &[ScalePoint], title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// 10^e as a count: 10k, 100k, 1M.
+fn count_label(e: i32) -> String {
+    match e {
+        ..=2 => format!("{}", 10f64.powi(e)),
+        3..=5 => format!("{}k", 10f64.powi(e - 3)),
+        6..=8 => format!("{}M", 10f64.powi(e - 6)),
+        _ => format!("1e{e}"),
+    }
+}
+
+/// 10^e microseconds: 0.1 µs, 1 µs, … 1 ms, … 1 s.
+fn time_label(e: i32) -> String {
+    match e {
+        ..=-1 => format!("{} µs", 10f64.powi(e)),
+        0..=2 => format!("{} µs", 10f64.powi(e)),
+        3..=5 => format!("{} ms", 10f64.powi(e - 3)),
+        _ => format!("{} s", 10f64.powi(e - 6)),
+    }
 }
 
 fn xml_escape(s: &str) -> String {
@@ -344,7 +365,7 @@ mod tests {
                 ops_per_s: 1000.0,
                 p50_us: 4.0,
                 p99_us: 9.0,
-                unit: "ops",
+                unit: "ops".into(),
                 baseline: Some("raw redb get (3.00 µs)".into()),
                 cost_ratio: Some(1.33),
                 peak_rss_mb: 12.0,

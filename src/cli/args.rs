@@ -282,6 +282,18 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench")]
         dir: PathBuf,
     },
+    /// Draw the scaling plot (SVG) from the JSON of an earlier `bench run`.
+    #[command(
+        after_help = "Example:\n  ocidb bench plot --json bench.json --svg docs/scaling.svg"
+    )]
+    Plot {
+        /// A `bench run --json` file.
+        #[arg(long)]
+        json: PathBuf,
+        /// Where to write the SVG.
+        #[arg(long)]
+        svg: PathBuf,
+    },
     /// Stat every digest listed in KEYS (one per line) in the store and
     /// print the p50 and this process's peak RSS as JSON (used by `bench
     /// run` to measure lookup memory in a fresh process).

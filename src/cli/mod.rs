@@ -578,11 +578,23 @@ fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
                 eprintln!("wrote {}", p.display());
             }
             if let Some(p) = svg {
-                let title = format!("ocidb: p50 latency against store size (seed {})", r.seed);
-                fs::write(&p, report::scaling_svg(&r.scaling, &title))
+                fs::write(&p, report::scaling_svg(&r.scaling, &plot_title(&r)))
                     .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
                 eprintln!("wrote {}", p.display());
             }
+            Ok(())
+        }
+        BenchCommand::Plot { json, svg } => {
+            let text =
+                fs::read(&json).map_err(|e| Error::io(format!("reading {}", json.display()), e))?;
+            let r: report::Report =
+                serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument {
+                    value: json.display().to_string(),
+                    expected: format!("the JSON of `ocidb bench run --json` ({e})"),
+                })?;
+            fs::write(&svg, report::scaling_svg(&r.scaling, &plot_title(&r)))
+                .map_err(|e| Error::io(format!("writing {}", svg.display()), e))?;
+            eprintln!("wrote {}", svg.display());
             Ok(())
         }
         BenchCommand::ProbeLookups { keys } => {
@@ -591,4 +603,12 @@ fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn plot_title(r: &ocidb::bench::report::Report) -> String {
+    format!(
+        "Referrers (k = 1) and stat p50 against store size (seed {}, {})",
+        r.seed,
+        if r.quick { "--quick" } else { "full run" }
+    )
 }
