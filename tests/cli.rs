@@ -322,7 +322,12 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
     assert!(out.contains("wrote an OCI image layout of 15"), "{out}");
     let imported = ok(&ocidb(
         &store,
-        &["import", layout.to_str().expect("utf-8"), "--repo", "synthetic/all"],
+        &[
+            "import",
+            layout.to_str().expect("utf-8"),
+            "--repo",
+            "synthetic/all",
+        ],
     ));
     assert!(imported.contains("15"), "{imported}");
     let fsck = ok(&ocidb(&store, &["fsck"]));
@@ -373,7 +378,10 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
     );
     assert_eq!(report["scaling"].as_array().expect("scaling").len(), 2);
     let plot = std::fs::read_to_string(&svg).expect("svg");
-    assert!(plot.starts_with("<svg") && plot.contains("<polyline"), "{plot}");
+    assert!(
+        plot.starts_with("<svg") && plot.contains("<polyline"),
+        "{plot}"
+    );
     assert!(
         !work.exists() || std::fs::read_dir(&work).expect("work").next().is_none(),
         "the working directory is cleaned up"
