@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use ocidb::manifest::OCI_MANIFEST;
 use ocidb::{Algorithm, Digest, Hasher};
 
-/// Bumped whenever the on-disk format changes, so stale prebuilt stores are
-/// not reused.
-const FIXTURE_FORMAT: &str = "f2";
+/// Bumped whenever the on-disk format or the fixture content changes, so
+/// stale prebuilt stores are not reused (f3: batch-ingest runs of earlier
+/// versions added parents to the base layer the predecessors bench checks).
+const FIXTURE_FORMAT: &str = "f3";
 
 /// Where prebuilt bench stores live (`target/ocidb-bench/<name>-<format>`).
 pub fn bench_dir(name: &str) -> PathBuf {
