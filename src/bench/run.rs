@@ -270,28 +270,28 @@ fn lookups(
             &raw_lat,
         ));
     }
-    let (l, rss) = with_rss(|| {
-        time_ops(n, 1, |i| {
-            s.read(&cold[i])?;
-            Ok(())
-        })
-    })?;
-    rows.push(vs_latency(
-        row("lookup: get (read all bytes), cold, 1 thread", l, rss),
-        RAW_GET,
-        &raw_lat,
-    ));
-    let (l, rss) = with_rss(|| {
-        time_ops(n, 2, |i| {
-            s.read(&cold[i])?;
-            Ok(())
-        })
-    })?;
-    rows.push(vs_latency(
-        row("lookup: get (read all bytes), cold, 2 threads", l, rss),
-        RAW_GET,
-        &raw_lat,
-    ));
+    for threads in [1, 2] {
+        let (l, rss) = with_rss(|| {
+            time_ops(n, threads, |i| {
+                s.read(&cold[i])?;
+                Ok(())
+            })
+        })?;
+        let what = if threads == 1 {
+            "1 thread"
+        } else {
+            "2 threads"
+        };
+        rows.push(vs_latency(
+            row(
+                format!("lookup: get (read all bytes), cold, {what}"),
+                l,
+                rss,
+            ),
+            RAW_GET,
+            &raw_lat,
+        ));
+    }
     let mut base = row("baseline: raw redb get, same keys", raw_lat, 0.0);
     base = vs_latency(base, "HashMap get", &map_lat);
     rows.push(base);
