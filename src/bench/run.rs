@@ -120,6 +120,30 @@ struct Built {
     ingest_rss: f64,
 }
 
+impl Built {
+    /// Closes the store, runs `f` on its directory (scenarios that need
+    /// the store closed: open time, a probe in another process), reopens.
+    fn while_closed<T>(self, f: impl FnOnce(&Path, &Landmarks) -> Result<T>) -> Result<(Built, T)> {
+        let Built {
+            store,
+            dir,
+            marks,
+            ingest_rate,
+            ingest_rss,
+        } = self;
+        drop(store);
+        let out = f(&dir, &marks)?;
+        let built = Built {
+            store: Store::open(&dir)?,
+            dir,
+            marks,
+            ingest_rate,
+            ingest_rss,
+        };
+        Ok((built, out))
+    }
+}
+
 fn build_store(dir: &Path, spec: &GenSpec, log: &mut dyn FnMut(&str)) -> Result<Built> {
     let _ = std::fs::remove_dir_all(dir);
     let store = Store::open_with(dir, StoreOptions::default(), true)?;
@@ -737,26 +761,20 @@ fn ingest_rows(
     Ok(())
 }
 
+/// Open time of the (closed) store at `dir` against a raw redb open.
 fn open_rows(
-    built: Built,
+    dir: &Path,
+    manifests: usize,
     raw: &Path,
     rows: &mut Vec<Row>,
     #[cfg(feature = "peers")] peers: &Peers,
-) -> Result<Built> {
-    let Built {
-        store,
-        dir,
-        marks,
-        ingest_rate,
-        ingest_rss,
-    } = built;
-    drop(store);
+) -> Result<()> {
     let mut samples = Vec::new();
     let mut rss = 0.0;
     for _ in 0..5 {
         reset_peak_rss();
         let t = Instant::now();
-        let s = Store::open(&dir)?;
+        let s = Store::open(dir)?;
         samples.push(t.elapsed());
         rss = peak_rss_mb();
         drop(s);
@@ -772,10 +790,7 @@ fn open_rows(
     let base = measure::summarise(raw_samples, Duration::from_secs(1));
     let mut r = vs_latency(
         row(
-            format!(
-                "open: a store of {} manifests (floor < 100 ms)",
-                marks.manifests.len()
-            ),
+            format!("open: a store of {manifests} manifests (floor < 100 ms)"),
             Lat {
                 ops_per_s: 0.0,
                 ..ours
@@ -803,13 +818,7 @@ fn open_rows(
         r.cost_ratio = Some(us / ours.p50_us.max(1e-3));
         rows.push(r);
     }
-    Ok(Built {
-        store: Store::open(&dir)?,
-        dir,
-        marks,
-        ingest_rate,
-        ingest_rss,
-    })
+    Ok(())
 }
 
 /// Stat lookups of `keys` in a fresh `ocidb bench probe-lookups` process
@@ -1050,34 +1059,23 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     }
     log("open");
     drop(raw);
-    let b = open_rows(
-        b,
-        &base_dir.join("raw.redb"),
-        &mut rows,
-        #[cfg(feature = "peers")]
-        &peers,
-    )?;
-    // Lookup memory in a fresh process, while the store is closed (and
-    // before gc deletes some of the sampled digests).
-    let Built {
-        store,
-        dir,
-        marks,
-        ingest_rate,
-        ingest_rss,
-    } = b;
-    drop(store);
-    if let Some((mut p, keys)) = main_point {
-        reprobe(&mut p, opts.probe_exe.as_deref(), &dir, &keys)?;
-        scaling.push(p);
-    }
-    let b = Built {
-        store: Store::open(&dir)?,
-        dir,
-        marks,
-        ingest_rate,
-        ingest_rss,
-    };
+    // With the store closed: its open time, and lookup memory in a fresh
+    // process (before gc deletes some of the sampled digests).
+    let (b, ()) = b.while_closed(|dir, marks| {
+        open_rows(
+            dir,
+            marks.manifests.len(),
+            &base_dir.join("raw.redb"),
+            &mut rows,
+            #[cfg(feature = "peers")]
+            &peers,
+        )?;
+        if let Some((mut p, keys)) = main_point {
+            reprobe(&mut p, opts.probe_exe.as_deref(), dir, &keys)?;
+            scaling.push(p);
+        }
+        Ok(())
+    })?;
     log("gc");
     gc_rows(&b, opts.quick, &mut rows)?;
     let manifests = b.marks.manifests.len() as u64;
