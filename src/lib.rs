@@ -48,7 +48,7 @@ pub use graph::{
 };
 pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
-pub use lifecycle::{GcPolicy, GcReport, Lease};
+pub use lifecycle::{GcPolicy, GcReport, Lease, SweepPace};
 pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use record::Placement;

@@ -1023,6 +1023,8 @@ impl<R: Read> Read for VerifiedReader<R> {
 
 fn init_schema(db: &Database, root: &Path) -> Result<()> {
     let txn = db.begin_write()?;
+    // Earlier builds kept the GC change log in a table; it is dead weight.
+    txn.delete_table(tables::RETIRED_GC_LOG)?;
     {
         tables::create_all(&txn)?;
         let mut meta = txn.open_table(META)?;

@@ -44,9 +44,9 @@ pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("lea
 /// `lease id(8) digest(65) -> ()`: what a lease holds.
 pub(crate) const LEASE_ITEMS: TableDefinition<&[u8; MEMBER_LEN], ()> =
     TableDefinition::new("lease_items");
-/// `sequence -> digest`: what became reachable while a GC runs (cleared
-/// when it ends). See lifecycle.rs.
-pub(crate) const GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
+/// Written by earlier builds while a GC ran (the change log now lives in
+/// memory: a GC run does not outlive its process). Dropped at open.
+pub(crate) const RETIRED_GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
 
 pub(crate) const EDGE_IN_LEN: usize = DIGEST_KEY_LEN * 2 + 1;
 pub(crate) const REFERRER_LEN: usize = 8 + DIGEST_KEY_LEN + 4 + DIGEST_KEY_LEN;
@@ -69,7 +69,6 @@ pub(crate) struct WriteTables<'t> {
     pub member_of: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub leases: redb::Table<'t, u64, &'static [u8]>,
     pub lease_items: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
-    pub gc_log: redb::Table<'t, u64, &'static DKey>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -89,7 +88,6 @@ impl<'t> WriteTables<'t> {
             member_of: txn.open_table(MEMBER_OF)?,
             leases: txn.open_table(LEASES)?,
             lease_items: txn.open_table(LEASE_ITEMS)?,
-            gc_log: txn.open_table(GC_LOG)?,
         })
     }
 }

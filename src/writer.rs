@@ -91,8 +91,11 @@ impl Batch<'_> {
     /// marking from an older snapshot. A no-op when no GC runs.
     pub fn note_reachable(&mut self, digest: &Digest) -> Result<()> {
         if self.shared.gc_active.load(Ordering::Acquire) {
-            let seq = self.shared.gc_seq.fetch_add(1, Ordering::AcqRel);
-            self.t.gc_log.insert(seq, &digest.to_key())?;
+            self.shared
+                .gc_log
+                .lock()
+                .map_err(|_| Error::Poisoned("gc log lock".into()))?
+                .push(*digest);
         }
         Ok(())
     }
@@ -154,9 +157,15 @@ pub(crate) type SweepHook = Box<dyn FnMut(&mut Batch<'_>) -> Result<()> + Send>;
 pub(crate) struct Shared {
     pub poisoned: AtomicBool,
     pub poison_reason: Mutex<String>,
-    /// Set while a GC sweeps; writers then log what they make reachable.
+    /// Set while a GC runs; writers then log what they make reachable.
     pub gc_active: AtomicBool,
-    pub gc_seq: std::sync::atomic::AtomicU64,
+    /// What writers made reachable since the sweep last looked, for the
+    /// sweep to rescue. Only the writer thread touches it (jobs append, the
+    /// sweep drains), so it needs no redb table: a table cost every commit
+    /// during a GC a page, and a GC run does not outlive its process. An
+    /// entry from a job whose transaction then failed only rescues a
+    /// candidate needlessly (it waits for the next run).
+    pub gc_log: Mutex<Vec<Digest>>,
     /// Jobs sent and not yet taken by the writer: long jobs (GC sweep steps)
     /// yield when this is non-zero.
     pub waiting: std::sync::atomic::AtomicUsize,
@@ -179,7 +188,7 @@ impl Shared {
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             gc_active: AtomicBool::new(false),
-            gc_seq: std::sync::atomic::AtomicU64::new(0),
+            gc_log: Mutex::new(Vec::new()),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
@@ -189,6 +198,16 @@ impl Shared {
     pub fn note_foreground(&self) {
         let now = self.epoch.elapsed().as_micros() as u64;
         self.last_foreground_us.store(now, Ordering::Release);
+    }
+
+    /// Empties the GC change log, returning what it held.
+    pub fn take_gc_log(&self) -> Result<Vec<Digest>> {
+        Ok(std::mem::take(
+            &mut *self
+                .gc_log
+                .lock()
+                .map_err(|_| Error::Poisoned("gc log lock".into()))?,
+        ))
     }
 
     /// Whether a foreground job was sent within `window`.
