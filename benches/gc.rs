@@ -135,32 +135,40 @@ fn gc_policy() -> GcPolicy {
     }
 }
 
-/// How long writers keep going while a [`SweepPace::Yield`] GC runs: under
-/// a saturating writer it sweeps slowly, so the writer stops after this
-/// window and the rest of the sweep runs at full speed.
+/// How long writers keep going while a [`SweepPace::Yield`] GC sweeps:
+/// under a saturating writer it sweeps slowly, so the writer stops after
+/// this window and the rest of the sweep runs at full speed.
 const YIELD_WINDOW: Duration = Duration::from_secs(20);
 
-/// Starts a yield-paced GC and waits until it ends or [`YIELD_WINDOW`]
-/// passes. Returns the still-running GC, how many of the garbage manifests
-/// `garbage` were gone when the wait ended, and how long it waited.
+/// Starts a yield-paced GC and waits until it ends or has swept for
+/// [`YIELD_WINDOW`]. Returns the still-running GC, how many of the garbage
+/// manifests `garbage` were gone when the wait ended, and how long it had
+/// swept by then.
 fn yield_gc(
     store: &Arc<Store>,
     garbage: std::ops::Range<u64>,
 ) -> (std::thread::JoinHandle<GcReport>, u64, Duration) {
     let runner = Arc::clone(store);
+    let swept_since: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let marked = Arc::clone(&swept_since);
     let gc = std::thread::spawn(move || {
         runner
             .gc(&GcPolicy {
                 pace: SweepPace::Yield,
+                after_mark: Some(Arc::new(move || {
+                    *marked.lock().expect("lock") = Some(Instant::now());
+                })),
                 ..gc_policy()
             })
             .expect("gc")
     });
-    let t = Instant::now();
-    while !gc.is_finished() && t.elapsed() < YIELD_WINDOW {
+    // The writer runs through the mark and the first YIELD_WINDOW of the
+    // sweep.
+    let sweeping = || *swept_since.lock().expect("lock");
+    while !gc.is_finished() && sweeping().is_none_or(|t| t.elapsed() < YIELD_WINDOW) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let waited = t.elapsed();
+    let waited = sweeping().map_or(Duration::ZERO, |t| t.elapsed());
     let gone = garbage
         .filter(|&n| {
             let d = ocidb::Hasher::digest_of(
@@ -210,9 +218,9 @@ fn yield_run(
     let t = Instant::now();
     let report = gc.join().expect("gc thread");
     println!(
-        "  durable small puts {what}, GC with SweepPace::Yield: {gone} of {total} untagged manifests swept in the {:.1} s the writer ran ({:.0}/s); the rest in {:.1} s once it stopped ({} deleted in all):",
+        "  durable small puts {what}, GC with SweepPace::Yield: {gone} of {total} untagged manifests swept in the first {:.1} s of the sweep, with the writer running ({:.0}/s); the rest in {:.1} s once it stopped ({} deleted in all):",
         waited.as_secs_f64(),
-        gone as f64 / waited.as_secs_f64(),
+        gone as f64 / waited.as_secs_f64().max(1e-3),
         t.elapsed().as_secs_f64(),
         report.deleted_manifests + report.deleted_blobs
     );
