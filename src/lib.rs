@@ -31,6 +31,7 @@ mod keys;
 pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
+mod mark;
 pub mod names;
 mod record;
 pub mod sample;

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableTable as _, ReadableTableMetadata as _};
+use redb::{ReadTransaction, ReadableTable as _};
 use serde::Serialize;
 
 use crate::digest::Digest;
@@ -30,10 +30,11 @@ use crate::error::{Error, Result};
 use crate::graph::{self, MEMBER_MANIFEST};
 use crate::keys;
 use crate::manifest::EdgeKind;
+use crate::mark::{mark, Candidate, MarkRules, Marked};
 use crate::names;
 use crate::record::{le8, BlobRecord, VALUE_FORMAT_V1};
 use crate::store::Store;
-use crate::tables::{self, BLOBS, EDGES_IN, EDGES_OUT, LEASES, LEASE_ITEMS, MEMBERS, TAGS};
+use crate::tables::{self, LEASES};
 use crate::writer::{now_ms, Batch};
 
 const NEXT_LEASE: &str = "next_lease_id";
@@ -145,12 +146,6 @@ pub struct GcReport {
     pub mark_ms: u64,
     /// Time spent sweeping.
     pub sweep_ms: u64,
-}
-
-#[derive(Clone, Copy)]
-struct Candidate {
-    size: u64,
-    manifest: bool,
 }
 
 /// Sweep state shared with the sweep jobs in the writer thread.
@@ -304,12 +299,16 @@ impl Store {
         let grace_ms = u64::try_from(policy.grace.as_millis()).unwrap_or(u64::MAX);
         // Mark at the lowest CPU priority: on a small machine it would
         // otherwise compete with the writer thread for a core.
-        let (dead, total, order) = std::thread::scope(|s| {
+        let rules = MarkRules {
+            now_ms: now,
+            grace_ms,
+            delete_untagged: policy.delete_untagged,
+            leases: live_leases(&txn, now)?.iter().map(|l| l.id).collect(),
+        };
+        let Marked { dead, order, total } = std::thread::scope(|s| {
             s.spawn(|| {
                 lower_thread_priority();
-                let (dead, total) = mark(&txn, now, grace_ms, policy.delete_untagged)?;
-                let order = sweep_order(&txn, &dead)?;
-                Ok::<_, Error>((dead, total, order))
+                mark(&txn, &rules)
             })
             .join()
             .map_err(|_| Error::Poisoned("the gc mark thread panicked".into()))?
@@ -524,7 +523,7 @@ fn graph_counter(b: &mut Batch<'_>) -> Result<u64> {
     Ok(cur)
 }
 
-fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
+pub(crate) fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
     // Same layout as a repository member key: id(8) then digest(65).
     keys::member_range(lease)
 }
@@ -579,135 +578,6 @@ fn live_leases(txn: &ReadTransaction, now: u64) -> Result<Vec<Lease>> {
     Ok(out)
 }
 
-/// Marks from the roots on a snapshot. Returns the unreachable records and
-/// the number of records.
-fn mark(
-    txn: &ReadTransaction,
-    now: u64,
-    grace_ms: u64,
-    delete_untagged: bool,
-) -> Result<(HashMap<Digest, Candidate>, u64)> {
-    let mut queue: VecDeque<Digest> = VecDeque::new();
-    let mut marked: HashSet<Digest> = HashSet::new();
-    let mut root = |d: Digest, queue: &mut VecDeque<Digest>| {
-        if marked.insert(d) {
-            queue.push_back(d);
-        }
-    };
-    for e in txn.open_table(TAGS)?.iter()? {
-        let (_, v) = e?;
-        root(Digest::from_key(v.value())?, &mut queue);
-    }
-    let items = txn.open_table(LEASE_ITEMS)?;
-    for lease in live_leases(txn, now)? {
-        let (lo, hi) = lease_range(lease.id);
-        for e in items.range::<&[u8; _]>(&lo..=&hi)? {
-            let (k, _) = e?;
-            root(keys::member_digest(k.value())?, &mut queue);
-        }
-    }
-    if !delete_untagged {
-        for e in txn.open_table(MEMBERS)?.iter()? {
-            let (k, v) = e?;
-            if v.value() == MEMBER_MANIFEST {
-                root(keys::member_digest(k.value())?, &mut queue);
-            }
-        }
-    }
-    let blobs = txn.open_table(BLOBS)?;
-    let total = blobs.len()?;
-    let mut records = HashMap::with_capacity(total as usize);
-    for e in blobs.iter()? {
-        let (k, v) = e?;
-        let d = Digest::from_key(k.value())?;
-        let rec = BlobRecord::decode(v.value())?;
-        let young = now.saturating_sub(rec.created_ms) < grace_ms;
-        if young || (!delete_untagged && rec.manifest) {
-            root(d, &mut queue);
-        }
-        records.insert(
-            d,
-            Candidate {
-                size: rec.size,
-                manifest: rec.manifest,
-            },
-        );
-    }
-    let out_t = txn.open_table(EDGES_OUT)?;
-    let in_t = txn.open_table(EDGES_IN)?;
-    while let Some(d) = queue.pop_front() {
-        for (kind, child, _) in graph::edges_of(&out_t, &d)? {
-            // A referrer does not keep its subject alive.
-            if kind != EdgeKind::Subject && marked.insert(child) {
-                queue.push_back(child);
-            }
-        }
-        // Referrers of a live subject are live.
-        for referrer in referrers_of(&in_t, &d)? {
-            if marked.insert(referrer) {
-                queue.push_back(referrer);
-            }
-        }
-    }
-    records.retain(|d, _| !marked.contains(d));
-    Ok((records, total))
-}
-
-/// Orders candidates so that a parent comes before its children and a
-/// subject before its referrers: once a node is deleted, nothing that could
-/// have rescued a later candidate is left to rescue it.
-fn sweep_order(txn: &ReadTransaction, dead: &HashMap<Digest, Candidate>) -> Result<Vec<Digest>> {
-    let out_t = txn.open_table(EDGES_OUT)?;
-    let mut indegree: HashMap<Digest, usize> = dead.keys().map(|d| (*d, 0)).collect();
-    let mut after: HashMap<Digest, Vec<Digest>> = HashMap::new();
-    for d in dead.keys() {
-        for (kind, other, _) in graph::edges_of(&out_t, d)? {
-            if !dead.contains_key(&other) || other == *d {
-                continue;
-            }
-            // parent -> child, but subject -> referrer.
-            let (first, second) = if kind == EdgeKind::Subject {
-                (other, *d)
-            } else {
-                (*d, other)
-            };
-            after.entry(first).or_default().push(second);
-            if let Some(n) = indegree.get_mut(&second) {
-                *n += 1;
-            }
-        }
-    }
-    let mut ready: Vec<Digest> = indegree
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(d, _)| *d)
-        .collect();
-    ready.sort();
-    let mut order = Vec::with_capacity(dead.len());
-    let mut done: HashSet<Digest> = HashSet::with_capacity(dead.len());
-    while let Some(d) = ready.pop() {
-        if !done.insert(d) {
-            continue;
-        }
-        order.push(d);
-        for next in after.get(&d).into_iter().flatten() {
-            if let Some(n) = indegree.get_mut(next) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    ready.push(*next);
-                }
-            }
-        }
-    }
-    // Cycles (possible only with hand-made content) go last, in key order.
-    let mut rest: Vec<Digest> = dead.keys().filter(|d| !done.contains(d)).copied().collect();
-    rest.sort();
-    order.extend(rest);
-    Ok(order)
-}
-
-/// Rescues every candidate reachable, as of this transaction, from what
-/// writers logged since the last sweep transaction.
 /// Rescues what writers made reachable, then deletes up to `max` of the
 /// remaining candidates in sweep order. With `yield_to_writers`, stops
 /// before a deletion when a writer is queued (it then waits for at most one
@@ -742,6 +612,8 @@ fn sweep_some(
     Ok(())
 }
 
+/// Rescues every candidate reachable, as of this transaction, from what
+/// writers logged since the last sweep transaction.
 fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
     let mut queue: VecDeque<Digest> = b.shared.take_gc_log()?.into();
     let mut visited: HashSet<Digest> = HashSet::new();

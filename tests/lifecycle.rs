@@ -277,6 +277,84 @@ fn dry_run_changes_nothing() {
     }
 }
 
+/// Liveness passes through digests that are referenced but not stored: a
+/// sparse index's missing child keeps that child's referrers, and so does a
+/// lease on a subject that has not been pushed yet.
+#[test]
+fn referrers_of_a_missing_but_live_digest_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    let repo = "gc/sparse";
+    let empty = blob(&s, b"{}", "application/vnd.oci.empty.v1+json", None);
+    let missing_child = json!({"mediaType": OCI_MANIFEST, "digest": ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, b"platform manifest never pushed"), "size": 30});
+    let bytes = json!({"schemaVersion": 2, "mediaType": ocidb::manifest::OCI_INDEX, "manifests": [missing_child]}).to_string();
+    s.put_manifest(
+        repo,
+        bytes.as_bytes(),
+        &ManifestOptions {
+            tags: vec!["v1".into()],
+            ..ManifestOptions::default()
+        },
+    )
+    .expect("sparse index");
+    let sig = blob(
+        &s,
+        b"signature of the missing child",
+        "application/jose+json",
+        None,
+    );
+    let (r, _) = manifest(
+        &s,
+        repo,
+        &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cncf.notary.signature", "config": empty, "layers": [sig], "subject": missing_child}),
+        &[],
+        None,
+    );
+    let pending = json!({"mediaType": OCI_MANIFEST, "digest": ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, b"subject still uploading"), "size": 23});
+    let lease = s.create_lease(Duration::from_secs(600)).expect("lease");
+    s.lease_add(lease.id, &[digest_of(&pending)])
+        .expect("lease the pending subject");
+    let sbom = blob(
+        &s,
+        b"sbom of the pending subject",
+        "application/spdx+json",
+        None,
+    );
+    let (r2, _) = manifest(
+        &s,
+        repo,
+        &json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json", "config": empty, "layers": [sbom], "subject": pending}),
+        &[],
+        None,
+    );
+
+    let report = s.gc(&grace0(true)).expect("gc");
+    assert_eq!(
+        report.deleted_manifests + report.deleted_blobs,
+        0,
+        "{report:?}"
+    );
+    for d in [r, digest_of(&sig), r2, digest_of(&sbom), digest_of(&empty)] {
+        assert!(present(&s, &d), "{d} is reachable and was deleted");
+    }
+
+    s.release_lease(lease.id).expect("release");
+    s.gc(&grace0(true)).expect("gc");
+    assert!(present(&s, &r), "still reached through the tagged index");
+    assert!(!present(&s, &r2), "the lease was its only root");
+    assert!(!present(&s, &digest_of(&sbom)));
+
+    s.untag(repo, "v1").expect("untag");
+    s.gc(&grace0(true)).expect("gc");
+    for d in [r, digest_of(&sig), digest_of(&empty)] {
+        assert!(
+            !present(&s, &d),
+            "{d} is garbage once the index is untagged"
+        );
+    }
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
+}
+
 #[test]
 fn leases_protect_in_flight_work_until_released_or_expired() {
     let dir = tempfile::tempdir().expect("tempdir");
