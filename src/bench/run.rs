@@ -581,6 +581,15 @@ fn with_probe<T>(
     tag: u64,
     during: impl FnOnce() -> Result<T>,
 ) -> Result<(T, Lat, Duration)> {
+    let (r, samples, wall) = with_probe_samples(store, tag, during)?;
+    Ok((r, measure::summarise(samples, wall), wall))
+}
+
+fn with_probe_samples<T>(
+    store: &Store,
+    tag: u64,
+    during: impl FnOnce() -> Result<T>,
+) -> Result<(T, Vec<Duration>, Duration)> {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let h = s.spawn(|| probe_writer(store, &stop, tag));
@@ -591,8 +600,32 @@ fn with_probe<T>(
         let samples = h
             .join()
             .unwrap_or_else(|_| Err(Error::Poisoned("probe writer panicked".into())))?;
-        Ok((r?, measure::summarise(samples, wall), wall))
+        Ok((r?, samples, wall))
     })
+}
+
+/// The probe's latencies with no GC running: `secs` before `gc` and `secs`
+/// after it, pooled. On a shared machine one quiet window's p99 swings by
+/// 1.5x from the next; a window on each side of the GC halves the chance
+/// that the baseline is a lucky (or unlucky) moment.
+fn around_gc<T>(
+    store: &Store,
+    tag: u64,
+    secs: u64,
+    gc: impl FnOnce() -> Result<T>,
+) -> Result<(T, Lat)> {
+    let quiet = || {
+        with_probe_samples(store, tag, || {
+            std::thread::sleep(Duration::from_secs(secs));
+            Ok(())
+        })
+    };
+    let (_, mut samples, mut wall) = quiet()?;
+    let r = gc()?;
+    let (_, after, after_wall) = quiet()?;
+    samples.extend(after);
+    wall += after_wall;
+    Ok((r, measure::summarise(samples, wall)))
 }
 
 fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
@@ -614,10 +647,7 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
         pace: SweepPace::Steady,
         ..GcPolicy::default()
     };
-    let (_, without, _) = with_probe(&b.store, 1, || {
-        std::thread::sleep(Duration::from_secs(if quick { 2 } else { 5 }));
-        Ok(())
-    })?;
+    let quiet_secs = if quick { 2 } else { 5 };
     let ((dry, rss), _, _) = with_probe(&b.store, 2, || {
         with_rss(|| {
             b.store.gc(&GcPolicy {
@@ -633,7 +663,9 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
         dry.digests.len()
     );
     rows.push(r);
-    let ((real, rss), during, wall) = with_probe(&b.store, 3, || with_rss(|| b.store.gc(&policy)))?;
+    let (((real, rss), during, wall), without) = around_gc(&b.store, 1, quiet_secs, || {
+        with_probe(&b.store, 3, || with_rss(|| b.store.gc(&policy)))
+    })?;
     let deleted = real.deleted_manifests + real.deleted_blobs;
     let mut r = row(
         "gc: sweep while a writer pushes (Steady pace)",
@@ -665,10 +697,6 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
             more += 1;
         }
     }
-    let (_, without, _) = with_probe(&b.store, 4, || {
-        std::thread::sleep(Duration::from_secs(if quick { 2 } else { 5 }));
-        Ok(())
-    })?;
     let window = Duration::from_secs(if quick { 3 } else { 10 });
     // The writer runs through the mark and the first `window` of the sweep.
     let swept_since: std::sync::Arc<std::sync::Mutex<Option<Instant>>> = Default::default();
@@ -682,23 +710,25 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
         })),
         ..policy
     };
-    let (report, during, wall) = std::thread::scope(|s| {
-        let gc = s.spawn(|| b.store.gc(&yielding));
-        let (_, during, wall) = with_probe(&b.store, 5, || {
-            let window_over = || {
-                swept_since
-                    .lock()
-                    .map_or(true, |t| t.is_some_and(|t| t.elapsed() >= window))
-            };
-            while !gc.is_finished() && !window_over() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(())
-        })?;
-        let report = gc
-            .join()
-            .map_err(|_| Error::Poisoned("gc thread panicked".into()))??;
-        Ok::<_, Error>((report, during, wall))
+    let ((report, during, wall), without) = around_gc(&b.store, 4, quiet_secs, || {
+        std::thread::scope(|s| {
+            let gc = s.spawn(|| b.store.gc(&yielding));
+            let (_, during, wall) = with_probe(&b.store, 5, || {
+                let window_over = || {
+                    swept_since
+                        .lock()
+                        .map_or(true, |t| t.is_some_and(|t| t.elapsed() >= window))
+                };
+                while !gc.is_finished() && !window_over() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            })?;
+            let report = gc
+                .join()
+                .map_err(|_| Error::Poisoned("gc thread panicked".into()))??;
+            Ok::<_, Error>((report, during, wall))
+        })
     })?;
     rows.push(p99_row(
         "gc: durable small puts during GC, Yield pace (p99 floor ≤ 2×)",
@@ -717,7 +747,7 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
 fn p99_row(name: &str, during: Lat, without: &Lat, note: String) -> Row {
     let mut r = row(name, during, 0.0);
     r.baseline = Some(format!(
-        "the same puts without GC (p50 {}, p99 {})",
+        "the same puts without GC, just before and just after it (p50 {}, p99 {})",
         dur(without.p50_us),
         dur(without.p99_us)
     ));
