@@ -154,7 +154,8 @@ const FOREGROUND_WINDOW: Duration = Duration::from_millis(20);
 /// Writers that sent a request this recently are busy: they carry the
 /// sweep alone.
 const BUSY_GAP: Duration = Duration::from_millis(3);
-/// How often the GC thread looks again while writers carry the sweep.
+/// How often the GC thread looks again while writers carry the sweep (at
+/// Yield pace, at least this long).
 const IDLE_POLL: Duration = Duration::from_millis(2);
 /// Deletions carried by a writer commit while a GC sweeps: one takes a
 /// small put's commit from ~0.36 to ~0.64 ms here (~80 µs of it CPU, the
@@ -416,7 +417,17 @@ impl Store {
                     batch
                 };
                 if step == 0 {
-                    std::thread::sleep(IDLE_POLL);
+                    // At Yield pace nothing can happen before writers have
+                    // been quiet for the whole window, so sleep until then
+                    // rather than wake every IDLE_POLL: each wake-up is a
+                    // thread that can land on a writer's core.
+                    let nap = match policy.pace {
+                        SweepPace::Yield => FOREGROUND_WINDOW
+                            .saturating_sub(self.shared.since_foreground())
+                            .max(IDLE_POLL),
+                        SweepPace::Steady => IDLE_POLL,
+                    };
+                    std::thread::sleep(nap);
                     continue;
                 }
                 // Steps of our own. With writers idle they are large and

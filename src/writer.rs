@@ -210,6 +210,16 @@ impl Shared {
         ))
     }
 
+    /// How long ago the last foreground job was sent (`Duration::MAX` if
+    /// none was).
+    pub fn since_foreground(&self) -> std::time::Duration {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        match self.last_foreground_us.load(Ordering::Acquire) {
+            0 => std::time::Duration::MAX,
+            last => std::time::Duration::from_micros(now.saturating_sub(last)),
+        }
+    }
+
     /// Whether a foreground job was sent within `window`.
     pub fn foreground_within(&self, window: std::time::Duration) -> bool {
         let now = self.epoch.elapsed().as_micros() as u64;
