@@ -85,14 +85,15 @@ pub enum SweepPace {
     /// within the last 20 ms) only one writer commit in
     /// [`YIELD_PIGGYBACK_EVERY`] carries a deletion and the GC takes no
     /// steps of its own. Writers' p99 stayed within 2× of what it is
-    /// without a GC on a 50k-manifest store (not on a 1M one, where the long
-    /// mark measured 2.3×), but under sustained writes the sweep slows to
-    /// under 1% of the commit rate and finishes in the next pause.
+    /// without a GC (1.0–1.7× on a 50k-manifest store, 1.3× and 1.97× on a
+    /// 1M one), but under sustained writes the sweep slows to under 1% of
+    /// the commit rate and finishes in the next pause.
     #[default]
     Yield,
     /// The sweep never stalls: every writer commit carries one deletion,
     /// and between sparse writers' requests the GC takes one-deletion steps
-    /// of its own. Writers' p99 roughly doubles (1.5–3× here) while it runs.
+    /// of its own. Writers' p99 is 1.5–3.3× its no-GC value here while it
+    /// runs.
     Steady,
 }
 
