@@ -9,9 +9,10 @@
 //!
 //! `cargo run --release --example mark_interference -- STORE` (`ROUNDS`,
 //! default 4; `WINDOW_S`, default 8; `CACHE_MB`, default 256). STORE is an
-//! existing store, such as the `main` store that `ocidb bench run` leaves
-//! under `target/ocidb-bench/run-*` or a copy of
-//! `target/ocidb-bench/graph-1m-f3/store`; the puts add small blobs to it.
+//! existing store, such as a synthetic registry from `ocidb --store STORE
+//! bench gen --preset large` (about 1M manifests, tagged, with referrers)
+//! or a copy of `target/ocidb-bench/graph-1m-f3/store`; the puts add small
+//! blobs to it.
 use std::error::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
