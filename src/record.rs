@@ -64,15 +64,8 @@ impl BlobRecord {
     }
 
     pub fn decode(b: &[u8]) -> Result<BlobRecord> {
-        let corrupt =
-            |why: &str| Error::Corrupt(format!("blob record of {} bytes: {why}", b.len()));
-        let fixed: &[u8; FIXED] = b
-            .get(..FIXED)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| corrupt("shorter than the fixed header"))?;
-        if fixed[0] != VALUE_FORMAT_V1 {
-            return Err(corrupt(&format!("unknown format version {}", fixed[0])));
-        }
+        let corrupt = |why: &str| corrupt_record(b, why);
+        let fixed = fixed_part(b)?;
         let flags = fixed[1];
         let placement = match flags & (FLAG_INLINE | FLAG_FILE) {
             FLAG_INLINE => Placement::Inline,
@@ -131,27 +124,35 @@ pub(crate) struct RecordHeader {
 
 impl RecordHeader {
     pub fn decode(b: &[u8]) -> Result<RecordHeader> {
-        let fixed: &[u8; FIXED] =
-            b.get(..FIXED)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "blob record of {} bytes: shorter than the fixed header of {FIXED}",
-                        b.len()
-                    ))
-                })?;
-        if fixed[0] != VALUE_FORMAT_V1 {
-            return Err(Error::Corrupt(format!(
-                "blob record: unknown format version {}, expected {VALUE_FORMAT_V1}",
-                fixed[0]
-            )));
-        }
+        let fixed = fixed_part(b)?;
         Ok(RecordHeader {
             size: u64::from_le_bytes(le8(&fixed[2..10])),
             created_ms: u64::from_le_bytes(le8(&fixed[10..18])),
             manifest: fixed[1] & FLAG_MANIFEST != 0,
         })
     }
+}
+
+fn corrupt_record(b: &[u8], why: &str) -> Error {
+    Error::Corrupt(format!("blob record of {} bytes: {why}", b.len()))
+}
+
+/// The fixed part of a record, once its length and version are checked.
+fn fixed_part(b: &[u8]) -> Result<&[u8; FIXED]> {
+    let fixed: &[u8; FIXED] = b
+        .get(..FIXED)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt_record(b, "shorter than the fixed header"))?;
+    if fixed[0] != VALUE_FORMAT_V1 {
+        return Err(corrupt_record(
+            b,
+            &format!(
+                "unknown format version {}, expected {VALUE_FORMAT_V1}",
+                fixed[0]
+            ),
+        ));
+    }
+    Ok(fixed)
 }
 
 pub(crate) fn le8(s: &[u8]) -> [u8; 8] {
