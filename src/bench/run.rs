@@ -585,17 +585,12 @@ fn with_probe<T>(
     tag: u64,
     during: impl FnOnce() -> Result<T>,
 ) -> Result<(T, Lat, Duration)> {
-    let (r, samples, wall) = with_probe_samples(store, tag, during)?;
-    Ok((r, measure::summarise(samples, wall), wall))
+    let (r, timed, wall) = with_probe_timed(store, tag, during)?;
+    Ok((r, measure::summarise(latencies(timed), wall), wall))
 }
 
-fn with_probe_samples<T>(
-    store: &Store,
-    tag: u64,
-    during: impl FnOnce() -> Result<T>,
-) -> Result<(T, Vec<Duration>, Duration)> {
-    let (r, timed, wall) = with_probe_timed(store, tag, during)?;
-    Ok((r, timed.into_iter().map(|(_, d)| d).collect(), wall))
+fn latencies(timed: TimedSamples) -> Vec<Duration> {
+    timed.into_iter().map(|(_, d)| d).collect()
 }
 
 fn with_probe_timed<T>(
@@ -628,7 +623,7 @@ fn around_gc<T>(
     gc: impl FnOnce() -> Result<T>,
 ) -> Result<(T, Lat)> {
     let quiet = || {
-        with_probe_samples(store, tag, || {
+        with_probe_timed(store, tag, || {
             std::thread::sleep(Duration::from_secs(secs));
             Ok(())
         })
@@ -638,7 +633,7 @@ fn around_gc<T>(
     let (_, after, after_wall) = quiet()?;
     samples.extend(after);
     wall += after_wall;
-    Ok((r, measure::summarise(samples, wall)))
+    Ok((r, measure::summarise(latencies(samples), wall)))
 }
 
 fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
@@ -759,7 +754,7 @@ fn gc_rows(b: &Built, quick: bool, rows: &mut Vec<Row>) -> Result<()> {
         p99_of(in_mark),
         p99_of(in_sweep)
     );
-    let during = measure::summarise(during.into_iter().map(|(_, d)| d).collect(), wall);
+    let during = measure::summarise(latencies(during), wall);
     rows.push(p99_row(
         "gc: durable small puts during GC, Yield pace (p99 floor ≤ 2×)",
         during,
