@@ -113,16 +113,26 @@ fn invalid(input: &str, reason: impl Into<String>) -> Error {
 
 /// Error messages quote the offending value, but a multi-megabyte "digest"
 /// must not become a multi-megabyte message.
+/// Untrusted text for an error message: cut to a readable length, with
+/// control characters escaped so that a message never drives a terminal.
 pub(crate) fn truncate_for_message(input: &str) -> String {
     const MAX: usize = 200;
-    if input.len() <= MAX {
-        return input.to_string();
-    }
-    let mut end = MAX;
+    let mut end = input.len().min(MAX);
     while !input.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes)", &input[..end], input.len())
+    let mut out = String::with_capacity(end + 16);
+    for c in input[..end].chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < input.len() {
+        out.push_str(&format!("… ({} bytes)", input.len()));
+    }
+    out
 }
 
 /// The image-spec algorithm grammar: `[a-z0-9]+([+._-][a-z0-9]+)*`.

@@ -105,6 +105,36 @@ pub enum Error {
         hint: String,
     },
 
+    /// A media type or artifactType breaks RFC 6838.
+    #[error("invalid media type `{value}`: {reason}")]
+    InvalidMediaType {
+        /// The value as given (truncated if huge, control characters escaped).
+        value: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+
+    /// The digest is already stored as a manifest of another type: one
+    /// digest has one manifest type, forever (CVE-2021-41190).
+    #[error("manifest {digest} is stored as `{stored}`; it cannot be put again as `{requested}` (one digest has one manifest type)")]
+    ManifestTypeConflict {
+        /// The manifest.
+        digest: Box<Digest>,
+        /// The type it is stored as.
+        stored: String,
+        /// The type this put asked for.
+        requested: String,
+    },
+
+    /// A running garbage collection deleted the digest while the request
+    /// was in flight: it was unreferenced when the sweep committed. Upload
+    /// it again (or hold it under a lease) and retry.
+    #[error("{digest} was deleted by a concurrent garbage collection while this request ran; upload it again and retry")]
+    Swept {
+        /// The digest the request needed.
+        digest: Box<Digest>,
+    },
+
     /// A manifest body could not be accepted.
     #[error("invalid manifest {what}: {reason}")]
     InvalidManifest {
@@ -197,7 +227,86 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is, for a caller that maps errors to
+/// protocol codes (an HTTP front to OCI error codes) without matching on
+/// messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No such blob (`BLOB_UNKNOWN`).
+    BlobUnknown,
+    /// No such manifest (`MANIFEST_UNKNOWN`).
+    ManifestUnknown,
+    /// No such repository (`NAME_UNKNOWN`).
+    RepositoryUnknown,
+    /// No such tag (`MANIFEST_UNKNOWN`).
+    TagUnknown,
+    /// A manifest names a child that is not stored (`MANIFEST_BLOB_UNKNOWN`).
+    ChildUnknown,
+    /// A malformed digest, or content that hashes to another one
+    /// (`DIGEST_INVALID`).
+    InvalidDigest,
+    /// Content of another length than promised (`SIZE_INVALID`).
+    SizeMismatch,
+    /// A manifest that cannot be accepted (`MANIFEST_INVALID`).
+    InvalidManifest,
+    /// A repository name, tag or media type breaks its grammar
+    /// (`NAME_INVALID`, `TAG_INVALID`).
+    InvalidName,
+    /// Too large (`SIZE_INVALID` / 413).
+    TooLarge,
+    /// The request contradicts what is stored (409).
+    Conflict,
+    /// A byte range outside the blob (416).
+    RangeNotSatisfiable,
+    /// A concurrent GC removed what the request needed: upload and retry.
+    Retry,
+    /// Some other argument is out of range.
+    InvalidArgument,
+    /// Another process holds the store.
+    Locked,
+    /// Stored data is not what it should be.
+    Corrupt,
+    /// An operating-system or database I/O failure.
+    Io,
+    /// An earlier failed write stopped the store until it is reopened.
+    Poisoned,
+    /// The store is closed.
+    Closed,
+}
+
 impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidDigest { .. } | Error::DigestMismatch { .. } => ErrorKind::InvalidDigest,
+            Error::NotFound { what, .. } => match *what {
+                "manifest" => ErrorKind::ManifestUnknown,
+                _ => ErrorKind::BlobUnknown,
+            },
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::InvalidRange { .. } => ErrorKind::RangeNotSatisfiable,
+            Error::InvalidRepository { .. }
+            | Error::InvalidTag { .. }
+            | Error::InvalidMediaType { .. } => ErrorKind::InvalidName,
+            Error::TagNotFound { .. } => ErrorKind::TagUnknown,
+            Error::RepositoryNotFound { .. } => ErrorKind::RepositoryUnknown,
+            Error::InvalidManifest { .. } | Error::MediaTypeConflict { .. } => {
+                ErrorKind::InvalidManifest
+            }
+            Error::ManifestTypeConflict { .. } => ErrorKind::Conflict,
+            Error::Swept { .. } => ErrorKind::Retry,
+            Error::ManifestTooLarge { .. } => ErrorKind::TooLarge,
+            Error::MissingChild { .. } => ErrorKind::ChildUnknown,
+            Error::Corrupt(_) | Error::NotAStore { .. } => ErrorKind::Corrupt,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Poisoned(_) => ErrorKind::Poisoned,
+            Error::Closed => ErrorKind::Closed,
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Storage(_) | Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {

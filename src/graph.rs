@@ -956,11 +956,14 @@ fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
         for (_, child) in &parsed.children {
             if b.t.blobs.get(&child.digest.to_key())?.is_none() && !b.pending_install(&child.digest)
             {
-                return Err(Error::MissingChild {
-                    manifest: Box::new(p.digest),
-                    child: Box::new(child.digest),
-                    media_type: child.media_type.clone(),
-                });
+                return Err(b.shared.missing(
+                    &child.digest,
+                    Error::MissingChild {
+                        manifest: Box::new(p.digest),
+                        child: Box::new(child.digest),
+                        media_type: child.media_type.clone(),
+                    },
+                ));
             }
         }
     }
@@ -990,31 +993,43 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             .get(&key)?
             .map(|g| BlobRecord::decode(g.value()))
             .transpose()?;
+    if let Some(rec) = &existing {
+        if rec.manifest && rec.media_type != p.media_type {
+            return Err(Error::ManifestTypeConflict {
+                digest: Box::new(p.digest),
+                stored: rec.media_type.clone().unwrap_or_default(),
+                requested: p.media_type.clone().unwrap_or_default(),
+            });
+        }
+    }
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
-    match existing {
+    let rec = match existing {
         None => {
-            let rec = BlobRecord {
+            b.t.inline.insert(&key, p.body.as_slice())?;
+            BlobRecord {
                 size,
                 created_ms: b.now_ms,
                 placement: Placement::Inline,
                 manifest: p.parsed.is_some(),
                 media_type: p.media_type.clone(),
                 artifact_type: p.parsed.as_ref().and_then(|x| x.artifact_type.clone()),
-            };
-            b.t.blobs.insert(&key, rec.encode().as_slice())?;
-            b.t.inline.insert(&key, p.body.as_slice())?;
-        }
-        Some(mut rec) if newly_indexed || (rec.media_type.is_none() && p.media_type.is_some()) => {
-            rec.manifest |= p.parsed.is_some();
-            rec.media_type = p.media_type.clone().or(rec.media_type);
-            if let Some(parsed) = &p.parsed {
-                rec.artifact_type = parsed.artifact_type.clone();
             }
-            b.t.blobs.insert(&key, rec.encode().as_slice())?;
         }
-        Some(_) => {}
-    }
+        Some(mut rec) => {
+            if newly_indexed || (rec.media_type.is_none() && p.media_type.is_some()) {
+                rec.manifest |= p.parsed.is_some();
+                rec.media_type = p.media_type.clone().or(rec.media_type);
+                if let Some(parsed) = &p.parsed {
+                    rec.artifact_type = parsed.artifact_type.clone();
+                }
+            }
+            // A re-put counts as fresh: its grace period restarts.
+            rec.created_ms = rec.created_ms.max(b.now_ms);
+            rec
+        }
+    };
+    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
     let own = p.parsed.as_ref().map(|parsed| Descriptor {
         media_type: p.media_type.clone().unwrap_or_default(),
         digest: p.digest,

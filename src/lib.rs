@@ -41,7 +41,7 @@ mod tables;
 mod writer;
 
 pub use digest::{Algorithm, Digest};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckOptions, FsckReport, Problem};
 pub use graph::{
     Edge, ImageIndex, Inspection, ManifestOptions, ManifestPut, Parent, ReferrersPage,

@@ -70,6 +70,8 @@ pub struct GcPolicy {
     pub pace: SweepPace,
     /// Runs after marking, before sweeping.
     pub after_mark: Option<GcHook>,
+    /// Runs after the last sweep step has committed, before the run ends.
+    pub after_sweep: Option<GcHook>,
 }
 
 /// How a GC run shares the writer thread with concurrent writers. Deleting
@@ -122,6 +124,7 @@ impl Default for GcPolicy {
             sweep_batch: 64,
             pace: SweepPace::Yield,
             after_mark: None,
+            after_sweep: None,
         }
     }
 }
@@ -189,15 +192,22 @@ impl Store {
         })
     }
 
-    /// Adds digests (present or not yet) to a live lease.
-    pub fn lease_add(&self, lease: u64, digests: &[Digest]) -> Result<()> {
+    /// Adds digests to a live lease. A digest need not be stored yet (a
+    /// lease may protect what an upload is about to write); the ones that
+    /// are not stored when the lease takes them are returned, so that a
+    /// caller who expected them stored can tell.
+    pub fn lease_add(&self, lease: u64, digests: &[Digest]) -> Result<Vec<Digest>> {
         let digests = digests.to_vec();
         self.submit(true, move |b| {
             check_lease(b, lease)?;
+            let mut absent = Vec::new();
             for d in &digests {
                 add_to_lease(b, lease, d)?;
+                if b.t.blobs.get(&d.to_key())?.is_none() {
+                    absent.push(*d);
+                }
             }
-            Ok(())
+            Ok(absent)
         })
     }
 
@@ -459,6 +469,9 @@ impl Store {
         }
         swept?;
         self.sync()?;
+        if let Some(hook) = &policy.after_sweep {
+            hook();
+        }
         let mut st = state
             .lock()
             .map_err(|_| Error::Poisoned("gc state lock".into()))?;
@@ -622,6 +635,9 @@ fn sweep_some(
             if let Some(rec) = rec {
                 graph::remove_blob_in(b, &d, &rec)?;
                 count(&mut st.report, &d, &c);
+                if let Ok(mut swept) = b.shared.swept.lock() {
+                    swept.insert(d);
+                }
             }
         }
     }

@@ -242,11 +242,20 @@ pub fn classify(
     }
     let declared = declared.filter(|s| !s.is_empty());
     if let Some(mt) = declared {
+        crate::names::validate_media_type(mt)?;
         if let Some(p) = registry.get(mt) {
             return Ok((Some(mt.to_string()), Some(p.parse(body)?)));
         }
         if !is_builtin_manifest_type(mt) && !looks_like_json_object(body) {
             return Ok((Some(mt.to_string()), None));
+        }
+    }
+    if declared.is_none_or(is_builtin_manifest_type) {
+        if let Err(reason) = check_keys(body) {
+            return Err(Error::InvalidManifest {
+                what: declared.unwrap_or("without a media type").to_string(),
+                reason,
+            });
         }
     }
     let doc: Doc = match serde_json::from_slice(body) {
@@ -278,12 +287,14 @@ pub fn classify(
         (None, Some(b)) => b.to_string(),
         (None, None) => return Ok((None, None)),
     };
+    crate::names::validate_media_type(&effective)?;
     if let Some(p) = registry.get(&effective) {
         return Ok((Some(effective), Some(p.parse(body)?)));
     }
     if !is_builtin_manifest_type(&effective) {
         return Ok((Some(effective), None));
     }
+    check_unambiguous(&effective, &doc)?;
     let parsed = successors(registry, &effective, doc)?;
     Ok((Some(effective), Some(parsed)))
 }
@@ -309,20 +320,32 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
         annotations: doc.annotations,
         ..ParsedManifest::default()
     };
-    let push = |kind: EdgeKind, d: Descriptor, out: &mut ParsedManifest| {
+    for at in [&doc.artifact_type, &doc.media_type].into_iter().flatten() {
+        if !at.is_empty() {
+            crate::names::validate_media_type(at)?;
+        }
+    }
+    // Duplicate descriptors (same kind and digest) make one edge; a set
+    // keeps that linear in the number of descriptors.
+    let mut seen: std::collections::HashSet<(EdgeKind, Digest)> = std::collections::HashSet::new();
+    let mut push = |kind: EdgeKind, d: Descriptor, out: &mut ParsedManifest| -> Result<()> {
+        for mt in [Some(&d.media_type), d.artifact_type.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !mt.is_empty() {
+                crate::names::validate_media_type(mt)?;
+            }
+        }
         let kind = if registry.is_manifest_type(&d.media_type) {
             EdgeKind::Manifest
         } else {
             kind
         };
-        // Duplicate descriptors (same kind and digest) make one edge.
-        if !out
-            .children
-            .iter()
-            .any(|(k, e)| *k == kind && e.digest == d.digest)
-        {
+        if seen.insert((kind, d.digest)) {
             out.children.push((kind, d));
         }
+        Ok(())
     };
     let takes_subject;
     match media_type {
@@ -335,9 +358,9 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
                 .clone()
                 .filter(|s| !s.is_empty())
                 .or_else(|| Some(config.media_type.clone()).filter(|s| !s.is_empty()));
-            push(EdgeKind::Config, config, &mut out);
+            push(EdgeKind::Config, config, &mut out)?;
             for l in doc.layers.unwrap_or_default() {
-                push(EdgeKind::Layer, l, &mut out);
+                push(EdgeKind::Layer, l, &mut out)?;
             }
             takes_subject = media_type == OCI_MANIFEST;
         }
@@ -347,23 +370,214 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
                 .manifests
                 .ok_or_else(|| invalid("missing required field `manifests`".into()))?;
             for m in manifests {
-                push(EdgeKind::Manifest, m, &mut out);
+                push(EdgeKind::Manifest, m, &mut out)?;
             }
             takes_subject = media_type == OCI_INDEX;
         }
         OCI_ARTIFACT | ORAS_ARTIFACT => {
             out.artifact_type = doc.artifact_type.clone().filter(|s| !s.is_empty());
             for b in doc.blobs.unwrap_or_default() {
-                push(EdgeKind::Blob, b, &mut out);
+                push(EdgeKind::Blob, b, &mut out)?;
             }
             takes_subject = true;
         }
         other => return Err(invalid(format!("no parser for `{other}`"))),
     }
     if takes_subject {
+        if let Some(sub) = &doc.subject {
+            if !sub.media_type.is_empty() {
+                crate::names::validate_media_type(&sub.media_type)?;
+            }
+        }
         out.subject = doc.subject;
     }
     Ok(out)
+}
+
+/// Refuses a document that reads as two kinds of manifest (the
+/// CVE-2021-41190 class): an index with `config` or `layers`, or an
+/// artifact's `blobs` beside either. Clients that pick the view from a
+/// different media type than ours would see another graph.
+fn check_unambiguous(media_type: &str, doc: &Doc) -> Result<()> {
+    let image = doc.config.is_some() || doc.layers.is_some();
+    let index = doc.manifests.is_some();
+    let artifact = doc.blobs.is_some();
+    let views = [
+        (image, "`config`/`layers`"),
+        (index, "`manifests`"),
+        (artifact, "`blobs`"),
+    ];
+    let present: Vec<&str> = views.iter().filter(|v| v.0).map(|v| v.1).collect();
+    if present.len() > 1 {
+        return Err(Error::InvalidManifest {
+            what: media_type.to_string(),
+            reason: format!(
+                "it has both {}; a manifest must be exactly one of image, index or artifact (CVE-2021-41190)",
+                present.join(" and ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Field names the image and distribution specs define. Go's encoding/json
+/// matches struct fields case-insensitively, so another casing of one of
+/// these is the same field to skopeo, crane and containerd.
+const SPEC_FIELDS: [&str; 20] = [
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "config",
+    "layers",
+    "manifests",
+    "blobs",
+    "subject",
+    "annotations",
+    "digest",
+    "size",
+    "urls",
+    "data",
+    "platform",
+    "architecture",
+    "os",
+    "os.version",
+    "os.features",
+    "variant",
+    "features",
+];
+
+/// Deepest nesting accepted in a manifest, unknown fields included.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Go's case folding of field names: ASCII case plus the two non-ASCII
+/// letters that fold to ASCII ones (the Kelvin sign and the long s).
+fn go_fold(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{212A}' => 'k',
+            '\u{017F}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Walks the whole document once before it is parsed: every object's keys
+/// are unique, no spec field appears in another casing (annotation maps,
+/// whose keys are data, excepted), and nesting stays within
+/// [`MAX_JSON_DEPTH`], inside unknown fields too.
+fn check_keys(body: &[u8]) -> std::result::Result<(), String> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seed = KeyCheck {
+        depth: 0,
+        annotations: false,
+    };
+    match seed.deserialize(&mut de).and_then(|()| de.end()) {
+        Ok(()) => Ok(()),
+        // Not JSON at all: the parse that follows says what is wrong.
+        Err(e) if e.is_syntax() || e.is_eof() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct KeyCheck {
+    depth: usize,
+    /// The object being read is an annotation map.
+    annotations: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyCheck {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyCheck {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        while seq
+            .next_element_seed(KeyCheck {
+                annotations: false,
+                ..inner
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        let inner = self.nested::<A::Error>()?;
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !self.annotations {
+                let folded = go_fold(&key);
+                if let Some(spec) = SPEC_FIELDS
+                    .iter()
+                    .find(|f| **f != key && go_fold(f) == folded)
+                {
+                    return Err(A::Error::custom(format!(
+                        "field `{}` is another casing of the spec field `{spec}`; Go clients read it as `{spec}`, so it is refused",
+                        crate::digest::truncate_for_message(&key)
+                    )));
+                }
+            }
+            let annotations = !self.annotations && key == "annotations";
+            if seen.contains(&key) {
+                return Err(A::Error::custom(format!(
+                    "key `{}` appears twice in one object; a key may appear once",
+                    crate::digest::truncate_for_message(&key)
+                )));
+            }
+            seen.insert(key);
+            map.next_value_seed(KeyCheck {
+                annotations,
+                ..inner
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyCheck {
+    fn nested<E: serde::de::Error>(self) -> Result<KeyCheck, E> {
+        if self.depth >= MAX_JSON_DEPTH {
+            return Err(E::custom(format!(
+                "JSON nests deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        Ok(KeyCheck {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,91 @@ pub const REPOSITORY_RULE: &str =
 /// The tag rule, quoted in errors.
 pub const TAG_RULE: &str = "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
 
+/// The media type rule (RFC 6838 section 4.2), quoted in errors.
+pub const MEDIA_TYPE_RULE: &str = "RFC 6838 `type/subtype` with optional `; name=value` parameters: type and subtype of 1 to 127 characters from [A-Za-z0-9!#$&^_.+-], each starting with a letter or digit, at most 255 characters in all";
+
+/// Longest media type accepted, parameters included. RFC 6838 allows 127
+/// characters for each of type and subtype; parameters are rare in OCI.
+pub const MAX_MEDIA_TYPE_LEN: usize = 255;
+
+/// Checks a media type or an artifactType against RFC 6838, so that no
+/// encoder ever meets one it cannot hold and no terminal gets control bytes.
+pub fn validate_media_type(mt: &str) -> Result<()> {
+    let bad = |why: String| Error::InvalidMediaType {
+        value: truncate_for_message(mt),
+        reason: format!("{why}; expected {MEDIA_TYPE_RULE}"),
+    };
+    if mt.len() > MAX_MEDIA_TYPE_LEN {
+        return Err(bad(format!("it is {} bytes long", mt.len())));
+    }
+    let mut parts = mt.split(';');
+    let essence = parts.next().unwrap_or_default();
+    let Some((ty, sub)) = essence.split_once('/') else {
+        return Err(bad("it has no `/`".into()));
+    };
+    check_restricted_name(ty).map_err(|why| bad(format!("its type {why}")))?;
+    check_restricted_name(sub).map_err(|why| bad(format!("its subtype {why}")))?;
+    for param in parts {
+        let param = param.trim_matches(' ');
+        let Some((name, value)) = param.split_once('=') else {
+            return Err(bad(format!(
+                "parameter `{}` has no `=`",
+                param.escape_debug()
+            )));
+        };
+        check_restricted_name(name).map_err(|why| bad(format!("a parameter name {why}")))?;
+        let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+        let inner = if quoted {
+            &value[1..value.len() - 1]
+        } else {
+            value
+        };
+        let ok = !inner.is_empty()
+            && inner.bytes().all(|c| {
+                if quoted {
+                    (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\'
+                } else {
+                    restricted_char(c)
+                }
+            });
+        if !ok {
+            return Err(bad(format!(
+                "parameter value `{}` is empty or has a character outside the token set",
+                value.escape_debug()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn restricted_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&c)
+}
+
+fn check_restricted_name(s: &str) -> std::result::Result<(), String> {
+    let b = s.as_bytes();
+    match b.first() {
+        None => return Err("is empty".into()),
+        Some(c) if !c.is_ascii_alphanumeric() => {
+            return Err(format!(
+                "`{}` does not start with a letter or digit",
+                s.escape_debug()
+            ))
+        }
+        Some(_) => {}
+    }
+    if b.len() > 127 {
+        return Err(format!("is {} characters long, the limit is 127", b.len()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|&c| !(c.is_ascii() && restricted_char(c as u8)))
+    {
+        return Err(format!("contains `{}`", c.escape_debug()));
+    }
+    Ok(())
+}
+
 /// Checks a repository name.
 pub fn validate_repository(name: &str) -> Result<()> {
     let bad = |why: String| Error::InvalidRepository {

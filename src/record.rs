@@ -38,10 +38,27 @@ pub(crate) struct BlobRecord {
 const FIXED: usize = 20;
 
 impl BlobRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        let mt = self.media_type.as_deref().unwrap_or("").as_bytes();
-        // Media types are capped at 255 bytes by RFC 6838; 16 bits is plenty.
-        let mt = &mt[..mt.len().min(u16::MAX as usize)];
+    /// Fails, never truncates, when a string does not fit its 16-bit
+    /// length (entry points cap media types at 255 bytes, so this is a
+    /// backstop).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let field = |s: &Option<String>, what: &str| -> Result<Vec<u8>> {
+            let b = s.as_deref().unwrap_or("").as_bytes();
+            if b.len() > u16::MAX as usize {
+                return Err(Error::InvalidMediaType {
+                    value: crate::digest::truncate_for_message(s.as_deref().unwrap_or("")),
+                    reason: format!(
+                        "the {what} is {} bytes; a record holds at most {} (and RFC 6838 allows {})",
+                        b.len(),
+                        u16::MAX,
+                        crate::names::MAX_MEDIA_TYPE_LEN
+                    ),
+                });
+            }
+            Ok(b.to_vec())
+        };
+        let mt = field(&self.media_type, "media type")?;
+        let at = field(&self.artifact_type, "artifact type")?;
         let mut v = Vec::with_capacity(FIXED + mt.len());
         v.push(VALUE_FORMAT_V1);
         let mut flags = match self.placement {
@@ -55,12 +72,10 @@ impl BlobRecord {
         v.extend_from_slice(&self.size.to_le_bytes());
         v.extend_from_slice(&self.created_ms.to_le_bytes());
         v.extend_from_slice(&(mt.len() as u16).to_le_bytes());
-        v.extend_from_slice(mt);
-        let at = self.artifact_type.as_deref().unwrap_or("").as_bytes();
-        let at = &at[..at.len().min(u16::MAX as usize)];
+        v.extend_from_slice(&mt);
         v.extend_from_slice(&(at.len() as u16).to_le_bytes());
-        v.extend_from_slice(at);
-        v
+        v.extend_from_slice(&at);
+        Ok(v)
     }
 
     pub fn decode(b: &[u8]) -> Result<BlobRecord> {
@@ -166,6 +181,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn an_oversized_media_type_is_refused_not_truncated() {
+        let r = BlobRecord {
+            size: 1,
+            created_ms: 0,
+            placement: Placement::Inline,
+            manifest: false,
+            media_type: Some(format!("application/x-{}", "é".repeat(40_000))),
+            artifact_type: None,
+        };
+        let e = r.encode().expect_err("too long");
+        assert!(e.to_string().contains("at most 65535"), "{e}");
+    }
+
     proptest! {
         #[test]
         fn record_roundtrip(size in any::<u64>(), created in any::<u64>(), inline in any::<bool>(), manifest in any::<bool>(), mt in proptest::option::of("[a-z/.+0-9-]{1,80}"), at in proptest::option::of("[a-z/.+0-9-]{1,80}")) {
@@ -174,7 +203,7 @@ mod tests {
                 placement: if inline { Placement::Inline } else { Placement::File },
                 manifest, media_type: mt, artifact_type: at,
             };
-            let encoded = r.encode();
+            let encoded = r.encode().expect("fits");
             prop_assert_eq!(
                 RecordHeader::decode(&encoded).expect("header"),
                 RecordHeader { size, created_ms: created, manifest }

@@ -275,7 +275,7 @@ impl Store {
         f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.shared.note_foreground();
-        self.submit_background(durable, f)
+        self.send(durable, false, f)
     }
 
     /// Like [`Store::submit`], for background work (GC sweep steps) that
@@ -285,8 +285,17 @@ impl Store {
         durable: bool,
         f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.send(durable, true, f)
+    }
+
+    fn send<T: Send + 'static>(
+        &self,
+        durable: bool,
+        background: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.shared.check()?;
-        let (job, rx) = Job::new(durable, f);
+        let (job, rx) = Job::new(durable, background, f);
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         self.shared.waiting.fetch_add(1, Ordering::AcqRel);
         if tx.send(job).is_err() {
@@ -336,7 +345,7 @@ impl Store {
     /// digest and size when given. On any mismatch nothing is stored.
     pub fn put(&self, mut reader: impl Read, opts: &PutOptions) -> Result<PutResult> {
         self.shared.check()?;
-        if let Some(existing) = self.existing(opts)? {
+        if let Some(existing) = self.reput(opts)? {
             return Ok(existing);
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
@@ -372,7 +381,7 @@ impl Store {
             return self.put(data, opts);
         }
         self.shared.check()?;
-        if let Some(existing) = self.existing(opts)? {
+        if let Some(existing) = self.reput(opts)? {
             return Ok(existing);
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
@@ -404,9 +413,7 @@ impl Store {
         let mut guards = Vec::new();
         let mut durable = false;
         for (data, o) in items {
-            if let Some(r) = &o.repository {
-                crate::names::validate_repository(r)?;
-            }
+            check_options(o)?;
             durable |= !o.no_sync;
             let mut v = Verifier::new(o.digest, o.size, Algorithm::Sha256);
             let (digest, size, data) = if data.len() <= self.opts.inline_threshold {
@@ -477,45 +484,47 @@ impl Store {
         })
     }
 
-    /// The cheap no-op for a blob already stored: no read, no rewrite (only a
-    /// membership link when a repository is named).
-    fn existing(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
-        if let Some(r) = &opts.repository {
-            crate::names::validate_repository(r)?;
-        }
-        let Some(d) = &opts.digest else {
+    /// A put of a digest that is already stored: no bytes are read or
+    /// written, but the put still counts as one. In one writer job, so that
+    /// no GC sweep step can commit between the check and the rescue: the
+    /// record is re-checked, its grace period restarts, a running GC is told
+    /// it is reachable, and the membership and lease take effect. `None`
+    /// when the digest is not stored (by then): the caller does a full put.
+    fn reput(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
+        check_options(opts)?;
+        let Some(d) = opts.digest else {
             return Ok(None);
         };
-        let size = opts.size;
-        let Some(rec) = self.record(d)? else {
+        // Cheap pre-check on a snapshot; the writer job decides.
+        if !self.exists(&d)? {
             return Ok(None);
-        };
-        if let Some(want) = size {
-            if want != rec.size {
-                return Err(Error::SizeMismatch {
-                    what: d.to_string(),
-                    expected: want,
-                    actual: rec.size,
-                    more: "",
-                });
+        }
+        let (size, repo, lease) = (opts.size, opts.repository.clone(), opts.lease);
+        self.submit(!opts.no_sync, move |b| {
+            let Some(rec) = record_in(b, &d)? else {
+                return Ok(None);
+            };
+            if let Some(want) = size {
+                if want != rec.size {
+                    return Err(Error::SizeMismatch {
+                        what: d.to_string(),
+                        expected: want,
+                        actual: rec.size,
+                        more: "",
+                    });
+                }
             }
-        }
-        if let Some(l) = opts.lease {
-            self.lease_add(l, &[*d])?;
-        }
-        if let Some(r) = &opts.repository {
-            if !self.is_member(r, d)? {
-                self.link_blob(r, d)?;
+            if let Some(l) = lease {
+                crate::lifecycle::check_lease(b, l)?;
             }
-        } else if self.shared.gc_active.load(Ordering::Acquire) {
-            let d = *d;
-            self.submit(true, move |b| b.note_reachable(&d))?;
-        }
-        Ok(Some(PutResult {
-            digest: *d,
-            size: rec.size,
-            created: false,
-        }))
+            refresh(b, &d, rec.clone())?;
+            link(b, repo.as_deref(), lease, &d)?;
+            Ok(Some(PutResult {
+                digest: d,
+                size: rec.size,
+                created: false,
+            }))
+        })
     }
 
     /// Makes a stored blob a member of a repository.
@@ -524,7 +533,7 @@ impl Store {
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
             if b.t.blobs.get(&d.to_key())?.is_none() {
-                return Err(not_found(&d));
+                return Err(b.shared.missing(&d, not_found(&d)));
             }
             let id = crate::graph::ensure_repo(b, &repo)?;
             crate::graph::add_member(b, id, &d, crate::graph::MEMBER_BLOB)
@@ -740,6 +749,17 @@ impl Store {
     }
 }
 
+/// What a put's options name is checked before any byte is read.
+fn check_options(opts: &PutOptions) -> Result<()> {
+    if let Some(r) = &opts.repository {
+        crate::names::validate_repository(r)?;
+    }
+    if let Some(mt) = opts.media_type.as_deref().filter(|m| !m.is_empty()) {
+        crate::names::validate_media_type(mt)?;
+    }
+    Ok(())
+}
+
 fn read_record(txn: &redb::ReadTransaction, d: &Digest) -> Result<BlobRecord> {
     let t = txn.open_table(BLOBS)?;
     let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
@@ -821,8 +841,21 @@ fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -
     Ok(())
 }
 
+/// A put of stored content counts as fresh: its grace period restarts, so
+/// that "upload the layer, then push the manifest" is safe from a GC that
+/// starts in between, without a lease.
+fn refresh(b: &mut Batch<'_>, d: &Digest, mut rec: BlobRecord) -> Result<()> {
+    b.note_reachable(d)?;
+    if rec.created_ms < b.now_ms {
+        rec.created_ms = b.now_ms;
+        b.t.blobs.insert(&d.to_key(), rec.encode()?.as_slice())?;
+    }
+    Ok(())
+}
+
 /// Inserts a blob record (and inline bytes) unless the digest is already
-/// stored. Returns whether it was inserted.
+/// stored, in which case the put refreshes it. Returns whether it was
+/// inserted.
 pub(crate) fn insert_blob(
     b: &mut Batch<'_>,
     digest: &Digest,
@@ -834,7 +867,8 @@ pub(crate) fn insert_blob(
     // A put during a GC run counts as a commit of that blob, even when the
     // bytes were already there: the running GC must not sweep it.
     b.note_reachable(digest)?;
-    if b.t.blobs.get(&key)?.is_some() {
+    if let Some(rec) = record_in(b, digest)? {
+        refresh(b, digest, rec)?;
         return Ok(false);
     }
     let rec = BlobRecord {
@@ -849,7 +883,7 @@ pub(crate) fn insert_blob(
         media_type,
         artifact_type: None,
     };
-    b.t.blobs.insert(&key, rec.encode().as_slice())?;
+    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
     if let Some(bytes) = inline {
         b.t.inline.insert(&key, bytes)?;
     }
@@ -884,7 +918,8 @@ fn stream_to_file(
             hasher
         });
         let feed = || -> Result<()> {
-            let mut next = Some(head);
+            // An empty head is no end of stream: the reader has it all.
+            let mut next = Some(head).filter(|h| !h.is_empty());
             loop {
                 let buf = match next.take() {
                     Some(b) => b,

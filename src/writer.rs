@@ -6,10 +6,17 @@
 //! fsync. Blob files are renamed into place by this thread only, which
 //! serialises them against deletions of the same digest.
 //!
-//! Contract for a job: it validates before it mutates. A job that returns an
-//! input error (anything but a storage failure) must not have written to the
-//! tables; its error goes to its caller and the batch goes on. A storage
-//! failure aborts the whole transaction and fails every job in it.
+//! Every job is all or nothing. A job that returns an error, of any kind,
+//! leaves no trace: the writer drops the transaction, answers that job with
+//! its error, re-runs the jobs before it (which succeeded) in a fresh
+//! transaction and commits them, then goes on with the jobs after it. So a
+//! failing job costs its neighbours one extra transaction, never their
+//! result. A storage failure still fails the whole group: the transaction
+//! could not be trusted.
+//!
+//! Background jobs (GC sweep steps) run after every foreground job of their
+//! group, so a sweep step sees, in its own transaction, everything that the
+//! group's other jobs make reachable.
 
 use std::collections::HashMap;
 use std::fs;
@@ -61,11 +68,14 @@ pub(crate) struct Batch<'t> {
     pub shared: &'t Shared,
     files: HashMap<Digest, FileAction>,
     discards: Vec<PathBuf>,
+    /// Temp files the running job handed over: removed if the job fails.
+    job_tmps: Vec<PathBuf>,
 }
 
 impl Batch<'_> {
     /// Schedules a verified temp file to become the blob file of `digest`.
     pub fn install_file(&mut self, digest: Digest, tmp: PathBuf, synced: bool) {
+        self.job_tmps.push(tmp.clone());
         if let Some(FileAction::Install { tmp: old, .. }) = self
             .files
             .insert(digest, FileAction::Install { tmp, synced })
@@ -84,6 +94,7 @@ impl Batch<'_> {
 
     /// A temp file that is no longer needed (the blob was already stored).
     pub fn discard_tmp(&mut self, tmp: PathBuf) {
+        self.job_tmps.push(tmp.clone());
         self.discards.push(tmp);
     }
 
@@ -112,14 +123,19 @@ type DoneFn = Box<dyn FnOnce(Result<()>) + Send>;
 /// One unit of work for the writer.
 pub(crate) struct Job {
     pub durable: bool,
+    /// GC work: runs after the group's foreground jobs.
+    pub background: bool,
     pub run: RunFn,
     pub done: DoneFn,
 }
 
 impl Job {
-    /// A job whose typed output comes back through a channel.
+    /// A job whose typed output comes back through a channel. `run` may be
+    /// called more than once (see the module docs): the last call's output
+    /// is the one delivered.
     pub fn new<T: Send + 'static>(
         durable: bool,
+        background: bool,
         mut f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> (Job, crossbeam_channel::Receiver<Result<T>>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -127,6 +143,7 @@ impl Job {
         let run_slot = Arc::clone(&slot);
         let job = Job {
             durable,
+            background,
             run: Box::new(move |b| {
                 let out = f(b)?;
                 if let Ok(mut g) = run_slot.lock() {
@@ -178,6 +195,35 @@ pub(crate) struct Shared {
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
     /// Set while a GC sweeps and writers are active.
     pub sweep_hook: Mutex<Option<SweepHook>>,
+    /// The most recent GC deletions, so that a request that needed one of
+    /// them gets [`Error::Swept`] (retry) rather than a plain "not found".
+    pub swept: Mutex<RecentlySwept>,
+}
+
+/// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
+#[derive(Default)]
+pub(crate) struct RecentlySwept {
+    order: std::collections::VecDeque<Digest>,
+    set: std::collections::HashSet<Digest>,
+}
+
+impl RecentlySwept {
+    const CAPACITY: usize = 65_536;
+
+    pub fn insert(&mut self, d: Digest) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.set.contains(d)
+    }
 }
 
 impl Shared {
@@ -185,6 +231,7 @@ impl Shared {
         Shared {
             faults,
             sweep_hook: Mutex::new(None),
+            swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),
             poison_reason: Mutex::new(String::new()),
             gc_active: AtomicBool::new(false),
@@ -192,6 +239,17 @@ impl Shared {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// The error for a digest a request needed and did not find: a retry
+    /// when a GC deleted it recently, else `missing`.
+    pub fn missing(&self, d: &Digest, missing: Error) -> Error {
+        match self.swept.lock() {
+            Ok(g) if g.contains(d) => Error::Swept {
+                digest: Box::new(*d),
+            },
+            _ => missing,
         }
     }
 
@@ -254,6 +312,18 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How one transaction attempt ended.
+enum Attempt {
+    /// Committed; one result per job.
+    Committed(Vec<Result<()>>),
+    /// Job `i` failed; nothing was committed.
+    JobFailed(usize, Error),
+    /// The GC's piggybacked sweep failed; nothing was committed.
+    HookFailed,
+    /// A storage failure; nothing can be trusted of this group.
+    Failed(Error),
+}
+
 pub(crate) struct Writer {
     pub db: Arc<Database>,
     pub root: PathBuf,
@@ -304,30 +374,10 @@ impl Writer {
                 }
             }
             last_batch = jobs.len();
-            if let Err(e) = self.shared.check() {
-                let msg = e.to_string();
-                for j in jobs {
-                    (j.done)(Err(Error::Poisoned(msg.clone())));
-                }
-                continue;
-            }
-            match self.commit(&mut jobs) {
-                Ok(results) => {
-                    for (j, r) in jobs.into_iter().zip(results) {
-                        (j.done)(r);
-                    }
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let mut first = Some(e);
-                    for j in jobs {
-                        let err = first.take().unwrap_or_else(|| {
-                            Error::io("group commit failed", std::io::Error::other(msg.clone()))
-                        });
-                        (j.done)(Err(err));
-                    }
-                }
-            }
+            // A sweep step must see what the group's other jobs make
+            // reachable (stable: foreground jobs keep their order).
+            jobs.sort_by_key(|j| j.background);
+            self.settle(jobs);
         }
         // Closing: make what non-durable commits left pending durable, so
         // deferred unlinks happen and the intent can go.
@@ -336,18 +386,74 @@ impl Writer {
                 || self.intent_pending
                 || !self.unsynced.is_empty())
         {
-            let _ = self.commit(&mut []);
+            let _ = self.try_commit(&mut [], true);
         }
     }
 
-    fn commit(&mut self, jobs: &mut [Job]) -> Result<Vec<Result<()>>> {
+    /// Commits a group, answering every job. A job that fails is answered
+    /// with its error and leaves no trace; the others commit as if it had
+    /// never been sent (see the module docs).
+    fn settle(&mut self, jobs: Vec<Job>) {
+        let mut rest = jobs;
+        while !rest.is_empty() {
+            let mut attempt = std::mem::take(&mut rest);
+            let mut hook = true;
+            loop {
+                if let Err(e) = self.shared.check() {
+                    let msg = e.to_string();
+                    for j in attempt.into_iter().chain(rest) {
+                        (j.done)(Err(Error::Poisoned(msg.clone())));
+                    }
+                    return;
+                }
+                match self.try_commit(&mut attempt, hook) {
+                    Attempt::Committed(results) => {
+                        for (j, r) in attempt.into_iter().zip(results) {
+                            (j.done)(r);
+                        }
+                        break;
+                    }
+                    Attempt::JobFailed(i, e) => {
+                        // Jobs before `i` succeeded: they commit alone, in a
+                        // fresh transaction. Jobs after it run next.
+                        let mut tail = attempt.split_off(i);
+                        let failed = tail.remove(0);
+                        (failed.done)(Err(e));
+                        tail.append(&mut rest);
+                        rest = tail;
+                        if attempt.is_empty() {
+                            break;
+                        }
+                    }
+                    // The GC's piggybacked sweep failed: the run stops (see
+                    // lifecycle::gc) and the jobs commit without it.
+                    Attempt::HookFailed => hook = false,
+                    Attempt::Failed(e) => {
+                        let msg = e.to_string();
+                        let mut first = Some(e);
+                        for j in attempt.into_iter().chain(rest) {
+                            let err = first.take().unwrap_or_else(|| {
+                                Error::io("group commit failed", std::io::Error::other(msg.clone()))
+                            });
+                            (j.done)(Err(err));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_commit(&mut self, jobs: &mut [Job], hook: bool) -> Attempt {
+        match self.commit(jobs, hook) {
+            Ok(a) => a,
+            Err(e) => Attempt::Failed(e),
+        }
+    }
+
+    fn commit(&mut self, jobs: &mut [Job], run_hook: bool) -> Result<Attempt> {
         let durable =
             jobs.iter().any(|j| j.durable) || self.nondurable_streak >= MAX_NONDURABLE_STREAK;
-        if durable {
-            self.nondurable_streak = 0;
-        } else {
-            self.nondurable_streak += 1;
-        }
         let mut txn = self.db.begin_write()?;
         if !durable {
             txn.set_durability(Durability::None)?;
@@ -360,23 +466,29 @@ impl Writer {
                 shared: &self.shared,
                 files: HashMap::new(),
                 discards: Vec::new(),
+                job_tmps: Vec::new(),
             };
-            for j in jobs.iter_mut() {
-                let r = (j.run)(&mut batch);
-                if let Err(e) = &r {
-                    if e.is_storage_failure() {
-                        for tmp in batch.discards.drain(..) {
-                            let _ = fs::remove_file(tmp);
-                        }
-                        return Err(r.err().unwrap_or(Error::Closed));
+            for (i, j) in jobs.iter_mut().enumerate() {
+                batch.job_tmps.clear();
+                if let Err(e) = (j.run)(&mut batch) {
+                    // Only the failed job's temp files go; the others' are
+                    // handed over again when their jobs re-run.
+                    for tmp in batch.job_tmps.drain(..) {
+                        let _ = fs::remove_file(tmp);
                     }
+                    if e.is_storage_failure() {
+                        return Err(e);
+                    }
+                    // Dropping the transaction un-does everything the job
+                    // wrote, whatever its kind of error.
+                    return Ok(Attempt::JobFailed(i, e));
                 }
-                results.push(r);
+                results.push(Ok(()));
             }
             // A foreground commit carries a little of a running GC's
             // sweep: its cost shares this commit (and fsync) instead of
             // queueing a transaction of its own in front of writers.
-            if !jobs.is_empty() {
+            if run_hook && !jobs.is_empty() {
                 let mut slot = self
                     .shared
                     .sweep_hook
@@ -384,18 +496,23 @@ impl Writer {
                     .map_err(|_| Error::Poisoned("sweep hook lock".into()))?;
                 if let Some(hook) = slot.as_mut() {
                     if let Err(e) = hook(&mut batch) {
-                        // Nothing of this transaction commits; the GC run
-                        // sees the error and stops (see lifecycle::gc).
-                        *slot = None;
-                        for tmp in batch.discards.drain(..) {
-                            let _ = fs::remove_file(tmp);
+                        if e.is_storage_failure() {
+                            return Err(e);
                         }
-                        return Err(e);
+                        // The GC run sees the hook gone and stops; this
+                        // transaction is dropped and its jobs re-run.
+                        *slot = None;
+                        return Ok(Attempt::HookFailed);
                     }
                 }
             }
             (batch.files, batch.discards)
         };
+        if durable {
+            self.nondurable_streak = 0;
+        } else {
+            self.nondurable_streak += 1;
+        }
         for tmp in discards {
             let _ = fs::remove_file(tmp);
         }
@@ -463,18 +580,21 @@ impl Writer {
         // nothing. Deferred unlinks wait for the next durable commit.
         self.pending_unlinks.extend(removes);
         if !durable {
-            return self.finish_intent(durable, &touched, results);
+            return self
+                .finish_intent(durable, &touched, results)
+                .map(Attempt::Committed);
         }
         for fin in std::mem::take(&mut self.pending_unlinks) {
             if let Err(e) = fs::remove_file(&fin) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     // The record is gone; the file is an orphan that fsck
                     // --repair or the next open (via the intent) removes.
-                    eprintln!("warning: could not remove blob file {}: {e}", fin.display());
+                    log::warn!("could not remove blob file {}: {e}", fin.display());
                 }
             }
         }
         self.finish_intent(durable, &touched, results)
+            .map(Attempt::Committed)
     }
 
     fn finish_intent(
