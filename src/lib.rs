@@ -54,4 +54,4 @@ pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use record::Placement;
 pub use stats::{RepoStats, Stats};
-pub use store::{BlobInfo, BlobReader, PutOptions, PutResult, Store, StoreOptions};
+pub use store::{BlobInfo, BlobReader, PutOptions, PutResult, Store, StoreOptions, WriterPause};

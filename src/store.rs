@@ -139,6 +139,41 @@ impl Drop for Store {
     }
 }
 
+/// The writer thread parked by [`Store::pause_writer`]; dropping it (or
+/// [`WriterPause::resume`]) lets the writer go on.
+#[doc(hidden)]
+pub struct WriterPause {
+    release: Option<crossbeam_channel::Sender<()>>,
+    done: crossbeam_channel::Receiver<Result<()>>,
+    shared: Arc<Shared>,
+}
+
+impl WriterPause {
+    /// Jobs sent to the writer and not yet taken by it.
+    pub fn queued(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
+    }
+
+    /// Waits (polling) until at least `n` jobs are queued behind the pause.
+    pub fn wait_queued(&self, n: usize) {
+        while self.queued() < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Lets the writer go on and waits for the parked job to commit.
+    pub fn resume(mut self) -> Result<()> {
+        self.release.take();
+        self.done.recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for WriterPause {
+    fn drop(&mut self) {
+        self.release.take();
+    }
+}
+
 /// Removes a temp file unless the put hands it over to the writer.
 struct TmpGuard(Option<PathBuf>);
 
@@ -303,6 +338,31 @@ impl Store {
             return Err(Error::Closed);
         }
         rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Test hook: parks the writer thread inside a job until the returned
+    /// guard is dropped, so that a test can queue jobs and have them land
+    /// in one group commit, in a known order. Production code has no use
+    /// for it: every write waits while the writer is parked.
+    #[doc(hidden)]
+    pub fn pause_writer(&self) -> Result<WriterPause> {
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let (job, done) = Job::new(true, true, move |_| {
+            let _ = entered_tx.send(());
+            // Woken by the guard's release or its drop.
+            let _ = release_rx.recv();
+            Ok(())
+        });
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        self.shared.waiting.fetch_add(1, Ordering::AcqRel);
+        tx.send(job).map_err(|_| Error::Closed)?;
+        entered_rx.recv().map_err(|_| Error::Closed)?;
+        Ok(WriterPause {
+            release: Some(release_tx),
+            done,
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     /// Waits until everything acknowledged so far is durable (a durable

@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests: build content, put it, and
+//! name it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
+use ocidb::{Digest, GcPolicy, ManifestOptions, ManifestPut, PutOptions, Store};
+use serde_json::{json, Value};
+
+/// A fresh store in a temp dir (kept alive by the returned guard).
+pub fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("create");
+    (dir, s)
+}
+
+/// A descriptor JSON value for a digest.
+pub fn desc(mt: &str, d: &Digest, size: u64) -> Value {
+    json!({"mediaType": mt, "digest": d.to_string(), "size": size})
+}
+
+/// Puts a plain blob and returns its descriptor with media type `mt`.
+pub fn blob(s: &Store, data: &[u8], mt: &str) -> Value {
+    let p = s.put_bytes(data, &PutOptions::default()).expect("blob");
+    desc(mt, &p.digest, p.size)
+}
+
+/// The body of an image manifest with these layers (and an empty config).
+pub fn image_body(s: &Store, layers: &[Value], subject: Option<&Value>) -> Value {
+    let cfg = blob(s, b"{}", "application/vnd.oci.empty.v1+json");
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": cfg,
+        "layers": layers,
+    });
+    if let Some(sub) = subject {
+        m["subject"] = sub.clone();
+    }
+    m
+}
+
+/// The body of an image index over these manifests.
+pub fn index_body(children: &[Value]) -> Value {
+    json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})
+}
+
+/// Puts a manifest body in `repo` with `tags`.
+pub fn put_manifest(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> ManifestPut {
+    s.put_manifest(
+        repo,
+        body.to_string().as_bytes(),
+        &ManifestOptions {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..ManifestOptions::default()
+        },
+    )
+    .expect("put manifest")
+}
+
+/// A GC policy with no grace period.
+pub fn grace0(delete_untagged: bool) -> GcPolicy {
+    GcPolicy {
+        grace: Duration::ZERO,
+        delete_untagged,
+        ..GcPolicy::default()
+    }
+}
+
+/// The digest in a descriptor value.
+pub fn digest_of(v: &Value) -> Digest {
+    Digest::parse(v["digest"].as_str().expect("digest")).expect("parse")
+}
+
+/// Whether the CI environment variable says this is a CI run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `../shared/<rel>` beside the repository, if present. Absent: `None`,
+/// with a one-line reason printed, except under `CI=true`, where its
+/// absence fails the test.
+pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but {} is missing: the shared test material must be beside the checkout in CI",
+        p.display()
+    );
+    eprintln!(
+        "skipped: {} is absent (a fresh clone has no ../shared)",
+        p.display()
+    );
+    None
+}
