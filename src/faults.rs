@@ -51,6 +51,10 @@ pub struct FaultInjector {
     skip: [AtomicU32; TARGETS],
     injected: AtomicU64,
     power: Mutex<PowerModel>,
+    /// Manifest ingests to let through before the armed ones fail.
+    ingest_skip: AtomicU32,
+    /// How many manifest ingests fail half-way.
+    ingest_armed: AtomicU32,
 }
 
 /// What a power cut would lose: redb's writes since its last good sync.
@@ -95,6 +99,15 @@ impl FaultInjector {
     pub fn fail_fsync_after(&self, target: SyncTarget, skip: u32, count: u32) {
         self.skip[index(target)].store(skip, Ordering::SeqCst);
         self.armed[index(target)].store(count, Ordering::SeqCst);
+    }
+
+    /// After `skip` more manifest ingests, the next `count` fail half-way:
+    /// after the record, bytes, edges and membership are written and
+    /// before the referrers and tags, with an error that is not a storage
+    /// failure. Tests of all-or-nothing jobs use it.
+    pub fn fail_ingest_after(&self, skip: u32, count: u32) {
+        self.ingest_skip.store(skip, Ordering::SeqCst);
+        self.ingest_armed.store(count, Ordering::SeqCst);
     }
 
     /// Disarms every target.
@@ -184,6 +197,34 @@ impl FaultInjector {
         }
         fail
     }
+}
+
+/// The half-way point of a manifest ingest (see
+/// [`FaultInjector::fail_ingest_after`]).
+pub(crate) fn ingest_checkpoint(faults: Option<&FaultInjector>) -> crate::Result<()> {
+    let Some(f) = faults else {
+        return Ok(());
+    };
+    if f.ingest_armed.load(Ordering::SeqCst) == 0 {
+        return Ok(());
+    }
+    if f.ingest_skip
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| s.checked_sub(1))
+        .is_ok()
+    {
+        return Ok(());
+    }
+    if f.ingest_armed
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| a.checked_sub(1))
+        .is_ok()
+    {
+        f.injected.fetch_add(1, Ordering::SeqCst);
+        return Err(crate::Error::InvalidArgument {
+            value: "injected".into(),
+            expected: "no injected failure half-way through a manifest ingest".into(),
+        });
+    }
+    Ok(())
 }
 
 fn injected_error(target: SyncTarget) -> std::io::Error {

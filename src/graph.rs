@@ -1066,6 +1066,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             }
         }
     }
+    crate::faults::ingest_checkpoint(b.shared.faults.as_deref())?;
     let subject = p.parsed.as_ref().and_then(|x| x.subject.as_ref());
     if let (Some(subject), Some(own)) = (subject, &own) {
         add_referrer(b, repo_id, &subject.digest, own, SOURCE_SUBJECT)?;

@@ -283,3 +283,82 @@ fn a_failed_database_sync_poisons_the_store_until_reopened() {
     // This case caught the store removing the blob file of such a commit.
     failed_fsync_poisons_until_reopen(SyncTarget::Database);
 }
+
+/// A job that fails half-way through a multi-table write leaves no trace,
+/// and the jobs sharing its group commit are answered as if it had never
+/// been sent: three manifest puts land in one group (the writer is parked
+/// while they queue), the middle one fails after writing its record, edges
+/// and membership, and the other two commit whole.
+#[test]
+fn a_job_failing_half_way_leaves_no_trace_and_its_group_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let opts = StoreOptions {
+        faults: Some(Arc::clone(&faults)),
+        ..StoreOptions::default()
+    };
+    let s = Arc::new(Store::open_with(dir.path(), opts, true).expect("create"));
+    let layer = |name: &[u8]| {
+        let p = s.put_bytes(name, &PutOptions::default()).expect("layer");
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": p.digest, "size": p.size})
+    };
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    let body = |l: serde_json::Value| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": ocidb::manifest::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+            "layers": [l],
+        })
+        .to_string()
+    };
+    let bodies = [body(layer(b"a")), body(layer(b"b")), body(layer(b"c"))];
+    let pause = s.pause_writer().expect("pause");
+    // The first ingest passes, the second fails half-way; the re-run of
+    // the first (the group's good prefix) and the third pass.
+    faults.fail_ingest_after(1, 1);
+    let mut threads = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        let (s2, b) = (Arc::clone(&s), b.clone());
+        threads.push(std::thread::spawn(move || {
+            s2.put_manifest(
+                &format!("repo/{i}"),
+                b.as_bytes(),
+                &ocidb::ManifestOptions {
+                    tags: vec!["v1".into()],
+                    ..ocidb::ManifestOptions::default()
+                },
+            )
+        }));
+        pause.wait_queued(i + 1);
+    }
+    pause.resume().expect("resume");
+    let results: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    assert_eq!(faults.injected(), 1);
+    let failed = results[1].as_ref().expect_err("the middle put fails");
+    assert!(failed.to_string().contains("injected"), "{failed}");
+    let digest_b = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, bodies[1].as_bytes());
+    for (i, r) in results.iter().enumerate() {
+        let repo = format!("repo/{i}");
+        if i == 1 {
+            assert!(!s.exists(&digest_b).expect("exists"), "record left behind");
+            assert!(s.successors(&digest_b).expect("successors").is_empty());
+            assert!(
+                s.repositories().expect("repos").iter().all(|r| r != &repo),
+                "repository left behind"
+            );
+        } else {
+            let put = r.as_ref().expect("neighbour committed");
+            let tagged = s
+                .resolve(&repo, &ocidb::Reference::Tag("v1".into()))
+                .expect("tag");
+            assert_eq!(tagged, put.digest);
+            assert_eq!(s.successors(&put.digest).expect("edges").len(), 2);
+        }
+    }
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
