@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs the online-GC stress test (writers push and retag while GC loops with
-# grace 0 and delete_untagged) for longer than CI does. Usage: tools/gc_stress.sh [SECONDS]
+# Runs the model-based online-GC stress test (tests/gc_stress.rs) for
+# SECONDS (default 3600) in a release build, and prints its counts.
+#   tools/gc_stress.sh 3600 [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OCIDB_STRESS_SECS="${1:-300}" cargo test --release --test lifecycle stress -- --nocapture
+secs="${1:-3600}"
+seed="${2:-}"
+export OCIDB_STRESS_SECS="$secs"
+if [ -n "$seed" ]; then export OCIDB_STRESS_SEED="$seed"; fi
+cargo test --release --test gc_stress -- --nocapture --test-threads 1
