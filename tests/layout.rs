@@ -1,6 +1,9 @@
-//! OCI image layout import and export, on the real layouts in
-//! ../shared/corpus (read in place, never modified), on malicious tars, and
-//! against skopeo when it is installed.
+//! OCI image layout import and export, on layouts the tests generate, on
+//! the real layouts in ../shared/corpus when present (read in place, never
+//! modified; required under CI=true), on malicious tars, and against
+//! skopeo when it is installed.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,14 +14,29 @@ use ocidb::{
 };
 use serde_json::Value;
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+fn corpus() -> Option<PathBuf> {
+    common::shared_path("corpus")
 }
 
-fn layouts() -> Vec<PathBuf> {
+/// Layouts that lack content on purpose: their imports report it missing.
+const SPARSE: [&str; 2] = ["test_gc_image_unknown_mediatype", "gen-sparse"];
+
+/// The generated layouts (in the returned temp dir), then the corpus ones
+/// when the corpus is present.
+fn layouts() -> (tempfile::TempDir, Vec<PathBuf>) {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (mut out, _) = common::fixtures::generated_layouts(gen.path());
+    out.extend(corpus_layouts());
+    (gen, out)
+}
+
+fn corpus_layouts() -> Vec<PathBuf> {
     let mut out = Vec::new();
+    let Some(corpus) = corpus() else {
+        return out;
+    };
     for group in ["notation", "ggcr"] {
-        let dir = corpus().join(group);
+        let dir = corpus.join(group);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -38,20 +56,22 @@ fn import(s: &Store, p: &Path) -> ocidb::ImportReport {
 }
 
 #[test]
-fn every_corpus_layout_imports_and_fsck_is_clean() {
-    let all = layouts();
-    assert!(
-        all.len() >= 13,
-        "the corpus is where the tests expect it: {}",
-        corpus().display()
-    );
+fn every_layout_imports_and_fsck_is_clean() {
+    let (_gen, all) = layouts();
+    if let Some(c) = corpus() {
+        assert!(
+            all.len() >= 13 + 3,
+            "the corpus is where the tests expect it: {}",
+            c.display()
+        );
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path()).expect("store");
     for p in &all {
         let r = import(&s, p);
         let name = p.file_name().expect("name").to_string_lossy().into_owned();
         assert_eq!(r.repository, name);
-        if name != "test_gc_image_unknown_mediatype" {
+        if !SPARSE.contains(&name.as_str()) {
             assert!(r.manifests > 0, "{name} imported manifests");
             assert!(r.missing.is_empty(), "{name}: {:?}", r.missing);
         }
@@ -87,14 +107,15 @@ fn every_corpus_layout_imports_and_fsck_is_clean() {
 }
 
 #[test]
-fn notation_layouts_yield_their_signature_referrers() {
+fn signed_layouts_yield_their_signature_referrers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path()).expect("store");
     let mut checked = 0;
-    for p in layouts()
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains("notation"))
-    {
+    let (_gen, all) = layouts();
+    for p in all.into_iter().filter(|p| {
+        let p = p.to_string_lossy();
+        p.contains("notation") || p.contains("gen-signed")
+    }) {
         let r = import(&s, &p);
         let repo = r.repository.clone();
         for tag in s.tags(&repo, None, None).expect("tags") {
@@ -141,37 +162,52 @@ fn notation_layouts_yield_their_signature_referrers() {
                 )
                 .expect("filtered");
             assert_eq!(f.index.manifests.len(), got.len());
-            if repo == "e2e-valid-multiple-signatures" {
+            if repo == "e2e-valid-multiple-signatures" || repo == "gen-signed" {
                 assert_eq!(got.len(), 2, "two signatures of one subject");
             }
             checked += 1;
         }
     }
-    assert!(checked >= 5, "checked {checked} sha256-… indexes");
+    let want = if corpus().is_some() { 6 } else { 1 };
+    assert!(checked >= want, "checked {checked} sha256-… indexes");
 }
 
 #[test]
 fn sparse_layouts_report_missing_digests_and_strict_refuses() {
-    let p = corpus().join("ggcr/test_gc_image_unknown_mediatype");
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (paths, missing) = common::fixtures::generated_layouts(gen.path());
+    let mut cases = vec![(paths[2].clone(), missing.to_string())];
+    if let Some(c) = corpus() {
+        cases.push((
+            c.join("ggcr/test_gc_image_unknown_mediatype"),
+            "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720".into(),
+        ));
+    }
+    for (p, want) in cases {
+        sparse_layout_reports(&p, &want);
+    }
+}
+
+fn sparse_layout_reports(p: &Path, want: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path()).expect("store");
     let err = s
         .import_layout(
-            &p,
+            p,
             &ImportOptions {
                 strict: true,
                 ..Default::default()
             },
         )
         .expect_err("strict");
-    let want = "sha256:32589985702551b6c56033bb3334432a0a513bf9d6aceda0f67c42b003850720";
     assert!(err.to_string().contains(want), "{err}");
     assert!(
         s.repositories().expect("repos").is_empty(),
         "strict stored nothing"
     );
-    let r = import(&s, &p);
+    let r = import(&s, p);
     assert_eq!(r.missing, vec![Digest::parse(want).expect("digest")]);
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
 }
 
 #[test]
@@ -485,8 +521,9 @@ fn skopeo_reads_our_exports() {
     .expect("json");
     assert_eq!(v["Architecture"], "amd64");
 
-    // Every imported corpus repository, exported again.
-    for p in layouts() {
+    // Every imported layout's repository, exported again.
+    let (_gen, all) = layouts();
+    for p in all {
         let r = import(&s, &p);
         // A layout whose only image is missing leaves no repository behind.
         for tag in s.tags(&r.repository, None, None).unwrap_or_default() {
