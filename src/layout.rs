@@ -75,8 +75,14 @@ struct LayoutMarker {
 /// Where the layout's files come from.
 enum Source {
     Dir(PathBuf),
-    /// An oci-archive whose blobs were already streamed into the store.
-    Stored,
+    /// An oci-archive whose blobs were already streamed into the store:
+    /// only what it carried, or what the target repository already holds,
+    /// counts as present. Anything else stored under another repository is
+    /// not the archive's to adopt.
+    Stored {
+        carried: HashSet<Digest>,
+        repo: String,
+    },
 }
 
 impl Source {
@@ -98,8 +104,9 @@ impl Source {
                     Err(e) => Err(Error::io(format!("stat of {}", p.display()), e)),
                 }
             }
-            Source::Stored => {
-                if !store.exists(d)? {
+            Source::Stored { carried, repo } => {
+                let ours = carried.contains(d) || store.is_member(repo, d).unwrap_or(false);
+                if !ours || !store.exists(d)? {
                     return Ok(None);
                 }
                 let r = store.get(d)?;
@@ -108,6 +115,48 @@ impl Source {
             }
         }
     }
+}
+
+/// A layout directory's own files must be regular files and its blob
+/// folders real folders: a FIFO named `index.json` would hang the import,
+/// and a symlinked `blobs/sha256` would lead it outside the layout (blob
+/// files that are links are refused the same way).
+fn check_layout_tree(root: &Path) -> Result<()> {
+    let kind = |p: &Path| fs::symlink_metadata(p).map(|m| m.file_type());
+    for name in ["oci-layout", "index.json"] {
+        let p = root.join(name);
+        match kind(&p) {
+            Ok(t) if t.is_file() => {}
+            Ok(_) => {
+                return Err(Error::InvalidArgument {
+                    value: p.display().to_string(),
+                    expected: "a regular file (links, FIFOs and other special files are refused)"
+                        .into(),
+                })
+            }
+            // Reported with context where the file is opened.
+            Err(_) => {}
+        }
+    }
+    let blobs = root.join("blobs");
+    let mut dirs = vec![blobs.clone()];
+    if let Ok(entries) = fs::read_dir(&blobs) {
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    for d in dirs {
+        match kind(&d) {
+            Ok(t) if t.is_dir() => {}
+            Ok(t) if t.is_file() && d != blobs => {}
+            Ok(_) => {
+                return Err(Error::InvalidArgument {
+                    value: d.display().to_string(),
+                    expected: "a real directory (a symlinked blob folder is refused, as symlinked blob files are)".into(),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn read_limited(mut r: impl Read, limit: u64, what: &str) -> Result<Vec<u8>> {
@@ -195,6 +244,7 @@ impl Store {
         // What this import adds, so that a rejected one can take it back.
         let mut created: Vec<Digest> = Vec::new();
         let result = if meta.is_dir() {
+            check_layout_tree(path)?;
             let marker = path.join("oci-layout");
             let bytes = read_limited(
                 fs::File::open(&marker).context(|| {
@@ -220,9 +270,14 @@ impl Store {
                 &mut created,
             )
         } else {
-            self.stream_tar(path, lease.id, &mut created)
+            let mut carried = HashSet::new();
+            self.stream_tar(path, lease.id, &mut created, &mut carried)
                 .and_then(|index| {
-                    self.import_from(&Source::Stored, &index, &repo, lease.id, opts, &mut created)
+                    let src = Source::Stored {
+                        carried,
+                        repo: repo.clone(),
+                    };
+                    self.import_from(&src, &index, &repo, lease.id, opts, &mut created)
                 })
         };
         let result = match result {
@@ -483,7 +538,13 @@ impl Store {
     /// Streams an oci-archive: blobs go straight into the store (verified
     /// against their file names) under the lease; index.json is returned.
     /// Nothing is ever written outside the store.
-    fn stream_tar(&self, path: &Path, lease: u64, created: &mut Vec<Digest>) -> Result<Vec<u8>> {
+    fn stream_tar(
+        &self,
+        path: &Path,
+        lease: u64,
+        created: &mut Vec<Digest>,
+        carried: &mut HashSet<Digest>,
+    ) -> Result<Vec<u8>> {
         let f = fs::File::open(path).context(|| format!("opening {}", path.display()))?;
         let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
         let mut index = None;
@@ -531,7 +592,8 @@ impl Store {
                     expected: "regular files and directories only (device, fifo and other special entries are refused)".into(),
                 });
             }
-            let size = entry.header().size().unwrap_or(u64::MAX);
+            // Entry::size honours PAX size headers (blobs over 8 GiB).
+            let size = entry.size();
             let comps: Vec<String> = rel
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -576,6 +638,7 @@ impl Store {
                     if put.created {
                         created.push(put.digest);
                     }
+                    carried.insert(put.digest);
                 }
                 // Anything else in the archive is not part of the layout.
                 _ => {}

@@ -307,3 +307,222 @@ fn referrer_chains_and_tag_schema_cycles_terminate() {
     assert_eq!(before, expanded.len(), "every node shown once");
     assert_eq!(expanded.len(), 1 + 1 + 6, "root, its config, six referrers");
 }
+
+fn image_with(s: &Store, layer_mt: &str, artifact_type: Option<&str>) -> String {
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    let layer = s
+        .put_bytes(b"layer", &PutOptions::default())
+        .expect("layer");
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+        "layers": [{"mediaType": layer_mt, "digest": layer.digest, "size": 5}],
+    });
+    if let Some(at) = artifact_type {
+        m["artifactType"] = json!(at);
+    }
+    m.to_string()
+}
+
+/// Issue 13, item 1: a media type over 64 KiB once went through a
+/// truncating encoder and left an undecodable record.
+#[test]
+fn media_types_that_break_rfc_6838_are_refused_everywhere() {
+    let (dir, s) = store();
+    let long = format!("application/x-{}", "é".repeat(40_000));
+    let e = s
+        .put_bytes(
+            b"blob",
+            &PutOptions {
+                media_type: Some(long.clone()),
+                ..PutOptions::default()
+            },
+        )
+        .expect_err("blob media type");
+    assert!(matches!(e, Error::InvalidMediaType { .. }), "{e}");
+    assert!(e.to_string().contains("RFC 6838"), "{e}");
+    for bad in [
+        "noslash",
+        "application/",
+        "/json",
+        "application/x\u{1b}[2K",
+        "text/plain; charset",
+        &"a".repeat(300),
+    ] {
+        let e = s
+            .put(
+                &b"x"[..],
+                &PutOptions {
+                    media_type: Some(bad.to_string()),
+                    ..PutOptions::default()
+                },
+            )
+            .expect_err(bad);
+        assert!(matches!(e, Error::InvalidMediaType { .. }), "{bad}: {e}");
+        assert!(!e.to_string().contains('\u{1b}'), "escaped: {e}");
+    }
+    // Parameters and suffixes are fine.
+    s.put_bytes(
+        b"ok",
+        &PutOptions {
+            media_type: Some("text/plain; charset=utf-8".into()),
+            ..PutOptions::default()
+        },
+    )
+    .expect("a media type with a parameter");
+    // In a manifest: a layer mediaType, an artifactType, a declared type.
+    let (dir2, s2) = store();
+    let e = manifest_put(&s2, image_with(&s2, &long, None).as_bytes(), None);
+    assert!(matches!(e, Error::InvalidMediaType { .. }), "{e}");
+    let e = manifest_put(
+        &s2,
+        image_with(&s2, "application/vnd.oci.image.layer.v1.tar", Some(&long)).as_bytes(),
+        None,
+    );
+    assert!(matches!(e, Error::InvalidMediaType { .. }), "{e}");
+    let e = manifest_put(&s2, b"{}", Some(&long));
+    assert!(matches!(e, Error::InvalidMediaType { .. }), "{e}");
+    // Nothing store-wide broke.
+    s2.stats().expect("stats");
+    assert!(s2
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+    drop((dir, dir2));
+}
+
+/// Issue 13, item 2: the same bytes as an image in one repository and as
+/// an index in another once left GC deleting live content.
+#[test]
+fn ambiguous_manifests_and_type_changes_are_refused() {
+    let (dir, s) = store();
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    let child = s
+        .put_manifest(
+            "a",
+            json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+                "layers": []})
+            .to_string()
+            .as_bytes(),
+            &ManifestOptions::default(),
+        )
+        .expect("child");
+    let both = json!({"schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+        "layers": [],
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child.digest, "size": child.size}]})
+    .to_string();
+    for mt in [OCI_MANIFEST, OCI_INDEX] {
+        let e = manifest_put(&s, both.as_bytes(), Some(mt));
+        assert!(matches!(e, Error::InvalidManifest { .. }), "{e}");
+        assert!(e.to_string().contains("CVE-2021-41190"), "{e}");
+    }
+    // One digest, one manifest type: a Docker v2 manifest cannot be put
+    // again as an OCI one (the body has no mediaType to disagree).
+    let doc = json!({"schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+        "layers": []})
+    .to_string();
+    s.put_manifest(
+        "r1",
+        doc.as_bytes(),
+        &ManifestOptions {
+            media_type: Some(ocidb::manifest::DOCKER_MANIFEST.into()),
+            ..Default::default()
+        },
+    )
+    .expect("docker v2");
+    let e = s
+        .put_manifest(
+            "r2",
+            doc.as_bytes(),
+            &ManifestOptions {
+                media_type: Some(OCI_MANIFEST.into()),
+                ..Default::default()
+            },
+        )
+        .expect_err("type change");
+    assert!(matches!(e, Error::ManifestTypeConflict { .. }), "{e}");
+    assert_eq!(e.kind(), ocidb::ErrorKind::Conflict);
+    assert!(
+        e.to_string().contains(ocidb::manifest::DOCKER_MANIFEST)
+            && e.to_string().contains(OCI_MANIFEST),
+        "{e}"
+    );
+    assert!(s.repositories().expect("repos").iter().all(|r| r != "r2"));
+    drop(dir);
+}
+
+/// Issue 13, item 4: Go reads `Layers` as `layers`.
+#[test]
+fn spec_fields_in_another_casing_or_twice_are_refused() {
+    let (dir, s) = store();
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    let l = s.put_bytes(b"l", &PutOptions::default()).expect("l");
+    let desc = |d: &Digest, n: u64| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n});
+    let cases = [
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[],"Layers":[{l}]}}"#,
+            c = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2}),
+            l = desc(&l.digest, 1)
+        ),
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[{{"mediaType":"a/b","digest":"{d}","Digest":"{d}","size":1}}]}}"#,
+            c = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2}),
+            d = l.digest
+        ),
+        // The Kelvin sign folds to `k` in Go: `\u212Aind`… and the long s.
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[],"\u017Fubject":{s}}}"#,
+            c = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2}),
+            s = desc(&l.digest, 1)
+        ),
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[],"annotations":{{"a":"1","a":"2"}}}}"#,
+            c = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2}),
+        ),
+    ];
+    for body in &cases {
+        let e = manifest_put(&s, body.as_bytes(), None);
+        assert!(matches!(e, Error::InvalidManifest { .. }), "{body}: {e}");
+        assert!(
+            e.to_string().contains("another casing") || e.to_string().contains("twice"),
+            "{e}"
+        );
+    }
+    // Annotation keys are data, not fields: any casing is fine there.
+    s.put_manifest(
+        "ok",
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[],"annotations":{{"Layers":"x","layers":"y"}}}}"#,
+            c = json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2}),
+        )
+        .as_bytes(),
+        &ManifestOptions::default(),
+    )
+    .expect("annotation keys in any casing");
+    drop(dir);
+}
+
+/// Issue 13, item 12: the duplicate check was quadratic; a 4 MiB index
+/// of ~44k entries is ingested (its cost is in `benches/`, not timed here).
+#[test]
+fn a_huge_index_with_duplicates_ingests() {
+    let (dir, s) = store();
+    let mut entries = Vec::new();
+    for i in 0..25_000u32 {
+        let d = Hasher::digest_of(Algorithm::Sha256, &i.to_le_bytes());
+        entries.push(json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1}));
+    }
+    entries.extend(entries.clone().into_iter().take(100));
+    let body =
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
+    assert!(body.len() < 4 * 1024 * 1024);
+    let put = s
+        .put_manifest("big/index", body.as_bytes(), &ManifestOptions::default())
+        .expect("ingests");
+    assert_eq!(s.successors(&put.digest).expect("edges").len(), 25_000);
+    drop(dir);
+}

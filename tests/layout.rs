@@ -647,3 +647,207 @@ fn a_rejected_import_takes_back_what_it_added() {
         "its copied config is gone"
     );
 }
+
+/// Writes a layout directory as a tar (`blobs/…`, `index.json`,
+/// `oci-layout`), leaving out the blobs named in `skip`.
+fn tar_of_layout(dir: &Path, skip: &[Digest]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).expect("append");
+    };
+    add(
+        "oci-layout",
+        &std::fs::read(dir.join("oci-layout")).expect("marker"),
+    );
+    add(
+        "index.json",
+        &std::fs::read(dir.join("index.json")).expect("index"),
+    );
+    for e in std::fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let d = Digest::parse(&format!("sha256:{name}")).expect("digest");
+        if !skip.contains(&d) {
+            add(
+                &format!("blobs/sha256/{name}"),
+                &std::fs::read(e.path()).expect("blob"),
+            );
+        }
+    }
+    b.into_inner().expect("tar")
+}
+
+/// Issue 13, item 6: a tar holding only an index.json that names another
+/// repository's manifest once imported it completely, even with --strict.
+#[test]
+fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let signed = &paths[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    s.import_layout(
+        signed,
+        &ImportOptions {
+            repository: Some("tenant/a".into()),
+            ..Default::default()
+        },
+    )
+    .expect("tenant a");
+    // The same index.json, with no blobs at all, into another repository.
+    let all: Vec<Digest> = std::fs::read_dir(signed.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).expect("d"))
+        .collect();
+    let bare = dir.path().join("bare.tar");
+    std::fs::write(&bare, tar_of_layout(signed, &all)).expect("tar");
+    let strict = s
+        .import_layout(
+            &bare,
+            &ImportOptions {
+                repository: Some("tenant/b".into()),
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .expect_err("strict: nothing is carried");
+    assert!(strict.to_string().contains("missing"), "{strict}");
+    let r = s
+        .import_layout(
+            &bare,
+            &ImportOptions {
+                repository: Some("tenant/b".into()),
+                ..Default::default()
+            },
+        )
+        .expect("lenient import");
+    assert_eq!(r.manifests, 0, "{r:?}");
+    assert!(!r.missing.is_empty());
+    assert!(s
+        .tags("tenant/b", None, None)
+        .unwrap_or_default()
+        .is_empty());
+    for d in &all {
+        assert!(!s.is_member("tenant/b", d).expect("member"), "{d} adopted");
+    }
+    // The same tar into the repository that holds the content is complete.
+    let r = s
+        .import_layout(
+            &bare,
+            &ImportOptions {
+                repository: Some("tenant/a".into()),
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .expect("tenant a already holds it all");
+    assert!(r.missing.is_empty());
+}
+
+/// Issue 13, item 13: a FIFO index.json hung the import; a symlinked
+/// blobs/sha256 was followed.
+#[cfg(unix)]
+#[test]
+fn special_files_and_symlinked_blob_folders_are_refused() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    // FIFO index.json.
+    let fifo_layout = gen.path().join("fifo");
+    std::fs::create_dir_all(fifo_layout.join("blobs/sha256")).expect("dirs");
+    std::fs::copy(paths[1].join("oci-layout"), fifo_layout.join("oci-layout")).expect("marker");
+    let c = std::ffi::CString::new(fifo_layout.join("index.json").to_string_lossy().as_bytes())
+        .expect("cstr");
+    // SAFETY: a plain mkfifo(3) call on a NUL-terminated path.
+    assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let e = s
+        .import_layout(&fifo_layout, &ImportOptions::default())
+        .expect_err("fifo");
+    assert!(e.to_string().contains("regular file"), "{e}");
+    // A symlinked blobs/sha256 pointing at another layout's blobs.
+    let linked = gen.path().join("linked");
+    std::fs::create_dir_all(linked.join("blobs")).expect("dirs");
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(paths[1].join(f), linked.join(f)).expect("copy");
+    }
+    std::os::unix::fs::symlink(paths[1].join("blobs/sha256"), linked.join("blobs/sha256"))
+        .expect("symlink");
+    let e = s
+        .import_layout(&linked, &ImportOptions::default())
+        .expect_err("symlinked dir");
+    assert!(e.to_string().contains("symlinked"), "{e}");
+    assert!(s.repositories().expect("repos").is_empty());
+}
+
+extern "C" {
+    #[link_name = "mkfifo"]
+    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+}
+
+/// Tar entries whose size comes from a PAX header (how tar writes blobs
+/// over 8 GiB) are read at that size.
+#[test]
+fn pax_size_headers_are_honoured() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let src = &paths[1];
+    let mut b = tar::Builder::new(Vec::new());
+    let mut push = |name: &str, data: &[u8], pax: bool| {
+        if pax {
+            let n = data.len().to_string();
+            b.append_pax_extensions([("size", n.as_bytes())])
+                .expect("pax");
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).expect("path");
+        h.set_mode(0o644);
+        // With a PAX size the ustar field may say anything (0 here).
+        h.set_size(if pax { 0 } else { data.len() as u64 });
+        h.set_cksum();
+        let out = b.get_mut();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+    };
+    push(
+        "oci-layout",
+        &std::fs::read(src.join("oci-layout")).expect("m"),
+        false,
+    );
+    push(
+        "index.json",
+        &std::fs::read(src.join("index.json")).expect("i"),
+        false,
+    );
+    for e in std::fs::read_dir(src.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+    {
+        let name = format!("blobs/sha256/{}", e.file_name().to_string_lossy());
+        push(&name, &std::fs::read(e.path()).expect("blob"), true);
+    }
+    let out = b.into_inner().expect("tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar_path = dir.path().join("pax.tar");
+    std::fs::write(&tar_path, out).expect("write");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let r = s
+        .import_layout(
+            &tar_path,
+            &ImportOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .expect("pax sizes");
+    assert!(r.missing.is_empty());
+    assert_eq!(r.tags, 1);
+}
