@@ -90,6 +90,21 @@ impl Store {
         check_graph(&txn, &records, &mut report)?;
         drop(txn);
         let orphans = self.check_files(&records, &mut report)?;
+        let corrupt: Vec<Digest> = report
+            .problems
+            .iter()
+            .filter(|p| p.kind == "corrupt-record")
+            .filter_map(|p| p.digest)
+            .collect();
+        if opts.repair && !corrupt.is_empty() {
+            let removed = self.remove_corrupt_records(corrupt)?;
+            for p in report.problems.iter_mut() {
+                // What hung off an undecodable record went with it.
+                if p.digest.is_some_and(|d| removed.contains(&d)) {
+                    p.repaired = true;
+                }
+            }
+        }
         if opts.repair && !orphans.is_empty() {
             let removed = self.remove_orphans(orphans)?;
             for p in report.problems.iter_mut() {
@@ -294,6 +309,44 @@ impl Store {
             }
         }
         Ok(orphans)
+    }
+
+    /// Removes records that do not decode, with everything indexed under
+    /// them (inline bytes, file, edges, memberships, tags, referrer
+    /// entries): the content is unusable, and one bad record must not stop
+    /// the rest of the store. Returns the digests removed.
+    fn remove_corrupt_records(&self, digests: Vec<Digest>) -> Result<HashSet<Digest>> {
+        let root = self.root.clone();
+        self.submit(true, move |b| {
+            let mut removed = HashSet::new();
+            for d in &digests {
+                let Some(raw) = b.t.blobs.get(&d.to_key())?.map(|g| g.value().to_vec()) else {
+                    continue;
+                };
+                if BlobRecord::decode(&raw).is_ok() {
+                    continue;
+                }
+                // Stand-in record: it decides only what remove_blob_in
+                // clears. Inline bytes are cleared either way below.
+                let placement = if d.blob_path(&root).exists() {
+                    Placement::File
+                } else {
+                    Placement::Inline
+                };
+                let stand_in = BlobRecord {
+                    size: 0,
+                    created_ms: 0,
+                    placement,
+                    manifest: b.t.edges_out.get(&d.to_key())?.is_some(),
+                    media_type: None,
+                    artifact_type: None,
+                };
+                crate::graph::remove_blob_in(b, d, &stand_in)?;
+                b.t.inline.remove(&d.to_key())?;
+                removed.insert(*d);
+            }
+            Ok(removed)
+        })
     }
 
     /// Deletes orphan files from inside the writer, where no rename into

@@ -526,3 +526,79 @@ fn a_huge_index_with_duplicates_ingests() {
     assert_eq!(s.successors(&put.digest).expect("edges").len(), 25_000);
     drop(dir);
 }
+
+/// Issue 13, item 1: a record that does not decode (as the truncating
+/// encoder once wrote) is one digest's problem, and `--repair` removes it
+/// with everything indexed under it.
+#[test]
+fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bad, good) = {
+        let s = Store::create(dir.path()).expect("create");
+        let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+        let body = |n: u32| {
+            json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+                "layers": [], "annotations": {"n": n.to_string()}})
+            .to_string()
+        };
+        let opts = |t: &str| ManifestOptions {
+            tags: vec![t.into()],
+            ..Default::default()
+        };
+        let bad = s
+            .put_manifest("app", body(1).as_bytes(), &opts("bad"))
+            .expect("bad");
+        let good = s
+            .put_manifest("app", body(2).as_bytes(), &opts("good"))
+            .expect("good");
+        (bad.digest, good.digest)
+    };
+    {
+        // What the old encoder left: a media type cut inside a character.
+        let db = redb::Database::open(dir.path().join("ocidb.redb")).expect("redb");
+        let txn = db.begin_write().expect("txn");
+        {
+            let blobs: redb::TableDefinition<&[u8; 65], &[u8]> =
+                redb::TableDefinition::new("blobs");
+            let mut t = txn.open_table(blobs).expect("blobs");
+            let mut v = vec![1u8, 1 | 4];
+            v.extend_from_slice(&2u64.to_le_bytes());
+            v.extend_from_slice(&0u64.to_le_bytes());
+            v.extend_from_slice(&2u16.to_le_bytes());
+            v.extend_from_slice(&[b'a', 0xc3]);
+            v.extend_from_slice(&0u16.to_le_bytes());
+            t.insert(&bad.to_key(), v.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let s = Store::open(dir.path()).expect("open");
+    let report = s
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck is not a store-wide error");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == "corrupt-record" && p.digest == Some(bad)),
+        "{:?}",
+        report.problems
+    );
+    let repaired = s
+        .fsck(&ocidb::FsckOptions {
+            repair: true,
+            ..Default::default()
+        })
+        .expect("repair");
+    assert!(repaired.is_clean(), "{:?}", repaired.problems);
+    let after = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(after.is_clean(), "{:?}", after.problems);
+    assert!(!s.exists(&bad).expect("exists"));
+    assert_eq!(s.tags("app", None, None).expect("tags"), vec!["good"]);
+    assert_eq!(
+        s.resolve("app", &Reference::Tag("good".into()))
+            .expect("good"),
+        good
+    );
+    s.stats().expect("stats work again");
+}
