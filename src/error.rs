@@ -92,7 +92,8 @@ pub enum Error {
         repository: String,
         /// The tag asked for.
         tag: String,
-        /// The tags that do exist, to suggest a fix.
+        /// Empty from the library (it never lists other names); a tool
+        /// whose user may list them can add a suggestion.
         hint: String,
     },
 
@@ -101,7 +102,8 @@ pub enum Error {
     RepositoryNotFound {
         /// The name asked for.
         repository: String,
-        /// The repositories that do exist.
+        /// Empty from the library (it never lists other repositories); a
+        /// tool whose user may list them can add a suggestion.
         hint: String,
     },
 

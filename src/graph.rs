@@ -156,6 +156,10 @@ pub struct WalkNode {
     /// True when this node was already shown earlier in the walk.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub repeated: bool,
+    /// True when the node lies [`MAX_WALK_DEPTH`] levels down: its
+    /// children are not expanded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// Children and referrers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<WalkNode>,
@@ -336,7 +340,6 @@ impl Store {
     pub fn untag(&self, repo: &str, tag: &str) -> Result<Digest> {
         names::validate_repository(repo)?;
         names::validate_tag(tag)?;
-        let hint = self.tag_hint(repo, tag);
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.submit(true, move |b| {
             let Some(repo_id) = lookup_repo_w(b, &repo)? else {
@@ -350,7 +353,7 @@ impl Store {
                 return Err(Error::TagNotFound {
                     repository: repo.clone(),
                     tag: tag.clone(),
-                    hint: hint.clone(),
+                    hint: String::new(),
                 });
             };
             let old = Digest::from_key(&old)?;
@@ -375,7 +378,7 @@ impl Store {
                     None => Err(Error::TagNotFound {
                         repository: repo.to_string(),
                         tag: tag.clone(),
-                        hint: self.tag_hint(repo, tag),
+                        hint: String::new(),
                     }),
                 }
             }
@@ -565,6 +568,7 @@ impl Store {
             repo_id,
             tags: &tags_by_digest,
             seen: HashSet::new(),
+            depth: 0,
         };
         w.node("root", root_desc)
     }
@@ -666,33 +670,13 @@ impl Store {
         names::validate_repository(repo)?;
         match repo_id(txn, repo)? {
             Some(id) => Ok(id),
-            None => {
-                let all = repo_names(txn)?;
-                let mut names: Vec<&String> = all.values().collect();
-                names.sort();
-                Err(Error::RepositoryNotFound {
-                    repository: repo.to_string(),
-                    hint: suggest("repositories", names.into_iter().map(String::as_str)),
-                })
-            }
+            // Only the name asked for: listing the others would leak
+            // other tenants' names through a registry front.
+            None => Err(Error::RepositoryNotFound {
+                repository: repo.to_string(),
+                hint: String::new(),
+            }),
         }
-    }
-
-    fn tag_hint(&self, repo: &str, _tag: &str) -> String {
-        let Ok(tags) = self.tags(repo, None, Some(20)) else {
-            return String::new();
-        };
-        suggest("tags", tags.iter().map(String::as_str))
-    }
-}
-
-/// "; existing tags: a, b, c" for error messages.
-pub(crate) fn suggest<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> String {
-    let list: Vec<&str> = names.take(20).collect();
-    if list.is_empty() {
-        format!("; there are no {what}")
-    } else {
-        format!("; existing {what}: {}", list.join(", "))
     }
 }
 
@@ -816,11 +800,19 @@ fn own_artifact_type(txn: &ReadTransaction, d: &Digest) -> Result<Option<String>
         .and_then(|r| r.artifact_type))
 }
 
+/// How deep a walk goes. Real images are a few levels deep (index,
+/// manifest, layers, a chain of referrers); a chain of thousands of
+/// nested indexes or referrers is data a client made up. Bounding the
+/// depth bounds the walk's recursion, and that of whatever renders,
+/// serialises or drops its tree, by a constant instead of by the input.
+pub const MAX_WALK_DEPTH: usize = 128;
+
 struct Walker<'a> {
     txn: &'a ReadTransaction,
     repo_id: u64,
     tags: &'a BTreeMap<Digest, Vec<String>>,
     seen: HashSet<Digest>,
+    depth: usize,
 }
 
 impl Walker<'_> {
@@ -830,25 +822,43 @@ impl Walker<'_> {
         let present = blobs.get(&d.to_key())?.is_some();
         drop(blobs);
         let tags = self.tags.get(&d).cloned().unwrap_or_default();
-        if !self.seen.insert(d) {
+        let repeated = self.seen.contains(&d);
+        if repeated || self.depth >= MAX_WALK_DEPTH {
             return Ok(WalkNode {
                 relation: relation.to_string(),
                 descriptor,
                 present,
                 tags,
-                repeated: true,
+                repeated,
+                truncated: !repeated,
                 children: Vec::new(),
             });
         }
+        self.seen.insert(d);
+        self.depth += 1;
+        let children = self.children(&d);
+        self.depth -= 1;
+        Ok(WalkNode {
+            relation: relation.to_string(),
+            descriptor,
+            present,
+            tags,
+            repeated: false,
+            truncated: false,
+            children: children?,
+        })
+    }
+
+    fn children(&mut self, d: &Digest) -> Result<Vec<WalkNode>> {
         let mut children = Vec::new();
-        for e in successors_in(self.txn, &d)? {
+        for e in successors_in(self.txn, d)? {
             if e.kind == EdgeKind::Subject {
                 continue;
             }
             children.push(self.node(e.kind.name(), e.descriptor)?);
         }
         let rt = self.txn.open_table(REFERRERS)?;
-        let (lo, hi) = keys::referrer_range(self.repo_id, &d, None);
+        let (lo, hi) = keys::referrer_range(self.repo_id, d, None);
         let mut refs = Vec::new();
         for e in rt.range::<&[u8; _]>(&lo..=&hi)? {
             let (_, v) = e?;
@@ -858,14 +868,7 @@ impl Walker<'_> {
         for r in refs {
             children.push(self.node("referrer", r)?);
         }
-        Ok(WalkNode {
-            relation: relation.to_string(),
-            descriptor,
-            present,
-            tags,
-            repeated: false,
-            children,
-        })
+        Ok(children)
     }
 }
 

@@ -45,7 +45,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use fsck::{FsckOptions, FsckReport, Problem};
 pub use graph::{
     Edge, ImageIndex, Inspection, ManifestOptions, ManifestPut, Parent, ReferrersPage,
-    ReferrersQuery, WalkNode,
+    ReferrersQuery, WalkNode, MAX_WALK_DEPTH,
 };
 pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};

@@ -6,10 +6,17 @@ mod demo;
 use clap::Parser as _;
 
 fn main() {
+    // Like other Unix tools, end quietly when the reader of stdout goes
+    // away (`ocidb tree X | head -2`): Rust ignores SIGPIPE, which makes
+    // every print after it a panic or an error. SAFETY: restoring a
+    // signal's default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::args::Cli::parse();
     if let Err(e) = cli::run(cli) {
         // One line, naming the offending value (every Error variant does).
-        let msg = e.to_string().replace('\n', " ");
+        let msg = cli::render::escape(&e.to_string().replace('\n', " "));
         eprintln!("error: {msg}");
         std::process::exit(1);
     }

@@ -602,3 +602,69 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
     );
     s.stats().expect("stats work again");
 }
+
+/// Issue 13, item 10: a chain of thousands of nested indexes and of
+/// referrers once overflowed the stack of `walk` (and of `tree`).
+#[test]
+fn walks_over_deep_chains_are_bounded() {
+    let (dir, s) = store();
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    let base = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+        "layers": []})
+    .to_string();
+    let mut bodies = vec![base];
+    let mut prev = Hasher::digest_of(Algorithm::Sha256, bodies[0].as_bytes());
+    let mut prev_size = bodies[0].len();
+    let mut prev_mt = OCI_MANIFEST;
+    for i in 0..5_000 {
+        let b = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": prev_mt, "digest": prev, "size": prev_size}],
+            "annotations": {"level": i.to_string()}})
+        .to_string();
+        prev = Hasher::digest_of(Algorithm::Sha256, b.as_bytes());
+        prev_size = b.len();
+        prev_mt = OCI_INDEX;
+        bodies.push(b);
+    }
+    let items: Vec<(&[u8], ManifestOptions)> = bodies
+        .iter()
+        .map(|b| (b.as_bytes(), ManifestOptions::default()))
+        .collect();
+    s.put_manifests("deep/chain", &items).expect("chain");
+    s.tag("deep/chain", "top", &prev).expect("tag");
+    let walk = s
+        .walk("deep/chain", &Reference::Tag("top".into()))
+        .expect("walk");
+    let mut depth = 0;
+    let mut node = &walk;
+    while let Some(c) = node.children.first() {
+        node = c;
+        depth += 1;
+    }
+    assert_eq!(depth, ocidb::MAX_WALK_DEPTH);
+    assert!(node.truncated, "the cut is marked");
+    // Referrers: each one's subject is the one before.
+    let mut subject = prev;
+    let mut refs = Vec::new();
+    for i in 0..5_000 {
+        let r = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x-chain",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
+            "layers": [], "subject": {"mediaType": OCI_INDEX, "digest": subject, "size": 1},
+            "annotations": {"n": i.to_string()}})
+        .to_string();
+        subject = Hasher::digest_of(Algorithm::Sha256, r.as_bytes());
+        refs.push(r);
+    }
+    let items: Vec<(&[u8], ManifestOptions)> = refs
+        .iter()
+        .map(|b| (b.as_bytes(), ManifestOptions::default()))
+        .collect();
+    s.put_manifests("deep/chain", &items)
+        .expect("referrer chain");
+    let walk = s
+        .walk("deep/chain", &Reference::Tag("top".into()))
+        .expect("walk with referrers");
+    assert!(!walk.children.is_empty());
+    drop(dir);
+}

@@ -387,3 +387,85 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
         "the working directory is cleaned up"
     );
 }
+
+mod common;
+
+/// Issue 13, item 5: strings from a layout reach the terminal escaped.
+#[test]
+fn untrusted_strings_are_printed_escaped() {
+    use common::fixtures::LayoutWriter;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = LayoutWriter::new(&dir.path().join("evil"));
+    let mut img = w.image("evil", 1, Some(("linux", "amd64")));
+    img["platform"]["os"] = serde_json::json!("\u{1b}[2Klinux\u{202e}");
+    let idx = w.manifest(&serde_json::json!({"schemaVersion": 2, "mediaType": ocidb::manifest::OCI_INDEX, "manifests": [img]}));
+    w.entry(&idx, Some("latest"));
+    w.entry(&idx, Some("\u{1b}]0;pwned\u{7}"));
+    let layout = w.finish();
+    let store = dir.path().join("s");
+    let out = ok(&ocidb(
+        &store,
+        &["import", layout.to_str().expect("utf8"), "--repo", "evil"],
+    ));
+    assert!(out.contains("skipped ref.name"), "{out}");
+    let tree = ok(&ocidb(&store, &["tree", "evil:latest"]));
+    for text in [&out, &tree] {
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "raw control characters reached the terminal: {text:?}"
+        );
+    }
+    assert!(tree.contains("\\u{1b}[2Klinux"), "{tree}");
+}
+
+/// Issue 13, item 14: a closed stdout ends the command quietly.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s");
+    // Larger than any pipe buffer: the writer must meet the closed end.
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, ocidb::sample::deterministic_bytes(b"pipe", 4 << 20)).expect("write");
+    let d = ok(&ocidb(
+        &store,
+        &["blob", "put", file.to_str().expect("utf8")],
+    ))
+    .trim()
+    .to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(&store)
+        .args(["blob", "get", &d])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("some output");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    use std::os::unix::process::ExitStatusExt as _;
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc_sigpipe()),
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -44,6 +44,23 @@ fn digest_arg(s: &str) -> Result<Digest> {
     Digest::parse(s)
 }
 
+/// How many entries of a long list (missing digests, notes) text output
+/// shows; `--json` lists them all.
+const SHOWN: usize = 10;
+
+fn print_capped<T: std::fmt::Display>(what: &str, items: &[T]) {
+    for i in items.iter().take(SHOWN) {
+        println!("  {what}: {}", render::escape(&i.to_string()));
+    }
+    if items.len() > SHOWN {
+        println!(
+            "  … and {} more {what} ({} in all; --json lists every one)",
+            items.len() - SHOWN,
+            items.len()
+        );
+    }
+}
+
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::io("formatting JSON", e.into()))?;
     println!("{s}");
@@ -114,7 +131,56 @@ pub fn parse_image_ref(s: &str) -> Result<(String, Reference)> {
     }
 }
 
+/// Runs a command. The library names only what was asked for in its errors
+/// (a registry must not leak other tenants' names); this offline tool,
+/// whose user can list the store anyway, adds the existing names as a hint.
 pub fn run(cli: Cli) -> Result<()> {
+    let store_dir = cli.store.clone();
+    run_command(cli).map_err(|e| with_hint(&store_dir, e))
+}
+
+fn with_hint(store_dir: &Path, e: Error) -> Error {
+    let list = |what: &str, names: Vec<String>| {
+        let names: Vec<String> = names
+            .into_iter()
+            .take(20)
+            .map(|n| render::escape(&n))
+            .collect();
+        if names.is_empty() {
+            format!("; there are no {what}")
+        } else {
+            format!("; existing {what}: {}", names.join(", "))
+        }
+    };
+    match e {
+        Error::TagNotFound {
+            repository,
+            tag,
+            hint,
+        } if hint.is_empty() => {
+            let tags = Store::open(store_dir)
+                .and_then(|s| s.tags(&repository, None, Some(20)))
+                .unwrap_or_default();
+            Error::TagNotFound {
+                hint: list("tags", tags),
+                repository,
+                tag,
+            }
+        }
+        Error::RepositoryNotFound { repository, hint } if hint.is_empty() => {
+            let repos = Store::open(store_dir)
+                .and_then(|s| s.repositories())
+                .unwrap_or_default();
+            Error::RepositoryNotFound {
+                hint: list("repositories", repos),
+                repository,
+            }
+        }
+        other => other,
+    }
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     let store_dir = cli.store;
     match cli.command {
         Command::Demo => crate::demo::run(&store_dir),
@@ -127,7 +193,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Untag { repo, tag } => {
             let old = open(&store_dir)?.untag(&repo, &tag)?;
-            eprintln!("untagged {repo}:{tag} (was {old})");
+            eprintln!(
+                "untagged {}:{} (was {old})",
+                render::escape(&repo),
+                render::escape(&tag)
+            );
             Ok(())
         }
         Command::Tags {
@@ -141,7 +211,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 print_json(&json!({"name": repo, "tags": tags}))
             } else {
                 for t in tags {
-                    println!("{t}");
+                    println!("{}", render::escape(&t));
                 }
                 Ok(())
             }
@@ -152,7 +222,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 print_json(&json!({"repositories": repos}))
             } else {
                 for r in repos {
-                    println!("{r}");
+                    println!("{}", render::escape(&r));
                 }
                 Ok(())
             }
@@ -259,7 +329,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 for p in &report.problems {
                     let d = p.digest.map(|d| format!("{d}: ")).unwrap_or_default();
                     let fixed = if p.repaired { " (repaired)" } else { "" };
-                    println!("{}: {d}{}{fixed}", p.kind, p.detail);
+                    println!("{}: {d}{}{fixed}", p.kind, render::escape(&p.detail));
                 }
                 println!(
                     "{} records, {} files, {} verified, {} problem(s), {} remaining",
@@ -316,15 +386,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     report.tags,
                     report.referrers
                 );
-                for d in &report.missing {
-                    println!("  missing (sparse layout): {d}");
+                print_capped("missing (sparse layout)", &report.missing);
+                for r in report.skipped_refs.iter().take(SHOWN) {
+                    println!("  skipped ref.name {}", render::escape(r));
                 }
-                for r in &report.skipped_refs {
-                    println!("  skipped ref.name {r}");
-                }
-                for n in &report.notes {
-                    println!("  note: {n}");
-                }
+                print_capped("note", &report.notes);
             }
             Ok(())
         }
@@ -361,12 +427,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     report.hardlinked,
                     report.referrers
                 );
-                for d in &report.missing {
-                    println!("  not in the store (left out): {d}");
-                }
-                for n in &report.notes {
-                    println!("  note: {n}");
-                }
+                print_capped("not in the store (left out)", &report.missing);
+                print_capped("note", &report.notes);
             }
             Ok(())
         }

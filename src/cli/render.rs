@@ -48,6 +48,26 @@ impl Style {
     }
 }
 
+/// Untrusted text (media types, annotations, tags, names from a layout)
+/// made safe for a terminal: control characters and the bidirectional
+/// overrides that reorder what is shown are printed as escapes.
+pub fn escape(s: &str) -> String {
+    let risky =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(risky) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if risky(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// 1536 -> "1.5 KiB".
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -84,11 +104,11 @@ fn label(node: &WalkNode, st: Style) -> String {
     }
     parts.push(st.bold(&short(&d.digest)));
     if !d.media_type.is_empty() {
-        parts.push(st.dim(&d.media_type));
+        parts.push(st.dim(&escape(&d.media_type)));
     }
     if let Some(at) = &d.artifact_type {
         if node.relation == "referrer" || node.relation == "root" {
-            parts.push(st.yellow(&format!("[{at}]")));
+            parts.push(st.yellow(&format!("[{}]", escape(at))));
         }
     }
     if let Some(p) = &d.platform {
@@ -97,17 +117,23 @@ fn label(node: &WalkNode, st: Style) -> String {
             .get("architecture")
             .and_then(|v| v.as_str())
             .unwrap_or("?");
-        parts.push(format!("{os}/{arch}"));
+        parts.push(escape(&format!("{os}/{arch}")));
     }
     parts.push(human_size(d.size));
     if !node.tags.is_empty() {
-        parts.push(st.green(&format!("tags: {}", node.tags.join(", "))));
+        parts.push(st.green(&format!("tags: {}", escape(&node.tags.join(", ")))));
     }
     if !node.present {
         parts.push(st.red("(missing)"));
     }
     if node.repeated {
         parts.push(st.dim("(shown above)"));
+    }
+    if node.truncated {
+        parts.push(st.dim(&format!(
+            "(deeper than {} levels: not expanded)",
+            ocidb::MAX_WALK_DEPTH
+        )));
     }
     parts.join("  ")
 }
@@ -155,7 +181,7 @@ pub fn stats(s: &ocidb::Stats) -> String {
     if !s.referrers_by_artifact_type.is_empty() {
         out.push_str("referrers by artifactType\n");
         for (at, n) in &s.referrers_by_artifact_type {
-            out.push_str(&format!("  {n:>6}  {at}\n"));
+            out.push_str(&format!("  {n:>6}  {}\n", escape(at)));
         }
     }
     if !s.largest_repositories.is_empty() {
@@ -164,7 +190,7 @@ pub fn stats(s: &ocidb::Stats) -> String {
             out.push_str(&format!(
                 "  {:>10}  {}  ({} manifests, {} blobs, {} tags)\n",
                 human_size(r.bytes),
-                r.name,
+                escape(&r.name),
                 r.manifests,
                 r.blobs,
                 r.tags
@@ -194,6 +220,14 @@ pub fn gc_summary(r: &ocidb::GcReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain/type"), "plain/type");
+        let e = escape("a\x1b]0;title\x07b\u{202e}c");
+        assert!(!e.chars().any(|c| c.is_control() || c == '\u{202e}'), "{e}");
+        assert!(e.contains("\\u{1b}"), "{e}");
+    }
 
     #[test]
     fn sizes() {
