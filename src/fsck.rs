@@ -87,7 +87,7 @@ impl Store {
         let txn = tables::begin_read(&self.db)?;
         let mut report = FsckReport::default();
         let records = self.check_records(&txn, opts, &mut report)?;
-        check_graph(&txn, &records, &mut report)?;
+        let dangling = check_graph(&txn, &records, &mut report)?;
         drop(txn);
         let orphans = self.check_files(&records, &mut report)?;
         let corrupt: Vec<Digest> = report
@@ -101,6 +101,14 @@ impl Store {
             for p in report.problems.iter_mut() {
                 // What hung off an undecodable record went with it.
                 if p.digest.is_some_and(|d| removed.contains(&d)) {
+                    p.repaired = true;
+                }
+            }
+        }
+        if opts.repair && !dangling.is_empty() {
+            self.remove_referrer_entries(dangling)?;
+            for p in report.problems.iter_mut() {
+                if p.kind == "dangling-referrer" || p.kind == "duplicate-referrer" {
                     p.repaired = true;
                 }
             }
@@ -349,6 +357,45 @@ impl Store {
         })
     }
 
+    /// Removes referrer entries that list what their repository does not
+    /// hold, or list a referrer a second time.
+    /// Each is re-checked inside the writer, where no put can be in flight:
+    /// a duplicate goes only if another entry of that referrer stays, and
+    /// the one keyed by the manifest's own artifactType is kept.
+    fn remove_referrer_entries(&self, entries: Vec<[u8; tables::REFERRER_LEN]>) -> Result<()> {
+        self.submit(true, move |b| {
+            for k in &entries {
+                let (at, referrer) = keys::referrer_parts(k)?;
+                let mut repo = [0u8; 8];
+                repo.copy_from_slice(&k[..8]);
+                let repo = u64::from_be_bytes(repo);
+                let subject = Digest::from_key(&k[8..8 + crate::digest::DIGEST_KEY_LEN])?;
+                let rec = crate::store::record_in(b, &referrer)?;
+                let member = b.t.members.get(&keys::member(repo, &referrer))?.is_some();
+                if rec.is_none() || !member {
+                    b.t.referrers.remove(k)?;
+                    continue;
+                }
+                let own_at = match rec.and_then(|r| r.artifact_type) {
+                    Some(t) => b.t.artifact_types.get(t.as_str())?.map(|g| g.value()),
+                    None => Some(0),
+                };
+                let (lo, hi) = keys::referrer_range(repo, &subject, None);
+                let mut others = 0;
+                for e in b.t.referrers.range::<&[u8; _]>(&lo..=&hi)? {
+                    let (ok, _) = e?;
+                    if ok.value() != k && keys::referrer_parts(ok.value())?.1 == referrer {
+                        others += 1;
+                    }
+                }
+                if others > 0 && own_at != Some(at) {
+                    b.t.referrers.remove(k)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes orphan files from inside the writer, where no rename into
     /// `blobs/` can be in flight, after re-checking that each has no record.
     fn remove_orphans(&self, orphans: Vec<Digest>) -> Result<HashSet<Digest>> {
@@ -382,7 +429,7 @@ fn check_graph(
     txn: &ReadTransaction,
     records: &HashMap<Digest, BlobRecord>,
     report: &mut FsckReport,
-) -> Result<()> {
+) -> Result<Vec<[u8; tables::REFERRER_LEN]>> {
     let mut out_edges: HashSet<(Digest, Digest, EdgeKind)> = HashSet::new();
     for e in txn.open_table(EDGES_OUT)?.iter()? {
         let (k, v) = e?;
@@ -524,15 +571,32 @@ fn check_graph(
             ));
         }
     }
+    let mut dangling = Vec::new();
+    let mut seen: HashMap<(u64, Digest, Digest), [u8; tables::REFERRER_LEN]> = HashMap::new();
     for e in txn.open_table(REFERRERS)?.iter()? {
         let (k, _) = e?;
         let (_, referrer) = keys::referrer_parts(k.value())?;
         let mut repo = [0u8; 8];
         repo.copy_from_slice(&k.value()[..8]);
         let repo = u64::from_be_bytes(repo);
+        let subject = Digest::from_key(&k.value()[8..8 + crate::digest::DIGEST_KEY_LEN])?;
+        if let Some(first) = seen.insert((repo, subject, referrer), *k.value()) {
+            dangling.push(first);
+            report.problems.push(problem(
+                "duplicate-referrer",
+                Some(referrer),
+                format!(
+                    "listed twice as a referrer of {subject} in `{}` (under two artifact types)",
+                    repo_name(repo)
+                ),
+            ));
+            dangling.push(*k.value());
+            continue;
+        }
         if !records.contains_key(&referrer)
             || members.get(&keys::member(repo, &referrer))?.is_none()
         {
+            dangling.push(*k.value());
             report.problems.push(problem(
                 "dangling-referrer",
                 Some(referrer),
@@ -543,5 +607,5 @@ fn check_graph(
             ));
         }
     }
-    Ok(())
+    Ok(dangling)
 }

@@ -475,7 +475,13 @@ impl Store {
         };
         let (mut lo, hi) = keys::referrer_range(repo_id, subject, at_id);
         if let Some(c) = q.cursor {
-            let (cat, cd) = parse_cursor(c)?;
+            let (cat, cd) = self.parse_cursor(c, repo_id, subject)?;
+            // A filtered page continues only within its artifact type:
+            // a cursor from elsewhere in the key space would widen the
+            // range past the filter.
+            if at_id.is_some_and(|id| id != cat) {
+                return Err(bad_cursor(c, "it belongs to another artifactType filter"));
+            }
             lo = keys::referrer(repo_id, subject, cat, &cd);
             // Step past the cursor entry itself.
             increment(&mut lo);
@@ -490,7 +496,7 @@ impl Store {
             if manifests.len() == limit {
                 // The cursor names the last entry returned.
                 if let Some(last) = &last_key {
-                    next = Some(cursor_of(last)?);
+                    next = Some(self.cursor_of(last, repo_id, subject)?);
                 }
                 break;
             }
@@ -691,18 +697,59 @@ fn increment(k: &mut [u8]) {
     }
 }
 
-fn cursor_of(k: &[u8; tables::REFERRER_LEN]) -> Result<String> {
-    let (at, d) = keys::referrer_parts(k)?;
-    Ok(format!("{at}.{d}"))
+fn bad_cursor(c: &str, why: &str) -> Error {
+    Error::InvalidArgument {
+        value: crate::digest::truncate_for_message(c),
+        expected: format!(
+            "a cursor that a previous page of this same referrers query returned ({why})"
+        ),
+    }
 }
 
-fn parse_cursor(c: &str) -> Result<(u32, Digest)> {
-    let bad = || Error::InvalidArgument {
-        value: c.to_string(),
-        expected: "a cursor returned by a previous referrers page (`<n>.<digest>`)".into(),
-    };
-    let (at, d) = c.split_once('.').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, Digest::parse(d)?))
+impl Store {
+    /// `<type id>.<digest>.<mac>`: the mac binds the position to the
+    /// repository and subject under the store's secret key.
+    fn cursor_mac(&self, repo_id: u64, subject: &Digest, at: u32, d: &Digest) -> String {
+        let mut m = Vec::with_capacity(32 + 8 + 2 * crate::digest::DIGEST_KEY_LEN + 4);
+        m.extend_from_slice(&self.cursor_key);
+        m.extend_from_slice(&repo_id.to_le_bytes());
+        m.extend_from_slice(&subject.to_key());
+        m.extend_from_slice(&at.to_le_bytes());
+        m.extend_from_slice(&d.to_key());
+        let h = Hasher::digest_of(crate::Algorithm::Sha256, &m).hex();
+        h[..24].to_string()
+    }
+
+    fn cursor_of(
+        &self,
+        k: &[u8; tables::REFERRER_LEN],
+        repo_id: u64,
+        subject: &Digest,
+    ) -> Result<String> {
+        let (at, d) = keys::referrer_parts(k)?;
+        Ok(format!(
+            "{at}.{d}.{}",
+            self.cursor_mac(repo_id, subject, at, &d)
+        ))
+    }
+
+    fn parse_cursor(&self, c: &str, repo_id: u64, subject: &Digest) -> Result<(u32, Digest)> {
+        let mut parts = c.splitn(3, '.');
+        let (Some(at), Some(d), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad_cursor(c, "it is not of the form <n>.<digest>.<mac>"));
+        };
+        let at: u32 = at
+            .parse()
+            .map_err(|_| bad_cursor(c, "its type id is not a number"))?;
+        let d = Digest::parse(d).map_err(|_| bad_cursor(c, "its digest is malformed"))?;
+        if mac != self.cursor_mac(repo_id, subject, at, &d) {
+            return Err(bad_cursor(
+                c,
+                "it was not issued by this store for this repository and subject",
+            ));
+        }
+        Ok((at, d))
+    }
 }
 
 pub(crate) fn repo_id(txn: &ReadTransaction, repo: &str) -> Result<Option<u64>> {
@@ -957,6 +1004,9 @@ fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
     }
     if let Some(parsed) = &p.parsed {
         for (_, child) in &parsed.children {
+            if child.is_external() {
+                continue;
+            }
             if b.t.blobs.get(&child.digest.to_key())?.is_none() && !b.pending_install(&child.digest)
             {
                 return Err(b.shared.missing(
@@ -1040,6 +1090,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         artifact_type: parsed.artifact_type.clone(),
         annotations: parsed.annotations.clone(),
         platform: None,
+        urls: None,
     });
     if newly_indexed {
         if let (Some(parsed), Some(own)) = (&p.parsed, &own) {
@@ -1187,11 +1238,55 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
     if let Some(subject) = names::referrers_tag_subject(tag) {
         if is_index(b, d)? {
             for entry in index_entries(b, d)? {
-                add_referrer(b, repo_id, &subject, &entry, SOURCE_TAG_SCHEMA)?;
+                if let Some(desc) = schema_entry(b, repo_id, &subject, &entry)? {
+                    add_referrer(b, repo_id, &subject, &desc, SOURCE_TAG_SCHEMA)?;
+                }
             }
         }
     }
     Ok(())
+}
+
+/// What a fallback-tag index entry lists, as the referrers API returns
+/// it: only a manifest this repository holds (a sparse entry lists
+/// nothing), described by the manifest itself (its own artifactType wins
+/// over the index's claim, so one referrer has one entry).
+fn schema_entry(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    entry: &Descriptor,
+) -> Result<Option<Descriptor>> {
+    let d = entry.digest;
+    if b.t
+        .members
+        .get(&keys::member(repo_id, &d))?
+        .map(|g| g.value())
+        != Some(MEMBER_MANIFEST)
+    {
+        return Ok(None);
+    }
+    let own_subject = match b.t.edges_out.get(&d.to_key())? {
+        Some(g) => keys::decode_subject(g.value())?,
+        None => None,
+    };
+    if let Some((s, own)) = own_subject {
+        if s == *subject {
+            return Ok(Some(own));
+        }
+    }
+    let Some(rec) = crate::store::record_in(b, &d)? else {
+        return Ok(None);
+    };
+    Ok(Some(Descriptor {
+        media_type: rec.media_type.unwrap_or_else(|| entry.media_type.clone()),
+        digest: d,
+        size: rec.size,
+        artifact_type: rec.artifact_type,
+        annotations: entry.annotations.clone(),
+        platform: None,
+        urls: None,
+    }))
 }
 
 fn unapply_tag_schema(b: &mut Batch<'_>, repo_id: u64, tag: &str, old: &Digest) -> Result<()> {
@@ -1200,10 +1295,68 @@ fn unapply_tag_schema(b: &mut Batch<'_>, repo_id: u64, tag: &str, old: &Digest) 
     };
     if is_index(b, old)? {
         for entry in index_entries(b, old)? {
-            remove_referrer_source(b, repo_id, &subject, &entry, SOURCE_TAG_SCHEMA)?;
+            remove_referrer_any(b, repo_id, &subject, &entry.digest, SOURCE_TAG_SCHEMA)?;
         }
     }
     Ok(())
+}
+
+/// Takes `source` off every entry of `referrer` under (repo, subject),
+/// whatever artifact type it is keyed by.
+fn remove_referrer_any(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    referrer: &Digest,
+    source: u8,
+) -> Result<()> {
+    let (lo, hi) = keys::referrer_range(repo_id, subject, None);
+    let mut hits = Vec::new();
+    for e in b.t.referrers.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, v) = e?;
+        if keys::referrer_parts(k.value())?.1 == *referrer {
+            hits.push((*k.value(), keys::decode_referrer(v.value())?));
+        }
+    }
+    for (k, (sources, stored)) in hits {
+        let left = sources & !source;
+        if left == 0 {
+            b.t.referrers.remove(&k)?;
+        } else {
+            b.t.referrers
+                .insert(&k, keys::encode_referrer(left, &stored).as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Subjects whose fallback-tag index in `repo_id` lists `d`.
+fn schema_subjects_listing(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<Vec<Digest>> {
+    let (lo, hi) = keys::edge_in_range(d);
+    let mut parents = Vec::new();
+    for e in b.t.edges_in.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, _) = e?;
+        let (_, parent, kind) = keys::split_edge_in(k.value())?;
+        if kind == EdgeKind::Manifest {
+            parents.push(parent);
+        }
+    }
+    let mut out = Vec::new();
+    for p in parents {
+        let prefix = keys::member(repo_id, &p);
+        for e in b.t.tagged.range(prefix.as_slice()..)? {
+            let (k, _) = e?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let tag = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(s) = names::referrers_tag_subject(&tag) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Removes a manifest's edges and referrer entries (in every repository).
@@ -1262,6 +1415,10 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
     };
     if let Some((s, own)) = subject {
         remove_referrer_source(b, repo_id, &s, &own, SOURCE_SUBJECT)?;
+    }
+    // Entries that fallback-tag indexes of this repository made for d.
+    for s in schema_subjects_listing(b, repo_id, d)? {
+        remove_referrer_any(b, repo_id, &s, d, SOURCE_TAG_SCHEMA)?;
     }
     Ok(())
 }

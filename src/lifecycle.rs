@@ -248,31 +248,27 @@ impl Store {
                     hint: format!(" in repository `{repo}`"),
                 });
             };
-            graph::remove_member(b, repo_id, &d)?;
-            let (lo, hi) = keys::member_of_range(&d);
-            let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
-            if !still_held {
-                if let Some(rec) = crate::store::record_in(b, &d)? {
-                    graph::remove_blob_in(b, &d, &rec)?;
-                }
-            }
-            Ok(())
+            remove_manifest_from(b, repo_id, &d)
         })
     }
 
     /// Removes a blob from a repository (the bytes stay for other
-    /// repositories, or until gc).
+    /// repositories, or until gc). A manifest goes through the manifest
+    /// delete path, so that no tag is left pointing at it.
     pub fn unlink_blob(&self, repo: &str, d: &Digest) -> Result<()> {
         names::validate_repository(repo)?;
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
-            let Some((id, _)) = graph::member_kind(b, &repo, &d)? else {
+            let Some((id, kind)) = graph::member_kind(b, &repo, &d)? else {
                 return Err(Error::NotFound {
                     what: "blob",
                     digest: d,
                     hint: format!(" in repository `{repo}`"),
                 });
             };
+            if kind == MEMBER_MANIFEST {
+                return remove_manifest_from(b, id, &d);
+            }
             b.t.members.remove(&keys::member(id, &d))?;
             b.t.member_of.remove(&keys::member_of(&d, id))?;
             Ok(())
@@ -529,6 +525,20 @@ fn lower_thread_priority() {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
+}
+
+/// A manifest leaves a repository with its tags and referrer entries
+/// there; with no repository left holding it, its record and edges go.
+fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
+    graph::remove_member(b, repo_id, d)?;
+    let (lo, hi) = keys::member_of_range(d);
+    let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
+    if !still_held {
+        if let Some(rec) = crate::store::record_in(b, d)? {
+            graph::remove_blob_in(b, d, &rec)?;
+        }
+    }
+    Ok(())
 }
 
 fn count(report: &mut GcReport, d: &Digest, c: &Candidate) {

@@ -77,6 +77,22 @@ pub struct Descriptor {
     /// Platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<serde_json::Value>,
+    /// Where else the content may be fetched from (non-distributable
+    /// layers carry these instead of being pushed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+}
+
+impl Descriptor {
+    /// Whether a registry may lack the bytes: a non-distributable
+    /// ("foreign") layer, or content the descriptor says lives at `urls`.
+    /// Registries accept manifests without these blobs, and so does
+    /// `require_children`.
+    pub fn is_external(&self) -> bool {
+        self.urls.as_ref().is_some_and(|u| !u.is_empty())
+            || self.media_type.contains(".nondistributable.")
+            || self.media_type.contains(".foreign.")
+    }
 }
 
 /// Sizes are int64 in the spec: a whole number from 0 to 2^63-1.
@@ -101,6 +117,7 @@ impl Descriptor {
             artifact_type: None,
             annotations: None,
             platform: None,
+            urls: None,
         }
     }
 }

@@ -125,6 +125,9 @@ pub struct Store {
     tmp_seq: AtomicU64,
     pub(crate) parsers: crate::manifest::ParserRegistry,
     pub(crate) gc_lock: std::sync::Mutex<()>,
+    /// Signs referrers cursors, so that a page is only ever continued from
+    /// a cursor this store issued for the same query.
+    pub(crate) cursor_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Store {
@@ -244,7 +247,7 @@ impl Store {
             }
             other => Error::Storage(other.into()),
         })?;
-        init_schema(&db, &root)?;
+        let cursor_key = init_schema(&db, &root)?;
         let db = Arc::new(db);
         recover_files(&db, &root)?;
 
@@ -259,6 +262,7 @@ impl Store {
             tmp_seq: AtomicU64::new(0),
             parsers: crate::manifest::ParserRegistry::default(),
             gc_lock: std::sync::Mutex::new(()),
+            cursor_key,
         };
         store.start_writer()?;
         Ok(store)
@@ -1116,8 +1120,31 @@ impl<R: Read> Read for VerifiedReader<R> {
     }
 }
 
-fn init_schema(db: &Database, root: &Path) -> Result<()> {
+/// The META key of the secret that signs referrers cursors.
+const CURSOR_KEY: &str = "cursor_key";
+
+/// 32 bytes from the OS's random source, by way of std's randomly keyed
+/// SipHash (no extra dependency for one key per store).
+fn random_key() -> [u8; 32] {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut key = [0u8; 32];
+    for (i, chunk) in key.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
+}
+
+/// Creates the tables, checks the format, and returns the cursor key.
+fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
     let txn = db.begin_write()?;
+    let mut cursor_key = [0u8; 32];
     // Earlier builds kept the GC change log in a table; it is dead weight.
     txn.delete_table(tables::RETIRED_GC_LOG)?;
     {
@@ -1138,9 +1165,17 @@ fn init_schema(db: &Database, root: &Path) -> Result<()> {
                 })
             }
         }
+        let stored = meta.get(CURSOR_KEY)?.map(|g| g.value().to_vec());
+        match stored {
+            Some(k) if k.len() == 32 => cursor_key.copy_from_slice(&k),
+            _ => {
+                cursor_key = random_key();
+                meta.insert(CURSOR_KEY, cursor_key.as_slice())?;
+            }
+        }
     }
     txn.commit()?;
-    Ok(())
+    Ok(cursor_key)
 }
 
 /// Finishes what a crash interrupted: removes blob files listed in the

@@ -668,3 +668,194 @@ fn walks_over_deep_chains_are_bounded() {
     assert!(!walk.children.is_empty());
     drop(dir);
 }
+
+fn cfg_desc(s: &Store) -> serde_json::Value {
+    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
+    json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2})
+}
+
+fn put_referrer(s: &Store, repo: &str, subject: &Digest, at: &str, n: u32) -> Digest {
+    let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": at,
+        "config": cfg_desc(s), "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
+        "annotations": {"n": n.to_string()}})
+    .to_string();
+    s.put_manifest(repo, body.as_bytes(), &ManifestOptions::default())
+        .expect("referrer")
+        .digest
+}
+
+/// Issue 13, item 15: a forged cursor once bypassed the artifactType filter.
+#[test]
+fn referrers_cursors_are_bound_to_their_query() {
+    let (dir, s) = store();
+    let subject = Hasher::digest_of(Algorithm::Sha256, b"subject");
+    for i in 0..3 {
+        put_referrer(&s, "app", &subject, "application/a", i);
+        put_referrer(&s, "app", &subject, "application/b", i);
+    }
+    let q = |at: Option<&'static str>, cursor: Option<&str>| {
+        s.referrers(
+            "app",
+            &subject,
+            &ReferrersQuery {
+                artifact_type: at,
+                cursor,
+                limit: Some(2),
+            },
+        )
+    };
+    let first = q(Some("application/b"), None).expect("page 1");
+    let next = first.next.clone().expect("more");
+    let second = q(Some("application/b"), Some(&next)).expect("page 2");
+    assert_eq!(second.index.manifests.len(), 1);
+    assert!(second
+        .index
+        .manifests
+        .iter()
+        .all(|m| m.artifact_type.as_deref() == Some("application/b")));
+    // Forged, or lifted from another query: refused, never widened.
+    let zero = format!("0.{}", Hasher::digest_of(Algorithm::Sha256, b""));
+    for bad in [zero.as_str(), "0.sha256:00", "garbage"] {
+        let e = q(Some("application/b"), Some(bad)).expect_err(bad);
+        assert!(e.to_string().contains("cursor"), "{e}");
+    }
+    let unfiltered = q(None, None).expect("unfiltered");
+    let other = unfiltered.next.expect("more");
+    let e = q(Some("application/b"), Some(&other));
+    if let Ok(page) = e {
+        assert!(page
+            .index
+            .manifests
+            .iter()
+            .all(|m| m.artifact_type.as_deref() == Some("application/b")));
+    }
+    let other_subject = Hasher::digest_of(Algorithm::Sha256, b"other");
+    assert!(s
+        .referrers(
+            "app",
+            &other_subject,
+            &ReferrersQuery {
+                cursor: Some(&next),
+                ..Default::default()
+            }
+        )
+        .is_err());
+    drop(dir);
+}
+
+/// Issue 13, item 16: fallback-tag indexes once listed a referrer twice
+/// under a forged artifactType, and a sparse entry broke fsck for good.
+#[test]
+fn fallback_tag_referrers_are_listed_once_and_only_when_stored() {
+    let (dir, s) = store();
+    let subject = Hasher::digest_of(Algorithm::Sha256, b"subject");
+    let sig = put_referrer(
+        &s,
+        "app",
+        &subject,
+        "application/vnd.cncf.notary.signature",
+        1,
+    );
+    let absent = Hasher::digest_of(Algorithm::Sha256, b"not stored");
+    let idx = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sig, "size": 1, "artifactType": "application/forged"},
+        {"mediaType": OCI_MANIFEST, "digest": absent, "size": 1, "artifactType": "application/x"},
+    ]})
+    .to_string();
+    s.put_manifest(
+        "app",
+        idx.as_bytes(),
+        &ManifestOptions {
+            tags: vec![ocidb::names::referrers_tag_for(&subject)],
+            ..Default::default()
+        },
+    )
+    .expect("fallback index");
+    let page = s
+        .referrers("app", &subject, &ReferrersQuery::default())
+        .expect("referrers");
+    assert_eq!(page.index.manifests.len(), 1, "{:?}", page.index.manifests);
+    assert_eq!(page.index.manifests[0].digest, sig);
+    assert_eq!(
+        page.index.manifests[0].artifact_type.as_deref(),
+        Some("application/vnd.cncf.notary.signature")
+    );
+    assert!(s
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+    // The signature leaves the repository: no entry is left behind.
+    s.delete_manifest("app", &sig).expect("delete");
+    assert!(s
+        .referrers("app", &subject, &ReferrersQuery::default())
+        .expect("referrers")
+        .index
+        .manifests
+        .is_empty());
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    drop(dir);
+}
+
+/// Issue 13, item 17: `unlink_blob` on a tagged manifest left its tag.
+#[test]
+fn unlinking_a_tagged_manifest_takes_its_tags() {
+    let (dir, s) = store();
+    let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg_desc(&s), "layers": []}).to_string();
+    let m = s
+        .put_manifest(
+            "app",
+            body.as_bytes(),
+            &ManifestOptions {
+                tags: vec!["v1".into()],
+                ..Default::default()
+            },
+        )
+        .expect("put");
+    s.unlink_blob("app", &m.digest).expect("unlink");
+    assert!(s.tags("app", None, None).unwrap_or_default().is_empty());
+    assert!(s.resolve("app", &Reference::Tag("v1".into())).is_err());
+    assert!(s
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+    drop(dir);
+}
+
+/// Issue 13, item 18: registries accept manifests whose non-distributable
+/// layers (or layers with `urls`) they do not hold.
+#[test]
+fn require_children_skips_external_layers() {
+    let (dir, s) = store();
+    let foreign = Hasher::digest_of(Algorithm::Sha256, b"foreign layer");
+    let with_urls = Hasher::digest_of(Algorithm::Sha256, b"layer with urls");
+    let missing = Hasher::digest_of(Algorithm::Sha256, b"plain missing layer");
+    let doc = |layers: serde_json::Value| {
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg_desc(&s), "layers": layers}).to_string()
+    };
+    let strict = ManifestOptions {
+        require_children: true,
+        ..Default::default()
+    };
+    s.put_manifest(
+        "app",
+        doc(json!([
+            {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": foreign, "size": 9},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": with_urls, "size": 9, "urls": ["https://example.com/l"]},
+        ]))
+        .as_bytes(),
+        &strict,
+    )
+    .expect("external layers need not be stored");
+    let e = s
+        .put_manifest(
+            "app",
+            doc(json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 9}]))
+                .as_bytes(),
+            &strict,
+        )
+        .expect_err("a plain missing layer");
+    assert!(matches!(e, Error::MissingChild { .. }), "{e}");
+    drop(dir);
+}
