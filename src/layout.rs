@@ -218,6 +218,10 @@ fn tag_of_ref_name(r: &str) -> Option<String> {
     if names::validate_tag(r).is_ok() {
         return Some(r.to_string());
     }
+    // `name@sha256:…` pins a digest: there is no tag in it.
+    if r.contains('@') {
+        return None;
+    }
     let (_, tag) = r.rsplit_once(':')?;
     names::validate_tag(tag).ok().map(|_| tag.to_string())
 }
@@ -666,6 +670,7 @@ impl Store {
         opts: &ExportOptions,
     ) -> Result<ExportReport> {
         let with_referrers = opts.with_referrers;
+        self.refuse_inside_store(out)?;
         if out.exists() {
             let empty_dir = out.is_dir()
                 && fs::read_dir(out)
@@ -698,7 +703,19 @@ impl Store {
             }
             let mut desc = Descriptor::new(mt, root, info.size);
             if let Reference::Tag(t) = r {
+                if t.starts_with('_') {
+                    report.notes.push(format!(
+                        "tag `{t}` starts with `_`: the OCI layout's ref.name grammar does not allow that, and skopeo refuses such names"
+                    ));
+                }
                 desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), t.clone())]));
+            }
+            // The same reference twice makes one entry.
+            if entries
+                .iter()
+                .any(|e| e.digest == desc.digest && e.annotations == desc.annotations)
+            {
+                continue;
             }
             entries.push(desc);
             let mut stack = vec![root];
@@ -742,7 +759,7 @@ impl Store {
         let written = if is_tar {
             self.write_tar(&tmp, &index, blobs.keys())
         } else {
-            self.write_dir(&tmp, &index, blobs.keys(), &mut report)
+            self.write_dir(&tmp, &index, blobs.keys(), opts.hardlink, &mut report)
         };
         if let Err(e) = written {
             let _ = fs::remove_dir_all(&tmp);
@@ -765,11 +782,49 @@ impl Store {
         Ok(report)
     }
 
+    /// An export inside the store's own directory would be taken for the
+    /// store's files (`tmp/` is emptied at open, `blobs/` is checked by
+    /// fsck).
+    fn refuse_inside_store(&self, out: &Path) -> Result<()> {
+        let abs = |p: &Path| -> Option<PathBuf> {
+            // The output does not exist yet: resolve its nearest ancestor.
+            let mut probe = p.to_path_buf();
+            let mut rest = Vec::new();
+            loop {
+                if let Ok(c) = probe.canonicalize() {
+                    let mut c = c;
+                    for part in rest.iter().rev() {
+                        c.push(part);
+                    }
+                    return Some(c);
+                }
+                rest.push(probe.file_name()?.to_os_string());
+                if !probe.pop() || probe.as_os_str().is_empty() {
+                    probe = std::env::current_dir().ok()?;
+                }
+            }
+        };
+        let (Some(out_abs), Some(root)) = (abs(out), self.root.canonicalize().ok()) else {
+            return Ok(());
+        };
+        if out_abs.starts_with(&root) {
+            return Err(Error::InvalidArgument {
+                value: out.display().to_string(),
+                expected: format!(
+                    "a destination outside the store directory {}",
+                    root.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn write_dir<'a>(
         &self,
         dir: &Path,
         index: &[u8],
         blobs: impl Iterator<Item = &'a Digest>,
+        hardlink: bool,
         report: &mut ExportReport,
     ) -> Result<()> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
@@ -783,7 +838,8 @@ impl Store {
                 }
             }
             let src = d.blob_path(&self.root);
-            let linked = self.stat(d)?.placement == crate::Placement::File
+            let linked = hardlink
+                && self.stat(d)?.placement == crate::Placement::File
                 && fs::hard_link(&src, &dst).is_ok();
             if linked {
                 report.hardlinked += 1;
@@ -851,12 +907,18 @@ pub struct ExportOptions {
     /// Label Docker manifests in index.json with the equivalent OCI media
     /// types (the bytes are unchanged), for tools that skip Docker entries.
     pub oci_index_types: bool,
+    /// Hard-link blob files instead of copying them (same filesystem
+    /// only). Off by default: the links share the store's bytes, so a tool
+    /// that rewrites an exported blob in place (as root, or after a chmod)
+    /// corrupts the store's copy too.
+    pub hardlink: bool,
 }
 
 /// What an export wrote.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ExportReport {
     /// Entries in index.json (images and referrers).
+    #[serde(rename = "index_entries")]
     pub manifests: u64,
     /// Blobs written (manifests included).
     pub blobs: u64,

@@ -431,6 +431,7 @@ impl Store {
         let mut guard = TmpGuard(Some(tmp.clone()));
         stream_to_file(head, &mut reader, &mut file, &mut v, &tmp)?;
         let (digest, size) = v.finish()?;
+        make_read_only(&file, &tmp)?;
         if !opts.no_sync {
             self.sync_temp(&file, &tmp)?;
         }
@@ -489,6 +490,7 @@ impl Store {
                 guards.push(TmpGuard(Some(tmp.clone())));
                 stream_to_file(Vec::new(), &mut &data[..], &mut file, &mut v, &tmp)?;
                 let (d, n) = v.finish()?;
+                make_read_only(&file, &tmp)?;
                 if !o.no_sync {
                     self.sync_temp(&file, &tmp)?;
                 }
@@ -811,6 +813,14 @@ impl Store {
             crate::graph::remove_blob_in(b, &d, &rec)
         })
     }
+}
+
+/// Blob files are read-only (0444): nothing, an export's hard link
+/// included, may write the store's bytes in place.
+fn make_read_only(file: &fs::File, tmp: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(fs::Permissions::from_mode(0o444))
+        .context(|| format!("making {} read-only", tmp.display()))
 }
 
 /// What a put's options name is checked before any byte is read.

@@ -229,6 +229,7 @@ fn round_trip_keeps_digests_and_tags_dir_and_tar() {
                 &out,
                 &ExportOptions {
                     with_referrers: with_refs,
+                    hardlink: with_refs,
                     ..Default::default()
                 },
             )
@@ -534,6 +535,7 @@ fn skopeo_reads_our_exports() {
                 &ExportOptions {
                     with_referrers: true,
                     oci_index_types: true,
+                    hardlink: false,
                 },
             )
             .expect("export");
@@ -850,4 +852,94 @@ fn pax_size_headers_are_honoured() {
         .expect("pax sizes");
     assert!(r.missing.is_empty());
     assert_eq!(r.tags, 1);
+}
+
+/// Issue 13, items 8 and 9: blob files are read-only, exports copy unless
+/// asked to link, and an export never lands inside the store.
+#[test]
+fn exports_copy_by_default_and_stay_out_of_the_store() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let s = Store::create(&root).expect("store");
+    ocidb::sample::load(&s, "demo/app").expect("sample");
+    let refs = [("demo/app".to_string(), Reference::Tag("v1".into()))];
+    let files: Vec<PathBuf> = std::fs::read_dir(root.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(!files.is_empty(), "the sample has blob files");
+    for f in &files {
+        let mode = std::fs::metadata(f).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444, "{}", f.display());
+    }
+    let out = dir.path().join("copy");
+    let rep = s
+        .export_layout(&refs, &out, &ExportOptions::default())
+        .expect("export");
+    assert_eq!(rep.hardlinked, 0, "copies by default");
+    // Writing into the exported copy leaves the store's bytes alone.
+    for e in std::fs::read_dir(out.join("blobs/sha256"))
+        .expect("out")
+        .flatten()
+    {
+        let p = e.path();
+        let mut perm = std::fs::metadata(&p).expect("meta").permissions();
+        perm.set_mode(0o644);
+        std::fs::set_permissions(&p, perm).expect("chmod");
+        std::fs::write(&p, b"scribbled").expect("scribble");
+    }
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
+    for inside in [root.join("tmp/x"), root.join("blobs/x"), root.join("x.tar")] {
+        let e = s
+            .export_layout(&refs, &inside, &ExportOptions::default())
+            .expect_err("inside the store");
+        assert!(e.to_string().contains("outside the store"), "{e}");
+    }
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
+}
+
+/// Issue 13, item 19: a digest-pinned ref.name is no tag, the same
+/// reference exported twice is one index.json entry, and a `_` tag is
+/// called out.
+#[test]
+fn ref_names_round_trip_without_bogus_or_duplicate_tags() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let mut w = common::fixtures::LayoutWriter::new(&gen.path().join("pinned"));
+    let img = w.image("pinned", 1, None);
+    let pinned = format!("example.com/app@{}", img["digest"].as_str().expect("d"));
+    w.entry(&img, Some(&pinned));
+    w.entry(&img, Some("v1"));
+    let layout = w.finish();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let r = s
+        .import_layout(&layout, &ImportOptions::default())
+        .expect("import");
+    assert_eq!(r.tags, 1, "{r:?}");
+    assert_eq!(s.tags("pinned", None, None).expect("tags"), vec!["v1"]);
+    assert!(r.skipped_refs.iter().any(|x| x.contains(&pinned)), "{r:?}");
+    let d = s
+        .resolve("pinned", &Reference::Tag("v1".into()))
+        .expect("v1");
+    s.tag("pinned", "_hidden", &d).expect("tag");
+    let refs = [
+        ("pinned".to_string(), Reference::Tag("v1".into())),
+        ("pinned".to_string(), Reference::Tag("v1".into())),
+        ("pinned".to_string(), Reference::Tag("_hidden".into())),
+    ];
+    let out = dir.path().join("out");
+    let rep = s
+        .export_layout(&refs, &out, &ExportOptions::default())
+        .expect("export");
+    assert_eq!(rep.manifests, 2, "v1 once, _hidden once");
+    assert!(rep.notes.iter().any(|n| n.contains("_hidden")), "{rep:?}");
+    let s2 = Store::create(dir.path().join("store2")).expect("store2");
+    let r2 = s2
+        .import_layout(&out, &ImportOptions::default())
+        .expect("re-import");
+    assert_eq!(r2.tags, 2, "{r2:?}");
+    let json = serde_json::to_value(&rep).expect("json");
+    assert!(json.get("index_entries").is_some(), "{json}");
 }

@@ -199,6 +199,11 @@ pub enum Command {
         /// (bytes unchanged), for tools such as skopeo 1.9 that skip them.
         #[arg(long)]
         oci_index_types: bool,
+        /// Hard-link blob files instead of copying them (same filesystem
+        /// only). Risk: the links share the store's bytes, so anything that
+        /// rewrites an exported blob in place corrupts the store's copy too.
+        #[arg(long)]
+        hardlink: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,

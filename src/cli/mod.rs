@@ -398,6 +398,7 @@ fn run_command(cli: Cli) -> Result<()> {
             mut args,
             with_referrers,
             oci_index_types,
+            hardlink,
             json,
         } => {
             let out = PathBuf::from(args.pop().unwrap_or_default());
@@ -412,6 +413,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 &ExportOptions {
                     with_referrers,
                     oci_index_types,
+                    hardlink,
                 },
             )?;
             progress::finish(spinner);
