@@ -217,6 +217,16 @@ impl Digest {
         };
         let hex = rest.as_bytes();
         let want = alg.len() * 2;
+        if let Some((i, c)) = rest.char_indices().find(|(_, c)| !c.is_ascii()) {
+            return Err(invalid(
+                input,
+                format!(
+                    "the encoded part has the non-ASCII character `{}` at byte {}; {alg} needs exactly {want} characters from [0-9a-f]",
+                    c.escape_debug(),
+                    colon + 1 + i
+                ),
+            ));
+        }
         if hex.len() != want {
             return Err(invalid(
                 input,
@@ -443,6 +453,8 @@ mod tests {
     fn the_issue_example_is_rejected() {
         let r = reason("sha256:3785693bd43e8246a8c166233392b33143f7f5e396c480f74538e5738fb6g27");
         assert!(r.contains("found 63"), "{r}");
+        let e = Digest::parse(&format!("sha256:{}é", &EMPTY_SHA256[7..70])).expect_err("non-ASCII");
+        assert!(e.to_string().contains("non-ASCII character `é`"), "{e}");
     }
 
     #[test]

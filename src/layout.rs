@@ -21,8 +21,11 @@ use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
 use crate::names::{self, Reference};
 use crate::store::{PutOptions, Store};
 
-/// Largest `index.json` or `oci-layout` accepted.
-pub const MAX_INDEX_SIZE: u64 = 16 * 1024 * 1024;
+/// Largest `index.json` accepted: room for several million entries, so
+/// that whatever `export` and `bench gen` write imports again.
+pub const MAX_INDEX_SIZE: u64 = 256 * 1024 * 1024;
+/// Largest `oci-layout` marker accepted (it holds one short field).
+const MAX_MARKER_SIZE: u64 = 64 * 1024;
 /// Manifests ingested per transaction during import.
 const MANIFEST_BATCH: usize = 512;
 
@@ -188,6 +191,41 @@ fn check_marker(bytes: &[u8], where_: &str) -> Result<()> {
     Ok(())
 }
 
+/// A compressed archive gets a plain answer, not the tar reader's view of
+/// compressed bytes.
+fn check_not_compressed(path: &Path) -> Result<()> {
+    let mut magic = [0u8; 6];
+    let n = fs::File::open(path)
+        .and_then(|mut f| f.read(&mut magic))
+        .context(|| format!("reading {}", path.display()))?;
+    let kind = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Some(("gzip", "gunzip -k")),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(("zstd", "zstd -d")),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Some(("xz", "xz -dk")),
+        [b'B', b'Z', b'h', ..] => Some(("bzip2", "bunzip2 -k")),
+        _ => None,
+    };
+    match kind {
+        Some((name, tool)) => Err(Error::InvalidArgument {
+            value: path.display().to_string(),
+            expected: format!(
+                "an uncompressed .tar or a layout directory: this file is {name}-compressed; decompress it first (`{tool} FILE`)"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_index_size(size: u64, what: &str) -> Result<()> {
+    if size > MAX_INDEX_SIZE {
+        return Err(Error::InvalidArgument {
+            value: format!("{what} of {size} bytes"),
+            expected: format!("an index.json of at most {MAX_INDEX_SIZE} bytes"),
+        });
+    }
+    Ok(())
+}
+
 fn parse_index(bytes: &[u8], where_: &str) -> Result<LayoutIndex> {
     serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest {
         what: format!("{where_}/index.json"),
@@ -228,7 +266,6 @@ fn tag_of_ref_name(r: &str) -> Option<String> {
 
 struct PendingManifest {
     digest: Digest,
-    body: Vec<u8>,
     declared: Option<String>,
 }
 
@@ -243,6 +280,9 @@ impl Store {
             None => default_repo(path)?,
         };
         let meta = fs::metadata(path).context(|| format!("opening {}", path.display()))?;
+        if meta.is_file() {
+            check_not_compressed(path)?;
+        }
         let repo_was_new = !self.repositories()?.contains(&repo);
         let lease = self.create_lease(Duration::from_secs(6 * 3600))?;
         // What this import adds, so that a rejected one can take it back.
@@ -257,17 +297,29 @@ impl Store {
                         path.display()
                     )
                 })?,
-                MAX_INDEX_SIZE,
+                MAX_MARKER_SIZE,
                 "oci-layout",
             )?;
             check_marker(&bytes, &path.display().to_string())?;
             let index_path = path.join("index.json");
             let f = fs::File::open(&index_path)
                 .context(|| format!("opening {}", index_path.display()))?;
-            let index = read_limited(f, MAX_INDEX_SIZE, "index.json")?;
+            let size = f
+                .metadata()
+                .context(|| format!("stat of {}", index_path.display()))?
+                .len();
+            check_index_size(size, &index_path.display().to_string())?;
+            // Parsed as a stream: the file's bytes are never held whole.
+            let index: LayoutIndex = serde_json::from_reader(io::BufReader::new(
+                f.take(MAX_INDEX_SIZE),
+            ))
+            .map_err(|e| Error::InvalidManifest {
+                what: format!("{}/index.json", path.display()),
+                reason: format!("not a valid image index: {e}"),
+            })?;
             self.import_from(
                 &Source::Dir(path.to_path_buf()),
-                &index,
+                index,
                 &repo,
                 lease.id,
                 opts,
@@ -277,23 +329,27 @@ impl Store {
             let mut carried = HashSet::new();
             self.stream_tar(path, lease.id, &mut created, &mut carried)
                 .and_then(|index| {
+                    let index = parse_index(&index, &path.display().to_string())?;
                     let src = Source::Stored {
                         carried,
                         repo: repo.clone(),
                     };
-                    self.import_from(&src, &index, &repo, lease.id, opts, &mut created)
+                    self.import_from(&src, index, &repo, lease.id, opts, &mut created)
                 })
         };
         let result = match result {
             Ok(r) => Ok(r),
             Err(e) => match self.undo_import(created, &repo, repo_was_new) {
                 Ok(()) => Err(e),
-                Err(undo) => Err(Error::InvalidArgument {
-                    value: format!("{e}"),
-                    expected: format!(
-                        "a clean rollback of the rejected import, which failed too: {undo}"
+                // Not bad input: the store could not take back what the
+                // import added (a full disk, say). The lease expires and
+                // gc collects what nothing reaches.
+                Err(undo) => Err(Error::io(
+                    format!(
+                        "the import failed ({e}), and taking back what it had added failed too"
                     ),
-                }),
+                    std::io::Error::other(undo.to_string()),
+                )),
             },
         };
         // The lease protected the work in progress; what is tagged or
@@ -327,13 +383,12 @@ impl Store {
     fn import_from(
         &self,
         src: &Source,
-        index_bytes: &[u8],
+        index: LayoutIndex,
         repo: &str,
         lease: u64,
         opts: &ImportOptions<'_>,
         created: &mut Vec<Digest>,
     ) -> Result<ImportReport> {
-        let index = parse_index(index_bytes, repo)?;
         let mut report = ImportReport {
             repository: repo.to_string(),
             ..ImportReport::default()
@@ -431,9 +486,11 @@ impl Store {
                         queue.push_back((child.clone(), false));
                     }
                 }
+                // Only the digest is kept: bodies are read again, a batch at
+                // a time, when they are ingested, so that memory does not
+                // follow the layout's manifest bytes.
                 manifests.push(PendingManifest {
                     digest: desc.digest,
-                    body,
                     declared,
                 });
             } else if try_manifest {
@@ -482,11 +539,16 @@ impl Store {
         // Children first, so that every index finds its manifests indexed.
         manifests.reverse();
         for chunk in manifests.chunks(MANIFEST_BATCH) {
+            let bodies = chunk
+                .iter()
+                .map(|m| self.reread_manifest(src, &m.digest))
+                .collect::<Result<Vec<_>>>()?;
             let batch: Vec<(&[u8], ManifestOptions)> = chunk
                 .iter()
-                .map(|m| {
+                .zip(&bodies)
+                .map(|(m, body)| {
                     (
-                        m.body.as_slice(),
+                        body.as_slice(),
                         ManifestOptions {
                             media_type: m.declared.clone(),
                             digest: Some(m.digest),
@@ -511,7 +573,7 @@ impl Store {
         for (t, idx) in &tags {
             if names::referrers_tag_subject(t).is_some() {
                 if let Some(m) = manifests.iter().find(|m| m.digest == *idx) {
-                    referrer_set.extend(self.index_entries_of(m)?);
+                    referrer_set.extend(self.index_entries_of(src, m)?);
                 }
             }
         }
@@ -522,9 +584,30 @@ impl Store {
         Ok(report)
     }
 
+    /// A manifest's bytes, read again from the layout and verified again:
+    /// the file may have changed since the walk read it.
+    fn reread_manifest(&self, src: &Source, d: &Digest) -> Result<Vec<u8>> {
+        let Some((reader, _)) = src.open_blob(self, d)? else {
+            return Err(Error::InvalidArgument {
+                value: d.to_string(),
+                expected: "a manifest that stays in the layout while it is imported".into(),
+            });
+        };
+        let body = read_limited(reader, MAX_MANIFEST_SIZE, &d.to_string())?;
+        let actual = crate::Hasher::digest_of(d.algorithm(), &body);
+        if actual != *d {
+            return Err(Error::DigestMismatch {
+                expected: Box::new(*d),
+                actual: Box::new(actual),
+            });
+        }
+        Ok(body)
+    }
+
     /// Entries of a `sha256-…` tagged index: referrers by the tag schema.
-    fn index_entries_of(&self, m: &PendingManifest) -> Result<Vec<Digest>> {
-        let (mt, parsed) = manifest::classify(&self.parsers, m.declared.as_deref(), &m.body)?;
+    fn index_entries_of(&self, src: &Source, m: &PendingManifest) -> Result<Vec<Digest>> {
+        let body = self.reread_manifest(src, &m.digest)?;
+        let (mt, parsed) = manifest::classify(&self.parsers, m.declared.as_deref(), &body)?;
         if !mt.as_deref().is_some_and(manifest::is_index_type) {
             return Ok(Vec::new());
         }
@@ -609,13 +692,18 @@ impl Store {
                 .as_slice()
             {
                 ["index.json"] | ["oci-layout"] => {
-                    if size > MAX_INDEX_SIZE {
+                    let limit = if comps[0] == "index.json" {
+                        MAX_INDEX_SIZE
+                    } else {
+                        MAX_MARKER_SIZE
+                    };
+                    if size > limit {
                         return Err(Error::InvalidArgument {
                             value: format!("{shown} of {size} bytes"),
-                            expected: format!("at most {MAX_INDEX_SIZE} bytes"),
+                            expected: format!("at most {limit} bytes"),
                         });
                     }
-                    let bytes = read_limited(&mut entry, MAX_INDEX_SIZE, &shown)?;
+                    let bytes = read_limited(&mut entry, limit, &shown)?;
                     if comps[0] == "index.json" {
                         index = Some(bytes);
                     } else {

@@ -469,3 +469,99 @@ fn a_closed_stdout_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// Issue 13, items 11, 19, 20 and 21 through the binary: bounded manifest
+/// reads, compressed archives named, referrers of an unknown repository,
+/// `--json` on every read command, leases listed and released, and read
+/// commands that never create a store.
+#[test]
+fn operator_paper_cuts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s");
+    // Read commands on a missing store create nothing.
+    for args in [
+        &["tags", "x"][..],
+        &["repos"],
+        &["stats"],
+        &["lease", "ls"],
+        &["fsck"],
+    ] {
+        fails(&ocidb(&store, args));
+        assert!(!store.exists(), "{args:?} created the store");
+    }
+    // A manifest from /dev/zero: refused after limit + 1 bytes.
+    let err = fails(&ocidb(&store, &["manifest", "put", "app", "/dev/zero"]));
+    assert!(err.contains("at most 4194304 bytes"), "{err}");
+    // A gzip-compressed archive is named as such.
+    let gz = dir.path().join("image.tar.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).expect("write");
+    let err = fails(&ocidb(
+        &store,
+        &["import", gz.to_str().expect("utf8"), "--repo", "a"],
+    ));
+    assert!(err.contains("gzip-compressed"), "{err}");
+    // Referrers of a repository that does not exist: not found, like tree.
+    let file = dir.path().join("b");
+    std::fs::write(&file, b"blob").expect("write");
+    let d = ok(&ocidb(
+        &store,
+        &["blob", "put", file.to_str().expect("utf8")],
+    ))
+    .trim()
+    .to_string();
+    let err = fails(&ocidb(&store, &["referrers", "nope", &d]));
+    assert!(err.contains("repository `nope` not found"), "{err}");
+    // --json everywhere a read command prints.
+    let v: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["blob", "stat", &d, "--json"]))).expect("json");
+    assert_eq!(v["digest"], d.as_str());
+    let v: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["inspect", &d, "--json"]))).expect("json");
+    assert_eq!(v["digest"], d.as_str());
+    // Leases: listed, released.
+    let s = ocidb::Store::open(&store).expect("open");
+    let lease = s
+        .create_lease(std::time::Duration::from_secs(600))
+        .expect("lease");
+    drop(s);
+    let ls: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["lease", "ls", "--json"]))).expect("json");
+    assert_eq!(ls[0]["id"], lease.id);
+    ok(&ocidb(&store, &["lease", "rm", &lease.id.to_string()]));
+    let ls: Value =
+        serde_json::from_str(&ok(&ocidb(&store, &["lease", "ls", "--json"]))).expect("json");
+    assert_eq!(ls.as_array().map(Vec::len), Some(0));
+}
+
+/// Issue 13, item 21: an index.json over the old 16 MiB limit imports, and
+/// a layout missing 150,000 blobs prints a summary, not 150,000 lines.
+#[test]
+fn a_large_sparse_index_imports_with_a_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("big");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).expect("dirs");
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("marker");
+    let mut idx = String::from(
+        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":["#,
+    );
+    for i in 0..150_000u32 {
+        if i > 0 {
+            idx.push(',');
+        }
+        let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &i.to_le_bytes());
+        idx.push_str(&format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{d}","size":1000,"annotations":{{"org.opencontainers.image.ref.name":"t{i}"}}}}"#
+        ));
+    }
+    idx.push_str("]}");
+    assert!(idx.len() > 16 * 1024 * 1024, "{}", idx.len());
+    std::fs::write(layout.join("index.json"), &idx).expect("index");
+    let store = dir.path().join("s");
+    let out = ok(&ocidb(&store, &["import", layout.to_str().expect("utf8")]));
+    assert!(out.contains("and 149990 more missing"), "{out}");
+    assert!(out.lines().count() < 20, "{out}");
+}

@@ -108,6 +108,9 @@ pub enum Command {
         /// Continue after this cursor (printed on stderr by a previous page).
         #[arg(long)]
         cursor: Option<String>,
+        /// Print JSON (the referrers index; what this command prints anyway).
+        #[arg(long)]
+        json: bool,
     },
 
     /// Show an image as a tree: children and, transitively, referrers.
@@ -209,6 +212,14 @@ pub enum Command {
         json: bool,
     },
 
+    /// Leases: time-limited GC roots that imports and uploads take. A killed
+    /// import leaves its lease until it expires; list and release them here.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ocidb lease ls\n  ocidb lease rm 7"
+    )]
+    Lease(LeaseCommand),
+
     /// Repositories, manifests, blobs, dedupe ratio, referrers by type, sizes.
     #[command(after_help = "Example:\n  ocidb stats --json")]
     Stats {
@@ -235,6 +246,9 @@ pub enum Command {
         /// Limit referrers to this repository.
         #[arg(long)]
         repo: Option<String>,
+        /// Print JSON (what this command prints anyway).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -370,6 +384,9 @@ pub enum BlobCommand {
     Stat {
         /// Digest.
         digest: String,
+        /// Print JSON (what this command prints anyway).
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a blob and everything that indexes it.
     #[command(after_help = "Example:\n  ocidb blob rm sha256:4f1c…")]
@@ -415,4 +432,20 @@ pub struct ManifestPutArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ocidb lease …`
+#[derive(Subcommand, Debug)]
+pub enum LeaseCommand {
+    /// Lists the leases that have not expired.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Releases a lease: what it held is no longer protected by it.
+    Rm {
+        /// The lease id (from `ocidb lease ls`).
+        id: u64,
+    },
 }

@@ -15,7 +15,7 @@ use ocidb::{
 };
 use serde_json::json;
 
-use args::{BenchCommand, BlobCommand, Cli, Command, DebugCommand, ManifestCommand};
+use args::{BenchCommand, BlobCommand, Cli, Command, DebugCommand, LeaseCommand, ManifestCommand};
 use render::Style;
 
 trait IoCtx<T> {
@@ -67,16 +67,31 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Reads a manifest from a file or stdin, never more than the manifest
+/// limit plus one byte: a huge file or `/dev/zero` costs no more memory
+/// than a manifest can.
 fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path.as_os_str() == "-" {
-        let mut v = Vec::new();
+    let limit = ocidb::manifest::MAX_MANIFEST_SIZE;
+    let mut v = Vec::new();
+    let shown = if path.as_os_str() == "-" {
         io::stdin()
+            .take(limit + 1)
             .read_to_end(&mut v)
             .ctx(|| "reading standard input".into())?;
-        Ok(v)
+        "standard input".to_string()
     } else {
-        fs::read(path).ctx(|| format!("reading {}", path.display()))
+        fs::File::open(path)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut v))
+            .ctx(|| format!("reading {}", path.display()))?;
+        path.display().to_string()
+    };
+    if v.len() as u64 > limit {
+        return Err(Error::InvalidArgument {
+            value: shown,
+            expected: format!("a manifest of at most {limit} bytes (it is larger)"),
+        });
     }
+    Ok(v)
 }
 
 /// Writes to a file atomically (temp + rename) or to stdout.
@@ -233,9 +248,14 @@ fn run_command(cli: Cli) -> Result<()> {
             artifact_type,
             n,
             cursor,
+            json: _,
         } => {
             let d = digest_arg(&digest)?;
-            let page = open(&store_dir)?.referrers(
+            let store = open(&store_dir)?;
+            // The library answers an unknown repository with an empty list
+            // (as the API must); here, as for tree and tags, it is an error.
+            store.tags(&repo, None, Some(0))?;
+            let page = store.referrers(
                 &repo,
                 &d,
                 &ReferrersQuery {
@@ -434,6 +454,29 @@ fn run_command(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Lease(LeaseCommand::Ls { json }) => {
+            let leases = open(&store_dir)?.leases()?;
+            if json {
+                print_json(&leases)
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                for l in &leases {
+                    println!(
+                        "{}  expires in {} s",
+                        l.id,
+                        l.expires_ms.saturating_sub(now) / 1000
+                    );
+                }
+                Ok(())
+            }
+        }
+        Command::Lease(LeaseCommand::Rm { id }) => {
+            open(&store_dir)?.release_lease(id)?;
+            eprintln!("released lease {id}");
+            Ok(())
+        }
         Command::Stats { json } => {
             let stats = open(&store_dir)?.stats()?;
             if json {
@@ -446,7 +489,11 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Debug(DebugCommand::CrashChild { seed, log }) => {
             crash_child::run(&store_dir, seed, &log)
         }
-        Command::Inspect { digest, repo } => {
+        Command::Inspect {
+            digest,
+            repo,
+            json: _,
+        } => {
             let d = digest_arg(&digest)?;
             print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
         }
@@ -524,7 +571,7 @@ fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
                 (None, false) => write_output(output.as_ref(), store.get(&d)?),
             }
         }
-        BlobCommand::Stat { digest } => {
+        BlobCommand::Stat { digest, json: _ } => {
             let d = digest_arg(&digest)?;
             let info = open(store_dir)?.stat(&d)?;
             println!("{}", serde_json::to_string(&info).unwrap_or_default());
