@@ -617,7 +617,7 @@ fn walks_over_deep_chains_are_bounded() {
     let mut prev = Hasher::digest_of(Algorithm::Sha256, bodies[0].as_bytes());
     let mut prev_size = bodies[0].len();
     let mut prev_mt = OCI_MANIFEST;
-    for i in 0..5_000 {
+    for i in 0..20_000 {
         let b = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
             "manifests": [{"mediaType": prev_mt, "digest": prev, "size": prev_size}],
             "annotations": {"level": i.to_string()}})
@@ -647,7 +647,7 @@ fn walks_over_deep_chains_are_bounded() {
     // Referrers: each one's subject is the one before.
     let mut subject = prev;
     let mut refs = Vec::new();
-    for i in 0..5_000 {
+    for i in 0..1_000 {
         let r = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x-chain",
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
             "layers": [], "subject": {"mediaType": OCI_INDEX, "digest": subject, "size": 1},
@@ -666,6 +666,38 @@ fn walks_over_deep_chains_are_bounded() {
         .walk("deep/chain", &Reference::Tag("top".into()))
         .expect("walk with referrers");
     assert!(!walk.children.is_empty());
+    // Export, import, gc and fsck go the whole 20,000 levels, iteratively.
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("export");
+    let rep = s
+        .export_layout(
+            &[("deep/chain".into(), Reference::Tag("top".into()))],
+            &out,
+            &ocidb::ExportOptions {
+                with_referrers: true,
+                ..Default::default()
+            },
+        )
+        .expect("export");
+    assert_eq!(rep.blobs, 20_001 + 1_000 + 1);
+    let (_d2, s2) = store();
+    let r = s2
+        .import_layout(&out, &ocidb::ImportOptions::default())
+        .expect("import");
+    assert_eq!(r.manifests, 20_001 + 1_000);
+    let gc = s2
+        .gc(&ocidb::GcPolicy {
+            grace: std::time::Duration::ZERO,
+            delete_untagged: true,
+            dry_run: true,
+            ..Default::default()
+        })
+        .expect("gc");
+    assert_eq!(gc.digests.len(), 0, "everything hangs off the tag");
+    assert!(s2
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
     drop(dir);
 }
 
