@@ -4,7 +4,11 @@
 # and imports each into a fresh store under /usr/bin/time -v.
 #   tools/import_rss.sh [BINARY] [MANIFESTS…]
 # BINARY defaults to target/release/ocidb (built if missing); pass another
-# build's binary to compare releases on the same layouts.
+# build's binary to compare releases on the same layouts. redb's page cache
+# (256 MiB by default) fills as the store grows; OCIDB_CACHE_MIB=16 shrinks
+# it, so that what is left is the import's own memory. The generated
+# layouts are sparse (manifests only), so the report's list of missing
+# layer digests grows with them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-target/release/ocidb}"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ocidb::{
     Digest, Error, ExportOptions, FsckOptions, GcPolicy, ImportOptions, ManifestOptions,
-    PutOptions, Reference, ReferrersQuery, Result, Store,
+    PutOptions, Reference, ReferrersQuery, Result, Store, StoreOptions,
 };
 use serde_json::json;
 
@@ -28,8 +28,26 @@ impl<T> IoCtx<T> for io::Result<T> {
     }
 }
 
+/// Store options from the environment: `OCIDB_CACHE_MIB` sets redb's page
+/// cache (default 256 MiB), for measuring memory with a small cache.
+fn store_options() -> StoreOptions {
+    let mut o = StoreOptions::default();
+    if let Some(mib) = std::env::var("OCIDB_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        o.cache_size = mib << 20;
+    }
+    o
+}
+
+/// Creates the store if it is missing (write commands only).
+fn create(store: &Path) -> Result<Store> {
+    Store::open_with(store, store_options(), true)
+}
+
 fn open(store: &Path) -> Result<Store> {
-    Store::open(store).map_err(|e| match e {
+    Store::open_with(store, store_options(), false).map_err(|e| match e {
         Error::NotAStore { path, reason } => Error::NotAStore {
             path,
             reason: format!(
@@ -382,7 +400,7 @@ fn run_command(cli: Cli) -> Result<()> {
             strict,
             json,
         } => {
-            let store = Store::create(&store_dir)?;
+            let store = create(&store_dir)?;
             let bar = progress::bar("importing");
             let cb = |done: u64, total: u64| progress::set(&bar, done, total);
             let report = store.import_layout(
@@ -516,7 +534,7 @@ fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
                 repository: repo,
                 ..PutOptions::default()
             };
-            let store = Store::create(store_dir)?;
+            let store = create(store_dir)?;
             let put = if file.as_os_str() == "-" {
                 store.put(io::stdin().lock(), &opts)?
             } else {
@@ -590,7 +608,7 @@ fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
     match cmd {
         ManifestCommand::Put(a) => {
             let body = read_input(&a.file)?;
-            let store = Store::create(store_dir)?;
+            let store = create(store_dir)?;
             let put = store.put_manifest(
                 &a.repo,
                 &body,
@@ -643,7 +661,7 @@ fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
                 );
                 return Ok(());
             }
-            let store = Store::create(store_dir)?;
+            let store = create(store_dir)?;
             let total = spec.manifests;
             let g = gen::generate_into_store(&store, &spec, 10_000, |n| {
                 eprint!("\r{n} of ~{total} manifests");

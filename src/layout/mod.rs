@@ -6,7 +6,7 @@
 //! children-first in batches, and applies tags last, so an interrupted
 //! import never shows a tag that points at an incomplete image.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -14,9 +14,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod import;
+
+use import::IndexSource;
+
 use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
-use crate::graph::ManifestOptions;
 use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
 use crate::names::{self, Reference};
 use crate::store::{PutOptions, Store};
@@ -61,12 +64,6 @@ pub struct ImportOptions<'a> {
     pub strict: bool,
     /// Called with (items done, items known so far).
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
-}
-
-#[derive(Deserialize)]
-struct LayoutIndex {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
 }
 
 #[derive(Deserialize)]
@@ -226,13 +223,6 @@ fn check_index_size(size: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_index(bytes: &[u8], where_: &str) -> Result<LayoutIndex> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest {
-        what: format!("{where_}/index.json"),
-        reason: format!("not a valid image index: {e}"),
-    })
-}
-
 /// The repository name a layout path implies.
 fn default_repo(path: &Path) -> Result<String> {
     let name = path
@@ -262,11 +252,6 @@ fn tag_of_ref_name(r: &str) -> Option<String> {
     }
     let (_, tag) = r.rsplit_once(':')?;
     names::validate_tag(tag).ok().map(|_| tag.to_string())
-}
-
-struct PendingManifest {
-    digest: Digest,
-    declared: Option<String>,
 }
 
 impl Store {
@@ -309,17 +294,10 @@ impl Store {
                 .context(|| format!("stat of {}", index_path.display()))?
                 .len();
             check_index_size(size, &index_path.display().to_string())?;
-            // Parsed as a stream: the file's bytes are never held whole.
-            let index: LayoutIndex = serde_json::from_reader(io::BufReader::new(
-                f.take(MAX_INDEX_SIZE),
-            ))
-            .map_err(|e| Error::InvalidManifest {
-                what: format!("{}/index.json", path.display()),
-                reason: format!("not a valid image index: {e}"),
-            })?;
+            drop(f);
             self.import_from(
                 &Source::Dir(path.to_path_buf()),
-                index,
+                &IndexSource::File(index_path),
                 &repo,
                 lease.id,
                 opts,
@@ -329,12 +307,12 @@ impl Store {
             let mut carried = HashSet::new();
             self.stream_tar(path, lease.id, &mut created, &mut carried)
                 .and_then(|index| {
-                    let index = parse_index(&index, &path.display().to_string())?;
                     let src = Source::Stored {
                         carried,
                         repo: repo.clone(),
                     };
-                    self.import_from(&src, index, &repo, lease.id, opts, &mut created)
+                    let index = IndexSource::Bytes(index);
+                    self.import_from(&src, &index, &repo, lease.id, opts, &mut created)
                 })
         };
         let result = match result {
@@ -380,210 +358,6 @@ impl Store {
         })
     }
 
-    fn import_from(
-        &self,
-        src: &Source,
-        index: LayoutIndex,
-        repo: &str,
-        lease: u64,
-        opts: &ImportOptions<'_>,
-        created: &mut Vec<Digest>,
-    ) -> Result<ImportReport> {
-        let mut report = ImportReport {
-            repository: repo.to_string(),
-            ..ImportReport::default()
-        };
-        let mut tags: Vec<(String, Digest)> = Vec::new();
-        let mut queue: VecDeque<(Descriptor, bool)> = VecDeque::new();
-        for d in &index.manifests {
-            if let Some(r) = d.annotations.as_ref().and_then(|a| a.get(REF_NAME)) {
-                match tag_of_ref_name(r) {
-                    Some(t) => tags.push((t, d.digest)),
-                    None => report
-                        .skipped_refs
-                        .push(format!("{r}: not a valid tag ({})", names::TAG_RULE)),
-                }
-            }
-            queue.push_back((d.clone(), true));
-        }
-        let mut seen: HashSet<Digest> = HashSet::new();
-        let mut manifests: Vec<PendingManifest> = Vec::new();
-        let mut referrer_set: HashSet<Digest> = HashSet::new();
-        let mut blobs: Vec<Descriptor> = Vec::new();
-        let mut missing: BTreeMap<Digest, ()> = BTreeMap::new();
-        let mut done = 0u64;
-        while let Some((desc, from_index)) = queue.pop_front() {
-            if !seen.insert(desc.digest) {
-                continue;
-            }
-            if let Some(cb) = opts.progress {
-                cb(done, done + queue.len() as u64 + 1);
-            }
-            done += 1;
-            let Some((mut reader, len)) = src.open_blob(self, &desc.digest)? else {
-                missing.insert(desc.digest, ());
-                continue;
-            };
-            if len != desc.size {
-                return Err(Error::SizeMismatch {
-                    what: desc.digest.to_string(),
-                    expected: desc.size,
-                    actual: len,
-                    more: "",
-                });
-            }
-            let declared_manifest = self.parsers.is_manifest_type(&desc.media_type);
-            // index.json entries are manifests by definition, whatever
-            // media type their descriptor claims.
-            let try_manifest = declared_manifest || (from_index && len <= MAX_MANIFEST_SIZE);
-            if try_manifest && len <= MAX_MANIFEST_SIZE {
-                let body = read_limited(&mut reader, MAX_MANIFEST_SIZE, &desc.digest.to_string())?;
-                let actual = crate::Hasher::digest_of(desc.digest.algorithm(), &body);
-                if actual != desc.digest {
-                    return Err(Error::DigestMismatch {
-                        expected: Box::new(desc.digest),
-                        actual: Box::new(actual),
-                    });
-                }
-                // A descriptor's type decides when it names a manifest type;
-                // otherwise a JSON body speaks for itself, and anything else
-                // is stored opaque under the descriptor's type.
-                let mut declared = if declared_manifest || !manifest::looks_like_json_object(&body)
-                {
-                    Some(desc.media_type.clone()).filter(|m| !m.is_empty())
-                } else {
-                    None
-                };
-                let mut classified = manifest::classify(&self.parsers, declared.as_deref(), &body);
-                if let Err(Error::MediaTypeConflict {
-                    declared: d,
-                    body: b,
-                    ..
-                }) = &classified
-                {
-                    // Layout writers disagree with themselves at times (ggcr
-                    // names a Docker manifest with the OCI type): the bytes
-                    // are what was signed and pulled, so their type wins.
-                    report.notes.push(format!(
-                        "{}: the descriptor says `{d}` but the manifest says `{b}`; used `{b}`",
-                        desc.digest
-                    ));
-                    declared = None;
-                    classified = manifest::classify(&self.parsers, None, &body);
-                }
-                let (_, parsed) = classified.map_err(|e| match e {
-                    Error::InvalidManifest { reason, .. } => Error::InvalidManifest {
-                        what: desc.digest.to_string(),
-                        reason,
-                    },
-                    other => other,
-                })?;
-                if let Some(p) = &parsed {
-                    if p.subject.is_some() {
-                        referrer_set.insert(desc.digest);
-                    }
-                    for (_, child) in &p.children {
-                        queue.push_back((child.clone(), false));
-                    }
-                }
-                // Only the digest is kept: bodies are read again, a batch at
-                // a time, when they are ingested, so that memory does not
-                // follow the layout's manifest bytes.
-                manifests.push(PendingManifest {
-                    digest: desc.digest,
-                    declared,
-                });
-            } else if try_manifest {
-                return Err(Error::ManifestTooLarge {
-                    size: len,
-                    limit: MAX_MANIFEST_SIZE,
-                });
-            } else {
-                // Copied after the walk, once --strict has had its say.
-                blobs.push(desc);
-            }
-        }
-        report.missing = missing.into_keys().collect();
-        if opts.strict && !report.missing.is_empty() {
-            let list: Vec<String> = report.missing.iter().map(|d| d.to_string()).collect();
-            return Err(Error::InvalidArgument {
-                value: format!("sparse layout (missing {})", list.join(", ")),
-                expected: "every referenced blob present (--strict); drop --strict to import what is there".into(),
-            });
-        }
-        let total = done + blobs.len() as u64;
-        for desc in blobs {
-            let Some((reader, _)) = src.open_blob(self, &desc.digest)? else {
-                continue;
-            };
-            let put = self.put(
-                reader,
-                &PutOptions {
-                    digest: Some(desc.digest),
-                    size: Some(desc.size),
-                    media_type: Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
-                    repository: Some(repo.to_string()),
-                    lease: Some(lease),
-                    no_sync: true,
-                },
-            )?;
-            if put.created {
-                created.push(put.digest);
-            }
-            report.blobs += 1;
-            if let Some(cb) = opts.progress {
-                cb(done + report.blobs, total);
-            }
-        }
-
-        // Children first, so that every index finds its manifests indexed.
-        manifests.reverse();
-        for chunk in manifests.chunks(MANIFEST_BATCH) {
-            let bodies = chunk
-                .iter()
-                .map(|m| self.reread_manifest(src, &m.digest))
-                .collect::<Result<Vec<_>>>()?;
-            let batch: Vec<(&[u8], ManifestOptions)> = chunk
-                .iter()
-                .zip(&bodies)
-                .map(|(m, body)| {
-                    (
-                        body.as_slice(),
-                        ManifestOptions {
-                            media_type: m.declared.clone(),
-                            digest: Some(m.digest),
-                            lease: Some(lease),
-                            no_sync: true,
-                            ..ManifestOptions::default()
-                        },
-                    )
-                })
-                .collect();
-            let puts = self.put_manifests(repo, &batch)?;
-            created.extend(puts.iter().filter(|p| p.created).map(|p| p.digest));
-            report.manifests += chunk.len() as u64;
-        }
-        // Tags last, in one durable commit: an interrupted import shows no
-        // tag on an incomplete image.
-        let present: HashSet<Digest> = manifests.iter().map(|m| m.digest).collect();
-        let tags: Vec<(String, Digest)> = tags
-            .into_iter()
-            .filter(|(_, d)| present.contains(d))
-            .collect();
-        for (t, idx) in &tags {
-            if names::referrers_tag_subject(t).is_some() {
-                if let Some(m) = manifests.iter().find(|m| m.digest == *idx) {
-                    referrer_set.extend(self.index_entries_of(src, m)?);
-                }
-            }
-        }
-        report.tags = tags.len() as u64;
-        self.set_tags(repo, tags)?;
-        self.sync()?;
-        report.referrers = referrer_set.len() as u64;
-        Ok(report)
-    }
-
     /// A manifest's bytes, read again from the layout and verified again:
     /// the file may have changed since the walk read it.
     fn reread_manifest(&self, src: &Source, d: &Digest) -> Result<Vec<u8>> {
@@ -602,24 +376,6 @@ impl Store {
             });
         }
         Ok(body)
-    }
-
-    /// Entries of a `sha256-…` tagged index: referrers by the tag schema.
-    fn index_entries_of(&self, src: &Source, m: &PendingManifest) -> Result<Vec<Digest>> {
-        let body = self.reread_manifest(src, &m.digest)?;
-        let (mt, parsed) = manifest::classify(&self.parsers, m.declared.as_deref(), &body)?;
-        if !mt.as_deref().is_some_and(manifest::is_index_type) {
-            return Ok(Vec::new());
-        }
-        Ok(parsed
-            .map(|p| {
-                p.children
-                    .iter()
-                    .filter(|(k, _)| *k == EdgeKind::Manifest)
-                    .map(|(_, d)| d.digest)
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     /// Streams an oci-archive: blobs go straight into the store (verified

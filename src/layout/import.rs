@@ -1,0 +1,445 @@
+//! The import walk, streamed: `index.json` is parsed entry by entry, each
+//! entry's graph is walked depth-first and ingested children-first as it
+//! goes, and manifests are committed in batches. Nothing the walk keeps
+//! grows with the layout's bytes: no manifest body is held past its batch,
+//! and instead of a set of every digest seen, the store itself says what
+//! is done (a member of the repository was ingested with its whole graph,
+//! children first). What does grow with the layout is the list of tags
+//! (set in one commit at the end), of what the import created (to take it
+//! back if it is rejected) and of missing digests (the report lists them).
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, MANIFEST_BATCH};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::graph::ManifestOptions;
+use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
+use crate::names;
+use crate::store::{PutOptions, Store};
+
+/// Where `index.json` comes from.
+pub(super) enum IndexSource {
+    /// A layout directory's file, read as a stream.
+    File(std::path::PathBuf),
+    /// An oci-archive's copy, read into memory while the tar streamed by.
+    Bytes(Vec<u8>),
+}
+
+impl IndexSource {
+    /// Calls `f` with each entry of `manifests`, parsing as a stream.
+    fn for_each(&self, f: &mut dyn FnMut(Descriptor) -> Result<()>) -> Result<()> {
+        let mut stopped = None;
+        let parsed = match self {
+            IndexSource::File(p) => {
+                let file = std::fs::File::open(p)
+                    .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+                let reader = std::io::BufReader::new(file.take(super::MAX_INDEX_SIZE));
+                let mut de = serde_json::Deserializer::from_reader(reader);
+                Top {
+                    f,
+                    stopped: &mut stopped,
+                }
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+            }
+            IndexSource::Bytes(b) => {
+                let mut de = serde_json::Deserializer::from_slice(b);
+                Top {
+                    f,
+                    stopped: &mut stopped,
+                }
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+            }
+        };
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        parsed.map_err(|e| Error::InvalidManifest {
+            what: "index.json".into(),
+            reason: format!("not a valid image index: {e}"),
+        })
+    }
+}
+
+/// The top-level object of `index.json`: only `manifests` is read.
+struct Top<'a> {
+    f: &'a mut dyn FnMut(Descriptor) -> Result<()>,
+    stopped: &'a mut Option<Error>,
+}
+
+impl<'de> DeserializeSeed<'de> for Top<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an image index object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(k) = map.next_key::<String>()? {
+            if k == "manifests" {
+                map.next_value_seed(Entries {
+                    f: &mut *self.f,
+                    stopped: &mut *self.stopped,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Entries<'a> {
+    f: &'a mut dyn FnMut(Descriptor) -> Result<()>,
+    stopped: &'a mut Option<Error>,
+}
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of descriptors")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(desc) = seq.next_element::<Descriptor>()? {
+            if let Err(e) = (self.f)(desc) {
+                *self.stopped = Some(e);
+                return Err(A::Error::custom("the import stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A manifest walked and waiting for its batch.
+struct Pending {
+    digest: Digest,
+    declared: Option<String>,
+}
+
+enum Step {
+    /// Look at a descriptor (from index.json when the flag is set).
+    Enter(Descriptor, bool),
+    /// Every child of this manifest is done: it can be ingested.
+    Exit(Pending),
+}
+
+struct Walk<'s, 'o> {
+    store: &'s Store,
+    src: &'s Source,
+    repo: &'s str,
+    lease: u64,
+    opts: &'s ImportOptions<'o>,
+    /// Only look (a `--strict` pre-pass): store nothing.
+    dry: bool,
+    report: ImportReport,
+    tags: Vec<(String, Digest)>,
+    missing: HashSet<Digest>,
+    referrers: HashSet<Digest>,
+    pending: Vec<Pending>,
+    pending_set: HashSet<Digest>,
+    /// In a dry walk nothing becomes a member: this root's visits.
+    dry_seen: HashSet<Digest>,
+    created: &'s mut Vec<Digest>,
+    done: u64,
+}
+
+impl Store {
+    pub(super) fn import_from(
+        &self,
+        src: &Source,
+        index: &IndexSource,
+        repo: &str,
+        lease: u64,
+        opts: &ImportOptions<'_>,
+        created: &mut Vec<Digest>,
+    ) -> Result<ImportReport> {
+        let mut w = Walk {
+            store: self,
+            src,
+            repo,
+            lease,
+            opts,
+            dry: opts.strict,
+            report: ImportReport {
+                repository: repo.to_string(),
+                ..ImportReport::default()
+            },
+            tags: Vec::new(),
+            missing: HashSet::new(),
+            referrers: HashSet::new(),
+            pending: Vec::new(),
+            pending_set: HashSet::new(),
+            dry_seen: HashSet::new(),
+            created,
+            done: 0,
+        };
+        if opts.strict {
+            // Everything must be there before anything is stored.
+            index.for_each(&mut |d| w.root(d))?;
+            if !w.missing.is_empty() {
+                let mut list: Vec<Digest> = w.missing.iter().copied().collect();
+                list.sort();
+                let shown: Vec<String> = list.iter().take(20).map(|d| d.to_string()).collect();
+                let more = list.len().saturating_sub(shown.len());
+                return Err(Error::InvalidArgument {
+                    value: format!(
+                        "sparse layout (missing {}{})",
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    expected: "every referenced blob present (--strict); drop --strict to import what is there".into(),
+                });
+            }
+            w.dry = false;
+            w.tags.clear();
+            w.report.skipped_refs.clear();
+            w.report.notes.clear();
+            w.referrers.clear();
+            w.done = 0;
+        }
+        index.for_each(&mut |d| w.root(d))?;
+        w.finish()
+    }
+}
+
+impl Walk<'_, '_> {
+    fn root(&mut self, desc: Descriptor) -> Result<()> {
+        if let Some(r) = desc.annotations.as_ref().and_then(|a| a.get(REF_NAME)) {
+            match tag_of_ref_name(r) {
+                Some(t) => self.tags.push((t, desc.digest)),
+                None => self.report.skipped_refs.push(format!(
+                    "{}: not a valid tag ({})",
+                    crate::digest::truncate_for_message(r),
+                    names::TAG_RULE
+                )),
+            }
+        }
+        self.dry_seen.clear();
+        let mut stack = vec![Step::Enter(desc, true)];
+        while let Some(step) = stack.pop() {
+            match step {
+                Step::Enter(desc, from_index) => self.enter(desc, from_index, &mut stack)?,
+                Step::Exit(p) => {
+                    self.pending_set.insert(p.digest);
+                    self.pending.push(p);
+                    if self.pending.len() >= MANIFEST_BATCH {
+                        self.flush()?;
+                    }
+                }
+            }
+            if let Some(cb) = self.opts.progress {
+                cb(self.done, self.done + stack.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `d` needs no more work: walked in this import already, or
+    /// (a member of the repository) ingested with its whole graph before.
+    fn done_already(&mut self, d: &Digest) -> Result<bool> {
+        if self.pending_set.contains(d) || self.missing.contains(d) {
+            return Ok(true);
+        }
+        if self.dry {
+            return Ok(!self.dry_seen.insert(*d));
+        }
+        Ok(self.store.is_member(self.repo, d)? && self.store.exists(d)?)
+    }
+
+    fn enter(&mut self, desc: Descriptor, from_index: bool, stack: &mut Vec<Step>) -> Result<()> {
+        let d = desc.digest;
+        if self.done_already(&d)? {
+            return Ok(());
+        }
+        self.done += 1;
+        let Some((mut reader, len)) = self.src.open_blob(self.store, &d)? else {
+            self.missing.insert(d);
+            return Ok(());
+        };
+        if len != desc.size {
+            return Err(Error::SizeMismatch {
+                what: d.to_string(),
+                expected: desc.size,
+                actual: len,
+                more: "",
+            });
+        }
+        let store = self.store;
+        let declared_manifest = store.parsers.is_manifest_type(&desc.media_type);
+        // index.json entries are manifests by definition, whatever media
+        // type their descriptor claims.
+        let try_manifest = declared_manifest || (from_index && len <= MAX_MANIFEST_SIZE);
+        if !try_manifest {
+            if !self.dry {
+                let put = store.put(
+                    reader,
+                    &PutOptions {
+                        digest: Some(d),
+                        size: Some(desc.size),
+                        media_type: Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
+                        repository: Some(self.repo.to_string()),
+                        lease: Some(self.lease),
+                        no_sync: true,
+                    },
+                )?;
+                if put.created {
+                    self.created.push(put.digest);
+                }
+                self.report.blobs += 1;
+            }
+            return Ok(());
+        }
+        if len > MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: len,
+                limit: MAX_MANIFEST_SIZE,
+            });
+        }
+        let body = read_limited(&mut reader, MAX_MANIFEST_SIZE, &d.to_string())?;
+        let actual = crate::Hasher::digest_of(d.algorithm(), &body);
+        if actual != d {
+            return Err(Error::DigestMismatch {
+                expected: Box::new(d),
+                actual: Box::new(actual),
+            });
+        }
+        // A descriptor's type decides when it names a manifest type;
+        // otherwise a JSON body speaks for itself, and anything else is
+        // stored opaque under the descriptor's type.
+        let mut declared = if declared_manifest || !manifest::looks_like_json_object(&body) {
+            Some(desc.media_type.clone()).filter(|m| !m.is_empty())
+        } else {
+            None
+        };
+        let mut classified = manifest::classify(&store.parsers, declared.as_deref(), &body);
+        if let Err(Error::MediaTypeConflict {
+            declared: dt,
+            body: bt,
+            ..
+        }) = &classified
+        {
+            // Layout writers disagree with themselves at times (ggcr names a
+            // Docker manifest with the OCI type): the bytes are what was
+            // signed and pulled, so their type wins.
+            self.report.notes.push(format!(
+                "{d}: the descriptor says `{dt}` but the manifest says `{bt}`; used `{bt}`"
+            ));
+            declared = None;
+            classified = manifest::classify(&store.parsers, None, &body);
+        }
+        let (_, parsed) = classified.map_err(|e| match e {
+            Error::InvalidManifest { reason, .. } => Error::InvalidManifest {
+                what: d.to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        stack.push(Step::Exit(Pending {
+            digest: d,
+            declared,
+        }));
+        if let Some(p) = parsed {
+            if p.subject.is_some() {
+                self.referrers.insert(d);
+            }
+            for (_, child) in p.children.into_iter().rev() {
+                stack.push(Step::Enter(child, false));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ingests the pending manifests in one transaction, bodies read
+    /// again (and verified again) a batch at a time.
+    fn flush(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_set.clear();
+        if self.dry || pending.is_empty() {
+            return Ok(());
+        }
+        let bodies = pending
+            .iter()
+            .map(|m| self.store.reread_manifest(self.src, &m.digest))
+            .collect::<Result<Vec<_>>>()?;
+        let batch: Vec<(&[u8], ManifestOptions)> = pending
+            .iter()
+            .zip(&bodies)
+            .map(|(m, body)| {
+                (
+                    body.as_slice(),
+                    ManifestOptions {
+                        media_type: m.declared.clone(),
+                        digest: Some(m.digest),
+                        lease: Some(self.lease),
+                        no_sync: true,
+                        ..ManifestOptions::default()
+                    },
+                )
+            })
+            .collect();
+        let puts = self.store.put_manifests(self.repo, &batch)?;
+        self.created
+            .extend(puts.iter().filter(|p| p.created).map(|p| p.digest));
+        self.report.manifests += pending.len() as u64;
+        Ok(())
+    }
+
+    /// The last batch, then the tags in one durable commit: an interrupted
+    /// import shows no tag on an incomplete image.
+    fn finish(mut self) -> Result<ImportReport> {
+        self.flush()?;
+        let store = self.store;
+        let mut tags = Vec::with_capacity(self.tags.len());
+        for (t, d) in std::mem::take(&mut self.tags) {
+            // A tag whose image is missing from the layout is left out.
+            if !store.is_member(self.repo, &d)? || !store.stat(&d).is_ok_and(|i| i.manifest) {
+                continue;
+            }
+            if names::referrers_tag_subject(&t).is_some() {
+                let stored_type = store.stat(&d)?.media_type;
+                let (mt, parsed) =
+                    manifest::classify(&store.parsers, stored_type.as_deref(), &store.read(&d)?)?;
+                if mt.as_deref().is_some_and(manifest::is_index_type) {
+                    if let Some(p) = parsed {
+                        self.referrers.extend(
+                            p.children
+                                .iter()
+                                .filter(|(k, _)| *k == EdgeKind::Manifest)
+                                .map(|(_, c)| c.digest),
+                        );
+                    }
+                }
+            }
+            tags.push((t, d));
+        }
+        self.report.tags = tags.len() as u64;
+        store.set_tags(self.repo, tags)?;
+        store.sync()?;
+        self.report.referrers = self.referrers.len() as u64;
+        let mut missing: Vec<Digest> = self.missing.into_iter().collect();
+        missing.sort();
+        self.report.missing = missing;
+        Ok(self.report)
+    }
+}
