@@ -147,7 +147,7 @@ fn a_sweep_step_never_deletes_what_its_own_group_commit_tags() {
     let s = Arc::new(s);
     let layer = blob(&s, b"layer that the tag will reach", LAYER);
     let layer_d = common::digest_of(&layer);
-    let body = image_body(&s, &[layer.clone()], None);
+    let body = image_body(&s, std::slice::from_ref(&layer), None);
     let mut policy = grace0(true);
     let slot = park_after_mark(&s, &mut policy);
     let gs = Arc::clone(&s);
