@@ -1190,12 +1190,23 @@ fn remove_referrer_source(
     else {
         return Ok(());
     };
+    drop_source(b, &k, sources, &stored, source)
+}
+
+/// Takes `source` off a referrer entry; the entry goes with its last source.
+fn drop_source(
+    b: &mut Batch<'_>,
+    k: &[u8; tables::REFERRER_LEN],
+    sources: u8,
+    stored: &Descriptor,
+    source: u8,
+) -> Result<()> {
     let left = sources & !source;
     if left == 0 {
-        b.t.referrers.remove(&k)?;
+        b.t.referrers.remove(k)?;
     } else {
         b.t.referrers
-            .insert(&k, keys::encode_referrer(left, &stored).as_slice())?;
+            .insert(k, keys::encode_referrer(left, stored).as_slice())?;
     }
     Ok(())
 }
@@ -1319,13 +1330,7 @@ fn remove_referrer_any(
         }
     }
     for (k, (sources, stored)) in hits {
-        let left = sources & !source;
-        if left == 0 {
-            b.t.referrers.remove(&k)?;
-        } else {
-            b.t.referrers
-                .insert(&k, keys::encode_referrer(left, &stored).as_slice())?;
-        }
+        drop_source(b, &k, sources, &stored, source)?;
     }
     Ok(())
 }

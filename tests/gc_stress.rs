@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use common::Rng;
+
 use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocidb::{
     Algorithm, Digest, ErrorKind, GcPolicy, Hasher, ManifestOptions, PutOptions, Reference, Store,
@@ -38,23 +40,6 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Blobs each writer remembers for re-puts: enough that many were put
 /// before the running GC marked (the re-puts that must be rescued).
 const LOOSE_KEPT: usize = 2048;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.next().is_multiple_of(one_in)
-    }
-}
 
 #[derive(Default)]
 struct Counts {

@@ -8,6 +8,29 @@ use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocidb::{Digest, GcPolicy, ManifestOptions, ManifestPut, PutOptions, Store};
 use serde_json::{json, Value};
 
+/// A seeded xorshift generator: deterministic runs for the tests that
+/// choose at random.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// True one time in `one_in`.
+    pub fn chance(&mut self, one_in: u64) -> bool {
+        self.next().is_multiple_of(one_in)
+    }
+}
+
 /// A fresh store in a temp dir (kept alive by the returned guard).
 pub fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
