@@ -5,7 +5,7 @@
 //! sequential, `digest -> id`, with one random 40-byte entry per new digest
 //! (three per manifest here: the manifest, its config and its own layer; the
 //! shared base layer is looked up). It is the evidence behind the ingest
-//! floor being out of reach (issue #3; see README "Limits").
+//! floor being out of reach (issue #3; see docs/guarantees.md, "Limits").
 //!
 //! `cargo run --release --example ingest_ceiling -- [MODE] [STORE] [BATCH]`
 //! - MODE `ids` (default): the whole sequential-id layout;

@@ -79,7 +79,7 @@ pub struct GcPolicy {
 /// those pages join the fsync of whichever commit carries them, so the
 /// sweep trades its own speed against writers' tail latency. Either way it
 /// runs at full speed while writers pause, and either way it is correct:
-/// the pace decides only when deletions happen. Figures in the README
+/// the pace decides only when deletions happen. Figures in docs/benchmarks.md
 /// (`cargo bench --bench gc`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SweepPace {

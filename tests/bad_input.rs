@@ -1,4 +1,4 @@
-//! The bad-input catalogue: one test per row of the README's "Limits and
+//! The bad-input catalogue: one test per row of docs/guarantees.md ("Bad
 //! guarantees". Each bad input gets an error that names the value and the
 //! rule, and leaves nothing stored.
 
