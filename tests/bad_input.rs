@@ -1,6 +1,6 @@
-//! The bad-input catalogue: one test per row of docs/guarantees.md ("Bad
-//! guarantees". Each bad input gets an error that names the value and the
-//! rule, and leaves nothing stored.
+//! The bad-input catalogue: one test per row of the list in
+//! docs/guarantees.md. Each bad input gets an error that names the value
+//! and the rule, and leaves nothing stored.
 
 use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocidb::{
