@@ -20,6 +20,7 @@
 //! ```
 #![deny(clippy::unwrap_used, missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod digest;
 pub mod error;
