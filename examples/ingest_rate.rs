@@ -10,8 +10,14 @@ fn image_manifest(n: u64) -> Vec<u8> {
         fake("config", n), 100 + n % 900, fake("base", n % 1000), fake("layer", n)).into_bytes()
 }
 fn main() {
-    let dir = std::env::args().nth(1).unwrap();
-    let total: u64 = std::env::args().nth(2).unwrap().parse().unwrap();
+    let dir = std::env::args()
+        .nth(1)
+        .expect("usage: ingest_rate STORE_DIR COUNT");
+    let total: u64 = std::env::args()
+        .nth(2)
+        .expect("usage: ingest_rate STORE_DIR COUNT")
+        .parse()
+        .expect("COUNT is a number");
     let durable = std::env::args().nth(3).is_some();
     let cache: usize = std::env::var("CACHE_MB")
         .ok()
@@ -25,7 +31,7 @@ fn main() {
         },
         true,
     )
-    .unwrap();
+    .expect("experiment step");
     let t0 = Instant::now();
     for start in (0..total).step_by(10_000) {
         let bodies: Vec<Vec<u8>> = (start..start + 10_000).map(image_manifest).collect();
@@ -44,10 +50,12 @@ fn main() {
             })
             .collect();
         let _ = prep;
-        store.put_manifests("bench/images", &batch).unwrap();
+        store
+            .put_manifests("bench/images", &batch)
+            .expect("experiment step");
         let el = t.elapsed();
         let size = std::fs::metadata(format!("{dir}/ocidb.redb"))
-            .unwrap()
+            .expect("experiment step")
             .len();
         if start % 50_000 == 0 {
             eprintln!(

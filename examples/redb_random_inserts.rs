@@ -10,14 +10,14 @@ fn main() {
     let db = Database::builder()
         .set_cache_size(256 << 20)
         .create("/tmp/raw.redb")
-        .unwrap();
+        .expect("experiment step");
     let t0 = Instant::now();
     let mut n: u64 = 0;
     for batch in 0..30 {
         let t = Instant::now();
-        let txn = db.begin_write().unwrap();
+        let txn = db.begin_write().expect("experiment step");
         {
-            let mut tab = txn.open_table(T).unwrap();
+            let mut tab = txn.open_table(T).expect("experiment step");
             for _ in 0..30_000 {
                 let mut k = [0u8; 65];
                 let x = if seq {
@@ -26,11 +26,12 @@ fn main() {
                     n.wrapping_mul(0x9E3779B97F4A7C15)
                 };
                 k[1..9].copy_from_slice(&x.to_be_bytes());
-                tab.insert(&k, [7u8; 100].as_slice()).unwrap();
+                tab.insert(&k, [7u8; 100].as_slice())
+                    .expect("experiment step");
                 n += 1;
             }
         }
-        txn.commit().unwrap();
+        txn.commit().expect("experiment step");
         if batch % 5 == 0 {
             eprintln!(
                 "batch {batch}: {:.0} inserts/s",

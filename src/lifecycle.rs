@@ -513,11 +513,10 @@ impl Store {
     }
 }
 
-/// Background work yields the CPU to writers (nice 19 for this thread).
-/// Measured with `examples/mark_interference.rs`: during marks a writer's
-/// p99 was 1.2–1.9× its no-GC p99 at nice 19, 4.8× at nice 0 (the mark
-/// takes the writer's core), 3.2× as `SCHED_IDLE`, 2.1× resting half the
-/// time and 2.2× with a 100 µs EEVDF slice, so none of those is used.
+/// Background work yields the CPU to writers (nice 19 for this thread):
+/// of the schedulings tried, this one disturbed writers least (the
+/// measurements are in docs/benchmarks.md). The engine's one unsafe block.
+#[allow(unsafe_code)]
 fn lower_thread_priority() {
     // SAFETY: plain syscalls on the calling thread; failure only means the
     // priority stays as it was.

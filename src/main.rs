@@ -5,6 +5,7 @@ mod demo;
 
 use clap::Parser as _;
 
+#[allow(unsafe_code)]
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes
     // away (`ocidb tree X | head -2`): Rust ignores SIGPIPE, which makes

@@ -130,6 +130,7 @@ fn disk_full_fails_cleanly_and_writes_resume_after_space_returns() {
     .expect("file put after recovery");
 }
 
+#[allow(unsafe_code)]
 fn fs2_free(p: &Path) -> u64 {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
     // SAFETY: statvfs only writes into the struct we pass.

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 const SIZE: u64 = 4 << 30;
 const LIMIT_KIB: i64 = 64 * 1024;
 
+#[allow(unsafe_code)]
 fn children_max_rss_kib() -> i64 {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
