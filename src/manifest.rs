@@ -466,16 +466,29 @@ const SPEC_FIELDS: [&str; 20] = [
 /// Deepest nesting accepted in a manifest, unknown fields included.
 pub const MAX_JSON_DEPTH: usize = 64;
 
-/// Go's case folding of field names: ASCII case plus the two non-ASCII
-/// letters that fold to ASCII ones (the Kelvin sign and the long s).
-fn go_fold(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{212A}' => 'k',
-            '\u{017F}' => 's',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+/// Whether `key` equals `spec` under Go's case folding of field names:
+/// ASCII case plus the two non-ASCII letters that fold to ASCII ones (the
+/// Kelvin sign and the long s). Allocates nothing.
+fn folds_to(key: &str, spec: &str) -> bool {
+    // Each spec character is one byte; a key character folding to it is
+    // one to three (the Kelvin sign).
+    if key.len() < spec.len() || key.len() > 3 * spec.len() {
+        return false;
+    }
+    let fold = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    let mut k = key.chars().map(fold);
+    let mut s = spec.chars().map(|c| c.to_ascii_lowercase());
+    loop {
+        match (k.next(), s.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Walks the whole document once before it is parsed: every object's keys
@@ -552,14 +565,13 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error as _;
         let inner = self.nested::<A::Error>()?;
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
+        // Most objects have a handful of keys: a list beats a hash set.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut seen_set: std::collections::HashSet<std::borrow::Cow<'de, str>> =
+            std::collections::HashSet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             if !self.annotations {
-                let folded = go_fold(&key);
-                if let Some(spec) = SPEC_FIELDS
-                    .iter()
-                    .find(|f| **f != key && go_fold(f) == folded)
-                {
+                if let Some(spec) = SPEC_FIELDS.iter().find(|f| **f != key && folds_to(&key, f)) {
                     return Err(A::Error::custom(format!(
                         "field `{}` is another casing of the spec field `{spec}`; Go clients read it as `{spec}`, so it is refused",
                         crate::digest::truncate_for_message(&key)
@@ -567,19 +579,55 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
                 }
             }
             let annotations = !self.annotations && key == "annotations";
-            if seen.contains(&key) {
+            let twice = if seen_set.is_empty() && seen.len() < 16 {
+                seen.contains(&key)
+            } else {
+                seen_set.extend(seen.drain(..));
+                seen_set.contains(&key)
+            };
+            if twice {
                 return Err(A::Error::custom(format!(
                     "key `{}` appears twice in one object; a key may appear once",
                     crate::digest::truncate_for_message(&key)
                 )));
             }
-            seen.insert(key);
+            if seen_set.is_empty() {
+                seen.push(key);
+            } else {
+                seen_set.insert(key);
+            }
             map.next_value_seed(KeyCheck {
                 annotations,
                 ..inner
             })?;
         }
         Ok(())
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
     }
 }
 
