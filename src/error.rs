@@ -214,9 +214,9 @@ pub enum Error {
         expected: String,
     },
 
-    /// An error from the redb key-value store.
+    /// A failure inside the embedded database.
     #[error("database error: {0}")]
-    Storage(#[from] redb::Error),
+    Storage(DatabaseError),
 
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
@@ -327,17 +327,36 @@ impl Error {
     }
 }
 
+/// A failure of the embedded database, opaque so that the database crate
+/// is not part of the API; its message and source chain are kept.
+#[derive(Debug)]
+pub struct DatabaseError(Box<redb::Error>);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Error {
-                Error::Storage(e.into())
+                Error::Storage(DatabaseError(Box::new(e.into())))
             }
         }
     )*};
 }
 
 from_redb!(
+    redb::Error,
+    redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

@@ -6,41 +6,43 @@ use sha2::Digest as _;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 
-/// An incremental hasher for one [`Algorithm`].
+/// An incremental hasher for one [`Algorithm`]. Opaque: which crate does
+/// the hashing is not part of the API.
 #[derive(Clone)]
-pub enum Hasher {
-    /// SHA-256 state.
+pub struct Hasher(State);
+
+#[derive(Clone)]
+enum State {
     Sha256(sha2::Sha256),
-    /// SHA-512 state.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
     /// A fresh hasher.
     pub fn new(alg: Algorithm) -> Hasher {
-        match alg {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
+        Hasher(match alg {
+            Algorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => State::Sha512(sha2::Sha512::new()),
+        })
     }
 
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
+        match &mut self.0 {
+            State::Sha256(h) => h.update(data),
+            State::Sha512(h) => h.update(data),
         }
     }
 
     /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
         let mut bytes = [0u8; 64];
-        let alg = match self {
-            Hasher::Sha256(h) => {
+        let alg = match self.0 {
+            State::Sha256(h) => {
                 bytes[..32].copy_from_slice(h.finalize().as_slice());
                 Algorithm::Sha256
             }
-            Hasher::Sha512(h) => {
+            State::Sha512(h) => {
                 bytes.copy_from_slice(h.finalize().as_slice());
                 Algorithm::Sha512
             }
@@ -120,9 +122,9 @@ impl Verifier {
 
     /// Takes the hasher out, for hashing on another thread.
     pub(crate) fn take_hasher(&mut self) -> Hasher {
-        let alg = match self.hasher {
-            Hasher::Sha256(_) => Algorithm::Sha256,
-            Hasher::Sha512(_) => Algorithm::Sha512,
+        let alg = match self.hasher.0 {
+            State::Sha256(_) => Algorithm::Sha256,
+            State::Sha512(_) => Algorithm::Sha512,
         };
         std::mem::replace(&mut self.hasher, Hasher::new(alg))
     }

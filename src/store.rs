@@ -245,7 +245,7 @@ impl Store {
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
                 Error::io(format!("opening database {}", db_path.display()), io)
             }
-            other => Error::Storage(other.into()),
+            other => Error::from(other),
         })?;
         let cursor_key = init_schema(&db, &root)?;
         let db = Arc::new(db);
