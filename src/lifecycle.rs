@@ -86,16 +86,15 @@ pub enum SweepPace {
     /// Writers first (the default): while any writer is active (a request
     /// within the last 20 ms) only one writer commit in
     /// [`YIELD_PIGGYBACK_EVERY`] carries a deletion and the GC takes no
-    /// steps of its own. Writers' p99 stayed within 2× of what it is
-    /// without a GC (1.0–1.7× on a 50k-manifest store, 1.3× and 1.97× on a
-    /// 1M one), but under sustained writes the sweep slows to under 1% of
-    /// the commit rate and finishes in the next pause.
+    /// steps of its own. Writers' tail latency stays close to what it is
+    /// without a GC, but under sustained writes the sweep slows to under 1%
+    /// of the commit rate and finishes in the next 20 ms pause.
     #[default]
     Yield,
     /// The sweep never stalls: every writer commit carries one deletion,
     /// and between sparse writers' requests the GC takes one-deletion steps
-    /// of its own. Writers' p99 is 1.5–3.3× its no-GC value here while it
-    /// runs.
+    /// of its own. Writers' tail latency rises while it runs (each carried
+    /// deletion joins that commit's fsync).
     Steady,
 }
 
@@ -161,11 +160,11 @@ const BUSY_GAP: Duration = Duration::from_millis(3);
 /// How often the GC thread looks again while writers carry the sweep (at
 /// Yield pace, at least this long).
 const IDLE_POLL: Duration = Duration::from_millis(2);
-/// Deletions carried by a writer commit while a GC sweeps: one takes a
-/// small put's commit from ~0.36 to ~0.64 ms here (~80 µs of it CPU, the
-/// rest its pages joining the fsync). If that
-/// commit then fails, its deletions are counted in the report but did not
-/// happen: they stay garbage for the next run.
+/// Deletions carried by a writer commit while a GC sweeps: one deletion
+/// costs about as much as a small put's whole commit (its pages join the
+/// fsync), so a commit carries one. If that commit then fails, its
+/// deletions are counted in the report but did not happen: they stay
+/// garbage for the next run.
 const PIGGYBACK_PER_COMMIT: usize = 1;
 
 struct SweepState {

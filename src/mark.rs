@@ -6,10 +6,9 @@
 //! keys hold every edge (children and subjects) with no value to decode
 //! (fsck checks that it mirrors the forward edges). It builds the liveness
 //! graph in memory, a dense id per digest and the edges in compressed rows,
-//! and walks it there. The earlier mark walked the B-trees from the roots,
-//! two lookups and a JSON decode per node: 60 s and 1.17 GB peak RSS for a
-//! dry run on a store of 0.8M manifests and 1.2M other records, against 9 s
-//! and 0.83 GB now. Sequential reads also touch far fewer pages, which a
+//! and walks it there, instead of walking the B-trees from the roots with
+//! two lookups and a JSON decode per node (docs/benchmarks.md has the
+//! before and after). Sequential reads also touch far fewer pages, which a
 //! concurrent writer shares.
 
 use std::collections::{HashMap, HashSet};

@@ -44,7 +44,7 @@ const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
 
 /// redb frees the pages a `Durability::None` commit replaces only at the
 /// next durable commit, so a long run of non-durable commits grows the file
-/// without bound (we measured 4.5 GB after a few hundred thousand manifests).
+/// without bound (by gigabytes over a bulk ingest).
 /// Every this many non-durable commits, the writer makes one durable.
 const MAX_NONDURABLE_STREAK: u32 = 8;
 
