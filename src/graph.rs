@@ -937,7 +937,8 @@ pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<O
         .map(|g| (id, g.value())))
 }
 
-fn next_counter(b: &mut Batch<'_>, name: &str) -> Result<u64> {
+/// Takes the next value of a named counter in `meta` (1 first).
+pub(crate) fn next_counter(b: &mut Batch<'_>, name: &str) -> Result<u64> {
     let cur =
         b.t.meta
             .get(name)?
@@ -1041,11 +1042,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     check_children(b, p)?;
     let key = p.digest.to_key();
     let size = p.body.len() as u64;
-    let existing =
-        b.t.blobs
-            .get(&key)?
-            .map(|g| BlobRecord::decode(g.value()))
-            .transpose()?;
+    let existing = crate::store::record_in(b, &p.digest)?;
     if let Some(rec) = &existing {
         if rec.manifest && rec.media_type != p.media_type {
             return Err(Error::ManifestTypeConflict {
@@ -1221,13 +1218,9 @@ fn index_entries(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<Descriptor>> {
 }
 
 fn is_index(b: &mut Batch<'_>, d: &Digest) -> Result<bool> {
-    Ok(match b.t.blobs.get(&d.to_key())? {
-        Some(g) => {
-            let r = BlobRecord::decode(g.value())?;
-            r.manifest && r.media_type.as_deref().is_some_and(manifest::is_index_type)
-        }
-        None => false,
-    })
+    Ok(crate::store::record_in(b, d)?.is_some_and(|r| {
+        r.manifest && r.media_type.as_deref().is_some_and(manifest::is_index_type)
+    }))
 }
 
 pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {

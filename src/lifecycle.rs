@@ -32,7 +32,7 @@ use crate::keys;
 use crate::manifest::EdgeKind;
 use crate::mark::{mark, Candidate, MarkRules, Marked};
 use crate::names;
-use crate::record::{le8, BlobRecord, VALUE_FORMAT_V1};
+use crate::record::{le8, VALUE_FORMAT_V1};
 use crate::store::Store;
 use crate::tables::{self, LEASES};
 use crate::writer::{now_ms, Batch};
@@ -182,7 +182,7 @@ impl Store {
     pub fn create_lease(&self, ttl: Duration) -> Result<Lease> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.submit(true, move |b| {
-            let id = graph_counter(b)?;
+            let id = graph::next_counter(b, NEXT_LEASE)?;
             let expires_ms = b.now_ms.saturating_add(ttl_ms);
             let mut v = vec![VALUE_FORMAT_V1];
             v.extend_from_slice(&expires_ms.to_le_bytes());
@@ -549,17 +549,6 @@ fn count(report: &mut GcReport, d: &Digest, c: &Candidate) {
     report.digests.push(*d);
 }
 
-fn graph_counter(b: &mut Batch<'_>) -> Result<u64> {
-    let cur =
-        b.t.meta
-            .get(NEXT_LEASE)?
-            .map(|g| le8(g.value()))
-            .map_or(1, u64::from_le_bytes);
-    b.t.meta
-        .insert(NEXT_LEASE, cur.wrapping_add(1).to_le_bytes().as_slice())?;
-    Ok(cur)
-}
-
 pub(crate) fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
     // Same layout as a repository member key: id(8) then digest(65).
     keys::member_range(lease)
@@ -635,12 +624,7 @@ fn sweep_some(
         let d = order[st.pos];
         st.pos += 1;
         if let Some(c) = st.dead.remove(&d) {
-            let rec =
-                b.t.blobs
-                    .get(&d.to_key())?
-                    .map(|g| BlobRecord::decode(g.value()))
-                    .transpose()?;
-            if let Some(rec) = rec {
+            if let Some(rec) = crate::store::record_in(b, &d)? {
                 graph::remove_blob_in(b, &d, &rec)?;
                 count(&mut st.report, &d, &c);
                 if let Ok(mut swept) = b.shared.swept.lock() {
