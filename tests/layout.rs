@@ -939,3 +939,29 @@ fn ref_names_round_trip_without_bogus_or_duplicate_tags() {
     let json = serde_json::to_value(&rep).expect("json");
     assert!(json.get("index_entries").is_some(), "{json}");
 }
+
+/// A complete layout imported over a sparse import of the same image fills
+/// in what was missing: the manifest is already held, but its children
+/// are walked again.
+#[test]
+fn a_complete_layout_fills_in_an_earlier_sparse_import() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let (paths, missing) = common::fixtures::generated_layouts(gen.path());
+    let sparse = &paths[2];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let r = import(&s, sparse);
+    assert_eq!(r.missing, vec![missing]);
+    assert!(!s.exists(&missing).expect("exists"));
+    // The layer turns up (the fixture's missing layer holds these bytes).
+    std::fs::write(
+        sparse.join("blobs/sha256").join(missing.hex()),
+        b"not carried",
+    )
+    .expect("layer");
+    let r = import(&s, sparse);
+    assert!(r.missing.is_empty(), "{r:?}");
+    assert!(s.exists(&missing).expect("exists"));
+    assert!(s.is_member("gen-sparse", &missing).expect("member"));
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
+}

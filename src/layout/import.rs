@@ -154,8 +154,8 @@ struct Walk<'s, 'o> {
     referrers: HashSet<Digest>,
     pending: Vec<Pending>,
     pending_set: HashSet<Digest>,
-    /// In a dry walk nothing becomes a member: this root's visits.
-    dry_seen: HashSet<Digest>,
+    /// This root's visits: a graph can reach one node by two paths.
+    root_seen: HashSet<Digest>,
     created: &'s mut Vec<Digest>,
     done: u64,
 }
@@ -186,7 +186,7 @@ impl Store {
             referrers: HashSet::new(),
             pending: Vec::new(),
             pending_set: HashSet::new(),
-            dry_seen: HashSet::new(),
+            root_seen: HashSet::new(),
             created,
             done: 0,
         };
@@ -235,7 +235,7 @@ impl Walk<'_, '_> {
                 )),
             }
         }
-        self.dry_seen.clear();
+        self.root_seen.clear();
         let mut stack = vec![Step::Enter(desc, true)];
         while let Some(step) = stack.pop() {
             match step {
@@ -255,21 +255,36 @@ impl Walk<'_, '_> {
         Ok(())
     }
 
-    /// Whether `d` needs no more work: walked in this import already, or
-    /// (a member of the repository) ingested with its whole graph before.
-    fn done_already(&mut self, d: &Digest) -> Result<bool> {
+    /// Whether `d` needs no more work: walked in this import already (or
+    /// on this root's walk), or a blob the repository holds. A manifest the
+    /// repository holds needs no ingest, but its children are walked from
+    /// its stored edges: a complete layout fills in a sparse earlier one.
+    fn done_already(&mut self, d: &Digest, stack: &mut Vec<Step>) -> Result<bool> {
         if self.pending_set.contains(d) || self.missing.contains(d) {
             return Ok(true);
         }
-        if self.dry {
-            return Ok(!self.dry_seen.insert(*d));
+        if !self.root_seen.insert(*d) {
+            return Ok(true);
         }
-        Ok(self.store.is_member(self.repo, d)? && self.store.exists(d)?)
+        if self.dry || !self.store.is_member(self.repo, d)? {
+            return Ok(false);
+        }
+        let Ok(info) = self.store.stat(d) else {
+            return Ok(false);
+        };
+        if info.manifest {
+            for e in self.store.successors(d)? {
+                if e.kind != EdgeKind::Subject {
+                    stack.push(Step::Enter(e.descriptor, false));
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn enter(&mut self, desc: Descriptor, from_index: bool, stack: &mut Vec<Step>) -> Result<()> {
         let d = desc.digest;
-        if self.done_already(&d)? {
+        if self.done_already(&d, stack)? {
             return Ok(());
         }
         self.done += 1;
