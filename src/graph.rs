@@ -406,12 +406,19 @@ impl Store {
 
     /// Whether a digest is a member of a repository.
     pub fn is_member(&self, repo: &str, d: &Digest) -> Result<bool> {
+        Ok(self.member_as(repo, d)?.is_some())
+    }
+
+    /// How `d` belongs to `repo`: `Some(true)` as a manifest (what tags may
+    /// point at, parsed or opaque), `Some(false)` as a blob.
+    pub(crate) fn member_as(&self, repo: &str, d: &Digest) -> Result<Option<bool>> {
         let txn = tables::begin_read(&self.db)?;
         let Some(id) = repo_id(&txn, repo)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let t = txn.open_table(MEMBERS)?;
-        Ok(t.get(&keys::member(id, d))?.is_some())
+        Ok(t.get(&keys::member(id, d))?
+            .map(|g| g.value() == MEMBER_MANIFEST))
     }
 
     /// Tags of a repository, sorted, after `last` (exclusive), at most `n`.

@@ -965,3 +965,22 @@ fn a_complete_layout_fills_in_an_earlier_sparse_import() {
     assert!(s.is_member("gen-sparse", &missing).expect("member"));
     assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
 }
+
+/// An index.json entry that is not a manifest type ocidb parses is stored
+/// opaque, and its tag is still set.
+#[test]
+fn a_tagged_opaque_entry_keeps_its_tag() {
+    let gen = tempfile::tempdir().expect("tempdir");
+    let mut w = common::fixtures::LayoutWriter::new(&gen.path().join("opaque"));
+    let thing = w.blob("application/vnd.example.thing+json", br#"{"hello":1}"#);
+    w.entry(&thing, Some("v1"));
+    let layout = w.finish();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path().join("store")).expect("store");
+    let r = import(&s, &layout);
+    assert_eq!(r.tags, 1, "{r:?}");
+    let d = s
+        .resolve("opaque", &Reference::Tag("v1".into()))
+        .expect("tag");
+    assert_eq!(d.to_string(), thing["digest"].as_str().expect("digest"));
+}

@@ -428,7 +428,7 @@ impl Walk<'_, '_> {
         let mut tags = Vec::with_capacity(self.tags.len());
         for (t, d) in std::mem::take(&mut self.tags) {
             // A tag whose image is missing from the layout is left out.
-            if !store.is_member(self.repo, &d)? || !store.stat(&d).is_ok_and(|i| i.manifest) {
+            if store.member_as(self.repo, &d)? != Some(true) {
                 continue;
             }
             if names::referrers_tag_subject(&t).is_some() {
