@@ -38,23 +38,17 @@ impl IndexSource {
                 let file = std::fs::File::open(p)
                     .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
                 let reader = std::io::BufReader::new(file.take(super::MAX_INDEX_SIZE));
-                let mut de = serde_json::Deserializer::from_reader(reader);
-                Top {
+                entries(
+                    &mut serde_json::Deserializer::from_reader(reader),
                     f,
-                    stopped: &mut stopped,
-                }
-                .deserialize(&mut de)
-                .and_then(|()| de.end())
+                    &mut stopped,
+                )
             }
-            IndexSource::Bytes(b) => {
-                let mut de = serde_json::Deserializer::from_slice(b);
-                Top {
-                    f,
-                    stopped: &mut stopped,
-                }
-                .deserialize(&mut de)
-                .and_then(|()| de.end())
-            }
+            IndexSource::Bytes(b) => entries(
+                &mut serde_json::Deserializer::from_slice(b),
+                f,
+                &mut stopped,
+            ),
         };
         if let Some(e) = stopped {
             return Err(e);
@@ -64,6 +58,17 @@ impl IndexSource {
             reason: format!("not a valid image index: {e}"),
         })
     }
+}
+
+/// Runs `f` on each entry while `de` parses; an error from `f` stops the
+/// parse and is left in `stopped`.
+fn entries<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    f: &mut dyn FnMut(Descriptor) -> Result<()>,
+    stopped: &mut Option<Error>,
+) -> serde_json::Result<()> {
+    Top { f, stopped }.deserialize(&mut *de)?;
+    de.end()
 }
 
 /// The top-level object of `index.json`: only `manifests` is read.
