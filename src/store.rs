@@ -583,11 +583,13 @@ impl Store {
             if let Some(l) = lease {
                 crate::lifecycle::check_lease(b, l)?;
             }
-            refresh(b, &d, rec.clone())?;
+            let size = rec.size;
+            b.note_reachable(&d)?;
+            refresh(b, &d, rec)?;
             link(b, repo.as_deref(), lease, &d)?;
             Ok(Some(PutResult {
                 digest: d,
-                size: rec.size,
+                size,
                 created: false,
             }))
         })
@@ -923,9 +925,8 @@ fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -
 
 /// A put of stored content counts as fresh: its grace period restarts, so
 /// that "upload the layer, then push the manifest" is safe from a GC that
-/// starts in between, without a lease.
+/// starts in between, without a lease. (Callers tell a running GC.)
 fn refresh(b: &mut Batch<'_>, d: &Digest, mut rec: BlobRecord) -> Result<()> {
-    b.note_reachable(d)?;
     if rec.created_ms < b.now_ms {
         rec.created_ms = b.now_ms;
         b.t.blobs.insert(&d.to_key(), rec.encode()?.as_slice())?;
