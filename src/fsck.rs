@@ -366,10 +366,7 @@ impl Store {
         self.submit(true, move |b| {
             for k in &entries {
                 let (at, referrer) = keys::referrer_parts(k)?;
-                let mut repo = [0u8; 8];
-                repo.copy_from_slice(&k[..8]);
-                let repo = u64::from_be_bytes(repo);
-                let subject = Digest::from_key(&k[8..8 + crate::digest::DIGEST_KEY_LEN])?;
+                let (repo, subject) = keys::referrer_scope(k)?;
                 let rec = crate::store::record_in(b, &referrer)?;
                 let member = b.t.members.get(&keys::member(repo, &referrer))?.is_some();
                 if rec.is_none() || !member {
@@ -487,9 +484,7 @@ fn check_graph(
     for e in members.iter()? {
         let (k, _) = e?;
         let d = keys::member_digest(k.value())?;
-        let mut repo = [0u8; 8];
-        repo.copy_from_slice(&k.value()[..8]);
-        let repo = u64::from_be_bytes(repo);
+        let repo = keys::repo_prefix(k.value());
         if !records.contains_key(&d) {
             report.problems.push(problem(
                 "dangling-member",
@@ -508,9 +503,7 @@ fn check_graph(
     for e in txn.open_table(TAGS)?.iter()? {
         let (k, v) = e?;
         let d = Digest::from_key(v.value())?;
-        let mut repo = [0u8; 8];
-        repo.copy_from_slice(&k.value()[..8]);
-        let repo = u64::from_be_bytes(repo);
+        let repo = keys::repo_prefix(k.value());
         let tag = String::from_utf8_lossy(&k.value()[8..]).into_owned();
         let is_manifest_member = members
             .get(&keys::member(repo, &d))?
@@ -576,10 +569,7 @@ fn check_graph(
     for e in txn.open_table(REFERRERS)?.iter()? {
         let (k, _) = e?;
         let (_, referrer) = keys::referrer_parts(k.value())?;
-        let mut repo = [0u8; 8];
-        repo.copy_from_slice(&k.value()[..8]);
-        let repo = u64::from_be_bytes(repo);
-        let subject = Digest::from_key(&k.value()[8..8 + crate::digest::DIGEST_KEY_LEN])?;
+        let (repo, subject) = keys::referrer_scope(k.value())?;
         if let Some(first) = seen.insert((repo, subject, referrer), *k.value()) {
             dangling.push(first);
             report.problems.push(problem(

@@ -1348,18 +1348,26 @@ fn schema_subjects_listing(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resul
     }
     let mut out = Vec::new();
     for p in parents {
-        let prefix = keys::member(repo_id, &p);
-        for e in b.t.tagged.range(prefix.as_slice()..)? {
-            let (k, _) = e?;
-            let k = k.value();
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let tag = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            if let Some(s) = names::referrers_tag_subject(&tag) {
-                out.push(s);
-            }
+        out.extend(
+            tags_of(b, repo_id, &p)?
+                .iter()
+                .filter_map(|t| names::referrers_tag_subject(t)),
+        );
+    }
+    Ok(out)
+}
+
+/// The tags of `repo_id` that point at `d`, from the reverse index.
+fn tags_of(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<Vec<String>> {
+    let prefix = keys::member(repo_id, d);
+    let mut out = Vec::new();
+    for e in b.t.tagged.range(prefix.as_slice()..)? {
+        let (k, _) = e?;
+        let k = k.value();
+        if !k.starts_with(&prefix) {
+            break;
         }
+        out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
     }
     Ok(out)
 }
@@ -1397,18 +1405,7 @@ fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
     b.t.members.remove(&keys::member(repo_id, d))?;
     b.t.member_of.remove(&keys::member_of(d, repo_id))?;
-    // Tags of this repository that point at d, from the reverse index.
-    let prefix = keys::member(repo_id, d);
-    let mut dead = Vec::new();
-    for e in b.t.tagged.range(prefix.as_slice()..)? {
-        let (k, _) = e?;
-        let k = k.value();
-        if !k.starts_with(&prefix) {
-            break;
-        }
-        dead.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-    }
-    for tag in dead {
+    for tag in tags_of(b, repo_id, d)? {
         unapply_tag_schema(b, repo_id, &tag, d)?;
         b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
         b.t.tagged

@@ -145,6 +145,20 @@ pub(crate) fn referrer_range(
     (lo, hi)
 }
 
+/// The repository and subject of a referrer key.
+pub(crate) fn referrer_scope(k: &[u8; REFERRER_LEN]) -> Result<(u64, Digest)> {
+    let subject = Digest::from_key(&k[8..8 + DIGEST_KEY_LEN])?;
+    Ok((repo_prefix(k), subject))
+}
+
+/// The repository id that keys of `members`, `tags`, `tagged` and
+/// `referrers` start with (big-endian, 8 bytes; callers pass whole keys).
+pub(crate) fn repo_prefix(k: &[u8]) -> u64 {
+    let mut repo = [0u8; 8];
+    repo.copy_from_slice(&k[..8]);
+    u64::from_be_bytes(repo)
+}
+
 pub(crate) fn referrer_parts(k: &[u8; REFERRER_LEN]) -> Result<(u32, Digest)> {
     let mut at = [0u8; 4];
     at.copy_from_slice(&k[8 + D..12 + D]);
