@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 
 /// Result alias used across ocidb.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,6 @@
 //! Injected I/O failures, to test what the store does when the disk lies or
-//! fails: every fsync the store makes (blob files, directories, the intent
-//! file and redb's own commit sync) goes through here first.
+//! fails: every fsync the store makes (blob files, directories, and redb's
+//! own commit sync) goes through here first.
 //!
 //! Pass a [`FaultInjector`] in [`crate::StoreOptions::faults`] and arm it;
 //! with none (the default) each check is one `Option` test.
@@ -24,20 +24,18 @@ pub enum SyncTarget {
     BlobFile,
     /// A directory, after files were created or renamed in it.
     Directory,
-    /// redb's sync of the database file inside a durable commit.
+    /// redb's sync of the database file inside a durable commit (which
+    /// also carries the intent rows of blob bytes in flight).
     Database,
-    /// The crash-intent file written before blob files are installed.
-    Intent,
 }
 
-const TARGETS: usize = 4;
+const TARGETS: usize = 3;
 
 fn index(t: SyncTarget) -> usize {
     match t {
         SyncTarget::BlobFile => 0,
         SyncTarget::Directory => 1,
         SyncTarget::Database => 2,
-        SyncTarget::Intent => 3,
     }
 }
 

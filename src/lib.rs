@@ -20,39 +20,42 @@
 //! ```
 #![deny(clippy::unwrap_used, missing_docs)]
 
+// Layers, each using only those above it:
+//   error, oci (values) · schema (redb tables and codecs) · blob (bytes)
+//   · engine (writer, open) · index (operations in a writer job)
+//   · store (the facade) · gc, maint, layout (built on the facade).
 #[cfg(feature = "bench")]
 pub mod bench;
-pub mod digest;
+pub mod blob;
+mod engine;
 pub mod error;
+#[doc(hidden)]
 pub mod faults;
-pub mod fsck;
-pub mod graph;
-pub mod hasher;
-mod keys;
+pub mod gc;
+mod index;
 pub mod layout;
-pub mod lifecycle;
-pub mod manifest;
-mod mark;
-pub mod names;
-mod record;
+pub mod maint;
+pub mod oci;
+#[doc(hidden)]
 pub mod sample;
-pub mod stats;
+mod schema;
 pub mod store;
-mod tables;
-mod writer;
 
+pub use oci::{digest, hasher, manifest, names};
+
+pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader};
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind, Result};
-pub use fsck::{FsckOptions, FsckReport, Problem};
-pub use graph::{
-    Edge, ImageIndex, Inspection, ManifestOptions, ManifestPut, Parent, ReferrersPage,
-    ReferrersQuery, WalkNode, MAX_WALK_DEPTH,
-};
+pub use gc::{GcPolicy, GcReport, SweepPace};
 pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
-pub use lifecycle::{GcPolicy, GcReport, Lease, SweepPace};
+pub use maint::fsck::{FsckOptions, FsckReport, Problem};
+pub use maint::stats::{RepoStats, Stats};
 pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
-pub use record::Placement;
-pub use stats::{RepoStats, Stats};
-pub use store::{BlobInfo, BlobReader, PutOptions, PutResult, Store, StoreOptions, WriterPause};
+pub use schema::record::Placement;
+pub use store::{
+    BlobInfo, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut, Parent,
+    PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions, WalkNode,
+    WriterPause, MAX_WALK_DEPTH,
+};

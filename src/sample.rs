@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
-use crate::digest::Digest;
 use crate::error::Result;
-use crate::graph::ManifestOptions;
-use crate::manifest::{OCI_INDEX, OCI_MANIFEST, ORAS_ARTIFACT};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{OCI_INDEX, OCI_MANIFEST, ORAS_ARTIFACT};
+use crate::store::ManifestOptions;
 use crate::store::{PutOptions, Store};
 
 /// Digests of the sample content.

@@ -268,11 +268,6 @@ fn a_failed_blob_file_fsync_poisons_the_store_until_reopened() {
 }
 
 #[test]
-fn a_failed_intent_fsync_poisons_the_store_until_reopened() {
-    failed_fsync_poisons_until_reopen(SyncTarget::Intent);
-}
-
-#[test]
 fn a_failed_directory_fsync_poisons_the_store_until_reopened() {
     failed_fsync_poisons_until_reopen(SyncTarget::Directory);
 }

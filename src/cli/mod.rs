@@ -323,7 +323,7 @@ fn run_command(cli: Cli) -> Result<()> {
             let policy = GcPolicy {
                 dry_run,
                 delete_untagged,
-                grace: ocidb::lifecycle::parse_duration(&grace)?,
+                grace: ocidb::gc::parse_duration(&grace)?,
                 ..GcPolicy::default()
             };
             let spinner = progress::spinner("collecting garbage");

@@ -14,11 +14,11 @@ use std::io::Read;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, MANIFEST_BATCH};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::graph::ManifestOptions;
-use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
-use crate::names;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
+use crate::oci::names;
+use crate::store::ManifestOptions;
 use crate::store::{PutOptions, Store};
 
 /// Where `index.json` comes from.
@@ -235,7 +235,7 @@ impl Walk<'_, '_> {
                 Some(t) => self.tags.push((t, desc.digest)),
                 None => self.report.skipped_refs.push(format!(
                     "{}: not a valid tag ({})",
-                    crate::digest::truncate_for_message(r),
+                    crate::oci::digest::truncate_for_message(r),
                     names::TAG_RULE
                 )),
             }

@@ -18,10 +18,10 @@ mod import;
 
 use import::IndexSource;
 
-use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
-use crate::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
-use crate::names::{self, Reference};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
+use crate::oci::names::{self, Reference};
 use crate::store::{PutOptions, Store};
 
 /// Largest `index.json` accepted: room for several million entries, so
@@ -347,12 +347,12 @@ impl Store {
         let repo = repo.to_string();
         self.submit(true, move |b| {
             for d in created.iter().rev() {
-                if let Some(rec) = crate::store::record_in(b, d)? {
-                    crate::graph::remove_blob_in(b, d, &rec)?;
+                if let Some(rec) = crate::index::blobs::record_in(b, d)? {
+                    crate::index::remove::remove_blob_in(b, d, &rec)?;
                 }
             }
             if repo_was_new {
-                crate::graph::remove_repo_if_empty(b, &repo)?;
+                crate::index::repos::remove_repo_if_empty(b, &repo)?;
             }
             Ok(())
         })
@@ -615,7 +615,7 @@ impl Store {
         }
         fs::rename(&tmp, out).context(|| format!("renaming into {}", out.display()))?;
         if let Some(parent) = out.parent() {
-            let _ = crate::writer::sync_dir(if parent.as_os_str().is_empty() {
+            let _ = sync_dir(if parent.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 parent
@@ -681,10 +681,9 @@ impl Store {
                         .context(|| format!("creating {}", parent.display()))?;
                 }
             }
-            let src = d.blob_path(&self.root);
             let linked = hardlink
                 && self.stat(d)?.placement == crate::Placement::File
-                && fs::hard_link(&src, &dst).is_ok();
+                && self.backend.hard_link(d, &dst)?;
             if linked {
                 report.hardlinked += 1;
             } else {
@@ -702,9 +701,9 @@ impl Store {
         )?;
         write_synced(&dir.join("index.json"), index)?;
         for d in dirs {
-            crate::writer::sync_dir(&d)?;
+            sync_dir(&d)?;
         }
-        crate::writer::sync_dir(dir)
+        sync_dir(dir)
     }
 
     fn write_tar<'a>(
@@ -848,6 +847,13 @@ fn escapes(p: &Path) -> bool {
         }
     }
     false
+}
+
+/// fsync a directory so that the files created in it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .context(|| format!("fsync of directory {}", dir.display()))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
 
 /// Manifests larger than this are refused (the distribution-spec asks
 /// registries to accept at least 4 MiB).
@@ -259,7 +259,7 @@ pub fn classify(
     }
     let declared = declared.filter(|s| !s.is_empty());
     if let Some(mt) = declared {
-        crate::names::validate_media_type(mt)?;
+        crate::oci::names::validate_media_type(mt)?;
         if let Some(p) = registry.get(mt) {
             return Ok((Some(mt.to_string()), Some(p.parse(body)?)));
         }
@@ -304,7 +304,7 @@ pub fn classify(
         (None, Some(b)) => b.to_string(),
         (None, None) => return Ok((None, None)),
     };
-    crate::names::validate_media_type(&effective)?;
+    crate::oci::names::validate_media_type(&effective)?;
     if let Some(p) = registry.get(&effective) {
         return Ok((Some(effective), Some(p.parse(body)?)));
     }
@@ -339,7 +339,7 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
     };
     for at in [&doc.artifact_type, &doc.media_type].into_iter().flatten() {
         if !at.is_empty() {
-            crate::names::validate_media_type(at)?;
+            crate::oci::names::validate_media_type(at)?;
         }
     }
     // Duplicate descriptors (same kind and digest) make one edge; a set
@@ -351,7 +351,7 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
             .flatten()
         {
             if !mt.is_empty() {
-                crate::names::validate_media_type(mt)?;
+                crate::oci::names::validate_media_type(mt)?;
             }
         }
         let kind = if registry.is_manifest_type(&d.media_type) {
@@ -403,7 +403,7 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
     if takes_subject {
         if let Some(sub) = &doc.subject {
             if !sub.media_type.is_empty() {
-                crate::names::validate_media_type(&sub.media_type)?;
+                crate::oci::names::validate_media_type(&sub.media_type)?;
             }
         }
         out.subject = doc.subject;
@@ -574,7 +574,7 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
                 if let Some(spec) = SPEC_FIELDS.iter().find(|f| **f != key && folds_to(&key, f)) {
                     return Err(A::Error::custom(format!(
                         "field `{}` is another casing of the spec field `{spec}`; Go clients read it as `{spec}`, so it is refused",
-                        crate::digest::truncate_for_message(&key)
+                        crate::oci::digest::truncate_for_message(&key)
                     )));
                 }
             }
@@ -588,7 +588,7 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
             if twice {
                 return Err(A::Error::custom(format!(
                     "key `{}` appears twice in one object; a key may appear once",
-                    crate::digest::truncate_for_message(&key)
+                    crate::oci::digest::truncate_for_message(&key)
                 )));
             }
             if seen_set.is_empty() {
@@ -648,7 +648,7 @@ impl KeyCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hasher::Hasher;
+    use crate::oci::hasher::Hasher;
     use proptest::prelude::*;
 
     fn d(s: &str) -> Digest {

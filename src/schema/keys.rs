@@ -1,11 +1,11 @@
 //! Fixed-width key builders and value codecs for the graph tables. The
 //! layouts are documented in ARCHITECTURE.md ("On-disk format").
 
-use crate::digest::{Digest, DIGEST_KEY_LEN};
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, EdgeKind};
-use crate::record::VALUE_FORMAT_V1;
-use crate::tables::{EDGE_IN_LEN, MEMBER_LEN, REFERRER_LEN};
+use crate::oci::digest::{Digest, DIGEST_KEY_LEN};
+use crate::oci::manifest::{Descriptor, EdgeKind};
+use crate::schema::record::VALUE_FORMAT_V1;
+use crate::schema::tables::{EDGE_IN_LEN, MEMBER_LEN, REFERRER_LEN};
 
 const D: usize = DIGEST_KEY_LEN;
 
@@ -222,6 +222,10 @@ pub(crate) fn tagged(repo: u64, d: &Digest, tag: &str) -> Vec<u8> {
 
 /// Referrer entries remember why they exist, so that removing one source
 /// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
+/// Membership kinds in the `members` table.
+pub(crate) const MEMBER_MANIFEST: u8 = 1;
+pub(crate) const MEMBER_BLOB: u8 = 2;
+
 pub(crate) const SOURCE_SUBJECT: u8 = 1;
 pub(crate) const SOURCE_TAG_SCHEMA: u8 = 2;
 
@@ -248,7 +252,7 @@ pub(crate) fn decode_referrer(v: &[u8]) -> Result<(u8, Descriptor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hasher::Hasher;
+    use crate::oci::hasher::Hasher;
     use proptest::prelude::*;
 
     fn d(s: &str) -> Digest {

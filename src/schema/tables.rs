@@ -1,11 +1,11 @@
 //! The redb table definitions: the whole schema in one place. Key layouts are
-//! documented in ARCHITECTURE.md; every key that holds a digest holds its
-//! 65-byte fixed-width form ([`crate::digest::DIGEST_KEY_LEN`]).
+//! documented in docs/format.md; every key that holds a digest holds its
+//! 65-byte fixed-width form ([`crate::oci::digest::DIGEST_KEY_LEN`]).
 
 use redb::{ReadTransaction, ReadableDatabase as _, TableDefinition, WriteTransaction};
 
-use crate::digest::DIGEST_KEY_LEN;
 use crate::error::Result;
+use crate::oci::digest::DIGEST_KEY_LEN;
 
 /// Digest key.
 pub(crate) type DKey = [u8; DIGEST_KEY_LEN];
@@ -44,6 +44,10 @@ pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("lea
 /// `lease id(8) digest(65) -> ()`: what a lease holds.
 pub(crate) const LEASE_ITEMS: TableDefinition<&[u8; MEMBER_LEN], ()> =
     TableDefinition::new("lease_items");
+/// `digest -> staged name` (empty: removal): blob bytes whose commit under
+/// the digest, or removal, follows the transaction that wrote the row.
+/// Settled at open after a crash (see `engine::writer`).
+pub(crate) const INTENTS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("intents");
 /// Written by earlier builds while a GC ran (the change log now lives in
 /// memory: a GC run does not outlive its process). Dropped at open.
 pub(crate) const RETIRED_GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
@@ -69,6 +73,7 @@ pub(crate) struct WriteTables<'t> {
     pub member_of: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub leases: redb::Table<'t, u64, &'static [u8]>,
     pub lease_items: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
+    pub intents: redb::Table<'t, &'static DKey, &'static [u8]>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -88,6 +93,7 @@ impl<'t> WriteTables<'t> {
             member_of: txn.open_table(MEMBER_OF)?,
             leases: txn.open_table(LEASES)?,
             lease_items: txn.open_table(LEASE_ITEMS)?,
+            intents: txn.open_table(INTENTS)?,
         })
     }
 }

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use redb::{ReadableTable as _, ReadableTableMetadata as _};
 use serde::Serialize;
 
-use crate::digest::Digest;
 use crate::error::Result;
-use crate::graph::repo_names;
-use crate::keys;
-use crate::record::{BlobRecord, Placement};
+use crate::index::repos::repo_names;
+use crate::oci::digest::Digest;
+use crate::schema::keys;
+use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::tables::{self, BLOBS, MEMBERS, REFERRERS, TAGS};
 use crate::store::{Store, DB_FILE};
-use crate::tables::{self, BLOBS, MEMBERS, REFERRERS, TAGS};
 
 /// One repository's share.
 #[derive(Clone, Debug, Serialize)]
@@ -100,7 +100,7 @@ impl Store {
             id.copy_from_slice(&k.value()[..8]);
             let d = keys::member_digest(k.value())?;
             if let Some(r) = per_repo.get_mut(&u64::from_be_bytes(id)) {
-                if v.value() == crate::graph::MEMBER_MANIFEST {
+                if v.value() == crate::schema::keys::MEMBER_MANIFEST {
                     r.manifests += 1;
                 } else {
                     r.blobs += 1;

@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 
 use redb::{ReadTransaction, ReadableTable as _, ReadableTableMetadata as _};
 
-use crate::digest::{Digest, DIGEST_KEY_LEN};
 use crate::error::{Error, Result};
-use crate::graph::MEMBER_MANIFEST;
-use crate::manifest::EdgeKind;
-use crate::record::RecordHeader;
-use crate::tables::{BLOBS, EDGES_IN, LEASE_ITEMS, MEMBERS, TAGS};
+use crate::oci::digest::{Digest, DIGEST_KEY_LEN};
+use crate::oci::manifest::EdgeKind;
+use crate::schema::keys::MEMBER_MANIFEST;
+use crate::schema::record::RecordHeader;
+use crate::schema::tables::{BLOBS, EDGES_IN, LEASE_ITEMS, MEMBERS, TAGS};
 
 /// A record the mark found unreachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
     }
     let items = txn.open_table(LEASE_ITEMS)?;
     for &lease in &rules.leases {
-        let (lo, hi) = crate::lifecycle::lease_range(lease);
+        let (lo, hi) = crate::index::leases::lease_range(lease);
         for e in items.range::<&[u8; _]>(&lo..=&hi)? {
             let (k, _) = e?;
             roots.push(g.id(&k.value()[8..])?);
@@ -394,7 +394,7 @@ mod tests {
     }
 
     fn digest(i: u8) -> Digest {
-        crate::hasher::Hasher::digest_of(crate::digest::Algorithm::Sha256, &[i])
+        crate::oci::hasher::Hasher::digest_of(crate::oci::digest::Algorithm::Sha256, &[i])
     }
 
     #[test]

@@ -317,8 +317,10 @@ impl Digest {
         Ok(Digest { alg, bytes })
     }
 
-    /// The path of this blob below a store or layout root: `blobs/<alg>/<hex>`.
-    /// Built only from a parsed digest, never from raw user text.
+    /// The path of this blob in an OCI image layout rooted at `root`:
+    /// `blobs/<alg>/<hex>` (the layout specification's path; a store's own
+    /// blob bytes are found through its [`crate::BlobBackend`]). Built only
+    /// from a parsed digest, never from raw user text.
     pub fn blob_path(&self, root: &std::path::Path) -> std::path::PathBuf {
         let mut buf = [0u8; 128];
         root.join("blobs")

@@ -1,7 +1,7 @@
 //! Repository names and tags, checked against the distribution-spec grammar.
 
-use crate::digest::{truncate_for_message, Digest};
 use crate::error::{Error, Result};
+use crate::oci::digest::{truncate_for_message, Digest};
 
 /// The repository name rule, quoted in errors.
 pub const REPOSITORY_RULE: &str =

@@ -22,31 +22,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableTable as _};
 use serde::Serialize;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::graph::{self, MEMBER_MANIFEST};
-use crate::keys;
-use crate::manifest::EdgeKind;
-use crate::mark::{mark, Candidate, MarkRules, Marked};
-use crate::names;
-use crate::record::{le8, VALUE_FORMAT_V1};
+use crate::index::remove::remove_blob_in;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::EdgeKind;
+use crate::schema::keys;
+mod mark;
+
+use crate::engine::{now_ms, Batch};
+use crate::index::leases::live_leases;
+use crate::schema::tables::{self};
 use crate::store::Store;
-use crate::tables::{self, LEASES};
-use crate::writer::{now_ms, Batch};
-
-const NEXT_LEASE: &str = "next_lease_id";
-
-/// A time-limited GC root that protects in-flight work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Lease {
-    /// Its id, to pass in [`crate::PutOptions::lease`] and friends.
-    pub id: u64,
-    /// When it stops protecting anything (milliseconds since the Unix epoch).
-    pub expires_ms: u64,
-}
+use mark::{mark, Candidate, MarkRules, Marked};
 
 /// Called between mark and sweep (tests use it to write while a GC runs).
 pub type GcHook = std::sync::Arc<dyn Fn() + Send + Sync>;
@@ -178,102 +167,6 @@ struct SweepState {
 }
 
 impl Store {
-    /// Takes a lease that protects what is added to it for `ttl`.
-    pub fn create_lease(&self, ttl: Duration) -> Result<Lease> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.submit(true, move |b| {
-            let id = graph::next_counter(b, NEXT_LEASE)?;
-            let expires_ms = b.now_ms.saturating_add(ttl_ms);
-            let mut v = vec![VALUE_FORMAT_V1];
-            v.extend_from_slice(&expires_ms.to_le_bytes());
-            b.t.leases.insert(id, v.as_slice())?;
-            Ok(Lease { id, expires_ms })
-        })
-    }
-
-    /// Adds digests to a live lease. A digest need not be stored yet (a
-    /// lease may protect what an upload is about to write); the ones that
-    /// are not stored when the lease takes them are returned, so that a
-    /// caller who expected them stored can tell.
-    pub fn lease_add(&self, lease: u64, digests: &[Digest]) -> Result<Vec<Digest>> {
-        let digests = digests.to_vec();
-        self.submit(true, move |b| {
-            check_lease(b, lease)?;
-            let mut absent = Vec::new();
-            for d in &digests {
-                add_to_lease(b, lease, d)?;
-                if b.t.blobs.get(&d.to_key())?.is_none() {
-                    absent.push(*d);
-                }
-            }
-            Ok(absent)
-        })
-    }
-
-    /// Ends a lease early: what it held is no longer protected by it.
-    pub fn release_lease(&self, lease: u64) -> Result<()> {
-        self.submit(true, move |b| {
-            if b.t.leases.get(lease)?.is_none() {
-                return Err(Error::InvalidArgument {
-                    value: lease.to_string(),
-                    expected: "the id of an existing lease".into(),
-                });
-            }
-            b.t.leases.remove(lease)?;
-            let (lo, hi) = lease_range(lease);
-            b.t.lease_items
-                .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
-            Ok(())
-        })
-    }
-
-    /// Leases that have not expired.
-    pub fn leases(&self) -> Result<Vec<Lease>> {
-        let txn = tables::begin_read(&self.db)?;
-        live_leases(&txn, now_ms())
-    }
-
-    /// Deletes a manifest from a repository: its membership, tags and
-    /// referrer entries there. When no repository holds it any more, its
-    /// edges and bytes go too (children stay until gc collects them).
-    pub fn delete_manifest(&self, repo: &str, d: &Digest) -> Result<()> {
-        names::validate_repository(repo)?;
-        let (repo, d) = (repo.to_string(), *d);
-        self.submit(true, move |b| {
-            let Some((repo_id, MEMBER_MANIFEST)) = graph::member_kind(b, &repo, &d)? else {
-                return Err(Error::NotFound {
-                    what: "manifest",
-                    digest: d,
-                    hint: format!(" in repository `{repo}`"),
-                });
-            };
-            remove_manifest_from(b, repo_id, &d)
-        })
-    }
-
-    /// Removes a blob from a repository (the bytes stay for other
-    /// repositories, or until gc). A manifest goes through the manifest
-    /// delete path, so that no tag is left pointing at it.
-    pub fn unlink_blob(&self, repo: &str, d: &Digest) -> Result<()> {
-        names::validate_repository(repo)?;
-        let (repo, d) = (repo.to_string(), *d);
-        self.submit(true, move |b| {
-            let Some((id, kind)) = graph::member_kind(b, &repo, &d)? else {
-                return Err(Error::NotFound {
-                    what: "blob",
-                    digest: d,
-                    hint: format!(" in repository `{repo}`"),
-                });
-            };
-            if kind == MEMBER_MANIFEST {
-                return remove_manifest_from(b, id, &d);
-            }
-            b.t.members.remove(&keys::member(id, &d))?;
-            b.t.member_of.remove(&keys::member_of(&d, id))?;
-            Ok(())
-        })
-    }
-
     /// Collects garbage online: writers and readers keep going throughout.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
         let _one_at_a_time = self
@@ -360,7 +253,7 @@ impl Store {
                 SweepPace::Yield => YIELD_PIGGYBACK_EVERY,
             };
             let mut commits = 0u64;
-            let hook: crate::writer::SweepHook = Box::new(move |b| {
+            let hook: crate::engine::SweepHook = Box::new(move |b| {
                 commits += 1;
                 if !commits.is_multiple_of(every) {
                     return Ok(());
@@ -375,7 +268,6 @@ impl Store {
                 r
             });
             *self
-                .shared
                 .sweep_hook
                 .lock()
                 .map_err(|_| Error::Poisoned("sweep hook lock".into()))? = Some(hook);
@@ -391,7 +283,6 @@ impl Store {
                     return Ok(());
                 }
                 let hooked = self
-                    .shared
                     .sweep_hook
                     .lock()
                     .map_err(|_| Error::Poisoned("sweep hook lock".into()))?
@@ -459,7 +350,7 @@ impl Store {
                 }
             }
         })();
-        if let Ok(mut slot) = self.shared.sweep_hook.lock() {
+        if let Ok(mut slot) = self.sweep_hook.lock() {
             *slot = None;
         }
         swept?;
@@ -476,40 +367,6 @@ impl Store {
         report.sweep_ms = sweep_started.elapsed().as_millis() as u64;
         Ok(report)
     }
-
-    /// Reclaims free space in the redb file (see ARCHITECTURE.md, "File
-    /// growth"). Needs exclusive access: the writer thread is stopped and
-    /// restarted around it. Returns the file size before and after.
-    pub fn compact(&mut self) -> Result<(u64, u64)> {
-        let path = self.root.join(crate::store::DB_FILE);
-        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let before = size(&path);
-        self.stop_writer();
-        let res = match Arc::get_mut(&mut self.db) {
-            Some(db) => {
-                // redb compacts in rounds; repeat while it makes progress.
-                let mut r = Ok(());
-                for _ in 0..8 {
-                    match db.compact() {
-                        Ok(true) => continue,
-                        Ok(false) => break,
-                        Err(e) => {
-                            r = Err(Error::from(e));
-                            break;
-                        }
-                    }
-                }
-                r
-            }
-            None => Err(Error::InvalidArgument {
-                value: "compact".into(),
-                expected: "no other handle using the store while compacting".into(),
-            }),
-        };
-        self.start_writer()?;
-        res?;
-        Ok((before, size(&path)))
-    }
 }
 
 /// Background work yields the CPU to writers (nice 19 for this thread):
@@ -525,20 +382,6 @@ fn lower_thread_priority() {
     }
 }
 
-/// A manifest leaves a repository with its tags and referrer entries
-/// there; with no repository left holding it, its record and edges go.
-fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
-    graph::remove_member(b, repo_id, d)?;
-    let (lo, hi) = keys::member_of_range(d);
-    let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
-    if !still_held {
-        if let Some(rec) = crate::store::record_in(b, d)? {
-            graph::remove_blob_in(b, d, &rec)?;
-        }
-    }
-    Ok(())
-}
-
 fn count(report: &mut GcReport, d: &Digest, c: &Candidate) {
     if c.manifest {
         report.deleted_manifests += 1;
@@ -547,61 +390,6 @@ fn count(report: &mut GcReport, d: &Digest, c: &Candidate) {
     }
     report.reclaimed_bytes += c.size;
     report.digests.push(*d);
-}
-
-pub(crate) fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
-    // Same layout as a repository member key: id(8) then digest(65).
-    keys::member_range(lease)
-}
-
-fn decode_lease(v: &[u8]) -> Result<u64> {
-    match v {
-        [VALUE_FORMAT_V1, rest @ ..] if rest.len() == 8 => Ok(u64::from_le_bytes(le8(rest))),
-        _ => Err(Error::Corrupt(
-            "a lease record has an unknown format".into(),
-        )),
-    }
-}
-
-/// Fails unless the lease exists and has not expired.
-pub(crate) fn check_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
-    let expires = match b.t.leases.get(lease)? {
-        Some(g) => decode_lease(g.value())?,
-        None => {
-            return Err(Error::InvalidArgument {
-                value: lease.to_string(),
-                expected: "the id of an existing lease".into(),
-            })
-        }
-    };
-    if expires <= b.now_ms {
-        return Err(Error::InvalidArgument {
-            value: lease.to_string(),
-            expected: "a lease that has not expired; take a new one".into(),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn add_to_lease(b: &mut Batch<'_>, lease: u64, d: &Digest) -> Result<()> {
-    b.t.lease_items.insert(&keys::member(lease, d), ())?;
-    b.note_reachable(d)
-}
-
-fn live_leases(txn: &ReadTransaction, now: u64) -> Result<Vec<Lease>> {
-    let t = txn.open_table(LEASES)?;
-    let mut out = Vec::new();
-    for e in t.iter()? {
-        let (k, v) = e?;
-        let expires_ms = decode_lease(v.value())?;
-        if expires_ms > now {
-            out.push(Lease {
-                id: k.value(),
-                expires_ms,
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Rescues what writers made reachable, then deletes up to `max` of the
@@ -624,8 +412,8 @@ fn sweep_some(
         let d = order[st.pos];
         st.pos += 1;
         if let Some(c) = st.dead.remove(&d) {
-            if let Some(rec) = crate::store::record_in(b, &d)? {
-                graph::remove_blob_in(b, &d, &rec)?;
+            if let Some(rec) = crate::index::blobs::record_in(b, &d)? {
+                remove_blob_in(b, &d, &rec)?;
                 count(&mut st.report, &d, &c);
                 if let Ok(mut swept) = b.shared.swept.lock() {
                     swept.insert(d);
@@ -648,7 +436,7 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
         if st.dead.remove(&d).is_some() {
             st.rescued += 1;
         }
-        for (kind, child, _) in graph::edges_of(&b.t.edges_out, &d)? {
+        for (kind, child, _) in crate::index::edges::edges_of(&b.t.edges_out, &d)? {
             if kind != EdgeKind::Subject && st.dead.contains_key(&child) {
                 queue.push_back(child);
             }

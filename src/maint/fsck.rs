@@ -3,23 +3,25 @@
 //! silently dropped.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable as _};
 use serde::Serialize;
 
-use crate::digest::{Algorithm, Digest};
-use crate::error::{Error, Result};
-use crate::graph::{repo_names, MEMBER_MANIFEST};
-use crate::hasher::Hasher;
-use crate::keys;
-use crate::manifest::EdgeKind;
-use crate::record::{BlobRecord, Placement};
-use crate::store::{hash_file, Store};
-use crate::tables::{
-    self, BLOBS, EDGES_IN, EDGES_OUT, INLINE, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
+use crate::blob::{hash_all, Listed};
+use crate::error::Result;
+use crate::index::repos::repo_names;
+use crate::oci::digest::Digest;
+use crate::oci::hasher::Hasher;
+use crate::oci::manifest::EdgeKind;
+use crate::schema::keys;
+use crate::schema::keys::MEMBER_MANIFEST;
+use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::tables::{
+    self, BLOBS, EDGES_IN, EDGES_OUT, INLINE, INTENTS, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
 };
+use crate::store::Store;
 
 /// Options for [`Store::fsck`].
 #[derive(Default)]
@@ -247,26 +249,27 @@ impl Store {
                 Err(e) => return Some(problem("io", Some(*d), e.to_string())),
             },
             Placement::File => {
-                let path = d.blob_path(&self.root);
-                let f = match fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) => {
+                let r = match self.backend.open(d) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
                         return Some(problem(
                             "missing-file",
                             Some(*d),
-                            format!("{}: {e}", path.display()),
+                            "recorded as a backend blob, but the backend has no bytes for it"
+                                .into(),
                         ))
                     }
+                    Err(e) => return Some(problem("io", Some(*d), e.to_string())),
                 };
-                let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                let len = r.len().unwrap_or(u64::MAX);
                 if len != rec.size {
                     return Some(problem(
                         "size-mismatch",
                         Some(*d),
-                        format!("recorded as {} bytes, the file has {len}", rec.size),
+                        format!("recorded as {} bytes, the backend has {len}", rec.size),
                     ));
                 }
-                match hash_file(&f, d.algorithm(), len) {
+                match hash_all(&*r, d.algorithm(), len) {
                     Ok(a) => a,
                     Err(e) => return Some(problem("io", Some(*d), e.to_string())),
                 }
@@ -286,35 +289,41 @@ impl Store {
         records: &HashMap<Digest, BlobRecord>,
         report: &mut FsckReport,
     ) -> Result<Vec<Digest>> {
-        let mut orphans = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.root.join("blobs").join(alg.name());
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                report.files += 1;
-                let name = e.file_name().to_string_lossy().into_owned();
-                match Digest::parse(&format!("{}:{name}", alg.name())) {
-                    Ok(d) if records.get(&d).map(|r| r.placement) == Some(Placement::File) => {}
-                    Ok(d) => {
-                        report.problems.push(problem(
-                            "orphan-file",
-                            Some(d),
-                            format!("{} has no record", e.path().display()),
-                        ));
-                        orphans.push(d);
+        let mut unrecorded = Vec::new();
+        self.backend.list(&mut |l| {
+            report.files += 1;
+            match l {
+                Listed::Blob(d) => {
+                    if records.get(&d).map(|r| r.placement) != Some(Placement::File) {
+                        unrecorded.push(d);
                     }
-                    Err(_) => report.problems.push(problem(
-                        "stray-file",
-                        None,
-                        format!(
-                            "{} is not named by a digest; remove it by hand if it is not yours",
-                            e.path().display()
-                        ),
-                    )),
                 }
+                Listed::Stray(name) => report.problems.push(problem(
+                    "stray-file",
+                    None,
+                    format!(
+                        "{name} is not named by a digest; remove it by hand if it is not yours"
+                    ),
+                )),
             }
+            Ok(())
+        })?;
+        // Bytes put since the snapshot, or in flight, are not orphans.
+        let txn = tables::begin_read(&self.db)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let intents = txn.open_table(INTENTS)?;
+        let mut orphans = Vec::new();
+        for d in unrecorded {
+            let key = d.to_key();
+            if blobs.get(&key)?.is_some() || intents.get(&key)?.is_some() {
+                continue;
+            }
+            report.problems.push(problem(
+                "orphan-file",
+                Some(d),
+                format!("the backend holds bytes of {d}, which has no record"),
+            ));
+            orphans.push(d);
         }
         Ok(orphans)
     }
@@ -324,7 +333,7 @@ impl Store {
     /// entries): the content is unusable, and one bad record must not stop
     /// the rest of the store. Returns the digests removed.
     fn remove_corrupt_records(&self, digests: Vec<Digest>) -> Result<HashSet<Digest>> {
-        let root = self.root.clone();
+        let backend = Arc::clone(&self.backend);
         self.submit(true, move |b| {
             let mut removed = HashSet::new();
             for d in &digests {
@@ -336,7 +345,7 @@ impl Store {
                 }
                 // Stand-in record: it decides only what remove_blob_in
                 // clears. Inline bytes are cleared either way below.
-                let placement = if d.blob_path(&root).exists() {
+                let placement = if backend.len(d)?.is_some() {
                     Placement::File
                 } else {
                     Placement::Inline
@@ -349,7 +358,7 @@ impl Store {
                     media_type: None,
                     artifact_type: None,
                 };
-                crate::graph::remove_blob_in(b, d, &stand_in)?;
+                crate::index::remove::remove_blob_in(b, d, &stand_in)?;
                 b.t.inline.remove(&d.to_key())?;
                 removed.insert(*d);
             }
@@ -367,7 +376,7 @@ impl Store {
             for k in &entries {
                 let (at, referrer) = keys::referrer_parts(k)?;
                 let (repo, subject) = keys::referrer_scope(k)?;
-                let rec = crate::store::record_in(b, &referrer)?;
+                let rec = crate::index::blobs::record_in(b, &referrer)?;
                 let member = b.t.members.get(&keys::member(repo, &referrer))?.is_some();
                 if rec.is_none() || !member {
                     b.t.referrers.remove(k)?;
@@ -393,28 +402,17 @@ impl Store {
         })
     }
 
-    /// Deletes orphan files from inside the writer, where no rename into
-    /// `blobs/` can be in flight, after re-checking that each has no record.
+    /// Deletes orphan bytes from inside the writer, where no commit of a
+    /// staged blob can be in flight, after re-checking that each has no
+    /// record and no intent.
     fn remove_orphans(&self, orphans: Vec<Digest>) -> Result<HashSet<Digest>> {
-        let root = self.root.clone();
+        let backend = Arc::clone(&self.backend);
         self.submit(true, move |b| {
             let mut removed = HashSet::new();
             for d in &orphans {
-                if b.t.blobs.get(&d.to_key())?.is_none() && !b.pending_install(d) {
-                    match fs::remove_file(d.blob_path(&root)) {
-                        Ok(()) => {
-                            removed.insert(*d);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            removed.insert(*d);
-                        }
-                        Err(e) => {
-                            return Err(Error::io(
-                                format!("removing {}", d.blob_path(&root).display()),
-                                e,
-                            ))
-                        }
-                    }
+                if b.t.blobs.get(&d.to_key())?.is_none() && !b.in_flight(d)? {
+                    backend.remove(d)?;
+                    removed.insert(*d);
                 }
             }
             Ok(removed)

@@ -46,12 +46,12 @@ impl BlobRecord {
             let b = s.as_deref().unwrap_or("").as_bytes();
             if b.len() > u16::MAX as usize {
                 return Err(Error::InvalidMediaType {
-                    value: crate::digest::truncate_for_message(s.as_deref().unwrap_or("")),
+                    value: crate::oci::digest::truncate_for_message(s.as_deref().unwrap_or("")),
                     reason: format!(
                         "the {what} is {} bytes; a record holds at most {} (and RFC 6838 allows {})",
                         b.len(),
                         u16::MAX,
-                        crate::names::MAX_MEDIA_TYPE_LEN
+                        crate::oci::names::MAX_MEDIA_TYPE_LEN
                     ),
                 });
             }

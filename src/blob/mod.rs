@@ -1,0 +1,144 @@
+//! Blob bytes behind a backend: the [`BlobBackend`] trait, local files as its
+//! first implementation, and the readers the store hands out.
+//!
+//! The engine never knows where bytes live. It stages a blob through the
+//! backend, records it in redb, and only then commits the staged bytes under
+//! their digest. Which staged blob becomes which digest is kept in redb's
+//! intent table (see `docs/format.md`), so a crash at any point is settled at
+//! the next open, whatever the backend: a commit that reached the disk rolls
+//! forward, one that did not leaves only staged bytes, which are discarded.
+
+mod local;
+mod memory;
+mod reader;
+#[doc(hidden)]
+pub mod suite;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+pub use local::LocalFiles;
+pub use memory::MemoryBlobs;
+pub(crate) use reader::{hash_all, Source};
+pub use reader::{BlobReader, VerifiedReader};
+
+use crate::error::Result;
+use crate::oci::digest::Digest;
+
+/// A blob whose bytes are written (and, if asked, durable) but not yet
+/// readable under its digest. The name is the backend's own; the engine only
+/// stores it and hands it back.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Staged {
+    name: String,
+}
+
+impl Staged {
+    /// A staged blob known to its backend as `name`.
+    pub fn new(name: impl Into<String>) -> Staged {
+        Staged { name: name.into() }
+    }
+
+    /// The backend's name for it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A staged write in progress. Dropping it without [`BlobWrite::finish`]
+/// discards what was written.
+pub trait BlobWrite: io::Write + Send {
+    /// Ends the write. With `durable`, the bytes are on stable storage when
+    /// this returns; a failure then means they may not be, and the engine
+    /// stops accepting writes until it is reopened.
+    fn finish(self: Box<Self>, durable: bool) -> Result<Staged>;
+}
+
+/// Positional reads of one blob's bytes, from any thread.
+pub trait BlobRead: Send + Sync {
+    /// The length of the bytes, as stored.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Reads at `offset` into `buf`; `Ok(0)` only at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Whether the blob is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// What a listing of a backend's committed blobs finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// Bytes under a digest.
+    Blob(Digest),
+    /// Something that is not named by a digest (left alone, reported).
+    Stray(String),
+}
+
+/// Where blob bytes above the inline threshold live.
+///
+/// The engine calls it in this order for a put: [`stage`](Self::stage) and
+/// write (on the caller's thread), [`sync_staging`](Self::sync_staging)
+/// before the durable commit that records the staged blob, then
+/// [`commit`](Self::commit) after that commit, from the writer thread only.
+/// (A blob recorded by a non-durable commit stays staged until the next
+/// durable one: a crash may lose that commit, and the bytes must then not
+/// be found under the digest.) Removals are [`remove`](Self::remove) after
+/// the durable commit that deleted the record. [`sync`](Self::sync) makes
+/// those commits and removals durable. The engine never calls `commit` or
+/// `remove` for one digest from two threads at once.
+///
+/// One suite of tests (`ocidb::blob::suite`) checks any implementation.
+pub trait BlobBackend: Send + Sync + fmt::Debug {
+    /// Starts writing a new staged blob.
+    fn stage(&self) -> Result<Box<dyn BlobWrite>>;
+
+    /// Makes staged blobs findable after a crash: the names of all staged
+    /// so far, and the bytes of `unsynced` (finished without `durable`).
+    fn sync_staging(&self, unsynced: &[Staged]) -> Result<()>;
+
+    /// Makes `staged` readable under `digest`, replacing what was there,
+    /// and forgets the staged name. Idempotent for a staged blob that is
+    /// already committed (after a crash, the engine may commit it again).
+    fn commit(&self, staged: &Staged, digest: &Digest) -> Result<()>;
+
+    /// Makes the commits and removals of `names` durable.
+    fn sync(&self, names: &[Digest]) -> Result<()>;
+
+    /// Discards a staged blob. Absent is not an error.
+    fn discard(&self, staged: &Staged) -> Result<()>;
+
+    /// Opens a committed blob; `None` when there is none under `digest`.
+    fn open(&self, digest: &Digest) -> Result<Option<Box<dyn BlobRead>>>;
+
+    /// Opens a staged blob; `None` when it is gone (committed or discarded).
+    fn open_staged(&self, staged: &Staged) -> Result<Option<Box<dyn BlobRead>>>;
+
+    /// The length of a committed blob; `None` when there is none.
+    fn len(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.open(digest)?
+            .map(|r| r.len())
+            .transpose()
+            .map_err(|e| crate::error::Error::io(format!("length of blob {digest}"), e))
+    }
+
+    /// Removes a committed blob. Returns whether there was one.
+    fn remove(&self, digest: &Digest) -> Result<bool>;
+
+    /// Calls `each` for every committed blob, in no particular order.
+    fn list(&self, each: &mut dyn FnMut(Listed) -> Result<()>) -> Result<()>;
+
+    /// Every staged blob, for the engine to discard at open those that no
+    /// intent names.
+    fn list_staged(&self) -> Result<Vec<Staged>>;
+
+    /// Optional capability: makes `dst` a hard link to a committed blob's
+    /// bytes. `Ok(false)` when the backend cannot (the caller copies).
+    fn hard_link(&self, digest: &Digest, dst: &Path) -> Result<bool> {
+        let _ = (digest, dst);
+        Ok(false)
+    }
+}

@@ -1,0 +1,9 @@
+//! The engine room: the single writer with group commit, the state it
+//! shares with callers, and opening a store (schema, crash recovery).
+
+pub(crate) mod open;
+pub(crate) mod shared;
+pub(crate) mod writer;
+
+pub(crate) use shared::Shared;
+pub(crate) use writer::{now_ms, Batch, Job, SweepHook, SweepSlot, Writer};

@@ -1,0 +1,180 @@
+//! Opening a store: the database, its schema and format, and the settling
+//! of what a crash left in flight.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable as _};
+
+use crate::blob::{BlobBackend, Staged};
+use crate::error::{Error, Result};
+use crate::faults::FaultInjector;
+use crate::oci::digest::Digest;
+use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::tables::{self, BLOBS, INTENTS, META};
+
+/// File name of the redb database inside a store directory.
+pub const DB_FILE: &str = "ocidb.redb";
+/// The on-disk format this release writes (see docs/format.md).
+pub const STORE_FORMAT: u8 = 1;
+const FORMAT_KEY: &str = "format";
+/// The META key of the secret that signs referrers cursors.
+const CURSOR_KEY: &str = "cursor_key";
+
+/// Opens (or creates) the database file, with injected faults when given.
+pub(crate) fn open_database(
+    root: &Path,
+    cache_size: usize,
+    faults: Option<&Arc<FaultInjector>>,
+) -> Result<Database> {
+    let db_path = root.join(DB_FILE);
+    let mut builder = Database::builder();
+    builder.set_cache_size(cache_size);
+    let created = match faults {
+        None => builder.create(&db_path),
+        Some(faults) => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&db_path)
+            .map_err(redb::DatabaseError::from)
+            .and_then(redb::backends::FileBackend::new)
+            .and_then(|inner| {
+                builder.create_with_backend(crate::faults::FaultyBackend {
+                    inner,
+                    faults: Arc::clone(faults),
+                })
+            }),
+    };
+    created.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: root.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            Error::io(format!("opening database {}", db_path.display()), io)
+        }
+        other => Error::from(other),
+    })
+}
+
+/// 32 bytes from the OS's random source, by way of std's randomly keyed
+/// SipHash (no extra dependency for one key per store).
+fn random_key() -> [u8; 32] {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut key = [0u8; 32];
+    for (i, chunk) in key.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
+}
+
+/// Creates the tables, checks the format, and returns the cursor key.
+pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
+    let txn = db.begin_write()?;
+    let mut cursor_key = [0u8; 32];
+    // Earlier builds kept the GC change log in a table; it is dead weight.
+    txn.delete_table(tables::RETIRED_GC_LOG)?;
+    {
+        tables::create_all(&txn)?;
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|g| g.value().to_vec());
+        match found.as_deref() {
+            None => {
+                meta.insert(FORMAT_KEY, [STORE_FORMAT].as_slice())?;
+            }
+            Some([STORE_FORMAT]) => {}
+            Some(other) => {
+                return Err(Error::NotAStore {
+                    path: root.to_path_buf(),
+                    reason: format!(
+                        "on-disk format {other:?} is not supported; this build reads format [{STORE_FORMAT}]"
+                    ),
+                })
+            }
+        }
+        let stored = meta.get(CURSOR_KEY)?.map(|g| g.value().to_vec());
+        match stored {
+            Some(k) if k.len() == 32 => cursor_key.copy_from_slice(&k),
+            _ => {
+                cursor_key = random_key();
+                meta.insert(CURSOR_KEY, cursor_key.as_slice())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(cursor_key)
+}
+
+/// Settles every intent a crash left, then discards every staged blob
+/// (none is wanted once the intents are settled). `legacy` are digests from
+/// an older build's intent file, settled as removals. O(intents + staged),
+/// never O(store). Returns how many intents were settled.
+pub(crate) fn settle_intents(
+    db: &Database,
+    backend: &dyn BlobBackend,
+    legacy: &[Digest],
+) -> Result<usize> {
+    let txn = db.begin_write()?;
+    let mut names = Vec::new();
+    let settled;
+    {
+        let mut intents = txn.open_table(INTENTS)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let mut rows: Vec<(Digest, Option<Staged>)> = Vec::new();
+        for e in intents.iter()? {
+            let (k, v) = e?;
+            let d = Digest::from_key(k.value())?;
+            let staged = match v.value() {
+                [] => None,
+                name => Some(Staged::new(String::from_utf8_lossy(name).into_owned())),
+            };
+            rows.push((d, staged));
+        }
+        rows.extend(legacy.iter().map(|d| (*d, None)));
+        settled = rows.len();
+        for (d, staged) in rows {
+            let as_file = match blobs.get(&d.to_key())? {
+                Some(g) => BlobRecord::decode(g.value())?.placement == Placement::File,
+                None => false,
+            };
+            match (as_file, staged) {
+                // The record committed: roll its bytes forward, unless
+                // they were committed before the crash.
+                (true, Some(s)) => {
+                    if backend.open_staged(&s)?.is_some() {
+                        backend.sync_staging(std::slice::from_ref(&s))?;
+                        backend.commit(&s, &d)?;
+                        log::info!("recovery: committed the staged bytes of {d}");
+                    }
+                    names.push(d);
+                }
+                (true, None) => {}
+                // No record: the bytes (if any got there) must go.
+                (false, staged) => {
+                    if let Some(s) = staged {
+                        backend.discard(&s)?;
+                    }
+                    if backend.remove(&d)? {
+                        log::info!("recovery: removed the bytes of {d}, which has no record");
+                        names.push(d);
+                    }
+                }
+            }
+            intents.remove(&d.to_key())?;
+        }
+    }
+    backend.sync(&names)?;
+    txn.commit()?;
+    for s in backend.list_staged()? {
+        backend.discard(&s)?;
+    }
+    Ok(settled)
+}

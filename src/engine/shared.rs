@@ -1,0 +1,139 @@
+//! State shared between the store handle, the GC and the writer thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+
+/// State shared between the store handle and the writer thread.
+pub(crate) struct Shared {
+    pub poisoned: AtomicBool,
+    pub poison_reason: Mutex<String>,
+    /// Set while a GC runs; writers then log what they make reachable.
+    pub gc_active: AtomicBool,
+    /// What writers made reachable since the sweep last looked, for the
+    /// sweep to rescue. Only the writer thread touches it (jobs append, the
+    /// sweep drains), so it needs no redb table: a table cost every commit
+    /// during a GC a page, and a GC run does not outlive its process. An
+    /// entry from a job whose transaction then failed only rescues a
+    /// candidate needlessly (it waits for the next run).
+    pub gc_log: Mutex<Vec<Digest>>,
+    /// Jobs sent and not yet taken by the writer: long jobs (GC sweep steps)
+    /// yield when this is non-zero.
+    pub waiting: std::sync::atomic::AtomicUsize,
+    /// When a foreground job (anything but a GC sweep step) was last sent,
+    /// in microseconds since `epoch`: a running GC hands its deletions to
+    /// writers' commits while they are busy (see `lifecycle`).
+    pub last_foreground_us: std::sync::atomic::AtomicU64,
+    pub epoch: std::time::Instant,
+    /// Injected fsync failures (tests only).
+    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// The most recent GC deletions, so that a request that needed one of
+    /// them gets [`Error::Swept`] (retry) rather than a plain "not found".
+    pub swept: Mutex<RecentlySwept>,
+}
+
+/// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
+#[derive(Default)]
+pub(crate) struct RecentlySwept {
+    order: std::collections::VecDeque<Digest>,
+    set: std::collections::HashSet<Digest>,
+}
+
+impl RecentlySwept {
+    const CAPACITY: usize = 65_536;
+
+    pub fn insert(&mut self, d: Digest) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.set.contains(d)
+    }
+}
+
+impl Shared {
+    pub fn new(faults: Option<Arc<crate::faults::FaultInjector>>) -> Shared {
+        Shared {
+            faults,
+            swept: Mutex::new(RecentlySwept::default()),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(String::new()),
+            gc_active: AtomicBool::new(false),
+            gc_log: Mutex::new(Vec::new()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            last_foreground_us: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// The error for a digest a request needed and did not find: a retry
+    /// when a GC deleted it recently, else `missing`.
+    pub fn missing(&self, d: &Digest, missing: Error) -> Error {
+        match self.swept.lock() {
+            Ok(g) if g.contains(d) => Error::Swept {
+                digest: Box::new(*d),
+            },
+            _ => missing,
+        }
+    }
+
+    pub fn note_foreground(&self) {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        self.last_foreground_us.store(now, Ordering::Release);
+    }
+
+    /// Empties the GC change log, returning what it held.
+    pub fn take_gc_log(&self) -> Result<Vec<Digest>> {
+        Ok(std::mem::take(
+            &mut *self
+                .gc_log
+                .lock()
+                .map_err(|_| Error::Poisoned("gc log lock".into()))?,
+        ))
+    }
+
+    /// How long ago the last foreground job was sent (`Duration::MAX` if
+    /// none was).
+    pub fn since_foreground(&self) -> std::time::Duration {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        match self.last_foreground_us.load(Ordering::Acquire) {
+            0 => std::time::Duration::MAX,
+            last => std::time::Duration::from_micros(now.saturating_sub(last)),
+        }
+    }
+
+    /// Whether a foreground job was sent within `window`.
+    pub fn foreground_within(&self, window: std::time::Duration) -> bool {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let last = self.last_foreground_us.load(Ordering::Acquire);
+        last != 0 && now.saturating_sub(last) <= window.as_micros() as u64
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let why = self
+                .poison_reason
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default();
+            return Err(Error::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    pub fn poison(&self, why: &Error) {
+        if let Ok(mut g) = self.poison_reason.lock() {
+            *g = why.to_string();
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,63 @@
+//! Blob records: look one up, insert one, refresh its grace period.
+
+use crate::engine::Batch;
+use crate::error::Result;
+use crate::oci::digest::Digest;
+use crate::schema::record::{BlobRecord, Placement};
+use redb::ReadableTable as _;
+
+/// A put of stored content counts as fresh: its grace period restarts, so
+/// that "upload the layer, then push the manifest" is safe from a GC that
+/// starts in between, without a lease. (Callers tell a running GC.)
+pub(crate) fn refresh(b: &mut Batch<'_>, d: &Digest, mut rec: BlobRecord) -> Result<()> {
+    if rec.created_ms < b.now_ms {
+        rec.created_ms = b.now_ms;
+        b.t.blobs.insert(&d.to_key(), rec.encode()?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Inserts a blob record (and inline bytes) unless the digest is already
+/// stored, in which case the put refreshes it. Returns whether it was
+/// inserted.
+pub(crate) fn insert_blob(
+    b: &mut Batch<'_>,
+    digest: &Digest,
+    size: u64,
+    media_type: Option<String>,
+    inline: Option<&[u8]>,
+) -> Result<bool> {
+    let key = digest.to_key();
+    // A put during a GC run counts as a commit of that blob, even when the
+    // bytes were already there: the running GC must not sweep it.
+    b.note_reachable(digest)?;
+    if let Some(rec) = record_in(b, digest)? {
+        refresh(b, digest, rec)?;
+        return Ok(false);
+    }
+    let rec = BlobRecord {
+        size,
+        created_ms: b.now_ms,
+        placement: if inline.is_some() {
+            Placement::Inline
+        } else {
+            Placement::File
+        },
+        manifest: false,
+        media_type,
+        artifact_type: None,
+    };
+    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
+    if let Some(bytes) = inline {
+        b.t.inline.insert(&key, bytes)?;
+    }
+    Ok(true)
+}
+
+/// A blob's record as the writer's transaction sees it.
+pub(crate) fn record_in(b: &mut Batch<'_>, d: &Digest) -> Result<Option<BlobRecord>> {
+    b.t.blobs
+        .get(&d.to_key())?
+        .map(|g| BlobRecord::decode(g.value()))
+        .transpose()
+}

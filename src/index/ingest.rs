@@ -1,0 +1,173 @@
+//! The writer half of a manifest put: validate, then record the blob, its
+//! edges, membership, referrer entry and tags in one job.
+
+use redb::ReadableTable as _;
+use serde::Serialize;
+
+use super::blobs::record_in;
+use super::leases::{add_to_lease, check_lease};
+use super::referrers::add_referrer;
+use super::repos::{add_member, ensure_repo};
+use super::tags::set_tag;
+use crate::engine::Batch;
+use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
+use crate::schema::keys::{self, MEMBER_BLOB, MEMBER_MANIFEST, SOURCE_SUBJECT};
+use crate::schema::record::{BlobRecord, Placement};
+
+/// A manifest ready for the writer: hashed, classified and parsed.
+pub(crate) struct PreparedManifest {
+    pub repo: String,
+    pub digest: Digest,
+    pub body: Vec<u8>,
+    pub media_type: Option<String>,
+    pub parsed: Option<ParsedManifest>,
+    pub tags: Vec<String>,
+    pub require_children: bool,
+    pub lease: Option<u64>,
+}
+
+/// What a manifest put did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ManifestPut {
+    /// Digest of the body.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The media type in force (None: stored opaque).
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    /// False when the bytes were already stored.
+    pub created: bool,
+    /// The subject, when the manifest is a referrer.
+    pub subject: Option<Digest>,
+}
+
+pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
+    if let Some(l) = p.lease {
+        check_lease(b, l)?;
+    }
+    if !p.require_children {
+        return Ok(());
+    }
+    if let Some(parsed) = &p.parsed {
+        for (_, child) in &parsed.children {
+            if child.is_external() {
+                continue;
+            }
+            if b.t.blobs.get(&child.digest.to_key())?.is_none() && !b.pending_install(&child.digest)
+            {
+                return Err(b.shared.missing(
+                    &child.digest,
+                    Error::MissingChild {
+                        manifest: Box::new(p.digest),
+                        child: Box::new(child.digest),
+                        media_type: child.media_type.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer half of a manifest put. Validates first, then mutates.
+pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
+    check_children(b, p)?;
+    let key = p.digest.to_key();
+    let size = p.body.len() as u64;
+    let existing = record_in(b, &p.digest)?;
+    if let Some(rec) = &existing {
+        if rec.manifest && rec.media_type != p.media_type {
+            return Err(Error::ManifestTypeConflict {
+                digest: Box::new(p.digest),
+                stored: rec.media_type.clone().unwrap_or_default(),
+                requested: p.media_type.clone().unwrap_or_default(),
+            });
+        }
+    }
+    let created = existing.is_none();
+    let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
+    let rec = match existing {
+        None => {
+            b.t.inline.insert(&key, p.body.as_slice())?;
+            BlobRecord {
+                size,
+                created_ms: b.now_ms,
+                placement: Placement::Inline,
+                manifest: p.parsed.is_some(),
+                media_type: p.media_type.clone(),
+                artifact_type: p.parsed.as_ref().and_then(|x| x.artifact_type.clone()),
+            }
+        }
+        Some(mut rec) => {
+            if newly_indexed || (rec.media_type.is_none() && p.media_type.is_some()) {
+                rec.manifest |= p.parsed.is_some();
+                rec.media_type = p.media_type.clone().or(rec.media_type);
+                if let Some(parsed) = &p.parsed {
+                    rec.artifact_type = parsed.artifact_type.clone();
+                }
+            }
+            // A re-put counts as fresh: its grace period restarts.
+            rec.created_ms = rec.created_ms.max(b.now_ms);
+            rec
+        }
+    };
+    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
+    let own = p.parsed.as_ref().map(|parsed| Descriptor {
+        media_type: p.media_type.clone().unwrap_or_default(),
+        digest: p.digest,
+        size,
+        artifact_type: parsed.artifact_type.clone(),
+        annotations: parsed.annotations.clone(),
+        platform: None,
+        urls: None,
+    });
+    if newly_indexed {
+        if let (Some(parsed), Some(own)) = (&p.parsed, &own) {
+            // One adjacency value per manifest; the subject edge carries the
+            // referrer's own descriptor: it is what a referrers listing returns.
+            let subject = parsed.subject.as_ref().map(|s| (s, own));
+            b.t.edges_out.insert(
+                &key,
+                keys::encode_adjacency(&parsed.children, subject).as_slice(),
+            )?;
+            for (kind, child) in &parsed.children {
+                b.t.edges_in
+                    .insert(&keys::edge_in(&child.digest, &p.digest, *kind), ())?;
+            }
+            if let Some(s) = &parsed.subject {
+                b.t.edges_in
+                    .insert(&keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject), ())?;
+            }
+        }
+    }
+    let repo_id = ensure_repo(b, &p.repo)?;
+    add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
+    if let Some(parsed) = &p.parsed {
+        for (kind, child) in &parsed.children {
+            if *kind != EdgeKind::Manifest && b.t.blobs.get(&child.digest.to_key())?.is_some() {
+                add_member(b, repo_id, &child.digest, MEMBER_BLOB)?;
+            }
+        }
+    }
+    crate::faults::ingest_checkpoint(b.shared.faults.as_deref())?;
+    let subject = p.parsed.as_ref().and_then(|x| x.subject.as_ref());
+    if let (Some(subject), Some(own)) = (subject, &own) {
+        add_referrer(b, repo_id, &subject.digest, own, SOURCE_SUBJECT)?;
+    }
+    for t in &p.tags {
+        set_tag(b, repo_id, t, &p.digest)?;
+    }
+    if let Some(l) = p.lease {
+        add_to_lease(b, l, &p.digest)?;
+    }
+    Ok(ManifestPut {
+        digest: p.digest,
+        size,
+        media_type: p.media_type.clone(),
+        created,
+        subject: subject.map(|s| s.digest),
+    })
+}

@@ -1,0 +1,75 @@
+//! Leases and what they hold (`leases`, `lease_items`).
+
+use redb::{ReadTransaction, ReadableTable as _};
+
+use crate::engine::Batch;
+use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+use crate::schema::keys;
+use crate::schema::record::{le8, VALUE_FORMAT_V1};
+use crate::schema::tables::{self, LEASES};
+use serde::Serialize;
+
+/// A time-limited GC root that protects in-flight work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// Its id, to pass in `PutOptions::lease` and friends.
+    pub id: u64,
+    /// When it stops protecting anything (milliseconds since the Unix epoch).
+    pub expires_ms: u64,
+}
+
+pub(crate) fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
+    // Same layout as a repository member key: id(8) then digest(65).
+    keys::member_range(lease)
+}
+
+pub(crate) fn decode_lease(v: &[u8]) -> Result<u64> {
+    match v {
+        [VALUE_FORMAT_V1, rest @ ..] if rest.len() == 8 => Ok(u64::from_le_bytes(le8(rest))),
+        _ => Err(Error::Corrupt(
+            "a lease record has an unknown format".into(),
+        )),
+    }
+}
+
+/// Fails unless the lease exists and has not expired.
+pub(crate) fn check_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
+    let expires = match b.t.leases.get(lease)? {
+        Some(g) => decode_lease(g.value())?,
+        None => {
+            return Err(Error::InvalidArgument {
+                value: lease.to_string(),
+                expected: "the id of an existing lease".into(),
+            })
+        }
+    };
+    if expires <= b.now_ms {
+        return Err(Error::InvalidArgument {
+            value: lease.to_string(),
+            expected: "a lease that has not expired; take a new one".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn add_to_lease(b: &mut Batch<'_>, lease: u64, d: &Digest) -> Result<()> {
+    b.t.lease_items.insert(&keys::member(lease, d), ())?;
+    b.note_reachable(d)
+}
+
+pub(crate) fn live_leases(txn: &ReadTransaction, now: u64) -> Result<Vec<Lease>> {
+    let t = txn.open_table(LEASES)?;
+    let mut out = Vec::new();
+    for e in t.iter()? {
+        let (k, v) = e?;
+        let expires_ms = decode_lease(v.value())?;
+        if expires_ms > now {
+            out.push(Lease {
+                id: k.value(),
+                expires_ms,
+            });
+        }
+    }
+    Ok(out)
+}

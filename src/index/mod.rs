@@ -1,0 +1,13 @@
+//! Operations on the index inside a writer job, one file per table family.
+//! Each runs in the caller's [`Batch`](crate::engine::Batch): the job that
+//! calls it commits or fails as a whole.
+
+pub(crate) mod blobs;
+pub(crate) mod counters;
+pub(crate) mod edges;
+pub(crate) mod ingest;
+pub(crate) mod leases;
+pub(crate) mod referrers;
+pub(crate) mod remove;
+pub(crate) mod repos;
+pub(crate) mod tags;

@@ -1,0 +1,174 @@
+//! Referrer entries (`referrers`, `artifact_types`): what the referrers API
+//! lists, from subject fields and fallback-tag indexes.
+
+use redb::{ReadTransaction, ReadableTable as _};
+
+use super::blobs::record_in;
+use super::counters::next_counter;
+use crate::engine::Batch;
+use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::Descriptor;
+use crate::schema::keys::SOURCE_SUBJECT;
+use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::tables::{self, ARTIFACT_TYPES};
+
+const NEXT_ARTIFACT_TYPE: &str = "next_artifact_type_id";
+
+pub(crate) fn intern_artifact_type(b: &mut Batch<'_>, at: Option<&str>) -> Result<u32> {
+    let Some(at) = at.filter(|s| !s.is_empty()) else {
+        return Ok(0);
+    };
+    if let Some(id) = b.t.artifact_types.get(at)?.map(|g| g.value()) {
+        return Ok(id);
+    }
+    let id = next_counter(b, NEXT_ARTIFACT_TYPE)?;
+    let id =
+        u32::try_from(id).map_err(|_| Error::Corrupt("more than 2^32 artifact types".into()))?;
+    b.t.artifact_types.insert(at, id)?;
+    Ok(id)
+}
+
+pub(crate) fn artifact_type_id(txn: &ReadTransaction, at: &str) -> Result<Option<u32>> {
+    if at.is_empty() {
+        return Ok(Some(0));
+    }
+    let t = txn.open_table(ARTIFACT_TYPES)?;
+    Ok(t.get(at)?.map(|g| g.value()))
+}
+
+pub(crate) fn add_referrer(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    desc: &Descriptor,
+    source: u8,
+) -> Result<()> {
+    let at = intern_artifact_type(b, desc.artifact_type.as_deref())?;
+    let k = keys::referrer(repo_id, subject, at, &desc.digest);
+    let (sources, stored) = match b.t.referrers.get(&k)? {
+        Some(g) => keys::decode_referrer(g.value())?,
+        None => (0, desc.clone()),
+    };
+    // A subject-field entry describes the manifest itself; prefer it over the
+    // copy in a tag-schema index.
+    let value = if source == SOURCE_SUBJECT {
+        desc
+    } else {
+        &stored
+    };
+    b.t.referrers.insert(
+        &k,
+        keys::encode_referrer(sources | source, value).as_slice(),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn remove_referrer_source(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    desc: &Descriptor,
+    source: u8,
+) -> Result<()> {
+    let at = match desc.artifact_type.as_deref().filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(at) => match b.t.artifact_types.get(at)?.map(|g| g.value()) {
+            Some(id) => id,
+            None => return Ok(()),
+        },
+    };
+    let k = keys::referrer(repo_id, subject, at, &desc.digest);
+    let Some((sources, stored)) =
+        b.t.referrers
+            .get(&k)?
+            .map(|g| keys::decode_referrer(g.value()))
+            .transpose()?
+    else {
+        return Ok(());
+    };
+    drop_source(b, &k, sources, &stored, source)
+}
+
+/// Takes `source` off a referrer entry; the entry goes with its last source.
+pub(crate) fn drop_source(
+    b: &mut Batch<'_>,
+    k: &[u8; tables::REFERRER_LEN],
+    sources: u8,
+    stored: &Descriptor,
+    source: u8,
+) -> Result<()> {
+    let left = sources & !source;
+    if left == 0 {
+        b.t.referrers.remove(k)?;
+    } else {
+        b.t.referrers
+            .insert(k, keys::encode_referrer(left, stored).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Takes `source` off every entry of `referrer` under (repo, subject),
+/// whatever artifact type it is keyed by.
+pub(crate) fn remove_referrer_any(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    referrer: &Digest,
+    source: u8,
+) -> Result<()> {
+    let (lo, hi) = keys::referrer_range(repo_id, subject, None);
+    let mut hits = Vec::new();
+    for e in b.t.referrers.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, v) = e?;
+        if keys::referrer_parts(k.value())?.1 == *referrer {
+            hits.push((*k.value(), keys::decode_referrer(v.value())?));
+        }
+    }
+    for (k, (sources, stored)) in hits {
+        drop_source(b, &k, sources, &stored, source)?;
+    }
+    Ok(())
+}
+
+/// What a fallback-tag index entry lists, as the referrers API returns
+/// it: only a manifest this repository holds (a sparse entry lists
+/// nothing), described by the manifest itself (its own artifactType wins
+/// over the index's claim, so one referrer has one entry).
+pub(crate) fn schema_entry(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    entry: &Descriptor,
+) -> Result<Option<Descriptor>> {
+    let d = entry.digest;
+    if b.t
+        .members
+        .get(&keys::member(repo_id, &d))?
+        .map(|g| g.value())
+        != Some(MEMBER_MANIFEST)
+    {
+        return Ok(None);
+    }
+    let own_subject = match b.t.edges_out.get(&d.to_key())? {
+        Some(g) => keys::decode_subject(g.value())?,
+        None => None,
+    };
+    if let Some((s, own)) = own_subject {
+        if s == *subject {
+            return Ok(Some(own));
+        }
+    }
+    let Some(rec) = record_in(b, &d)? else {
+        return Ok(None);
+    };
+    Ok(Some(Descriptor {
+        media_type: rec.media_type.unwrap_or_else(|| entry.media_type.clone()),
+        digest: d,
+        size: rec.size,
+        artifact_type: rec.artifact_type,
+        annotations: entry.annotations.clone(),
+        platform: None,
+        urls: None,
+    }))
+}

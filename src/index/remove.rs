@@ -1,0 +1,102 @@
+//! Removing content: a member from a repository, a manifest from a
+//! repository, a blob outright.
+
+use super::blobs::record_in;
+use super::edges::unindex_manifest;
+use super::referrers::{remove_referrer_any, remove_referrer_source};
+use super::repos::repos_holding;
+use super::tags::{tags_of, unapply_tag_schema};
+use crate::engine::Batch;
+use crate::error::Result;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::EdgeKind;
+use crate::oci::names;
+use crate::schema::keys::{self, SOURCE_SUBJECT, SOURCE_TAG_SCHEMA};
+use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::tables::DKey;
+use redb::ReadableTable as _;
+
+/// Subjects whose fallback-tag index in `repo_id` lists `d`.
+pub(crate) fn schema_subjects_listing(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    d: &Digest,
+) -> Result<Vec<Digest>> {
+    let (lo, hi) = keys::edge_in_range(d);
+    let mut parents = Vec::new();
+    for e in b.t.edges_in.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, _) = e?;
+        let (_, parent, kind) = keys::split_edge_in(k.value())?;
+        if kind == EdgeKind::Manifest {
+            parents.push(parent);
+        }
+    }
+    let mut out = Vec::new();
+    for p in parents {
+        out.extend(
+            tags_of(b, repo_id, &p)?
+                .iter()
+                .filter_map(|t| names::referrers_tag_subject(t)),
+        );
+    }
+    Ok(out)
+}
+
+/// Removes `d` from one repository: membership, its tags there, and (for a
+/// referrer) its referrer entry there.
+pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
+    b.t.members.remove(&keys::member(repo_id, d))?;
+    b.t.member_of.remove(&keys::member_of(d, repo_id))?;
+    for tag in tags_of(b, repo_id, d)? {
+        unapply_tag_schema(b, repo_id, &tag, d)?;
+        b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
+        b.t.tagged
+            .remove(keys::tagged(repo_id, d, &tag).as_slice())?;
+    }
+    let subject = match b.t.edges_out.get(&d.to_key())? {
+        Some(g) => keys::decode_subject(g.value())?,
+        None => None,
+    };
+    if let Some((s, own)) = subject {
+        remove_referrer_source(b, repo_id, &s, &own, SOURCE_SUBJECT)?;
+    }
+    // Entries that fallback-tag indexes of this repository made for d.
+    for s in schema_subjects_listing(b, repo_id, d)? {
+        remove_referrer_any(b, repo_id, &s, d, SOURCE_TAG_SCHEMA)?;
+    }
+    Ok(())
+}
+
+/// Deletes a blob outright: its index entries, memberships, tags, record and
+/// bytes (the file after the commit).
+pub(crate) fn remove_blob_in(b: &mut Batch<'_>, d: &Digest, rec: &BlobRecord) -> Result<()> {
+    for r in repos_holding(b, d)? {
+        remove_member(b, r, d)?;
+    }
+    if rec.manifest {
+        unindex_manifest(b, d)?;
+    }
+    let key: DKey = d.to_key();
+    b.t.blobs.remove(&key)?;
+    match rec.placement {
+        Placement::Inline => {
+            b.t.inline.remove(&key)?;
+        }
+        Placement::File => b.remove_blob_bytes(*d)?,
+    }
+    Ok(())
+}
+
+/// A manifest leaves a repository with its tags and referrer entries
+/// there; with no repository left holding it, its record and edges go.
+pub(crate) fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
+    remove_member(b, repo_id, d)?;
+    let (lo, hi) = keys::member_of_range(d);
+    let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
+    if !still_held {
+        if let Some(rec) = record_in(b, d)? {
+            remove_blob_in(b, d, &rec)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Repositories and their members (`repos`, `members`, `member_of`).
+
+use std::collections::BTreeMap;
+
+use redb::{ReadTransaction, ReadableTable as _};
+
+use super::counters::next_counter;
+use crate::engine::Batch;
+use crate::error::Result;
+use crate::oci::digest::Digest;
+use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::tables::REPOS;
+
+const NEXT_REPO: &str = "next_repo_id";
+
+pub(crate) fn lookup_repo_w(b: &mut Batch<'_>, repo: &str) -> Result<Option<u64>> {
+    Ok(b.t.repos.get(repo)?.map(|g| g.value()))
+}
+
+/// The repository's id and `d`'s membership kind there, without creating
+/// the repository. None when either is absent.
+pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<Option<(u64, u8)>> {
+    let Some(id) = lookup_repo_w(b, repo)? else {
+        return Ok(None);
+    };
+    Ok(b.t
+        .members
+        .get(&keys::member(id, d))?
+        .map(|g| (id, g.value())))
+}
+
+/// Removes a repository that holds no member and no tag (what a failed
+/// import created). A repository with anything in it stays.
+pub(crate) fn remove_repo_if_empty(b: &mut Batch<'_>, repo: &str) -> Result<()> {
+    let Some(id) = lookup_repo_w(b, repo)? else {
+        return Ok(());
+    };
+    let (lo, hi) = keys::member_range(id);
+    if b.t.members.range::<&[u8; _]>(&lo..=&hi)?.next().is_some() {
+        return Ok(());
+    }
+    let lo = id.to_be_bytes();
+    let hi = id.wrapping_add(1).to_be_bytes();
+    if b.t
+        .tags
+        .range(lo.as_slice()..hi.as_slice())?
+        .next()
+        .is_some()
+    {
+        return Ok(());
+    }
+    b.t.repos.remove(repo)?;
+    Ok(())
+}
+
+pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
+    if let Some(id) = lookup_repo_w(b, repo)? {
+        return Ok(id);
+    }
+    let id = next_counter(b, NEXT_REPO)?;
+    b.t.repos.insert(repo, id)?;
+    Ok(id)
+}
+
+pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<()> {
+    b.note_reachable(d)?;
+    let mk = keys::member(repo_id, d);
+    let existing = b.t.members.get(&mk)?.map(|g| g.value());
+    // A manifest membership is never downgraded to a blob membership.
+    if existing == Some(MEMBER_MANIFEST) || existing == Some(kind) {
+        return Ok(());
+    }
+    b.t.members.insert(&mk, kind)?;
+    b.t.member_of.insert(&keys::member_of(d, repo_id), ())?;
+    Ok(())
+}
+
+pub(crate) fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
+    let (lo, hi) = keys::member_of_range(d);
+    let mut out = Vec::new();
+    for e in b.t.member_of.range::<&[u8; _]>(&lo..=&hi)? {
+        let (k, _) = e?;
+        out.push(keys::member_of_repo(k.value()));
+    }
+    Ok(out)
+}
+
+pub(crate) fn repo_id(txn: &ReadTransaction, repo: &str) -> Result<Option<u64>> {
+    let t = txn.open_table(REPOS)?;
+    Ok(t.get(repo)?.map(|g| g.value()))
+}
+
+pub(crate) fn repo_names(txn: &ReadTransaction) -> Result<BTreeMap<u64, String>> {
+    let t = txn.open_table(REPOS)?;
+    let mut out = BTreeMap::new();
+    for e in t.iter()? {
+        let (k, v) = e?;
+        out.insert(v.value(), k.value().to_string());
+    }
+    Ok(out)
+}

@@ -1,0 +1,5 @@
+//! Maintenance: consistency checks and repair, statistics, compaction.
+
+pub mod compact;
+pub mod fsck;
+pub mod stats;

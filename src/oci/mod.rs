@@ -1,0 +1,7 @@
+//! OCI values: digests, hashing, names and media types, and manifest
+//! parsing. No storage here.
+
+pub mod digest;
+pub mod hasher;
+pub mod manifest;
+pub mod names;

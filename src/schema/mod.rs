@@ -1,0 +1,6 @@
+//! The redb schema: table definitions, key layouts and record codecs.
+//! Values only; nothing here opens a transaction of its own.
+
+pub(crate) mod keys;
+pub(crate) mod record;
+pub(crate) mod tables;

@@ -1,0 +1,286 @@
+//! Graph queries: successors, predecessors, whole-image walks, inspection.
+//! Every query is a range scan over fixed-width keys; none re-reads a
+//! manifest body.
+
+use std::collections::{BTreeMap, HashSet};
+
+use redb::ReadTransaction;
+use serde::Serialize;
+
+use super::Store;
+use crate::error::Result;
+use crate::index::edges::edges_of;
+use crate::index::tags::tag_entries;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, EdgeKind};
+use crate::oci::names::Reference;
+use crate::schema::keys::{self};
+use crate::schema::record::BlobRecord;
+use crate::schema::tables::{self, BLOBS, EDGES_IN, EDGES_OUT, REFERRERS};
+use crate::ReferrersQuery;
+
+/// One edge as seen from a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// The kind of edge.
+    pub kind: EdgeKind,
+    /// The descriptor at the other end, as the manifest wrote it.
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+}
+
+/// A parent of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Parent {
+    /// The parent's digest.
+    pub digest: Digest,
+    /// How the parent refers to the child (subject: the parent is a referrer).
+    pub kinds: Vec<EdgeKind>,
+}
+
+/// A node in an image walk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WalkNode {
+    /// How this node hangs off its parent: a child edge kind, or `referrer`.
+    pub relation: String,
+    /// The descriptor (from the parent's manifest, or the referrers index).
+    pub descriptor: Descriptor,
+    /// Whether the bytes are stored (false: a sparse child or a dangling subject).
+    pub present: bool,
+    /// Tags in the walked repository that point at this node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// True when this node was already shown earlier in the walk.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+    /// True when the node lies [`MAX_WALK_DEPTH`] levels down: its
+    /// children are not expanded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Children and referrers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<WalkNode>,
+}
+
+/// Everything known about one digest.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    /// The digest.
+    pub digest: Digest,
+    /// Media type, when known.
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    /// Size.
+    pub size: u64,
+    /// Artifact type, for manifests that have one.
+    #[serde(rename = "artifactType")]
+    pub artifact_type: Option<String>,
+    /// Forward edges.
+    pub children: Vec<Edge>,
+    /// Parents across all repositories (including referrers, as `subject`).
+    pub parents: Vec<Parent>,
+    /// Referrers (in `--repo` if given, else in every repository holding it).
+    pub referrers: Vec<Descriptor>,
+    /// Repositories that hold it.
+    pub repositories: Vec<String>,
+}
+
+pub(crate) fn successors_in(txn: &ReadTransaction, d: &Digest) -> Result<Vec<Edge>> {
+    let t = txn.open_table(EDGES_OUT)?;
+    Ok(edges_of(&t, d)?
+        .into_iter()
+        .map(|(kind, _, descriptor)| Edge { kind, descriptor })
+        .collect())
+}
+
+/// A manifest's own artifactType (with the image-manifest fallback to
+/// `config.mediaType`). None for plain blobs.
+fn own_artifact_type(txn: &ReadTransaction, d: &Digest) -> Result<Option<String>> {
+    let t = txn.open_table(BLOBS)?;
+    let got = t.get(&d.to_key())?;
+    Ok(got
+        .map(|g| BlobRecord::decode(g.value()))
+        .transpose()?
+        .and_then(|r| r.artifact_type))
+}
+
+/// How deep a walk goes. Real images are a few levels deep (index,
+/// manifest, layers, a chain of referrers); a chain of thousands of
+/// nested indexes or referrers is data a client made up. Bounding the
+/// depth bounds the walk's recursion, and that of whatever renders,
+/// serialises or drops its tree, by a constant instead of by the input.
+pub const MAX_WALK_DEPTH: usize = 128;
+
+struct Walker<'a> {
+    txn: &'a ReadTransaction,
+    repo_id: u64,
+    tags: &'a BTreeMap<Digest, Vec<String>>,
+    seen: HashSet<Digest>,
+    depth: usize,
+}
+
+impl Walker<'_> {
+    fn node(&mut self, relation: &str, descriptor: Descriptor) -> Result<WalkNode> {
+        let d = descriptor.digest;
+        let blobs = self.txn.open_table(BLOBS)?;
+        let present = blobs.get(&d.to_key())?.is_some();
+        drop(blobs);
+        let tags = self.tags.get(&d).cloned().unwrap_or_default();
+        let repeated = self.seen.contains(&d);
+        if repeated || self.depth >= MAX_WALK_DEPTH {
+            return Ok(WalkNode {
+                relation: relation.to_string(),
+                descriptor,
+                present,
+                tags,
+                repeated,
+                truncated: !repeated,
+                children: Vec::new(),
+            });
+        }
+        self.seen.insert(d);
+        self.depth += 1;
+        let children = self.children(&d);
+        self.depth -= 1;
+        Ok(WalkNode {
+            relation: relation.to_string(),
+            descriptor,
+            present,
+            tags,
+            repeated: false,
+            truncated: false,
+            children: children?,
+        })
+    }
+
+    fn children(&mut self, d: &Digest) -> Result<Vec<WalkNode>> {
+        let mut children = Vec::new();
+        for e in successors_in(self.txn, d)? {
+            if e.kind == EdgeKind::Subject {
+                continue;
+            }
+            children.push(self.node(e.kind.name(), e.descriptor)?);
+        }
+        let rt = self.txn.open_table(REFERRERS)?;
+        let (lo, hi) = keys::referrer_range(self.repo_id, d, None);
+        let mut refs = Vec::new();
+        for e in rt.range::<&[u8; _]>(&lo..=&hi)? {
+            let (_, v) = e?;
+            refs.push(keys::decode_referrer(v.value())?.1);
+        }
+        drop(rt);
+        for r in refs {
+            children.push(self.node("referrer", r)?);
+        }
+        Ok(children)
+    }
+}
+
+impl Store {
+    /// Children of a node, in key order (kind, then digest).
+    pub fn successors(&self, d: &Digest) -> Result<Vec<Edge>> {
+        let txn = tables::begin_read(&self.db)?;
+        successors_in(&txn, d)
+    }
+
+    /// Parents of a node across all repositories: the images that use a
+    /// layer, the indexes that hold a manifest, the referrers of a subject.
+    pub fn predecessors(&self, d: &Digest) -> Result<Vec<Parent>> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(EDGES_IN)?;
+        let (lo, hi) = keys::edge_in_range(d);
+        let mut out: Vec<Parent> = Vec::new();
+        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+            let (k, _) = e?;
+            let (_, parent, kind) = keys::split_edge_in(k.value())?;
+            // Keys sort by parent then kind, so one parent's kinds are adjacent.
+            match out.last_mut() {
+                Some(p) if p.digest == parent => p.kinds.push(kind),
+                _ => out.push(Parent {
+                    digest: parent,
+                    kinds: vec![kind],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Walks an image from a tag or digest: children (index → manifests →
+    /// config and layers) and, transitively, referrers in the same
+    /// repository. Each node is expanded once; later sightings are marked
+    /// `repeated`. Missing nodes are reported, not errors.
+    pub fn walk(&self, repo: &str, reference: &Reference) -> Result<WalkNode> {
+        let root = self.resolve(repo, reference)?;
+        let txn = tables::begin_read(&self.db)?;
+        let repo_id = self.require_repo(&txn, repo)?;
+        let tags = tag_entries(&txn, repo_id)?;
+        let mut tags_by_digest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        for (t, d) in tags {
+            tags_by_digest.entry(d).or_default().push(t);
+        }
+        let blobs = txn.open_table(BLOBS)?;
+        let rec = blobs
+            .get(&root.to_key())?
+            .map(|g| BlobRecord::decode(g.value()))
+            .transpose()?
+            .ok_or_else(|| crate::store::not_found(&root))?;
+        let root_desc = Descriptor {
+            artifact_type: own_artifact_type(&txn, &root)?,
+            ..Descriptor::new(rec.media_type.clone().unwrap_or_default(), root, rec.size)
+        };
+        let mut w = Walker {
+            txn: &txn,
+            repo_id,
+            tags: &tags_by_digest,
+            seen: HashSet::new(),
+            depth: 0,
+        };
+        w.node("root", root_desc)
+    }
+
+    /// Everything the index knows about one digest.
+    pub fn inspect(&self, d: &Digest, repo: Option<&str>) -> Result<Inspection> {
+        let rec = self.record(d)?;
+        let txn = tables::begin_read(&self.db)?;
+        let children = successors_in(&txn, d)?;
+        drop(txn);
+        let parents = self.predecessors(d)?;
+        let repositories = self.repositories_of(d)?;
+        if rec.is_none() && parents.is_empty() {
+            return Err(crate::store::not_found(d));
+        }
+        let repos: Vec<String> = match repo {
+            Some(r) => vec![r.to_string()],
+            None => repositories.clone(),
+        };
+        let mut referrers = Vec::new();
+        let mut seen = HashSet::new();
+        for r in &repos {
+            for desc in self
+                .referrers(r, d, &ReferrersQuery::default())?
+                .index
+                .manifests
+            {
+                if seen.insert(desc.digest) {
+                    referrers.push(desc);
+                }
+            }
+        }
+        let txn = tables::begin_read(&self.db)?;
+        let artifact_type = own_artifact_type(&txn, d)?;
+        let (media_type, size) = match &rec {
+            Some(r) => (r.media_type.clone(), r.size),
+            None => (None, 0),
+        };
+        Ok(Inspection {
+            digest: *d,
+            media_type,
+            size,
+            artifact_type,
+            children,
+            parents,
+            referrers,
+            repositories,
+        })
+    }
+}

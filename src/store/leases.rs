@@ -1,0 +1,76 @@
+//! Leases: time-limited GC roots for work in flight.
+
+use redb::ReadableTable as _;
+
+use super::Store;
+use crate::engine::now_ms;
+use crate::error::{Error, Result};
+use crate::index::counters::next_counter;
+use crate::index::leases::add_to_lease;
+use crate::index::leases::check_lease;
+use crate::index::leases::lease_range;
+use crate::index::leases::live_leases;
+pub use crate::index::leases::Lease;
+use crate::oci::digest::Digest;
+use crate::schema::record::VALUE_FORMAT_V1;
+use crate::schema::tables::{self};
+use std::time::Duration;
+
+const NEXT_LEASE: &str = "next_lease_id";
+
+impl Store {
+    /// Takes a lease that protects what is added to it for `ttl`.
+    pub fn create_lease(&self, ttl: Duration) -> Result<Lease> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.submit(true, move |b| {
+            let id = next_counter(b, NEXT_LEASE)?;
+            let expires_ms = b.now_ms.saturating_add(ttl_ms);
+            let mut v = vec![VALUE_FORMAT_V1];
+            v.extend_from_slice(&expires_ms.to_le_bytes());
+            b.t.leases.insert(id, v.as_slice())?;
+            Ok(Lease { id, expires_ms })
+        })
+    }
+
+    /// Adds digests to a live lease. A digest need not be stored yet (a
+    /// lease may protect what an upload is about to write); the ones that
+    /// are not stored when the lease takes them are returned, so that a
+    /// caller who expected them stored can tell.
+    pub fn lease_add(&self, lease: u64, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let digests = digests.to_vec();
+        self.submit(true, move |b| {
+            check_lease(b, lease)?;
+            let mut absent = Vec::new();
+            for d in &digests {
+                add_to_lease(b, lease, d)?;
+                if b.t.blobs.get(&d.to_key())?.is_none() {
+                    absent.push(*d);
+                }
+            }
+            Ok(absent)
+        })
+    }
+
+    /// Ends a lease early: what it held is no longer protected by it.
+    pub fn release_lease(&self, lease: u64) -> Result<()> {
+        self.submit(true, move |b| {
+            if b.t.leases.get(lease)?.is_none() {
+                return Err(Error::InvalidArgument {
+                    value: lease.to_string(),
+                    expected: "the id of an existing lease".into(),
+                });
+            }
+            b.t.leases.remove(lease)?;
+            let (lo, hi) = lease_range(lease);
+            b.t.lease_items
+                .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
+            Ok(())
+        })
+    }
+
+    /// Leases that have not expired.
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        let txn = tables::begin_read(&self.db)?;
+        live_leases(&txn, now_ms())
+    }
+}

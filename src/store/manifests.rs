@@ -1,0 +1,183 @@
+//! Putting and reading manifests: classify, parse, hash, then one writer
+//! job per manifest (or batch of manifests).
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::ingest::check_children;
+use crate::index::ingest::ingest_manifest;
+use crate::index::ingest::ManifestPut;
+use crate::index::ingest::PreparedManifest;
+use crate::oci::digest::Digest;
+use crate::oci::hasher::Hasher;
+use crate::oci::manifest::{self};
+use crate::oci::names::{self, Reference};
+use crate::schema::keys::{self};
+use crate::schema::tables::{self, MEMBERS, TAGS};
+use crate::BlobInfo;
+
+/// How to put one manifest.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestOptions {
+    /// The media type the caller declares (a registry's Content-Type).
+    pub media_type: Option<String>,
+    /// The digest the body must hash to.
+    pub digest: Option<Digest>,
+    /// Tags to point at the manifest, in the same commit.
+    pub tags: Vec<String>,
+    /// Refuse the manifest if any child is not stored (MANIFEST_BLOB_UNKNOWN).
+    pub require_children: bool,
+    /// Commit without fsync (see [`crate::PutOptions::no_sync`]).
+    pub no_sync: bool,
+    /// Hold the manifest under this lease (see [`Store::create_lease`]).
+    pub lease: Option<u64>,
+}
+
+impl Store {
+    /// Registers a parser for a custom manifest media type.
+    pub fn register_parser(
+        &self,
+        media_type: &str,
+        parser: std::sync::Arc<dyn manifest::ManifestParser>,
+    ) {
+        self.parsers.register(media_type, parser);
+    }
+
+    /// Hashes, classifies and parses a manifest on the caller's thread.
+    pub(crate) fn prepare_manifest(
+        &self,
+        repo: &str,
+        body: &[u8],
+        opts: &ManifestOptions,
+    ) -> Result<PreparedManifest> {
+        names::validate_repository(repo)?;
+        for t in &opts.tags {
+            names::validate_tag(t)?;
+        }
+        if body.len() as u64 > manifest::MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: body.len() as u64,
+                limit: manifest::MAX_MANIFEST_SIZE,
+            });
+        }
+        let alg = opts
+            .digest
+            .map_or(crate::Algorithm::Sha256, |d| d.algorithm());
+        let digest = Hasher::digest_of(alg, body);
+        if let Some(expected) = opts.digest {
+            if expected != digest {
+                return Err(Error::DigestMismatch {
+                    expected: Box::new(expected),
+                    actual: Box::new(digest),
+                });
+            }
+        }
+        let (media_type, parsed) =
+            manifest::classify(&self.parsers, opts.media_type.as_deref(), body).map_err(
+                |e| match e {
+                    Error::InvalidManifest { what, reason } => Error::InvalidManifest {
+                        what: format!("{digest} ({what})"),
+                        reason,
+                    },
+                    Error::MediaTypeConflict { declared, body, .. } => Error::MediaTypeConflict {
+                        what: digest.to_string(),
+                        declared,
+                        body,
+                    },
+                    other => other,
+                },
+            )?;
+        Ok(PreparedManifest {
+            repo: repo.to_string(),
+            digest,
+            body: body.to_vec(),
+            media_type,
+            parsed,
+            tags: opts.tags.clone(),
+            require_children: opts.require_children,
+            lease: opts.lease,
+        })
+    }
+
+    /// Stores a manifest in a repository and indexes its graph, atomically
+    /// with its bytes and tags.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        body: &[u8],
+        opts: &ManifestOptions,
+    ) -> Result<ManifestPut> {
+        let prepared = self.prepare_manifest(repo, body, opts)?;
+        self.submit(!opts.no_sync, move |b| ingest_manifest(b, &prepared))
+    }
+
+    /// Stores many manifests in one transaction. Hashing and parsing happen
+    /// here, before the writer is involved; on the first invalid manifest
+    /// nothing is stored.
+    pub fn put_manifests(
+        &self,
+        repo: &str,
+        bodies: &[(&[u8], ManifestOptions)],
+    ) -> Result<Vec<ManifestPut>> {
+        let prepared = bodies
+            .iter()
+            .map(|(body, o)| self.prepare_manifest(repo, body, o))
+            .collect::<Result<Vec<_>>>()?;
+        let durable = bodies.iter().any(|(_, o)| !o.no_sync);
+        self.submit(durable, move |b| {
+            // Validate every manifest before touching any table, so that a
+            // rejected batch leaves nothing behind.
+            for p in &prepared {
+                check_children(b, p)?;
+            }
+            // Applying in digest order turns most inserts (every table keyed
+            // by the manifest digest) into sequential ones: far fewer pages
+            // touched per transaction than in arrival order.
+            let mut order: Vec<usize> = (0..prepared.len()).collect();
+            order.sort_by_key(|&i| prepared[i].digest);
+            let mut out: Vec<Option<ManifestPut>> = vec![None; prepared.len()];
+            for i in order {
+                out[i] = Some(ingest_manifest(b, &prepared[i])?);
+            }
+            Ok(out.into_iter().flatten().collect())
+        })
+    }
+
+    /// Resolves a tag or digest inside a repository to a manifest digest.
+    pub fn resolve(&self, repo: &str, reference: &Reference) -> Result<Digest> {
+        let txn = tables::begin_read(&self.db)?;
+        let repo_id = self.require_repo(&txn, repo)?;
+        match reference {
+            Reference::Tag(tag) => {
+                let t = txn.open_table(TAGS)?;
+                let got = t.get(keys::tag(repo_id, tag).as_slice())?;
+                match got {
+                    Some(g) => Digest::from_key(g.value()),
+                    None => Err(Error::TagNotFound {
+                        repository: repo.to_string(),
+                        tag: tag.clone(),
+                        hint: String::new(),
+                    }),
+                }
+            }
+            Reference::Digest(d) => {
+                let t = txn.open_table(MEMBERS)?;
+                if t.get(&keys::member(repo_id, d))?.is_some() {
+                    Ok(*d)
+                } else {
+                    Err(Error::NotFound {
+                        what: "manifest",
+                        digest: *d,
+                        hint: format!(" in repository `{repo}`"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// A manifest's record and bytes, by tag or digest, from one repository.
+    pub fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<(BlobInfo, Vec<u8>)> {
+        let d = self.resolve(repo, reference)?;
+        let info = self.stat(&d)?;
+        Ok((info, self.read(&d)?))
+    }
+}

@@ -1,0 +1,301 @@
+//! The [`Store`] facade: opening, options, and the way every write reaches
+//! the writer thread. Its operations are split by concern across this
+//! folder: puts, reads, manifests, tags, referrers, graph queries, leases.
+
+mod delete;
+mod graph;
+mod leases;
+mod manifests;
+mod put;
+mod read;
+mod referrers;
+mod tags;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use redb::Database;
+
+pub use crate::index::ingest::ManifestPut;
+pub use graph::{Edge, Inspection, Parent, WalkNode, MAX_WALK_DEPTH};
+pub use leases::Lease;
+pub use manifests::ManifestOptions;
+pub use put::{PutOptions, PutResult};
+pub(crate) use read::not_found;
+pub use read::BlobInfo;
+pub use referrers::{ImageIndex, ReferrersPage, ReferrersQuery};
+
+use crate::blob::{BlobBackend, LocalFiles};
+use crate::engine::open;
+pub use crate::engine::open::{DB_FILE, STORE_FORMAT};
+use crate::engine::{Batch, Job, Shared, SweepSlot, Writer};
+use crate::error::{Error, IoContext as _, Result};
+
+/// Tunables for a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Blobs of at most this many bytes live inline in redb and commit
+    /// atomically with their records; larger ones are files.
+    pub inline_threshold: usize,
+    /// redb page cache size in bytes.
+    pub cache_size: usize,
+    /// Where blob bytes above the inline threshold live. `None`: local
+    /// files below the store directory ([`LocalFiles`]).
+    pub backend: Option<Arc<dyn BlobBackend>>,
+    /// Injected fsync failures, for tests of the failure paths (see
+    /// [`crate::faults`]). `None` in production.
+    #[doc(hidden)]
+    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            inline_threshold: 64 * 1024,
+            cache_size: 256 * 1024 * 1024,
+            backend: None,
+            faults: None,
+        }
+    }
+}
+
+/// An embedded store of OCI content. `Send + Sync`; share it with `Arc`.
+pub struct Store {
+    pub(crate) db: Arc<Database>,
+    pub(crate) root: PathBuf,
+    pub(crate) opts: StoreOptions,
+    pub(crate) backend: Arc<dyn BlobBackend>,
+    tx: Option<Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) sweep_hook: SweepSlot,
+    pub(crate) parsers: crate::oci::manifest::ParserRegistry,
+    pub(crate) gc_lock: std::sync::Mutex<()>,
+    /// Signs referrers cursors, so that a page is only ever continued from
+    /// a cursor this store issued for the same query.
+    pub(crate) cursor_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+/// The writer thread parked by [`Store::pause_writer`]; dropping it (or
+/// [`WriterPause::resume`]) lets the writer go on.
+#[doc(hidden)]
+pub struct WriterPause {
+    release: Option<crossbeam_channel::Sender<()>>,
+    done: crossbeam_channel::Receiver<Result<()>>,
+    shared: Arc<Shared>,
+}
+
+impl WriterPause {
+    /// Jobs sent to the writer and not yet taken by it.
+    pub fn queued(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
+    }
+
+    /// Waits (polling) until at least `n` jobs are queued behind the pause.
+    pub fn wait_queued(&self, n: usize) {
+        while self.queued() < n {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Lets the writer go on and waits for the parked job to commit.
+    pub fn resume(mut self) -> Result<()> {
+        self.release.take();
+        self.done.recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for WriterPause {
+    fn drop(&mut self) {
+        self.release.take();
+    }
+}
+
+impl Store {
+    /// Opens an existing store. Fails with [`Error::NotAStore`] if `dir` does not hold one.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default(), false)
+    }
+
+    /// Creates a store in `dir` (made if missing), or opens the one already there.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default(), true)
+    }
+
+    /// Opens (or with `create`, creates) a store with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, opts: StoreOptions, create: bool) -> Result<Store> {
+        let root = dir.as_ref().to_path_buf();
+        let db_path = root.join(DB_FILE);
+        if !create {
+            if !root.is_dir() {
+                return Err(Error::NotAStore {
+                    path: root,
+                    reason: "no such directory".into(),
+                });
+            }
+            if !db_path.is_file() {
+                return Err(Error::NotAStore {
+                    path: root,
+                    reason: format!("{DB_FILE} is missing"),
+                });
+            }
+        }
+        std::fs::create_dir_all(&root)
+            .context(|| format!("creating directory {}", root.display()))?;
+        let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
+        let cursor_key = open::init_schema(&db, &root)?;
+        let (backend, legacy) = match &opts.backend {
+            Some(b) => (Arc::clone(b), Vec::new()),
+            None => {
+                let local = LocalFiles::with_faults(&root, opts.faults.clone())?;
+                let legacy = local.legacy_intent();
+                (Arc::new(local) as Arc<dyn BlobBackend>, legacy)
+            }
+        };
+        open::settle_intents(&db, &*backend, &legacy)?;
+        if !legacy.is_empty() {
+            LocalFiles::with_faults(&root, None)?.clear_legacy_intent();
+        }
+        let shared = Arc::new(Shared::new(opts.faults.clone()));
+        let mut store = Store {
+            db: Arc::new(db),
+            root,
+            opts,
+            backend,
+            tx: None,
+            writer: None,
+            shared,
+            sweep_hook: SweepSlot::default(),
+            parsers: crate::oci::manifest::ParserRegistry::default(),
+            gc_lock: std::sync::Mutex::new(()),
+            cursor_key,
+        };
+        store.start_writer()?;
+        Ok(store)
+    }
+
+    pub(crate) fn start_writer(&mut self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Writer::new(
+            Arc::clone(&self.db),
+            Arc::clone(&self.backend),
+            rx,
+            Arc::clone(&self.shared),
+            Arc::clone(&self.sweep_hook),
+        );
+        let writer = std::thread::Builder::new()
+            .name("ocidb-writer".into())
+            .spawn(move || w.run())
+            .context(|| "starting the writer thread".to_string())?;
+        self.tx = Some(tx);
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    /// Closing the channel lets the writer finish what is queued and exit.
+    pub(crate) fn stop_writer(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// The store directory (the database, and blob files when they are
+    /// local).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Where blob bytes above the inline threshold live.
+    pub fn backend(&self) -> &Arc<dyn BlobBackend> {
+        &self.backend
+    }
+
+    /// Runs `f` in the writer's next group commit and waits for the result.
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.shared.note_foreground();
+        self.send(durable, false, f)
+    }
+
+    /// Like [`Store::submit`], for background work (GC sweep steps) that
+    /// must not count as writer activity.
+    pub(crate) fn submit_background<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.send(durable, true, f)
+    }
+
+    fn send<T: Send + 'static>(
+        &self,
+        durable: bool,
+        background: bool,
+        f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.shared.check()?;
+        let (job, rx) = Job::new(durable, background, f);
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        self.shared.waiting.fetch_add(1, Ordering::AcqRel);
+        if tx.send(job).is_err() {
+            self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Closed);
+        }
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Test hook: parks the writer thread inside a job until the returned
+    /// guard is dropped, so that a test can queue jobs and have them land
+    /// in one group commit, in a known order. Production code has no use
+    /// for it: every write waits while the writer is parked.
+    #[doc(hidden)]
+    pub fn pause_writer(&self) -> Result<WriterPause> {
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let (job, done) = Job::new(true, true, move |_| {
+            let _ = entered_tx.send(());
+            // Woken by the guard's release or its drop.
+            let _ = release_rx.recv();
+            Ok(())
+        });
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        self.shared.waiting.fetch_add(1, Ordering::AcqRel);
+        tx.send(job).map_err(|_| Error::Closed)?;
+        entered_rx.recv().map_err(|_| Error::Closed)?;
+        Ok(WriterPause {
+            release: Some(release_tx),
+            done,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// Waits until everything acknowledged so far is durable (a durable
+    /// commit of nothing, which also fsyncs files of earlier `no_sync` puts).
+    pub fn sync(&self) -> Result<()> {
+        self.submit(true, |_| Ok(()))
+    }
+}

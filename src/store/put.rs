@@ -1,0 +1,452 @@
+//! Putting blobs: streaming, in memory, in batches, and the re-put of
+//! stored content.
+
+use std::io::{self, Read};
+
+use redb::ReadableTable as _;
+use std::sync::Arc;
+
+use super::Store;
+use crate::blob::{BlobBackend, BlobWrite, Staged};
+use crate::engine::Batch;
+use crate::error::{Error, IoContext as _, Result};
+use crate::index::blobs::{insert_blob, record_in, refresh};
+use crate::index::leases::{add_to_lease, check_lease};
+use crate::index::repos::{add_member, ensure_repo};
+use crate::oci::digest::{Algorithm, Digest};
+use crate::oci::hasher::Verifier;
+use crate::oci::names;
+use crate::schema::keys::MEMBER_BLOB;
+use crate::store::not_found;
+
+/// Size of one chunk in the streaming put pipeline.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the reading, hashing and writing stages.
+const POOL: usize = 4;
+
+/// Discards staged blobs that were not handed to the writer.
+struct StagedGuard<'a> {
+    backend: &'a dyn BlobBackend,
+    staged: Vec<Staged>,
+}
+
+impl Drop for StagedGuard<'_> {
+    fn drop(&mut self) {
+        for s in self.staged.drain(..) {
+            let _ = self.backend.discard(&s);
+        }
+    }
+}
+
+/// How to put one blob.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// The digest the content must hash to.
+    pub digest: Option<Digest>,
+    /// The size the content must have.
+    pub size: Option<u64>,
+    /// The media type to record (informational for plain blobs).
+    pub media_type: Option<String>,
+    /// Skip fsync: the blob may be lost on power loss until the next durable
+    /// commit. Never leaves a record pointing at missing bytes after a crash
+    /// (see ARCHITECTURE.md).
+    pub no_sync: bool,
+    /// Make the blob a member of this repository (as a registry's blob
+    /// upload to `/v2/<name>/blobs/` does).
+    pub repository: Option<String>,
+    /// Hold the blob under this lease (see [`Store::create_lease`]).
+    pub lease: Option<u64>,
+}
+
+impl PutOptions {
+    /// Options that verify against an expected digest.
+    pub fn expect(digest: Digest) -> PutOptions {
+        PutOptions {
+            digest: Some(digest),
+            ..PutOptions::default()
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// False when the blob was already stored (nothing was written).
+    pub created: bool,
+}
+
+impl Store {
+    /// Stores a blob read from `reader`, verifying it against the expected
+    /// digest and size when given. On any mismatch nothing is stored.
+    pub fn put(&self, mut reader: impl Read, opts: &PutOptions) -> Result<PutResult> {
+        self.shared.check()?;
+        if let Some(existing) = self.reput(opts)? {
+            return Ok(existing);
+        }
+        let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
+        let threshold = self.opts.inline_threshold;
+        let hint = opts
+            .size
+            .map_or(8192, |s| s.min(threshold as u64 + 1) as usize);
+        let mut head = Vec::with_capacity(hint);
+        (&mut reader)
+            .take(threshold as u64 + 1)
+            .read_to_end(&mut head)
+            .context(|| "reading blob content".to_string())?;
+        if head.len() <= threshold {
+            v.update(&head)?;
+            let (digest, size) = v.finish()?;
+            return self.commit_inline(digest, size, head, opts);
+        }
+        let staged = self.stage(head, &mut reader, &mut v, !opts.no_sync)?;
+        let (digest, size) = match v.finish() {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = self.backend.discard(&staged);
+                return Err(e);
+            }
+        };
+        self.commit_staged(digest, size, staged, opts)
+    }
+
+    /// Stores a blob held in memory.
+    pub fn put_bytes(&self, data: &[u8], opts: &PutOptions) -> Result<PutResult> {
+        if data.len() > self.opts.inline_threshold {
+            return self.put(data, opts);
+        }
+        self.shared.check()?;
+        if let Some(existing) = self.reput(opts)? {
+            return Ok(existing);
+        }
+        let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
+        v.update(data)?;
+        let (digest, size) = v.finish()?;
+        self.commit_inline(digest, size, data.to_vec(), opts)
+    }
+
+    /// Stores many in-memory blobs in one transaction (one fsync for all,
+    /// unless `no_sync`). Hashing happens on this thread before the writer
+    /// is involved; blobs larger than the inline threshold are written as
+    /// files first. On any mismatch nothing is stored.
+    pub fn put_blobs(&self, items: &[(&[u8], PutOptions)]) -> Result<Vec<PutResult>> {
+        self.shared.check()?;
+        enum Ready {
+            Inline(Vec<u8>),
+            Staged(Staged),
+        }
+        struct Item {
+            digest: Digest,
+            size: u64,
+            media_type: Option<String>,
+            repo: Option<String>,
+            lease: Option<u64>,
+            synced: bool,
+            data: Ready,
+        }
+        let mut ready = Vec::with_capacity(items.len());
+        // Staged blobs not yet handed to the writer: discarded on an error.
+        let mut guard = StagedGuard {
+            backend: &*self.backend,
+            staged: Vec::new(),
+        };
+        let mut durable = false;
+        for (data, o) in items {
+            check_options(o)?;
+            durable |= !o.no_sync;
+            let mut v = Verifier::new(o.digest, o.size, Algorithm::Sha256);
+            let (digest, size, data) = if data.len() <= self.opts.inline_threshold {
+                v.update(data)?;
+                let (d, n) = v.finish()?;
+                (d, n, Ready::Inline(data.to_vec()))
+            } else {
+                let staged = self.stage(Vec::new(), &mut &data[..], &mut v, !o.no_sync)?;
+                guard.staged.push(staged.clone());
+                let (d, n) = v.finish()?;
+                (d, n, Ready::Staged(staged))
+            };
+            ready.push(Item {
+                digest,
+                size,
+                media_type: o.media_type.clone(),
+                repo: o.repository.clone(),
+                lease: o.lease,
+                synced: !o.no_sync,
+                data,
+            });
+        }
+        guard.staged.clear();
+        self.submit(durable, move |b| {
+            for it in &ready {
+                if let Some(l) = it.lease {
+                    if let Err(e) = check_lease(b, l) {
+                        for it in &ready {
+                            if let Ready::Staged(s) = &it.data {
+                                b.discard_staged(s.clone());
+                            }
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(ready.len());
+            for it in &ready {
+                let created = match &it.data {
+                    Ready::Inline(bytes) => {
+                        insert_blob(b, &it.digest, it.size, it.media_type.clone(), Some(bytes))?
+                    }
+                    Ready::Staged(s) => {
+                        let created =
+                            insert_blob(b, &it.digest, it.size, it.media_type.clone(), None)?;
+                        if created {
+                            b.install_blob(it.digest, s.clone(), it.synced)?;
+                        } else {
+                            b.discard_staged(s.clone());
+                        }
+                        created
+                    }
+                };
+                link(b, it.repo.as_deref(), it.lease, &it.digest)?;
+                out.push(PutResult {
+                    digest: it.digest,
+                    size: it.size,
+                    created,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// A put of a digest that is already stored: no bytes are read or
+    /// written, but the put still counts as one. In one writer job, so that
+    /// no GC sweep step can commit between the check and the rescue: the
+    /// record is re-checked, its grace period restarts, a running GC is told
+    /// it is reachable, and the membership and lease take effect. `None`
+    /// when the digest is not stored (by then): the caller does a full put.
+    fn reput(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
+        check_options(opts)?;
+        let Some(d) = opts.digest else {
+            return Ok(None);
+        };
+        // Cheap pre-check on a snapshot; the writer job decides.
+        if !self.exists(&d)? {
+            return Ok(None);
+        }
+        let (size, repo, lease) = (opts.size, opts.repository.clone(), opts.lease);
+        self.submit(!opts.no_sync, move |b| {
+            let Some(rec) = record_in(b, &d)? else {
+                return Ok(None);
+            };
+            if let Some(want) = size {
+                if want != rec.size {
+                    return Err(Error::SizeMismatch {
+                        what: d.to_string(),
+                        expected: want,
+                        actual: rec.size,
+                        more: "",
+                    });
+                }
+            }
+            if let Some(l) = lease {
+                check_lease(b, l)?;
+            }
+            let size = rec.size;
+            b.note_reachable(&d)?;
+            refresh(b, &d, rec)?;
+            link(b, repo.as_deref(), lease, &d)?;
+            Ok(Some(PutResult {
+                digest: d,
+                size,
+                created: false,
+            }))
+        })
+    }
+
+    /// Makes a stored blob a member of a repository.
+    pub fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
+        names::validate_repository(repo)?;
+        let (repo, d) = (repo.to_string(), *d);
+        self.submit(true, move |b| {
+            if b.t.blobs.get(&d.to_key())?.is_none() {
+                return Err(b.shared.missing(&d, not_found(&d)));
+            }
+            let id = ensure_repo(b, &repo)?;
+            add_member(b, id, &d, MEMBER_BLOB)
+        })
+    }
+
+    fn commit_inline(
+        &self,
+        digest: Digest,
+        size: u64,
+        bytes: Vec<u8>,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let media_type = opts.media_type.clone();
+        let repo = opts.repository.clone();
+        let lease = opts.lease;
+        self.submit(!opts.no_sync, move |b| {
+            if let Some(l) = lease {
+                check_lease(b, l)?;
+            }
+            let created = insert_blob(b, &digest, size, media_type.clone(), Some(&bytes))?;
+            link(b, repo.as_deref(), lease, &digest)?;
+            Ok(PutResult {
+                digest,
+                size,
+                created,
+            })
+        })
+    }
+
+    fn commit_staged(
+        &self,
+        digest: Digest,
+        size: u64,
+        staged: Staged,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let media_type = opts.media_type.clone();
+        let synced = !opts.no_sync;
+        let repo = opts.repository.clone();
+        let lease = opts.lease;
+        self.submit(synced, move |b| {
+            if let Some(l) = lease {
+                if let Err(e) = check_lease(b, l) {
+                    b.discard_staged(staged.clone());
+                    return Err(e);
+                }
+            }
+            let created = insert_blob(b, &digest, size, media_type.clone(), None)?;
+            link(b, repo.as_deref(), lease, &digest)?;
+            if created {
+                b.install_blob(digest, staged.clone(), synced)?;
+            } else {
+                b.discard_staged(staged.clone());
+            }
+            Ok(PutResult {
+                digest,
+                size,
+                created,
+            })
+        })
+    }
+
+    /// Writes a blob's bytes to a new staged blob while hashing them. With
+    /// `durable`, a failure to make them so poisons the store: the kernel
+    /// may have dropped the dirty pages, so a retry that succeeds proves
+    /// nothing (the fsyncgate lesson); only a reopen starts clean.
+    fn stage(
+        &self,
+        head: Vec<u8>,
+        reader: &mut impl Read,
+        v: &mut Verifier,
+        durable: bool,
+    ) -> Result<Staged> {
+        let mut w = self.backend.stage()?;
+        stream_to(head, reader, &mut *w, v)?;
+        w.finish(durable).inspect_err(|e| {
+            if durable {
+                self.shared.poison(e);
+            }
+        })
+    }
+}
+
+/// What a put's options name is checked before any byte is read.
+fn check_options(opts: &PutOptions) -> Result<()> {
+    if let Some(r) = &opts.repository {
+        names::validate_repository(r)?;
+    }
+    if let Some(mt) = opts.media_type.as_deref().filter(|m| !m.is_empty()) {
+        names::validate_media_type(mt)?;
+    }
+    Ok(())
+}
+fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -> Result<()> {
+    if let Some(l) = lease {
+        add_to_lease(b, l, d)?;
+    }
+    if let Some(r) = repo {
+        let id = ensure_repo(b, r)?;
+        add_member(b, id, d, MEMBER_BLOB)?;
+    }
+    Ok(())
+}
+
+/// Reads, hashes and writes in a pipeline: this thread reads and writes the
+/// staged blob while a helper hashes, so a put runs at the speed of the slower of
+/// the two instead of their sum.
+fn stream_to(
+    head: Vec<u8>,
+    reader: &mut impl Read,
+    out: &mut dyn BlobWrite,
+    v: &mut Verifier,
+) -> Result<()> {
+    let mut hasher = v.take_hasher();
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(POOL + 1);
+    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<Arc<Vec<u8>>>(POOL);
+    for _ in 0..POOL {
+        let _ = free_tx.send(Vec::with_capacity(CHUNK));
+    }
+    let result = std::thread::scope(|s| -> Result<()> {
+        let recycle = free_tx.clone();
+        let hashing = s.spawn(move || {
+            for chunk in hash_rx {
+                hasher.update(&chunk);
+                if let Some(buf) = Arc::into_inner(chunk) {
+                    let _ = recycle.send(buf);
+                }
+            }
+            hasher
+        });
+        let feed = || -> Result<()> {
+            // An empty head is no end of stream: the reader has it all.
+            let mut next = Some(head).filter(|h| !h.is_empty());
+            loop {
+                let buf = match next.take() {
+                    Some(b) => b,
+                    None => {
+                        let mut buf = free_rx.recv().unwrap_or_default();
+                        buf.clear();
+                        (&mut *reader)
+                            .take(CHUNK as u64)
+                            .read_to_end(&mut buf)
+                            .context(|| "reading blob content".to_string())?;
+                        buf
+                    }
+                };
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                v.check_size(buf.len())?;
+                v.account(buf.len());
+                let chunk = Arc::new(buf);
+                hash_tx
+                    .send(Arc::clone(&chunk))
+                    .map_err(|_| Error::io("hashing", io::Error::other("hash thread stopped")))?;
+                out.write_all(&chunk)
+                    .context(|| "writing a staged blob".to_string())?;
+                if let Some(buf) = Arc::into_inner(chunk) {
+                    let _ = free_tx.send(buf);
+                }
+            }
+        };
+        let r = feed();
+        drop(hash_tx);
+        match hashing.join() {
+            Ok(h) => v.restore_hasher(h),
+            Err(_) => {
+                return Err(Error::io(
+                    "hashing",
+                    io::Error::other("hash thread panicked"),
+                ))
+            }
+        }
+        r
+    });
+    result
+}

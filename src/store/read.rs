@@ -1,0 +1,241 @@
+//! Reading blobs: records, whole and ranged readers, verification, and
+//! the deletion of one blob.
+
+use std::io::Read;
+
+use super::Store;
+use crate::blob::{hash_all, BlobRead, BlobReader, Source, Staged, VerifiedReader};
+use crate::error::{Error, IoContext as _, Result};
+use crate::index::blobs::record_in;
+use crate::index::remove::remove_blob_in;
+use crate::oci::digest::Digest;
+use crate::oci::hasher::Hasher;
+use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::tables::{self, BLOBS, INLINE, INTENTS};
+
+/// Metadata of a stored blob.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlobInfo {
+    /// The digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, when known.
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    /// Whether the blob was indexed as a manifest.
+    #[serde(skip)]
+    pub manifest: bool,
+    /// Where the bytes live.
+    #[serde(skip)]
+    pub placement: Placement,
+    /// When it was first stored (milliseconds since the Unix epoch).
+    #[serde(skip)]
+    pub created_ms: u64,
+}
+
+impl Store {
+    /// Reads a blob's record.
+    pub(crate) fn record(&self, d: &Digest) -> Result<Option<BlobRecord>> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(BLOBS)?;
+        let got = t.get(&d.to_key())?;
+        got.map(|g| BlobRecord::decode(g.value())).transpose()
+    }
+
+    /// Size and media type of a blob.
+    pub fn stat(&self, d: &Digest) -> Result<BlobInfo> {
+        let rec = self.record(d)?.ok_or_else(|| not_found(d))?;
+        Ok(info(d, rec))
+    }
+
+    /// Whether a blob is stored.
+    pub fn exists(&self, d: &Digest) -> Result<bool> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(BLOBS)?;
+        Ok(t.get(&d.to_key())?.is_some())
+    }
+
+    /// A streaming reader over the whole blob.
+    pub fn get(&self, d: &Digest) -> Result<BlobReader> {
+        self.open_reader(d, None)
+    }
+
+    /// A streaming reader over bytes `start..=end` (inclusive, as in HTTP
+    /// Range). An `end` past the blob is clamped to its last byte.
+    pub fn get_range(&self, d: &Digest, start: u64, end: u64) -> Result<BlobReader> {
+        self.open_reader(d, Some((start, end)))
+    }
+
+    /// A reader that hashes while it reads and fails with `InvalidData` at
+    /// the end if the bytes do not match the digest (a corrupt blob file).
+    pub fn get_verified(&self, d: &Digest) -> Result<VerifiedReader<BlobReader>> {
+        let r = self.get(d)?;
+        Ok(VerifiedReader::new(r, *d))
+    }
+
+    /// Reads a whole blob into memory. Meant for manifests and other small
+    /// content; use [`Store::get`] for layers.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut r = self.get(d)?;
+        let mut out = Vec::with_capacity(r.len() as usize);
+        r.read_to_end(&mut out)
+            .context(|| format!("reading blob {d}"))?;
+        Ok(out)
+    }
+
+    /// Re-hashes a stored blob and fails with [`Error::Corrupt`] if its bytes
+    /// no longer match its digest or recorded size.
+    pub fn verify(&self, d: &Digest) -> Result<()> {
+        let txn = tables::begin_read(&self.db)?;
+        let rec = read_record(&txn, d)?;
+        let actual = match rec.placement {
+            Placement::Inline => {
+                let t = txn.open_table(INLINE)?;
+                let g = inline_bytes(&t, d)?;
+                let bytes = g.value();
+                check_len(d, &rec, bytes.len() as u64)?;
+                Hasher::digest_of(d.algorithm(), bytes)
+            }
+            Placement::File => {
+                let r = self.open_bytes(&txn, d)?.ok_or_else(|| {
+                    Error::Corrupt(format!("{d} is recorded but its bytes are missing"))
+                })?;
+                let len = r.len().context(|| format!("length of blob {d}"))?;
+                check_len(d, &rec, len)?;
+                hash_all(&*r, d.algorithm(), len).context(|| format!("hashing blob {d}"))?
+            }
+        };
+        if actual != *d {
+            return Err(Error::Corrupt(format!(
+                "{d} hashes to {actual}; its bytes were changed on disk"
+            )));
+        }
+        Ok(())
+    }
+
+    fn open_reader(&self, d: &Digest, range: Option<(u64, u64)>) -> Result<BlobReader> {
+        let txn = tables::begin_read(&self.db)?;
+        let rec = read_record(&txn, d)?;
+        let (start, end) = match range {
+            None => (0, rec.size),
+            Some((s, e)) => {
+                if s > e || s >= rec.size {
+                    return Err(Error::InvalidRange {
+                        start: s,
+                        end: e,
+                        digest: *d,
+                        size: rec.size,
+                    });
+                }
+                (s, e.min(rec.size - 1) + 1)
+            }
+        };
+        match rec.placement {
+            Placement::Inline => {
+                let t = txn.open_table(INLINE)?;
+                let g = inline_bytes(&t, d)?;
+                let bytes = g.value();
+                let slice = bytes.get(start as usize..end as usize).ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "{d} is recorded as {} bytes but {} are stored",
+                        rec.size,
+                        bytes.len()
+                    ))
+                })?;
+                Ok(BlobReader::new(
+                    Source::Memory(slice.to_vec()),
+                    0,
+                    end - start,
+                ))
+            }
+            Placement::File => {
+                // Gone: deleted after our snapshot was taken.
+                let r = self.open_bytes(&txn, d)?.ok_or_else(|| not_found(d))?;
+                Ok(BlobReader::new(Source::Backend(r), start, end))
+            }
+        }
+    }
+
+    /// Opens the bytes of a blob recorded as a backend blob in `txn`. In the
+    /// moment between the commit of a put and the commit of its bytes under
+    /// the digest, they are still staged: the intent row names them.
+    fn open_bytes(
+        &self,
+        txn: &redb::ReadTransaction,
+        d: &Digest,
+    ) -> Result<Option<Box<dyn BlobRead>>> {
+        if let Some(r) = self.backend.open(d)? {
+            return Ok(Some(r));
+        }
+        let staged = txn
+            .open_table(INTENTS)?
+            .get(&d.to_key())?
+            .filter(|g| !g.value().is_empty())
+            .map(|g| Staged::new(String::from_utf8_lossy(g.value()).into_owned()));
+        if let Some(s) = staged {
+            if let Some(r) = self.backend.open_staged(&s)? {
+                return Ok(Some(r));
+            }
+        }
+        // Committed under the digest while we looked at the staged name.
+        self.backend.open(d)
+    }
+
+    /// Removes a blob and its bytes. Errors with [`Error::NotFound`] if absent.
+    pub fn delete(&self, d: &Digest) -> Result<()> {
+        let d = *d;
+        self.submit(true, move |b| {
+            let rec = record_in(b, &d)?.ok_or_else(|| not_found(&d))?;
+            remove_blob_in(b, &d, &rec)
+        })
+    }
+}
+
+fn read_record(txn: &redb::ReadTransaction, d: &Digest) -> Result<BlobRecord> {
+    let t = txn.open_table(BLOBS)?;
+    let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
+    BlobRecord::decode(g.value())
+}
+
+type InlineTable = redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>;
+
+fn inline_bytes<'t>(
+    t: &'t InlineTable,
+    d: &Digest,
+) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
+    t.get(&d.to_key())?
+        .ok_or_else(|| Error::Corrupt(format!("{d} is recorded inline but its bytes are missing")))
+}
+
+fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {
+    if len != rec.size {
+        return Err(Error::Corrupt(format!(
+            "{d} is recorded as {} bytes but {len} are stored",
+            rec.size
+        )));
+    }
+    Ok(())
+}
+
+/// Hashes the first `len` bytes of a file with positional reads into one
+/// reused buffer. (A mapping would save the copy, but a file truncated by
+/// an outside actor would then kill the process with SIGBUS instead of
+pub(crate) fn not_found(d: &Digest) -> Error {
+    Error::NotFound {
+        what: "blob",
+        digest: *d,
+        hint: String::new(),
+    }
+}
+
+pub(crate) fn info(d: &Digest, rec: BlobRecord) -> BlobInfo {
+    BlobInfo {
+        digest: *d,
+        size: rec.size,
+        media_type: rec.media_type,
+        manifest: rec.manifest,
+        placement: rec.placement,
+        created_ms: rec.created_ms,
+    }
+}

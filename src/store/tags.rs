@@ -1,0 +1,191 @@
+//! Tags, repositories and membership, as the distribution API sees them.
+
+use redb::{ReadTransaction, ReadableTable as _};
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::index::repos::lookup_repo_w;
+use crate::index::repos::member_kind;
+use crate::index::repos::repo_id;
+use crate::index::repos::repo_names;
+use crate::index::tags::list_tags;
+use crate::index::tags::set_tag;
+use crate::index::tags::tag_entries;
+use crate::index::tags::unapply_tag_schema;
+use crate::oci::digest::Digest;
+use crate::oci::names::{self};
+use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
+use crate::BlobReader;
+
+impl Store {
+    /// Points `tag` in `repo` at a manifest of that repository.
+    pub fn tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+        self.set_tags(repo, vec![(tag.to_string(), *digest)])
+    }
+
+    /// Points many tags in one repository, in one durable transaction. Every
+    /// target must be a manifest of the repository; otherwise nothing changes.
+    pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
+        names::validate_repository(repo)?;
+        if tags.is_empty() {
+            return Ok(());
+        }
+        for (t, _) in &tags {
+            names::validate_tag(t)?;
+        }
+        let repo = repo.to_string();
+        self.submit(true, move |b| {
+            let mut repo_id = None;
+            for (t, d) in &tags {
+                let Some((id, MEMBER_MANIFEST)) = member_kind(b, &repo, d)? else {
+                    let hint = format!(" in repository `{repo}` (for tag `{t}`)");
+                    return Err(Error::NotFound {
+                        what: "manifest",
+                        digest: *d,
+                        hint: format!("{hint}; push it there before tagging"),
+                    });
+                };
+                repo_id = Some(id);
+            }
+            if let Some(repo_id) = repo_id {
+                for (t, d) in &tags {
+                    set_tag(b, repo_id, t, d)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a tag. The manifest stays (gc may collect it later).
+    pub fn untag(&self, repo: &str, tag: &str) -> Result<Digest> {
+        names::validate_repository(repo)?;
+        names::validate_tag(tag)?;
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.submit(true, move |b| {
+            let Some(repo_id) = lookup_repo_w(b, &repo)? else {
+                return Err(Error::RepositoryNotFound {
+                    repository: repo.clone(),
+                    hint: String::new(),
+                });
+            };
+            let key = keys::tag(repo_id, &tag);
+            let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| *g.value()) else {
+                return Err(Error::TagNotFound {
+                    repository: repo.clone(),
+                    tag: tag.clone(),
+                    hint: String::new(),
+                });
+            };
+            let old = Digest::from_key(&old)?;
+            unapply_tag_schema(b, repo_id, &tag, &old)?;
+            b.t.tags.remove(key.as_slice())?;
+            b.t.tagged
+                .remove(keys::tagged(repo_id, &old, &tag).as_slice())?;
+            Ok(old)
+        })
+    }
+
+    /// Whether a digest is a member of a repository.
+    pub fn is_member(&self, repo: &str, d: &Digest) -> Result<bool> {
+        Ok(self.member_as(repo, d)?.is_some())
+    }
+
+    /// How `d` belongs to `repo`: `Some(true)` as a manifest (what tags may
+    /// point at, parsed or opaque), `Some(false)` as a blob.
+    pub(crate) fn member_as(&self, repo: &str, d: &Digest) -> Result<Option<bool>> {
+        let txn = tables::begin_read(&self.db)?;
+        let Some(id) = repo_id(&txn, repo)? else {
+            return Ok(None);
+        };
+        let t = txn.open_table(MEMBERS)?;
+        Ok(t.get(&keys::member(id, d))?
+            .map(|g| g.value() == MEMBER_MANIFEST))
+    }
+
+    /// Tags of a repository, sorted, after `last` (exclusive), at most `n`.
+    pub fn tags(&self, repo: &str, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
+        let txn = tables::begin_read(&self.db)?;
+        let repo_id = self.require_repo(&txn, repo)?;
+        list_tags(&txn, repo_id, last, n)
+    }
+
+    /// Tags of a repository with their digests, sorted by tag.
+    pub fn tag_map(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
+        let txn = tables::begin_read(&self.db)?;
+        let repo_id = self.require_repo(&txn, repo)?;
+        tag_entries(&txn, repo_id)
+    }
+
+    /// All repository names, sorted.
+    pub fn repositories(&self) -> Result<Vec<String>> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(REPOS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, _) = e?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Repositories that hold a digest, sorted by name.
+    pub fn repositories_of(&self, d: &Digest) -> Result<Vec<String>> {
+        let txn = tables::begin_read(&self.db)?;
+        let names = repo_names(&txn)?;
+        let t = txn.open_table(MEMBER_OF)?;
+        let (lo, hi) = keys::member_of_range(d);
+        let mut out = Vec::new();
+        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+            let (k, _) = e?;
+            if let Some(n) = names.get(&keys::member_of_repo(k.value())) {
+                out.push(n.clone());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Members of a repository: (digest, is_manifest).
+    pub fn members(&self, repo: &str) -> Result<Vec<(Digest, bool)>> {
+        let txn = tables::begin_read(&self.db)?;
+        let repo_id = self.require_repo(&txn, repo)?;
+        let t = txn.open_table(MEMBERS)?;
+        let (lo, hi) = keys::member_range(repo_id);
+        let mut out = Vec::new();
+        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+            let (k, v) = e?;
+            out.push((
+                keys::member_digest(k.value())?,
+                v.value() == MEMBER_MANIFEST,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Reads a blob only if it belongs to `repo` (repository isolation for
+    /// blob reads).
+    pub fn get_in(&self, repo: &str, d: &Digest) -> Result<BlobReader> {
+        if !self.is_member(repo, d)? {
+            return Err(Error::NotFound {
+                what: "blob",
+                digest: *d,
+                hint: format!(" in repository `{repo}`"),
+            });
+        }
+        self.get(d)
+    }
+
+    pub(crate) fn require_repo(&self, txn: &ReadTransaction, repo: &str) -> Result<u64> {
+        names::validate_repository(repo)?;
+        match repo_id(txn, repo)? {
+            Some(id) => Ok(id),
+            // Only the name asked for: listing the others would leak
+            // other tenants' names through a registry front.
+            None => Err(Error::RepositoryNotFound {
+                repository: repo.to_string(),
+                hint: String::new(),
+            }),
+        }
+    }
+}
