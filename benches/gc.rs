@@ -108,13 +108,7 @@ fn ingest(store: &Store, range: std::ops::Range<u64>, tagged: impl Fn(u64) -> bo
                 } else {
                     Vec::new()
                 };
-                (
-                    b.as_slice(),
-                    ManifestOptions {
-                        tags,
-                        ..Default::default()
-                    },
-                )
+                (b.as_slice(), ManifestOptions::default().tags(tags))
             })
             .collect();
         store.put_manifests("gc/bench", &batch).expect("ingest");
@@ -123,16 +117,16 @@ fn ingest(store: &Store, range: std::ops::Range<u64>, tagged: impl Fn(u64) -> bo
 
 /// Steady pace: the sweep rides on every writer commit.
 fn gc_policy() -> GcPolicy {
-    GcPolicy {
-        pace: SweepPace::Steady,
-        delete_untagged: true,
-        grace: Duration::ZERO,
-        sweep_batch: std::env::var("OCIDB_SWEEP_BATCH")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(GcPolicy::default().sweep_batch),
-        ..GcPolicy::default()
-    }
+    GcPolicy::default()
+        .pace(SweepPace::Steady)
+        .delete_untagged(true)
+        .grace(Duration::ZERO)
+        .sweep_batch(
+            std::env::var("OCIDB_SWEEP_BATCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(GcPolicy::default().sweep_batch),
+        )
 }
 
 /// How long writers keep going while a [`SweepPace::Yield`] GC sweeps:
@@ -153,13 +147,11 @@ fn yield_gc(
     let marked = Arc::clone(&swept_since);
     let gc = std::thread::spawn(move || {
         runner
-            .gc(&GcPolicy {
-                pace: SweepPace::Yield,
-                after_mark: Some(Arc::new(move || {
+            .gc(&gc_policy()
+                .pace(SweepPace::Yield)
+                .after_mark(Arc::new(move || {
                     *marked.lock().expect("lock") = Some(Instant::now());
-                })),
-                ..gc_policy()
-            })
+                })))
             .expect("gc")
     });
     // The writer runs through the mark and the first YIELD_WINDOW of the
@@ -266,14 +258,12 @@ fn main() {
         || {
             dry = Some(
                 store
-                    .gc(&GcPolicy {
-                        dry_run: true,
-                        delete_untagged: true,
-                        grace: Duration::ZERO,
-                        ..GcPolicy::default()
-                    })
+                    .gc(&GcPolicy::default()
+                        .dry_run(true)
+                        .delete_untagged(true)
+                        .grace(Duration::ZERO))
                     .expect("dry run"),
-            )
+            );
         },
         3,
     );
@@ -360,12 +350,10 @@ fn main() {
         drop(store);
         let s = Store::open(big.join("store")).expect("open 1M store");
         let r = s
-            .gc(&GcPolicy {
-                dry_run: true,
-                delete_untagged: true,
-                grace: Duration::ZERO,
-                ..GcPolicy::default()
-            })
+            .gc(&GcPolicy::default()
+                .dry_run(true)
+                .delete_untagged(true)
+                .grace(Duration::ZERO))
             .expect("dry run");
         println!(
             "  1M-manifest store (benches/graph.rs): mark + ordering {} ms (dry run; {} records would go)",

@@ -36,15 +36,7 @@ fn referrer_type(j: u64) -> &'static str {
 fn ingest(store: &Store, bodies: &[Vec<u8>], durable: bool) {
     let batch: Vec<(&[u8], ManifestOptions)> = bodies
         .iter()
-        .map(|b| {
-            (
-                b.as_slice(),
-                ManifestOptions {
-                    no_sync: !durable,
-                    ..ManifestOptions::default()
-                },
-            )
-        })
+        .map(|b| (b.as_slice(), ManifestOptions::default().no_sync(!durable)))
         .collect();
     store.put_manifests(REPO, &batch).expect("ingest");
 }
@@ -137,7 +129,7 @@ fn referrers_bench(c: &mut Criterion) {
                     .expect("referrers");
                 assert_eq!(p.index.manifests.len() as u64, k);
                 p
-            })
+            });
         });
         g.bench_function(format!("baseline_hashmap_k{k}"), |b| {
             b.iter(|| {
@@ -147,7 +139,7 @@ fn referrers_bench(c: &mut Criterion) {
                     .cloned()
                     .unwrap_or_default();
                 ocidb::ImageIndex::new(v)
-            })
+            });
         });
         if k >= 100 {
             let matches = k / 100;
@@ -158,15 +150,12 @@ fn referrers_bench(c: &mut Criterion) {
                         .referrers(
                             REPO,
                             black_box(&subject),
-                            &ReferrersQuery {
-                                artifact_type: Some(SBOM),
-                                ..Default::default()
-                            },
+                            &ReferrersQuery::default().artifact_type(SBOM),
                         )
                         .expect("referrers");
                     assert_eq!(p.index.manifests.len() as u64, matches);
                     p
-                })
+                });
             });
             g.bench_function(format!("baseline_hashmap_k{k}_filter_1pct"), |b| {
                 b.iter(|| {
@@ -179,7 +168,7 @@ fn referrers_bench(c: &mut Criterion) {
                         .cloned()
                         .collect();
                     ocidb::ImageIndex::new(v)
-                })
+                });
             });
         }
     }
@@ -210,7 +199,7 @@ fn referrers_bench(c: &mut Criterion) {
                     v["subject"]["digest"].as_str() == Some(&target.to_string())
                 })
                 .count()
-        })
+        });
     });
     g.finish();
 
@@ -221,7 +210,7 @@ fn referrers_bench(c: &mut Criterion) {
             let p = store.predecessors(black_box(&base)).expect("preds");
             assert_eq!(p.len() as u64, IMAGES / BASES);
             p
-        })
+        });
     });
     g.bench_function("baseline_hashmap_1000_parents", |b| {
         b.iter(|| {
@@ -229,7 +218,7 @@ fn referrers_bench(c: &mut Criterion) {
                 .get(black_box(&base))
                 .cloned()
                 .unwrap_or_default()
-        })
+        });
     });
     g.finish();
 
@@ -261,7 +250,7 @@ fn referrers_bench(c: &mut Criterion) {
                 total += t.elapsed();
             }
             total
-        })
+        });
     });
     g.finish();
 }

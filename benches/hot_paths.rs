@@ -21,7 +21,7 @@ const STORE_BLOBS: u64 = 1_000_000;
 const RAW: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("raw");
 
 fn small_blob(i: u64) -> Vec<u8> {
-    format!("{{\"blob\":{i},\"pad\":\"{:0>80}\"}}", i).into_bytes()
+    format!("{{\"blob\":{i},\"pad\":\"{i:0>80}\"}}").into_bytes()
 }
 
 fn digest_bench(c: &mut Criterion) {
@@ -32,7 +32,7 @@ fn digest_bench(c: &mut Criterion) {
     g.bench_function("format_to_string", |b| b.iter(|| black_box(&d).to_string()));
     g.bench_function("format_no_alloc", |b| {
         let mut buf = [0u8; ocidb::digest::MAX_DIGEST_STR_LEN];
-        b.iter(|| black_box(black_box(&d).encode(&mut buf).len()))
+        b.iter(|| black_box(black_box(&d).encode(&mut buf).len()));
     });
     // Baseline: what the hex crate-free std approach costs (format!("{:02x}")).
     g.bench_function("baseline_std_format_hex", |b| {
@@ -44,7 +44,7 @@ fn digest_bench(c: &mut Criterion) {
                 let _ = write!(out, "{byte:02x}");
             }
             out
-        })
+        });
     });
     g.finish();
 }
@@ -59,7 +59,7 @@ fn hash_bench(c: &mut Criterion) {
             let mut h = sha2::Sha256::new();
             h.update(black_box(&data));
             h.finalize()
-        })
+        });
     });
     g.bench_function("ocidb_verifier", |b| {
         b.iter(|| {
@@ -68,7 +68,7 @@ fn hash_bench(c: &mut Criterion) {
                 v.update(chunk).expect("fits");
             }
             v.finish().expect("ok")
-        })
+        });
     });
     g.finish();
 }
@@ -86,7 +86,7 @@ fn put_bench(c: &mut Criterion) {
             let mut h = sha2::Sha256::new();
             h.update(black_box(&data));
             h.finalize()
-        })
+        });
     });
     let last: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
     g.bench_function("ocidb_put_no_sync", |b| {
@@ -100,18 +100,12 @@ fn put_bench(c: &mut Criterion) {
             },
             |()| {
                 let p = store
-                    .put(
-                        data.as_slice(),
-                        &PutOptions {
-                            no_sync: true,
-                            ..PutOptions::default()
-                        },
-                    )
+                    .put(data.as_slice(), &PutOptions::default().no_sync(true))
                     .expect("put");
                 last.set(Some(p.digest));
             },
             BatchSize::PerIteration,
-        )
+        );
     });
     g.finish();
 }
@@ -144,11 +138,9 @@ fn lookup_fixture() -> LookupFixture {
                 .map(|b| {
                     (
                         b.as_slice(),
-                        PutOptions {
-                            no_sync: true,
-                            media_type: Some("application/octet-stream".into()),
-                            ..PutOptions::default()
-                        },
+                        PutOptions::default()
+                            .no_sync(true)
+                            .media_type("application/octet-stream"),
                     )
                 })
                 .collect();
@@ -198,19 +190,19 @@ fn lookup_bench(c: &mut Criterion) {
             let t = txn.open_table(RAW).expect("table");
             let v = t.get(&pick().to_key()).expect("get").expect("present");
             black_box(v.value().len())
-        })
+        });
     });
     next.store(0, Ordering::Relaxed);
     g.bench_function("ocidb_stat", |b| {
-        b.iter(|| black_box(f.store.stat(pick()).expect("stat").size))
+        b.iter(|| black_box(f.store.stat(pick()).expect("stat").size));
     });
     next.store(0, Ordering::Relaxed);
     g.bench_function("ocidb_exists", |b| {
-        b.iter(|| black_box(f.store.exists(pick()).expect("exists")))
+        b.iter(|| black_box(f.store.exists(pick()).expect("exists")));
     });
     next.store(0, Ordering::Relaxed);
     g.bench_function("ocidb_get_small", |b| {
-        b.iter(|| black_box(f.store.read(pick()).expect("read").len()))
+        b.iter(|| black_box(f.store.read(pick()).expect("read").len()));
     });
     g.finish();
 }
@@ -235,7 +227,7 @@ fn group_commit_bench(c: &mut Criterion) {
                 }
             }
             start.elapsed()
-        })
+        });
     });
     g.bench_function("group_commit_8_threads", |b| {
         b.iter_custom(|iters| {
@@ -257,7 +249,7 @@ fn group_commit_bench(c: &mut Criterion) {
                 });
             }
             start.elapsed()
-        })
+        });
     });
     g.finish();
 }
@@ -278,10 +270,10 @@ fn classify_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("classify_index_25k");
     g.throughput(Throughput::Bytes(body.len() as u64));
     g.bench_function("baseline_serde_json_value", |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body.as_bytes())))
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body.as_bytes())));
     });
     g.bench_function("ocidb_classify", |b| {
-        b.iter(|| ocidb::manifest::classify(&reg, None, black_box(body.as_bytes())))
+        b.iter(|| ocidb::manifest::classify(&reg, None, black_box(body.as_bytes())));
     });
     g.finish();
 }

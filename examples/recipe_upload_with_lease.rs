@@ -24,11 +24,9 @@ fn main() -> Result<()> {
     let upload = |bytes: &[u8]| {
         store.put_bytes(
             bytes,
-            &PutOptions {
-                repository: Some("library/app".into()),
-                lease: Some(lease.id),
-                ..PutOptions::default()
-            },
+            &PutOptions::default()
+                .repository("library/app")
+                .lease(lease.id),
         )
     };
     let config_bytes = br#"{"architecture":"amd64","os":"linux"}"#;
@@ -46,12 +44,10 @@ fn main() -> Result<()> {
                     "digest": layer.digest, "size": layer.size}],
     })
     .to_string();
-    let opts = ManifestOptions {
-        tags: vec!["v1".into()],
-        require_children: true,
-        lease: Some(lease.id),
-        ..ManifestOptions::default()
-    };
+    let opts = ManifestOptions::default()
+        .tags(vec!["v1".to_string()])
+        .require_children(true)
+        .lease(lease.id);
     let mut attempts = 0;
     let image = loop {
         match store.put_manifest("library/app", manifest.as_bytes(), &opts) {
@@ -85,11 +81,9 @@ fn main() -> Result<()> {
     let page = store.referrers(
         "library/app",
         &image.digest,
-        &ReferrersQuery {
-            artifact_type: Some("application/vnd.cncf.notary.signature"),
-            limit: Some(100),
-            ..ReferrersQuery::default()
-        },
+        &ReferrersQuery::default()
+            .artifact_type("application/vnd.cncf.notary.signature")
+            .limit(100),
     )?;
     println!(
         "{} signature(s) of {}; filters applied: {:?}",
@@ -100,10 +94,7 @@ fn main() -> Result<()> {
 
     // 4. Online GC: untagged manifests go after an hour's grace; tagged
     //    images and their referrers stay.
-    let report = store.gc(&GcPolicy {
-        delete_untagged: true,
-        ..GcPolicy::default()
-    })?;
+    let report = store.gc(&GcPolicy::default().delete_untagged(true))?;
     println!(
         "gc kept {} records and deleted {} (mark {} ms, sweep {} ms)",
         report.kept,

@@ -71,10 +71,7 @@ pub fn run(store_flag: &Path) -> Result<()> {
     let filtered = store.referrers(
         repo,
         &sample.index,
-        &ReferrersQuery {
-            artifact_type: Some("application/spdx+json"),
-            ..ReferrersQuery::default()
-        },
+        &ReferrersQuery::default().artifact_type("application/spdx+json"),
     )?;
     println!(
         "with --artifact-type application/spdx+json: {} of {} (OCI-Filters-Applied: {})",
@@ -102,11 +99,9 @@ pub fn run(store_flag: &Path) -> Result<()> {
     // A previous build that lost its tag: what gc is for.
     let stale_layer = store.put_bytes(
         &ocidb::sample::deterministic_bytes(b"old build", 50_000),
-        &PutOptions {
-            repository: Some(repo.to_string()),
-            media_type: Some("application/vnd.oci.image.layer.v1.tar+gzip".into()),
-            ..PutOptions::default()
-        },
+        &PutOptions::default()
+            .repository(repo.to_string())
+            .media_type("application/vnd.oci.image.layer.v1.tar+gzip"),
     )?;
     let stale = serde_json::json!({
         "schemaVersion": 2,
@@ -125,12 +120,10 @@ pub fn run(store_flag: &Path) -> Result<()> {
             "5. What gc would collect (ocidb gc --dry-run --grace 0s --delete-untagged --verbose)"
         )
     );
-    let report = store.gc(&GcPolicy {
-        dry_run: true,
-        delete_untagged: true,
-        grace: std::time::Duration::ZERO,
-        ..GcPolicy::default()
-    })?;
+    let report = store.gc(&GcPolicy::default()
+        .dry_run(true)
+        .delete_untagged(true)
+        .grace(std::time::Duration::ZERO))?;
     println!("{}", render::gc_summary(&report));
     for d in &report.digests {
         let info = store.stat(d)?;

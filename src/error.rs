@@ -21,15 +21,42 @@ pub enum Error {
         reason: String,
     },
 
-    /// No blob or manifest with this digest is stored (or visible in the repository).
-    #[error("{what} {digest} not found{hint}")]
-    NotFound {
-        /// "blob", "manifest", …
-        what: &'static str,
+    /// No blob with this digest is stored (or visible in the repository).
+    #[error("blob {digest} not found{hint}")]
+    BlobNotFound {
         /// The digest looked up.
         digest: Digest,
         /// Extra context such as ` in repository a/b`.
         hint: String,
+    },
+
+    /// No manifest with this digest is stored in the repository.
+    #[error("manifest {digest} not found{hint}")]
+    ManifestNotFound {
+        /// The digest looked up.
+        digest: Digest,
+        /// Extra context such as ` in repository a/b`.
+        hint: String,
+    },
+
+    /// A well-formed digest of an algorithm this build cannot verify.
+    #[error(
+        "unsupported digest algorithm `{algorithm}` in `{input}`; expected `sha256` or `sha512`"
+    )]
+    UnsupportedAlgorithm {
+        /// The digest as given (truncated if huge).
+        input: String,
+        /// The algorithm named.
+        algorithm: String,
+    },
+
+    /// A limit of the store is reached (not a property of one request).
+    #[error("{what}: the store's limit is {limit}")]
+    LimitExceeded {
+        /// What ran out.
+        what: String,
+        /// The limit.
+        limit: u64,
     },
 
     /// The content hashed to a different digest than the one expected.
@@ -201,6 +228,11 @@ pub enum Error {
     #[error("store is poisoned after an earlier failed write ({0}); reopen it to continue")]
     Poisoned(String),
 
+    /// A bug in ocidb: a thread panicked, or an invariant of the code (not
+    /// of the stored data) broke.
+    #[error("internal error, please report it: {0}")]
+    Internal(String),
+
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
@@ -243,6 +275,9 @@ pub enum ErrorKind {
     RepositoryUnknown,
     /// No such tag (`MANIFEST_UNKNOWN`).
     TagUnknown,
+    /// A digest algorithm or feature this build does not support
+    /// (`UNSUPPORTED`).
+    Unsupported,
     /// A manifest names a child that is not stored (`MANIFEST_BLOB_UNKNOWN`).
     ChildUnknown,
     /// A malformed digest, or content that hashes to another one
@@ -269,6 +304,10 @@ pub enum ErrorKind {
     Locked,
     /// Stored data is not what it should be.
     Corrupt,
+    /// The disk, a quota or a limit of the store is exhausted (507).
+    QuotaExceeded,
+    /// A bug in ocidb (500).
+    Internal,
     /// An operating-system or database I/O failure.
     Io,
     /// An earlier failed write stopped the store until it is reopened.
@@ -282,10 +321,11 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidDigest { .. } | Error::DigestMismatch { .. } => ErrorKind::InvalidDigest,
-            Error::NotFound { what, .. } => match *what {
-                "manifest" => ErrorKind::ManifestUnknown,
-                _ => ErrorKind::BlobUnknown,
-            },
+            Error::BlobNotFound { .. } => ErrorKind::BlobUnknown,
+            Error::ManifestNotFound { .. } => ErrorKind::ManifestUnknown,
+            Error::UnsupportedAlgorithm { .. } => ErrorKind::Unsupported,
+            Error::LimitExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::Internal(_) => ErrorKind::Internal,
             Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
             Error::InvalidRange { .. } => ErrorKind::RangeNotSatisfiable,
             Error::InvalidRepository { .. }
@@ -305,6 +345,8 @@ impl Error {
             Error::Poisoned(_) => ErrorKind::Poisoned,
             Error::Closed => ErrorKind::Closed,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Io { source, .. } if is_out_of_space(source) => ErrorKind::QuotaExceeded,
+            Error::Storage(e) if e.is_out_of_space() => ErrorKind::QuotaExceeded,
             Error::Storage(_) | Error::Io { .. } => ErrorKind::Io,
         }
     }
@@ -322,9 +364,27 @@ impl Error {
     pub fn is_storage_failure(&self) -> bool {
         matches!(
             self,
-            Error::Storage(_) | Error::Io { .. } | Error::Poisoned(_) | Error::Closed
+            Error::Storage(_)
+                | Error::Io { .. }
+                | Error::Poisoned(_)
+                | Error::Internal(_)
+                | Error::Closed
         )
     }
+
+    /// An internal error for a poisoned lock: another thread panicked while
+    /// holding it.
+    pub(crate) fn lock(what: &str) -> Error {
+        Error::Internal(format!("a thread panicked while holding the {what}"))
+    }
+}
+
+/// Whether an I/O error means "no space": the disk, or a quota, is full.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+    ) || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// A failure of the embedded database, opaque so that the database crate
@@ -335,6 +395,19 @@ pub struct DatabaseError(Box<redb::Error>);
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl DatabaseError {
+    fn is_out_of_space(&self) -> bool {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&*self.0);
+        while let Some(e) = src {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return is_out_of_space(io);
+            }
+            src = e.source();
+        }
+        false
     }
 }
 
@@ -365,13 +438,33 @@ from_redb!(
     redb::SetDurabilityError
 );
 
-/// Extension to attach a context to `std::io::Result`.
-pub(crate) trait IoContext<T> {
+/// Attaches what was being done to an `std::io::Result`, making an
+/// [`Error::Io`].
+pub trait IoContext<T> {
+    /// Maps an I/O error to [`Error::Io`] with `what` as its context.
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_without_reading_messages() {
+        let unsupported = crate::Digest::parse(&format!("md5:{}", "0".repeat(32)))
+            .expect_err("md5 is not supported");
+        assert_eq!(unsupported.kind(), ErrorKind::Unsupported, "{unsupported}");
+        let full = Error::io("writing", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(full.kind(), ErrorKind::QuotaExceeded);
+        let other = Error::io("writing", std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(other.kind(), ErrorKind::Io);
+        assert_eq!(Error::lock("x").kind(), ErrorKind::Internal);
+        assert!(Error::lock("x").is_storage_failure());
     }
 }

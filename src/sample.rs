@@ -58,7 +58,7 @@ fn manifest(
         repo,
         &bytes,
         &ManifestOptions {
-            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tags: tags.iter().map(std::string::ToString::to_string).collect(),
             ..ManifestOptions::default()
         },
     )?;

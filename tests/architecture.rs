@@ -16,7 +16,7 @@ const SKIP: &[&str] = &["cli", "bench", "main", "demo"];
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 /// The one pair that is one unit by design: the error type names digests
-/// (`Error::NotFound { digest }`), and a digest that does not parse is an
+/// (`Error::BlobNotFound { digest }`), and a digest that does not parse is an
 /// error. Both are values of the bottom layer; the checker sees them as
 /// one node, `oci::digest`.
 fn unit(m: String) -> String {
@@ -256,7 +256,10 @@ fn find_cycle(g: &Graph) -> Option<Vec<String>> {
             match mark.get(d.as_str()).copied().unwrap_or(Mark::Done) {
                 Mark::Open => {
                     let i = stack.iter().position(|s| *s == d).unwrap_or(0);
-                    let mut cyc: Vec<String> = stack[i..].iter().map(|s| s.to_string()).collect();
+                    let mut cyc: Vec<String> = stack[i..]
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect();
                     cyc.push(d.clone());
                     return Some(cyc);
                 }

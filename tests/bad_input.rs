@@ -8,11 +8,9 @@ use ocidb::{
 };
 use serde_json::json;
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::create(dir.path()).expect("create");
-    (dir, s)
-}
+mod common;
+
+use common::store;
 
 /// The store holds no record, repository or file.
 fn assert_empty(dir: &std::path::Path, s: &Store) {
@@ -34,10 +32,7 @@ fn manifest_put(s: &Store, body: &[u8], mt: Option<&str>) -> Error {
     s.put_manifest(
         "bad/input",
         body,
-        &ManifestOptions {
-            media_type: mt.map(str::to_string),
-            ..Default::default()
-        },
+        &ManifestOptions::default().media_type(mt.map(str::to_string)),
     )
     .expect_err("must be rejected")
 }
@@ -51,7 +46,7 @@ fn invalid_digests() {
         (format!("sha256:{}", &good[..63]), "64 hex"),
         (format!("sha256:{good}00"), "64 hex"),
         (format!("sha256:{}g", &good[..63]), "`g`"),
-        (format!("md5:{good}"), "unsupported algorithm"),
+        (format!("md5:{good}"), "unsupported digest algorithm"),
         (String::new(), "empty"),
         (good.to_string(), "missing `:`"),
     ];
@@ -79,10 +74,7 @@ fn size_mismatch_digest_mismatch_and_truncated_stream() {
         let e = s
             .put(
                 data.as_slice(),
-                &PutOptions {
-                    size: Some(len as u64 + 1),
-                    ..PutOptions::expect(right)
-                },
+                &PutOptions::expect(right).size(len as u64 + 1),
             )
             .expect_err("size");
         assert!(
@@ -101,10 +93,7 @@ fn size_mismatch_digest_mismatch_and_truncated_stream() {
         let e = s
             .put(
                 &data[..len / 2],
-                &PutOptions {
-                    size: Some(len as u64),
-                    ..PutOptions::expect(right)
-                },
+                &PutOptions::expect(right).size(len as u64),
             )
             .expect_err("truncated");
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
@@ -212,10 +201,7 @@ fn invalid_repository_names_and_tags() {
             .put_manifest(
                 "ok/repo",
                 body.as_bytes(),
-                &ManifestOptions {
-                    tags: vec![tag.to_string()],
-                    ..Default::default()
-                },
+                &ManifestOptions::default().tags(vec![tag.to_string()]),
             )
             .expect_err(tag);
         let msg = e.to_string();
@@ -257,10 +243,7 @@ fn referrer_chains_and_tag_schema_cycles_terminate() {
         .put_manifest(
             "cyc/x",
             base.as_bytes(),
-            &ManifestOptions {
-                tags: vec!["v1".into()],
-                ..Default::default()
-            },
+            &ManifestOptions::default().tags(vec!["v1".to_string()]),
         )
         .expect("root");
     let mut subject = json!({"mediaType": OCI_MANIFEST, "digest": root.digest, "size": root.size});
@@ -277,10 +260,7 @@ fn referrer_chains_and_tag_schema_cycles_terminate() {
     s.put_manifest(
         "cyc/x",
         idx.as_bytes(),
-        &ManifestOptions {
-            tags: vec![tag],
-            ..Default::default()
-        },
+        &ManifestOptions::default().tags(vec![tag]),
     )
     .expect("index");
     let refs = s
@@ -332,13 +312,7 @@ fn media_types_that_break_rfc_6838_are_refused_everywhere() {
     let (dir, s) = store();
     let long = format!("application/x-{}", "é".repeat(40_000));
     let e = s
-        .put_bytes(
-            b"blob",
-            &PutOptions {
-                media_type: Some(long.clone()),
-                ..PutOptions::default()
-            },
-        )
+        .put_bytes(b"blob", &PutOptions::default().media_type(long.clone()))
         .expect_err("blob media type");
     assert!(matches!(e, Error::InvalidMediaType { .. }), "{e}");
     assert!(e.to_string().contains("RFC 6838"), "{e}");
@@ -353,10 +327,7 @@ fn media_types_that_break_rfc_6838_are_refused_everywhere() {
         let e = s
             .put(
                 &b"x"[..],
-                &PutOptions {
-                    media_type: Some(bad.to_string()),
-                    ..PutOptions::default()
-                },
+                &PutOptions::default().media_type(bad.to_string()),
             )
             .expect_err(bad);
         assert!(matches!(e, Error::InvalidMediaType { .. }), "{bad}: {e}");
@@ -365,10 +336,7 @@ fn media_types_that_break_rfc_6838_are_refused_everywhere() {
     // Parameters and suffixes are fine.
     s.put_bytes(
         b"ok",
-        &PutOptions {
-            media_type: Some("text/plain; charset=utf-8".into()),
-            ..PutOptions::default()
-        },
+        &PutOptions::default().media_type("text/plain; charset=utf-8"),
     )
     .expect("a media type with a parameter");
     // In a manifest: a layer mediaType, an artifactType, a declared type.
@@ -428,20 +396,14 @@ fn ambiguous_manifests_and_type_changes_are_refused() {
     s.put_manifest(
         "r1",
         doc.as_bytes(),
-        &ManifestOptions {
-            media_type: Some(ocidb::manifest::DOCKER_MANIFEST.into()),
-            ..Default::default()
-        },
+        &ManifestOptions::default().media_type(ocidb::manifest::DOCKER_MANIFEST),
     )
     .expect("docker v2");
     let e = s
         .put_manifest(
             "r2",
             doc.as_bytes(),
-            &ManifestOptions {
-                media_type: Some(OCI_MANIFEST.into()),
-                ..Default::default()
-            },
+            &ManifestOptions::default().media_type(OCI_MANIFEST),
         )
         .expect_err("type change");
     assert!(matches!(e, Error::ManifestTypeConflict { .. }), "{e}");
@@ -542,10 +504,7 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
                 "layers": [], "annotations": {"n": n.to_string()}})
             .to_string()
         };
-        let opts = |t: &str| ManifestOptions {
-            tags: vec![t.into()],
-            ..Default::default()
-        };
+        let opts = |t: &str| ManifestOptions::default().tags(vec![t.to_string()]);
         let bad = s
             .put_manifest("app", body(1).as_bytes(), &opts("bad"))
             .expect("bad");
@@ -585,10 +544,7 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
         report.problems
     );
     let repaired = s
-        .fsck(&ocidb::FsckOptions {
-            repair: true,
-            ..Default::default()
-        })
+        .fsck(&ocidb::FsckOptions::default().repair(true))
         .expect("repair");
     assert!(repaired.is_clean(), "{:?}", repaired.problems);
     let after = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
@@ -673,10 +629,7 @@ fn walks_over_deep_chains_are_bounded() {
         .export_layout(
             &[("deep/chain".into(), Reference::Tag("top".into()))],
             &out,
-            &ocidb::ExportOptions {
-                with_referrers: true,
-                ..Default::default()
-            },
+            &ocidb::ExportOptions::default().with_referrers(true),
         )
         .expect("export");
     assert_eq!(rep.blobs, 20_001 + 1_000 + 1);
@@ -686,12 +639,10 @@ fn walks_over_deep_chains_are_bounded() {
         .expect("import");
     assert_eq!(r.manifests, 20_001 + 1_000);
     let gc = s2
-        .gc(&ocidb::GcPolicy {
-            grace: std::time::Duration::ZERO,
-            delete_untagged: true,
-            dry_run: true,
-            ..Default::default()
-        })
+        .gc(&ocidb::GcPolicy::default()
+            .grace(std::time::Duration::ZERO)
+            .delete_untagged(true)
+            .dry_run(true))
         .expect("gc");
     assert_eq!(gc.digests.len(), 0, "everything hangs off the tag");
     assert!(s2
@@ -730,11 +681,10 @@ fn referrers_cursors_are_bound_to_their_query() {
         s.referrers(
             "app",
             &subject,
-            &ReferrersQuery {
-                artifact_type: at,
-                cursor,
-                limit: Some(2),
-            },
+            &ReferrersQuery::default()
+                .artifact_type(at)
+                .cursor(cursor)
+                .limit(2),
         )
     };
     let first = q(Some("application/b"), None).expect("page 1");
@@ -767,10 +717,7 @@ fn referrers_cursors_are_bound_to_their_query() {
         .referrers(
             "app",
             &other_subject,
-            &ReferrersQuery {
-                cursor: Some(&next),
-                ..Default::default()
-            }
+            &ReferrersQuery::default().cursor(next.as_str())
         )
         .is_err());
     drop(dir);
@@ -798,10 +745,7 @@ fn fallback_tag_referrers_are_listed_once_and_only_when_stored() {
     s.put_manifest(
         "app",
         idx.as_bytes(),
-        &ManifestOptions {
-            tags: vec![ocidb::names::referrers_tag_for(&subject)],
-            ..Default::default()
-        },
+        &ManifestOptions::default().tags(vec![ocidb::names::referrers_tag_for(&subject)]),
     )
     .expect("fallback index");
     let page = s
@@ -839,10 +783,7 @@ fn unlinking_a_tagged_manifest_takes_its_tags() {
         .put_manifest(
             "app",
             body.as_bytes(),
-            &ManifestOptions {
-                tags: vec!["v1".into()],
-                ..Default::default()
-            },
+            &ManifestOptions::default().tags(vec!["v1".to_string()]),
         )
         .expect("put");
     s.unlink_blob("app", &m.digest).expect("unlink");
@@ -866,10 +807,7 @@ fn require_children_skips_external_layers() {
     let doc = |layers: serde_json::Value| {
         json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg_desc(&s), "layers": layers}).to_string()
     };
-    let strict = ManifestOptions {
-        require_children: true,
-        ..Default::default()
-    };
+    let strict = ManifestOptions::default().require_children(true);
     s.put_manifest(
         "app",
         doc(json!([

@@ -92,10 +92,7 @@ fn the_suite_catches_a_backend_that_forgets() {
 }
 
 fn opts_with(backend: Arc<dyn BlobBackend>) -> StoreOptions {
-    StoreOptions {
-        backend: Some(backend),
-        ..StoreOptions::default()
-    }
+    StoreOptions::default().backend(backend)
 }
 
 /// Large blobs, deletion, GC and fsck all work on a backend that is not a

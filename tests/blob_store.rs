@@ -8,10 +8,7 @@ use ocidb::{Algorithm, Digest, Error, Hasher, Placement, PutOptions, Store, Stor
 
 fn small_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = StoreOptions {
-        inline_threshold: 1024,
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions::default().inline_threshold(1024);
     let store = Store::open_with(dir.path(), opts, true).expect("create");
     (dir, store)
 }
@@ -101,11 +98,7 @@ fn mismatches_store_nothing() {
         let err = store
             .put(
                 data.as_slice(),
-                &PutOptions {
-                    digest: Some(right),
-                    size: Some(len as u64 - 1),
-                    ..PutOptions::default()
-                },
+                &PutOptions::default().digest(right).size(len as u64 - 1),
             )
             .expect_err("size mismatch");
         assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
@@ -113,11 +106,7 @@ fn mismatches_store_nothing() {
         let err = store
             .put(
                 &data[..len / 2],
-                &PutOptions {
-                    digest: Some(right),
-                    size: Some(len as u64),
-                    ..PutOptions::default()
-                },
+                &PutOptions::default().digest(right).size(len as u64),
             )
             .expect_err("truncated");
         assert!(
@@ -199,8 +188,8 @@ fn delete_removes_record_and_file() {
     assert!(!big.digest.blob_path(dir.path()).exists());
     for d in [big.digest, small.digest] {
         assert!(!store.exists(&d).expect("exists"));
-        assert!(matches!(store.stat(&d), Err(Error::NotFound { .. })));
-        assert!(matches!(store.delete(&d), Err(Error::NotFound { .. })));
+        assert!(matches!(store.stat(&d), Err(Error::BlobNotFound { .. })));
+        assert!(matches!(store.delete(&d), Err(Error::BlobNotFound { .. })));
     }
 }
 
@@ -216,10 +205,7 @@ fn reopening_keeps_everything() {
                 store
                     .put(
                         data.as_slice(),
-                        &PutOptions {
-                            media_type: Some(format!("application/x-test-{i}")),
-                            ..PutOptions::default()
-                        },
+                        &PutOptions::default().media_type(format!("application/x-test-{i}")),
                     )
                     .expect("put"),
                 data,
@@ -246,13 +232,7 @@ fn no_sync_puts_become_durable_with_the_next_sync() {
     let d = {
         let store = Store::create(dir.path()).expect("create");
         let p = store
-            .put(
-                data.as_slice(),
-                &PutOptions {
-                    no_sync: true,
-                    ..PutOptions::default()
-                },
-            )
+            .put(data.as_slice(), &PutOptions::default().no_sync(true))
             .expect("put");
         store.sync().expect("sync");
         p.digest

@@ -128,7 +128,7 @@ fn check(
         let body = s.read(d).expect("body");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         let want = 1
-            + v["layers"].as_array().map_or(0, |l| l.len())
+            + v["layers"].as_array().map_or(0, std::vec::Vec::len)
             + usize::from(v.get("subject").is_some());
         assert_eq!(
             s.successors(d).expect("successors").len(),

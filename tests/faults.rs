@@ -114,12 +114,7 @@ fn disk_full_fails_cleanly_and_writes_resume_after_space_returns() {
         s.verify(d)
             .unwrap_or_else(|e| panic!("acknowledged {d}: {e}"));
     }
-    let report = s
-        .fsck(&FsckOptions {
-            repair: true,
-            ..FsckOptions::default()
-        })
-        .expect("fsck");
+    let report = s.fsck(&FsckOptions::default().repair(true)).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     s.put_bytes(b"writes work again", &PutOptions::default())
         .expect("put after recovery");
@@ -194,10 +189,7 @@ fn a_store_locked_by_another_process_gives_a_clear_error() {
 fn failed_fsync_poisons_until_reopen(target: SyncTarget) {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = FaultInjector::new();
-    let opts = StoreOptions {
-        faults: Some(Arc::clone(&faults)),
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions::default().faults(Arc::clone(&faults));
     let mut acked = Vec::new();
     let failed;
     {
@@ -289,10 +281,7 @@ fn a_failed_database_sync_poisons_the_store_until_reopened() {
 fn a_job_failing_half_way_leaves_no_trace_and_its_group_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = FaultInjector::new();
-    let opts = StoreOptions {
-        faults: Some(Arc::clone(&faults)),
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions::default().faults(Arc::clone(&faults));
     let s = Arc::new(Store::open_with(dir.path(), opts, true).expect("create"));
     let layer = |name: &[u8]| {
         let p = s.put_bytes(name, &PutOptions::default()).expect("layer");
@@ -320,10 +309,7 @@ fn a_job_failing_half_way_leaves_no_trace_and_its_group_commits() {
             s2.put_manifest(
                 &format!("repo/{i}"),
                 b.as_bytes(),
-                &ocidb::ManifestOptions {
-                    tags: vec!["v1".into()],
-                    ..ocidb::ManifestOptions::default()
-                },
+                &ocidb::ManifestOptions::default().tags(vec!["v1".to_string()]),
             )
         }));
         pause.wait_queued(i + 1);

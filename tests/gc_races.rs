@@ -77,11 +77,7 @@ fn a_reput_into_a_repository_that_holds_the_blob_rescues_it() {
     let s = Arc::new(s);
     let data = b"layer bytes held by app/one".to_vec();
     let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &data);
-    let opts = PutOptions {
-        digest: Some(d),
-        repository: Some("app/one".into()),
-        ..PutOptions::default()
-    };
+    let opts = PutOptions::default().digest(d).repository("app/one");
     s.put_bytes(&data, &opts).expect("first put");
     let mut policy = grace0(true);
     let (hs, hdata, hopts) = (Arc::clone(&s), data.clone(), opts.clone());
@@ -114,14 +110,7 @@ fn a_reput_under_a_lease_is_checked_and_rescued_in_one_writer_job() {
     wait_parked(&slot, 1);
     let (ps, pdata) = (Arc::clone(&s), data.clone());
     let put = std::thread::spawn(move || {
-        ps.put_bytes(
-            &pdata,
-            &PutOptions {
-                digest: Some(d),
-                lease: Some(lease.id),
-                ..PutOptions::default()
-            },
-        )
+        ps.put_bytes(&pdata, &PutOptions::default().digest(d).lease(lease.id))
     });
     wait_parked(&slot, 2);
     resume(&slot);
@@ -158,11 +147,9 @@ fn a_sweep_step_never_deletes_what_its_own_group_commit_tags() {
         ms.put_manifest(
             "app/two",
             body.to_string().as_bytes(),
-            &ManifestOptions {
-                tags: vec!["latest".into()],
-                require_children: false,
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default()
+                .tags(vec!["latest".to_string()])
+                .require_children(false),
         )
     });
     wait_parked(&slot, 2);
@@ -191,11 +178,9 @@ fn a_reupload_restarts_the_grace_period() {
     let second = s.stat(&d).expect("stat").created_ms;
     assert!(second > first, "{second} <= {first}");
     // A GC whose grace covers the re-put but not the first put keeps it.
-    let policy = GcPolicy {
-        grace: std::time::Duration::from_millis(20 + (second - first) / 2),
-        delete_untagged: true,
-        ..GcPolicy::default()
-    };
+    let policy = GcPolicy::default()
+        .grace(std::time::Duration::from_millis(20 + (second - first) / 2))
+        .delete_untagged(true);
     let r = s.gc(&policy).expect("gc");
     assert!(s.exists(&d).expect("exists"), "{r:?}");
 }
@@ -232,10 +217,7 @@ fn a_manifest_whose_child_a_running_gc_swept_gets_a_retry_error() {
             .put_manifest(
                 "app/three",
                 hbody.to_string().as_bytes(),
-                &ManifestOptions {
-                    require_children: true,
-                    ..ManifestOptions::default()
-                },
+                &ManifestOptions::default().require_children(true),
             )
             .expect_err("the layer was swept");
         *hout.lock().expect("outcome") = Some(e);
@@ -252,10 +234,7 @@ fn a_manifest_whose_child_a_running_gc_swept_gets_a_retry_error() {
         .put_manifest(
             "app/three",
             body.to_string().as_bytes(),
-            &ManifestOptions {
-                require_children: true,
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default().require_children(true),
         )
         .expect_err("missing child");
     assert_eq!(e.kind(), ErrorKind::ChildUnknown, "{e}");

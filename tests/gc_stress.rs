@@ -194,13 +194,11 @@ impl Writer {
         let d = Hasher::digest_of(Algorithm::Sha256, &data);
         let marked_before = self.marked.load(Ordering::SeqCst);
         let lease = if leased { self.lease() } else { None };
-        let opts = PutOptions {
-            digest: self.rng.chance(2).then_some(d),
-            repository: self.rng.chance(2).then(|| self.repo.clone()),
-            lease,
-            no_sync: self.rng.chance(4),
-            ..PutOptions::default()
-        };
+        let opts = PutOptions::default()
+            .digest(self.rng.chance(2).then_some(d))
+            .repository(self.rng.chance(2).then(|| self.repo.clone()))
+            .lease(lease)
+            .no_sync(self.rng.chance(4));
         let got = match self.rng.below(3) {
             0 => self.s.put(data.as_slice(), &opts),
             1 => self.s.put_bytes(&data, &opts),
@@ -243,15 +241,13 @@ impl Writer {
             m.loose[self.rng.below(m.loose.len())].clone()
         };
         let lease = if leased { self.lease() } else { None };
-        let opts = PutOptions {
-            digest: Some(item.digest),
-            size: self.rng.chance(2).then_some(item.data.len() as u64),
-            // Mostly into our repository, which already holds it: the
-            // path that once skipped the rescue.
-            repository: (!self.rng.chance(4)).then(|| self.repo.clone()),
-            lease,
-            ..PutOptions::default()
-        };
+        // Mostly into our repository, which already holds it: the path
+        // that once skipped the rescue.
+        let opts = PutOptions::default()
+            .digest(item.digest)
+            .size(self.rng.chance(2).then_some(item.data.len() as u64))
+            .repository((!self.rng.chance(4)).then(|| self.repo.clone()))
+            .lease(lease);
         let marked_before = self.marked.load(Ordering::SeqCst);
         let r = self.s.put_bytes(&item.data, &opts).expect("re-put");
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
@@ -316,12 +312,10 @@ impl Writer {
             }
             let lease = if leased { self.lease() } else { None };
             let require_children = !self.rng.chance(5);
-            let opts = ManifestOptions {
-                tags: tag.iter().cloned().collect(),
-                require_children,
-                lease,
-                ..ManifestOptions::default()
-            };
+            let opts = ManifestOptions::default()
+                .tags(tag.iter().cloned())
+                .require_children(require_children)
+                .lease(lease);
             let r = self
                 .s
                 .put_manifest(&self.repo, body.to_string().as_bytes(), &opts);
@@ -402,11 +396,9 @@ impl Writer {
         let r = self.s.put_manifest(
             &self.repo,
             body.to_string().as_bytes(),
-            &ManifestOptions {
-                tags: vec![tag.clone()],
-                require_children: true,
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default()
+                .tags(vec![tag.clone()])
+                .require_children(true),
         );
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
         let reached = {
@@ -639,11 +631,9 @@ fn check(
     drop(guards);
     // With no writer running, one more GC leaves exactly what is reached.
     let r = s
-        .gc(&GcPolicy {
-            grace: Duration::ZERO,
-            delete_untagged: true,
-            ..GcPolicy::default()
-        })
+        .gc(&GcPolicy::default()
+            .grace(Duration::ZERO)
+            .delete_untagged(true))
         .expect("quiet gc");
     counts.gc_runs.fetch_add(1, Ordering::Relaxed);
     counts
@@ -688,7 +678,7 @@ fn check(
     assert!(fsck.problems.is_empty(), "{:?}", fsck.problems);
     // Forget what the quiet GC rightly took.
     stored.retain(|d| want.contains(d));
-    for g in guards.iter_mut() {
+    for g in &mut guards {
         g.manifests.retain(|d, _| want.contains(d));
         g.loose.retain(|l| want.contains(&l.digest));
     }
@@ -709,10 +699,7 @@ fn online_gc_never_loses_an_acknowledged_write() {
     let s = Arc::new(
         Store::open_with(
             dir.path(),
-            StoreOptions {
-                inline_threshold: INLINE,
-                ..StoreOptions::default()
-            },
+            StoreOptions::default().inline_threshold(INLINE),
             true,
         )
         .expect("create"),
@@ -770,23 +757,21 @@ fn online_gc_never_loses_an_acknowledged_write() {
             let mut rng = Rng(seed.rotate_left(17) | 1);
             while !stop.load(Ordering::Relaxed) {
                 let _g = phase.read().expect("phase");
-                let policy = GcPolicy {
-                    grace: Duration::ZERO,
-                    delete_untagged: true,
-                    pace: if rng.chance(2) {
+                let policy = GcPolicy::default()
+                    .grace(Duration::ZERO)
+                    .delete_untagged(true)
+                    .pace(if rng.chance(2) {
                         SweepPace::Yield
                     } else {
                         SweepPace::Steady
-                    },
-                    sweep_batch: [1, 4, 64][rng.below(3)],
-                    after_mark: Some({
+                    })
+                    .sweep_batch([1, 4, 64][rng.below(3)])
+                    .after_mark({
                         let marked = Arc::clone(&marked);
                         Arc::new(move || {
                             marked.fetch_add(1, Ordering::SeqCst);
                         })
-                    }),
-                    ..GcPolicy::default()
-                };
+                    });
                 let r = s.gc(&policy).expect("gc");
                 counts.gc_runs.fetch_add(1, Ordering::Relaxed);
                 counts

@@ -9,16 +9,9 @@ use ocidb::{
 };
 use serde_json::{json, Value};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Store::create(dir.path()).expect("create");
-    (dir, s)
-}
+mod common;
 
-fn blob(s: &Store, data: &[u8], mt: &str) -> Value {
-    let p = s.put_bytes(data, &PutOptions::default()).expect("blob");
-    json!({"mediaType": mt, "digest": p.digest, "size": p.size})
-}
+use common::{blob, store};
 
 fn image(s: &Store, repo: &str, name: &str, tags: &[&str]) -> (Digest, Value) {
     let cfg = blob(
@@ -45,10 +38,7 @@ fn put(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> (Digest, Value) {
         .put_manifest(
             repo,
             bytes.as_bytes(),
-            &ManifestOptions {
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default().tags(tags.iter().map(std::string::ToString::to_string)),
         )
         .expect("manifest put");
     let mt = body["mediaType"].as_str().unwrap_or_default();
@@ -220,7 +210,7 @@ fn referrers_are_isolated_per_repository() {
     // Manifest reads are isolated too.
     assert!(matches!(
         s.get_manifest("team-b/app", &Reference::Digest(sig_a)),
-        Err(Error::NotFound { .. })
+        Err(Error::ManifestNotFound { .. })
     ));
     // Tags are isolated.
     assert_eq!(s.tags("team-a/app", None, None).expect("tags"), vec!["v1"]);
@@ -268,10 +258,7 @@ fn referrers_response_filter_order_and_pagination() {
         .referrers(
             "r/app",
             &subject,
-            &ReferrersQuery {
-                artifact_type: Some("application/spdx+json"),
-                ..Default::default()
-            },
+            &ReferrersQuery::default().artifact_type("application/spdx+json"),
         )
         .expect("filtered");
     assert_eq!(f.filters_applied, vec!["artifactType"]);
@@ -283,10 +270,7 @@ fn referrers_response_filter_order_and_pagination() {
         .referrers(
             "r/app",
             &subject,
-            &ReferrersQuery {
-                artifact_type: Some("application/none"),
-                ..Default::default()
-            },
+            &ReferrersQuery::default().artifact_type("application/none"),
         )
         .expect("no match");
     assert!(none.index.manifests.is_empty());
@@ -300,11 +284,7 @@ fn referrers_response_filter_order_and_pagination() {
             .referrers(
                 "r/app",
                 &subject,
-                &ReferrersQuery {
-                    cursor: cursor.as_deref(),
-                    limit: Some(3),
-                    ..Default::default()
-                },
+                &ReferrersQuery::default().cursor(cursor.as_deref()).limit(3),
             )
             .expect("page");
         assert!(p.index.manifests.len() <= 3);
@@ -319,10 +299,7 @@ fn referrers_response_filter_order_and_pagination() {
         .referrers(
             "r/app",
             &subject,
-            &ReferrersQuery {
-                cursor: Some("garbage"),
-                ..Default::default()
-            }
+            &ReferrersQuery::default().cursor("garbage")
         )
         .is_err());
 }
@@ -345,10 +322,7 @@ fn dangling_referrers_and_sparse_children_are_legal_unless_required() {
         .put_manifest(
             "r/x",
             body.as_bytes(),
-            &ManifestOptions {
-                require_children: true,
-                ..Default::default()
-            },
+            &ManifestOptions::default().require_children(true),
         )
         .expect_err("strict");
     assert!(matches!(err, Error::MissingChild { .. }), "{err}");
@@ -406,7 +380,7 @@ fn tags_sort_paginate_move_and_explain_errors() {
             &Hasher::digest_of(Algorithm::Sha256, b"not here"),
         )
         .expect_err("unknown");
-    assert!(matches!(err, Error::NotFound { .. }));
+    assert!(matches!(err, Error::ManifestNotFound { .. }));
     let err = s.tags("r/nope", None, None).expect_err("no repo");
     assert!(
         err.to_string().contains("r/nope") && !err.to_string().contains("r/t"),
@@ -551,10 +525,7 @@ fn media_types_are_checked_and_unknown_types_stored_opaque() {
         .put_manifest(
             "r/m",
             index.as_bytes(),
-            &ManifestOptions {
-                media_type: Some(OCI_MANIFEST.into()),
-                ..Default::default()
-            },
+            &ManifestOptions::default().media_type(OCI_MANIFEST),
         )
         .expect_err("conflict");
     assert!(matches!(err, Error::MediaTypeConflict { .. }));
@@ -584,10 +555,7 @@ fn media_types_are_checked_and_unknown_types_stored_opaque() {
     let not_json = s.put_manifest(
         "r/m",
         b"not json",
-        &ManifestOptions {
-            media_type: Some(OCI_MANIFEST.into()),
-            ..Default::default()
-        },
+        &ManifestOptions::default().media_type(OCI_MANIFEST),
     );
     assert!(matches!(not_json, Err(Error::InvalidManifest { .. })));
 }
@@ -647,10 +615,7 @@ fn batch_ingest_is_all_or_nothing() {
             "r/batch",
             &[(
                 good.as_bytes(),
-                ManifestOptions {
-                    tags: vec!["a".into()],
-                    ..Default::default()
-                },
+                ManifestOptions::default().tags(vec!["a".to_string()]),
             )],
         )
         .expect("ok");

@@ -48,7 +48,7 @@ fn four_gib_blob_round_trip_in_bounded_memory() {
     let want = hasher.finish().to_string();
     assert_eq!(digest, want);
     let put_rss = children_max_rss_kib();
-    eprintln!("put: peak RSS {} KiB", put_rss);
+    eprintln!("put: peak RSS {put_rss} KiB");
     assert!(put_rss < LIMIT_KIB, "put peak RSS {put_rss} KiB >= 64 MiB");
 
     let mut get = Command::new(env!("CARGO_BIN_EXE_ocidb"))
@@ -74,6 +74,6 @@ fn four_gib_blob_round_trip_in_bounded_memory() {
     assert_eq!(got, SIZE);
     assert_eq!(h.finish().to_string(), want);
     let both = children_max_rss_kib();
-    eprintln!("get: peak RSS (max of put and get) {} KiB", both);
+    eprintln!("get: peak RSS (max of put and get) {both} KiB");
     assert!(both < LIMIT_KIB, "get peak RSS {both} KiB >= 64 MiB");
 }

@@ -93,11 +93,8 @@ fn every_layout_imports_and_fsck_is_clean() {
     let report = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     // Nothing is left under a lease: a GC with no grace keeps every tagged image.
-    s.gc(&ocidb::GcPolicy {
-        grace: std::time::Duration::ZERO,
-        ..Default::default()
-    })
-    .expect("gc");
+    s.gc(&ocidb::GcPolicy::default().grace(std::time::Duration::ZERO))
+        .expect("gc");
     for repo in s.repositories().expect("repos") {
         for tag in s.tags(&repo, None, None).expect("tags") {
             let walk = s.walk(&repo, &Reference::Tag(tag.clone())).expect("walk");
@@ -155,10 +152,8 @@ fn signed_layouts_yield_their_signature_referrers() {
                 .referrers(
                     &repo,
                     &subject,
-                    &ReferrersQuery {
-                        artifact_type: Some("application/vnd.cncf.notary.signature"),
-                        ..Default::default()
-                    },
+                    &ReferrersQuery::default()
+                        .artifact_type("application/vnd.cncf.notary.signature"),
                 )
                 .expect("filtered");
             assert_eq!(f.index.manifests.len(), got.len());
@@ -192,13 +187,7 @@ fn sparse_layout_reports(p: &Path, want: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path()).expect("store");
     let err = s
-        .import_layout(
-            p,
-            &ImportOptions {
-                strict: true,
-                ..Default::default()
-            },
-        )
+        .import_layout(p, &ImportOptions::default().strict(true))
         .expect_err("strict");
     assert!(err.to_string().contains(want), "{err}");
     assert!(
@@ -227,11 +216,9 @@ fn round_trip_keeps_digests_and_tags_dir_and_tar() {
             .export_layout(
                 &refs,
                 &out,
-                &ExportOptions {
-                    with_referrers: with_refs,
-                    hardlink: with_refs,
-                    ..Default::default()
-                },
+                &ExportOptions::default()
+                    .with_referrers(with_refs)
+                    .hardlink(with_refs),
             )
             .expect("export");
         assert!(rep.missing.is_empty());
@@ -248,13 +235,7 @@ fn round_trip_keeps_digests_and_tags_dir_and_tar() {
         let dst = tempfile::tempdir().expect("tempdir");
         let s2 = Store::create(dst.path()).expect("store");
         let r = s2
-            .import_layout(
-                &out,
-                &ImportOptions {
-                    repository: Some("copy/app".into()),
-                    ..Default::default()
-                },
-            )
+            .import_layout(&out, &ImportOptions::default().repository("copy/app"))
             .expect("re-import");
         assert!(r.missing.is_empty());
         assert_eq!(
@@ -396,13 +377,7 @@ fn malicious_tars_are_refused_and_write_nothing_outside() {
         let path = dir.path().join(format!("{}.tar", what.replace(' ', "-")));
         std::fs::write(&path, bytes).expect("write tar");
         let err = s
-            .import_layout(
-                &path,
-                &ImportOptions {
-                    repository: Some("evil/x".into()),
-                    ..Default::default()
-                },
-            )
+            .import_layout(&path, &ImportOptions::default().repository("evil/x"))
             .expect_err(what);
         assert!(err.to_string().contains(needle), "{what}: {err}");
         assert!(
@@ -434,13 +409,7 @@ fn malicious_tars_are_refused_and_write_nothing_outside() {
     let path = dir.path().join("mismatch.tar");
     std::fs::write(&path, bad).expect("write");
     let err = s
-        .import_layout(
-            &path,
-            &ImportOptions {
-                repository: Some("evil/y".into()),
-                ..Default::default()
-            },
-        )
+        .import_layout(&path, &ImportOptions::default().repository("evil/y"))
         .expect_err("mismatch");
     assert!(
         matches!(
@@ -487,10 +456,7 @@ fn skopeo_reads_our_exports() {
     s.export_layout(
         &[("demo/app".into(), Reference::Tag("v1".into()))],
         &out,
-        &ExportOptions {
-            with_referrers: true,
-            ..Default::default()
-        },
+        &ExportOptions::default().with_referrers(true),
     )
     .expect("export");
     let inspect = run(Command::new(sk)
@@ -532,11 +498,10 @@ fn skopeo_reads_our_exports() {
             s.export_layout(
                 &[(r.repository.clone(), Reference::Tag(tag.clone()))],
                 &out,
-                &ExportOptions {
-                    with_referrers: true,
-                    oci_index_types: true,
-                    hardlink: false,
-                },
+                &ExportOptions::default()
+                    .with_referrers(true)
+                    .oci_index_types(true)
+                    .hardlink(false),
             )
             .expect("export");
             let src = format!("oci:{}:{tag}", out.display());
@@ -598,13 +563,7 @@ fn a_rejected_import_takes_back_what_it_added() {
     let path = dir.path().join("bad-index.tar");
     std::fs::write(&path, bytes).expect("write");
     let err = s
-        .import_layout(
-            &path,
-            &ImportOptions {
-                repository: Some("rejected/one".into()),
-                ..Default::default()
-            },
-        )
+        .import_layout(&path, &ImportOptions::default().repository("rejected/one"))
         .expect_err("garbage index.json");
     assert!(err.to_string().contains("index.json"), "{err}");
     assert_eq!(
@@ -694,14 +653,8 @@ fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
     let signed = &paths[0];
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path().join("store")).expect("store");
-    s.import_layout(
-        signed,
-        &ImportOptions {
-            repository: Some("tenant/a".into()),
-            ..Default::default()
-        },
-    )
-    .expect("tenant a");
+    s.import_layout(signed, &ImportOptions::default().repository("tenant/a"))
+        .expect("tenant a");
     // The same index.json, with no blobs at all, into another repository.
     let all: Vec<Digest> = std::fs::read_dir(signed.join("blobs/sha256"))
         .expect("blobs")
@@ -713,22 +666,12 @@ fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
     let strict = s
         .import_layout(
             &bare,
-            &ImportOptions {
-                repository: Some("tenant/b".into()),
-                strict: true,
-                ..Default::default()
-            },
+            &ImportOptions::default().repository("tenant/b").strict(true),
         )
         .expect_err("strict: nothing is carried");
     assert!(strict.to_string().contains("missing"), "{strict}");
     let r = s
-        .import_layout(
-            &bare,
-            &ImportOptions {
-                repository: Some("tenant/b".into()),
-                ..Default::default()
-            },
-        )
+        .import_layout(&bare, &ImportOptions::default().repository("tenant/b"))
         .expect("lenient import");
     assert_eq!(r.manifests, 0, "{r:?}");
     assert!(!r.missing.is_empty());
@@ -743,11 +686,7 @@ fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
     let r = s
         .import_layout(
             &bare,
-            &ImportOptions {
-                repository: Some("tenant/a".into()),
-                strict: true,
-                ..Default::default()
-            },
+            &ImportOptions::default().repository("tenant/a").strict(true),
         )
         .expect("tenant a already holds it all");
     assert!(r.missing.is_empty());
@@ -838,13 +777,7 @@ fn pax_size_headers_are_honoured() {
     std::fs::write(&tar_path, out).expect("write");
     let s = Store::create(dir.path().join("store")).expect("store");
     let r = s
-        .import_layout(
-            &tar_path,
-            &ImportOptions {
-                strict: true,
-                ..Default::default()
-            },
-        )
+        .import_layout(&tar_path, &ImportOptions::default().strict(true))
         .expect("pax sizes");
     assert!(r.missing.is_empty());
     assert_eq!(r.tags, 1);

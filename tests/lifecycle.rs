@@ -11,18 +11,9 @@ use ocidb::{
 };
 use serde_json::{json, Value};
 
-fn blob(s: &Store, data: &[u8], mt: &str, lease: Option<u64>) -> Value {
-    let p = s
-        .put_bytes(
-            data,
-            &PutOptions {
-                lease,
-                ..PutOptions::default()
-            },
-        )
-        .expect("blob");
-    json!({"mediaType": mt, "digest": p.digest, "size": p.size})
-}
+mod common;
+
+use common::leased_blob as blob;
 
 fn manifest(
     s: &Store,
@@ -36,11 +27,9 @@ fn manifest(
         .put_manifest(
             repo,
             bytes.as_bytes(),
-            &ManifestOptions {
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-                lease,
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default()
+                .tags(tags.iter().map(std::string::ToString::to_string))
+                .lease(lease),
         )
         .expect("manifest");
     (
@@ -54,11 +43,9 @@ fn digest_of(v: &Value) -> Digest {
 }
 
 fn grace0(delete_untagged: bool) -> GcPolicy {
-    GcPolicy {
-        grace: Duration::ZERO,
-        delete_untagged,
-        ..GcPolicy::default()
-    }
+    GcPolicy::default()
+        .grace(Duration::ZERO)
+        .delete_untagged(delete_untagged)
 }
 
 struct Scenario {
@@ -191,12 +178,7 @@ fn gc_scenario_from_the_issue() {
     assert_eq!(r.digests, vec![sc.o], "only the orphan goes");
     assert!(!present(&s, &sc.o));
 
-    let dry = s
-        .gc(&GcPolicy {
-            dry_run: true,
-            ..grace0(true)
-        })
-        .expect("dry run");
+    let dry = s.gc(&grace0(true).dry_run(true)).expect("dry run");
     assert!(dry.dry_run);
     let r = s.gc(&grace0(true)).expect("gc");
     let mut want = vec![sc.u, sc.u_config, sc.l2, sc.d, sc.d_payload];
@@ -237,16 +219,13 @@ fn writes_during_gc_rescue_candidates() {
     let sc = scenario(&s);
     let s2 = Arc::clone(&s);
     let (u, o) = (sc.u, sc.o);
-    let policy = GcPolicy {
-        after_mark: Some(Arc::new(move || {
-            // U (and its config and layer) were marked dead; tag it now.
-            s2.tag("gc/app", "late", &u).expect("tag during gc");
-            // O was dead too; a re-put of the same bytes commits it again.
-            s2.put_bytes(b"orphan", &PutOptions::default())
-                .expect("re-put");
-        })),
-        ..grace0(true)
-    };
+    let policy = grace0(true).after_mark(Arc::new(move || {
+        // U (and its config and layer) were marked dead; tag it now.
+        s2.tag("gc/app", "late", &u).expect("tag during gc");
+        // O was dead too; a re-put of the same bytes commits it again.
+        s2.put_bytes(b"orphan", &PutOptions::default())
+            .expect("re-put");
+    }));
     let r = s.gc(&policy).expect("gc");
     assert!(r.rescued >= 4, "rescued {}", r.rescued);
     for d in [sc.u, sc.u_config, sc.l2, o] {
@@ -265,12 +244,7 @@ fn dry_run_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path()).expect("store");
     let sc = scenario(&s);
-    let r = s
-        .gc(&GcPolicy {
-            dry_run: true,
-            ..grace0(true)
-        })
-        .expect("dry");
+    let r = s.gc(&grace0(true).dry_run(true)).expect("dry");
     assert!(r.digests.contains(&sc.u) && r.reclaimed_bytes > 0);
     for d in [sc.o, sc.u, sc.l2, sc.d] {
         assert!(present(&s, &d));
@@ -291,10 +265,7 @@ fn referrers_of_a_missing_but_live_digest_are_kept() {
     s.put_manifest(
         repo,
         bytes.as_bytes(),
-        &ManifestOptions {
-            tags: vec!["v1".into()],
-            ..ManifestOptions::default()
-        },
+        &ManifestOptions::default().tags(vec!["v1".to_string()]),
     )
     .expect("sparse index");
     let sig = blob(
@@ -375,23 +346,11 @@ fn leases_protect_in_flight_work_until_released_or_expired() {
     let short = s.create_lease(Duration::from_millis(1)).expect("lease");
     std::thread::sleep(Duration::from_millis(20));
     let err = s
-        .put_bytes(
-            b"late",
-            &PutOptions {
-                lease: Some(short.id),
-                ..PutOptions::default()
-            },
-        )
+        .put_bytes(b"late", &PutOptions::default().lease(short.id))
         .expect_err("expired");
     assert!(err.to_string().contains("not expired"), "{err}");
     assert!(s
-        .put_bytes(
-            b"x",
-            &PutOptions {
-                lease: Some(999_999),
-                ..PutOptions::default()
-            }
-        )
+        .put_bytes(b"x", &PutOptions::default().lease(999_999))
         .is_err());
 }
 
@@ -409,7 +368,7 @@ fn delete_manifest_and_unlink_blob() {
         .manifests
         .is_empty());
     let err = s.delete_manifest("gc/app", &sc.r).expect_err("gone");
-    assert!(matches!(err, Error::NotFound { .. }));
+    assert!(matches!(err, Error::ManifestNotFound { .. }));
     // A manifest held by two repositories survives deletion from one.
     let body = s.read(&sc.m).expect("read");
     s.put_manifest("gc/copy", &body, &ManifestOptions::default())
@@ -475,10 +434,7 @@ fn fsck_catches_corruption_missing_files_and_strays() {
     assert!(!kinds.iter().any(|(_, d)| *d == Some(fine)));
 
     let repaired = s
-        .fsck(&FsckOptions {
-            repair: true,
-            ..FsckOptions::default()
-        })
+        .fsck(&FsckOptions::default().repair(true))
         .expect("repair");
     assert!(!stray.blob_path(dir.path()).exists(), "orphan removed");
     assert_eq!(
@@ -561,10 +517,7 @@ fn stress_gc_while_writers_push_and_retag() {
     let mut deleted = 0;
     // Steady pace: deletions ride on the writers' own commits throughout,
     // the most interleaving there is.
-    let steady = GcPolicy {
-        pace: SweepPace::Steady,
-        ..grace0(true)
-    };
+    let steady = grace0(true).pace(SweepPace::Steady);
     while start.elapsed() < Duration::from_secs(secs) {
         let r = s.gc(&steady).expect("gc");
         deleted += r.deleted_blobs + r.deleted_manifests;

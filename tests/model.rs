@@ -136,7 +136,7 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
         let want: Vec<String> = m
             .tags
             .get(repo)
-            .map(|t| t.keys().map(|k| k.to_string()).collect())
+            .map(|t| t.keys().map(std::string::ToString::to_string).collect())
             .unwrap_or_default();
         let got = s.tags(repo, None, None).unwrap_or_default();
         prop_assert_eq!(got, want, "tags of {}", repo);
@@ -202,10 +202,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = Store::create(dir.path()).expect("store");
     let mut m = Model::default();
-    let zero = |del| GcPolicy {
-        grace: std::time::Duration::ZERO,
-        delete_untagged: del,
-        ..GcPolicy::default()
+    let zero = |del| {
+        GcPolicy::default()
+            .grace(std::time::Duration::ZERO)
+            .delete_untagged(del)
     };
     for op in ops {
         match op {
@@ -236,10 +236,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .put_manifest(
                         repo,
                         body.to_string().as_bytes(),
-                        &ManifestOptions {
-                            tags,
-                            ..Default::default()
-                        },
+                        &ManifestOptions::default().tags(tags),
                     )
                     .expect("manifest");
                 let mut children = vec![cd];

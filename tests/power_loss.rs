@@ -62,10 +62,7 @@ fn until_the_power_goes(s: &Store, faults: &FaultInjector, seed: u64) -> Acked {
                 s.put_manifest(
                     REPO,
                     &image(&layer, i),
-                    &ManifestOptions {
-                        tags: vec![tag.clone()],
-                        ..ManifestOptions::default()
-                    },
+                    &ManifestOptions::default().tags(vec![tag.clone()]),
                 )
                 .map(|p| a.images.push((tag, p.digest)))
             }
@@ -93,10 +90,7 @@ fn cycle(seed: u64) {
     let faults = FaultInjector::new();
     let s = Store::open_with(
         dir.path(),
-        StoreOptions {
-            faults: Some(Arc::clone(&faults)),
-            ..StoreOptions::default()
-        },
+        StoreOptions::default().faults(Arc::clone(&faults)),
         true,
     )
     .expect("create");

@@ -10,10 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let tar = dir.path().join("in.tar");
     std::fs::write(&tar, data).expect("tar");
     let store = Store::create(dir.path().join("store")).expect("store");
-    let opts = ImportOptions {
-        repository: Some("fuzz/tar".into()),
-        ..ImportOptions::default()
-    };
+    let opts = ImportOptions::default().repository("fuzz/tar");
     if let Err(e) = store.import_layout(&tar, &opts) {
         assert!(!e.to_string().is_empty());
         let st = store.stats().expect("stats");

@@ -59,8 +59,9 @@ pub fn time_ops(n: usize, threads: usize, op: impl Fn(usize) -> Result<()> + Syn
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(crate::Error::Poisoned("bench thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Internal("a bench thread panicked".into()))
+                })
             })
             .collect()
     });

@@ -311,8 +311,7 @@ fn count_label(e: i32) -> String {
 /// 10^e microseconds: 0.1 µs, 1 µs, … 1 ms, … 1 s.
 fn time_label(e: i32) -> String {
     match e {
-        ..=-1 => format!("{} µs", 10f64.powi(e)),
-        0..=2 => format!("{} µs", 10f64.powi(e)),
+        ..=2 => format!("{} µs", 10f64.powi(e)),
         3..=5 => format!("{} ms", 10f64.powi(e - 3)),
         _ => format!("{} s", 10f64.powi(e - 6)),
     }

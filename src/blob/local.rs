@@ -243,7 +243,10 @@ impl BlobBackend for LocalFiles {
     }
 
     fn sync(&self, names: &[Digest]) -> Result<()> {
-        let mut algs: Vec<Algorithm> = names.iter().map(|d| d.algorithm()).collect();
+        let mut algs: Vec<Algorithm> = names
+            .iter()
+            .map(super::super::oci::digest::Digest::algorithm)
+            .collect();
         algs.sort_by_key(|a| a.name());
         algs.dedup();
         for alg in algs {

@@ -36,7 +36,7 @@ impl MemoryBlobs {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
         self.state
             .lock()
-            .map_err(|_| Error::Poisoned("memory blob backend lock".into()))
+            .map_err(|_| Error::lock("memory blob backend lock"))
     }
 }
 

@@ -94,24 +94,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  ocidb referrers library/app sha256:4f1c… --artifact-type application/spdx+json"
     )]
-    Referrers {
-        /// Repository name.
-        repo: String,
-        /// Subject digest.
-        digest: String,
-        /// Only referrers with exactly this artifactType.
-        #[arg(long)]
-        artifact_type: Option<String>,
-        /// Page size.
-        #[arg(short = 'n', long)]
-        n: Option<usize>,
-        /// Continue after this cursor (printed on stderr by a previous page).
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Print JSON (the referrers index; what this command prints anyway).
-        #[arg(long)]
-        json: bool,
-    },
+    Referrers(ReferrersArgs),
 
     /// Show an image as a tree: children and, transitively, referrers.
     #[command(
@@ -136,34 +119,11 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ocidb gc --dry-run --verbose\n  ocidb gc --grace 0s --delete-untagged --json"
     )]
-    Gc {
-        /// Report what would be deleted; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Also collect manifests that no tag reaches.
-        #[arg(long)]
-        delete_untagged: bool,
-        /// Keep anything younger than this (0s, 30m, 1h…).
-        #[arg(long, default_value = "1h")]
-        grace: String,
-        /// List the digests.
-        #[arg(long, short = 'v')]
-        verbose: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Gc(GcArgs),
 
     /// Verify every blob's bytes and every index entry. Exits 1 if problems remain.
     #[command(after_help = "Examples:\n  ocidb fsck\n  ocidb fsck --repair --json")]
-    Fsck {
-        /// Remove orphan files; corrupt records are reported, never dropped.
-        #[arg(long)]
-        repair: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Fsck(FsckArgs),
 
     /// Reclaim free space in the database file.
     #[command(after_help = "Example:\n  ocidb compact")]
@@ -173,44 +133,13 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ocidb import ./my-layout\n  ocidb import image.tar --repo library/app --json\n  skopeo copy docker://alpine oci:alpine:latest && ocidb import alpine"
     )]
-    Import {
-        /// Layout directory or oci-archive tar.
-        path: std::path::PathBuf,
-        /// Repository (default: the layout's directory name).
-        #[arg(long)]
-        repo: Option<String>,
-        /// Refuse a sparse layout (blobs missing).
-        #[arg(long)]
-        strict: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Import(ImportArgs),
 
     /// Export images as an OCI image layout directory, or a .tar of one.
     #[command(
         after_help = "Examples:\n  ocidb export library/app:v1 ./out\n  ocidb export library/app:v1 library/app:v2 app.tar --with-referrers"
     )]
-    Export {
-        /// REPO:TAG or REPO@DIGEST (one or more), then the output path.
-        #[arg(required = true, num_args = 2.., value_name = "REF… OUT")]
-        args: Vec<String>,
-        /// Also export referrers (signatures, SBOMs), transitively.
-        #[arg(long)]
-        with_referrers: bool,
-        /// Label Docker manifests in index.json with the OCI media types
-        /// (bytes unchanged), for tools such as skopeo 1.9 that skip them.
-        #[arg(long)]
-        oci_index_types: bool,
-        /// Hard-link blob files instead of copying them (same filesystem
-        /// only). Risk: the links share the store's bytes, so anything that
-        /// rewrites an exported blob in place corrupts the store's copy too.
-        #[arg(long)]
-        hardlink: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Export(ExportArgs),
 
     /// Leases: time-limited GC roots that imports and uploads take. A killed
     /// import leaves its lease until it expires; list and release them here.
@@ -448,4 +377,95 @@ pub enum LeaseCommand {
         /// The lease id (from `ocidb lease ls`).
         id: u64,
     },
+}
+
+/// Arguments of `ocidb referrers`.
+#[derive(clap::Args, Debug)]
+pub struct ReferrersArgs {
+    /// Repository name.
+    pub repo: String,
+    /// Subject digest.
+    pub digest: String,
+    /// Only referrers with exactly this artifactType.
+    #[arg(long)]
+    pub artifact_type: Option<String>,
+    /// Page size.
+    #[arg(short = 'n', long)]
+    pub n: Option<usize>,
+    /// Continue after this cursor (printed on stderr by a previous page).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print JSON (the referrers index; what this command prints anyway).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ocidb gc`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    /// Report what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also collect manifests that no tag reaches.
+    #[arg(long)]
+    pub delete_untagged: bool,
+    /// Keep anything younger than this (0s, 30m, 1h…).
+    #[arg(long, default_value = "1h")]
+    pub grace: String,
+    /// List the digests.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ocidb fsck`.
+#[derive(clap::Args, Debug)]
+pub struct FsckArgs {
+    /// Remove orphan files; corrupt records are reported, never dropped.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ocidb import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// Layout directory or oci-archive tar.
+    pub path: std::path::PathBuf,
+    /// Repository (default: the layout's directory name).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Refuse a sparse layout (blobs missing).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ocidb export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// REPO:TAG or REPO@DIGEST (one or more), then the output path.
+    #[arg(required = true, num_args = 2.., value_name = "REF… OUT")]
+    pub args: Vec<String>,
+    /// Also export referrers (signatures, SBOMs), transitively.
+    #[arg(long)]
+    pub with_referrers: bool,
+    /// Label Docker manifests in index.json with the OCI media types
+    /// (bytes unchanged), for tools such as skopeo 1.9 that skip them.
+    #[arg(long)]
+    pub oci_index_types: bool,
+    /// Hard-link blob files instead of copying them (same filesystem
+    /// only). Risk: the links share the store's bytes, so anything that
+    /// rewrites an exported blob in place corrupts the store's copy too.
+    #[arg(long)]
+    pub hardlink: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

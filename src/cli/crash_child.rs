@@ -12,23 +12,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use ocidb::bench::gen::Rng;
 use ocidb::manifest::OCI_MANIFEST;
 use ocidb::{Error, GcPolicy, ManifestOptions, PutOptions, Result, Store};
 use serde_json::json;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
     let store = Store::create(store_dir)?;
@@ -41,28 +28,21 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
         log.write_all(format!("{line}\n").as_bytes())
             .map_err(|e| Error::io("writing the crash log", e))
     };
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let lease = store.create_lease(Duration::from_secs(365 * 24 * 3600))?;
     let repo = format!("crash/r{}", seed % 3);
     // Blobs are leased so that the child's own gc never takes them.
     let leased = |data: &[u8], no_sync: bool| {
         store.put_bytes(
             data,
-            &PutOptions {
-                lease: Some(lease.id),
-                no_sync,
-                ..PutOptions::default()
-            },
+            &PutOptions::default().lease(lease.id).no_sync(no_sync),
         )
     };
     let tagged = |body: serde_json::Value, tag: &str| {
         store.put_manifest(
             &repo,
             body.to_string().as_bytes(),
-            &ManifestOptions {
-                tags: vec![tag.to_string()],
-                ..ManifestOptions::default()
-            },
+            &ManifestOptions::default().tags(vec![tag.to_string()]),
         )
     };
     let mut mine: Vec<(String, serde_json::Value)> = Vec::new();
@@ -77,7 +57,7 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
                     10 + rng.below(3000) as usize
                 };
                 let data = ocidb::sample::deterministic_bytes(
-                    format!("{seed}-{i}-{}", rng.next()).as_bytes(),
+                    format!("{seed}-{i}-{}", rng.next_u64()).as_bytes(),
                     len,
                 );
                 let no_sync = rng.below(4) == 0;
@@ -134,15 +114,12 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
             // Garbage that gc may take at any time: not logged as required.
             8 => {
                 store.put_bytes(
-                    format!("garbage {seed} {i} {}", rng.next()).as_bytes(),
+                    format!("garbage {seed} {i} {}", rng.next_u64()).as_bytes(),
                     &PutOptions::default(),
                 )?;
             }
             _ => {
-                store.gc(&GcPolicy {
-                    grace: Duration::ZERO,
-                    ..GcPolicy::default()
-                })?;
+                store.gc(&GcPolicy::default().grace(Duration::ZERO))?;
                 say("gc".into())?;
             }
         }

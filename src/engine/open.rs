@@ -10,7 +10,7 @@ use crate::blob::{BlobBackend, Staged};
 use crate::error::{Error, Result};
 use crate::faults::FaultInjector;
 use crate::oci::digest::Digest;
-use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::record::{self, Placement};
 use crate::schema::tables::{self, BLOBS, INTENTS, META};
 
 /// File name of the redb database inside a store directory.
@@ -141,10 +141,8 @@ pub(crate) fn settle_intents(
         rows.extend(legacy.iter().map(|d| (*d, None)));
         settled = rows.len();
         for (d, staged) in rows {
-            let as_file = match blobs.get(&d.to_key())? {
-                Some(g) => BlobRecord::decode(g.value())?.placement == Placement::File,
-                None => false,
-            };
+            let as_file =
+                record::lookup(&blobs, &d)?.is_some_and(|r| r.placement == Placement::File);
             match (as_file, staged) {
                 // The record committed: roll its bytes forward, unless
                 // they were committed before the crash.

@@ -94,10 +94,7 @@ impl Shared {
     /// Empties the GC change log, returning what it held.
     pub fn take_gc_log(&self) -> Result<Vec<Digest>> {
         Ok(std::mem::take(
-            &mut *self
-                .gc_log
-                .lock()
-                .map_err(|_| Error::Poisoned("gc log lock".into()))?,
+            &mut *self.gc_log.lock().map_err(|_| Error::lock("gc log lock"))?,
         ))
     }
 

@@ -116,7 +116,7 @@ impl Batch<'_> {
             self.shared
                 .gc_log
                 .lock()
-                .map_err(|_| Error::Poisoned("gc log lock".into()))?
+                .map_err(|_| Error::lock("gc log lock"))?
                 .push(*digest);
         }
         Ok(())
@@ -173,10 +173,9 @@ impl Job {
             }),
             done: Box::new(move |r| {
                 let r = r.and_then(|()| {
-                    slot.lock()
-                        .ok()
-                        .and_then(|mut g| g.take())
-                        .ok_or_else(|| Error::Corrupt("writer job finished without output".into()))
+                    slot.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| {
+                        Error::Internal("a writer job finished without output".into())
+                    })
                 });
                 let _ = tx.send(r);
             }),
@@ -274,7 +273,7 @@ impl Writer {
                 match self.rx.try_recv() {
                     Ok(j) => {
                         self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
-                        jobs.push(j)
+                        jobs.push(j);
                     }
                     Err(_) => break,
                 }
@@ -289,7 +288,7 @@ impl Writer {
                     match self.rx.recv_deadline(deadline) {
                         Ok(j) => {
                             self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
-                            jobs.push(j)
+                            jobs.push(j);
                         }
                         Err(_) => break,
                     }
@@ -418,7 +417,7 @@ impl Writer {
                 let mut slot = self
                     .sweep_hook
                     .lock()
-                    .map_err(|_| Error::Poisoned("sweep hook lock".into()))?;
+                    .map_err(|_| Error::lock("sweep hook lock"))?;
                 if let Some(hook) = slot.as_mut() {
                     if let Err(e) = hook(&mut batch) {
                         if e.is_storage_failure() {

@@ -42,6 +42,7 @@ pub type GcHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// What the garbage collector may delete.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct GcPolicy {
     /// Collect manifests that no tag (and no lease) reaches. Off by default:
     /// untagged manifests are kept.
@@ -61,6 +62,57 @@ pub struct GcPolicy {
     pub after_mark: Option<GcHook>,
     /// Runs after the last sweep step has committed, before the run ends.
     pub after_sweep: Option<GcHook>,
+}
+
+impl GcPolicy {
+    /// Sets [`GcPolicy::delete_untagged`].
+    #[must_use]
+    pub fn delete_untagged(mut self, delete_untagged: bool) -> Self {
+        self.delete_untagged = delete_untagged;
+        self
+    }
+
+    /// Sets [`GcPolicy::grace`].
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets [`GcPolicy::dry_run`].
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Sets [`GcPolicy::sweep_batch`].
+    #[must_use]
+    pub fn sweep_batch(mut self, sweep_batch: usize) -> Self {
+        self.sweep_batch = sweep_batch;
+        self
+    }
+
+    /// Sets [`GcPolicy::pace`].
+    #[must_use]
+    pub fn pace(mut self, pace: SweepPace) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// Sets [`GcPolicy::after_mark`].
+    #[must_use]
+    pub fn after_mark(mut self, after_mark: GcHook) -> Self {
+        self.after_mark = Some(after_mark);
+        self
+    }
+
+    /// Sets [`GcPolicy::after_sweep`].
+    #[must_use]
+    pub fn after_sweep(mut self, after_sweep: GcHook) -> Self {
+        self.after_sweep = Some(after_sweep);
+        self
+    }
 }
 
 /// How a GC run shares the writer thread with concurrent writers. Deleting
@@ -169,10 +221,7 @@ struct SweepState {
 impl Store {
     /// Collects garbage online: writers and readers keep going throughout.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
-        let _one_at_a_time = self
-            .gc_lock
-            .lock()
-            .map_err(|_| Error::Poisoned("a previous gc panicked".into()))?;
+        let _one_at_a_time = self.gc_lock.lock().map_err(|_| Error::lock("gc lock"))?;
         // Switch the change log on from inside the writer, so that every
         // batch after this one logs, and every batch before it is visible
         // to the snapshot taken next.
@@ -211,7 +260,7 @@ impl Store {
                 mark(&txn, &rules)
             })
             .join()
-            .map_err(|_| Error::Poisoned("the gc mark thread panicked".into()))?
+            .map_err(|_| Error::Internal("the gc mark thread panicked".into()))?
         })?;
         drop(txn);
         let mark_ms = started.elapsed().as_millis() as u64;
@@ -260,7 +309,7 @@ impl Store {
                 }
                 let mut st = hook_state
                     .lock()
-                    .map_err(|_| Error::Poisoned("gc state lock".into()))?;
+                    .map_err(|_| Error::lock("gc state lock"))?;
                 let r = sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false);
                 if let Err(e) = &r {
                     st.failed = Some(e.to_string());
@@ -270,29 +319,26 @@ impl Store {
             *self
                 .sweep_hook
                 .lock()
-                .map_err(|_| Error::Poisoned("sweep hook lock".into()))? = Some(hook);
+                .map_err(|_| Error::lock("sweep hook lock"))? = Some(hook);
         }
         let swept = (|| -> Result<()> {
             loop {
-                let done = state
-                    .lock()
-                    .map_err(|_| Error::Poisoned("gc state lock".into()))?
-                    .pos
-                    >= order.len();
+                let done =
+                    state.lock().map_err(|_| Error::lock("gc state lock"))?.pos >= order.len();
                 if done {
                     return Ok(());
                 }
                 let hooked = self
                     .sweep_hook
                     .lock()
-                    .map_err(|_| Error::Poisoned("sweep hook lock".into()))?
+                    .map_err(|_| Error::lock("sweep hook lock"))?
                     .is_some();
                 if !hooked {
                     // A writer's commit ran the hook and it failed; that
                     // transaction was dropped whole.
                     let why = state
                         .lock()
-                        .map_err(|_| Error::Poisoned("gc state lock".into()))?
+                        .map_err(|_| Error::lock("gc state lock"))?
                         .failed
                         .take()
                         .unwrap_or_default();
@@ -342,7 +388,7 @@ impl Store {
                 self.submit_background(sparse, move |b| {
                     let mut st = step_state
                         .lock()
-                        .map_err(|_| Error::Poisoned("gc state lock".into()))?;
+                        .map_err(|_| Error::lock("gc state lock"))?;
                     sweep_some(b, &mut st, &order, step, true)
                 })?;
                 if sparse {
@@ -358,9 +404,7 @@ impl Store {
         if let Some(hook) = &policy.after_sweep {
             hook();
         }
-        let mut st = state
-            .lock()
-            .map_err(|_| Error::Poisoned("gc state lock".into()))?;
+        let mut st = state.lock().map_err(|_| Error::lock("gc state lock"))?;
         let mut report = std::mem::take(&mut st.report);
         report.rescued = st.rescued;
         report.kept = total - report.digests.len() as u64;

@@ -3,8 +3,7 @@
 use crate::engine::Batch;
 use crate::error::Result;
 use crate::oci::digest::Digest;
-use crate::schema::record::{BlobRecord, Placement};
-use redb::ReadableTable as _;
+use crate::schema::record::{self, BlobRecord, Placement};
 
 /// A put of stored content counts as fresh: its grace period restarts, so
 /// that "upload the layer, then push the manifest" is safe from a GC that
@@ -56,8 +55,5 @@ pub(crate) fn insert_blob(
 
 /// A blob's record as the writer's transaction sees it.
 pub(crate) fn record_in(b: &mut Batch<'_>, d: &Digest) -> Result<Option<BlobRecord>> {
-    b.t.blobs
-        .get(&d.to_key())?
-        .map(|g| BlobRecord::decode(g.value()))
-        .transpose()
+    record::lookup(&b.t.blobs, d)
 }

@@ -23,8 +23,10 @@ pub(crate) fn intern_artifact_type(b: &mut Batch<'_>, at: Option<&str>) -> Resul
         return Ok(id);
     }
     let id = next_counter(b, NEXT_ARTIFACT_TYPE)?;
-    let id =
-        u32::try_from(id).map_err(|_| Error::Corrupt("more than 2^32 artifact types".into()))?;
+    let id = u32::try_from(id).map_err(|_| Error::LimitExceeded {
+        what: "distinct artifact types".into(),
+        limit: u64::from(u32::MAX),
+    })?;
     b.t.artifact_types.insert(at, id)?;
     Ok(id)
 }

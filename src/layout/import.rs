@@ -201,7 +201,11 @@ impl Store {
             if !w.missing.is_empty() {
                 let mut list: Vec<Digest> = w.missing.iter().copied().collect();
                 list.sort();
-                let shown: Vec<String> = list.iter().take(20).map(|d| d.to_string()).collect();
+                let shown: Vec<String> = list
+                    .iter()
+                    .take(20)
+                    .map(std::string::ToString::to_string)
+                    .collect();
                 let more = list.len().saturating_sub(shown.len());
                 return Err(Error::InvalidArgument {
                     value: format!(

@@ -19,7 +19,7 @@ impl Store {
                 let mut r = Ok(());
                 for _ in 0..8 {
                     match db.compact() {
-                        Ok(true) => continue,
+                        Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => {
                             r = Err(Error::from(e));

@@ -25,6 +25,7 @@ use crate::store::Store;
 
 /// Options for [`Store::fsck`].
 #[derive(Default)]
+#[non_exhaustive]
 pub struct FsckOptions<'a> {
     /// Remove orphan files (bytes no record points to).
     pub repair: bool,
@@ -32,6 +33,29 @@ pub struct FsckOptions<'a> {
     pub threads: usize,
     /// Called with (blobs verified, total) as hashing progresses.
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl<'a> FsckOptions<'a> {
+    /// Sets [`FsckOptions::repair`].
+    #[must_use]
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
+        self
+    }
+
+    /// Sets [`FsckOptions::threads`].
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets [`FsckOptions::progress`].
+    #[must_use]
+    pub fn progress(mut self, progress: &'a (dyn Fn(u64, u64) + Sync)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 /// One problem found.
@@ -100,7 +124,7 @@ impl Store {
             .collect();
         if opts.repair && !corrupt.is_empty() {
             let removed = self.remove_corrupt_records(corrupt)?;
-            for p in report.problems.iter_mut() {
+            for p in &mut report.problems {
                 // What hung off an undecodable record went with it.
                 if p.digest.is_some_and(|d| removed.contains(&d)) {
                     p.repaired = true;
@@ -109,7 +133,7 @@ impl Store {
         }
         if opts.repair && !dangling.is_empty() {
             self.remove_referrer_entries(dangling)?;
-            for p in report.problems.iter_mut() {
+            for p in &mut report.problems {
                 if p.kind == "dangling-referrer" || p.kind == "duplicate-referrer" {
                     p.repaired = true;
                 }
@@ -117,7 +141,7 @@ impl Store {
         }
         if opts.repair && !orphans.is_empty() {
             let removed = self.remove_orphans(orphans)?;
-            for p in report.problems.iter_mut() {
+            for p in &mut report.problems {
                 if p.kind == "orphan-file" && p.digest.is_some_and(|d| removed.contains(&d)) {
                     p.repaired = true;
                 }
@@ -172,7 +196,7 @@ impl Store {
         // Re-hash in parallel; inline bytes are read through the same snapshot.
         let work: Vec<(&Digest, &BlobRecord)> = records.iter().collect();
         let threads = if opts.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
         } else {
             opts.threads
         };

@@ -201,10 +201,10 @@ impl Digest {
                 ))
             }
             None if is_valid_algorithm_grammar(name) => {
-                return Err(invalid(
-                    input,
-                    format!("unsupported algorithm `{name}`; expected `sha256` or `sha512`"),
-                ))
+                return Err(Error::UnsupportedAlgorithm {
+                    input: truncate_for_message(input),
+                    algorithm: name.to_string(),
+                })
             }
             None => {
                 return Err(invalid(
@@ -445,9 +445,10 @@ mod tests {
         assert!(reason(&with_g).contains("`g`"));
         assert!(reason(&EMPTY_SHA256.replace("sha256:", "sha256")).contains("missing `:`"));
         assert!(reason(&EMPTY_SHA256.replace("sha256", "")).contains("empty algorithm"));
-        assert!(
-            reason(&EMPTY_SHA256.replace("sha256", "md5")).contains("unsupported algorithm `md5`")
-        );
+        assert!(Digest::parse(&EMPTY_SHA256.replace("sha256", "md5"))
+            .expect_err("md5")
+            .to_string()
+            .contains("unsupported digest algorithm `md5`"));
         assert!(reason(&EMPTY_SHA256.replace("sha256", "sha256+")).contains("malformed algorithm"));
     }
 

@@ -3,5 +3,6 @@
 
 pub mod digest;
 pub mod hasher;
+mod json_keys;
 pub mod manifest;
 pub mod names;

@@ -51,9 +51,8 @@ struct EdgeValue {
 }
 
 fn decode_edge_values(v: &[u8]) -> Result<Vec<(u8, EdgeValue)>> {
-    let json = match v.split_first() {
-        Some((&VALUE_FORMAT_V1, json)) => json,
-        _ => return Err(Error::Corrupt("stored edges have an unknown format".into())),
+    let Some((&VALUE_FORMAT_V1, json)) = v.split_first() else {
+        return Err(Error::Corrupt("stored edges have an unknown format".into()));
     };
     serde_json::from_slice(json)
         .map_err(|e| Error::Corrupt(format!("stored edges are unreadable: {e}")))

@@ -3,6 +3,8 @@
 //! layout byte by byte.
 
 use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+use crate::schema::tables::DKey;
 
 /// Version byte of every value written by this release.
 pub(crate) const VALUE_FORMAT_V1: u8 = 1;
@@ -126,6 +128,19 @@ impl BlobRecord {
             artifact_type,
         })
     }
+}
+
+/// Looks a blob's record up in any view of the `blobs` table (a read
+/// snapshot or the writer's transaction) and decodes it: the one place
+/// that does both.
+pub(crate) fn lookup(
+    blobs: &impl redb::ReadableTable<&'static DKey, &'static [u8]>,
+    d: &Digest,
+) -> Result<Option<BlobRecord>> {
+    blobs
+        .get(&d.to_key())?
+        .map(|g| BlobRecord::decode(g.value()))
+        .transpose()
 }
 
 /// The fixed fields of a [`BlobRecord`], read without decoding its strings:

@@ -18,8 +18,7 @@ impl Store {
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
             let Some((repo_id, MEMBER_MANIFEST)) = member_kind(b, &repo, &d)? else {
-                return Err(Error::NotFound {
-                    what: "manifest",
+                return Err(Error::ManifestNotFound {
                     digest: d,
                     hint: format!(" in repository `{repo}`"),
                 });
@@ -36,8 +35,7 @@ impl Store {
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
             let Some((id, kind)) = member_kind(b, &repo, &d)? else {
-                return Err(Error::NotFound {
-                    what: "blob",
+                return Err(Error::BlobNotFound {
                     digest: d,
                     hint: format!(" in repository `{repo}`"),
                 });

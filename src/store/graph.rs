@@ -15,7 +15,7 @@ use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind};
 use crate::oci::names::Reference;
 use crate::schema::keys::{self};
-use crate::schema::record::BlobRecord;
+use crate::schema::record;
 use crate::schema::tables::{self, BLOBS, EDGES_IN, EDGES_OUT, REFERRERS};
 use crate::ReferrersQuery;
 
@@ -96,12 +96,7 @@ pub(crate) fn successors_in(txn: &ReadTransaction, d: &Digest) -> Result<Vec<Edg
 /// A manifest's own artifactType (with the image-manifest fallback to
 /// `config.mediaType`). None for plain blobs.
 fn own_artifact_type(txn: &ReadTransaction, d: &Digest) -> Result<Option<String>> {
-    let t = txn.open_table(BLOBS)?;
-    let got = t.get(&d.to_key())?;
-    Ok(got
-        .map(|g| BlobRecord::decode(g.value()))
-        .transpose()?
-        .and_then(|r| r.artifact_type))
+    Ok(record::lookup(&txn.open_table(BLOBS)?, d)?.and_then(|r| r.artifact_type))
 }
 
 /// How deep a walk goes. Real images are a few levels deep (index,
@@ -219,11 +214,7 @@ impl Store {
             tags_by_digest.entry(d).or_default().push(t);
         }
         let blobs = txn.open_table(BLOBS)?;
-        let rec = blobs
-            .get(&root.to_key())?
-            .map(|g| BlobRecord::decode(g.value()))
-            .transpose()?
-            .ok_or_else(|| crate::store::not_found(&root))?;
+        let rec = record::lookup(&blobs, &root)?.ok_or_else(|| crate::store::not_found(&root))?;
         let root_desc = Descriptor {
             artifact_type: own_artifact_type(&txn, &root)?,
             ..Descriptor::new(rec.media_type.clone().unwrap_or_default(), root, rec.size)

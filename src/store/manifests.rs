@@ -17,6 +17,7 @@ use crate::BlobInfo;
 
 /// How to put one manifest.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ManifestOptions {
     /// The media type the caller declares (a registry's Content-Type).
     pub media_type: Option<String>,
@@ -30,6 +31,50 @@ pub struct ManifestOptions {
     pub no_sync: bool,
     /// Hold the manifest under this lease (see [`Store::create_lease`]).
     pub lease: Option<u64>,
+}
+
+impl ManifestOptions {
+    /// Sets [`ManifestOptions::media_type`].
+    #[must_use]
+    pub fn media_type(mut self, media_type: impl crate::store::OptionalString) -> Self {
+        self.media_type = media_type.into_option();
+        self
+    }
+
+    /// Sets [`ManifestOptions::digest`].
+    #[must_use]
+    pub fn digest(mut self, digest: impl Into<Option<Digest>>) -> Self {
+        self.digest = digest.into();
+        self
+    }
+
+    /// Sets [`ManifestOptions::tags`].
+    #[must_use]
+    pub fn tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`ManifestOptions::require_children`].
+    #[must_use]
+    pub fn require_children(mut self, require_children: bool) -> Self {
+        self.require_children = require_children;
+        self
+    }
+
+    /// Sets [`ManifestOptions::no_sync`].
+    #[must_use]
+    pub fn no_sync(mut self, no_sync: bool) -> Self {
+        self.no_sync = no_sync;
+        self
+    }
+
+    /// Sets [`ManifestOptions::lease`].
+    #[must_use]
+    pub fn lease(mut self, lease: impl Into<Option<u64>>) -> Self {
+        self.lease = lease.into();
+        self
+    }
 }
 
 impl Store {
@@ -164,8 +209,7 @@ impl Store {
                 if t.get(&keys::member(repo_id, d))?.is_some() {
                     Ok(*d)
                 } else {
-                    Err(Error::NotFound {
-                        what: "manifest",
+                    Err(Error::ManifestNotFound {
                         digest: *d,
                         hint: format!(" in repository `{repo}`"),
                     })

@@ -36,6 +36,7 @@ use crate::error::{Error, IoContext as _, Result};
 
 /// Tunables for a [`Store`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Blobs of at most this many bytes live inline in redb and commit
     /// atomically with their records; larger ones are files.
@@ -51,6 +52,36 @@ pub struct StoreOptions {
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
 }
 
+impl StoreOptions {
+    /// Sets [`StoreOptions::inline_threshold`].
+    #[must_use]
+    pub fn inline_threshold(mut self, inline_threshold: usize) -> Self {
+        self.inline_threshold = inline_threshold;
+        self
+    }
+
+    /// Sets [`StoreOptions::cache_size`].
+    #[must_use]
+    pub fn cache_size(mut self, cache_size: usize) -> Self {
+        self.cache_size = cache_size;
+        self
+    }
+
+    /// Sets [`StoreOptions::backend`].
+    #[must_use]
+    pub fn backend(mut self, backend: impl Into<Option<Arc<dyn BlobBackend>>>) -> Self {
+        self.backend = backend.into();
+        self
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub fn faults(mut self, faults: impl Into<Option<Arc<crate::faults::FaultInjector>>>) -> Self {
+        self.faults = faults.into();
+        self
+    }
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
@@ -59,6 +90,43 @@ impl Default for StoreOptions {
             backend: None,
             faults: None,
         }
+    }
+}
+
+/// A string option that a builder setter takes as `&str`, `String`, or an
+/// `Option` of either (`None` clears it).
+pub trait OptionalString {
+    /// The value as the option holds it.
+    fn into_option(self) -> Option<String>;
+}
+
+impl OptionalString for &str {
+    fn into_option(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl OptionalString for String {
+    fn into_option(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl OptionalString for &String {
+    fn into_option(self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl OptionalString for Option<String> {
+    fn into_option(self) -> Option<String> {
+        self
+    }
+}
+
+impl OptionalString for Option<&str> {
+    fn into_option(self) -> Option<String> {
+        self.map(str::to_string)
     }
 }
 

@@ -40,6 +40,7 @@ impl Drop for StagedGuard<'_> {
 
 /// How to put one blob.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct PutOptions {
     /// The digest the content must hash to.
     pub digest: Option<Digest>,
@@ -56,6 +57,50 @@ pub struct PutOptions {
     pub repository: Option<String>,
     /// Hold the blob under this lease (see [`Store::create_lease`]).
     pub lease: Option<u64>,
+}
+
+impl PutOptions {
+    /// Sets [`PutOptions::digest`].
+    #[must_use]
+    pub fn digest(mut self, digest: impl Into<Option<Digest>>) -> Self {
+        self.digest = digest.into();
+        self
+    }
+
+    /// Sets [`PutOptions::size`].
+    #[must_use]
+    pub fn size(mut self, size: impl Into<Option<u64>>) -> Self {
+        self.size = size.into();
+        self
+    }
+
+    /// Sets [`PutOptions::media_type`].
+    #[must_use]
+    pub fn media_type(mut self, media_type: impl crate::store::OptionalString) -> Self {
+        self.media_type = media_type.into_option();
+        self
+    }
+
+    /// Sets [`PutOptions::no_sync`].
+    #[must_use]
+    pub fn no_sync(mut self, no_sync: bool) -> Self {
+        self.no_sync = no_sync;
+        self
+    }
+
+    /// Sets [`PutOptions::repository`].
+    #[must_use]
+    pub fn repository(mut self, repository: impl crate::store::OptionalString) -> Self {
+        self.repository = repository.into_option();
+        self
+    }
+
+    /// Sets [`PutOptions::lease`].
+    #[must_use]
+    pub fn lease(mut self, lease: impl Into<Option<u64>>) -> Self {
+        self.lease = lease.into();
+        self
+    }
 }
 
 impl PutOptions {

@@ -10,7 +10,7 @@ use crate::index::blobs::record_in;
 use crate::index::remove::remove_blob_in;
 use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
-use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::record::{self, BlobRecord, Placement};
 use crate::schema::tables::{self, BLOBS, INLINE, INTENTS};
 
 /// Metadata of a stored blob.
@@ -38,9 +38,7 @@ impl Store {
     /// Reads a blob's record.
     pub(crate) fn record(&self, d: &Digest) -> Result<Option<BlobRecord>> {
         let txn = tables::begin_read(&self.db)?;
-        let t = txn.open_table(BLOBS)?;
-        let got = t.get(&d.to_key())?;
-        got.map(|g| BlobRecord::decode(g.value())).transpose()
+        record::lookup(&txn.open_table(BLOBS)?, d)
     }
 
     /// Size and media type of a blob.
@@ -193,9 +191,7 @@ impl Store {
 }
 
 fn read_record(txn: &redb::ReadTransaction, d: &Digest) -> Result<BlobRecord> {
-    let t = txn.open_table(BLOBS)?;
-    let g = t.get(&d.to_key())?.ok_or_else(|| not_found(d))?;
-    BlobRecord::decode(g.value())
+    record::lookup(&txn.open_table(BLOBS)?, d)?.ok_or_else(|| not_found(d))
 }
 
 type InlineTable = redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>;
@@ -222,8 +218,7 @@ fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {
 /// reused buffer. (A mapping would save the copy, but a file truncated by
 /// an outside actor would then kill the process with SIGBUS instead of
 pub(crate) fn not_found(d: &Digest) -> Error {
-    Error::NotFound {
-        what: "blob",
+    Error::BlobNotFound {
         digest: *d,
         hint: String::new(),
     }

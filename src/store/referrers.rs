@@ -40,6 +40,7 @@ pub struct ReferrersPage {
 
 /// A referrers query.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ReferrersQuery<'a> {
     /// Exact-match artifactType filter.
     pub artifact_type: Option<&'a str>,
@@ -47,6 +48,29 @@ pub struct ReferrersQuery<'a> {
     pub cursor: Option<&'a str>,
     /// Page size; None for all.
     pub limit: Option<usize>,
+}
+
+impl<'a> ReferrersQuery<'a> {
+    /// Sets [`ReferrersQuery::artifact_type`].
+    #[must_use]
+    pub fn artifact_type(mut self, artifact_type: impl Into<Option<&'a str>>) -> Self {
+        self.artifact_type = artifact_type.into();
+        self
+    }
+
+    /// Sets [`ReferrersQuery::cursor`].
+    #[must_use]
+    pub fn cursor(mut self, cursor: impl Into<Option<&'a str>>) -> Self {
+        self.cursor = cursor.into();
+        self
+    }
+
+    /// Sets [`ReferrersQuery::limit`].
+    #[must_use]
+    pub fn limit(mut self, limit: impl Into<Option<usize>>) -> Self {
+        self.limit = limit.into();
+        self
+    }
 }
 
 fn increment(k: &mut [u8]) {

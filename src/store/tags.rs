@@ -40,8 +40,7 @@ impl Store {
             for (t, d) in &tags {
                 let Some((id, MEMBER_MANIFEST)) = member_kind(b, &repo, d)? else {
                     let hint = format!(" in repository `{repo}` (for tag `{t}`)");
-                    return Err(Error::NotFound {
-                        what: "manifest",
+                    return Err(Error::ManifestNotFound {
                         digest: *d,
                         hint: format!("{hint}; push it there before tagging"),
                     });
@@ -167,8 +166,7 @@ impl Store {
     /// blob reads).
     pub fn get_in(&self, repo: &str, d: &Digest) -> Result<BlobReader> {
         if !self.is_member(repo, d)? {
-            return Err(Error::NotFound {
-                what: "blob",
+            return Err(Error::BlobNotFound {
                 digest: *d,
                 hint: format!(" in repository `{repo}`"),
             });

@@ -49,6 +49,14 @@ pub fn blob(s: &Store, data: &[u8], mt: &str) -> Value {
     desc(mt, &p.digest, p.size)
 }
 
+/// Puts a plain blob, under a lease when given, and returns its descriptor.
+pub fn leased_blob(s: &Store, data: &[u8], mt: &str, lease: Option<u64>) -> Value {
+    let p = s
+        .put_bytes(data, &PutOptions::default().lease(lease))
+        .expect("blob");
+    desc(mt, &p.digest, p.size)
+}
+
 /// The body of an image manifest with these layers (and an empty config).
 pub fn image_body(s: &Store, layers: &[Value], subject: Option<&Value>) -> Value {
     let cfg = blob(s, b"{}", "application/vnd.oci.empty.v1+json");
@@ -74,21 +82,16 @@ pub fn put_manifest(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> Manif
     s.put_manifest(
         repo,
         body.to_string().as_bytes(),
-        &ManifestOptions {
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            ..ManifestOptions::default()
-        },
+        &ManifestOptions::default().tags(tags.iter().map(std::string::ToString::to_string)),
     )
     .expect("put manifest")
 }
 
 /// A GC policy with no grace period.
 pub fn grace0(delete_untagged: bool) -> GcPolicy {
-    GcPolicy {
-        grace: Duration::ZERO,
-        delete_untagged,
-        ..GcPolicy::default()
-    }
+    GcPolicy::default()
+        .grace(Duration::ZERO)
+        .delete_untagged(delete_untagged)
 }
 
 /// The digest in a descriptor value.

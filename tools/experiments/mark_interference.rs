@@ -72,22 +72,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     let cache_mb = env_num("CACHE_MB", 256)? as usize;
     let store = Store::open_with(
         &dir,
-        StoreOptions {
-            cache_size: cache_mb << 20,
-            ..StoreOptions::default()
-        },
+        StoreOptions::default().cache_size(cache_mb << 20),
         false,
     )?;
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         * 1000;
-    let policy = GcPolicy {
-        dry_run: true,
-        delete_untagged: true,
-        grace: Duration::ZERO,
-        ..GcPolicy::default()
-    };
+    let policy = GcPolicy::default()
+        .dry_run(true)
+        .delete_untagged(true)
+        .grace(Duration::ZERO);
     let (mut quiet_all, mut gc_all) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let quiet = with_writer(&store, run + 2 * round, || std::thread::sleep(window))?;

@@ -25,10 +25,7 @@ fn main() {
         .unwrap_or(256);
     let store = Store::open_with(
         &dir,
-        ocidb::StoreOptions {
-            cache_size: cache << 20,
-            ..Default::default()
-        },
+        ocidb::StoreOptions::default().cache_size(cache << 20),
         true,
     )
     .expect("experiment step");
@@ -39,15 +36,7 @@ fn main() {
         let prep = Instant::now();
         let batch: Vec<(&[u8], ManifestOptions)> = bodies
             .iter()
-            .map(|b| {
-                (
-                    b.as_slice(),
-                    ManifestOptions {
-                        no_sync: !durable,
-                        ..Default::default()
-                    },
-                )
-            })
+            .map(|b| (b.as_slice(), ManifestOptions::default().no_sync(!durable)))
             .collect();
         let _ = prep;
         store

@@ -1,0 +1,113 @@
+//! `ocidb bench`: generate, run and plot.
+
+use std::fs;
+use std::path::Path;
+
+use ocidb::{Error, Result};
+
+use super::args::BenchCommand;
+use super::util::*;
+
+pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
+    use ocidb::bench::{gen, report, run};
+    match cmd {
+        BenchCommand::Gen {
+            preset,
+            manifests,
+            seed,
+            layout,
+        } => {
+            let spec = match manifests {
+                Some(n) => gen::GenSpec::sized(n, seed),
+                None => gen::GenSpec::preset(gen::Preset::parse(&preset)?, seed),
+            };
+            if let Some(dir) = layout {
+                let marks = gen::generate_layout(&dir, &spec)?;
+                println!(
+                    "wrote an OCI image layout of {} manifests ({} images) to {}",
+                    marks.manifests.len(),
+                    marks.images.len(),
+                    dir.display()
+                );
+                return Ok(());
+            }
+            let store = create(store_dir)?;
+            let total = spec.manifests;
+            let g = gen::generate_into_store(&store, &spec, 10_000, |n| {
+                eprint!("\r{n} of ~{total} manifests");
+            })?;
+            eprintln!();
+            println!(
+                "generated {} manifests ({} images) into {} in {:.1} s ({:.0} manifests/s)",
+                g.manifests,
+                g.landmarks.images.len(),
+                store_dir.display(),
+                g.seconds,
+                g.manifests as f64 / g.seconds
+            );
+            Ok(())
+        }
+        BenchCommand::Run {
+            quick,
+            json,
+            svg,
+            seed,
+            manifests,
+            sizes,
+            dir,
+        } => {
+            let opts = run::RunOptions {
+                quick,
+                dir,
+                seed,
+                manifests,
+                sizes,
+                probe_exe: std::env::current_exe().ok(),
+            };
+            let started = std::time::Instant::now();
+            let r = run::run(&opts, &mut |m| {
+                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
+            })?;
+            println!("{}", report::table(&r));
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&r)
+                    .map_err(|e| Error::io("formatting JSON", e.into()))?;
+                fs::write(&p, text)
+                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+                eprintln!("wrote {}", p.display());
+            }
+            if let Some(p) = svg {
+                fs::write(&p, report::scaling_svg(&r.scaling, &plot_title(&r)))
+                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(())
+        }
+        BenchCommand::Plot { json, svg } => {
+            let text =
+                fs::read(&json).map_err(|e| Error::io(format!("reading {}", json.display()), e))?;
+            let r: report::Report =
+                serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument {
+                    value: json.display().to_string(),
+                    expected: format!("the JSON of `ocidb bench run --json` ({e})"),
+                })?;
+            fs::write(&svg, report::scaling_svg(&r.scaling, &plot_title(&r)))
+                .map_err(|e| Error::io(format!("writing {}", svg.display()), e))?;
+            eprintln!("wrote {}", svg.display());
+            Ok(())
+        }
+        BenchCommand::ProbeLookups { keys } => {
+            let v = run::probe_lookups(store_dir, &keys)?;
+            println!("{v}");
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn plot_title(r: &ocidb::bench::report::Report) -> String {
+    format!(
+        "Referrers (k = 1) and stat p50 against store size (seed {}, {})",
+        r.seed,
+        if r.quick { "--quick" } else { "full run" }
+    )
+}
