@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable as _};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _};
 
 use crate::blob::{BlobBackend, Staged};
 use crate::error::{Error, Result};
@@ -122,6 +122,17 @@ pub(crate) fn settle_intents(
     backend: &dyn BlobBackend,
     legacy: &[Digest],
 ) -> Result<usize> {
+    // The common case, a clean shutdown, costs a read and no commit.
+    let nothing_left = legacy.is_empty() && {
+        let r = db.begin_read()?;
+        r.open_table(INTENTS)?.first()?.is_none()
+    };
+    if nothing_left {
+        for s in backend.list_staged()? {
+            backend.discard(&s)?;
+        }
+        return Ok(0);
+    }
     let txn = db.begin_write()?;
     let mut names = Vec::new();
     let settled;
