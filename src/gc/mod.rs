@@ -1,5 +1,5 @@
-//! Lifecycle: manifest and blob deletion, leases, online garbage collection
-//! and compaction.
+//! Online garbage collection: the policy, the run (mark on a snapshot,
+//! sweep in the writers' commits) and its report.
 //!
 //! # How GC stays online
 //! 1. A job in the writer thread switches on the change log; from then on
