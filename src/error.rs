@@ -94,6 +94,31 @@ pub enum Error {
         size: u64,
     },
 
+    /// An upload chunk does not start where the session stands.
+    #[error("upload {id} is at byte {expected}; a chunk starting at {given} is out of order (send from {expected})")]
+    UploadOffset {
+        /// The session.
+        id: String,
+        /// Bytes acknowledged so far: where the next chunk must start.
+        expected: u64,
+        /// Where the chunk started.
+        given: u64,
+    },
+
+    /// No upload session with this id.
+    #[error("upload `{id}` not found; it was finished, cancelled or purged, or never begun")]
+    UploadUnknown {
+        /// The id as given (truncated if huge).
+        id: String,
+    },
+
+    /// Another request is appending to or finishing this session.
+    #[error("upload {id} is busy with another request; retry when it is done")]
+    UploadBusy {
+        /// The session.
+        id: String,
+    },
+
     /// A repository name breaks the distribution-spec grammar.
     #[error("invalid repository name `{name}`: {reason}")]
     InvalidRepository {
@@ -296,6 +321,10 @@ pub enum ErrorKind {
     Conflict,
     /// A byte range outside the blob (416).
     RangeNotSatisfiable,
+    /// An upload chunk out of order (416, with the session's range).
+    UploadOffset,
+    /// No such upload session (`BLOB_UPLOAD_UNKNOWN`).
+    UploadUnknown,
     /// A concurrent GC removed what the request needed: upload and retry.
     Retry,
     /// Some other argument is out of range.
@@ -328,6 +357,9 @@ impl Error {
             Error::Internal(_) => ErrorKind::Internal,
             Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
             Error::InvalidRange { .. } => ErrorKind::RangeNotSatisfiable,
+            Error::UploadOffset { .. } => ErrorKind::UploadOffset,
+            Error::UploadUnknown { .. } => ErrorKind::UploadUnknown,
+            Error::UploadBusy { .. } => ErrorKind::Conflict,
             Error::InvalidRepository { .. }
             | Error::InvalidTag { .. }
             | Error::InvalidMediaType { .. } => ErrorKind::InvalidName,

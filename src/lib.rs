@@ -55,6 +55,6 @@ pub use names::Reference;
 pub use schema::record::Placement;
 pub use store::{
     BlobInfo, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut, OptionalString,
-    Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions, WalkNode,
-    WriterPause, MAX_WALK_DEPTH,
+    Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions,
+    UploadOptions, UploadStatus, WalkNode, WriterPause, MAX_WALK_DEPTH,
 };

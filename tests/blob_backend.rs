@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ocidb::blob::{BlobRead, BlobWrite, Listed, Staged};
+use ocidb::blob::{BlobRead, BlobWrite, Listed, Staged, UploadWrite};
 use ocidb::{
     BlobBackend, Digest, FsckOptions, GcPolicy, LocalFiles, MemoryBlobs, PutOptions, Result, Store,
     StoreOptions,
@@ -81,6 +81,24 @@ fn the_suite_catches_a_backend_that_forgets() {
         }
         fn list_staged(&self) -> Result<Vec<Staged>> {
             self.0.list_staged()
+        }
+        fn upload_create(&self, id: &str) -> Result<()> {
+            self.0.upload_create(id)
+        }
+        fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWrite>> {
+            self.0.upload_append(id, offset)
+        }
+        fn upload_open(&self, id: &str) -> Result<Option<Box<dyn BlobRead>>> {
+            self.0.upload_open(id)
+        }
+        fn upload_finish(&self, id: &str) -> Result<Staged> {
+            self.0.upload_finish(id)
+        }
+        fn upload_remove(&self, id: &str) -> Result<()> {
+            self.0.upload_remove(id)
+        }
+        fn upload_list(&self) -> Result<Vec<String>> {
+            self.0.upload_list()
         }
     }
     let outcomes = ocidb::blob::suite::run(&|| Arc::new(Forgetful::default()));
@@ -177,6 +195,24 @@ impl BlobBackend for FailingCommit {
     }
     fn list_staged(&self) -> Result<Vec<Staged>> {
         self.inner.list_staged()
+    }
+    fn upload_create(&self, id: &str) -> Result<()> {
+        self.inner.upload_create(id)
+    }
+    fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWrite>> {
+        self.inner.upload_append(id, offset)
+    }
+    fn upload_open(&self, id: &str) -> Result<Option<Box<dyn BlobRead>>> {
+        self.inner.upload_open(id)
+    }
+    fn upload_finish(&self, id: &str) -> Result<Staged> {
+        self.inner.upload_finish(id)
+    }
+    fn upload_remove(&self, id: &str) -> Result<()> {
+        self.inner.upload_remove(id)
+    }
+    fn upload_list(&self) -> Result<Vec<String>> {
+        self.inner.upload_list()
     }
 }
 

@@ -660,3 +660,17 @@ fn open_drops_the_retired_gc_log_table() {
     assert!(!names.iter().any(|n| n == "gc_log"), "{names:?}");
     assert!(names.iter().any(|n| n == "blobs"), "{names:?}");
 }
+
+/// Expired leases protect nothing, and a GC run deletes them (every upload
+/// session takes one, so they would otherwise pile up).
+#[test]
+fn gc_drops_expired_leases_and_keeps_live_ones() {
+    let (_dir, s) = common::store();
+    let short = s.create_lease(Duration::from_millis(1)).expect("lease");
+    let long = s.create_lease(Duration::from_secs(3600)).expect("lease");
+    std::thread::sleep(Duration::from_millis(5));
+    s.gc(&GcPolicy::default()).expect("gc");
+    let e = s.release_lease(short.id).expect_err("dropped by the gc");
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    s.release_lease(long.id).expect("a live lease stays");
+}

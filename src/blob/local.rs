@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged};
+use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
 use crate::error::{Error, IoContext as _, Result};
 use crate::faults::{self, FaultInjector, SyncTarget};
 use crate::oci::digest::{Algorithm, Digest};
 
 /// The directory staged blobs are written to, below the root.
 const STAGING: &str = "tmp";
+/// The directory of resumable upload sessions: not emptied at open.
+const UPLOADS: &str = "uploads";
 /// Staged names start with this; anything else in `tmp/` is not ours.
 const STAGED_PREFIX: &str = "put-";
 /// The crash-intent file of builds before the intent table (format 1
@@ -45,7 +47,7 @@ impl LocalFiles {
         faults: Option<Arc<FaultInjector>>,
     ) -> Result<LocalFiles> {
         let root = root.into();
-        for sub in ["blobs/sha256", "blobs/sha512", STAGING] {
+        for sub in ["blobs/sha256", "blobs/sha512", STAGING, UPLOADS] {
             let p = root.join(sub);
             fs::create_dir_all(&p).context(|| format!("creating directory {}", p.display()))?;
         }
@@ -80,6 +82,26 @@ impl LocalFiles {
             )));
         }
         Ok(self.root.join(STAGING).join(name))
+    }
+
+    /// The path of an upload session's bytes; the id must be one the
+    /// engine gives (hex digits and dashes, at most 64).
+    fn upload_path(&self, id: &str) -> Result<PathBuf> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        {
+            return Err(Error::InvalidArgument {
+                value: crate::digest::truncate_for_message(id),
+                expected: "an upload id: hex digits and dashes, at most 64".into(),
+            });
+        }
+        Ok(self.root.join(UPLOADS).join(id))
+    }
+
+    fn next_staged(&self) -> (String, PathBuf) {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{STAGED_PREFIX}{}-{n}", std::process::id());
+        let path = self.root.join(STAGING).join(&name);
+        (name, path)
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
@@ -187,9 +209,7 @@ impl BlobWrite for OwnedStagedFile {
 
 impl BlobBackend for LocalFiles {
     fn stage(&self) -> Result<Box<dyn BlobWrite>> {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{STAGED_PREFIX}{}-{n}", std::process::id());
-        let path = self.root.join(STAGING).join(&name);
+        let (name, path) = self.next_staged();
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -332,7 +352,114 @@ impl BlobBackend for LocalFiles {
         Ok(out)
     }
 
+    fn upload_create(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .context(|| format!("creating upload {}", path.display()))?;
+        faults::sync_file(self.faults.as_deref(), SyncTarget::BlobFile, &f)
+            .context(|| format!("fsync of {}", path.display()))?;
+        self.sync_dir(&self.root.join(UPLOADS))
+    }
+
+    fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWrite>> {
+        let path = self.upload_path(id)?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .context(|| format!("opening upload {}", path.display()))?;
+        let len = file
+            .metadata()
+            .context(|| format!("stat of {}", path.display()))?
+            .len();
+        if len < offset {
+            return Err(Error::Corrupt(format!(
+                "upload {id} holds {len} bytes, fewer than the {offset} acknowledged"
+            )));
+        }
+        if len > offset {
+            file.set_len(offset)
+                .context(|| format!("truncating {}", path.display()))?;
+        }
+        let mut file = file;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(offset))
+            .context(|| format!("seeking in {}", path.display()))?;
+        Ok(Box::new(UploadFile {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            path,
+            faults: self.faults.clone(),
+        }))
+    }
+
+    fn upload_open(&self, id: &str) -> Result<Option<Box<dyn BlobRead>>> {
+        open_file(&self.upload_path(id)?)
+    }
+
+    fn upload_finish(&self, id: &str) -> Result<Staged> {
+        let from = self.upload_path(id)?;
+        let (name, to) = self.next_staged();
+        fs::rename(&from, &to)
+            .context(|| format!("moving upload {} to {}", from.display(), to.display()))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o444))
+            .context(|| format!("making {} read-only", to.display()))?;
+        // The new name is made durable before the commit that records it.
+        self.staged_unsynced.store(true, Ordering::Release);
+        Ok(Staged::new(name))
+    }
+
+    fn upload_remove(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+
+    fn upload_list(&self) -> Result<Vec<String>> {
+        let dir = self.root.join(UPLOADS);
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))? {
+            let e = e.context(|| format!("listing {}", dir.display()))?;
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
     fn hard_link(&self, digest: &Digest, dst: &Path) -> Result<bool> {
         Ok(fs::hard_link(self.path(digest), dst).is_ok())
+    }
+}
+
+/// Appends to an upload session's file.
+struct UploadFile {
+    file: io::BufWriter<fs::File>,
+    path: PathBuf,
+    faults: Option<Arc<FaultInjector>>,
+}
+
+impl io::Write for UploadFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl UploadWrite for UploadFile {
+    fn commit(self: Box<Self>) -> Result<()> {
+        let path = self.path.clone();
+        let faults = self.faults.clone();
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?;
+        faults::sync_file(faults.as_deref(), SyncTarget::BlobFile, &file)
+            .context(|| format!("fsync of {}", path.display()))
     }
 }

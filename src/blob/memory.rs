@@ -6,7 +6,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged};
+use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 
@@ -16,6 +16,7 @@ type Bytes = Arc<Vec<u8>>;
 struct State {
     staged: HashMap<String, Bytes>,
     committed: HashMap<Digest, Bytes>,
+    uploads: HashMap<String, Vec<u8>>,
 }
 
 /// Blob bytes held in memory. Everything is lost with the process, so a
@@ -65,6 +66,40 @@ impl BlobWrite for MemoryWrite {
             .staged
             .insert(name.clone(), Arc::new(self.buf));
         Ok(Staged::new(name))
+    }
+}
+
+struct MemoryUpload {
+    owner: MemoryBlobs,
+    id: String,
+    offset: usize,
+    buf: Vec<u8>,
+}
+
+impl io::Write for MemoryUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UploadWrite for MemoryUpload {
+    fn commit(self: Box<Self>) -> Result<()> {
+        let mut st = self.owner.lock()?;
+        let bytes = st
+            .uploads
+            .get_mut(&self.id)
+            .ok_or_else(|| Error::InvalidArgument {
+                value: self.id.clone(),
+                expected: "an open upload".into(),
+            })?;
+        bytes.truncate(self.offset);
+        bytes.extend_from_slice(&self.buf);
+        Ok(())
     }
 }
 
@@ -148,6 +183,67 @@ impl BlobBackend for MemoryBlobs {
             each(Listed::Blob(d))?;
         }
         Ok(())
+    }
+
+    fn upload_create(&self, id: &str) -> Result<()> {
+        self.lock()?.uploads.insert(id.to_string(), Vec::new());
+        Ok(())
+    }
+
+    fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWrite>> {
+        let len =
+            self.lock()?
+                .uploads
+                .get(id)
+                .map(Vec::len)
+                .ok_or_else(|| Error::InvalidArgument {
+                    value: id.to_string(),
+                    expected: "an open upload".into(),
+                })?;
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        if len < offset {
+            return Err(Error::Corrupt(format!(
+                "upload {id} holds {len} bytes, fewer than the {offset} acknowledged"
+            )));
+        }
+        Ok(Box::new(MemoryUpload {
+            owner: self.clone(),
+            id: id.to_string(),
+            offset,
+            buf: Vec::new(),
+        }))
+    }
+
+    fn upload_open(&self, id: &str) -> Result<Option<Box<dyn BlobRead>>> {
+        Ok(self
+            .lock()?
+            .uploads
+            .get(id)
+            .map(|b| Box::new(MemoryRead(Arc::new(b.clone()))) as Box<dyn BlobRead>))
+    }
+
+    fn upload_finish(&self, id: &str) -> Result<Staged> {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("mem-{n}");
+        let mut st = self.lock()?;
+        let bytes = st
+            .uploads
+            .remove(id)
+            .ok_or_else(|| Error::InvalidArgument {
+                value: id.to_string(),
+                expected: "an open upload".into(),
+            })?;
+        st.staged.insert(name.clone(), Arc::new(bytes));
+        Ok(Staged::new(name))
+    }
+
+    fn upload_remove(&self, id: &str) -> Result<()> {
+        self.lock()?.uploads.remove(id);
+        Ok(())
+    }
+
+    fn upload_list(&self) -> Result<Vec<String>> {
+        Ok(self.lock()?.uploads.keys().cloned().collect())
     }
 
     fn list_staged(&self) -> Result<Vec<Staged>> {

@@ -55,6 +55,14 @@ pub trait BlobWrite: io::Write + Send {
     fn finish(self: Box<Self>, durable: bool) -> Result<Staged>;
 }
 
+/// Bytes appended to an upload session. Dropping it without
+/// [`UploadWrite::commit`] leaves what was written, unacknowledged: the
+/// next append drops it.
+pub trait UploadWrite: io::Write + Send {
+    /// Makes what was appended durable.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
 /// Positional reads of one blob's bytes, from any thread.
 pub trait BlobRead: Send + Sync {
     /// The length of the bytes, as stored.
@@ -134,6 +142,27 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// Every staged blob, for the engine to discard at open those that no
     /// intent names.
     fn list_staged(&self) -> Result<Vec<Staged>>;
+
+    /// Starts the bytes of a resumable upload session, empty.
+    fn upload_create(&self, id: &str) -> Result<()>;
+
+    /// Opens a session's bytes for appending at `offset`, after dropping
+    /// whatever lies beyond it (a write that was never acknowledged).
+    /// Fails when fewer than `offset` bytes are there.
+    fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn UploadWrite>>;
+
+    /// Opens a session's bytes for reading; `None` when there are none.
+    fn upload_open(&self, id: &str) -> Result<Option<Box<dyn BlobRead>>>;
+
+    /// Turns a session's bytes into a staged blob without copying them.
+    fn upload_finish(&self, id: &str) -> Result<Staged>;
+
+    /// Removes a session's bytes. Absent is not an error.
+    fn upload_remove(&self, id: &str) -> Result<()>;
+
+    /// Every session that has bytes, for the engine to remove those that
+    /// no session record names.
+    fn upload_list(&self) -> Result<Vec<String>>;
 
     /// Optional capability: makes `dst` a hard link to a committed blob's
     /// bytes. `Ok(false)` when the backend cannot (the caller copies).

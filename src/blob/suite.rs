@@ -49,6 +49,18 @@ const CHECKS: &[(&str, Check)] = &[
         concurrent_stage,
     ),
     ("hard_link is declined or links the same bytes", hard_link),
+    (
+        "upload bytes append, drop what was not acknowledged, and finish staged",
+        upload_append_finish,
+    ),
+    (
+        "an upload append past its bytes is refused",
+        upload_append_past_end,
+    ),
+    (
+        "upload_list and upload_remove see every session",
+        upload_list_remove,
+    ),
 ];
 
 /// Runs every check, each on a fresh backend from `make`.
@@ -303,4 +315,72 @@ fn hard_link(b: &dyn BlobBackend) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+fn append(b: &dyn BlobBackend, id: &str, at: u64, data: &[u8]) -> Result<(), String> {
+    let mut w = b.upload_append(id, at).map_err(err)?;
+    w.write_all(data).map_err(err)?;
+    w.commit().map_err(err)
+}
+
+fn upload_append_finish(b: &dyn BlobBackend) -> Result<(), String> {
+    let id = "0123abcd";
+    b.upload_create(id).map_err(err)?;
+    append(b, id, 0, b"hello ")?;
+    // Written but never acknowledged (the session still says 6 bytes).
+    append(b, id, 6, b"XXXXXXXXXX")?;
+    append(b, id, 6, b"world")?;
+    let r = b.upload_open(id).map_err(err)?.ok_or("upload not found")?;
+    expect(
+        read_all(&*r)? == b"hello world",
+        "the upload holds other bytes",
+    )?;
+    let s = b.upload_finish(id).map_err(err)?;
+    expect(
+        b.upload_open(id).map_err(err)?.is_none(),
+        "the upload is still there",
+    )?;
+    let r = b
+        .open_staged(&s)
+        .map_err(err)?
+        .ok_or("finished upload not staged")?;
+    expect(
+        read_all(&*r)? == b"hello world",
+        "the staged blob holds other bytes",
+    )?;
+    let d = digest_of(Algorithm::Sha256, b"hello world");
+    b.commit(&s, &d).map_err(err)?;
+    let r = b
+        .open(&d)
+        .map_err(err)?
+        .ok_or("committed upload not found")?;
+    expect(
+        read_all(&*r)? == b"hello world",
+        "the committed upload holds other bytes",
+    )
+}
+
+fn upload_append_past_end(b: &dyn BlobBackend) -> Result<(), String> {
+    let id = "feed";
+    b.upload_create(id).map_err(err)?;
+    append(b, id, 0, b"abc")?;
+    expect(
+        b.upload_append(id, 10).is_err(),
+        "an append past the end was taken",
+    )
+}
+
+fn upload_list_remove(b: &dyn BlobBackend) -> Result<(), String> {
+    for id in ["aa", "bb"] {
+        b.upload_create(id).map_err(err)?;
+    }
+    let mut ids = b.upload_list().map_err(err)?;
+    ids.sort();
+    expect(ids == ["aa", "bb"], &format!("listed {ids:?}"))?;
+    b.upload_remove("aa").map_err(err)?;
+    b.upload_remove("aa").map_err(err)?;
+    expect(
+        b.upload_list().map_err(err)? == ["bb"],
+        "remove left the session",
+    )
 }

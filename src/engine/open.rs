@@ -58,6 +58,17 @@ pub(crate) fn open_database(
     })
 }
 
+/// `n` random bytes as lowercase hex (upload ids: unguessable, so that a
+/// client cannot append to another's session).
+pub(crate) fn random_hex(n: usize) -> String {
+    let key = random_key();
+    let mut out = String::with_capacity(n * 2);
+    for b in key.iter().cycle().take(n) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 /// 32 bytes from the OS's random source, by way of std's randomly keyed
 /// SipHash (no extra dependency for one key per store).
 fn random_key() -> [u8; 32] {
@@ -111,6 +122,46 @@ pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
     }
     txn.commit()?;
     Ok(cursor_key)
+}
+
+/// Removes upload bytes that no session names (a crash while one began),
+/// and sessions whose bytes are gone. Returns how many of each.
+pub(crate) fn settle_uploads(db: &Database, backend: &dyn BlobBackend) -> Result<(usize, usize)> {
+    let ids: Vec<(String, u64)> = {
+        let r = db.begin_read()?;
+        let t = r.open_table(tables::UPLOADS)?;
+        let mut v = Vec::new();
+        for e in t.iter()? {
+            let (k, val) = e?;
+            let rec = crate::schema::record::UploadRecord::decode(val.value())?;
+            v.push((k.value().to_string(), rec.lease));
+        }
+        v
+    };
+    let known: std::collections::HashSet<&str> = ids.iter().map(|(i, _)| i.as_str()).collect();
+    let mut stray = 0;
+    let present: Vec<String> = backend.upload_list()?;
+    for id in &present {
+        if !known.contains(id.as_str()) {
+            backend.upload_remove(id)?;
+            stray += 1;
+        }
+    }
+    let gone: Vec<&(String, u64)> = ids
+        .iter()
+        .filter(|(i, _)| !present.iter().any(|p| p == i))
+        .collect();
+    if !gone.is_empty() {
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(tables::UPLOADS)?;
+            for (i, _) in &gone {
+                t.remove(i.as_str())?;
+            }
+        }
+        txn.commit()?;
+    }
+    Ok((stray, gone.len()))
 }
 
 /// Settles every intent a crash left, then discards every staged blob

@@ -409,6 +409,9 @@ impl Store {
         report.rescued = st.rescued;
         report.kept = total - report.digests.len() as u64;
         report.sweep_ms = sweep_started.elapsed().as_millis() as u64;
+        // Expired leases protect nothing; their records would otherwise
+        // pile up (every upload session takes one).
+        self.drop_expired_leases()?;
         Ok(report)
     }
 }

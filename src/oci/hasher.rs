@@ -11,6 +11,9 @@ use crate::oci::digest::{Algorithm, Digest};
 #[derive(Clone)]
 pub struct Hasher(State);
 
+/// Version byte of a saved hash state.
+const STATE_V1: u8 = 1;
+
 #[derive(Clone)]
 enum State {
     Sha256(sha2::Sha256),
@@ -48,6 +51,45 @@ impl Hasher {
             }
         };
         Digest::from_padded(alg, bytes)
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.0 {
+            State::Sha256(_) => Algorithm::Sha256,
+            State::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// The hash state after the bytes fed so far, to store and resume
+    /// from (an upload continued after a restart need not re-hash what
+    /// came before). The encoding is the hash crate's own, behind one
+    /// version byte.
+    pub fn save_state(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState as _;
+        let mut out = vec![STATE_V1];
+        match &self.0 {
+            State::Sha256(h) => out.extend_from_slice(h.serialize().as_slice()),
+            State::Sha512(h) => out.extend_from_slice(h.serialize().as_slice()),
+        }
+        out
+    }
+
+    /// A hasher resumed from [`Hasher::save_state`].
+    pub fn restore(alg: Algorithm, state: &[u8]) -> Result<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        fn load<H: SerializableState>(bytes: &[u8]) -> Option<H> {
+            let arr = sha2::digest::array::Array::try_from(bytes).ok()?;
+            H::deserialize(&arr).ok()
+        }
+        let bad = || Error::Corrupt(format!("a saved {} hash state does not load", alg.name()));
+        let Some((&STATE_V1, rest)) = state.split_first() else {
+            return Err(bad());
+        };
+        Ok(Hasher(match alg {
+            Algorithm::Sha256 => State::Sha256(load(rest).ok_or_else(bad)?),
+            Algorithm::Sha512 => State::Sha512(load(rest).ok_or_else(bad)?),
+        }))
     }
 
     /// Hashes a whole slice.
@@ -162,6 +204,33 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn a_saved_state_resumes_where_it_stopped(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cut in 0usize..600,
+            sha512 in proptest::prelude::any::<bool>(),
+        ) {
+            let alg = if sha512 { Algorithm::Sha512 } else { Algorithm::Sha256 };
+            let cut = cut.min(data.len());
+            let mut first = Hasher::new(alg);
+            first.update(&data[..cut]);
+            let mut resumed = Hasher::restore(alg, &first.save_state()).expect("restore");
+            resumed.update(&data[cut..]);
+            proptest::prop_assert_eq!(resumed.finish(), Hasher::digest_of(alg, &data));
+        }
+    }
+
+    #[test]
+    fn a_damaged_state_is_an_error() {
+        let h = Hasher::new(Algorithm::Sha256);
+        let mut st = h.save_state();
+        st.pop();
+        assert!(Hasher::restore(Algorithm::Sha256, &st).is_err());
+        assert!(Hasher::restore(Algorithm::Sha512, &h.save_state()).is_err());
+        assert!(Hasher::restore(Algorithm::Sha256, &[]).is_err());
+    }
 
     #[test]
     fn known_vectors() {

@@ -191,6 +191,68 @@ pub(crate) fn le8(s: &[u8]) -> [u8; 8] {
     a
 }
 
+/// A resumable upload session (`uploads` value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UploadRecord {
+    /// The repository the blob is uploaded to.
+    pub repo: String,
+    /// The algorithm the bytes are hashed with as they arrive.
+    pub algorithm: crate::oci::digest::Algorithm,
+    /// Bytes acknowledged so far.
+    pub offset: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The lease that holds what the session mounts or finishes.
+    pub lease: u64,
+    /// The hash state after `offset` bytes.
+    pub state: Vec<u8>,
+}
+
+impl UploadRecord {
+    /// `[1] alg(1) offset(8) created(8) updated(8) lease(8) repo_len(2)
+    /// repo state`.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let repo_len = u16::try_from(self.repo.len()).map_err(|_| Error::InvalidArgument {
+            value: crate::oci::digest::truncate_for_message(&self.repo),
+            expected: "a repository name under 64 KiB".into(),
+        })?;
+        let mut v = Vec::with_capacity(36 + self.repo.len() + self.state.len());
+        v.push(VALUE_FORMAT_V1);
+        v.push(self.algorithm.tag());
+        v.extend_from_slice(&self.offset.to_le_bytes());
+        v.extend_from_slice(&self.created_ms.to_le_bytes());
+        v.extend_from_slice(&self.updated_ms.to_le_bytes());
+        v.extend_from_slice(&self.lease.to_le_bytes());
+        v.extend_from_slice(&repo_len.to_le_bytes());
+        v.extend_from_slice(self.repo.as_bytes());
+        v.extend_from_slice(&self.state);
+        Ok(v)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<UploadRecord> {
+        let bad = |why: &str| Error::Corrupt(format!("upload record of {} bytes: {why}", b.len()));
+        if b.len() < 36 || b[0] != VALUE_FORMAT_V1 {
+            return Err(bad("unknown format"));
+        }
+        let algorithm = crate::oci::digest::Algorithm::from_tag(b[1])
+            .ok_or_else(|| bad("unknown algorithm"))?;
+        let u = |at: usize| u64::from_le_bytes(le8(&b[at..at + 8]));
+        let repo_len = usize::from(u16::from_le_bytes([b[34], b[35]]));
+        let repo = b
+            .get(36..36 + repo_len)
+            .ok_or_else(|| bad("repository cut short"))?;
+        Ok(UploadRecord {
+            algorithm,
+            offset: u(2),
+            created_ms: u(10),
+            updated_ms: u(18),
+            lease: u(26),
+            repo: String::from_utf8(repo.to_vec()).map_err(|_| bad("repository is not UTF-8"))?,
+            state: b[36 + repo_len..].to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,8 @@ pub(crate) const LEASE_ITEMS: TableDefinition<&[u8; MEMBER_LEN], ()> =
 /// the digest, or removal, follows the transaction that wrote the row.
 /// Settled at open after a crash (see `engine::writer`).
 pub(crate) const INTENTS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("intents");
+/// `upload id -> UploadRecord`: resumable upload sessions.
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// Written by earlier builds while a GC ran (the change log now lives in
 /// memory: a GC run does not outlive its process). Dropped at open.
 pub(crate) const RETIRED_GC_LOG: TableDefinition<u64, &DKey> = TableDefinition::new("gc_log");
@@ -74,6 +76,7 @@ pub(crate) struct WriteTables<'t> {
     pub leases: redb::Table<'t, u64, &'static [u8]>,
     pub lease_items: redb::Table<'t, &'static [u8; MEMBER_LEN], ()>,
     pub intents: redb::Table<'t, &'static DKey, &'static [u8]>,
+    pub uploads: redb::Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -94,6 +97,7 @@ impl<'t> WriteTables<'t> {
             leases: txn.open_table(LEASES)?,
             lease_items: txn.open_table(LEASE_ITEMS)?,
             intents: txn.open_table(INTENTS)?,
+            uploads: txn.open_table(UPLOADS)?,
         })
     }
 }

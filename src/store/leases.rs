@@ -8,9 +8,9 @@ use crate::error::{Error, Result};
 use crate::index::counters::next_counter;
 use crate::index::leases::add_to_lease;
 use crate::index::leases::check_lease;
-use crate::index::leases::lease_range;
 use crate::index::leases::live_leases;
 pub use crate::index::leases::Lease;
+use crate::index::leases::{decode_lease, lease_range};
 use crate::oci::digest::Digest;
 use crate::schema::record::VALUE_FORMAT_V1;
 use crate::schema::tables::{self};
@@ -65,6 +65,27 @@ impl Store {
             b.t.lease_items
                 .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
             Ok(())
+        })
+    }
+
+    /// Deletes every expired lease and what it held; returns how many.
+    /// Every GC run does it.
+    pub fn drop_expired_leases(&self) -> Result<usize> {
+        self.submit_background(true, move |b| {
+            let mut expired = Vec::new();
+            for e in b.t.leases.iter()? {
+                let (k, v) = e?;
+                if decode_lease(v.value())? <= b.now_ms {
+                    expired.push(k.value());
+                }
+            }
+            for lease in &expired {
+                b.t.leases.remove(*lease)?;
+                let (lo, hi) = lease_range(*lease);
+                b.t.lease_items
+                    .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
+            }
+            Ok(expired.len())
         })
     }
 

@@ -10,6 +10,7 @@ mod put;
 mod read;
 mod referrers;
 mod tags;
+mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -24,9 +25,10 @@ pub use graph::{Edge, Inspection, Parent, WalkNode, MAX_WALK_DEPTH};
 pub use leases::Lease;
 pub use manifests::ManifestOptions;
 pub use put::{PutOptions, PutResult};
-pub(crate) use read::not_found;
 pub use read::BlobInfo;
+pub(crate) use read::{info, not_found};
 pub use referrers::{ImageIndex, ReferrersPage, ReferrersQuery};
+pub use uploads::{UploadOptions, UploadStatus};
 
 use crate::blob::{BlobBackend, LocalFiles};
 use crate::engine::open;
@@ -140,6 +142,7 @@ pub struct Store {
     writer: Option<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) sweep_hook: SweepSlot,
+    uploads_busy: uploads::BusyUploads,
     pub(crate) parsers: crate::oci::manifest::ParserRegistry,
     pub(crate) gc_lock: std::sync::Mutex<()>,
     /// Signs referrers cursors, so that a page is only ever continued from
@@ -236,6 +239,7 @@ impl Store {
             }
         };
         open::settle_intents(&db, &*backend, &legacy)?;
+        open::settle_uploads(&db, &*backend)?;
         if !legacy.is_empty() {
             LocalFiles::with_faults(&root, None)?.clear_legacy_intent();
         }
@@ -249,6 +253,7 @@ impl Store {
             writer: None,
             shared,
             sweep_hook: SweepSlot::default(),
+            uploads_busy: uploads::BusyUploads::default(),
             parsers: crate::oci::manifest::ParserRegistry::default(),
             gc_lock: std::sync::Mutex::new(()),
             cursor_key,

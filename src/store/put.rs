@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use redb::ReadableTable as _;
 use std::sync::Arc;
 
-use super::Store;
+use super::{BlobInfo, Store};
 use crate::blob::{BlobBackend, BlobWrite, Staged};
 use crate::engine::Batch;
 use crate::error::{Error, IoContext as _, Result};
@@ -307,6 +307,39 @@ impl Store {
                 size,
                 created: false,
             }))
+        })
+    }
+
+    /// Mounts a blob into `repo` (`POST /v2/<repo>/blobs/uploads/?mount=`).
+    /// With `from`, the blob must be a member of `from` (the caller is
+    /// trusted to have checked that its client may read `from`). Without
+    /// it, only a blob that `repo` already holds mounts: a digest alone
+    /// must not reach another repository's content. Returns `Ok(None)`
+    /// when the mount cannot be made; a registry then opens an upload.
+    pub fn mount_blob(
+        &self,
+        repo: &str,
+        d: &Digest,
+        from: Option<&str>,
+    ) -> Result<Option<BlobInfo>> {
+        names::validate_repository(repo)?;
+        if let Some(f) = from {
+            names::validate_repository(f)?;
+        }
+        let source = from.unwrap_or(repo).to_string();
+        let (repo, d) = (repo.to_string(), *d);
+        self.submit(true, move |b| {
+            let Some((_, _)) = crate::index::repos::member_kind(b, &source, &d)? else {
+                return Ok(None);
+            };
+            let Some(rec) = record_in(b, &d)? else {
+                return Ok(None);
+            };
+            let id = ensure_repo(b, &repo)?;
+            add_member(b, id, &d, MEMBER_BLOB)?;
+            b.note_reachable(&d)?;
+            refresh(b, &d, rec.clone())?;
+            Ok(Some(super::info(&d, rec)))
         })
     }
 

@@ -11,7 +11,7 @@ use crate::index::remove::remove_blob_in;
 use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::schema::record::{self, BlobRecord, Placement};
-use crate::schema::tables::{self, BLOBS, INLINE, INTENTS};
+use crate::schema::tables::{self, BLOBS, INLINE, INTENTS, MEMBERS};
 
 /// Metadata of a stored blob.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -115,6 +115,60 @@ impl Store {
     fn open_reader(&self, d: &Digest, range: Option<(u64, u64)>) -> Result<BlobReader> {
         let txn = tables::begin_read(&self.db)?;
         let rec = read_record(&txn, d)?;
+        self.reader_in(&txn, d, rec, range)
+    }
+
+    /// A blob of a repository, as a registry serves `GET /v2/<repo>/blobs/`:
+    /// the membership check, the record and the bytes from one read
+    /// snapshot, so that a delete in between cannot split them. With
+    /// `range` (inclusive, as HTTP), only those bytes.
+    pub fn get_in_repo(
+        &self,
+        repo: &str,
+        d: &Digest,
+        range: Option<(u64, u64)>,
+    ) -> Result<(BlobInfo, BlobReader)> {
+        let txn = tables::begin_read(&self.db)?;
+        let rec = self.record_in_repo(&txn, repo, d)?;
+        let r = self.reader_in(&txn, d, rec.clone(), range)?;
+        Ok((info(d, rec), r))
+    }
+
+    /// A blob's metadata if `repo` holds it (`HEAD /v2/<repo>/blobs/`), in
+    /// one read snapshot.
+    pub fn stat_in_repo(&self, repo: &str, d: &Digest) -> Result<BlobInfo> {
+        let txn = tables::begin_read(&self.db)?;
+        Ok(info(d, self.record_in_repo(&txn, repo, d)?))
+    }
+
+    fn record_in_repo(
+        &self,
+        txn: &redb::ReadTransaction,
+        repo: &str,
+        d: &Digest,
+    ) -> Result<BlobRecord> {
+        crate::oci::names::validate_repository(repo)?;
+        let missing = || Error::BlobNotFound {
+            digest: *d,
+            hint: String::new(),
+        };
+        let Some(id) = crate::index::repos::repo_id(txn, repo)? else {
+            return Err(missing());
+        };
+        let members = txn.open_table(MEMBERS)?;
+        if members.get(&crate::schema::keys::member(id, d))?.is_none() {
+            return Err(missing());
+        }
+        record::lookup(&txn.open_table(BLOBS)?, d)?.ok_or_else(missing)
+    }
+
+    fn reader_in(
+        &self,
+        txn: &redb::ReadTransaction,
+        d: &Digest,
+        rec: BlobRecord,
+        range: Option<(u64, u64)>,
+    ) -> Result<BlobReader> {
         let (start, end) = match range {
             None => (0, rec.size),
             Some((s, e)) => {
@@ -149,7 +203,7 @@ impl Store {
             }
             Placement::File => {
                 // Gone: deleted after our snapshot was taken.
-                let r = self.open_bytes(&txn, d)?.ok_or_else(|| not_found(d))?;
+                let r = self.open_bytes(txn, d)?.ok_or_else(|| not_found(d))?;
                 Ok(BlobReader::new(Source::Backend(r), start, end))
             }
         }

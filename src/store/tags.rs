@@ -116,6 +116,33 @@ impl Store {
         tag_entries(&txn, repo_id)
     }
 
+    /// A page of the catalog: repository names after `last` (exclusive),
+    /// sorted, at most `n`, and whether more follow (`GET /v2/_catalog`).
+    pub fn repositories_page(
+        &self,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<(Vec<String>, bool)> {
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(REPOS)?;
+        let limit = n.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let range = match last {
+            Some(l) => {
+                t.range::<&str>((std::ops::Bound::Excluded(l), std::ops::Bound::Unbounded))?
+            }
+            None => t.range::<&str>(..)?,
+        };
+        for e in range {
+            let (k, _) = e?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(k.value().to_string());
+        }
+        Ok((out, false))
+    }
+
     /// All repository names, sorted.
     pub fn repositories(&self) -> Result<Vec<String>> {
         let txn = tables::begin_read(&self.db)?;
