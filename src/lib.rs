@@ -38,6 +38,8 @@ pub mod oci;
 #[doc(hidden)]
 pub mod sample;
 mod schema;
+#[cfg(feature = "serve")]
+pub mod server;
 pub mod store;
 
 pub use oci::{digest, hasher, manifest, names};

@@ -167,6 +167,12 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
 
+    /// Serve the store as an OCI registry (distribution API v1.1).
+    #[command(
+        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default"
+    )]
+    Serve(ServeArgs),
+
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
     Inspect {
@@ -468,4 +474,24 @@ pub struct ExportArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `ocidb serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub addr: std::net::SocketAddr,
+    /// Run a GC this often while serving (30m, 1h…); never by default.
+    #[arg(long)]
+    pub gc_interval: Option<String>,
+    /// The GC's grace period (0s, 30m, 1h…).
+    #[arg(long, default_value = "1h")]
+    pub grace: String,
+    /// The GC also collects manifests that no tag reaches.
+    #[arg(long)]
+    pub delete_untagged: bool,
+    /// Cancel upload sessions idle this long.
+    #[arg(long, default_value = "7d")]
+    pub upload_max_idle: String,
 }

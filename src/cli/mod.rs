@@ -185,6 +185,7 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Debug(DebugCommand::CrashChild { seed, log }) => {
             crash_child::run(&store_dir, seed, &log)
         }
+        Command::Serve(a) => serve(&store_dir, a),
         Command::Inspect {
             digest,
             repo,
@@ -194,4 +195,25 @@ fn run_command(cli: Cli) -> Result<()> {
             print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
         }
     }
+}
+
+fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
+    let policy = ocidb::GcPolicy::default()
+        .grace(ocidb::gc::parse_duration(&a.grace)?)
+        .delete_untagged(a.delete_untagged);
+    let interval = a
+        .gc_interval
+        .as_deref()
+        .map(ocidb::gc::parse_duration)
+        .transpose()?;
+    let opts = ocidb::server::ServeOptions::default()
+        .addr(a.addr)
+        .gc_interval(interval)
+        .gc_policy(policy)
+        .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?);
+    let store = std::sync::Arc::new(create(store_dir)?);
+    let shown = store_dir.display().to_string();
+    ocidb::server::serve(store, &opts, |addr| {
+        eprintln!("serving {shown} on http://{addr} (Ctrl-C to stop)");
+    })
 }

@@ -127,3 +127,4 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
     None
 }
 pub mod fixtures;
+pub mod server;

@@ -1,0 +1,102 @@
+//! Bodies between async handlers and the blocking engine: a request body
+//! read as `std::io::Read` on the blocking pool, and a blob streamed out as
+//! a response body, each through a channel of a few chunks.
+
+use std::io::{self, Read};
+
+use axum::body::{Body, Bytes};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+/// Chunks in flight between the network and the engine.
+const DEPTH: usize = 4;
+/// Size of one chunk read from a blob.
+const OUT_CHUNK: usize = 256 * 1024;
+
+/// A request body as the engine reads it.
+pub(crate) struct BodyReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Runs `f` on the blocking pool with the request body as a reader, feeding
+/// it from this task. A body that breaks off mid-stream reaches `f` as a
+/// read error.
+pub(crate) async fn with_body<T: Send + 'static>(
+    body: Body,
+    f: impl FnOnce(BodyReader) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let job = tokio::task::spawn_blocking(move || {
+        f(BodyReader {
+            rx,
+            cur: Bytes::new(),
+        })
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
+        let stop = item.is_err();
+        if tx.send(item).await.is_err() || stop {
+            break;
+        }
+    }
+    drop(tx);
+    job.await
+}
+
+/// Reads at most `limit` bytes of a body into memory; `None` when it holds
+/// more.
+pub(crate) async fn read_limited(body: Body, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e))?;
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
+/// A response body that streams `r` from the blocking pool.
+pub(crate) fn stream(mut r: impl Read + Send + 'static) -> Body {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; OUT_CHUNK];
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                break;
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}

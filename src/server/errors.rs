@@ -1,0 +1,87 @@
+//! Engine errors as the distribution spec's error responses: a status and a
+//! JSON body with the OCI code, chosen from `Error::kind()`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{Error, ErrorKind};
+
+/// An error response of the distribution API.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra headers (the `Range` of an upload on a 416).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let (status, code) = match e.kind() {
+            ErrorKind::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            ErrorKind::ManifestUnknown | ErrorKind::TagUnknown => {
+                (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+            }
+            ErrorKind::RepositoryUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            ErrorKind::ChildUnknown => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            ErrorKind::InvalidDigest => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            ErrorKind::SizeMismatch => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+            ErrorKind::InvalidManifest => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            ErrorKind::InvalidName => match e {
+                Error::InvalidTag { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+                Error::InvalidMediaType { .. } => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+                _ => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            },
+            ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            ErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "DENIED"),
+            ErrorKind::RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+            ErrorKind::UploadOffset => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            ErrorKind::UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            ErrorKind::Retry => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ErrorKind::QuotaExceeded => (StatusCode::INSUFFICIENT_STORAGE, "DENIED"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        };
+        let mut out = ApiError::new(status, code, e.to_string());
+        if let Error::UploadOffset { expected, .. } = e {
+            if let Ok(v) = HeaderValue::from_str(&super::routes::range_value(expected)) {
+                out.headers.push((header::RANGE, v));
+            }
+        }
+        if out.status == StatusCode::INTERNAL_SERVER_ERROR {
+            log::error!("{}", out.message);
+        }
+        out
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "errors": [{"code": self.code, "message": self.message, "detail": null}]
+        });
+        let mut r = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}

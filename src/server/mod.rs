@@ -1,0 +1,162 @@
+//! `ocidb serve`: the OCI distribution API (v1.1) on the engine, with axum
+//! on tokio. Every engine call runs on tokio's blocking pool; blob bodies
+//! stream both ways through bounded channels, so memory stays bounded
+//! whatever their size.
+
+mod body;
+mod errors;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::Store;
+
+/// How to serve.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Where to listen (default 127.0.0.1:5000).
+    pub addr: SocketAddr,
+    /// Run a GC this often while serving (`None`: never).
+    pub gc_interval: Option<Duration>,
+    /// The policy of those runs.
+    pub gc_policy: crate::gc::GcPolicy,
+    /// Cancel upload sessions idle this long (checked with each GC run,
+    /// and every hour).
+    pub upload_max_idle: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            gc_interval: None,
+            gc_policy: crate::gc::GcPolicy::default(),
+            upload_max_idle: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Sets [`ServeOptions::addr`].
+    #[must_use]
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Sets [`ServeOptions::gc_interval`].
+    #[must_use]
+    pub fn gc_interval(mut self, every: impl Into<Option<Duration>>) -> Self {
+        self.gc_interval = every.into();
+        self
+    }
+
+    /// Sets [`ServeOptions::gc_policy`].
+    #[must_use]
+    pub fn gc_policy(mut self, policy: crate::gc::GcPolicy) -> Self {
+        self.gc_policy = policy;
+        self
+    }
+
+    /// Sets [`ServeOptions::upload_max_idle`].
+    #[must_use]
+    pub fn upload_max_idle(mut self, idle: Duration) -> Self {
+        self.upload_max_idle = idle;
+        self
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct App {
+    pub store: Arc<Store>,
+}
+
+/// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
+/// requests in flight finish, and returns. `ready` is called with the bound
+/// address once the listener is up (port 0 picks a free one).
+pub fn serve(
+    store: Arc<Store>,
+    opts: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> crate::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ocidb-serve")
+        .build()
+        .map_err(|e| crate::Error::io("starting the server runtime", e))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.addr)
+            .await
+            .map_err(|e| crate::Error::io(format!("binding {}", opts.addr), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| crate::Error::io("reading the bound address", e))?;
+        ready(local);
+        let maintenance = tokio::spawn(maintain(Arc::clone(&store), opts.clone()));
+        let app = Arc::new(App { store });
+        let router = routes::router(app);
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| crate::Error::io("serving", e));
+        maintenance.abort();
+        served
+    })
+}
+
+/// Scheduled GC runs and the purge of idle upload sessions.
+async fn maintain(store: Arc<Store>, opts: ServeOptions) {
+    let every = opts
+        .gc_interval
+        .unwrap_or(Duration::from_secs(3600))
+        .min(Duration::from_secs(3600));
+    let mut next_gc = opts.gc_interval.map(|i| tokio::time::Instant::now() + i);
+    loop {
+        tokio::time::sleep(every).await;
+        let s = Arc::clone(&store);
+        let idle = opts.upload_max_idle;
+        let purged = tokio::task::spawn_blocking(move || s.purge_uploads(idle)).await;
+        if let Ok(Err(e)) = purged {
+            log::warn!("purging idle uploads: {e}");
+        }
+        if let (Some(at), Some(interval)) = (next_gc, opts.gc_interval) {
+            if tokio::time::Instant::now() >= at {
+                let s = Arc::clone(&store);
+                let policy = opts.gc_policy.clone();
+                match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
+                    Ok(Ok(r)) => log::info!(
+                        "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
+                        r.deleted_manifests,
+                        r.deleted_blobs,
+                        r.reclaimed_bytes
+                    ),
+                    Ok(Err(e)) => log::warn!("gc: {e}"),
+                    Err(e) => log::warn!("gc task: {e}"),
+                }
+                next_gc = Some(tokio::time::Instant::now() + interval);
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    log::info!("shutting down: no new connections, finishing requests in flight");
+}

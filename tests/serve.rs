@@ -1,0 +1,458 @@
+//! `ocidb serve` as clients see it: the OCI conformance suite, real
+//! clients, a kill -9 in the middle of a chunked upload, and the bad
+//! requests. The suite and the clients come from `../shared/oci-tools`;
+//! without it those tests skip with a line (and fail under `CI=true`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::server::Server;
+use ocidb::{Algorithm, Hasher};
+
+fn sha256(b: &[u8]) -> String {
+    Hasher::digest_of(Algorithm::Sha256, b).to_string()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let results = dir.path().join("results");
+    let out = Command::new(tools.join("conformance.sh"))
+        .arg(format!("http://{}", server.addr))
+        .arg(&results)
+        .env("OCI_API_BLOBS_UPLOAD_CANCEL", "true")
+        .env("OCI_DATA_SPARSE", "true")
+        .output()
+        .expect("run the conformance suite");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("conformance:"))
+        .unwrap_or_else(|| panic!("no result line:\n{text}"));
+    eprintln!("{line}");
+    let count = |what: &str| -> u64 {
+        line.split(',')
+            .find(|p| p.contains(what))
+            .and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok()))
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(count("failed"), 0, "{text}");
+    assert!(count("passed") >= 700, "{line}");
+    // Anonymous mounts are optional in the spec, and refused here unless
+    // the target already holds the blob (README, "Limits").
+    assert!(count("skipped") <= 2, "{line}");
+}
+
+fn tool(tools: &Path, name: &str) -> Command {
+    let mut c = Command::new(tools.join("bin").join(name));
+    c.env("HOME", std::env::temp_dir());
+    c
+}
+
+#[test]
+fn oras_pushes_attaches_and_discovers_through_the_referrers_api() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    std::fs::write(work.join("hello.txt"), b"hello from oras").expect("file");
+    std::fs::write(work.join("sbom.json"), b"{\"sbom\":true}").expect("file");
+    let image = format!("{}/demo/app:v1", server.addr);
+    run(tool(&tools, "oras").current_dir(&work).args([
+        "push",
+        "--plain-http",
+        &image,
+        "hello.txt",
+    ]));
+    run(tool(&tools, "oras").current_dir(&work).args([
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/spdx+json",
+        &image,
+        "sbom.json",
+    ]));
+    let found =
+        run(tool(&tools, "oras").args(["discover", "--plain-http", "--format", "json", &image]));
+    assert!(found.contains("application/spdx+json"), "{found}");
+    // The referrers API answered: no fallback tag was written.
+    let tags = common::server::request(&server.addr, "GET", "/v2/demo/app/tags/list", &[], b"");
+    let body = String::from_utf8_lossy(&tags.body).to_string();
+    assert!(!body.contains("sha256-"), "a fallback tag appeared: {body}");
+    let copy = format!("{}/demo/copy:v1", server.addr);
+    run(tool(&tools, "oras").args([
+        "cp",
+        "-r",
+        "--from-plain-http",
+        "--to-plain-http",
+        &image,
+        &copy,
+    ]));
+    let found =
+        run(tool(&tools, "oras").args(["discover", "--plain-http", "--format", "json", &copy]));
+    assert!(
+        found.contains("application/spdx+json"),
+        "cp -r took the referrer: {found}"
+    );
+}
+
+#[test]
+fn crane_pushes_copies_lists_and_deletes() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    let tarball = work.join("layer.tar");
+    {
+        let f = std::fs::File::create(&tarball).expect("tar");
+        let mut b = tar::Builder::new(f);
+        let data = b"crane layer";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "hello.txt", &data[..])
+            .expect("append");
+        b.finish().expect("finish");
+    }
+    let image = format!("{}/crane/app:v1", server.addr);
+    run(tool(&tools, "crane").args([
+        "append",
+        "--insecure",
+        "-f",
+        tarball.to_str().expect("utf-8"),
+        "-t",
+        &image,
+    ]));
+    let copy = format!("{}/crane/copy:v2", server.addr);
+    run(tool(&tools, "crane").args(["copy", "--insecure", &image, &copy]));
+    let tags = run(tool(&tools, "crane").args([
+        "ls",
+        "--insecure",
+        &format!("{}/crane/app", server.addr),
+    ]));
+    assert_eq!(tags.trim(), "v1");
+    let catalog = run(tool(&tools, "crane").args(["catalog", "--insecure", &server.addr]));
+    assert!(
+        catalog.contains("crane/app") && catalog.contains("crane/copy"),
+        "{catalog}"
+    );
+    let digest = run(tool(&tools, "crane").args(["digest", "--insecure", &copy]));
+    run(tool(&tools, "crane").args([
+        "delete",
+        "--insecure",
+        &format!("{}/crane/copy@{}", server.addr, digest.trim()),
+    ]));
+    let gone = common::server::request(
+        &server.addr,
+        "GET",
+        &format!("/v2/crane/copy/manifests/{}", digest.trim()),
+        &[],
+        b"",
+    );
+    assert_eq!(gone.status, 404);
+}
+
+#[test]
+fn regctl_copies_with_referrers_and_lists_artifacts() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    std::fs::write(work.join("a.txt"), b"artifact").expect("file");
+    let host = &server.addr;
+    let regctl = |args: &[&str]| {
+        let mut c = tool(&tools, "regctl");
+        c.current_dir(&work).env("HOME", &work).args(args);
+        run(&mut c)
+    };
+    regctl(&["registry", "set", host, "--tls", "disabled"]);
+    let image = format!("{host}/reg/app:v1");
+    run(tool(&tools, "oras")
+        .current_dir(&work)
+        .args(["push", "--plain-http", &image, "a.txt"]));
+    run(tool(&tools, "oras").current_dir(&work).args([
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.sig",
+        &image,
+        "a.txt",
+    ]));
+    regctl(&[
+        "image",
+        "copy",
+        "--referrers",
+        &image,
+        &format!("{host}/reg/copy:v1"),
+    ]);
+    let listed = regctl(&["artifact", "list", &format!("{host}/reg/copy:v1")]);
+    assert!(listed.contains("application/vnd.example.sig"), "{listed}");
+}
+
+#[test]
+fn skopeo_copies_a_layout_in_and_out_keeping_digests() {
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        assert!(!common::in_ci(), "CI=true but skopeo is not installed");
+        eprintln!("skipped: skopeo is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let (layouts, _) = common::fixtures::generated_layouts(&dir.path().join("layouts"));
+    let src = layouts
+        .iter()
+        .find(|p| p.ends_with("gen-multiarch"))
+        .expect("the multi-arch layout");
+    let dst = format!("docker://{}/skopeo/multiarch:latest", server.addr);
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", src.display()),
+        &dst,
+    ]));
+    let out = dir.path().join("out");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &dst,
+        &format!("oci:{}:latest", out.display()),
+    ]));
+    let digest_of = |layout: &Path| -> String {
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+                .expect("json");
+        idx["manifests"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string()
+    };
+    assert_eq!(
+        digest_of(&out),
+        digest_of(src),
+        "skopeo kept the digest both ways"
+    );
+}
+
+/// kill -9 in the middle of a chunked upload; a restarted server reports
+/// the offset, and the upload finishes from there.
+#[test]
+fn a_chunked_upload_resumes_after_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let data = ocidb::sample::deterministic_bytes(b"resume", 3 << 20);
+    let digest = sha256(&data);
+    let server = Server::start(&store);
+    let post = server.request("POST", "/v2/resume/app/blobs/uploads/", &[], b"");
+    assert_eq!(post.status, 202, "{post:?}");
+    let location = post.header("location").expect("location").to_string();
+    let first = 1 << 20;
+    let patch = server.request(
+        "PATCH",
+        &location,
+        &[
+            ("Content-Range", &format!("0-{}", first - 1)),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        &data[..first],
+    );
+    assert_eq!(patch.status, 202, "{patch:?}");
+    assert_eq!(
+        patch.header("range"),
+        Some(format!("0-{}", first - 1).as_str())
+    );
+    server.kill();
+
+    let server = Server::start(&store);
+    let status = server.request("GET", &location, &[], b"");
+    assert_eq!(status.status, 204, "{status:?}");
+    let range = status.header("range").expect("range").to_string();
+    let offset: usize = range
+        .split('-')
+        .nth(1)
+        .and_then(|e| e.parse::<usize>().ok())
+        .map_or(0, |e| e + 1);
+    assert_eq!(offset, first, "the acknowledged chunk survived: {range}");
+    // Out of order: refused with the current range.
+    let wrong = server.request("PATCH", &location, &[("Content-Range", "5-10")], b"xxxxxx");
+    assert_eq!(wrong.status, 416, "{wrong:?}");
+    assert_eq!(wrong.header("range"), Some(range.as_str()));
+    let patch = server.request(
+        "PATCH",
+        &location,
+        &[("Content-Range", &format!("{offset}-{}", 2 * first - 1))],
+        &data[offset..2 * first],
+    );
+    assert_eq!(patch.status, 202, "{patch:?}");
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = server.request(
+        "PUT",
+        &format!("{location}{sep}digest={digest}"),
+        &[],
+        &data[2 * first..],
+    );
+    assert_eq!(put.status, 201, "{put:?}");
+    let got = server.request("GET", &format!("/v2/resume/app/blobs/{digest}"), &[], b"");
+    assert_eq!(got.status, 200);
+    assert_eq!(sha256(&got.body), digest);
+    drop(server);
+    let fsck = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(&store)
+        .arg("fsck")
+        .output()
+        .expect("fsck");
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}
+
+/// Each bad request gets its status and OCI code, and stores nothing.
+#[test]
+fn bad_requests_get_their_codes_and_store_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    /// Method, path, headers, body, then the status and code expected.
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, String)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/v2/app/blobs/sha256:xyz".into(),
+            vec![],
+            vec![],
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/app/blobs/md5:00".into(),
+            vec![],
+            vec![],
+            400,
+            "UNSUPPORTED",
+        ),
+        (
+            "POST",
+            format!("/v2/app/blobs/uploads/?digest={}", sha256(b"other")),
+            vec![],
+            b"these bytes".to_vec(),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/Bad_Name/tags/list".into(),
+            vec![],
+            vec![],
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/app/manifests/v1".into(),
+            vec![(
+                "Content-Type",
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            b"{not json".to_vec(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/app/manifests/v1".into(),
+            vec![(
+                "Content-Type",
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            vec![b' '; (4 << 20) + 1],
+            413,
+            "SIZE_INVALID",
+        ),
+        (
+            "PUT",
+            "/v2/app/manifests/bad tag".into(),
+            vec![],
+            b"{}".to_vec(),
+            400,
+            "",
+        ),
+    ];
+    for (method, path, headers, body, status, code) in &cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let path = path.replace(' ', "%20");
+        let r = server.request(method, &path, &h, body);
+        assert_eq!(r.status, *status, "{method} {path}: {r:?}");
+        if !code.is_empty() {
+            assert_eq!(r.code(), *code, "{method} {path}");
+        }
+    }
+    // A huge header: refused by the HTTP layer (hyper reads at most about
+    // 400 KiB of head), and the server lives on.
+    let big = "x".repeat(1 << 20);
+    let r = server.request("GET", "/v2/", &[("X-Big", &big)], b"");
+    assert!(r.status == 431 || r.status == 400, "{}", r.status);
+    // A body that stops mid-stream: the chunk is not acknowledged.
+    let post = server.request("POST", "/v2/app/blobs/uploads/", &[], b"");
+    let location = post.header("location").expect("location").to_string();
+    {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect(&server.addr).expect("connect");
+        let head = format!(
+            "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Range: 0-99999\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        s.write_all(&[7u8; 1000]).expect("part of the body");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let status = server.request("GET", &location, &[], b"");
+    assert_eq!(status.header("range"), Some("0-0"), "{status:?}");
+    let catalog = server.request("GET", "/v2/_catalog", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&catalog.body).expect("json");
+    let repos = v["repositories"].as_array().map_or(0, Vec::len);
+    assert!(repos <= 1, "only the upload's repository, if any: {v}");
+    let ping = server.request("GET", "/v2/", &[], b"");
+    assert_eq!(ping.status, 200, "the server survived every bad request");
+}
