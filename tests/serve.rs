@@ -456,3 +456,41 @@ fn bad_requests_get_their_codes_and_store_nothing() {
     let ping = server.request("GET", "/v2/", &[], b"");
     assert_eq!(ping.status, 200, "the server survived every bad request");
 }
+
+/// Uploads past the cap get 429 while the others go on; `/metrics` counts
+/// requests by route and status.
+#[test]
+fn uploads_past_the_cap_get_429_and_metrics_count_requests() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&dir.path().join("store"), &["--max-uploads", "1"]);
+    let a = server.request("POST", "/v2/cap/app/blobs/uploads/", &[], b"");
+    let b = server.request("POST", "/v2/cap/app/blobs/uploads/", &[], b"");
+    let (la, lb) = (
+        a.header("location").expect("location").to_string(),
+        b.header("location").expect("location").to_string(),
+    );
+    // Hold the one permit: a chunk whose body has not all arrived.
+    let mut slow = std::net::TcpStream::connect(&server.addr).expect("connect");
+    let head = format!(
+        "PATCH {la} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n12345"
+    );
+    slow.write_all(head.as_bytes()).expect("head");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let refused = server.request("PATCH", &lb, &[], b"abc");
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.code(), "TOOMANYREQUESTS");
+    slow.write_all(b"67890").expect("rest of the body");
+    let done = common::server::read_response(slow, false);
+    assert_eq!(done.status, 202, "{done:?}");
+    let ok = server.request("PATCH", &lb, &[], b"abc");
+    assert_eq!(ok.status, 202, "the permit came back: {ok:?}");
+    let m = server.request("GET", "/metrics", &[], b"");
+    let text = String::from_utf8_lossy(&m.body).to_string();
+    assert!(
+        text.contains(r#"ocidb_http_request_duration_seconds_count{route="uploads",method="PATCH",status="429"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("ocidb_uploads_in_progress 0"), "{text}");
+    assert!(text.contains("ocidb_http_request_bytes_total"), "{text}");
+}

@@ -494,4 +494,7 @@ pub struct ServeArgs {
     /// Cancel upload sessions idle this long.
     #[arg(long, default_value = "7d")]
     pub upload_max_idle: String,
+    /// Requests carrying blob bytes at once; more get 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_uploads: usize,
 }

@@ -210,7 +210,8 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .addr(a.addr)
         .gc_interval(interval)
         .gc_policy(policy)
-        .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?);
+        .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
+        .max_uploads(a.max_uploads);
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
     ocidb::server::serve(store, &opts, |addr| {

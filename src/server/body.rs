@@ -40,6 +40,7 @@ impl Read for BodyReader {
 /// read error.
 pub(crate) async fn with_body<T: Send + 'static>(
     body: Body,
+    idle: std::time::Duration,
     f: impl FnOnce(BodyReader) -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -50,7 +51,20 @@ pub(crate) async fn with_body<T: Send + 'static>(
         })
     });
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(_) => {
+                let _ = tx
+                    .send(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the request body sent nothing for {} s", idle.as_secs()),
+                    )))
+                    .await;
+                break;
+            }
+        };
         let item = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
         let stop = item.is_err();
         if tx.send(item).await.is_err() || stop {

@@ -5,6 +5,7 @@
 
 mod body;
 mod errors;
+mod metrics;
 mod routes;
 
 use std::net::SocketAddr;
@@ -26,6 +27,11 @@ pub struct ServeOptions {
     /// Cancel upload sessions idle this long (checked with each GC run,
     /// and every hour).
     pub upload_max_idle: Duration,
+    /// Requests that carry blob bytes (uploads) at once; more get 429.
+    pub max_uploads: usize,
+    /// A request body that sends nothing for this long is cut off (the
+    /// chunk is not acknowledged).
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -35,6 +41,8 @@ impl Default for ServeOptions {
             gc_interval: None,
             gc_policy: crate::gc::GcPolicy::default(),
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
+            max_uploads: 64,
+            body_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -61,6 +69,20 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::max_uploads`].
+    #[must_use]
+    pub fn max_uploads(mut self, n: usize) -> Self {
+        self.max_uploads = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::body_idle_timeout`].
+    #[must_use]
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle_timeout = idle;
+        self
+    }
+
     /// Sets [`ServeOptions::upload_max_idle`].
     #[must_use]
     pub fn upload_max_idle(mut self, idle: Duration) -> Self {
@@ -72,6 +94,11 @@ impl ServeOptions {
 /// What every request handler shares.
 pub(crate) struct App {
     pub store: Arc<Store>,
+    /// One permit per request that carries blob bytes.
+    pub uploads: tokio::sync::Semaphore,
+    pub max_uploads: usize,
+    pub body_idle: Duration,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
@@ -95,8 +122,19 @@ pub fn serve(
             .local_addr()
             .map_err(|e| crate::Error::io("reading the bound address", e))?;
         ready(local);
-        let maintenance = tokio::spawn(maintain(Arc::clone(&store), opts.clone()));
-        let app = Arc::new(App { store });
+        let metrics = Arc::new(metrics::Metrics::default());
+        let maintenance = tokio::spawn(maintain(
+            Arc::clone(&store),
+            opts.clone(),
+            Arc::clone(&metrics),
+        ));
+        let app = Arc::new(App {
+            store,
+            uploads: tokio::sync::Semaphore::new(opts.max_uploads),
+            max_uploads: opts.max_uploads,
+            body_idle: opts.body_idle_timeout,
+            metrics,
+        });
         let router = routes::router(app);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
@@ -108,7 +146,7 @@ pub fn serve(
 }
 
 /// Scheduled GC runs and the purge of idle upload sessions.
-async fn maintain(store: Arc<Store>, opts: ServeOptions) {
+async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::Metrics>) {
     let every = opts
         .gc_interval
         .unwrap_or(Duration::from_secs(3600))
@@ -127,12 +165,19 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions) {
                 let s = Arc::clone(&store);
                 let policy = opts.gc_policy.clone();
                 match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
-                    Ok(Ok(r)) => log::info!(
-                        "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
-                        r.deleted_manifests,
-                        r.deleted_blobs,
-                        r.reclaimed_bytes
-                    ),
+                    Ok(Ok(r)) => {
+                        use std::sync::atomic::Ordering;
+                        metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+                        metrics
+                            .gc_deleted
+                            .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
+                        log::info!(
+                            "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
+                            r.deleted_manifests,
+                            r.deleted_blobs,
+                            r.reclaimed_bytes
+                        );
+                    }
                     Ok(Err(e)) => log::warn!("gc: {e}"),
                     Err(e) => log::warn!("gc task: {e}"),
                 }

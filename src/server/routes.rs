@@ -157,14 +157,63 @@ fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// A coarse route name for the metrics.
+fn route_name(path: &str) -> &'static str {
+    match parse(path) {
+        Some(Route::Base) => "base",
+        Some(Route::Catalog) => "catalog",
+        Some(Route::Tags(_)) => "tags",
+        Some(Route::Manifest(..)) => "manifests",
+        Some(Route::Blob(..)) => "blobs",
+        Some(Route::Uploads(..)) => "uploads",
+        Some(Route::Referrers(..)) => "referrers",
+        None if path == "/metrics" => "metrics",
+        None => "other",
+    }
+}
+
+fn content_length(h: &HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let r = match dispatch(app, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let metrics = Arc::clone(&app.metrics);
+    metrics.bytes_in.fetch_add(
+        content_length(req.headers()),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let r = if path == "/metrics" && method == Method::GET {
+        let in_progress = app.max_uploads - app.uploads.available_permits();
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            app.metrics.render(in_progress),
+        )
+            .into_response()
+    } else {
+        match dispatch(app, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
     };
+    if method != Method::HEAD {
+        metrics.bytes_out.fetch_add(
+            content_length(r.headers()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    metrics.observe(
+        route_name(&path),
+        method.as_str(),
+        r.status().as_u16(),
+        started.elapsed(),
+    );
     log::info!(
         "{method} {path} {} {:.1} ms",
         r.status().as_u16(),
@@ -492,6 +541,17 @@ fn blob_created(name: &str, d: &Digest) -> Response {
     r
 }
 
+/// A permit to carry blob bytes, or 429.
+fn upload_permit(app: &App) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    app.uploads.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "too many uploads in progress; retry later",
+        )
+    })
+}
+
 async fn start_upload(app: Arc<App>, name: &str, req: &Parts, body: Body) -> ApiResult {
     crate::names::validate_repository(name)?;
     if let Some(m) = query(req, "mount") {
@@ -508,9 +568,10 @@ async fn start_upload(app: Arc<App>, name: &str, req: &Parts, body: Body) -> Api
     }
     if let Some(dg) = query(req, "digest") {
         let d = digest(&dg)?;
+        let _permit = upload_permit(&app)?;
         let (s, repo) = (Arc::clone(&app.store), name.to_string());
         let opts = PutOptions::default().digest(d).repository(repo);
-        let put = with_body(body, move |r| s.put(r, &opts))
+        let put = with_body(body, app.body_idle, move |r| s.put(r, &opts))
             .await
             .map_err(|e| ApiError::from(Error::Internal(e.to_string())))??;
         return Ok(blob_created(name, &put.digest));
@@ -568,10 +629,13 @@ fn chunk_start(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
 async fn patch_upload(app: Arc<App>, name: &str, id: &str, req: &Parts, body: Body) -> ApiResult {
     let st = upload_in(&app, name, id).await?;
     let offset = chunk_start(&req.headers)?.unwrap_or(st.offset);
+    let _permit = upload_permit(&app)?;
     let (s, id2) = (Arc::clone(&app.store), id.to_string());
-    let st = with_body(body, move |r| s.append_upload(&id2, offset, r))
-        .await
-        .map_err(|e| ApiError::from(Error::Internal(e.to_string())))??;
+    let st = with_body(body, app.body_idle, move |r| {
+        s.append_upload(&id2, offset, r)
+    })
+    .await
+    .map_err(|e| ApiError::from(Error::Internal(e.to_string())))??;
     Ok(upload_response(StatusCode::ACCEPTED, name, id, st.offset))
 }
 
@@ -594,8 +658,9 @@ async fn put_upload(app: Arc<App>, name: &str, id: &str, req: &Parts, body: Body
             }));
         }
     }
+    let _permit = upload_permit(&app)?;
     let (s, id2) = (Arc::clone(&app.store), id.to_string());
-    let put = with_body(body, move |r| s.finish_upload(&id2, &d, r))
+    let put = with_body(body, app.body_idle, move |r| s.finish_upload(&id2, &d, r))
         .await
         .map_err(|e| ApiError::from(Error::Internal(e.to_string())))??;
     Ok(blob_created(name, &put.digest))
