@@ -494,3 +494,127 @@ fn uploads_past_the_cap_get_429_and_metrics_count_requests() {
     assert!(text.contains("ocidb_uploads_in_progress 0"), "{text}");
     assert!(text.contains("ocidb_http_request_bytes_total"), "{text}");
 }
+
+fn htpasswd(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
+    let users = dir.join("htpasswd");
+    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).expect("htpasswd");
+    let access = dir.join("access");
+    std::fs::write(&access, "alice * write\nbob team/* read\n").expect("access");
+    (users, access)
+}
+
+/// With `--htpasswd` and grants: 401 with a challenge without credentials,
+/// 403 without a grant, and the same answer whether the repository exists
+/// or not.
+#[test]
+fn authentication_and_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (users, access) = htpasswd(dir.path());
+    let server = Server::start_with(
+        &dir.path().join("store"),
+        &[
+            "--htpasswd",
+            users.to_str().expect("utf-8"),
+            "--access",
+            access.to_str().expect("utf-8"),
+        ],
+    );
+    let alice = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+    let bob = "Basic Ym9iOnNlY3JldA=="; // bob:secret
+    let wrong = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
+    let ping = server.request("GET", "/v2/", &[], b"");
+    assert_eq!(ping.status, 401);
+    assert_eq!(
+        ping.header("www-authenticate"),
+        Some(r#"Basic realm="ocidb""#)
+    );
+    assert_eq!(
+        server
+            .request("GET", "/v2/", &[("Authorization", alice)], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .request("GET", "/v2/", &[("Authorization", wrong)], b"")
+            .status,
+        401
+    );
+    let up = server.request(
+        "POST",
+        &format!("/v2/team/app/blobs/uploads/?digest={}", sha256(b"x")),
+        &[("Authorization", alice)],
+        b"x",
+    );
+    assert_eq!(up.status, 201, "{up:?}");
+    // bob reads team/*, writes nothing.
+    let blob = format!("/v2/team/app/blobs/{}", sha256(b"x"));
+    assert_eq!(
+        server
+            .request("GET", &blob, &[("Authorization", bob)], b"")
+            .status,
+        200
+    );
+    let denied = server.request(
+        "POST",
+        "/v2/team/app/blobs/uploads/",
+        &[("Authorization", bob)],
+        b"",
+    );
+    assert_eq!((denied.status, denied.code().as_str()), (403, "DENIED"));
+    // Outside his grant, an existing and a missing repository look alike.
+    let a = server.request(
+        "GET",
+        "/v2/other/app/tags/list",
+        &[("Authorization", bob)],
+        b"",
+    );
+    let up = server.request(
+        "POST",
+        &format!("/v2/other/app/blobs/uploads/?digest={}", sha256(b"y")),
+        &[("Authorization", alice)],
+        b"y",
+    );
+    assert_eq!(up.status, 201);
+    let b = server.request(
+        "GET",
+        "/v2/other/app/tags/list",
+        &[("Authorization", bob)],
+        b"",
+    );
+    assert_eq!((a.status, &a.body), (b.status, &b.body));
+    assert_eq!(a.status, 403);
+    // The catalog lists only what bob may read.
+    let cat = server.request("GET", "/v2/_catalog", &[("Authorization", bob)], b"");
+    let v: serde_json::Value = serde_json::from_slice(&cat.body).expect("json");
+    assert_eq!(v["repositories"], serde_json::json!(["team/app"]));
+}
+
+#[test]
+fn the_conformance_suite_passes_with_authentication() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (users, _) = htpasswd(dir.path());
+    let server = Server::start_with(
+        &dir.path().join("store"),
+        &["--htpasswd", users.to_str().expect("utf-8")],
+    );
+    let out = Command::new(tools.join("conformance.sh"))
+        .arg(format!("http://{}", server.addr))
+        .arg(dir.path().join("results"))
+        .env("OCI_USERNAME", "alice")
+        .env("OCI_PASSWORD", "secret")
+        .output()
+        .expect("run the conformance suite");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("conformance:"))
+        .unwrap_or_else(|| panic!("no result line:\n{text}"));
+    eprintln!("{line}");
+    assert!(line.contains(" 0 failed"), "{text}");
+}

@@ -497,4 +497,16 @@ pub struct ServeArgs {
     /// Requests carrying blob bytes at once; more get 429.
     #[arg(long, default_value_t = 64)]
     pub max_uploads: usize,
+    /// Require Basic authentication against this htpasswd file (bcrypt,
+    /// `htpasswd -B`).
+    #[arg(long)]
+    pub htpasswd: Option<std::path::PathBuf>,
+    /// Grants, one per line: `USER PATTERN read|write` (`*` matches any
+    /// run of characters; USER `*` is every authenticated user). Without
+    /// it, every authenticated user may read and write everything.
+    #[arg(long, requires = "htpasswd")]
+    pub access: Option<std::path::PathBuf>,
+    /// With --htpasswd, let anyone read (pull, list) without credentials.
+    #[arg(long, requires = "htpasswd")]
+    pub anonymous_read: bool,
 }

@@ -212,6 +212,14 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
         .max_uploads(a.max_uploads);
+    let opts = match &a.htpasswd {
+        Some(h) => opts.access(ocidb::server::Access::load(
+            h,
+            a.access.as_deref(),
+            a.anonymous_read,
+        )?),
+        None => opts,
+    };
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
     ocidb::server::serve(store, &opts, |addr| {

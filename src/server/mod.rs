@@ -3,6 +3,7 @@
 //! stream both ways through bounded channels, so memory stays bounded
 //! whatever their size.
 
+mod auth;
 mod body;
 mod errors;
 mod metrics;
@@ -11,6 +12,8 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use auth::Access;
 
 use crate::store::Store;
 
@@ -32,6 +35,8 @@ pub struct ServeOptions {
     /// A request body that sends nothing for this long is cut off (the
     /// chunk is not acknowledged).
     pub body_idle_timeout: Duration,
+    /// Who may do what (`None`: an open registry).
+    pub access: Option<Arc<Access>>,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +48,7 @@ impl Default for ServeOptions {
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
             max_uploads: 64,
             body_idle_timeout: Duration::from_secs(60),
+            access: None,
         }
     }
 }
@@ -83,6 +89,13 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::access`].
+    #[must_use]
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = Some(Arc::new(access));
+        self
+    }
+
     /// Sets [`ServeOptions::upload_max_idle`].
     #[must_use]
     pub fn upload_max_idle(mut self, idle: Duration) -> Self {
@@ -99,6 +112,7 @@ pub(crate) struct App {
     pub max_uploads: usize,
     pub body_idle: Duration,
     pub metrics: Arc<metrics::Metrics>,
+    pub access: Option<Arc<Access>>,
 }
 
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
@@ -134,6 +148,7 @@ pub fn serve(
             max_uploads: opts.max_uploads,
             body_idle: opts.body_idle_timeout,
             metrics,
+            access: opts.access.clone(),
         });
         let router = routes::router(app);
         let served = axum::serve(listener, router)

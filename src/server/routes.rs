@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use super::auth::{Denied, Want};
 use super::body::{read_limited, stream, with_body};
 use super::errors::ApiError;
 use super::App;
@@ -35,6 +36,20 @@ enum Route<'a> {
     Blob(&'a str, &'a str),
     Uploads(&'a str, Option<&'a str>),
     Referrers(&'a str, &'a str),
+}
+
+impl Route<'_> {
+    /// The repository a route names, if any.
+    fn repo(&self) -> Option<&str> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(n)
+            | Route::Manifest(n, _)
+            | Route::Blob(n, _)
+            | Route::Uploads(n, _)
+            | Route::Referrers(n, _) => Some(n),
+        }
+    }
 }
 
 fn parse(path: &str) -> Option<Route<'_>> {
@@ -236,6 +251,42 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
         ));
     };
     let m = req.method.clone();
+    let user = match &app.access {
+        None => None,
+        Some(access) => {
+            let want = if m == Method::GET || m == Method::HEAD {
+                Want::Read
+            } else {
+                Want::Write
+            };
+            let authz = req
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match access.check(authz, route.repo(), want) {
+                Ok(u) => u,
+                Err(Denied::Unauthenticated) => {
+                    let mut e = ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "UNAUTHORIZED",
+                        "authentication required",
+                    );
+                    e.headers.push((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"ocidb\""),
+                    ));
+                    return Err(e);
+                }
+                Err(Denied::Forbidden) => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "DENIED",
+                        "requested access to the resource is denied",
+                    ))
+                }
+            }
+        }
+    };
     match (route, &m) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok((
             StatusCode::OK,
@@ -243,7 +294,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
             "{}",
         )
             .into_response()),
-        (Route::Catalog, &Method::GET) => catalog(app, &req).await,
+        (Route::Catalog, &Method::GET) => catalog(app, &req, user.as_deref()).await,
         (Route::Tags(name), &Method::GET) => tags(app, name, &req).await,
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => {
             get_manifest(app, name, r, m == Method::HEAD).await
@@ -259,7 +310,9 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
             blocking(move || s.unlink_blob(&repo, &d)).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Route::Uploads(name, None), &Method::POST) => start_upload(app, name, &req, body).await,
+        (Route::Uploads(name, None), &Method::POST) => {
+            start_upload(app, name, &req, body, user.as_deref()).await
+        }
         (Route::Uploads(name, Some(id)), &Method::PATCH) => {
             patch_upload(app, name, id, &req, body).await
         }
@@ -290,15 +343,19 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
     }
 }
 
-async fn catalog(app: Arc<App>, req: &Parts) -> ApiResult {
+async fn catalog(app: Arc<App>, req: &Parts, user: Option<&str>) -> ApiResult {
     let n = parse_n(req)?;
     let last = query(req, "last");
     let s = Arc::clone(&app.store);
     let last2 = last.clone();
-    let (repos, more) = blocking(move || s.repositories_page(last2.as_deref(), n)).await?;
+    let (mut repos, more) = blocking(move || s.repositories_page(last2.as_deref(), n)).await?;
+    let last_listed = repos.last().cloned();
+    if let Some(access) = &app.access {
+        repos.retain(|r| access.can_read(user, r));
+    }
     let mut r = json(&serde_json::json!({ "repositories": repos }));
     if more {
-        if let (Some(n), Some(l)) = (n, repos.last()) {
+        if let (Some(n), Some(l)) = (n, last_listed) {
             r.headers_mut().insert(
                 header::LINK,
                 hv(&format!("</v2/_catalog?n={n}&last={l}>; rel=\"next\"")),
@@ -552,11 +609,19 @@ fn upload_permit(app: &App) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError
     })
 }
 
-async fn start_upload(app: Arc<App>, name: &str, req: &Parts, body: Body) -> ApiResult {
+async fn start_upload(
+    app: Arc<App>,
+    name: &str,
+    req: &Parts,
+    body: Body,
+    user: Option<&str>,
+) -> ApiResult {
     crate::names::validate_repository(name)?;
     if let Some(m) = query(req, "mount") {
         let d = digest(&m)?;
-        let from = query(req, "from");
+        // A source the client may not read is no source.
+        let from =
+            query(req, "from").filter(|f| app.access.as_ref().is_none_or(|a| a.can_read(user, f)));
         let (s, repo) = (Arc::clone(&app.store), name.to_string());
         if blocking(move || s.mount_blob(&repo, &d, from.as_deref()))
             .await?
