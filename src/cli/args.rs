@@ -509,4 +509,10 @@ pub struct ServeArgs {
     /// With --htpasswd, let anyone read (pull, list) without credentials.
     #[arg(long, requires = "htpasswd")]
     pub anonymous_read: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }

@@ -220,9 +220,13 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         )?),
         None => opts,
     };
+    let (opts, scheme) = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => (opts.tls(ocidb::server::TlsFiles::load(c, k)?), "https"),
+        _ => (opts, "http"),
+    };
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
     ocidb::server::serve(store, &opts, |addr| {
-        eprintln!("serving {shown} on http://{addr} (Ctrl-C to stop)");
+        eprintln!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop)");
     })
 }

@@ -8,12 +8,14 @@ mod body;
 mod errors;
 mod metrics;
 mod routes;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::Access;
+pub use tls::TlsFiles;
 
 use crate::store::Store;
 
@@ -37,6 +39,8 @@ pub struct ServeOptions {
     pub body_idle_timeout: Duration,
     /// Who may do what (`None`: an open registry).
     pub access: Option<Arc<Access>>,
+    /// Serve HTTPS with this certificate (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +53,7 @@ impl Default for ServeOptions {
             max_uploads: 64,
             body_idle_timeout: Duration::from_secs(60),
             access: None,
+            tls: None,
         }
     }
 }
@@ -86,6 +91,13 @@ impl ServeOptions {
     #[must_use]
     pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
         self.body_idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`ServeOptions::tls`].
+    #[must_use]
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
         self
     }
 
@@ -151,10 +163,21 @@ pub fn serve(
             access: opts.access.clone(),
         });
         let router = routes::router(app);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| crate::Error::io("serving", e));
+        let served = match &opts.tls {
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            Some(files) => {
+                let tls = tls::TlsListener::new(listener, files)
+                    .map_err(|e| crate::Error::io("starting TLS", e))?;
+                axum::serve(tls, router)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+        }
+        .map_err(|e| crate::Error::io("serving", e));
         maintenance.abort();
         served
     })

@@ -35,7 +35,7 @@ impl Server {
                 .next()
                 .expect("ocidb serve exited before it listened")
                 .expect("stderr line");
-            if let Some(rest) = line.split("http://").nth(1) {
+            if let Some(rest) = line.split("://").nth(1) {
                 break rest.split_whitespace().next().expect("addr").to_string();
             }
         };
