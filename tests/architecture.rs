@@ -120,23 +120,32 @@ fn dependencies(module: &str, text: &str) -> Vec<Vec<String>> {
             }
             continue;
         }
-        // `crate::a::b` written in code.
-        let mut rest = t;
-        while let Some(i) = rest.find("crate::") {
-            let tail = &rest[i + "crate::".len()..];
-            let seg: Vec<String> = tail
-                .split("::")
-                .map(|s| {
-                    s.chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                })
-                .take_while(|s| !s.is_empty())
-                .collect();
-            if !seg.is_empty() {
-                out.push(seg);
+        // `crate::a::b` and `super::a` written in code.
+        for (marker, relative) in [("crate::", false), ("super::", true)] {
+            let mut rest = t;
+            while let Some(i) = rest.find(marker) {
+                let tail = &rest[i + marker.len()..];
+                let seg: Vec<String> = tail
+                    .split("::")
+                    .map(|s| {
+                        s.chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    })
+                    .take_while(|s| !s.is_empty())
+                    .collect();
+                if !seg.is_empty() {
+                    if relative {
+                        let mut base = own.clone();
+                        base.pop();
+                        base.extend(seg);
+                        out.push(base);
+                    } else {
+                        out.push(seg);
+                    }
+                }
+                rest = tail;
             }
-            rest = tail;
         }
     }
     for st in statements {

@@ -57,7 +57,7 @@ impl From<Error> for ApiError {
         };
         let mut out = ApiError::new(status, code, e.to_string());
         if let Error::UploadOffset { expected, .. } = e {
-            if let Ok(v) = HeaderValue::from_str(&super::routes::range_value(expected)) {
+            if let Ok(v) = HeaderValue::from_str(&range_value(expected)) {
                 out.headers.push((header::RANGE, v));
             }
         }
@@ -84,4 +84,9 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// The `Range` header of an upload that holds `offset` bytes.
+pub(crate) fn range_value(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
 }

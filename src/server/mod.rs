@@ -6,9 +6,12 @@
 mod auth;
 mod body;
 mod errors;
+mod handlers;
+mod http;
 mod metrics;
 mod routes;
 mod tls;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,120 @@
+//! Small HTTP helpers of the handlers: query parameters, headers, JSON
+//! bodies, and engine calls on the blocking pool.
+
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::errors::ApiError;
+use crate::digest::Digest;
+use crate::error::Error;
+
+pub(super) type ApiResult = Result<Response, ApiError>;
+
+/// A query parameter, percent-decoded.
+pub(super) fn query(req: &Parts, key: &str) -> Option<String> {
+    req.uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (decode(k) == key).then(|| decode(v))
+    })
+}
+
+pub(super) fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(Error::Internal(format!(
+            "a request task failed: {e}"
+        )))),
+    }
+}
+
+pub(super) fn digest(s: &str) -> Result<Digest, ApiError> {
+    Digest::parse(s).map_err(ApiError::from)
+}
+
+pub(super) fn json(v: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// Sets headers, replacing any of the same name (a body's default
+/// `Content-Type` among them).
+pub(super) fn set<const N: usize>(
+    r: &mut Response,
+    headers: [(header::HeaderName, HeaderValue); N],
+) {
+    for (k, v) in headers {
+        r.headers_mut().insert(k, v);
+    }
+}
+
+pub(super) fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub(super) fn parse_n(req: &Parts) -> Result<Option<usize>, ApiError> {
+    query(req, "n")
+        .map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PAGINATION_NUMBER_INVALID",
+                    format!(
+                        "n={} is not a count",
+                        crate::digest::truncate_for_message(&v)
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode("sha256%3Aab"), "sha256:ab");
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("%zz"), "%zz");
+    }
+}
