@@ -4,6 +4,7 @@ pub mod args;
 mod bench;
 mod commands;
 pub mod crash_child;
+mod logger;
 pub mod progress;
 pub mod render;
 mod util;
@@ -21,6 +22,12 @@ use util::*;
 /// (a registry must not leak other tenants' names); this offline tool,
 /// whose user can list the store anyway, adds the existing names as a hint.
 pub fn run(cli: Cli) -> Result<()> {
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        log::LevelFilter::Info
+    } else {
+        log::LevelFilter::Warn
+    };
+    logger::install(default);
     let store_dir = cli.store.clone();
     run_command(cli).map_err(|e| with_hint(&store_dir, e))
 }
