@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::server::Server;
@@ -90,6 +90,17 @@ fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
     assert!(count(&line, "skipped") <= 2, "{line}");
 }
 
+/// The client tools, a server on a fresh store, and a work directory for
+/// the client's files; `None` (skipped) without `../shared`.
+fn client_setup() -> Option<(PathBuf, tempfile::TempDir, Server, PathBuf)> {
+    let tools = common::shared_path("oci-tools")?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    Some((tools, dir, server, work))
+}
+
 fn tool(tools: &Path, name: &str) -> Command {
     let mut c = Command::new(tools.join("bin").join(name));
     c.env("HOME", std::env::temp_dir());
@@ -98,13 +109,9 @@ fn tool(tools: &Path, name: &str) -> Command {
 
 #[test]
 fn oras_pushes_attaches_and_discovers_through_the_referrers_api() {
-    let Some(tools) = common::shared_path("oci-tools") else {
+    let Some((tools, _dir, server, work)) = client_setup() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("store"));
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).expect("work");
     std::fs::write(work.join("hello.txt"), b"hello from oras").expect("file");
     std::fs::write(work.join("sbom.json"), b"{\"sbom\":true}").expect("file");
     let image = format!("{}/demo/app:v1", server.addr);
@@ -148,13 +155,9 @@ fn oras_pushes_attaches_and_discovers_through_the_referrers_api() {
 
 #[test]
 fn crane_pushes_copies_lists_and_deletes() {
-    let Some(tools) = common::shared_path("oci-tools") else {
+    let Some((tools, _dir, server, work)) = client_setup() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("store"));
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).expect("work");
     let tarball = work.join("layer.tar");
     {
         let f = std::fs::File::create(&tarball).expect("tar");
@@ -208,13 +211,9 @@ fn crane_pushes_copies_lists_and_deletes() {
 
 #[test]
 fn regctl_copies_with_referrers_and_lists_artifacts() {
-    let Some(tools) = common::shared_path("oci-tools") else {
+    let Some((tools, _dir, server, work)) = client_setup() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("store"));
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).expect("work");
     std::fs::write(work.join("a.txt"), b"artifact").expect("file");
     let host = &server.addr;
     let regctl = |args: &[&str]| {

@@ -127,6 +127,14 @@ impl LocalFiles {
     }
 }
 
+/// Blob bytes are read-only (0444) once written: nothing, an export's hard
+/// link included, may change them in place.
+fn make_read_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444))
+        .context(|| format!("making {} read-only", path.display()))
+}
+
 fn open_file(path: &Path) -> Result<Option<Box<dyn BlobRead>>> {
     match fs::File::open(path) {
         Ok(f) => Ok(Some(Box::new(FileRead(f)))),
@@ -188,15 +196,13 @@ impl Drop for OwnedStagedFile {
 
 impl BlobWrite for OwnedStagedFile {
     fn finish(mut self: Box<Self>, durable: bool) -> Result<Staged> {
-        use std::os::unix::fs::PermissionsExt as _;
         let Some(file) = self.file.as_ref() else {
             return Err(Error::io(
                 "finishing a staged blob",
                 io::Error::other("already finished"),
             ));
         };
-        file.set_permissions(fs::Permissions::from_mode(0o444))
-            .context(|| format!("making {} read-only", self.path.display()))?;
+        make_read_only(&self.path)?;
         if durable {
             faults::sync_file(self.faults.as_deref(), SyncTarget::BlobFile, file)
                 .context(|| format!("fsync of staged file {}", self.path.display()))?;
@@ -402,9 +408,7 @@ impl BlobBackend for LocalFiles {
         let (name, to) = self.next_staged();
         fs::rename(&from, &to)
             .context(|| format!("moving upload {} to {}", from.display(), to.display()))?;
-        use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&to, fs::Permissions::from_mode(0o444))
-            .context(|| format!("making {} read-only", to.display()))?;
+        make_read_only(&to)?;
         // The new name is made durable before the commit that records it.
         self.staged_unsynced.store(true, Ordering::Release);
         Ok(Staged::new(name))

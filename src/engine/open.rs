@@ -179,9 +179,7 @@ pub(crate) fn settle_intents(
         r.open_table(INTENTS)?.first()?.is_none()
     };
     if nothing_left {
-        for s in backend.list_staged()? {
-            backend.discard(&s)?;
-        }
+        discard_all_staged(backend)?;
         return Ok(0);
     }
     let txn = db.begin_write()?;
@@ -233,8 +231,14 @@ pub(crate) fn settle_intents(
     }
     backend.sync(&names)?;
     txn.commit()?;
+    discard_all_staged(backend)?;
+    Ok(settled)
+}
+
+/// No staged blob is wanted once the intents are settled.
+fn discard_all_staged(backend: &dyn BlobBackend) -> Result<()> {
     for s in backend.list_staged()? {
         backend.discard(&s)?;
     }
-    Ok(settled)
+    Ok(())
 }

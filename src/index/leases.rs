@@ -58,6 +58,15 @@ pub(crate) fn add_to_lease(b: &mut Batch<'_>, lease: u64, d: &Digest) -> Result<
     b.note_reachable(d)
 }
 
+/// Deletes a lease and what it holds.
+pub(crate) fn remove_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
+    b.t.leases.remove(lease)?;
+    let (lo, hi) = lease_range(lease);
+    b.t.lease_items
+        .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
+    Ok(())
+}
+
 pub(crate) fn live_leases(txn: &ReadTransaction, now: u64) -> Result<Vec<Lease>> {
     let t = txn.open_table(LEASES)?;
     let mut out = Vec::new();

@@ -8,6 +8,8 @@ use axum::body::{Body, Bytes};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
+use super::errors::ApiError;
+
 /// Chunks in flight between the network and the engine.
 const DEPTH: usize = 4;
 /// Size of one chunk read from a blob.
@@ -37,12 +39,12 @@ impl Read for BodyReader {
 
 /// Runs `f` on the blocking pool with the request body as a reader, feeding
 /// it from this task. A body that breaks off mid-stream reaches `f` as a
-/// read error.
+/// read error. Errors come back as API errors, as from `http::blocking`.
 pub(crate) async fn with_body<T: Send + 'static>(
     body: Body,
     idle: std::time::Duration,
-    f: impl FnOnce(BodyReader) -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
+    f: impl FnOnce(BodyReader) -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
     let (tx, rx) = mpsc::channel(DEPTH);
     let job = tokio::task::spawn_blocking(move || {
         f(BodyReader {
@@ -72,7 +74,12 @@ pub(crate) async fn with_body<T: Send + 'static>(
         }
     }
     drop(tx);
-    job.await
+    match job.await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(crate::Error::Internal(format!(
+            "a request task failed: {e}"
+        )))),
+    }
 }
 
 /// Reads at most `limit` bytes of a body into memory; `None` when it holds

@@ -10,7 +10,7 @@ use crate::index::leases::add_to_lease;
 use crate::index::leases::check_lease;
 use crate::index::leases::live_leases;
 pub use crate::index::leases::Lease;
-use crate::index::leases::{decode_lease, lease_range};
+use crate::index::leases::{decode_lease, remove_lease};
 use crate::oci::digest::Digest;
 use crate::schema::record::VALUE_FORMAT_V1;
 use crate::schema::tables::{self};
@@ -60,11 +60,7 @@ impl Store {
                     expected: "the id of an existing lease".into(),
                 });
             }
-            b.t.leases.remove(lease)?;
-            let (lo, hi) = lease_range(lease);
-            b.t.lease_items
-                .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
-            Ok(())
+            remove_lease(b, lease)
         })
     }
 
@@ -80,10 +76,7 @@ impl Store {
                 }
             }
             for lease in &expired {
-                b.t.leases.remove(*lease)?;
-                let (lo, hi) = lease_range(*lease);
-                b.t.lease_items
-                    .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
+                remove_lease(b, *lease)?;
             }
             Ok(expired.len())
         })
