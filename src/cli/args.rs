@@ -169,7 +169,7 @@ pub enum Command {
 
     /// Serve the store as an OCI registry (distribution API v1.1).
     #[command(
-        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default"
+        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text)."
     )]
     Serve(ServeArgs),
 
@@ -497,6 +497,15 @@ pub struct ServeArgs {
     /// Requests carrying blob bytes at once; more get 429.
     #[arg(long, default_value_t = 64)]
     pub max_uploads: usize,
+    /// A request's headers must arrive within this long (10s, 1m…).
+    #[arg(long, default_value = "30s")]
+    pub header_timeout: String,
+    /// A request body that sends nothing this long is cut off.
+    #[arg(long, default_value = "60s")]
+    pub body_idle_timeout: String,
+    /// Open connections at once; more wait in the accept backlog.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Require Basic authentication against this htpasswd file (bcrypt,
     /// `htpasswd -B`).
     #[arg(long)]

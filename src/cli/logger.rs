@@ -1,42 +1,40 @@
-//! The command line's logger: the library logs through the `log` facade,
-//! and this prints what passes the level to stderr. `OCIDB_LOG` sets the
+//! The command line's subscriber: the library emits `tracing` events, and
+//! this writes those that pass the level to stderr. `OCIDB_LOG` sets the
 //! level (error, warn, info, debug, trace); the default is warn, and info
-//! for `ocidb serve` (its access log).
+//! for `ocidb serve`, whose access log is at info. `OCIDB_LOG_FORMAT=json`
+//! writes one JSON object per line, for log shippers.
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use tracing::Level;
 
-struct Stderr;
-
-impl Log for Stderr {
-    fn enabled(&self, m: &Metadata<'_>) -> bool {
-        m.level() <= log::max_level()
-    }
-
-    fn log(&self, r: &Record<'_>) {
-        if self.enabled(r.metadata()) {
-            let level = match r.level() {
-                Level::Error => "error",
-                Level::Warn => "warning",
-                Level::Info => "info",
-                Level::Debug => "debug",
-                Level::Trace => "trace",
-            };
-            eprintln!("{level}: {}", r.args());
+/// Installs the subscriber with `default` unless `OCIDB_LOG` says
+/// otherwise. A level or format that does not parse is reported once and
+/// the default is used: logging must not stop the command.
+pub fn install(default: Level) {
+    let (level, bad_level) = match std::env::var("OCIDB_LOG") {
+        Ok(v) => match v.parse::<Level>() {
+            Ok(l) => (l, None),
+            Err(_) => (default, Some(v)),
+        },
+        Err(_) => (default, None),
+    };
+    let format = std::env::var("OCIDB_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let installed = match format.as_str() {
+        "json" => builder.json().flatten_event(true).try_init(),
+        _ => builder.try_init(),
+    };
+    if installed.is_ok() {
+        if let Some(v) = bad_level {
+            tracing::warn!(
+                "OCIDB_LOG={v:?} is not a level (error, warn, info, debug, trace); using {default}"
+            );
         }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: Stderr = Stderr;
-
-/// Installs the logger with `default` unless `OCIDB_LOG` says otherwise.
-pub fn install(default: LevelFilter) {
-    let level = std::env::var("OCIDB_LOG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
+        if !matches!(format.as_str(), "" | "text" | "json") {
+            tracing::warn!("OCIDB_LOG_FORMAT={format:?} is not text or json; using text");
+        }
     }
 }

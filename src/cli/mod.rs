@@ -23,9 +23,9 @@ use util::*;
 /// whose user can list the store anyway, adds the existing names as a hint.
 pub fn run(cli: Cli) -> Result<()> {
     let default = if matches!(cli.command, Command::Serve(_)) {
-        log::LevelFilter::Info
+        tracing::Level::INFO
     } else {
-        log::LevelFilter::Warn
+        tracing::Level::WARN
     };
     logger::install(default);
     let store_dir = cli.store.clone();
@@ -213,12 +213,23 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .as_deref()
         .map(ocidb::gc::parse_duration)
         .transpose()?;
+    let header_timeout = ocidb::gc::parse_duration(&a.header_timeout)?;
+    if header_timeout.is_zero() {
+        return Err(ocidb::Error::InvalidArgument {
+            value: a.header_timeout.clone(),
+            expected: "--header-timeout above zero (a client needs some time to send a request)"
+                .into(),
+        });
+    }
     let opts = ocidb::server::ServeOptions::default()
         .addr(a.addr)
         .gc_interval(interval)
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
-        .max_uploads(a.max_uploads);
+        .max_uploads(a.max_uploads)
+        .header_timeout(header_timeout)
+        .body_idle_timeout(ocidb::gc::parse_duration(&a.body_idle_timeout)?)
+        .max_connections(a.max_connections);
     let opts = match &a.htpasswd {
         Some(h) => opts.access(ocidb::server::Access::load(
             h,

@@ -210,7 +210,7 @@ pub(crate) fn settle_intents(
                     if backend.open_staged(&s)?.is_some() {
                         backend.sync_staging(std::slice::from_ref(&s))?;
                         backend.commit(&s, &d)?;
-                        log::info!("recovery: committed the staged bytes of {d}");
+                        tracing::info!("recovery: committed the staged bytes of {d}");
                     }
                     names.push(d);
                 }
@@ -221,7 +221,7 @@ pub(crate) fn settle_intents(
                         backend.discard(&s)?;
                     }
                     if backend.remove(&d)? {
-                        log::info!("recovery: removed the bytes of {d}, which has no record");
+                        tracing::info!("recovery: removed the bytes of {d}, which has no record");
                         names.push(d);
                     }
                 }

@@ -503,7 +503,7 @@ impl Writer {
                 // The record and its intent are durable, and reads fall
                 // back to the staged bytes; the next open rolls the commit
                 // forward. Writes stop until then.
-                log::error!("could not commit the bytes of {d}: {e}");
+                tracing::error!("could not commit the bytes of {d}: {e}");
                 self.shared.poison(&e);
                 continue;
             }
@@ -518,7 +518,7 @@ impl Writer {
                 }
                 // The record is gone and the intent row stays: the next
                 // open removes the bytes.
-                Err(e) => log::warn!("could not remove the bytes of {d}: {e}"),
+                Err(e) => tracing::warn!("could not remove the bytes of {d}: {e}"),
             }
         }
         Ok(Attempt::Committed(results))

@@ -62,7 +62,7 @@ impl From<Error> for ApiError {
             }
         }
         if out.status == StatusCode::INTERNAL_SERVER_ERROR {
-            log::error!("{}", out.message);
+            tracing::error!("{}", out.message);
         }
         out
     }

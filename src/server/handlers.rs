@@ -72,15 +72,21 @@ pub(super) fn reference(r: &str) -> Result<Reference, ApiError> {
     }
 }
 
-pub(super) async fn get_manifest(app: Arc<App>, name: &str, r: &str, head: bool) -> ApiResult {
+pub(super) async fn get_manifest(
+    app: Arc<App>,
+    name: &str,
+    r: &str,
+    req: &Parts,
+    head: bool,
+) -> ApiResult {
     let reference = reference(r)?;
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
     let wanted = reference.clone();
     let (info, body) = blocking(move || s.get_manifest(&repo, &wanted)).await?;
-    if let Reference::Digest(d) = reference {
-        if d != info.digest {
+    if let Reference::Digest(d) = &reference {
+        if *d != info.digest {
             return Err(ApiError::from(Error::ManifestNotFound {
-                digest: d,
+                digest: *d,
                 hint: String::new(),
             }));
         }
@@ -89,6 +95,16 @@ pub(super) async fn get_manifest(app: Arc<App>, name: &str, r: &str, head: bool)
         .media_type
         .clone()
         .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+    // By tag, a client that cannot read the manifest's type gets what
+    // distribution answers: MANIFEST_UNKNOWN, naming the type. By digest the
+    // client asked for exact bytes, which it gets whatever it accepts.
+    if matches!(reference, Reference::Tag(_)) && !accepts(&req.headers, &mt) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!("{name}:{r} is a {mt}, which the request's Accept header does not list"),
+        ));
+    }
     let headers = [
         (header::CONTENT_TYPE, hv(&mt)),
         (

@@ -107,9 +107,77 @@ pub(super) fn parse_n(req: &Parts) -> Result<Option<usize>, ApiError> {
         .transpose()
 }
 
+/// Whether the request's `Accept` headers admit `media_type`. No `Accept`
+/// admits everything (RFC 9110); so do `*/*` and `type/*`. A type with
+/// `q=0` is refused explicitly.
+pub(super) fn accepts(headers: &header::HeaderMap, media_type: &str) -> bool {
+    let mut any = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let range = parts.next().unwrap_or("").trim();
+            if range.is_empty() {
+                continue;
+            }
+            any = true;
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if refused {
+                continue;
+            }
+            let matches = range == "*/*"
+                || range.eq_ignore_ascii_case(media_type)
+                || range.strip_suffix("/*").is_some_and(|t| {
+                    media_type
+                        .split_once('/')
+                        .is_some_and(|(mt, _)| mt.eq_ignore_ascii_case(t))
+                });
+            if matches {
+                return true;
+            }
+        }
+    }
+    !any
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn accept(values: &[&str]) -> header::HeaderMap {
+        let mut h = header::HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        assert!(accepts(&accept(&[]), oci), "no Accept admits all");
+        assert!(accepts(&accept(&["*/*"]), oci));
+        assert!(accepts(&accept(&["application/*"]), oci));
+        assert!(accepts(&accept(&[&oci.to_uppercase()]), oci));
+        assert!(accepts(
+            &accept(&[
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.oci.image.manifest.v1+json; q=0.5"
+            ]),
+            oci
+        ));
+        assert!(!accepts(
+            &accept(&["application/vnd.docker.distribution.manifest.v2+json"]),
+            oci
+        ));
+        assert!(!accepts(&accept(&[&format!("{oci};q=0")]), oci));
+        assert!(!accepts(&accept(&["text/*"]), oci));
+    }
 
     #[test]
     fn percent_decoding() {

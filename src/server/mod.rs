@@ -8,6 +8,7 @@ mod body;
 mod errors;
 mod handlers;
 mod http;
+mod listen;
 mod metrics;
 mod routes;
 mod tls;
@@ -40,6 +41,11 @@ pub struct ServeOptions {
     /// A request body that sends nothing for this long is cut off (the
     /// chunk is not acknowledged).
     pub body_idle_timeout: Duration,
+    /// A request's headers must arrive within this long of its first byte
+    /// (and an idle keep-alive connection is closed after it).
+    pub header_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
     /// Who may do what (`None`: an open registry).
     pub access: Option<Arc<Access>>,
     /// Serve HTTPS with this certificate (`None`: plain HTTP).
@@ -55,6 +61,8 @@ impl Default for ServeOptions {
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
             max_uploads: 64,
             body_idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 1024,
             access: None,
             tls: None,
         }
@@ -97,6 +105,20 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::header_timeout`].
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Sets [`ServeOptions::tls`].
     #[must_use]
     pub fn tls(mut self, files: TlsFiles) -> Self {
@@ -118,6 +140,10 @@ impl ServeOptions {
         self
     }
 }
+
+/// The most a request's headers may take (hyper's read buffer); a request
+/// with more gets 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// What every request handler shares.
 pub(crate) struct App {
@@ -166,23 +192,15 @@ pub fn serve(
             access: opts.access.clone(),
         });
         let router = routes::router(app);
-        let served = match &opts.tls {
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
-            }
-            Some(files) => {
-                let tls = tls::TlsListener::new(listener, files)
-                    .map_err(|e| crate::Error::io("starting TLS", e))?;
-                axum::serve(tls, router)
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await
-            }
-        }
-        .map_err(|e| crate::Error::io("serving", e));
+        let limits = listen::ConnLimits {
+            header_timeout: opts.header_timeout,
+            max_connections: opts.max_connections,
+            max_header_bytes: MAX_HEADER_BYTES,
+        };
+        let tls = opts.tls.as_ref().map(TlsFiles::acceptor);
+        listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
         maintenance.abort();
-        served
+        Ok(())
     })
 }
 
@@ -199,7 +217,7 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::M
         let idle = opts.upload_max_idle;
         let purged = tokio::task::spawn_blocking(move || s.purge_uploads(idle)).await;
         if let Ok(Err(e)) = purged {
-            log::warn!("purging idle uploads: {e}");
+            tracing::warn!("purging idle uploads: {e}");
         }
         if let (Some(at), Some(interval)) = (next_gc, opts.gc_interval) {
             if tokio::time::Instant::now() >= at {
@@ -212,15 +230,15 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::M
                         metrics
                             .gc_deleted
                             .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
-                        log::info!(
+                        tracing::info!(
                             "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
                             r.deleted_manifests,
                             r.deleted_blobs,
                             r.reclaimed_bytes
                         );
                     }
-                    Ok(Err(e)) => log::warn!("gc: {e}"),
-                    Err(e) => log::warn!("gc task: {e}"),
+                    Ok(Err(e)) => tracing::warn!("gc: {e}"),
+                    Err(e) => tracing::warn!("gc task: {e}"),
                 }
                 next_gc = Some(tokio::time::Instant::now() + interval);
             }
@@ -244,5 +262,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    log::info!("shutting down: no new connections, finishing requests in flight");
 }

@@ -12,6 +12,7 @@ use super::auth::{Denied, Want};
 use super::errors::ApiError;
 use super::handlers::*;
 use super::http::*;
+use super::listen::Peer;
 use super::uploads::*;
 use super::App;
 
@@ -109,12 +110,14 @@ fn content_length(h: &HeaderMap) -> u64 {
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let bytes_in = content_length(req.headers());
+    let mut user = None;
     let started = std::time::Instant::now();
     let metrics = Arc::clone(&app.metrics);
-    metrics.bytes_in.fetch_add(
-        content_length(req.headers()),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    metrics
+        .bytes_in
+        .fetch_add(bytes_in, std::sync::atomic::Ordering::Relaxed);
     let r = if path == "/metrics" && method == Method::GET {
         let in_progress = app.max_uploads - app.uploads.available_permits();
         (
@@ -124,32 +127,52 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         )
             .into_response()
     } else {
-        match dispatch(app, req).await {
+        match dispatch(app, req, &mut user).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         }
     };
-    if method != Method::HEAD {
-        metrics.bytes_out.fetch_add(
-            content_length(r.headers()),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
+    // The body's exact size where known (JSON, manifests, whole blobs), else
+    // its Content-Length (streamed blobs).
+    let bytes_out = if method == Method::HEAD {
+        0
+    } else {
+        axum::body::HttpBody::size_hint(r.body())
+            .exact()
+            .unwrap_or_else(|| content_length(r.headers()))
+    };
+    metrics
+        .bytes_out
+        .fetch_add(bytes_out, std::sync::atomic::Ordering::Relaxed);
     metrics.observe(
         route_name(&path),
         method.as_str(),
         r.status().as_u16(),
         started.elapsed(),
     );
-    log::info!(
-        "{method} {path} {} {:.1} ms",
-        r.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1e3
+    // One structured event per request: with OCIDB_LOG_FORMAT=json each
+    // field is a JSON key. The path is the client's; it is cut short so a
+    // long one cannot flood the log.
+    let status = r.status().as_u16();
+    tracing::info!(
+        target: "ocidb::access",
+        peer = peer.map(|p| p.to_string()).unwrap_or_default(),
+        user = user.as_deref().unwrap_or("-"),
+        method = %method,
+        path = %crate::digest::truncate_for_message(&path),
+        route = route_name(&path),
+        status,
+        ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        bytes_in,
+        bytes_out,
+        "{method} {} {status}",
+        crate::digest::truncate_for_message(&path),
     );
     r
 }
 
-async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
+/// Runs the request; `authenticated` learns who made it, for the log.
+async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String>) -> ApiResult {
     let (req, body) = req.into_parts();
     let path = req.uri.path().to_string();
     let Some(route) = parse(&path) else {
@@ -199,6 +222,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
             }
         }
     };
+    authenticated.clone_from(&user);
     match (route, &m) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok((
             StatusCode::OK,
@@ -209,7 +233,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
         (Route::Catalog, &Method::GET) => catalog(app, &req, user.as_deref()).await,
         (Route::Tags(name), &Method::GET) => tags(app, name, &req).await,
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => {
-            get_manifest(app, name, r, m == Method::HEAD).await
+            get_manifest(app, name, r, &req, m == Method::HEAD).await
         }
         (Route::Manifest(name, r), &Method::PUT) => put_manifest(app, name, r, &req, body).await,
         (Route::Manifest(name, r), &Method::DELETE) => delete_manifest(app, name, r).await,

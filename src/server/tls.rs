@@ -1,24 +1,15 @@
-//! TLS with rustls: a listener that hands axum finished TLS streams. Each
-//! handshake runs in its own task with a deadline, so a slow client never
-//! holds up the others.
+//! TLS with rustls: the certificate and key, loaded once. The handshake
+//! itself runs in the connection loop (`listen.rs`), one task per client.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, Result};
-
-/// How long a client may take to finish its handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// A certificate chain and its key, loaded from PEM files.
 #[derive(Clone)]
@@ -61,58 +52,9 @@ impl TlsFiles {
             config: Arc::new(config),
         })
     }
-}
 
-/// Finished TLS connections, for `axum::serve`.
-pub(crate) struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, files: &TlsFiles) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let acceptor = TlsAcceptor::from(Arc::clone(&files.config));
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        log::warn!("accepting a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => log::info!("TLS handshake with {peer}: {e}"),
-                        Err(_) => log::info!("TLS handshake with {peer}: timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(x) => x,
-            // The accept task never ends while the server runs.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    /// An acceptor for the connection loop.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.config))
     }
 }

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The server's stderr lines after the listening line (its log).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -19,7 +21,12 @@ impl Server {
     }
 
     pub fn start_with(store: &Path, extra: &[&str]) -> Server {
+        Server::start_env(store, extra, &[])
+    }
+
+    pub fn start_env(store: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+            .envs(env.iter().copied())
             .arg("--store")
             .arg(store)
             .args(["serve", "--addr", "127.0.0.1:0"])
@@ -40,8 +47,16 @@ impl Server {
             }
         };
         // Keep draining stderr so that the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut l) = kept.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Server { child, addr, log }
     }
 
     /// kill -9.

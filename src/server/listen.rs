@@ -1,0 +1,119 @@
+//! The connection loop: accept, optional TLS handshake, then HTTP/1.1 with a
+//! deadline on request headers. axum's own `serve` sets no hyper timer, so a
+//! client that dribbles its headers would hold a connection for ever; this
+//! loop sets one, caps open connections, and drains them on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How long requests in flight get to finish once shutdown starts.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// The client's address, attached to each request for the access log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer(pub std::net::SocketAddr);
+
+/// The limits a connection runs under.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnLimits {
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+    /// Open connections; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// The read buffer, which bounds the size of a request's headers.
+    pub max_header_bytes: usize,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// accepting and gives the open connections [`DRAIN`] to finish.
+pub(crate) async fn serve_connections(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let http = Arc::new(http);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file handles, most likely: wait rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(Peer(peer));
+            let mut router = router.clone();
+            // The router is always ready (axum documents poll_ready as such).
+            tower_service::Service::call(&mut router, req)
+        });
+        let (http, watcher, tls) = (Arc::clone(&http), graceful.watcher(), tls.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let served = match tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(tcp), service);
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::info!("TLS handshake with {peer}: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!("TLS handshake with {peer}: timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down: requests still in flight after {DRAIN:?}, abandoning them");
+    }
+}
