@@ -8,5 +8,6 @@ pub mod gen;
 pub mod measure;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod registry;
 pub mod report;
 pub mod run;

@@ -236,6 +236,40 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench")]
         dir: PathBuf,
     },
+    /// `ocidb serve` beside docker-registry (distribution 2.8.2), both on
+    /// fresh directories on 127.0.0.1, driven by the same client in one
+    /// run: blob push and pull, manifest puts from 8 clients, GET by tag,
+    /// tag list and catalog, referrers (API against the fallback tag).
+    #[command(
+        after_help = "Examples:\n  ocidb bench registry --quick\n  ocidb bench registry --oras ../shared/oci-tools/bin/oras --json registry.json\n\nThe peer is `docker-registry` on PATH (apt-get install docker-registry) unless --peer names it; without one, ocidb is measured alone."
+    )]
+    Registry {
+        /// A 64 MiB blob and 1,000 tags and repositories (else 256 MiB, 10k).
+        #[arg(long)]
+        quick: bool,
+        /// The docker-registry executable (default: found on PATH).
+        #[arg(long, value_name = "EXE")]
+        peer: Option<PathBuf>,
+        /// The blob's size in MiB (overrides --quick's 64 and the default 256).
+        #[arg(long, value_name = "MIB")]
+        blob_mib: Option<u64>,
+        /// Tags and repositories to list (overrides --quick's 1,000 and the
+        /// default 10,000).
+        #[arg(long, value_name = "N")]
+        entries: Option<u64>,
+        /// Measure ocidb alone, even with docker-registry installed.
+        #[arg(long, conflicts_with = "peer")]
+        no_peer: bool,
+        /// The oras CLI, for an `oras discover` row (default: found on PATH).
+        #[arg(long, value_name = "EXE")]
+        oras: Option<PathBuf>,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Working directory (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench")]
+        dir: PathBuf,
+    },
     /// Draw the scaling plot (SVG) from the JSON of an earlier `bench run`.
     #[command(
         after_help = "Example:\n  ocidb bench plot --json bench.json --svg docs/scaling.svg"

@@ -83,6 +83,47 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Registry {
+            quick,
+            blob_mib,
+            entries,
+            peer,
+            no_peer,
+            oras,
+            json,
+            dir,
+        } => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::io("finding the ocidb executable", e))?;
+            let peer = if no_peer {
+                None
+            } else {
+                peer.or_else(|| on_path("docker-registry"))
+            };
+            if peer.is_none() && !no_peer {
+                eprintln!("docker-registry is not on PATH (apt-get install docker-registry): measuring ocidb alone");
+            }
+            let oras = oras.or_else(|| on_path("oras"));
+            let opts = ocidb::bench::registry::RegistryBenchOptions::new(exe, dir)
+                .peer_exe(peer)
+                .oras(oras)
+                .quick(quick)
+                .blob_mib(blob_mib)
+                .entries(entries);
+            let started = std::time::Instant::now();
+            let r = ocidb::bench::registry::run(&opts, &mut |m| {
+                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
+            })?;
+            println!("{}", r.table());
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&r)
+                    .map_err(|e| Error::io("formatting JSON", e.into()))?;
+                fs::write(&p, text)
+                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(())
+        }
         BenchCommand::Plot { json, svg } => {
             let text =
                 fs::read(&json).map_err(|e| Error::io(format!("reading {}", json.display()), e))?;
@@ -110,4 +151,13 @@ pub(super) fn plot_title(r: &ocidb::bench::report::Report) -> String {
         r.seed,
         if r.quick { "--quick" } else { "full run" }
     )
+}
+
+/// An executable of this name on PATH.
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }
