@@ -30,6 +30,21 @@ pub struct Row {
     pub note: String,
 }
 
+/// The size on disk of one contender, after the same ingest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SizeRow {
+    /// Which database.
+    pub what: String,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Bytes per manifest ingested.
+    pub bytes_per_manifest: f64,
+    /// Against the fair SQLite peer (SQLite with the same index).
+    pub vs_fair_sqlite: f64,
+    /// Against the manifests' own bytes.
+    pub vs_manifest_bytes: f64,
+}
+
 /// One store size of the scaling curve: series name → p50 in microseconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScalePoint {
@@ -60,6 +75,10 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The scaling curve.
     pub scaling: Vec<ScalePoint>,
+    /// Sizes on disk (with the peers built; empty otherwise, and in JSON
+    /// written before the rows existed).
+    #[serde(default)]
+    pub sizes: Vec<SizeRow>,
 }
 
 fn si(v: f64) -> String {
@@ -153,6 +172,27 @@ pub fn table(r: &Report) -> String {
             vs,
             rss
         );
+    }
+    if !r.sizes.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Size on disk after the same ingest:");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| database | MiB | bytes per manifest | vs SQLite, same index | vs the manifests' bytes |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for z in &r.sizes {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.0} | {} | {} |",
+                z.what,
+                z.bytes as f64 / f64::from(1 << 20),
+                z.bytes_per_manifest,
+                ratio(z.vs_fair_sqlite),
+                ratio(z.vs_manifest_bytes)
+            );
+        }
     }
     if !r.scaling.is_empty() {
         let names: Vec<&String> = r.scaling[0].p50_us.keys().collect();
@@ -371,9 +411,20 @@ mod tests {
                 note: String::new(),
             }],
             scaling: vec![point(10, 1.0, 2.0)],
+            sizes: vec![SizeRow {
+                what: "ocidb, fresh".into(),
+                bytes: 3 << 20,
+                bytes_per_manifest: 314_572.8,
+                vs_fair_sqlite: 1.5,
+                vs_manifest_bytes: 2.25,
+            }],
         };
         let t = table(&r);
         assert!(t.contains("1.33× raw redb get (3.00 µs)"), "{t}");
         assert!(t.contains("| 10 |"), "{t}");
+        assert!(
+            t.contains("| ocidb, fresh | 3.0 | 314573 | 1.50× | 2.25× |"),
+            "{t}"
+        );
     }
 }

@@ -171,7 +171,13 @@ pub(super) fn referrers_rows(
 
 #[cfg(feature = "peers")]
 pub(super) struct Peers {
-    pub(super) sqlite: crate::bench::peers::Sqlite,
+    /// SQLite with ocidb's index: the fair peer.
+    pub(super) index: crate::bench::peers::SqliteIndex,
+    pub(super) index_rate: f64,
+    /// The generated manifests' own bytes.
+    pub(super) manifest_bytes: u64,
+    /// SQLite with JSON rows and `json_extract` (trow's design).
+    pub(super) sqlite: crate::bench::peers::SqliteJson,
     pub(super) ocidir: crate::bench::peers::Ocidir,
     pub(super) oras: crate::bench::peers::OrasGraph,
     pub(super) oras_open: Duration,
@@ -240,15 +246,23 @@ impl Peers {
         let layout = dir.join("layout");
         let _ = std::fs::remove_dir_all(&layout);
         gen::generate_layout(&layout, spec)?;
-        let mut sqlite = crate::bench::peers::Sqlite::create(&dir.join("peer.sqlite"))?;
+        let mut sqlite = crate::bench::peers::SqliteJson::create(&dir.join("peer.sqlite"))?;
+        let mut index = crate::bench::peers::SqliteIndex::create(&dir.join("peer-index.sqlite"))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let mut g = Generator::new(spec.clone());
-        let mut t = Duration::ZERO;
-        let mut n = 0u64;
+        let (mut t, mut t_index) = (Duration::ZERO, Duration::ZERO);
+        let (mut n, mut manifest_bytes) = (0u64, 0u64);
         while let Some(items) = g.next_batch(10_000) {
             let t0 = Instant::now();
             sqlite.insert(&items)?;
             t += t0.elapsed();
+            let t0 = Instant::now();
+            index.insert(&items, now_ms)?;
+            t_index += t0.elapsed();
             n += items.len() as u64;
+            manifest_bytes += items.iter().map(|m| m.body.len() as u64).sum::<u64>();
         }
         let t0 = Instant::now();
         let oras = crate::bench::peers::OrasGraph::open(&layout)?;
@@ -259,6 +273,9 @@ impl Peers {
         ));
         Ok(Peers {
             ocidir: crate::bench::peers::Ocidir::open(&layout)?,
+            index,
+            index_rate: n as f64 / t_index.as_secs_f64(),
+            manifest_bytes,
             sqlite,
             oras,
             oras_open,
@@ -287,6 +304,23 @@ impl Peers {
                 )))
             }
         };
+        let (l, rss) = with_rss(|| {
+            time_ops(
+                usize::try_from(ours.ops).unwrap_or(1_000).clamp(3, 10_000),
+                1,
+                |_| {
+                    check(
+                        self.index.referrers(repo, subject, filter)?.len(),
+                        "sqlite same index",
+                    )
+                },
+            )
+        })?;
+        rows.push(vs_latency(
+            row(format!("peer sqlite same index: referrers {what}"), l, rss),
+            "ocidb",
+            ours,
+        ));
         let scan_reps = 3;
         let (l, rss) = with_rss(|| {
             time_ops(scan_reps, 1, |_| {

@@ -1,6 +1,8 @@
 //! `ocidb bench run`: every scenario, each beside its baseline measured in
 //! the same run, on content from the generator.
 
+#[cfg(feature = "peers")]
+mod fair_sqlite;
 mod fixture;
 mod gc;
 mod graph;
@@ -20,7 +22,7 @@ use crate::bench::gen::GenSpec;
 use crate::bench::measure::time_ops;
 #[cfg(feature = "peers")]
 use crate::bench::measure::Lat;
-use crate::bench::report::{Report, Row, ScalePoint};
+use crate::bench::report::{Report, Row, ScalePoint, SizeRow};
 use crate::{Digest, Error, ReferrersQuery, Result};
 
 /// What to run.
@@ -150,7 +152,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<Report> {
         .map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
     let result = run_in(opts, &work, log);
     let _ = std::fs::remove_dir_all(&work);
-    let (rows, scaling, manifests) = result?;
+    let (rows, scaling, manifests, sizes) = result?;
     Ok(Report {
         quick: opts.quick,
         seed: opts.seed,
@@ -160,10 +162,11 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<Report> {
         seconds: started.elapsed().as_secs_f64(),
         rows,
         scaling,
+        sizes,
     })
 }
 
-type RunOut = (Vec<Row>, Vec<ScalePoint>, u64);
+type RunOut = (Vec<Row>, Vec<ScalePoint>, u64, Vec<SizeRow>);
 
 fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<RunOut> {
     let mut rows = Vec::new();
@@ -226,9 +229,12 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
         );
         r = vs_rate(r, "ocidb batch ingest", b.ingest_rate, "manifests");
         rows.push(r);
+        rows.push(fair_sqlite::ingest_row(&b, &peers));
     }
     log("lookups");
     lookups(&b, &raw, &mem, opts.quick, &mut rows)?;
+    #[cfg(feature = "peers")]
+    fair_sqlite::lookup_rows(&b, &mem, &peers, opts.quick, &mut rows)?;
     log("referrers");
     referrers_rows(
         &b,
@@ -252,6 +258,8 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     drop(raw);
     // With the store closed: its open time, and lookup memory in a fresh
     // process (before gc deletes some of the sampled digests).
+    #[allow(unused_mut)]
+    let mut sizes = Vec::new();
     let (b, ()) = b.while_closed(|dir, marks| {
         open_rows(
             dir,
@@ -265,11 +273,17 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
             reprobe(&mut p, opts.probe_exe.as_deref(), dir, &keys)?;
             scaling.push(p);
         }
+        // Last with the fresh file: it compacts the store in place.
+        #[cfg(feature = "peers")]
+        {
+            sizes =
+                fair_sqlite::size_rows(dir, marks.manifests.len(), peers.manifest_bytes, &peers)?;
+        }
         Ok(())
     })?;
     log("gc");
     gc_rows(&b, opts.quick, &mut rows)?;
     let manifests = b.marks.manifests.len() as u64;
     scaling.sort_by_key(|p| p.manifests);
-    Ok((rows, scaling, manifests))
+    Ok((rows, scaling, manifests, sizes))
 }

@@ -1,0 +1,33 @@
+//! Peer approaches, run on the same generated data as ocidb (feature
+//! `peers`):
+//!
+//! - [`SqliteIndex`]: the fair SQLite peer, holding the same index as
+//!   ocidb (WITHOUT ROWID tables keyed by digest bytes: blobs, edges with a
+//!   child index, referrers, members, tags), prepared statements, WAL and
+//!   `synchronous=FULL`;
+//! - [`SqliteJson`]: manifests as JSON rows queried with `json_extract`
+//!   (the design trow uses): a weak configuration of SQLite, labelled so;
+//! - [`Ocidir`]: the ocidir crate reading the generated OCI layout; a
+//!   referrer search is a linear scan of index.json and every manifest it
+//!   lists (what a layout-only tool, or zot's and ocidir's scan, does);
+//! - [`OrasGraph`]: every manifest parsed at open into an in-memory
+//!   predecessor graph, as oras-go's OCI store does.
+
+mod ocidir_scan;
+mod oras;
+mod sqlite_index;
+mod sqlite_json;
+
+pub use ocidir_scan::Ocidir;
+pub use oras::OrasGraph;
+pub use sqlite_index::SqliteIndex;
+pub use sqlite_json::SqliteJson;
+
+use crate::Error;
+
+fn peer_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument {
+        value: format!("{what}: {e}"),
+        expected: "the peer to run (see the bench harness's peers)".into(),
+    }
+}
