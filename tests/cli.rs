@@ -359,6 +359,8 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
         "lookup: stat, cold digests, 1 thread",
         "referrers: k = 100, artifactType filter",
         "graph: predecessors",
+        "referrers: k = 1, against the raw scan",
+        "raw redb range scan of the same keys and bytes",
         "open: a store of",
         "gc: durable small puts during GC",
         "raw redb get",

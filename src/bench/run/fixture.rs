@@ -9,9 +9,18 @@ use redb::TableDefinition;
 use crate::bench::gen::{self, GenSpec, Generator, Landmarks};
 use crate::bench::measure::{peak_rss_mb, reset_peak_rss, Lat};
 use crate::bench::report::{dur, Row};
+use crate::oci::manifest::{classify, Descriptor, ParserRegistry};
+use crate::schema::keys;
+use crate::schema::tables::REFERRER_LEN;
 use crate::{Digest, Error, Result, Store, StoreOptions};
 
 pub(super) const RAW: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("raw");
+
+/// The referrers baseline: ocidb's referrer keys and values (repository
+/// id, subject, artifact type id, referrer → the descriptor as ocidb
+/// encodes it), in a table of their own.
+pub(super) const RAW_REFERRERS: TableDefinition<&[u8; REFERRER_LEN], &[u8]> =
+    TableDefinition::new("raw_referrers");
 
 /// The lookup baseline: one table of the same keys whose values are the
 /// whole manifests (so its leaves are larger than ocidb's record table's).
@@ -23,6 +32,10 @@ pub(super) struct MemIndex {
     pub(super) sizes: HashMap<Digest, u64>,
     pub(super) referrers: HashMap<Digest, Vec<(Digest, Option<String>)>>,
     pub(super) parents: HashMap<Digest, Vec<Digest>>,
+    /// Repository ids of the raw referrers table, in order of appearance.
+    pub(super) repo_ids: HashMap<String, u64>,
+    /// Artifact type ids of the raw referrers table.
+    pub(super) type_ids: HashMap<String, u32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -138,6 +151,7 @@ pub(super) fn baselines(dir: &Path, spec: &GenSpec) -> Result<(redb::Database, f
         for m in &items {
             mem.add(m)?;
         }
+        raw_referrers(&db, &items, &mut mem.repo_ids, &mut mem.type_ids)?;
     }
     // The same closing durable commit as the store's ingest.
     let t = Instant::now();
@@ -145,6 +159,68 @@ pub(super) fn baselines(dir: &Path, spec: &GenSpec) -> Result<(redb::Database, f
     txn.commit()?;
     insert_time += t.elapsed();
     Ok((db, n as f64 / insert_time.as_secs_f64(), mem))
+}
+
+/// Writes the batch's referrer entries into [`RAW_REFERRERS`] (untimed):
+/// the same keys and value bytes that ocidb's ingest writes.
+fn raw_referrers(
+    db: &redb::Database,
+    items: &[gen::GenManifest],
+    repo_ids: &mut HashMap<String, u64>,
+    types: &mut HashMap<String, u32>,
+) -> Result<()> {
+    let parsers = ParserRegistry::default();
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::None)?;
+    {
+        let mut tab = txn.open_table(RAW_REFERRERS)?;
+        for m in items {
+            let (mt, parsed) = classify(&parsers, Some(m.media_type), &m.body)?;
+            let Some(p) = parsed else { continue };
+            let Some(subject) = &p.subject else { continue };
+            let next = repo_ids.len() as u64 + 1;
+            let repo = *repo_ids.entry(m.repo.clone()).or_insert(next);
+            let at = match p.artifact_type.as_deref() {
+                None | Some("") => 0,
+                Some(t) => {
+                    let next = types.len() as u32 + 1;
+                    *types.entry(t.to_string()).or_insert(next)
+                }
+            };
+            let mut desc = Descriptor::new(mt.unwrap_or_default(), m.digest, m.body.len() as u64);
+            desc.artifact_type = p.artifact_type.clone();
+            desc.annotations = p.annotations.clone();
+            tab.insert(
+                &keys::referrer(repo, &subject.digest, at, &m.digest),
+                keys::encode_referrer(keys::SOURCE_SUBJECT, &desc).as_slice(),
+            )?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Referrers of `subject` in `repo` from [`RAW_REFERRERS`]: one range
+/// scan, each value decoded into a descriptor (what a listing returns).
+pub(super) fn raw_referrers_scan(
+    db: &redb::Database,
+    mem: &MemIndex,
+    repo: &str,
+    subject: &Digest,
+) -> Result<Vec<Descriptor>> {
+    use redb::ReadableDatabase as _;
+    let Some(&repo) = mem.repo_ids.get(repo) else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = keys::referrer_range(repo, subject, None);
+    let txn = db.begin_read()?;
+    let tab = txn.open_table(RAW_REFERRERS)?;
+    let mut out = Vec::new();
+    for e in tab.range::<&[u8; REFERRER_LEN]>(&lo..&hi)? {
+        let (_, v) = e?;
+        out.push(keys::decode_referrer(v.value())?.1);
+    }
+    Ok(out)
 }
 
 /// Picks `n` digests spread over `all`, deterministically.

@@ -95,6 +95,7 @@ pub(super) fn lookups(
 /// The referrers queries of one subject, through ocidb and the HashMap.
 pub(super) fn referrers_rows(
     b: &Built,
+    raw: &redb::Database,
     mem: &MemIndex,
     quick: bool,
     rows: &mut Vec<Row>,
@@ -163,6 +164,25 @@ pub(super) fn referrers_rows(
             "HashMap",
             &map,
         ));
+        if filter.is_none() {
+            // The floor for ocidb's layout: the same keys and value bytes in
+            // a table of their own, one range scan, each value decoded.
+            let scan = time_ops(reps, 1, |_| {
+                let got = raw_referrers_scan(raw, mem, &repo, &subject)?;
+                if got.len() != expected {
+                    return Err(Error::Corrupt(format!(
+                        "raw referrers of {subject}: {}, the generator made {expected}",
+                        got.len()
+                    )));
+                }
+                Ok(())
+            })?;
+            rows.push(vs_latency(
+                row(format!("referrers: {what}, against the raw scan"), l, 0.0),
+                "raw redb range scan of the same keys and bytes, decoded",
+                &scan,
+            ));
+        }
         #[cfg(feature = "peers")]
         peers.referrers_rows(&what, &repo, &subject, filter, expected, &l, quick, rows)?;
     }

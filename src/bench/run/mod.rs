@@ -238,6 +238,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     log("referrers");
     referrers_rows(
         &b,
+        &raw,
         &mem,
         opts.quick,
         &mut rows,

@@ -1,0 +1,560 @@
+//! Format v2 candidates, measured on the same generated manifests in one
+//! run: how big each index layout is, how fast it ingests, and how fast it
+//! answers a referrers query (k = 1) and a stat. ocidb's current format
+//! (v1) is measured through the real `Store` beside them.
+//!
+//! `cargo run --release --example index_layouts -- [MANIFESTS]` (default
+//! 100,000; seed 1, the harness's generator).
+//!
+//! Every candidate stores what v1 stores (the body inline, a record, the
+//! forward and reverse edges, referrers with their descriptor, repository
+//! membership both ways, tags both ways) and commits each batch of 10k
+//! durably. They differ in keys and values:
+//!
+//! - `v1 keys`: v1's 65-byte keys and JSON values, written by this same
+//!   code: the candidates' baseline without the Store's machinery (writer
+//!   thread, counters, GC bookkeeping), which the v1 row includes.
+//! - `compact`: digest keys of 1 + 32 bytes (no padding to sha512's width);
+//!   edge lists and referrer descriptors in a binary encoding with interned
+//!   media and artifact types, not JSON.
+//! - `compact+sorted`: the same, each batch's inserts sorted per table.
+//! - `ids`: one `digest -> id` table; every other table keyed by u64 ids
+//!   handed out in order, so a new manifest's own rows are appends. The
+//!   referrer row carries the referrer's digest, so a listing needs no
+//!   `id -> digest` lookups. Sorted per table too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ocidb::bench::gen::{GenManifest, GenSpec, Generator};
+use ocidb::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
+use ocidb::Digest;
+use redb::{Database, ReadableDatabase as _, TableDefinition};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("nodes");
+const EDGES_OUT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("edges_out");
+const EDGES_IN: TableDefinition<&[u8], ()> = TableDefinition::new("edges_in");
+const REFERRERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("referrers");
+const MEMBERS: TableDefinition<&[u8], u8> = TableDefinition::new("members");
+const MEMBER_OF: TableDefinition<&[u8], ()> = TableDefinition::new("member_of");
+const TAGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tags");
+const TAGGED: TableDefinition<&[u8], ()> = TableDefinition::new("tagged");
+const IDS: TableDefinition<&[u8], u64> = TableDefinition::new("ids");
+const STRINGS: TableDefinition<&str, u32> = TableDefinition::new("strings");
+
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    V1Keys,
+    Compact,
+    CompactSorted,
+    Ids,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::V1Keys => "v1's keys and JSON values, without Store (isolates the layout)",
+            Layout::Compact => "compact keys, binary values",
+            Layout::CompactSorted => "compact keys, binary values, sorted batches",
+            Layout::Ids => "u64 ids, binary values, sorted batches",
+        }
+    }
+}
+
+fn v1key(d: &Digest) -> Vec<u8> {
+    d.to_key().to_vec()
+}
+
+fn dkey(d: &Digest) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(d.to_key()[0]);
+    k.extend_from_slice(d.hash_bytes());
+    k
+}
+
+fn varint(v: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        v.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    v.push(x as u8);
+}
+
+fn read_varint(b: &[u8], i: &mut usize) -> u64 {
+    let (mut x, mut shift) = (0u64, 0);
+    while *i < b.len() {
+        let c = b[*i];
+        *i += 1;
+        x |= u64::from(c & 0x7f) << shift;
+        if c < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    x
+}
+
+fn kind_code(k: EdgeKind) -> u8 {
+    match k {
+        EdgeKind::Config => 0,
+        EdgeKind::Layer => 1,
+        EdgeKind::Manifest => 2,
+        EdgeKind::Blob => 3,
+        EdgeKind::Subject => 4,
+    }
+}
+
+/// The rows one batch writes, per table, before they are inserted.
+#[derive(Default)]
+struct Rows {
+    nodes: Vec<(Vec<u8>, Vec<u8>)>,
+    edges_out: Vec<(Vec<u8>, Vec<u8>)>,
+    edges_in: Vec<Vec<u8>>,
+    referrers: Vec<(Vec<u8>, Vec<u8>)>,
+    members: Vec<(Vec<u8>, u8)>,
+    member_of: Vec<Vec<u8>>,
+    tags: Vec<(Vec<u8>, Vec<u8>)>,
+    tagged: Vec<Vec<u8>>,
+    ids: Vec<(Vec<u8>, u64)>,
+}
+
+struct Candidate {
+    layout: Layout,
+    db: Database,
+    strings: HashMap<String, u32>,
+    new_strings: Vec<(String, u32)>,
+    repos: HashMap<String, u64>,
+    ids: HashMap<Vec<u8>, u64>,
+    next_id: u64,
+}
+
+impl Candidate {
+    fn create(layout: Layout, path: &Path) -> Res<Candidate> {
+        let _ = std::fs::remove_file(path);
+        Ok(Candidate {
+            layout,
+            db: Database::builder().create(path)?,
+            strings: HashMap::new(),
+            new_strings: Vec::new(),
+            repos: HashMap::new(),
+            ids: HashMap::new(),
+            next_id: 1,
+        })
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.strings.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32 + 1;
+        self.strings.insert(s.to_string(), id);
+        self.new_strings.push((s.to_string(), id));
+        id
+    }
+
+    /// The key of a digest in this layout: its bytes, or its id (handed out
+    /// on first sight, recorded in `ids`).
+    fn node(&mut self, d: &Digest, rows: &mut Rows) -> Vec<u8> {
+        if self.layout == Layout::V1Keys {
+            return v1key(d);
+        }
+        let k = dkey(d);
+        if self.layout != Layout::Ids {
+            return k;
+        }
+        if let Some(id) = self.ids.get(&k) {
+            return id.to_be_bytes().to_vec();
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ids.insert(k.clone(), id);
+        rows.ids.push((k, id));
+        id.to_be_bytes().to_vec()
+    }
+
+    fn ingest(&mut self, batch: &[GenManifest], parsers: &ParserRegistry) -> Res<()> {
+        let mut rows = Rows::default();
+        for m in batch {
+            let (mt, parsed) = classify(parsers, Some(m.media_type), &m.body)?;
+            let own = self.node(&m.digest, &mut rows);
+            let repo = match self.repos.get(&m.repo) {
+                Some(r) => *r,
+                None => {
+                    let r = self.repos.len() as u64 + 1;
+                    self.repos.insert(m.repo.clone(), r);
+                    r
+                }
+            };
+            let mt_id = self.intern(mt.as_deref().unwrap_or(""));
+            let at = parsed.as_ref().and_then(|p| p.artifact_type.clone());
+            let at_id = self.intern(at.as_deref().unwrap_or(""));
+            // Record: size, created, media type id, artifact type id, then
+            // the body (inline), and in the id layout the digest.
+            let mut rec = Vec::with_capacity(m.body.len() + 64);
+            varint(&mut rec, m.body.len() as u64);
+            rec.extend_from_slice(&1_700_000_000_000u64.to_le_bytes());
+            varint(&mut rec, u64::from(mt_id));
+            varint(&mut rec, u64::from(at_id));
+            if self.layout == Layout::Ids {
+                rec.extend_from_slice(&dkey(&m.digest));
+            }
+            rec.extend_from_slice(&m.body);
+            rows.nodes.push((own.clone(), rec));
+            let mut member = repo.to_be_bytes().to_vec();
+            member.extend_from_slice(&own);
+            rows.members.push((member, 0));
+            let mut of = own.clone();
+            of.extend_from_slice(&repo.to_be_bytes());
+            rows.member_of.push(of);
+            for t in &m.tags {
+                let mut k = repo.to_be_bytes().to_vec();
+                k.extend_from_slice(t.as_bytes());
+                rows.tags.push((k, own.clone()));
+                let mut k = repo.to_be_bytes().to_vec();
+                k.extend_from_slice(&own);
+                k.extend_from_slice(t.as_bytes());
+                rows.tagged.push(k);
+            }
+            let Some(parsed) = parsed else { continue };
+            let mut adj = Vec::new();
+            let subject = parsed
+                .subject
+                .as_ref()
+                .map(|s| (EdgeKind::Subject, s.clone()));
+            if self.layout == Layout::V1Keys {
+                let list: Vec<(u8, &Descriptor)> = parsed
+                    .children
+                    .iter()
+                    .map(|(k, d)| (kind_code(*k), d))
+                    .chain(parsed.subject.iter().map(|d| (4, d)))
+                    .collect();
+                adj = serde_json::to_vec(&list)?;
+            }
+            for (kind, child) in parsed.children.iter().cloned().chain(subject) {
+                let ck = self.node(&child.digest, &mut rows);
+                if self.layout != Layout::V1Keys {
+                    adj.push(kind_code(kind));
+                    adj.extend_from_slice(&ck);
+                    varint(&mut adj, child.size);
+                    let cmt = self.intern(&child.media_type);
+                    varint(&mut adj, u64::from(cmt));
+                }
+                let mut e = ck.clone();
+                e.extend_from_slice(&own);
+                e.push(kind_code(kind));
+                rows.edges_in.push(e);
+            }
+            rows.edges_out.push((own.clone(), adj));
+            if let Some(s) = &parsed.subject {
+                let sk = self.node(&s.digest, &mut rows);
+                let mut k = repo.to_be_bytes().to_vec();
+                k.extend_from_slice(&sk);
+                k.extend_from_slice(&at_id.to_be_bytes());
+                k.extend_from_slice(&own);
+                // The descriptor: media type id, size, annotations as JSON
+                // (rare and free-form), and in the id layout the digest.
+                let mut v = Vec::new();
+                if self.layout == Layout::V1Keys {
+                    let mut d = Descriptor::new(
+                        mt.clone().unwrap_or_default(),
+                        m.digest,
+                        m.body.len() as u64,
+                    );
+                    d.artifact_type = at.clone();
+                    d.annotations = parsed.annotations.clone();
+                    v = serde_json::to_vec(&d)?;
+                } else {
+                    varint(&mut v, u64::from(mt_id));
+                    varint(&mut v, m.body.len() as u64);
+                }
+                if self.layout == Layout::Ids {
+                    v.extend_from_slice(&dkey(&m.digest));
+                }
+                if self.layout != Layout::V1Keys {
+                    if let Some(a) = &parsed.annotations {
+                        v.extend_from_slice(&serde_json::to_vec(a)?);
+                    }
+                }
+                rows.referrers.push((k, v));
+            }
+        }
+        if matches!(self.layout, Layout::CompactSorted | Layout::Ids) {
+            rows.nodes.sort();
+            rows.edges_out.sort();
+            rows.edges_in.sort();
+            rows.referrers.sort();
+            rows.members.sort();
+            rows.member_of.sort();
+            rows.tags.sort();
+            rows.tagged.sort();
+            rows.ids.sort();
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(IDS)?;
+            for (k, v) in &rows.ids {
+                t.insert(k.as_slice(), *v)?;
+            }
+            let mut t = txn.open_table(STRINGS)?;
+            for (s, id) in self.new_strings.drain(..) {
+                t.insert(s.as_str(), id)?;
+            }
+            let mut t = txn.open_table(NODES)?;
+            for (k, v) in &rows.nodes {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            let mut t = txn.open_table(EDGES_OUT)?;
+            for (k, v) in &rows.edges_out {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            let mut t = txn.open_table(EDGES_IN)?;
+            for k in &rows.edges_in {
+                t.insert(k.as_slice(), ())?;
+            }
+            let mut t = txn.open_table(REFERRERS)?;
+            for (k, v) in &rows.referrers {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            let mut t = txn.open_table(MEMBERS)?;
+            for (k, v) in &rows.members {
+                t.insert(k.as_slice(), *v)?;
+            }
+            let mut t = txn.open_table(MEMBER_OF)?;
+            for k in &rows.member_of {
+                t.insert(k.as_slice(), ())?;
+            }
+            let mut t = txn.open_table(TAGS)?;
+            for (k, v) in &rows.tags {
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            let mut t = txn.open_table(TAGGED)?;
+            for k in &rows.tagged {
+                t.insert(k.as_slice(), ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Referrers of `subject` in `repo` as descriptors (decoded, as a
+    /// listing must).
+    fn referrers(&self, names: &[String], repo: &str, subject: &Digest) -> Res<Vec<Descriptor>> {
+        let txn = self.db.begin_read()?;
+        let sk = match self.layout {
+            Layout::Ids => {
+                let ids = txn.open_table(IDS)?;
+                match ids.get(dkey(subject).as_slice())? {
+                    Some(id) => id.value().to_be_bytes().to_vec(),
+                    None => return Ok(Vec::new()),
+                }
+            }
+            Layout::V1Keys => v1key(subject),
+            _ => dkey(subject),
+        };
+        let Some(repo) = self.repos.get(repo) else {
+            return Ok(Vec::new());
+        };
+        let mut lo = repo.to_be_bytes().to_vec();
+        lo.extend_from_slice(&sk);
+        let mut hi = lo.clone();
+        hi.extend_from_slice(&[0xff; 48]);
+        let t = txn.open_table(REFERRERS)?;
+        let mut out = Vec::new();
+        for entry in t.range(lo.as_slice()..hi.as_slice())? {
+            let (k, v) = entry?;
+            let (k, v) = (k.value(), v.value());
+            if self.layout == Layout::V1Keys {
+                out.push(serde_json::from_slice(v)?);
+                continue;
+            }
+            let at = u32::from_be_bytes(k[8 + sk.len()..12 + sk.len()].try_into()?);
+            let mut i = 0;
+            let mt = read_varint(v, &mut i) as usize;
+            let size = read_varint(v, &mut i);
+            let digest_key = match self.layout {
+                Layout::Ids => {
+                    let d = &v[i..i + 33];
+                    i += 33;
+                    d
+                }
+                _ => &k[12 + sk.len()..],
+            };
+            let mut full = [0u8; 65];
+            full[..digest_key.len()].copy_from_slice(digest_key);
+            let annotations: Option<BTreeMap<String, String>> = (i < v.len())
+                .then(|| serde_json::from_slice(&v[i..]))
+                .transpose()?;
+            let mut d = Descriptor::new(names[mt].clone(), Digest::from_key(&full)?, size);
+            d.artifact_type = (at != 0).then(|| names[at as usize].clone());
+            d.annotations = annotations;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, d: &Digest) -> Res<u64> {
+        let txn = self.db.begin_read()?;
+        let key = match self.layout {
+            Layout::Ids => {
+                let ids = txn.open_table(IDS)?;
+                let Some(id) = ids.get(dkey(d).as_slice())? else {
+                    return Err("missing".into());
+                };
+                id.value().to_be_bytes().to_vec()
+            }
+            Layout::V1Keys => v1key(d),
+            _ => dkey(d),
+        };
+        let t = txn.open_table(NODES)?;
+        let v = t.get(key.as_slice())?.ok_or("missing")?;
+        let mut i = 0;
+        Ok(read_varint(v.value(), &mut i))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v = vec![String::new(); self.strings.len() + 1];
+        for (s, id) in &self.strings {
+            v[*id as usize] = s.clone();
+        }
+        v
+    }
+}
+
+fn p50(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e6
+}
+
+fn main() -> Res<()> {
+    let n: u64 = std::env::args().nth(1).map_or(Ok(100_000), |a| a.parse())?;
+    let work = std::env::temp_dir().join(format!("index-layouts-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let spec = GenSpec::sized(n, 1);
+    let parsers = ParserRegistry::default();
+    // The queries: subjects with exactly one referrer, and manifests to stat.
+    let mut subjects: HashMap<Digest, (String, usize)> = HashMap::new();
+    let mut all: Vec<Digest> = Vec::new();
+    let mut manifest_bytes = 0u64;
+    let mut g = Generator::new(spec.clone());
+    while let Some(batch) = g.next_batch(10_000) {
+        for m in &batch {
+            all.push(m.digest);
+            manifest_bytes += m.body.len() as u64;
+            if let (_, Some(p)) = classify(&parsers, Some(m.media_type), &m.body)? {
+                if let Some(s) = p.subject {
+                    subjects.entry(s.digest).or_insert((m.repo.clone(), 0)).1 += 1;
+                }
+            }
+        }
+    }
+    let mut one: Vec<(Digest, String)> = subjects
+        .into_iter()
+        .filter(|(_, (_, k))| *k == 1)
+        .map(|(d, (r, _))| (d, r))
+        .collect();
+    one.sort_by_key(|(d, _)| *d);
+    one.truncate(2_000);
+    let step = (all.len() / 5_000).max(1);
+    let stats: Vec<Digest> = all.iter().step_by(step).copied().collect();
+    println!(
+        "{} manifests, {:.1} MiB of manifest bytes; referrers k = 1 over {} subjects, stat over {} digests",
+        all.len(),
+        manifest_bytes as f64 / f64::from(1 << 20),
+        one.len(),
+        stats.len()
+    );
+    println!();
+    println!("| layout | ingest (manifests/s) | size (MiB) | bytes per manifest | × manifest bytes | referrers k = 1, p50 (µs) | stat p50 (µs) |");
+    println!("|---|---|---|---|---|---|---|");
+
+    // v1: the real store, through the same batches.
+    {
+        let dir = work.join("v1");
+        let store = ocidb::Store::open_with(&dir, ocidb::StoreOptions::default(), true)?;
+        let t = Instant::now();
+        ocidb::bench::gen::generate_into_store(&store, &spec, 10_000, |_| {})?;
+        let rate = n as f64 / t.elapsed().as_secs_f64();
+        let q = ocidb::ReferrersQuery::default();
+        let mut lat = Vec::new();
+        for (d, r) in &one {
+            let t = Instant::now();
+            let page = store.referrers(r, d, &q)?;
+            lat.push(t.elapsed());
+            assert_eq!(page.index.manifests.len(), 1, "v1 referrers of {d}");
+        }
+        let mut st = Vec::new();
+        for d in &stats {
+            let t = Instant::now();
+            store.stat(d)?;
+            st.push(t.elapsed());
+        }
+        drop(store);
+        let size = std::fs::metadata(dir.join("ocidb.redb"))?.len();
+        row(
+            "v1 today (65-byte keys, JSON values), through Store",
+            rate,
+            size,
+            all.len(),
+            manifest_bytes,
+            p50(lat),
+            p50(st),
+        );
+    }
+    for layout in [
+        Layout::V1Keys,
+        Layout::Compact,
+        Layout::CompactSorted,
+        Layout::Ids,
+    ] {
+        let path = work.join("candidate.redb");
+        let mut c = Candidate::create(layout, &path)?;
+        let mut g = Generator::new(spec.clone());
+        let mut spent = Duration::ZERO;
+        while let Some(batch) = g.next_batch(10_000) {
+            let t = Instant::now();
+            c.ingest(&batch, &parsers)?;
+            spent += t.elapsed();
+        }
+        let rate = n as f64 / spent.as_secs_f64();
+        let names = c.names();
+        let mut lat = Vec::new();
+        for (d, r) in &one {
+            let t = Instant::now();
+            let got = c.referrers(&names, r, d)?;
+            lat.push(t.elapsed());
+            assert_eq!(got.len(), 1, "{} referrers of {d}", layout.name());
+        }
+        let mut st = Vec::new();
+        for d in &stats {
+            let t = Instant::now();
+            c.stat(d)?;
+            st.push(t.elapsed());
+        }
+        drop(c);
+        let size = std::fs::metadata(&path)?.len();
+        row(
+            layout.name(),
+            rate,
+            size,
+            all.len(),
+            manifest_bytes,
+            p50(lat),
+            p50(st),
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn row(name: &str, rate: f64, size: u64, n: usize, manifest_bytes: u64, refs: f64, stat: f64) {
+    println!(
+        "| {name} | {rate:.0} | {:.1} | {:.0} | {:.2}× | {refs:.2} | {stat:.2} |",
+        size as f64 / f64::from(1 << 20),
+        size as f64 / n as f64,
+        size as f64 / manifest_bytes as f64,
+    );
+}
