@@ -70,11 +70,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             })?;
             println!("{}", report::table(&r));
             if let Some(p) = json {
-                let text = serde_json::to_string_pretty(&r)
-                    .map_err(|e| Error::io("formatting JSON", e.into()))?;
-                fs::write(&p, text)
-                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
-                eprintln!("wrote {}", p.display());
+                write_json(&p, &r)?;
             }
             if let Some(p) = svg {
                 fs::write(&p, report::scaling_svg(&r.scaling, &plot_title(&r)))
@@ -116,11 +112,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             })?;
             println!("{}", r.table());
             if let Some(p) = json {
-                let text = serde_json::to_string_pretty(&r)
-                    .map_err(|e| Error::io("formatting JSON", e.into()))?;
-                fs::write(&p, text)
-                    .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
-                eprintln!("wrote {}", p.display());
+                write_json(&p, &r)?;
             }
             Ok(())
         }
@@ -151,6 +143,15 @@ pub(super) fn plot_title(r: &ocidb::bench::report::Report) -> String {
         r.seed,
         if r.quick { "--quick" } else { "full run" }
     )
+}
+
+/// Writes a report as pretty JSON and says where.
+fn write_json(path: &Path, report: &impl serde::Serialize) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(report).map_err(|e| Error::io("formatting JSON", e.into()))?;
+    fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 /// An executable of this name on PATH.

@@ -23,11 +23,34 @@ pub use oras::OrasGraph;
 pub use sqlite_index::SqliteIndex;
 pub use sqlite_json::SqliteJson;
 
-use crate::Error;
+use crate::{Error, Result};
 
 fn peer_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument {
         value: format!("{what}: {e}"),
         expected: "the peer to run (see the bench harness's peers)".into(),
     }
+}
+
+/// Locks a peer's connection.
+fn lock(
+    conn: &std::sync::Mutex<rusqlite::Connection>,
+) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
+    conn.lock().map_err(|_| peer_err("sqlite", "lock poisoned"))
+}
+
+/// A SQLite database's bytes on disk after a WAL checkpoint: the file and
+/// what is left of its WAL.
+fn sqlite_disk_bytes(
+    conn: &std::sync::Mutex<rusqlite::Connection>,
+    path: &std::path::Path,
+) -> Result<u64> {
+    lock(conn)?
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(|e| peer_err("sqlite checkpoint", e))?;
+    Ok(["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|ext| std::fs::metadata(format!("{}{ext}", path.display())).ok())
+        .map(|m| m.len())
+        .sum())
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension as _;
 
-use super::peer_err;
+use super::{lock, peer_err, sqlite_disk_bytes};
 use crate::bench::gen::GenManifest;
 use crate::oci::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use crate::{Digest, Result};
@@ -220,10 +220,7 @@ impl SqliteIndex {
         subject: &Digest,
         at: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let e = |err: rusqlite::Error| peer_err("sqlite referrers", err);
         let mut st = match at {
             None => conn.prepare_cached(
@@ -253,10 +250,7 @@ impl SqliteIndex {
 
     /// Size and media type of a digest (the primary key).
     pub fn stat(&self, d: &Digest) -> Result<(u64, Option<String>)> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let mut st = conn
             .prepare_cached("SELECT size, media_type FROM blobs WHERE digest = ?1")
             .map_err(|e| peer_err("sqlite prepare", e))?;
@@ -266,10 +260,7 @@ impl SqliteIndex {
 
     /// The bytes of a digest.
     pub fn get(&self, d: &Digest) -> Result<Option<Vec<u8>>> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let mut st = conn
             .prepare_cached("SELECT body FROM blobs WHERE digest = ?1")
             .map_err(|e| peer_err("sqlite prepare", e))?;
@@ -280,10 +271,7 @@ impl SqliteIndex {
 
     /// The manifests that point at `d` (through the `edges_in` index).
     pub fn predecessors(&self, d: &Digest) -> Result<usize> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let mut st = conn
             .prepare_cached("SELECT DISTINCT parent FROM edges WHERE child = ?1")
             .map_err(|e| peer_err("sqlite prepare", e))?;
@@ -301,22 +289,9 @@ impl SqliteIndex {
         Ok(n)
     }
 
-    /// Bytes on disk after a WAL checkpoint (the database file and what is
-    /// left of its WAL).
+    /// Bytes on disk after a WAL checkpoint.
     pub fn disk_bytes(&self) -> Result<u64> {
-        {
-            let conn = self
-                .conn
-                .lock()
-                .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(|e| peer_err("sqlite checkpoint", e))?;
-        }
-        Ok(["", "-wal", "-shm"]
-            .iter()
-            .filter_map(|ext| std::fs::metadata(format!("{}{ext}", self.path.display())).ok())
-            .map(|m| m.len())
-            .sum())
+        sqlite_disk_bytes(&self.conn, &self.path)
     }
 }
 

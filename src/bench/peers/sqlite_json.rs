@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::peer_err;
+use super::{lock, peer_err, sqlite_disk_bytes};
 use crate::bench::gen::GenManifest;
 use crate::{Digest, Result};
 
@@ -58,10 +58,7 @@ impl SqliteJson {
 
     /// Referrers of `subject` in `repo`: a scan with `json_extract`.
     pub fn referrers(&self, repo: &str, subject: &Digest, at: Option<&str>) -> Result<usize> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let mut st = conn
             .prepare_cached(
                 "SELECT digest, json_extract(body, '$.artifactType') FROM manifests
@@ -82,10 +79,7 @@ impl SqliteJson {
 
     /// A lookup by digest (the primary key).
     pub fn stat(&self, d: &Digest) -> Result<u64> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
+        let conn = lock(&self.conn)?;
         let mut st = conn
             .prepare_cached("SELECT length(body) FROM manifests WHERE digest = ?1")
             .map_err(|e| peer_err("sqlite prepare", e))?;
@@ -96,18 +90,6 @@ impl SqliteJson {
 
     /// Bytes on disk after a WAL checkpoint.
     pub fn disk_bytes(&self) -> Result<u64> {
-        {
-            let conn = self
-                .conn
-                .lock()
-                .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(|e| peer_err("sqlite checkpoint", e))?;
-        }
-        Ok(["", "-wal", "-shm"]
-            .iter()
-            .filter_map(|ext| std::fs::metadata(format!("{}{ext}", self.path.display())).ok())
-            .map(|m| m.len())
-            .sum())
+        sqlite_disk_bytes(&self.conn, &self.path)
     }
 }
