@@ -39,6 +39,14 @@ fn lock(
     conn.lock().map_err(|_| peer_err("sqlite", "lock poisoned"))
 }
 
+/// Begins a peer's batch transaction.
+fn begin(conn: &mut std::sync::Mutex<rusqlite::Connection>) -> Result<rusqlite::Transaction<'_>> {
+    conn.get_mut()
+        .map_err(|_| peer_err("sqlite", "lock poisoned"))?
+        .transaction()
+        .map_err(|e| peer_err("sqlite begin", e))
+}
+
 /// A SQLite database's bytes on disk after a WAL checkpoint: the file and
 /// what is left of its WAL.
 fn sqlite_disk_bytes(

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension as _;
 
-use super::{lock, peer_err, sqlite_disk_bytes};
+use super::{begin, lock, peer_err, sqlite_disk_bytes};
 use crate::bench::gen::GenManifest;
 use crate::oci::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use crate::{Digest, Result};
@@ -98,13 +98,7 @@ impl SqliteIndex {
 
     /// Parses and indexes a batch in one transaction (durable at commit).
     pub fn insert(&mut self, batch: &[GenManifest], now_ms: i64) -> Result<()> {
-        let conn = self
-            .conn
-            .get_mut()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
-        let tx = conn
-            .transaction()
-            .map_err(|e| peer_err("sqlite begin", e))?;
+        let tx = begin(&mut self.conn)?;
         {
             let e = |what: &'static str| move |err: rusqlite::Error| peer_err(what, err);
             let mut repo_ins = tx

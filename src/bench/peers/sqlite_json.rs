@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{lock, peer_err, sqlite_disk_bytes};
+use super::{begin, lock, peer_err, sqlite_disk_bytes};
 use crate::bench::gen::GenManifest;
 use crate::{Digest, Result};
 
@@ -34,13 +34,7 @@ impl SqliteJson {
 
     /// Inserts a batch in one transaction (durable at commit).
     pub fn insert(&mut self, batch: &[GenManifest]) -> Result<()> {
-        let conn = self
-            .conn
-            .get_mut()
-            .map_err(|_| peer_err("sqlite", "lock poisoned"))?;
-        let tx = conn
-            .transaction()
-            .map_err(|e| peer_err("sqlite begin", e))?;
+        let tx = begin(&mut self.conn)?;
         {
             let mut st = tx
                 .prepare_cached(

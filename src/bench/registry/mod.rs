@@ -279,7 +279,8 @@ fn run_in(
     };
     for (i, server) in servers.iter().enumerate() {
         let host = server.host.as_str();
-        let label = &report.columns[i].clone();
+        let label = report.columns[i].clone();
+        let label = label.as_str();
         let referrers_api = i == 0;
         log(&format!("{label}: blob push and pull"));
         let mut c = Conn::new(host)?;
@@ -445,7 +446,7 @@ fn run_in(
         );
 
         log(&format!("{label}: {} referrers", sizes.referrers));
-        let (attach, list) = referrers(&mut c, &cfg, sizes.referrers, referrers_api, label)?;
+        let (attach, list, tag) = referrers(&mut c, &cfg, sizes.referrers, referrers_api, label)?;
         set(
             &mut report,
             &format!("attach a referrer, mean of {} (ms)", sizes.referrers),
@@ -462,10 +463,7 @@ fn run_in(
         );
         let fallback = c.send(
             "GET",
-            &format!(
-                "/v2/bench/ref/manifests/{}",
-                fallback_tag(&subject_digest(&cfg))
-            ),
+            &format!("/v2/bench/ref/manifests/{tag}"),
             &[("Accept", INDEX)],
             b"",
         )?;
@@ -543,10 +541,6 @@ fn manifest(cfg: &str, n: u64, subject: Option<(&str, usize)>) -> Vec<u8> {
     .into_bytes()
 }
 
-fn subject_digest(cfg: &str) -> String {
-    sha256(&manifest(cfg, u64::MAX, None))
-}
-
 /// A monolithic upload the way every client can: POST for a session, then
 /// PUT the bytes with the digest (distribution 2.8 ignores a POST body).
 fn push_blob(c: &mut Conn, repo: &str, data: &[u8]) -> Result<String> {
@@ -595,8 +589,15 @@ fn catalog(c: &mut Conn) -> Result<u64> {
 
 /// Attaches `n` referrers to one subject, then lists them: with the
 /// referrers API where the registry has one, else through the fallback
-/// tag as clients do. Returns (mean attach ms, list p50 µs).
-fn referrers(c: &mut Conn, cfg: &str, n: u64, api: bool, label: &str) -> Result<(f64, f64)> {
+/// tag as clients do. Returns (mean attach ms, list p50 µs, the subject's
+/// fallback tag).
+fn referrers(
+    c: &mut Conn,
+    cfg: &str,
+    n: u64,
+    api: bool,
+    label: &str,
+) -> Result<(f64, f64, String)> {
     let subject = manifest(cfg, u64::MAX, None);
     let sd = sha256(&subject);
     push_blob(c, "bench/ref", b"{}")?;
@@ -670,7 +671,7 @@ fn referrers(c: &mut Conn, cfg: &str, n: u64, api: bool, label: &str) -> Result<
             return Err(failed(format!("{label}: listed {listed} of {n} referrers")));
         }
     }
-    Ok((attach, micros(pct(&mut lat, 0.5))))
+    Ok((attach, micros(pct(&mut lat, 0.5)), tag))
 }
 
 /// `oras discover` of the subject, the whole command (process start,

@@ -1,7 +1,7 @@
-//! Rows against the fair SQLite peer (SQLite holding ocidb's index): batch
-//! ingest, stat, get and predecessors on the same keys, and the size on
-//! disk of every contender. The referrers rows sit with the other peers'
-//! in `graph.rs`.
+//! Rows against the SQLite peers, the fair one (SQLite holding ocidb's
+//! index) above all: batch ingest, stat, get and predecessors on the same
+//! keys, and the size on disk of every contender. The referrers rows sit
+//! with the other peers' in `graph.rs`.
 
 use std::path::Path;
 
@@ -11,17 +11,30 @@ use crate::bench::measure::{time_ops, Lat};
 use crate::bench::report::{Row, SizeRow};
 use crate::{Error, Result};
 
-/// Batch ingest of the same batches, against ocidb's.
-pub(super) fn ingest_row(b: &Built, peers: &Peers) -> Row {
-    let r = row(
-        "peer sqlite same index: batch ingest, 10k manifests per transaction (parse included)",
-        Lat {
-            ops_per_s: peers.index_rate,
-            ..Lat::default()
-        },
-        0.0,
-    );
-    vs_rate(r, "ocidb batch ingest", b.ingest_rate, "manifests")
+/// Both SQLite peers' batch ingest of the same batches, each against
+/// ocidb's.
+pub(super) fn ingest_rows(b: &Built, peers: &Peers) -> [Row; 2] {
+    let vs_ocidb = |scenario: &str, rate: f64| {
+        let r = row(
+            scenario,
+            Lat {
+                ops_per_s: rate,
+                ..Lat::default()
+            },
+            0.0,
+        );
+        vs_rate(r, "ocidb batch ingest", b.ingest_rate, "manifests")
+    };
+    [
+        vs_ocidb(
+            "peer sqlite: batch ingest, 10k rows per transaction",
+            peers.sqlite_rate,
+        ),
+        vs_ocidb(
+            "peer sqlite same index: batch ingest, 10k manifests per transaction (parse included)",
+            peers.index_rate,
+        ),
+    ]
 }
 
 /// Stat, get and predecessors through ocidb and the fair peer, on the

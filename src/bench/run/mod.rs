@@ -20,8 +20,6 @@ use ingest::*;
 
 use crate::bench::gen::GenSpec;
 use crate::bench::measure::time_ops;
-#[cfg(feature = "peers")]
-use crate::bench::measure::Lat;
 use crate::bench::report::{Report, Row, ScalePoint, SizeRow};
 use crate::{Digest, Error, ReferrersQuery, Result};
 
@@ -218,19 +216,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     log("ingest scenarios");
     ingest_rows(&b, &raw, raw_rate, opts.quick, &mut rows)?;
     #[cfg(feature = "peers")]
-    {
-        let mut r = row(
-            "peer sqlite: batch ingest, 10k rows per transaction",
-            Lat {
-                ops_per_s: peers.sqlite_rate,
-                ..Lat::default()
-            },
-            0.0,
-        );
-        r = vs_rate(r, "ocidb batch ingest", b.ingest_rate, "manifests");
-        rows.push(r);
-        rows.push(fair_sqlite::ingest_row(&b, &peers));
-    }
+    rows.extend(fair_sqlite::ingest_rows(&b, &peers));
     log("lookups");
     lookups(&b, &raw, &mem, opts.quick, &mut rows)?;
     #[cfg(feature = "peers")]
