@@ -127,4 +127,5 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
     None
 }
 pub mod fixtures;
+pub mod rich;
 pub mod server;
