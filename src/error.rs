@@ -242,6 +242,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// The store is in an older on-disk format that this build upgrades
+    /// but does not read: run `ocidb migrate` (or [`crate::Store::migrate`]).
+    #[error(
+        "store {path} is in on-disk format {found}; this build reads format {expected}: \
+         upgrade it with `ocidb --store {path} migrate` (it keeps everything, and a crash \
+         leaves the old format intact)"
+    )]
+    FormatUpgradeRequired {
+        /// The store directory.
+        path: PathBuf,
+        /// The format found.
+        found: u8,
+        /// The format this build reads.
+        expected: u8,
+    },
+
     /// Another process (or another handle in this one) has the store open.
     #[error("store {path} is locked by another process; close it first")]
     Locked {
@@ -327,6 +343,9 @@ pub enum ErrorKind {
     UploadUnknown,
     /// A concurrent GC removed what the request needed: upload and retry.
     Retry,
+    /// The store's on-disk format is older than this build reads; run
+    /// `ocidb migrate`.
+    UpgradeRequired,
     /// Some other argument is out of range.
     InvalidArgument,
     /// Another process holds the store.
@@ -374,6 +393,7 @@ impl Error {
             Error::MissingChild { .. } => ErrorKind::ChildUnknown,
             Error::Corrupt(_) | Error::NotAStore { .. } => ErrorKind::Corrupt,
             Error::Locked { .. } => ErrorKind::Locked,
+            Error::FormatUpgradeRequired { .. } => ErrorKind::UpgradeRequired,
             Error::Poisoned(_) => ErrorKind::Poisoned,
             Error::Closed => ErrorKind::Closed,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,

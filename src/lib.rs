@@ -51,6 +51,7 @@ pub use gc::{GcPolicy, GcReport, SweepPace};
 pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use maint::fsck::{FsckOptions, FsckReport, Problem};
+pub use maint::migrate::{MigrateOptions, MigrateReport, MigrateStep};
 pub use maint::stats::{RepoStats, Stats};
 pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
 pub use names::Reference;

@@ -518,16 +518,13 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
         let db = redb::Database::open(dir.path().join("ocidb.redb")).expect("redb");
         let txn = db.begin_write().expect("txn");
         {
-            let blobs: redb::TableDefinition<&[u8; 65], &[u8]> =
-                redb::TableDefinition::new("blobs");
+            let blobs: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("blobs");
             let mut t = txn.open_table(blobs).expect("blobs");
-            let mut v = vec![1u8, 1 | 4];
-            v.extend_from_slice(&2u64.to_le_bytes());
-            v.extend_from_slice(&0u64.to_le_bytes());
-            v.extend_from_slice(&2u16.to_le_bytes());
-            v.extend_from_slice(&[b'a', 0xc3]);
-            v.extend_from_slice(&0u16.to_le_bytes());
-            t.insert(&bad.to_key(), v.as_slice()).expect("insert");
+            // Format v2: version, flags (inline, manifest), size 2,
+            // created 0, a literal media type of 2 bytes, no artifact type.
+            let v = [2u8, 1 | 4, 2, 0, 0xff, 2, b'a', 0xc3, 0];
+            t.insert(bad.to_key().as_slice(), v.as_slice())
+                .expect("insert");
         }
         txn.commit().expect("commit");
     }

@@ -626,41 +626,6 @@ fn yield_pace_finishes_the_sweep_when_writers_pause() {
     assert!(fsck.is_clean(), "{:?}", fsck.problems);
 }
 
-/// Stores written by earlier builds kept the GC change log in a `gc_log`
-/// table; opening drops it, and GC works as before.
-#[test]
-fn open_drops_the_retired_gc_log_table() {
-    use redb::{ReadableDatabase as _, TableDefinition, TableHandle as _};
-    const OLD: TableDefinition<u64, &[u8; 65]> = TableDefinition::new("gc_log");
-    let dir = tempfile::tempdir().expect("tempdir");
-    drop(Store::create(dir.path()).expect("store"));
-    let file = dir.path().join("ocidb.redb");
-    {
-        let db = redb::Database::open(&file).expect("raw open");
-        let txn = db.begin_write().expect("txn");
-        txn.open_table(OLD)
-            .expect("table")
-            .insert(7, &[1u8; 65])
-            .expect("insert");
-        txn.commit().expect("commit");
-    }
-    let s = Store::open(dir.path()).expect("open");
-    blob(&s, b"orphan", "application/octet-stream", None);
-    let r = s.gc(&grace0(true)).expect("gc");
-    assert_eq!(r.deleted_blobs, 1);
-    drop(s);
-    let db = redb::Database::open(&file).expect("raw open");
-    let names: Vec<String> = db
-        .begin_read()
-        .expect("read")
-        .list_tables()
-        .expect("tables")
-        .map(|t| t.name().to_string())
-        .collect();
-    assert!(!names.iter().any(|n| n == "gc_log"), "{names:?}");
-    assert!(names.iter().any(|n| n == "blobs"), "{names:?}");
-}
-
 /// Expired leases protect nothing, and a GC run deletes them (every upload
 /// session takes one, so they would otherwise pile up).
 #[test]

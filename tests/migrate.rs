@@ -1,27 +1,339 @@
 //! Format migration: a v1 store written by the v1 build (checked in under
-//! tests/fixtures/v1-store) is upgraded by `ocidb migrate`, and reads back
-//! exactly what the v1 build read from it.
+//! tests/fixtures/v1-store, with what that build read back from it) is
+//! refused by `Store::open` with an error naming `ocidb migrate`, upgraded
+//! by it, and then reads back exactly what the v1 build read. A migration
+//! killed at any point leaves a store that opens as v1 (and migrates
+//! later) or as v2, never a mix.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use ocidb::Store;
+use ocidb::{ErrorKind, FsckOptions, ManifestOptions, Store};
 
-/// Writes the v1 fixture. Run on the v1 build only (commit b0070e4):
-/// `OCIDB_WRITE_V1_FIXTURE=tests/fixtures/v1-store cargo test --test migrate write_v1_fixture -- --ignored`.
-#[test]
-#[ignore = "writes the checked-in fixture; run by hand on the v1 build"]
-fn write_v1_fixture() {
-    let Ok(dir) = std::env::var("OCIDB_WRITE_V1_FIXTURE") else {
-        return;
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-store")
+}
+
+/// A writable copy of the v1 store (git keeps no read-only bits, and the
+/// store must be writable anyway).
+fn copy_fixture(to: &Path) -> PathBuf {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("entry");
+            let target = to.join(e.file_name());
+            if e.file_type().expect("type").is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).expect("copy");
+            }
+        }
+    }
+    let store = to.join("store");
+    copy_dir(&fixture().join("store"), &store);
+    store
+}
+
+fn expected() -> (String, String) {
+    let snap = std::fs::read_to_string(fixture().join("snapshot.txt")).expect("snapshot");
+    let upload = std::fs::read_to_string(fixture().join("upload-id")).expect("upload id");
+    (snap, upload)
+}
+
+fn ocidb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ocidb"))
+}
+
+/// The store opens as v2 and reads back what the v1 build read, or it is
+/// still v1 and says so (in which case it is migrated and checked).
+/// Returns whether it was still v1.
+fn check_either_format(store: &Path) -> bool {
+    let (snap, upload) = expected();
+    let still_v1 = match Store::open(store) {
+        Ok(s) => {
+            assert_eq!(
+                common::rich::snapshot(&s, &upload),
+                snap,
+                "a v2 store lost something"
+            );
+            false
+        }
+        Err(e) if e.kind() == ErrorKind::UpgradeRequired => {
+            Store::migrate(store).expect("migrate after the crash");
+            true
+        }
+        Err(e) => panic!("the store opens neither as v1 nor as v2: {e}"),
     };
-    let dir = Path::new(&dir);
-    let _ = std::fs::remove_dir_all(dir);
-    let s = Store::create(dir.join("store")).expect("create");
-    let upload = common::rich::populate(&s);
-    let snap = common::rich::snapshot(&s, &upload);
+    let s = Store::open(store).expect("open v2");
+    assert_eq!(common::rich::snapshot(&s, &upload), snap);
+    let report = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert!(!store.join(ocidb::maint::migrate::MIGRATING_FILE).exists());
+    still_v1
+}
+
+#[test]
+fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = copy_fixture(dir.path());
+    let e = Store::open(&store).expect_err("v1 is refused");
+    assert_eq!(e.kind(), ErrorKind::UpgradeRequired, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("format 1") && msg.contains("migrate"), "{msg}");
+    // Refused again: opening wrote nothing of format v2.
+    let e = Store::open(&store).expect_err("still v1");
+    assert_eq!(e.kind(), ErrorKind::UpgradeRequired, "{e}");
+
+    let report = Store::migrate(&store).expect("migrate");
+    assert_eq!((report.from, report.to), (1, 2));
+    assert!(report.rows["blobs"] > 200, "{:?}", report.rows);
+    for table in [
+        "edges_out",
+        "edges_in",
+        "referrers",
+        "tags",
+        "tagged",
+        "members",
+        "member_of",
+        "leases",
+        "lease_items",
+        "uploads",
+        "inline",
+        "artifact_types",
+        "repos",
+    ] {
+        assert!(
+            report.rows.get(table).is_some_and(|n| *n > 0),
+            "{table}: {:?}",
+            report.rows
+        );
+    }
+    let (snap, upload) = expected();
+    let s = Store::open(&store).expect("open v2");
+    assert_eq!(common::rich::snapshot(&s, &upload), snap);
+    let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(fsck.is_clean(), "{:?}", fsck.problems);
+    // The migrated store keeps working: a new referrer, an upload finished,
+    // and a GC that takes nothing it should keep.
+    let subject = s
+        .resolve("app/web", &ocidb::Reference::Tag("v0".into()))
+        .expect("v0");
+    let body = serde_json::json!({
+        "schemaVersion": 2, "mediaType": ocidb::manifest::OCI_MANIFEST,
+        "artifactType": "application/vnd.after.migration",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+        "layers": [],
+        "subject": {"mediaType": ocidb::manifest::OCI_MANIFEST, "digest": subject.to_string(), "size": s.stat(&subject).expect("stat").size},
+    });
+    s.put_manifest(
+        "app/web",
+        body.to_string().as_bytes(),
+        &ManifestOptions::default(),
+    )
+    .expect("referrer after migration");
+    let listed = s
+        .referrers(
+            "app/web",
+            &subject,
+            &ocidb::ReferrersQuery::default().artifact_type("application/vnd.after.migration"),
+        )
+        .expect("referrers");
+    assert_eq!(listed.index.manifests.len(), 1);
+    let tail = b" and the rest";
+    let mut all = b"first part of an upload".to_vec();
+    all.extend_from_slice(tail);
+    let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &all);
+    s.finish_upload(&upload, &d, &tail[..])
+        .expect("finish the v1 upload");
+    assert_eq!(s.read(&d).expect("read"), all);
+    s.gc(&common::grace0(false)).expect("gc");
     drop(s);
-    std::fs::write(dir.join("upload-id"), &upload).expect("upload id");
-    std::fs::write(dir.join("snapshot.txt"), snap).expect("snapshot");
+    let s = Store::open(&store).expect("reopen");
+    let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(fsck.is_clean(), "{:?}", fsck.problems);
+    drop(s);
+    // Migrating again does nothing.
+    let again = Store::migrate(&store).expect("again");
+    assert_eq!((again.from, again.to), (2, 2));
+    assert!(again.rows.is_empty());
+}
+
+#[test]
+fn the_cli_names_the_command_and_runs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = copy_fixture(dir.path());
+    let out = ocidb()
+        .arg("--store")
+        .arg(&store)
+        .arg("repos")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migrate") && err.contains(&store.display().to_string()),
+        "{err}"
+    );
+    let out = ocidb()
+        .arg("--store")
+        .arg(&store)
+        .args(["migrate", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (report["from"].as_u64(), report["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(report["bytes_after"].as_u64() > Some(0));
+    let out = ocidb()
+        .arg("--store")
+        .arg(&store)
+        .arg("repos")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let out = ocidb()
+        .arg("--store")
+        .arg(&store)
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+}
+
+/// The migration aborted (as by kill -9: no destructor, no flush) at each
+/// of its steps in turn: after each, the store is whole in one format.
+#[test]
+fn a_migration_aborted_at_every_step_leaves_one_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut v1, mut v2) = (0, 0);
+    let mut at = 1;
+    loop {
+        let store = copy_fixture(&dir.path().join(format!("step{at}")));
+        let status = ocidb()
+            .arg("--store")
+            .arg(&store)
+            .args([
+                "debug",
+                "migrate-abort",
+                "--batch",
+                "64",
+                "--at",
+                &at.to_string(),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        let finished = status.success();
+        if check_either_format(&store) {
+            v1 += 1;
+        } else {
+            v2 += 1;
+        }
+        std::fs::remove_dir_all(dir.path().join(format!("step{at}"))).ok();
+        if finished {
+            // The step count ran past the last step: the run completed.
+            break;
+        }
+        at += 1;
+        assert!(at < 500, "the migration never finished");
+    }
+    assert!(v1 >= 10, "aborts before the rename: {v1}");
+    // Aborting at the last step (after the rename), and the completed run.
+    assert!(v2 >= 2, "aborts after the rename: {v2}");
+}
+
+/// SIGKILL at random moments during `ocidb migrate`.
+#[test]
+fn migrations_killed_at_random_moments_leave_one_format() {
+    let cycles: u64 = std::env::var("OCIDB_MIGRATE_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // How long a whole migration takes here, to spread the kills over it.
+    let store = copy_fixture(&dir.path().join("timing"));
+    let t = std::time::Instant::now();
+    let ok = ocidb()
+        .arg("--store")
+        .arg(&store)
+        .arg("migrate")
+        .status()
+        .expect("run");
+    assert!(ok.success());
+    let span = t.elapsed().as_micros() as u64 + 1;
+    let mut rng = common::Rng(0xC0FF_EE00_D15E_A5E5);
+    let mut outcomes = [0u32; 2];
+    for cycle in 0..cycles {
+        let root = dir.path().join(format!("c{cycle}"));
+        let store = copy_fixture(&root);
+        let mut child = ocidb()
+            .arg("--store")
+            .arg(&store)
+            .arg("migrate")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_micros(rng.next() % (span + span / 5)));
+        child.kill().ok();
+        child.wait().expect("reap");
+        outcomes[usize::from(check_either_format(&store))] += 1;
+        std::fs::remove_dir_all(&root).ok();
+    }
+    eprintln!(
+        "killed migrations: {} found v2, {} found v1",
+        outcomes[0], outcomes[1]
+    );
+}
+
+/// Stores written by early builds kept the GC change log in a `gc_log`
+/// table; the migration leaves it behind, and GC works as before.
+#[test]
+fn the_retired_gc_log_table_is_not_carried_over() {
+    use redb::{ReadableDatabase as _, TableDefinition, TableHandle as _};
+    const OLD: TableDefinition<u64, &[u8; 65]> = TableDefinition::new("gc_log");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = copy_fixture(dir.path());
+    let file = store.join("ocidb.redb");
+    {
+        let db = redb::Database::open(&file).expect("raw open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(OLD)
+            .expect("table")
+            .insert(7, &[1u8; 65])
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    Store::migrate(&store).expect("migrate");
+    let s = Store::open(&store).expect("open");
+    s.put_bytes(b"orphan", &ocidb::PutOptions::default())
+        .expect("orphan");
+    let r = s.gc(&common::grace0(true)).expect("gc");
+    assert!(r.deleted_blobs >= 1, "{r:?}");
+    drop(s);
+    let db = redb::Database::open(&file).expect("raw open");
+    let names: Vec<String> = db
+        .begin_read()
+        .expect("read")
+        .list_tables()
+        .expect("tables")
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n == "gc_log"), "{names:?}");
+    assert!(names.iter().any(|n| n == "blobs"), "{names:?}");
 }

@@ -1,5 +1,6 @@
 //! Manifest ingest of arbitrary bytes under each known media type (and
-//! none): never panics, and a rejected manifest changes nothing.
+//! none): never panics, a rejected manifest changes nothing, and an
+//! accepted one's index entries decode back.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -48,6 +49,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(put.digest, digest);
             let got = s.read(&digest).expect("stored manifest reads back");
             assert_eq!(got, body);
+            // The index entries it wrote decode back (format 2's binary
+            // values): its edges, and the referrers of its subject.
+            let edges = s.successors(&digest).expect("stored edges decode");
+            for e in &edges {
+                if e.kind == ocidb::EdgeKind::Subject {
+                    s.referrers("fuzz/repo", &e.descriptor.digest, &ocidb::ReferrersQuery::default())
+                        .expect("stored referrers decode");
+                }
+                s.predecessors(&e.descriptor.digest).expect("reverse edges decode");
+            }
+            s.stat(&digest).expect("stored record decodes");
         }
         Err(e) => {
             assert!(!e.to_string().is_empty());

@@ -129,6 +129,15 @@ pub enum Command {
     #[command(after_help = "Example:\n  ocidb compact")]
     Compact,
 
+    /// Upgrade a store written by an older release to this release's
+    /// on-disk format. Safe to interrupt: a store is always in one format.
+    #[command(after_help = "Example:\n  ocidb --store /var/lib/ocidb migrate")]
+    Migrate {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Import an OCI image layout (a directory, or a tar of one).
     #[command(
         after_help = "Examples:\n  ocidb import ./my-layout\n  ocidb import image.tar --repo library/app --json\n  skopeo copy docker://alpine oci:alpine:latest && ocidb import alpine"
@@ -303,6 +312,16 @@ pub enum DebugCommand {
         /// Where to append acknowledged operations.
         #[arg(long)]
         log: PathBuf,
+    },
+    /// Migrate the store, aborting the process (as kill -9 would) at the
+    /// given progress step (used by the migration crash tests).
+    MigrateAbort {
+        /// Abort at this step (counted from 1); 0 runs to the end.
+        #[arg(long)]
+        at: u64,
+        /// Rows per transaction, small to get many steps.
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
     },
 }
 

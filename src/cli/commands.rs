@@ -121,6 +121,37 @@ pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
     }
 }
 
+pub(super) fn migrate(store_dir: &Path, json: bool) -> Result<()> {
+    let bar = progress::spinner("migrating");
+    let report = ocidb::maint::migrate::migrate(
+        store_dir,
+        &ocidb::MigrateOptions::default(),
+        &mut |step| {
+            if let ocidb::MigrateStep::Copied { table, rows } = step {
+                bar.set_message(format!("migrating {table}: {rows} rows"));
+            }
+        },
+    )?;
+    progress::finish(bar);
+    if json {
+        return print_json(&report);
+    }
+    if report.from == report.to {
+        println!("already in format {}; nothing to do", report.to);
+        return Ok(());
+    }
+    let rows: u64 = report.rows.values().sum();
+    println!(
+        "migrated format {} -> {}: {rows} rows in {:.1} s; database file {} -> {}",
+        report.from,
+        report.to,
+        report.elapsed.as_secs_f64(),
+        render::human_size(report.bytes_before),
+        render::human_size(report.bytes_after)
+    );
+    Ok(())
+}
+
 pub(super) fn import(store_dir: &Path, a: ImportArgs) -> Result<()> {
     let ImportArgs {
         path,

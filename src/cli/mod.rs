@@ -155,6 +155,7 @@ fn run_command(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Migrate { json } => commands::migrate(&store_dir, json),
         Command::Import(a) => commands::import(&store_dir, a),
         Command::Export(a) => commands::export(&store_dir, a),
         Command::Lease(LeaseCommand::Ls { json }) => {
@@ -191,6 +192,17 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Debug(DebugCommand::CrashChild { seed, log }) => {
             crash_child::run(&store_dir, seed, &log)
+        }
+        Command::Debug(DebugCommand::MigrateAbort { at, batch }) => {
+            let mut step = 0;
+            let opts = ocidb::MigrateOptions { batch_rows: batch };
+            ocidb::maint::migrate::migrate(&store_dir, &opts, &mut |_| {
+                step += 1;
+                if step == at {
+                    std::process::abort();
+                }
+            })?;
+            Ok(())
         }
         Command::Serve(a) => serve(&store_dir, a),
         Command::Inspect {

@@ -16,8 +16,9 @@ use crate::schema::tables::{self, BLOBS, INTENTS, META};
 /// File name of the redb database inside a store directory.
 pub const DB_FILE: &str = "ocidb.redb";
 /// The on-disk format this release writes (see docs/format.md).
-pub const STORE_FORMAT: u8 = 1;
-const FORMAT_KEY: &str = "format";
+pub const STORE_FORMAT: u8 = 2;
+/// The META key that holds the format.
+pub(crate) const FORMAT_KEY: &str = "format";
 /// The META key of the secret that signs referrers cursors.
 const CURSOR_KEY: &str = "cursor_key";
 
@@ -91,12 +92,23 @@ fn random_key() -> [u8; 32] {
 pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
     let txn = db.begin_write()?;
     let mut cursor_key = [0u8; 32];
-    // Earlier builds kept the GC change log in a table; it is dead weight.
-    txn.delete_table(tables::RETIRED_GC_LOG)?;
     {
+        // The format is read before any other table is opened: v1's tables
+        // have other key types, and opening them as v2's would fail with a
+        // less helpful error.
+        let found = txn
+            .open_table(META)?
+            .get(FORMAT_KEY)?
+            .map(|g| g.value().to_vec());
+        if let Some(&[found @ 1..STORE_FORMAT]) = found.as_deref() {
+            return Err(Error::FormatUpgradeRequired {
+                path: root.to_path_buf(),
+                found,
+                expected: STORE_FORMAT,
+            });
+        }
         tables::create_all(&txn)?;
         let mut meta = txn.open_table(META)?;
-        let found = meta.get(FORMAT_KEY)?.map(|g| g.value().to_vec());
         match found.as_deref() {
             None => {
                 meta.insert(FORMAT_KEY, [STORE_FORMAT].as_slice())?;
@@ -226,7 +238,7 @@ pub(crate) fn settle_intents(
                     }
                 }
             }
-            intents.remove(&d.to_key())?;
+            intents.remove(d.to_key().as_slice())?;
         }
     }
     backend.sync(&names)?;

@@ -82,7 +82,7 @@ impl Batch<'_> {
         self.job_staged.push(staged.clone());
         self.t
             .intents
-            .insert(&digest.to_key(), staged.name().as_bytes())?;
+            .insert(digest.to_key().as_slice(), staged.name().as_bytes())?;
         if let Some(BlobAction::Install { staged: old, .. }) = self
             .files
             .insert(digest, BlobAction::Install { staged, synced })
@@ -94,7 +94,9 @@ impl Batch<'_> {
 
     /// Schedules the bytes of `digest` for removal after the commit.
     pub fn remove_blob_bytes(&mut self, digest: Digest) -> Result<()> {
-        self.t.intents.insert(&digest.to_key(), [].as_slice())?;
+        self.t
+            .intents
+            .insert(digest.to_key().as_slice(), [].as_slice())?;
         if let Some(BlobAction::Install { staged, .. }) =
             self.files.insert(digest, BlobAction::Remove)
         {
@@ -132,7 +134,7 @@ impl Batch<'_> {
     pub fn in_flight(&mut self, digest: &Digest) -> Result<bool> {
         Ok(
             matches!(self.files.get(digest), Some(BlobAction::Install { .. }))
-                || self.t.intents.get(&digest.to_key())?.is_some(),
+                || self.t.intents.get(digest.to_key().as_slice())?.is_some(),
         )
     }
 }
@@ -391,7 +393,7 @@ impl Writer {
             // Before the jobs: a job of this batch may write a new intent
             // for one of these digests.
             for d in &self.settled {
-                batch.t.intents.remove(&d.to_key())?;
+                batch.t.intents.remove(d.to_key().as_slice())?;
             }
             for (i, j) in jobs.iter_mut().enumerate() {
                 batch.job_staged.clear();

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadTransaction, ReadableTable as _, ReadableTableMetadata as _};
 
 use crate::error::{Error, Result};
-use crate::oci::digest::{Digest, DIGEST_KEY_LEN};
+use crate::oci::digest::Digest;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::RecordHeader;
@@ -215,7 +215,7 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
     let items = txn.open_table(LEASE_ITEMS)?;
     for &lease in &rules.leases {
         let (lo, hi) = crate::index::leases::lease_range(lease);
-        for e in items.range::<&[u8; _]>(&lo..=&hi)? {
+        for e in items.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, _) = e?;
             roots.push(g.id(&k.value()[8..])?);
         }
@@ -236,10 +236,7 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
     for e in edges_in.iter()? {
         let (k, _) = e?;
         let k = k.value();
-        let (child, parent) = k[..2 * DIGEST_KEY_LEN].split_at(DIGEST_KEY_LEN);
-        let code = k[2 * DIGEST_KEY_LEN];
-        let kind = EdgeKind::from_code(code)
-            .ok_or_else(|| Error::Corrupt(format!("edge kind {code} is unknown")))?;
+        let (child, parent, kind) = crate::schema::keys::split_edge_in_raw(k)?;
         // A referrer does not keep its subject alive; a live subject keeps
         // its referrers.
         let (from, to) = if kind == EdgeKind::Subject {

@@ -499,12 +499,12 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
 
 /// Manifests whose subject is `d`, from the reverse edges (all repositories).
 fn referrers_of(
-    t: &impl redb::ReadableTable<&'static [u8; tables::EDGE_IN_LEN], ()>,
+    t: &impl redb::ReadableTable<&'static [u8], ()>,
     d: &Digest,
 ) -> Result<Vec<Digest>> {
     let (lo, hi) = keys::edge_in_range(d);
     let mut out = Vec::new();
-    for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+    for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
         let (k, _) = e?;
         let (_, parent, kind) = keys::split_edge_in(k.value())?;
         if kind == EdgeKind::Subject {

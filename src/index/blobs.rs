@@ -11,7 +11,8 @@ use crate::schema::record::{self, BlobRecord, Placement};
 pub(crate) fn refresh(b: &mut Batch<'_>, d: &Digest, mut rec: BlobRecord) -> Result<()> {
     if rec.created_ms < b.now_ms {
         rec.created_ms = b.now_ms;
-        b.t.blobs.insert(&d.to_key(), rec.encode()?.as_slice())?;
+        b.t.blobs
+            .insert(d.to_key().as_slice(), rec.encode()?.as_slice())?;
     }
     Ok(())
 }
@@ -46,9 +47,9 @@ pub(crate) fn insert_blob(
         media_type,
         artifact_type: None,
     };
-    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
+    b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
     if let Some(bytes) = inline {
-        b.t.inline.insert(&key, bytes)?;
+        b.t.inline.insert(key.as_slice(), bytes)?;
     }
     Ok(true)
 }

@@ -32,23 +32,28 @@ pub(crate) fn edges_of(
     t: &impl redb::ReadableTable<&'static DKey, &'static [u8]>,
     d: &Digest,
 ) -> Result<Vec<keys::StoredEdge>> {
-    match t.get(&d.to_key())? {
-        Some(g) => keys::decode_edges(g.value()),
+    match t.get(d.to_key().as_slice())? {
+        Some(g) => keys::decode_edges(d, g.value()),
         None => Ok(Vec::new()),
     }
 }
 
 /// Removes a manifest's edges and referrer entries (in every repository).
 pub(crate) fn unindex_manifest(b: &mut Batch<'_>, d: &Digest) -> Result<()> {
-    let Some(value) = b.t.edges_out.get(&d.to_key())?.map(|g| g.value().to_vec()) else {
+    let Some(value) =
+        b.t.edges_out
+            .get(d.to_key().as_slice())?
+            .map(|g| g.value().to_vec())
+    else {
         return Ok(());
     };
     let repos = repos_holding(b, d)?;
-    b.t.edges_out.remove(&d.to_key())?;
-    for (kind, child, _) in keys::decode_edges(&value)? {
-        b.t.edges_in.remove(&keys::edge_in(&child, d, kind))?;
+    b.t.edges_out.remove(d.to_key().as_slice())?;
+    for (kind, child, _) in keys::decode_edges(d, &value)? {
+        b.t.edges_in
+            .remove(keys::edge_in(&child, d, kind).as_slice())?;
     }
-    if let Some((subject, own)) = keys::decode_subject(&value)? {
+    if let Some((subject, own)) = keys::decode_subject(d, &value)? {
         for &r in &repos {
             remove_referrer_source(b, r, &subject, &own, SOURCE_SUBJECT)?;
         }

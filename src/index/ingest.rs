@@ -56,7 +56,8 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
             if child.is_external() {
                 continue;
             }
-            if b.t.blobs.get(&child.digest.to_key())?.is_none() && !b.pending_install(&child.digest)
+            if b.t.blobs.get(child.digest.to_key().as_slice())?.is_none()
+                && !b.pending_install(&child.digest)
             {
                 return Err(b.shared.missing(
                     &child.digest,
@@ -91,7 +92,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
     let rec = match existing {
         None => {
-            b.t.inline.insert(&key, p.body.as_slice())?;
+            b.t.inline.insert(key.as_slice(), p.body.as_slice())?;
             BlobRecord {
                 size,
                 created_ms: b.now_ms,
@@ -114,7 +115,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             rec
         }
     };
-    b.t.blobs.insert(&key, rec.encode()?.as_slice())?;
+    b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
     let own = p.parsed.as_ref().map(|parsed| Descriptor {
         media_type: p.media_type.clone().unwrap_or_default(),
         digest: p.digest,
@@ -130,16 +131,20 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             // referrer's own descriptor: it is what a referrers listing returns.
             let subject = parsed.subject.as_ref().map(|s| (s, own));
             b.t.edges_out.insert(
-                &key,
-                keys::encode_adjacency(&parsed.children, subject).as_slice(),
+                key.as_slice(),
+                keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
             )?;
             for (kind, child) in &parsed.children {
-                b.t.edges_in
-                    .insert(&keys::edge_in(&child.digest, &p.digest, *kind), ())?;
+                b.t.edges_in.insert(
+                    keys::edge_in(&child.digest, &p.digest, *kind).as_slice(),
+                    (),
+                )?;
             }
             if let Some(s) = &parsed.subject {
-                b.t.edges_in
-                    .insert(&keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject), ())?;
+                b.t.edges_in.insert(
+                    keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject).as_slice(),
+                    (),
+                )?;
             }
         }
     }
@@ -147,7 +152,9 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
     if let Some(parsed) = &p.parsed {
         for (kind, child) in &parsed.children {
-            if *kind != EdgeKind::Manifest && b.t.blobs.get(&child.digest.to_key())?.is_some() {
+            if *kind != EdgeKind::Manifest
+                && b.t.blobs.get(child.digest.to_key().as_slice())?.is_some()
+            {
                 add_member(b, repo_id, &child.digest, MEMBER_BLOB)?;
             }
         }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::schema::keys;
 use crate::schema::record::{le8, VALUE_FORMAT_V1};
-use crate::schema::tables::{self, LEASES};
+use crate::schema::tables::LEASES;
 use serde::Serialize;
 
 /// A time-limited GC root that protects in-flight work.
@@ -19,8 +19,8 @@ pub struct Lease {
     pub expires_ms: u64,
 }
 
-pub(crate) fn lease_range(lease: u64) -> ([u8; tables::MEMBER_LEN], [u8; tables::MEMBER_LEN]) {
-    // Same layout as a repository member key: id(8) then digest(65).
+pub(crate) fn lease_range(lease: u64) -> (Vec<u8>, Vec<u8>) {
+    // Same layout as a repository member key: id(8) then digest.
     keys::member_range(lease)
 }
 
@@ -54,7 +54,8 @@ pub(crate) fn check_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
 }
 
 pub(crate) fn add_to_lease(b: &mut Batch<'_>, lease: u64, d: &Digest) -> Result<()> {
-    b.t.lease_items.insert(&keys::member(lease, d), ())?;
+    b.t.lease_items
+        .insert(keys::member(lease, d).as_slice(), ())?;
     b.note_reachable(d)
 }
 
@@ -63,7 +64,7 @@ pub(crate) fn remove_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
     b.t.leases.remove(lease)?;
     let (lo, hi) = lease_range(lease);
     b.t.lease_items
-        .retain_in::<&[u8; _], _>(&lo..=&hi, |_, _| false)?;
+        .retain_in::<&[u8], _>(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
     Ok(())
 }
 

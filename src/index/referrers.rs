@@ -11,7 +11,7 @@ use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::schema::keys::SOURCE_SUBJECT;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
-use crate::schema::tables::{self, ARTIFACT_TYPES};
+use crate::schema::tables::ARTIFACT_TYPES;
 
 const NEXT_ARTIFACT_TYPE: &str = "next_artifact_type_id";
 
@@ -48,8 +48,8 @@ pub(crate) fn add_referrer(
 ) -> Result<()> {
     let at = intern_artifact_type(b, desc.artifact_type.as_deref())?;
     let k = keys::referrer(repo_id, subject, at, &desc.digest);
-    let (sources, stored) = match b.t.referrers.get(&k)? {
-        Some(g) => keys::decode_referrer(g.value())?,
+    let (sources, stored) = match b.t.referrers.get(k.as_slice())? {
+        Some(g) => keys::decode_referrer_of(&desc.digest, g.value())?,
         None => (0, desc.clone()),
     };
     // A subject-field entry describes the manifest itself; prefer it over the
@@ -60,8 +60,8 @@ pub(crate) fn add_referrer(
         &stored
     };
     b.t.referrers.insert(
-        &k,
-        keys::encode_referrer(sources | source, value).as_slice(),
+        k.as_slice(),
+        keys::encode_referrer(sources | source, value)?.as_slice(),
     )?;
     Ok(())
 }
@@ -83,8 +83,8 @@ pub(crate) fn remove_referrer_source(
     let k = keys::referrer(repo_id, subject, at, &desc.digest);
     let Some((sources, stored)) =
         b.t.referrers
-            .get(&k)?
-            .map(|g| keys::decode_referrer(g.value()))
+            .get(k.as_slice())?
+            .map(|g| keys::decode_referrer_of(&desc.digest, g.value()))
             .transpose()?
     else {
         return Ok(());
@@ -95,7 +95,7 @@ pub(crate) fn remove_referrer_source(
 /// Takes `source` off a referrer entry; the entry goes with its last source.
 pub(crate) fn drop_source(
     b: &mut Batch<'_>,
-    k: &[u8; tables::REFERRER_LEN],
+    k: &[u8],
     sources: u8,
     stored: &Descriptor,
     source: u8,
@@ -105,7 +105,7 @@ pub(crate) fn drop_source(
         b.t.referrers.remove(k)?;
     } else {
         b.t.referrers
-            .insert(k, keys::encode_referrer(left, stored).as_slice())?;
+            .insert(k, keys::encode_referrer(left, stored)?.as_slice())?;
     }
     Ok(())
 }
@@ -121,10 +121,16 @@ pub(crate) fn remove_referrer_any(
 ) -> Result<()> {
     let (lo, hi) = keys::referrer_range(repo_id, subject, None);
     let mut hits = Vec::new();
-    for e in b.t.referrers.range::<&[u8; _]>(&lo..=&hi)? {
+    for e in
+        b.t.referrers
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+    {
         let (k, v) = e?;
         if keys::referrer_parts(k.value())?.1 == *referrer {
-            hits.push((*k.value(), keys::decode_referrer(v.value())?));
+            hits.push((
+                k.value().to_vec(),
+                keys::decode_referrer_of(referrer, v.value())?,
+            ));
         }
     }
     for (k, (sources, stored)) in hits {
@@ -146,14 +152,14 @@ pub(crate) fn schema_entry(
     let d = entry.digest;
     if b.t
         .members
-        .get(&keys::member(repo_id, &d))?
+        .get(keys::member(repo_id, &d).as_slice())?
         .map(|g| g.value())
         != Some(MEMBER_MANIFEST)
     {
         return Ok(None);
     }
-    let own_subject = match b.t.edges_out.get(&d.to_key())? {
-        Some(g) => keys::decode_subject(g.value())?,
+    let own_subject = match b.t.edges_out.get(d.to_key().as_slice())? {
+        Some(g) => keys::decode_subject(&d, g.value())?,
         None => None,
     };
     if let Some((s, own)) = own_subject {

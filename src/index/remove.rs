@@ -13,7 +13,6 @@ use crate::oci::manifest::EdgeKind;
 use crate::oci::names;
 use crate::schema::keys::{self, SOURCE_SUBJECT, SOURCE_TAG_SCHEMA};
 use crate::schema::record::{BlobRecord, Placement};
-use crate::schema::tables::DKey;
 use redb::ReadableTable as _;
 
 /// Subjects whose fallback-tag index in `repo_id` lists `d`.
@@ -24,7 +23,7 @@ pub(crate) fn schema_subjects_listing(
 ) -> Result<Vec<Digest>> {
     let (lo, hi) = keys::edge_in_range(d);
     let mut parents = Vec::new();
-    for e in b.t.edges_in.range::<&[u8; _]>(&lo..=&hi)? {
+    for e in b.t.edges_in.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
         let (k, _) = e?;
         let (_, parent, kind) = keys::split_edge_in(k.value())?;
         if kind == EdgeKind::Manifest {
@@ -45,16 +44,17 @@ pub(crate) fn schema_subjects_listing(
 /// Removes `d` from one repository: membership, its tags there, and (for a
 /// referrer) its referrer entry there.
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
-    b.t.members.remove(&keys::member(repo_id, d))?;
-    b.t.member_of.remove(&keys::member_of(d, repo_id))?;
+    b.t.members.remove(keys::member(repo_id, d).as_slice())?;
+    b.t.member_of
+        .remove(keys::member_of(d, repo_id).as_slice())?;
     for tag in tags_of(b, repo_id, d)? {
         unapply_tag_schema(b, repo_id, &tag, d)?;
         b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
         b.t.tagged
             .remove(keys::tagged(repo_id, d, &tag).as_slice())?;
     }
-    let subject = match b.t.edges_out.get(&d.to_key())? {
-        Some(g) => keys::decode_subject(g.value())?,
+    let subject = match b.t.edges_out.get(d.to_key().as_slice())? {
+        Some(g) => keys::decode_subject(d, g.value())?,
         None => None,
     };
     if let Some((s, own)) = subject {
@@ -76,11 +76,11 @@ pub(crate) fn remove_blob_in(b: &mut Batch<'_>, d: &Digest, rec: &BlobRecord) ->
     if rec.manifest {
         unindex_manifest(b, d)?;
     }
-    let key: DKey = d.to_key();
-    b.t.blobs.remove(&key)?;
+    let key = d.to_key();
+    b.t.blobs.remove(key.as_slice())?;
     match rec.placement {
         Placement::Inline => {
-            b.t.inline.remove(&key)?;
+            b.t.inline.remove(key.as_slice())?;
         }
         Placement::File => b.remove_blob_bytes(*d)?,
     }
@@ -92,7 +92,11 @@ pub(crate) fn remove_blob_in(b: &mut Batch<'_>, d: &Digest, rec: &BlobRecord) ->
 pub(crate) fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
     remove_member(b, repo_id, d)?;
     let (lo, hi) = keys::member_of_range(d);
-    let still_held = b.t.member_of.range::<&[u8; _]>(&lo..=&hi)?.next().is_some();
+    let still_held =
+        b.t.member_of
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .next()
+            .is_some();
     if !still_held {
         if let Some(rec) = record_in(b, d)? {
             remove_blob_in(b, d, &rec)?;

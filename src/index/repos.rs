@@ -25,7 +25,7 @@ pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<O
     };
     Ok(b.t
         .members
-        .get(&keys::member(id, d))?
+        .get(keys::member(id, d).as_slice())?
         .map(|g| (id, g.value())))
 }
 
@@ -36,7 +36,12 @@ pub(crate) fn remove_repo_if_empty(b: &mut Batch<'_>, repo: &str) -> Result<()> 
         return Ok(());
     };
     let (lo, hi) = keys::member_range(id);
-    if b.t.members.range::<&[u8; _]>(&lo..=&hi)?.next().is_some() {
+    if b.t
+        .members
+        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        .next()
+        .is_some()
+    {
         return Ok(());
     }
     let lo = id.to_be_bytes();
@@ -65,22 +70,26 @@ pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
 pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<()> {
     b.note_reachable(d)?;
     let mk = keys::member(repo_id, d);
-    let existing = b.t.members.get(&mk)?.map(|g| g.value());
+    let existing = b.t.members.get(mk.as_slice())?.map(|g| g.value());
     // A manifest membership is never downgraded to a blob membership.
     if existing == Some(MEMBER_MANIFEST) || existing == Some(kind) {
         return Ok(());
     }
-    b.t.members.insert(&mk, kind)?;
-    b.t.member_of.insert(&keys::member_of(d, repo_id), ())?;
+    b.t.members.insert(mk.as_slice(), kind)?;
+    b.t.member_of
+        .insert(keys::member_of(d, repo_id).as_slice(), ())?;
     Ok(())
 }
 
 pub(crate) fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
     let (lo, hi) = keys::member_of_range(d);
     let mut out = Vec::new();
-    for e in b.t.member_of.range::<&[u8; _]>(&lo..=&hi)? {
+    for e in
+        b.t.member_of
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+    {
         let (k, _) = e?;
-        out.push(keys::member_of_repo(k.value()));
+        out.push(keys::member_of_repo(k.value())?);
     }
     Ok(out)
 }

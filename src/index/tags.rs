@@ -16,7 +16,7 @@ use crate::Error;
 pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {
     b.note_reachable(d)?;
     let key = keys::tag(repo_id, tag);
-    let old = b.t.tags.get(key.as_slice())?.map(|g| *g.value());
+    let old = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec());
     if let Some(old) = old {
         let old = Digest::from_key(&old)?;
         if old == *d {
@@ -26,7 +26,7 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
         b.t.tagged
             .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
     }
-    b.t.tags.insert(key.as_slice(), &d.to_key())?;
+    b.t.tags.insert(key.as_slice(), d.to_key().as_slice())?;
     b.t.tagged
         .insert(keys::tagged(repo_id, d, tag).as_slice(), ())?;
     if let Some(subject) = names::referrers_tag_subject(tag) {

@@ -251,7 +251,7 @@ impl Store {
         rec: &BlobRecord,
     ) -> Option<Problem> {
         let actual = match rec.placement {
-            Placement::Inline => match inline.get(&d.to_key()) {
+            Placement::Inline => match inline.get(d.to_key().as_slice()) {
                 Ok(Some(g)) => {
                     let b = g.value();
                     if b.len() as u64 != rec.size {
@@ -339,7 +339,7 @@ impl Store {
         let mut orphans = Vec::new();
         for d in unrecorded {
             let key = d.to_key();
-            if blobs.get(&key)?.is_some() || intents.get(&key)?.is_some() {
+            if blobs.get(key.as_slice())?.is_some() || intents.get(key.as_slice())?.is_some() {
                 continue;
             }
             report.problems.push(problem(
@@ -361,7 +361,11 @@ impl Store {
         self.submit(true, move |b| {
             let mut removed = HashSet::new();
             for d in &digests {
-                let Some(raw) = b.t.blobs.get(&d.to_key())?.map(|g| g.value().to_vec()) else {
+                let Some(raw) =
+                    b.t.blobs
+                        .get(d.to_key().as_slice())?
+                        .map(|g| g.value().to_vec())
+                else {
                     continue;
                 };
                 if BlobRecord::decode(&raw).is_ok() {
@@ -378,12 +382,12 @@ impl Store {
                     size: 0,
                     created_ms: 0,
                     placement,
-                    manifest: b.t.edges_out.get(&d.to_key())?.is_some(),
+                    manifest: b.t.edges_out.get(d.to_key().as_slice())?.is_some(),
                     media_type: None,
                     artifact_type: None,
                 };
                 crate::index::remove::remove_blob_in(b, d, &stand_in)?;
-                b.t.inline.remove(&d.to_key())?;
+                b.t.inline.remove(d.to_key().as_slice())?;
                 removed.insert(*d);
             }
             Ok(removed)
@@ -395,15 +399,18 @@ impl Store {
     /// Each is re-checked inside the writer, where no put can be in flight:
     /// a duplicate goes only if another entry of that referrer stays, and
     /// the one keyed by the manifest's own artifactType is kept.
-    fn remove_referrer_entries(&self, entries: Vec<[u8; tables::REFERRER_LEN]>) -> Result<()> {
+    fn remove_referrer_entries(&self, entries: Vec<Vec<u8>>) -> Result<()> {
         self.submit(true, move |b| {
             for k in &entries {
                 let (at, referrer) = keys::referrer_parts(k)?;
                 let (repo, subject) = keys::referrer_scope(k)?;
                 let rec = crate::index::blobs::record_in(b, &referrer)?;
-                let member = b.t.members.get(&keys::member(repo, &referrer))?.is_some();
+                let member =
+                    b.t.members
+                        .get(keys::member(repo, &referrer).as_slice())?
+                        .is_some();
                 if rec.is_none() || !member {
-                    b.t.referrers.remove(k)?;
+                    b.t.referrers.remove(k.as_slice())?;
                     continue;
                 }
                 let own_at = match rec.and_then(|r| r.artifact_type) {
@@ -412,14 +419,17 @@ impl Store {
                 };
                 let (lo, hi) = keys::referrer_range(repo, &subject, None);
                 let mut others = 0;
-                for e in b.t.referrers.range::<&[u8; _]>(&lo..=&hi)? {
+                for e in
+                    b.t.referrers
+                        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+                {
                     let (ok, _) = e?;
                     if ok.value() != k && keys::referrer_parts(ok.value())?.1 == referrer {
                         others += 1;
                     }
                 }
                 if others > 0 && own_at != Some(at) {
-                    b.t.referrers.remove(k)?;
+                    b.t.referrers.remove(k.as_slice())?;
                 }
             }
             Ok(())
@@ -434,7 +444,7 @@ impl Store {
         self.submit(true, move |b| {
             let mut removed = HashSet::new();
             for d in &orphans {
-                if b.t.blobs.get(&d.to_key())?.is_none() && !b.in_flight(d)? {
+                if b.t.blobs.get(d.to_key().as_slice())?.is_none() && !b.in_flight(d)? {
                     backend.remove(d)?;
                     removed.insert(*d);
                 }
@@ -448,7 +458,7 @@ fn check_graph(
     txn: &ReadTransaction,
     records: &HashMap<Digest, BlobRecord>,
     report: &mut FsckReport,
-) -> Result<Vec<[u8; tables::REFERRER_LEN]>> {
+) -> Result<Vec<Vec<u8>>> {
     let mut out_edges: HashSet<(Digest, Digest, EdgeKind)> = HashSet::new();
     for e in txn.open_table(EDGES_OUT)?.iter()? {
         let (k, v) = e?;
@@ -460,7 +470,7 @@ fn check_graph(
                 "edges from a parent that is not a stored manifest".into(),
             ));
         }
-        match keys::decode_edges(v.value()) {
+        match keys::decode_edges(&parent, v.value()) {
             // A missing child (sparse layout) or subject (dangling
             // referrer) is legal.
             Ok(edges) => out_edges.extend(edges.into_iter().map(|(k, c, _)| (c, parent, k))),
@@ -514,7 +524,10 @@ fn check_graph(
                 format!("member of `{}` but not stored", repo_name(repo)),
             ));
         }
-        if member_of.get(&keys::member_of(&d, repo))?.is_none() {
+        if member_of
+            .get(keys::member_of(&d, repo).as_slice())?
+            .is_none()
+        {
             report.problems.push(problem(
                 "member-mismatch",
                 Some(d),
@@ -528,7 +541,7 @@ fn check_graph(
         let repo = keys::repo_prefix(k.value());
         let tag = String::from_utf8_lossy(&k.value()[8..]).into_owned();
         let is_manifest_member = members
-            .get(&keys::member(repo, &d))?
+            .get(keys::member(repo, &d).as_slice())?
             .is_some_and(|g| g.value() == MEMBER_MANIFEST);
         if txn
             .open_table(tables::TAGGED)?
@@ -556,16 +569,7 @@ fn check_graph(
     for e in txn.open_table(tables::TAGGED)?.iter()? {
         let (k, _) = e?;
         let k = k.value();
-        let parsed = (k.len() >= tables::MEMBER_LEN)
-            .then(|| {
-                let mut r = [0u8; 8];
-                r.copy_from_slice(&k[..8]);
-                Digest::from_key(&k[8..tables::MEMBER_LEN])
-                    .ok()
-                    .map(|d| (u64::from_be_bytes(r), d, &k[tables::MEMBER_LEN..]))
-            })
-            .flatten();
-        let Some((repo, d, tag)) = parsed else {
+        let Ok((repo, d, tag)) = keys::split_tagged(k) else {
             report
                 .problems
                 .push(problem("bad-key", None, "a tagged key is malformed".into()));
@@ -574,7 +578,7 @@ fn check_graph(
         let tag = String::from_utf8_lossy(tag).into_owned();
         let points_here = tags_t
             .get(keys::tag(repo, &tag).as_slice())?
-            .is_some_and(|g| g.value() == &d.to_key());
+            .is_some_and(|g| g.value() == d.to_key().as_slice());
         if !points_here {
             report.problems.push(problem(
                 "tag-mismatch",
@@ -587,12 +591,12 @@ fn check_graph(
         }
     }
     let mut dangling = Vec::new();
-    let mut seen: HashMap<(u64, Digest, Digest), [u8; tables::REFERRER_LEN]> = HashMap::new();
+    let mut seen: HashMap<(u64, Digest, Digest), Vec<u8>> = HashMap::new();
     for e in txn.open_table(REFERRERS)?.iter()? {
         let (k, _) = e?;
         let (_, referrer) = keys::referrer_parts(k.value())?;
         let (repo, subject) = keys::referrer_scope(k.value())?;
-        if let Some(first) = seen.insert((repo, subject, referrer), *k.value()) {
+        if let Some(first) = seen.insert((repo, subject, referrer), k.value().to_vec()) {
             dangling.push(first);
             report.problems.push(problem(
                 "duplicate-referrer",
@@ -602,13 +606,15 @@ fn check_graph(
                     repo_name(repo)
                 ),
             ));
-            dangling.push(*k.value());
+            dangling.push(k.value().to_vec());
             continue;
         }
         if !records.contains_key(&referrer)
-            || members.get(&keys::member(repo, &referrer))?.is_none()
+            || members
+                .get(keys::member(repo, &referrer).as_slice())?
+                .is_none()
         {
-            dangling.push(*k.value());
+            dangling.push(k.value().to_vec());
             report.problems.push(problem(
                 "dangling-referrer",
                 Some(referrer),

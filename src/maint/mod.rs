@@ -2,4 +2,5 @@
 
 pub mod compact;
 pub mod fsck;
+pub mod migrate;
 pub mod stats;

@@ -120,8 +120,8 @@ impl Store {
         }
         let mut referrers_by_artifact_type = BTreeMap::new();
         for e in txn.open_table(REFERRERS)?.iter()? {
-            let (_, v) = e?;
-            let (_, desc) = keys::decode_referrer(v.value())?;
+            let (k, v) = e?;
+            let (_, desc) = keys::decode_referrer(k.value(), v.value())?;
             *referrers_by_artifact_type
                 .entry(desc.artifact_type.unwrap_or_else(|| "(none)".into()))
                 .or_insert(0) += 1;

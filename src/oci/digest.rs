@@ -67,9 +67,32 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// Width of a digest as an on-disk key: one algorithm tag byte, then the hash
-/// padded with zeros to 64 bytes.
-pub const DIGEST_KEY_LEN: usize = 65;
+/// Widest digest as an on-disk key (format v2): one algorithm tag byte,
+/// then the hash, unpadded (33 bytes for sha256, 65 for sha512).
+pub const MAX_DIGEST_KEY_LEN: usize = 65;
+
+/// A digest's key bytes: `[algorithm tag][hash]`, self-delimiting (the tag
+/// gives the length), so keys that hold a digest followed by more fields
+/// still split unambiguously and sort by digest.
+#[derive(Clone, Copy)]
+pub struct DigestKey {
+    buf: [u8; MAX_DIGEST_KEY_LEN],
+    len: u8,
+}
+
+impl DigestKey {
+    /// The key bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl std::ops::Deref for DigestKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
 
 /// The longest formatted digest: `sha512:` plus 128 hex characters.
 pub const MAX_DIGEST_STR_LEN: usize = 7 + 128;
@@ -294,18 +317,56 @@ impl Digest {
         std::str::from_utf8(&buf[..start + 2 * n]).unwrap_or_default()
     }
 
-    /// The fixed-width key used in every table (see ARCHITECTURE.md).
-    pub fn to_key(&self) -> [u8; DIGEST_KEY_LEN] {
-        let mut k = [0u8; DIGEST_KEY_LEN];
-        k[0] = self.alg.tag();
-        k[1..].copy_from_slice(&self.bytes);
-        k
+    /// The key used in every table (docs/format.md): the algorithm tag,
+    /// then the hash.
+    pub fn to_key(&self) -> DigestKey {
+        let n = self.alg.len();
+        let mut buf = [0u8; MAX_DIGEST_KEY_LEN];
+        buf[0] = self.alg.tag();
+        buf[1..=n].copy_from_slice(&self.bytes[..n]);
+        DigestKey {
+            buf,
+            len: (n + 1) as u8,
+        }
     }
 
-    /// Decodes a key written by [`Digest::to_key`].
+    /// Decodes a key written by [`Digest::to_key`]: exactly one digest.
     pub fn from_key(key: &[u8]) -> Result<Digest, Error> {
-        let corrupt = || Error::Corrupt(format!("digest key of {} bytes is malformed", key.len()));
-        if key.len() != DIGEST_KEY_LEN {
+        match Digest::split_key(key)? {
+            (d, []) => Ok(d),
+            (_, rest) => Err(Error::Corrupt(format!(
+                "digest key of {} bytes has {} bytes too many",
+                key.len(),
+                rest.len()
+            ))),
+        }
+    }
+
+    /// Decodes the digest that a key starts with, and returns the rest.
+    pub fn split_key(key: &[u8]) -> Result<(Digest, &[u8]), Error> {
+        let corrupt = |why: &str| {
+            Error::Corrupt(format!(
+                "digest key of {} bytes is malformed: {why}",
+                key.len()
+            ))
+        };
+        let (&tag, rest) = key.split_first().ok_or_else(|| corrupt("empty"))?;
+        let alg = Algorithm::from_tag(tag).ok_or_else(|| corrupt("unknown algorithm tag"))?;
+        if rest.len() < alg.len() {
+            return Err(corrupt("shorter than its algorithm's hash"));
+        }
+        let (hash, rest) = rest.split_at(alg.len());
+        let mut bytes = [0u8; 64];
+        bytes[..hash.len()].copy_from_slice(hash);
+        Ok((Digest { alg, bytes }, rest))
+    }
+
+    /// Decodes a format v1 key: the tag, then the hash padded with zeros
+    /// to 64 bytes (read only by the migration).
+    pub(crate) fn from_v1_key(key: &[u8]) -> Result<Digest, Error> {
+        let corrupt =
+            || Error::Corrupt(format!("v1 digest key of {} bytes is malformed", key.len()));
+        if key.len() != MAX_DIGEST_KEY_LEN {
             return Err(corrupt());
         }
         let alg = Algorithm::from_tag(key[0]).ok_or_else(corrupt)?;
@@ -422,7 +483,7 @@ mod tests {
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d.to_string(), EMPTY_SHA256);
         assert_eq!(d.hash_bytes()[0], 0xe3);
-        assert_eq!(Digest::from_key(&d.to_key()).expect("key"), d);
+        assert_eq!(Digest::from_key(d.to_key().as_slice()).expect("key"), d);
     }
 
     #[test]
@@ -471,8 +532,14 @@ mod tests {
     fn key_ordering_keeps_algorithms_apart() {
         let a = Digest::from_bytes(Algorithm::Sha256, &[0xff; 32]).expect("a");
         let b = Digest::from_bytes(Algorithm::Sha512, &[0x00; 64]).expect("b");
-        assert!(a.to_key() < b.to_key());
-        assert!(Digest::from_key(&[9u8; DIGEST_KEY_LEN]).is_err());
+        assert!(*a.to_key() < *b.to_key());
+        assert_eq!(a.to_key().len(), 33);
+        assert!(Digest::from_key(&[9u8; 33]).is_err());
+        assert!(Digest::from_key(&[1u8; 32]).is_err());
+        assert!(Digest::from_key(&[1u8; 34]).is_err());
+        let mut v1 = [0u8; 65];
+        v1[..33].copy_from_slice(a.to_key().as_slice());
+        assert_eq!(Digest::from_v1_key(&v1).expect("v1"), a);
     }
 
     proptest! {
@@ -482,7 +549,7 @@ mod tests {
             prop_assert_eq!(Digest::parse(&d.to_string()).expect("roundtrip"), d);
             let d = Digest::from_bytes(Algorithm::Sha512, &wide).expect("64 bytes");
             prop_assert_eq!(Digest::parse(&d.to_string()).expect("roundtrip"), d);
-            prop_assert_eq!(Digest::from_key(&d.to_key()).expect("key"), d);
+            prop_assert_eq!(Digest::from_key(d.to_key().as_slice()).expect("key"), d);
         }
 
         #[test]

@@ -4,10 +4,14 @@
 
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
+use crate::schema::codec;
 use crate::schema::tables::DKey;
 
-/// Version byte of every value written by this release.
+/// Version byte of format v1's values (read by the migration, and still
+/// written for upload records, whose layout did not change).
 pub(crate) const VALUE_FORMAT_V1: u8 = 1;
+/// Version byte of format v2's graph values and blob records.
+pub(crate) const VALUE_FORMAT_V2: u8 = 2;
 
 /// Where a blob's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,34 +39,14 @@ pub(crate) struct BlobRecord {
     pub artifact_type: Option<String>,
 }
 
-/// Fixed part: version(1) flags(1) size(8) created_ms(8) media_type_len(2);
-/// then the media type, artifact_type_len(2) and the artifact type.
-const FIXED: usize = 20;
-
 impl BlobRecord {
-    /// Fails, never truncates, when a string does not fit its 16-bit
-    /// length (entry points cap media types at 255 bytes, so this is a
-    /// backstop).
+    /// `[2] flags(1) size(varint) created_ms(varint) media_type artifact_type`,
+    /// the strings as `codec::put_str` writes them. Fails, never
+    /// truncates, when a string is too long to store (entry points cap
+    /// media types at 255 bytes, so this is a backstop).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let field = |s: &Option<String>, what: &str| -> Result<Vec<u8>> {
-            let b = s.as_deref().unwrap_or("").as_bytes();
-            if b.len() > u16::MAX as usize {
-                return Err(Error::InvalidMediaType {
-                    value: crate::oci::digest::truncate_for_message(s.as_deref().unwrap_or("")),
-                    reason: format!(
-                        "the {what} is {} bytes; a record holds at most {} (and RFC 6838 allows {})",
-                        b.len(),
-                        u16::MAX,
-                        crate::oci::names::MAX_MEDIA_TYPE_LEN
-                    ),
-                });
-            }
-            Ok(b.to_vec())
-        };
-        let mt = field(&self.media_type, "media type")?;
-        let at = field(&self.artifact_type, "artifact type")?;
-        let mut v = Vec::with_capacity(FIXED + mt.len());
-        v.push(VALUE_FORMAT_V1);
+        let mut v = Vec::with_capacity(24);
+        v.push(VALUE_FORMAT_V2);
         let mut flags = match self.placement {
             Placement::Inline => FLAG_INLINE,
             Placement::File => FLAG_FILE,
@@ -71,54 +55,58 @@ impl BlobRecord {
             flags |= FLAG_MANIFEST;
         }
         v.push(flags);
-        v.extend_from_slice(&self.size.to_le_bytes());
-        v.extend_from_slice(&self.created_ms.to_le_bytes());
-        v.extend_from_slice(&(mt.len() as u16).to_le_bytes());
-        v.extend_from_slice(&mt);
-        v.extend_from_slice(&(at.len() as u16).to_le_bytes());
-        v.extend_from_slice(&at);
+        codec::put_varint(&mut v, self.size);
+        codec::put_varint(&mut v, self.created_ms);
+        codec::put_str(&mut v, self.media_type.as_deref().unwrap_or(""))?;
+        codec::put_str(&mut v, self.artifact_type.as_deref().unwrap_or(""))?;
         Ok(v)
     }
 
     pub fn decode(b: &[u8]) -> Result<BlobRecord> {
+        let (h, placement, mut r) = header(b)?;
+        let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
+        let media_type = none_if_empty(r.str()?);
+        let artifact_type = none_if_empty(r.str()?);
+        if !r.is_empty() {
+            return Err(r.err("bytes follow the artifact type"));
+        }
+        Ok(BlobRecord {
+            size: h.size,
+            created_ms: h.created_ms,
+            placement,
+            manifest: h.manifest,
+            media_type,
+            artifact_type,
+        })
+    }
+
+    /// Decodes a format v1 record (read only by the migration):
+    /// `[1] flags(1) size(8) created_ms(8) media_type_len(2) media_type
+    /// artifact_type_len(2) artifact_type`, integers little-endian.
+    pub fn decode_v1(b: &[u8]) -> Result<BlobRecord> {
         let corrupt = |why: &str| corrupt_record(b, why);
-        let fixed = fixed_part(b)?;
-        let flags = fixed[1];
-        let placement = match flags & (FLAG_INLINE | FLAG_FILE) {
-            FLAG_INLINE => Placement::Inline,
-            FLAG_FILE => Placement::File,
-            _ => {
-                return Err(corrupt(
-                    "placement flags are not exactly one of inline/file",
-                ))
-            }
-        };
-        let size = u64::from_le_bytes(le8(&fixed[2..10]));
-        let created_ms = u64::from_le_bytes(le8(&fixed[10..18]));
-        let mt_len = u16::from_le_bytes([fixed[18], fixed[19]]) as usize;
-        let mt = b
-            .get(FIXED..FIXED + mt_len)
-            .ok_or_else(|| corrupt("media type runs past the end"))?;
-        let text = |b: &[u8], what: &str| -> Result<Option<String>> {
-            if b.is_empty() {
+        let mut r = codec::Reader::new(b, "v1 blob record");
+        if r.byte()? != VALUE_FORMAT_V1 {
+            return Err(corrupt("unknown format version, expected 1"));
+        }
+        let flags = r.byte()?;
+        let placement = placement_of(flags)
+            .ok_or_else(|| corrupt("placement flags are not exactly one of inline/file"))?;
+        let size = u64::from_le_bytes(le8(r.bytes(8)?));
+        let created_ms = u64::from_le_bytes(le8(r.bytes(8)?));
+        let mut text = |what: &str| -> Result<Option<String>> {
+            let n = r.bytes(2)?;
+            let n = usize::from(u16::from_le_bytes([n[0], n[1]]));
+            let s = r.bytes(n)?;
+            if s.is_empty() {
                 return Ok(None);
             }
-            Ok(Some(
-                std::str::from_utf8(b)
-                    .map_err(|_| corrupt(&format!("{what} is not UTF-8")))?
-                    .to_string(),
-            ))
+            std::str::from_utf8(s)
+                .map(|s| Some(s.to_string()))
+                .map_err(|_| corrupt(&format!("{what} is not UTF-8")))
         };
-        let media_type = text(mt, "media type")?;
-        let rest = &b[FIXED + mt_len..];
-        let at_len = match rest {
-            [lo, hi, ..] => u16::from_le_bytes([*lo, *hi]) as usize,
-            _ => return Err(corrupt("artifact type length is missing")),
-        };
-        let at = rest
-            .get(2..2 + at_len)
-            .ok_or_else(|| corrupt("artifact type runs past the end"))?;
-        let artifact_type = text(at, "artifact type")?;
+        let media_type = text("media type")?;
+        let artifact_type = text("artifact type")?;
         Ok(BlobRecord {
             size,
             created_ms,
@@ -130,6 +118,44 @@ impl BlobRecord {
     }
 }
 
+fn placement_of(flags: u8) -> Option<Placement> {
+    match flags & (FLAG_INLINE | FLAG_FILE) {
+        FLAG_INLINE => Some(Placement::Inline),
+        FLAG_FILE => Some(Placement::File),
+        _ => None,
+    }
+}
+
+/// The version, flags, size and creation time that every record starts
+/// with, and a reader positioned after them.
+fn header(b: &[u8]) -> Result<(RecordHeader, Placement, codec::Reader<'_>)> {
+    let mut r = codec::Reader::new(b, "blob record");
+    let version = r.byte()?;
+    if version != VALUE_FORMAT_V2 {
+        return Err(corrupt_record(
+            b,
+            &format!("unknown format version {version}, expected {VALUE_FORMAT_V2}"),
+        ));
+    }
+    let flags = r.byte()?;
+    if flags & !(FLAG_INLINE | FLAG_FILE | FLAG_MANIFEST) != 0 {
+        return Err(corrupt_record(b, &format!("flags {flags:#x} are unknown")));
+    }
+    let placement = placement_of(flags)
+        .ok_or_else(|| corrupt_record(b, "placement flags are not exactly one of inline/file"))?;
+    let size = r.varint()?;
+    let created_ms = r.varint()?;
+    Ok((
+        RecordHeader {
+            size,
+            created_ms,
+            manifest: flags & FLAG_MANIFEST != 0,
+        },
+        placement,
+        r,
+    ))
+}
+
 /// Looks a blob's record up in any view of the `blobs` table (a read
 /// snapshot or the writer's transaction) and decodes it: the one place
 /// that does both.
@@ -138,7 +164,7 @@ pub(crate) fn lookup(
     d: &Digest,
 ) -> Result<Option<BlobRecord>> {
     blobs
-        .get(&d.to_key())?
+        .get(d.to_key().as_slice())?
         .map(|g| BlobRecord::decode(g.value()))
         .transpose()
 }
@@ -154,35 +180,12 @@ pub(crate) struct RecordHeader {
 
 impl RecordHeader {
     pub fn decode(b: &[u8]) -> Result<RecordHeader> {
-        let fixed = fixed_part(b)?;
-        Ok(RecordHeader {
-            size: u64::from_le_bytes(le8(&fixed[2..10])),
-            created_ms: u64::from_le_bytes(le8(&fixed[10..18])),
-            manifest: fixed[1] & FLAG_MANIFEST != 0,
-        })
+        header(b).map(|(h, _, _)| h)
     }
 }
 
 fn corrupt_record(b: &[u8], why: &str) -> Error {
     Error::Corrupt(format!("blob record of {} bytes: {why}", b.len()))
-}
-
-/// The fixed part of a record, once its length and version are checked.
-fn fixed_part(b: &[u8]) -> Result<&[u8; FIXED]> {
-    let fixed: &[u8; FIXED] = b
-        .get(..FIXED)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| corrupt_record(b, "shorter than the fixed header"))?;
-    if fixed[0] != VALUE_FORMAT_V1 {
-        return Err(corrupt_record(
-            b,
-            &format!(
-                "unknown format version {}, expected {VALUE_FORMAT_V1}",
-                fixed[0]
-            ),
-        ));
-    }
-    Ok(fixed)
 }
 
 pub(crate) fn le8(s: &[u8]) -> [u8; 8] {
@@ -269,7 +272,7 @@ mod tests {
             artifact_type: None,
         };
         let e = r.encode().expect_err("too long");
-        assert!(e.to_string().contains("at most 65535"), "{e}");
+        assert!(e.to_string().contains("at most 4096"), "{e}");
     }
 
     proptest! {
@@ -289,8 +292,23 @@ mod tests {
         }
 
         #[test]
+        fn v1_records_decode(size in any::<u64>(), created in any::<u64>(), mt in "[a-z/.+0-9-]{0,80}") {
+            let mut v = vec![VALUE_FORMAT_V1, FLAG_FILE | FLAG_MANIFEST];
+            v.extend_from_slice(&size.to_le_bytes());
+            v.extend_from_slice(&created.to_le_bytes());
+            v.extend_from_slice(&(mt.len() as u16).to_le_bytes());
+            v.extend_from_slice(mt.as_bytes());
+            v.extend_from_slice(&0u16.to_le_bytes());
+            let r = BlobRecord::decode_v1(&v).expect("v1");
+            prop_assert_eq!((r.size, r.created_ms, r.manifest, r.placement), (size, created, true, Placement::File));
+            prop_assert_eq!(r.media_type, (!mt.is_empty()).then_some(mt));
+            prop_assert!(BlobRecord::decode(&v).is_err());
+        }
+
+        #[test]
         fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = RecordHeader::decode(&b);
+            let _ = BlobRecord::decode_v1(&b);
             // Whatever the full decoder accepts, the header decoder reads alike.
             if let Ok(r) = BlobRecord::decode(&b) {
                 let h = RecordHeader::decode(&b).expect("a decodable record has a header");

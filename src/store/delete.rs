@@ -43,8 +43,8 @@ impl Store {
             if kind == MEMBER_MANIFEST {
                 return remove_manifest_from(b, id, &d);
             }
-            b.t.members.remove(&keys::member(id, &d))?;
-            b.t.member_of.remove(&keys::member_of(&d, id))?;
+            b.t.members.remove(keys::member(id, &d).as_slice())?;
+            b.t.member_of.remove(keys::member_of(&d, id).as_slice())?;
             Ok(())
         })
     }

@@ -118,7 +118,7 @@ impl Walker<'_> {
     fn node(&mut self, relation: &str, descriptor: Descriptor) -> Result<WalkNode> {
         let d = descriptor.digest;
         let blobs = self.txn.open_table(BLOBS)?;
-        let present = blobs.get(&d.to_key())?.is_some();
+        let present = blobs.get(d.to_key().as_slice())?.is_some();
         drop(blobs);
         let tags = self.tags.get(&d).cloned().unwrap_or_default();
         let repeated = self.seen.contains(&d);
@@ -159,9 +159,9 @@ impl Walker<'_> {
         let rt = self.txn.open_table(REFERRERS)?;
         let (lo, hi) = keys::referrer_range(self.repo_id, d, None);
         let mut refs = Vec::new();
-        for e in rt.range::<&[u8; _]>(&lo..=&hi)? {
-            let (_, v) = e?;
-            refs.push(keys::decode_referrer(v.value())?.1);
+        for e in rt.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            let (k, v) = e?;
+            refs.push(keys::decode_referrer(k.value(), v.value())?.1);
         }
         drop(rt);
         for r in refs {
@@ -185,7 +185,7 @@ impl Store {
         let t = txn.open_table(EDGES_IN)?;
         let (lo, hi) = keys::edge_in_range(d);
         let mut out: Vec<Parent> = Vec::new();
-        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, _) = e?;
             let (_, parent, kind) = keys::split_edge_in(k.value())?;
             // Keys sort by parent then kind, so one parent's kinds are adjacent.

@@ -43,7 +43,7 @@ impl Store {
             let mut absent = Vec::new();
             for d in &digests {
                 add_to_lease(b, lease, d)?;
-                if b.t.blobs.get(&d.to_key())?.is_none() {
+                if b.t.blobs.get(d.to_key().as_slice())?.is_none() {
                     absent.push(*d);
                 }
             }

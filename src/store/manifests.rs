@@ -206,7 +206,7 @@ impl Store {
             }
             Reference::Digest(d) => {
                 let t = txn.open_table(MEMBERS)?;
-                if t.get(&keys::member(repo_id, d))?.is_some() {
+                if t.get(keys::member(repo_id, d).as_slice())?.is_some() {
                     Ok(*d)
                 } else {
                     Err(Error::ManifestNotFound {

@@ -348,7 +348,7 @@ impl Store {
         names::validate_repository(repo)?;
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
-            if b.t.blobs.get(&d.to_key())?.is_none() {
+            if b.t.blobs.get(d.to_key().as_slice())?.is_none() {
                 return Err(b.shared.missing(&d, not_found(&d)));
             }
             let id = ensure_repo(b, &repo)?;

@@ -51,7 +51,7 @@ impl Store {
     pub fn exists(&self, d: &Digest) -> Result<bool> {
         let txn = tables::begin_read(&self.db)?;
         let t = txn.open_table(BLOBS)?;
-        Ok(t.get(&d.to_key())?.is_some())
+        Ok(t.get(d.to_key().as_slice())?.is_some())
     }
 
     /// A streaming reader over the whole blob.
@@ -156,7 +156,10 @@ impl Store {
             return Err(missing());
         };
         let members = txn.open_table(MEMBERS)?;
-        if members.get(&crate::schema::keys::member(id, d))?.is_none() {
+        if members
+            .get(crate::schema::keys::member(id, d).as_slice())?
+            .is_none()
+        {
             return Err(missing());
         }
         record::lookup(&txn.open_table(BLOBS)?, d)?.ok_or_else(missing)
@@ -222,7 +225,7 @@ impl Store {
         }
         let staged = txn
             .open_table(INTENTS)?
-            .get(&d.to_key())?
+            .get(d.to_key().as_slice())?
             .filter(|g| !g.value().is_empty())
             .map(|g| Staged::new(String::from_utf8_lossy(g.value()).into_owned()));
         if let Some(s) = staged {
@@ -254,7 +257,7 @@ fn inline_bytes<'t>(
     t: &'t InlineTable,
     d: &Digest,
 ) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
-    t.get(&d.to_key())?
+    t.get(d.to_key().as_slice())?
         .ok_or_else(|| Error::Corrupt(format!("{d} is recorded inline but its bytes are missing")))
 }
 

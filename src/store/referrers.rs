@@ -156,17 +156,18 @@ impl Store {
         let mut manifests = Vec::new();
         let mut next = None;
         let mut last_key = None;
-        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, v) = e?;
             if manifests.len() == limit {
                 // The cursor names the last entry returned.
-                if let Some(last) = &last_key {
-                    next = Some(self.cursor_of(last, repo_id, subject)?);
+                if let Some((at, d)) = &last_key {
+                    next = Some(self.cursor_of(*at, d, repo_id, subject));
                 }
                 break;
             }
-            manifests.push(keys::decode_referrer(v.value())?.1);
-            last_key = Some(*k.value());
+            let (at, d) = keys::referrer_parts(k.value())?;
+            manifests.push(keys::decode_referrer_of(&d, v.value())?.1);
+            last_key = Some((at, d));
         }
         Ok(ReferrersPage {
             index: ImageIndex::new(manifests),
@@ -186,27 +187,18 @@ impl Store {
     /// `<type id>.<digest>.<mac>`: the mac binds the position to the
     /// repository and subject under the store's secret key.
     fn cursor_mac(&self, repo_id: u64, subject: &Digest, at: u32, d: &Digest) -> String {
-        let mut m = Vec::with_capacity(32 + 8 + 2 * crate::oci::digest::DIGEST_KEY_LEN + 4);
+        let mut m = Vec::with_capacity(32 + 8 + 2 * crate::oci::digest::MAX_DIGEST_KEY_LEN + 4);
         m.extend_from_slice(&self.cursor_key);
         m.extend_from_slice(&repo_id.to_le_bytes());
-        m.extend_from_slice(&subject.to_key());
+        m.extend_from_slice(subject.to_key().as_slice());
         m.extend_from_slice(&at.to_le_bytes());
-        m.extend_from_slice(&d.to_key());
+        m.extend_from_slice(d.to_key().as_slice());
         let h = Hasher::digest_of(crate::Algorithm::Sha256, &m).hex();
         h[..24].to_string()
     }
 
-    fn cursor_of(
-        &self,
-        k: &[u8; tables::REFERRER_LEN],
-        repo_id: u64,
-        subject: &Digest,
-    ) -> Result<String> {
-        let (at, d) = keys::referrer_parts(k)?;
-        Ok(format!(
-            "{at}.{d}.{}",
-            self.cursor_mac(repo_id, subject, at, &d)
-        ))
+    fn cursor_of(&self, at: u32, d: &Digest, repo_id: u64, subject: &Digest) -> String {
+        format!("{at}.{d}.{}", self.cursor_mac(repo_id, subject, at, d))
     }
 
     fn parse_cursor(&self, c: &str, repo_id: u64, subject: &Digest) -> Result<(u32, Digest)> {

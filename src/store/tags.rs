@@ -69,7 +69,7 @@ impl Store {
                 });
             };
             let key = keys::tag(repo_id, &tag);
-            let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| *g.value()) else {
+            let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
                 return Err(Error::TagNotFound {
                     repository: repo.clone(),
                     tag: tag.clone(),
@@ -98,7 +98,7 @@ impl Store {
             return Ok(None);
         };
         let t = txn.open_table(MEMBERS)?;
-        Ok(t.get(&keys::member(id, d))?
+        Ok(t.get(keys::member(id, d).as_slice())?
             .map(|g| g.value() == MEMBER_MANIFEST))
     }
 
@@ -162,9 +162,9 @@ impl Store {
         let t = txn.open_table(MEMBER_OF)?;
         let (lo, hi) = keys::member_of_range(d);
         let mut out = Vec::new();
-        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, _) = e?;
-            if let Some(n) = names.get(&keys::member_of_repo(k.value())) {
+            if let Some(n) = names.get(&keys::member_of_repo(k.value())?) {
                 out.push(n.clone());
             }
         }
@@ -179,7 +179,7 @@ impl Store {
         let t = txn.open_table(MEMBERS)?;
         let (lo, hi) = keys::member_range(repo_id);
         let mut out = Vec::new();
-        for e in t.range::<&[u8; _]>(&lo..=&hi)? {
+        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, v) = e?;
             out.push((
                 keys::member_digest(k.value())?,

@@ -11,15 +11,14 @@ use crate::bench::measure::{peak_rss_mb, reset_peak_rss, Lat};
 use crate::bench::report::{dur, Row};
 use crate::oci::manifest::{classify, Descriptor, ParserRegistry};
 use crate::schema::keys;
-use crate::schema::tables::REFERRER_LEN;
 use crate::{Digest, Error, Result, Store, StoreOptions};
 
-pub(super) const RAW: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("raw");
+pub(super) const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");
 
 /// The referrers baseline: ocidb's referrer keys and values (repository
 /// id, subject, artifact type id, referrer → the descriptor as ocidb
 /// encodes it), in a table of their own.
-pub(super) const RAW_REFERRERS: TableDefinition<&[u8; REFERRER_LEN], &[u8]> =
+pub(super) const RAW_REFERRERS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("raw_referrers");
 
 /// The lookup baseline: one table of the same keys whose values are the
@@ -142,7 +141,7 @@ pub(super) fn baselines(dir: &Path, spec: &GenSpec) -> Result<(redb::Database, f
         {
             let mut tab = txn.open_table(RAW)?;
             for m in &items {
-                tab.insert(&m.digest.to_key(), m.body.as_slice())?;
+                tab.insert(m.digest.to_key().as_slice(), m.body.as_slice())?;
             }
         }
         txn.commit()?;
@@ -191,8 +190,8 @@ fn raw_referrers(
             desc.artifact_type = p.artifact_type.clone();
             desc.annotations = p.annotations.clone();
             tab.insert(
-                &keys::referrer(repo, &subject.digest, at, &m.digest),
-                keys::encode_referrer(keys::SOURCE_SUBJECT, &desc).as_slice(),
+                keys::referrer(repo, &subject.digest, at, &m.digest).as_slice(),
+                keys::encode_referrer(keys::SOURCE_SUBJECT, &desc)?.as_slice(),
             )?;
         }
     }
@@ -216,9 +215,9 @@ pub(super) fn raw_referrers_scan(
     let txn = db.begin_read()?;
     let tab = txn.open_table(RAW_REFERRERS)?;
     let mut out = Vec::new();
-    for e in tab.range::<&[u8; REFERRER_LEN]>(&lo..&hi)? {
-        let (_, v) = e?;
-        out.push(keys::decode_referrer(v.value())?.1);
+    for e in tab.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+        let (k, v) = e?;
+        out.push(keys::decode_referrer(k.value(), v.value())?.1);
     }
     Ok(out)
 }

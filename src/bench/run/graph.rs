@@ -34,7 +34,7 @@ pub(super) fn lookups(
         let txn = raw.begin_read()?;
         let t = txn.open_table(RAW)?;
         time_ops(n, 1, |i| {
-            t.get(&cold[i].to_key())?
+            t.get(cold[i].to_key().as_slice())?
                 .map(|v| v.value().len())
                 .ok_or_else(|| Error::Corrupt("raw key missing".into()))?;
             Ok(())

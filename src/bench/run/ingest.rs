@@ -68,7 +68,7 @@ pub(super) fn ingest_rows(
                 crate::Algorithm::Sha256,
                 &(i as u64 + (1 << 40)).to_le_bytes(),
             );
-            t.insert(&d.to_key(), [0u8; 600].as_slice())?;
+            t.insert(d.to_key().as_slice(), [0u8; 600].as_slice())?;
         }
         txn.commit()?;
         Ok(())
