@@ -11,7 +11,6 @@
 //! generated content is a sparse registry, which ocidb ingests by default
 //! and which the graph scenarios need (layer bytes would only cost disk).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::Path;
@@ -366,7 +365,8 @@ pub struct Generated {
 }
 
 /// Ingests `spec` into `store`, in batches of `batch` manifests (each one
-/// transaction per repository; the last commit is durable).
+/// transaction, as `Store::put_manifest_batch` makes it; the last commit
+/// is durable).
 pub fn generate_into_store(
     store: &Store,
     spec: &GenSpec,
@@ -377,22 +377,23 @@ pub fn generate_into_store(
     let started = std::time::Instant::now();
     let mut made = 0u64;
     while let Some(items) = g.next_batch(batch) {
-        let mut by_repo: BTreeMap<&str, Vec<(&[u8], ManifestOptions)>> = BTreeMap::new();
-        for m in &items {
-            by_repo.entry(m.repo.as_str()).or_default().push((
-                m.body.as_slice(),
-                ManifestOptions {
-                    media_type: Some(m.media_type.to_string()),
-                    digest: Some(m.digest),
-                    tags: m.tags.clone(),
-                    no_sync: true,
-                    ..ManifestOptions::default()
-                },
-            ));
-        }
-        for (repo, ms) in by_repo {
-            store.put_manifests(repo, &ms)?;
-        }
+        let batch: Vec<(&str, &[u8], ManifestOptions)> = items
+            .iter()
+            .map(|m| {
+                (
+                    m.repo.as_str(),
+                    m.body.as_slice(),
+                    ManifestOptions {
+                        media_type: Some(m.media_type.to_string()),
+                        digest: Some(m.digest),
+                        tags: m.tags.clone(),
+                        no_sync: true,
+                        ..ManifestOptions::default()
+                    },
+                )
+            })
+            .collect();
+        store.put_manifest_batch(&batch)?;
         made += items.len() as u64;
         progress(made);
     }
