@@ -252,6 +252,7 @@ fn a_migration_aborted_at_every_step_leaves_one_format() {
         at += 1;
         assert!(at < 500, "the migration never finished");
     }
+    eprintln!("aborted at each of {at} steps: {v1} found format 1, {v2} format 2");
     assert!(v1 >= 10, "aborts before the rename: {v1}");
     // Aborting at the last step (after the rename), and the completed run.
     assert!(v2 >= 2, "aborts after the rename: {v2}");
