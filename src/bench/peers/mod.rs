@@ -33,6 +33,15 @@ fn peer_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Locks a peer's connection.
+/// Gives a SQLite connection the page-cache budget ocidb's store has by
+/// default (redb's cache, 256 MiB), so that neither engine runs with more
+/// memory than the other: SQLite's own default is 2 MiB.
+fn same_cache_as_ocidb(conn: &rusqlite::Connection) -> Result<()> {
+    let kib = crate::StoreOptions::default().cache_size / 1024;
+    conn.execute_batch(&format!("PRAGMA cache_size=-{kib};"))
+        .map_err(|e| peer_err("sqlite cache_size", e))
+}
+
 fn lock(
     conn: &std::sync::Mutex<rusqlite::Connection>,
 ) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {

@@ -85,6 +85,7 @@ impl SqliteIndex {
             let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
         }
         let conn = rusqlite::Connection::open(path).map_err(|e| peer_err("sqlite open", e))?;
+        super::same_cache_as_ocidb(&conn)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| peer_err("sqlite schema", e))?;
         Ok(SqliteIndex {
