@@ -338,3 +338,29 @@ fn the_retired_gc_log_table_is_not_carried_over() {
     assert!(!names.iter().any(|n| n == "gc_log"), "{names:?}");
     assert!(names.iter().any(|n| n == "blobs"), "{names:?}");
 }
+
+/// A format-1 store last opened by an early format-1 build lacks the
+/// tables added later (`intents`, `uploads`): they migrate as empty.
+#[test]
+fn a_v1_store_without_the_later_tables_migrates() {
+    use redb::TableDefinition;
+    const INTENTS: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("intents");
+    const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = copy_fixture(dir.path());
+    {
+        let db = redb::Database::open(store.join("ocidb.redb")).expect("raw open");
+        let txn = db.begin_write().expect("txn");
+        assert!(txn.delete_table(INTENTS).expect("delete intents"));
+        assert!(txn.delete_table(UPLOADS).expect("delete uploads"));
+        txn.commit().expect("commit");
+    }
+    let report = Store::migrate(&store).expect("migrate");
+    assert!(!report.rows.contains_key("uploads") && !report.rows.contains_key("intents"));
+    let s = Store::open(&store).expect("open v2");
+    assert_eq!(s.repositories().expect("repos").len(), 3);
+    // The upload's bytes had no session left: removed at open.
+    assert!(s.uploads().expect("uploads").is_empty());
+    let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(fsck.is_clean(), "{:?}", fsck.problems);
+}

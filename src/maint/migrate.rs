@@ -246,133 +246,146 @@ impl Copy<'_> {
         self.same(old, tables::LEASES, "leases")?;
         self.same(old, tables::UPLOADS, "uploads")?;
 
-        let t = old.open_table(v1::BLOBS)?;
-        self.pump_bytes(
-            tables::BLOBS,
-            "blobs",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                Ok((
-                    dkey(k.value())?,
-                    BlobRecord::decode_v1(v.value())?.encode()?,
-                ))
-            }),
-        )?;
-        let t = old.open_table(v1::INLINE)?;
-        self.pump_bytes(
-            tables::INLINE,
-            "inline",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                Ok((dkey(k.value())?, v.value().to_vec()))
-            }),
-        )?;
-        let t = old.open_table(v1::INTENTS)?;
-        self.pump_bytes(
-            tables::INTENTS,
-            "intents",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                Ok((dkey(k.value())?, v.value().to_vec()))
-            }),
-        )?;
-        let t = old.open_table(v1::EDGES_OUT)?;
-        self.pump_bytes(
-            tables::EDGES_OUT,
-            "edges_out",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                let own = Digest::from_v1_key(k.value())?;
-                Ok((own.to_key().to_vec(), adjacency_v1_to_v2(&own, v.value())?))
-            }),
-        )?;
-        let t = old.open_table(v1::REFERRERS)?;
-        self.pump_bytes(
-            tables::REFERRERS,
-            "referrers",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                let k: &[u8; 142] = k.value();
-                let (repo, rest) = k.split_at(8);
-                let (subject, rest) = rest.split_at(65);
-                let (at, referrer) = rest.split_at(4);
-                let repo = u64::from_be_bytes(repo.try_into().unwrap_or_default());
-                let at = u32::from_be_bytes(at.try_into().unwrap_or_default());
-                let referrer = Digest::from_v1_key(referrer)?;
-                let key = keys::referrer(repo, &Digest::from_v1_key(subject)?, at, &referrer);
-                let (sources, desc) = referrer_v1(v.value())?;
-                Ok((key, keys::encode_referrer(sources, &desc)?))
-            }),
-        )?;
-        let t = old.open_table(v1::TAGS)?;
-        self.pump_bytes(
-            tables::TAGS,
-            "tags",
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                Ok((k.value().to_vec(), dkey(v.value())?))
-            }),
-        )?;
+        if let Some(t) = existing(old.open_table(v1::BLOBS))? {
+            self.pump_bytes(
+                tables::BLOBS,
+                "blobs",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    Ok((
+                        dkey(k.value())?,
+                        BlobRecord::decode_v1(v.value())?.encode()?,
+                    ))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::INLINE))? {
+            self.pump_bytes(
+                tables::INLINE,
+                "inline",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    Ok((dkey(k.value())?, v.value().to_vec()))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::INTENTS))? {
+            self.pump_bytes(
+                tables::INTENTS,
+                "intents",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    Ok((dkey(k.value())?, v.value().to_vec()))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::EDGES_OUT))? {
+            self.pump_bytes(
+                tables::EDGES_OUT,
+                "edges_out",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    let own = Digest::from_v1_key(k.value())?;
+                    Ok((own.to_key().to_vec(), adjacency_v1_to_v2(&own, v.value())?))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::REFERRERS))? {
+            self.pump_bytes(
+                tables::REFERRERS,
+                "referrers",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    let k: &[u8; 142] = k.value();
+                    let (repo, rest) = k.split_at(8);
+                    let (subject, rest) = rest.split_at(65);
+                    let (at, referrer) = rest.split_at(4);
+                    let repo = u64::from_be_bytes(repo.try_into().unwrap_or_default());
+                    let at = u32::from_be_bytes(at.try_into().unwrap_or_default());
+                    let referrer = Digest::from_v1_key(referrer)?;
+                    let key = keys::referrer(repo, &Digest::from_v1_key(subject)?, at, &referrer);
+                    let (sources, desc) = referrer_v1(v.value())?;
+                    Ok((key, keys::encode_referrer(sources, &desc)?))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::TAGS))? {
+            self.pump_bytes(
+                tables::TAGS,
+                "tags",
+                t.iter()?.map(|e| {
+                    let (k, v) = e?;
+                    Ok((k.value().to_vec(), dkey(v.value())?))
+                }),
+            )?;
+        }
 
-        let t = old.open_table(v1::EDGES_IN)?;
-        self.pump_keys(
-            tables::EDGES_IN,
-            "edges_in",
-            t.iter()?.map(|e| {
-                let (k, _) = e?;
-                let k: &[u8; 131] = k.value();
-                let (child, rest) = k.split_at(65);
-                let (parent, kind) = rest.split_at(65);
-                let kind = EdgeKind::from_code(kind[0]).ok_or_else(|| {
-                    Error::Corrupt(format!("v1 edge kind {} is unknown", kind[0]))
-                })?;
-                Ok(keys::edge_in(
-                    &Digest::from_v1_key(child)?,
-                    &Digest::from_v1_key(parent)?,
-                    kind,
-                ))
-            }),
-        )?;
-        let t = old.open_table(v1::TAGGED)?;
-        self.pump_keys(
-            tables::TAGGED,
-            "tagged",
-            t.iter()?.map(|e| {
-                let (k, _) = e?;
-                let k = k.value();
-                let bad =
-                    || Error::Corrupt(format!("v1 tagged key of {} bytes is malformed", k.len()));
-                let (repo, rest) = k.split_at_checked(8).ok_or_else(bad)?;
-                let (d, tag) = rest.split_at_checked(65).ok_or_else(bad)?;
-                let mut key = repo.to_vec();
-                key.extend_from_slice(&dkey(d)?);
-                key.extend_from_slice(tag);
-                Ok(key)
-            }),
-        )?;
-        let t = old.open_table(v1::MEMBER_OF)?;
-        self.pump_keys(
-            tables::MEMBER_OF,
-            "member_of",
-            t.iter()?.map(|e| {
-                let (k, _) = e?;
-                let k: &[u8; 73] = k.value();
-                let (d, repo) = k.split_at(65);
-                let mut key = dkey(d)?;
-                key.extend_from_slice(repo);
-                Ok(key)
-            }),
-        )?;
-        let t = old.open_table(v1::LEASE_ITEMS)?;
-        self.pump_keys(
-            tables::LEASE_ITEMS,
-            "lease_items",
-            t.iter()?.map(|e| {
-                let (k, _) = e?;
-                id_then_digest(k.value())
-            }),
-        )?;
-        let t = old.open_table(v1::MEMBERS)?;
+        if let Some(t) = existing(old.open_table(v1::EDGES_IN))? {
+            self.pump_keys(
+                tables::EDGES_IN,
+                "edges_in",
+                t.iter()?.map(|e| {
+                    let (k, _) = e?;
+                    let k: &[u8; 131] = k.value();
+                    let (child, rest) = k.split_at(65);
+                    let (parent, kind) = rest.split_at(65);
+                    let kind = EdgeKind::from_code(kind[0]).ok_or_else(|| {
+                        Error::Corrupt(format!("v1 edge kind {} is unknown", kind[0]))
+                    })?;
+                    Ok(keys::edge_in(
+                        &Digest::from_v1_key(child)?,
+                        &Digest::from_v1_key(parent)?,
+                        kind,
+                    ))
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::TAGGED))? {
+            self.pump_keys(
+                tables::TAGGED,
+                "tagged",
+                t.iter()?.map(|e| {
+                    let (k, _) = e?;
+                    let k = k.value();
+                    let bad = || {
+                        Error::Corrupt(format!("v1 tagged key of {} bytes is malformed", k.len()))
+                    };
+                    let (repo, rest) = k.split_at_checked(8).ok_or_else(bad)?;
+                    let (d, tag) = rest.split_at_checked(65).ok_or_else(bad)?;
+                    let mut key = repo.to_vec();
+                    key.extend_from_slice(&dkey(d)?);
+                    key.extend_from_slice(tag);
+                    Ok(key)
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::MEMBER_OF))? {
+            self.pump_keys(
+                tables::MEMBER_OF,
+                "member_of",
+                t.iter()?.map(|e| {
+                    let (k, _) = e?;
+                    let k: &[u8; 73] = k.value();
+                    let (d, repo) = k.split_at(65);
+                    let mut key = dkey(d)?;
+                    key.extend_from_slice(repo);
+                    Ok(key)
+                }),
+            )?;
+        }
+        if let Some(t) = existing(old.open_table(v1::LEASE_ITEMS))? {
+            self.pump_keys(
+                tables::LEASE_ITEMS,
+                "lease_items",
+                t.iter()?.map(|e| {
+                    let (k, _) = e?;
+                    id_then_digest(k.value())
+                }),
+            )?;
+        }
+        let Some(t) = existing(old.open_table(v1::MEMBERS))? else {
+            return Ok(());
+        };
         let rows = t.iter()?.map(|e| {
             let (k, v) = e?;
             Ok((id_then_digest(k.value())?, v.value()))
@@ -452,10 +465,8 @@ impl Copy<'_> {
         def: TableDefinition<K, V>,
         name: &'static str,
     ) -> Result<()> {
-        let src = match old.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(src) = existing(old.open_table(def))? else {
+            return Ok(());
         };
         let txn = self.new.begin_write()?;
         let mut n = 0;
@@ -474,6 +485,17 @@ impl Copy<'_> {
             rows: n,
         });
         Ok(())
+    }
+}
+
+/// A v1 table, or None when the store never had it (a store last opened
+/// by an early format-1 build lacks the tables added later; an absent
+/// table is an empty one).
+fn existing<T>(t: std::result::Result<T, redb::TableError>) -> Result<Option<T>> {
+    match t {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
