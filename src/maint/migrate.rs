@@ -118,12 +118,17 @@ pub fn migrate(
     remove_if_present(&tmp)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let bytes_before = size(&path);
-    let old = Database::open(&path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
-            path: dir.to_path_buf(),
-        },
-        other => Error::from(other),
-    })?;
+    // Both databases are read and written in key order: a small page
+    // cache each keeps the migration's memory flat (redb's default is 1 GiB).
+    let old = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .open(&path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+                path: dir.to_path_buf(),
+            },
+            other => Error::from(other),
+        })?;
     let from = format_of(&old, dir)?;
     let target = crate::engine::open::STORE_FORMAT;
     let mut report = MigrateReport {
@@ -146,7 +151,9 @@ pub fn migrate(
     }
     tracing::info!(store = %dir.display(), from, to = target, "migrating the store's format");
     {
-        let new = Database::builder().create(&tmp)?;
+        let new = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&tmp)?;
         let mut copy = Copy {
             new: &new,
             batch: opts.batch_rows.max(1),
@@ -400,18 +407,24 @@ impl Copy<'_> {
     }
 
     /// Writes converted rows in batches, one (non-durable) transaction each.
-    fn pump<T>(
+    fn pump<T: RowBytes>(
         &mut self,
         rows: impl Iterator<Item = Result<T>>,
         name: &'static str,
         write: impl Fn(&redb::WriteTransaction, &mut Vec<T>) -> Result<()>,
     ) -> Result<()> {
         let mut batch = Vec::with_capacity(self.batch.min(1 << 16));
+        let mut bytes = 0;
         let mut n = 0u64;
         let mut rows = rows.peekable();
         while let Some(row) = rows.next() {
-            batch.push(row.map_err(|e| in_table(name, e))?);
-            if batch.len() == self.batch || rows.peek().is_none() {
+            let row = row.map_err(|e| in_table(name, e))?;
+            bytes += row.bytes();
+            batch.push(row);
+            // Inline blob bodies reach 64 KiB each: a batch is bounded by
+            // bytes as well as rows, so memory stays flat.
+            if batch.len() == self.batch || bytes >= MAX_BATCH_BYTES || rows.peek().is_none() {
+                bytes = 0;
                 n += batch.len() as u64;
                 let mut txn = self.new.begin_write()?;
                 txn.set_durability(Durability::None)?;
@@ -485,6 +498,35 @@ impl Copy<'_> {
             rows: n,
         });
         Ok(())
+    }
+}
+
+/// redb page cache of each database during a migration.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// Most bytes of converted rows held before they are written.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// The size of a converted row, for [`MAX_BATCH_BYTES`].
+trait RowBytes {
+    fn bytes(&self) -> usize;
+}
+
+impl RowBytes for Vec<u8> {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl RowBytes for (Vec<u8>, Vec<u8>) {
+    fn bytes(&self) -> usize {
+        self.0.len() + self.1.len()
+    }
+}
+
+impl RowBytes for (Vec<u8>, u8) {
+    fn bytes(&self) -> usize {
+        self.0.len() + 1
     }
 }
 
