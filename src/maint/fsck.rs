@@ -402,8 +402,7 @@ impl Store {
     fn remove_referrer_entries(&self, entries: Vec<Vec<u8>>) -> Result<()> {
         self.submit(true, move |b| {
             for k in &entries {
-                let (at, referrer) = keys::referrer_parts(k)?;
-                let (repo, subject) = keys::referrer_scope(k)?;
+                let (repo, subject, at, referrer) = keys::split_referrer(k)?;
                 let rec = crate::index::blobs::record_in(b, &referrer)?;
                 let member =
                     b.t.members
@@ -594,8 +593,7 @@ fn check_graph(
     let mut seen: HashMap<(u64, Digest, Digest), Vec<u8>> = HashMap::new();
     for e in txn.open_table(REFERRERS)?.iter()? {
         let (k, _) = e?;
-        let (_, referrer) = keys::referrer_parts(k.value())?;
-        let (repo, subject) = keys::referrer_scope(k.value())?;
+        let (repo, subject, _, referrer) = keys::split_referrer(k.value())?;
         if let Some(first) = seen.insert((repo, subject, referrer), k.value().to_vec()) {
             dangling.push(first);
             report.problems.push(problem(

@@ -266,26 +266,8 @@ impl Copy<'_> {
                 }),
             )?;
         }
-        if let Some(t) = existing(old.open_table(v1::INLINE))? {
-            self.pump_bytes(
-                tables::INLINE,
-                "inline",
-                t.iter()?.map(|e| {
-                    let (k, v) = e?;
-                    Ok((dkey(k.value())?, v.value().to_vec()))
-                }),
-            )?;
-        }
-        if let Some(t) = existing(old.open_table(v1::INTENTS))? {
-            self.pump_bytes(
-                tables::INTENTS,
-                "intents",
-                t.iter()?.map(|e| {
-                    let (k, v) = e?;
-                    Ok((dkey(k.value())?, v.value().to_vec()))
-                }),
-            )?;
-        }
+        self.rekeyed(old, v1::INLINE, tables::INLINE, "inline")?;
+        self.rekeyed(old, v1::INTENTS, tables::INTENTS, "intents")?;
         if let Some(t) = existing(old.open_table(v1::EDGES_OUT))? {
             self.pump_bytes(
                 tables::EDGES_OUT,
@@ -430,14 +412,38 @@ impl Copy<'_> {
                 txn.set_durability(Durability::None)?;
                 write(&txn, &mut batch)?;
                 txn.commit()?;
-                self.rows.insert(name.to_string(), n);
-                (self.progress)(&MigrateStep::Copied {
-                    table: name,
-                    rows: n,
-                });
+                self.copied(name, n);
             }
         }
         Ok(())
+    }
+
+    /// Records and reports that `rows` rows of `table` are written.
+    fn copied(&mut self, table: &'static str, rows: u64) {
+        self.rows.insert(table.to_string(), rows);
+        (self.progress)(&MigrateStep::Copied { table, rows });
+    }
+
+    /// Copies a table whose only change is its digest key (the values are
+    /// the same bytes in both formats).
+    fn rekeyed(
+        &mut self,
+        old: &redb::ReadTransaction,
+        from: TableDefinition<&v1::K, &[u8]>,
+        to: TableDefinition<&[u8], &[u8]>,
+        name: &'static str,
+    ) -> Result<()> {
+        let Some(t) = existing(old.open_table(from))? else {
+            return Ok(());
+        };
+        self.pump_bytes(
+            to,
+            name,
+            t.iter()?.map(|e| {
+                let (k, v) = e?;
+                Ok((dkey(k.value())?, v.value().to_vec()))
+            }),
+        )
     }
 
     fn pump_bytes(
@@ -492,11 +498,7 @@ impl Copy<'_> {
             }
         }
         txn.commit()?;
-        self.rows.insert(name.to_string(), n);
-        (self.progress)(&MigrateStep::Copied {
-            table: name,
-            rows: n,
-        });
+        self.copied(name, n);
         Ok(())
     }
 }

@@ -66,15 +66,8 @@ pub(crate) fn split_edge_in_raw(k: &[u8]) -> Result<(&[u8], &[u8], EdgeKind)> {
 }
 
 pub(crate) fn split_edge_in(k: &[u8]) -> Result<(Digest, Digest, EdgeKind)> {
-    let (child, rest) = Digest::split_key(k)?;
-    let (parent, rest) = Digest::split_key(rest)?;
-    match rest {
-        [code] => Ok((child, parent, kind_of(*code)?)),
-        _ => Err(Error::Corrupt(format!(
-            "edges_in key of {} bytes does not end in one kind byte",
-            k.len()
-        ))),
-    }
+    let (child, parent, kind) = split_edge_in_raw(k)?;
+    Ok((Digest::from_key(child)?, Digest::from_key(parent)?, kind))
 }
 
 /// A manifest's adjacency list (`edges_out` value): `[2]`, then per edge its
@@ -194,11 +187,6 @@ pub(crate) fn split_referrer(k: &[u8]) -> Result<(u64, Digest, u32, Digest)> {
         u32::from_be_bytes(*at),
         referrer,
     ))
-}
-
-/// The repository and subject of a referrer key.
-pub(crate) fn referrer_scope(k: &[u8]) -> Result<(u64, Digest)> {
-    split_referrer(k).map(|(repo, subject, _, _)| (repo, subject))
 }
 
 /// The repository id that keys of `members`, `tags`, `tagged` and
@@ -356,7 +344,7 @@ mod tests {
         let (lo, hi) = referrer_range(7, &p, Some(4));
         assert!(!(lo <= r && r <= hi));
         assert_eq!(referrer_parts(&r).expect("parts"), (3, c));
-        assert_eq!(referrer_scope(&r).expect("scope"), (7, p));
+        assert_eq!(split_referrer(&r).expect("split"), (7, p, 3, c));
         let m = member_of(&c, 9);
         assert_eq!(member_of_repo(&m).expect("repo"), 9);
         assert_eq!(member_digest(&member(9, &c)).expect("digest"), c);
