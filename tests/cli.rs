@@ -1,41 +1,12 @@
 //! The real `ocidb` binary, driven as an operator would.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn ocidb(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocidb"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("OCIDB_STORE")
-        .output()
-        .expect("run ocidb")
-}
+mod common;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "ocidb failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.lines().count(), 1, "a single error line: {err:?}");
-    assert!(err.starts_with("error: "), "{err}");
-    err
-}
+use common::cli::{fails, ocidb, ok};
 
 #[test]
 fn blob_round_trip_through_the_binary() {
@@ -389,8 +360,6 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
         "the working directory is cleaned up"
     );
 }
-
-mod common;
 
 /// Issue 13, item 5: strings from a layout reach the terminal escaped.
 #[test]

@@ -10,6 +10,8 @@
 //! last) it verifies everything and runs fsck. So a run's cost grows with
 //! its length, not with its square.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -151,10 +153,7 @@ fn check(
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
-    let cycles: u64 = std::env::var("OCIDB_CRASH_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+    let cycles = common::env_u64("OCIDB_CRASH_CYCLES", 50);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let log = dir.path().join("acked.log");

@@ -687,14 +687,8 @@ fn check(
 
 #[test]
 fn online_gc_never_loses_an_acknowledged_write() {
-    let secs: u64 = std::env::var("OCIDB_STRESS_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    let seed: u64 = std::env::var("OCIDB_STRESS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let secs = common::env_u64("OCIDB_STRESS_SECS", 60);
+    let seed = common::env_u64("OCIDB_STRESS_SEED", 0x9e37_79b9_7f4a_7c15);
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Arc::new(
         Store::open_with(

@@ -481,10 +481,7 @@ fn complete(n: &WalkNode) -> bool {
 /// grace 0 and delete_untagged. Every tagged image must stay complete.
 #[test]
 fn stress_gc_while_writers_push_and_retag() {
-    let secs: u64 = std::env::var("OCIDB_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs = common::env_u64("OCIDB_STRESS_SECS", 10);
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Arc::new(Store::create(dir.path()).expect("store"));
     let stop = Arc::new(AtomicBool::new(false));

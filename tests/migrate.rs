@@ -8,9 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use common::cli::{command, fails, ocidb, ok};
 use ocidb::{ErrorKind, FsckOptions, ManifestOptions, Store};
 
 fn fixture() -> PathBuf {
@@ -41,10 +42,6 @@ fn expected() -> (String, String) {
     let snap = std::fs::read_to_string(fixture().join("snapshot.txt")).expect("snapshot");
     let upload = std::fs::read_to_string(fixture().join("upload-id")).expect("upload id");
     (snap, upload)
-}
-
-fn ocidb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ocidb"))
 }
 
 /// The store opens as v2 and reads back what the v1 build read, or it is
@@ -165,54 +162,20 @@ fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
 fn the_cli_names_the_command_and_runs_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = copy_fixture(dir.path());
-    let out = ocidb()
-        .arg("--store")
-        .arg(&store)
-        .arg("repos")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(&ocidb(&store, &["repos"]));
     assert!(
         err.contains("migrate") && err.contains(&store.display().to_string()),
         "{err}"
     );
-    let out = ocidb()
-        .arg("--store")
-        .arg(&store)
-        .args(["migrate", "--json"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let out = ok(&ocidb(&store, &["migrate", "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         (report["from"].as_u64(), report["to"].as_u64()),
         (Some(1), Some(2))
     );
     assert!(report["bytes_after"].as_u64() > Some(0));
-    let out = ocidb()
-        .arg("--store")
-        .arg(&store)
-        .arg("repos")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
-    let out = ocidb()
-        .arg("--store")
-        .arg(&store)
-        .arg("migrate")
-        .output()
-        .expect("run");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+    assert_eq!(ok(&ocidb(&store, &["repos"])).lines().count(), 3);
+    assert!(ok(&ocidb(&store, &["migrate"])).contains("nothing to do"));
 }
 
 /// The migration aborted (as by kill -9: no destructor, no flush) at each
@@ -224,9 +187,7 @@ fn a_migration_aborted_at_every_step_leaves_one_format() {
     let mut at = 1;
     loop {
         let store = copy_fixture(&dir.path().join(format!("step{at}")));
-        let status = ocidb()
-            .arg("--store")
-            .arg(&store)
+        let status = command(&store)
             .args([
                 "debug",
                 "migrate-abort",
@@ -261,30 +222,19 @@ fn a_migration_aborted_at_every_step_leaves_one_format() {
 /// SIGKILL at random moments during `ocidb migrate`.
 #[test]
 fn migrations_killed_at_random_moments_leave_one_format() {
-    let cycles: u64 = std::env::var("OCIDB_MIGRATE_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let cycles = common::env_u64("OCIDB_MIGRATE_CYCLES", 20);
     let dir = tempfile::tempdir().expect("tempdir");
     // How long a whole migration takes here, to spread the kills over it.
     let store = copy_fixture(&dir.path().join("timing"));
     let t = std::time::Instant::now();
-    let ok = ocidb()
-        .arg("--store")
-        .arg(&store)
-        .arg("migrate")
-        .status()
-        .expect("run");
-    assert!(ok.success());
+    ok(&ocidb(&store, &["migrate"]));
     let span = t.elapsed().as_micros() as u64 + 1;
     let mut rng = common::Rng(0xC0FF_EE00_D15E_A5E5);
     let mut outcomes = [0u32; 2];
     for cycle in 0..cycles {
         let root = dir.path().join(format!("c{cycle}"));
         let store = copy_fixture(&root);
-        let mut child = ocidb()
-            .arg("--store")
-            .arg(&store)
+        let mut child = command(&store)
             .arg("migrate")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

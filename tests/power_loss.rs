@@ -10,6 +10,8 @@
 //! fsynced, renamed and their directory fsynced before the commit that
 //! records them, which tests/crash.rs and tests/faults.rs cover.
 
+mod common;
+
 use std::sync::Arc;
 
 use ocidb::faults::FaultInjector;
@@ -133,10 +135,7 @@ fn cycle(seed: u64) {
 
 #[test]
 fn acknowledged_writes_survive_a_simulated_power_cut() {
-    let cycles: u64 = std::env::var("OCIDB_POWER_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let cycles = common::env_u64("OCIDB_POWER_CYCLES", 60);
     for seed in 0..cycles {
         cycle(seed);
     }

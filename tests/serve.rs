@@ -377,17 +377,7 @@ fn a_chunked_upload_resumes_after_kill_9() {
     assert_eq!(got.status, 200);
     assert_eq!(sha256(&got.body), digest);
     drop(server);
-    let fsck = Command::new(env!("CARGO_BIN_EXE_ocidb"))
-        .arg("--store")
-        .arg(&store)
-        .arg("fsck")
-        .output()
-        .expect("fsck");
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    common::cli::ok(&common::cli::ocidb(&store, &["fsck"]));
 }
 
 /// Each bad request gets its status and OCI code, and stores nothing.

@@ -99,6 +99,15 @@ pub fn digest_of(v: &Value) -> Digest {
     Digest::parse(v["digest"].as_str().expect("digest")).expect("parse")
 }
 
+/// A count from the environment (cycles, seconds, a seed), else `default`:
+/// the long runs of the crash, power-loss and stress tests.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Whether the CI environment variable says this is a CI run.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -126,6 +135,7 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
     );
     None
 }
+pub mod cli;
 pub mod fixtures;
 pub mod rich;
 pub mod server;
