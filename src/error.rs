@@ -291,6 +291,30 @@ pub enum Error {
     #[error("database error: {0}")]
     Storage(DatabaseError),
 
+    /// The object store holding blob bytes failed a request, after the
+    /// client's bounded retries.
+    #[error("object store {endpoint}: {op} failed: {detail}")]
+    Backend {
+        /// The endpoint asked.
+        endpoint: String,
+        /// The operation and the object it was on.
+        op: String,
+        /// What the store (or the network) answered.
+        detail: String,
+    },
+
+    /// The blob backend could not be reached when the store opened: the
+    /// store serves metadata and inline blobs, and refuses the rest.
+    #[error("blob bytes at {location} are unavailable: {reason}; metadata reads and inline blobs work, but {refused} do not until the store is reopened with the backend reachable")]
+    Unavailable {
+        /// Where the bytes live.
+        location: String,
+        /// Why the check at open failed.
+        reason: String,
+        /// The operations refused.
+        refused: String,
+    },
+
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -362,6 +386,8 @@ pub enum ErrorKind {
     Poisoned,
     /// The store is closed.
     Closed,
+    /// What the request needs is unreachable (the blob backend) (503).
+    Unavailable,
 }
 
 impl Error {
@@ -400,6 +426,7 @@ impl Error {
             Error::Io { source, .. } if is_out_of_space(source) => ErrorKind::QuotaExceeded,
             Error::Storage(e) if e.is_out_of_space() => ErrorKind::QuotaExceeded,
             Error::Storage(_) | Error::Io { .. } => ErrorKind::Io,
+            Error::Backend { .. } | Error::Unavailable { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -418,6 +445,7 @@ impl Error {
             self,
             Error::Storage(_)
                 | Error::Io { .. }
+                | Error::Backend { .. }
                 | Error::Poisoned(_)
                 | Error::Internal(_)
                 | Error::Closed

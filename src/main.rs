@@ -15,7 +15,17 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = cli::args::Cli::parse();
-    if let Err(e) = cli::run(cli) {
+    let result = cli::run(cli);
+    // For memory tests: this process's own peak RSS since exec. (A parent's
+    // wait4 cannot tell it: the kernel carries the spawning process's peak
+    // over exec into the child's ru_maxrss.)
+    if std::env::var_os("OCIDB_REPORT_PEAK_RSS").is_some() {
+        eprintln!(
+            "ocidb: peak RSS {:.0} KiB",
+            ocidb::bench::measure::peak_rss_mb() * 1024.0
+        );
+    }
+    if let Err(e) = result {
         // One line, naming the offending value (every Error variant does).
         let msg = cli::render::escape(&e.to_string().replace('\n', " "));
         eprintln!("error: {msg}");

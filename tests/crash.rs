@@ -12,192 +12,29 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use ocidb::{Digest, FsckOptions, Reference, Store};
-
-#[derive(Default)]
-struct Expected {
-    blobs: BTreeSet<Digest>,
-    /// digest -> (repo, tag)
-    manifests: BTreeMap<Digest, (String, String)>,
-    /// Deletes that were started but maybe not finished.
-    uncertain: BTreeSet<Digest>,
-}
-
-/// Cycles between full checks.
-const FULL_EVERY: u64 = 100;
-/// Older items re-verified in each cycle between full checks.
-const SAMPLE: usize = 32;
-
-/// What the parent knows: the log replayed so far, and what it verified.
-#[derive(Default)]
-struct Checker {
-    expected: Expected,
-    /// Bytes of the log replayed.
-    offset: usize,
-    verified: HashSet<Digest>,
-}
-
-/// Replays the log lines written since the last call (whole lines only:
-/// a line the kill cut short is not acknowledged).
-fn replay(log: &Path, c: &mut Checker) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let Some(end) = text.rfind('\n').map(|i| i + 1) else {
-        return;
-    };
-    if end <= c.offset {
-        return;
-    }
-    let new = &text[c.offset..end];
-    c.offset = end;
-    let e = &mut c.expected;
-    for line in new.lines() {
-        let parts: Vec<&str> = line.split(' ').collect();
-        let digest = |i: usize| Digest::parse(parts[i]).expect("logged digest");
-        match parts.first().copied() {
-            Some("blob") => {
-                e.blobs.insert(digest(1));
-            }
-            Some("manifest") => {
-                e.manifests
-                    .insert(digest(2), (parts[1].to_string(), parts[3].to_string()));
-            }
-            Some("deleting") => {
-                e.uncertain.insert(digest(2));
-            }
-            Some("deleted") => {
-                let d = digest(2);
-                e.uncertain.remove(&d);
-                e.manifests.remove(&d);
-            }
-            _ => {}
-        }
-    }
-}
-
-fn check(
-    store_dir: &Path,
-    log: &Path,
-    cycle: u64,
-    full: bool,
-    c: &mut Checker,
-    rng: &mut u64,
-) -> usize {
-    let s = Store::open(store_dir).unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
-    let tmp_left = std::fs::read_dir(store_dir.join("tmp"))
-        .expect("tmp")
-        .count();
-    assert_eq!(tmp_left, 0, "cycle {cycle}: temp files are gone after open");
-    replay(log, c);
-    // New items, a sample of old ones, or (full) everything.
-    let mut pick = |d: &Digest, verified: &HashSet<Digest>| {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        let old_total = verified.len().max(1) as u64;
-        full || !verified.contains(d) || *rng % old_total < SAMPLE as u64
-    };
-    let e = &c.expected;
-    let mut now_verified = Vec::new();
-    for d in &e.blobs {
-        if !pick(d, &c.verified) {
-            continue;
-        }
-        s.verify(d)
-            .unwrap_or_else(|err| panic!("cycle {cycle}: acknowledged blob {d}: {err}"));
-        now_verified.push(*d);
-    }
-    for (d, (repo, tag)) in &e.manifests {
-        if e.uncertain.contains(d) || !pick(d, &c.verified) {
-            continue;
-        }
-        now_verified.push(*d);
-        s.verify(d)
-            .unwrap_or_else(|err| panic!("cycle {cycle}: acknowledged manifest {d}: {err}"));
-        assert!(
-            s.is_member(repo, d).expect("member"),
-            "cycle {cycle}: {d} in {repo}"
-        );
-        let got = s
-            .resolve(repo, &Reference::Tag(tag.clone()))
-            .unwrap_or_else(|err| panic!("cycle {cycle}: tag {repo}:{tag}: {err}"));
-        assert_eq!(got, *d, "cycle {cycle}: tag {repo}:{tag}");
-        // The graph matches the stored manifest.
-        let body = s.read(d).expect("body");
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        let want = 1
-            + v["layers"].as_array().map_or(0, std::vec::Vec::len)
-            + usize::from(v.get("subject").is_some());
-        assert_eq!(
-            s.successors(d).expect("successors").len(),
-            want,
-            "cycle {cycle}: edges of {d}"
-        );
-    }
-    let total = e.blobs.len() + e.manifests.len();
-    c.verified.extend(now_verified);
-    if full {
-        let report = s.fsck(&FsckOptions::default()).expect("fsck");
-        assert!(
-            report.is_clean(),
-            "cycle {cycle}: fsck: {:?}",
-            report.problems
-        );
-    }
-    total
-}
-
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let cycles = common::env_u64("OCIDB_CRASH_CYCLES", 50);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let log = dir.path().join("acked.log");
-    let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut sample_rng: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut checker = Checker::default();
-    let mut checked = 0;
-    for cycle in 0..cycles {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
-            .arg("--store")
-            .arg(&store)
-            .args([
-                "debug",
-                "crash-child",
-                "--seed",
-                &cycle.to_string(),
-                "--log",
-            ])
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
-        std::thread::sleep(Duration::from_millis(20 + rng % 280));
-        match child.try_wait().expect("try_wait") {
-            Some(status) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("cycle {cycle}: the child stopped by itself ({status}): {err}");
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reap");
-            }
-        }
-        let full = (cycle + 1) % FULL_EVERY == 0 || cycle + 1 == cycles;
-        checked = check(&store, &log, cycle, full, &mut checker, &mut sample_rng);
-    }
+    let checked = common::crash::cycles(
+        &store,
+        &dir.path().join("acked.log"),
+        cycles,
+        &common::crash::Child {
+            extra: &[],
+            env: &[],
+            max_wait_ms: 280,
+        },
+        &common::crash::Target {
+            open: &|p| ocidb::Store::open(p),
+            staged_left: &|s| {
+                std::fs::read_dir(s.root().join("tmp"))
+                    .expect("tmp")
+                    .count()
+            },
+        },
+    );
     assert!(
         checked > 20,
         "the workload made progress: {checked} acknowledged items"

@@ -28,45 +28,6 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-/// Runs the conformance suite against `server` with `env`; returns its
-/// result line and the full output.
-fn conformance(
-    tools: &Path,
-    server: &Server,
-    results: &Path,
-    env: &[(&str, &str)],
-) -> (String, String) {
-    // The suite takes TLS from the URL's scheme.
-    let scheme = if env.iter().any(|(k, _)| *k == "OCI_TLS") {
-        "https"
-    } else {
-        "http"
-    };
-    let out = Command::new(tools.join("conformance.sh"))
-        .arg(format!("{scheme}://{}", server.addr))
-        .arg(results)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run the conformance suite");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("conformance:"))
-        .unwrap_or_else(|| panic!("no result line:\n{text}"))
-        .to_string();
-    eprintln!("{line}");
-    (line, text)
-}
-
-/// A count from the result line (`P passed, F failed, S skipped`).
-fn count(line: &str, what: &str) -> u64 {
-    line.split(',')
-        .find(|p| p.contains(what))
-        .and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok()))
-        .unwrap_or(u64::MAX)
-}
-
 #[test]
 fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
     let Some(tools) = common::shared_path("oci-tools") else {
@@ -74,7 +35,7 @@ fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("store"));
-    let (line, text) = conformance(
+    let (line, text) = common::server::conformance(
         &tools,
         &server,
         &dir.path().join("results"),
@@ -83,11 +44,11 @@ fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
             ("OCI_DATA_SPARSE", "true"),
         ],
     );
-    assert_eq!(count(&line, "failed"), 0, "{text}");
-    assert!(count(&line, "passed") >= 700, "{line}");
+    assert_eq!(common::server::count(&line, "failed"), 0, "{text}");
+    assert!(common::server::count(&line, "passed") >= 700, "{line}");
     // Anonymous mounts are optional in the spec, and refused here unless
     // the target already holds the blob (README, "Limits").
-    assert!(count(&line, "skipped") <= 2, "{line}");
+    assert!(common::server::count(&line, "skipped") <= 2, "{line}");
 }
 
 /// The client tools, a server on a fresh store, and a work directory for
@@ -705,7 +666,7 @@ fn the_conformance_suite_passes_with_tls_and_authentication() {
             key.to_str().expect("utf-8"),
         ],
     );
-    let (line, text) = conformance(
+    let (line, text) = common::server::conformance(
         &tools,
         &server,
         &dir.path().join("results"),
@@ -721,8 +682,8 @@ fn the_conformance_suite_passes_with_tls_and_authentication() {
             ("OCI_DATA_SPARSE", "true"),
         ],
     );
-    assert_eq!(count(&line, "failed"), 0, "{text}");
-    assert!(count(&line, "passed") >= 700, "{line}");
+    assert_eq!(common::server::count(&line, "failed"), 0, "{text}");
+    assert!(common::server::count(&line, "passed") >= 700, "{line}");
 }
 
 /// By tag, a manifest whose type the `Accept` header does not list is

@@ -9,8 +9,11 @@
 //! forward, one that did not leaves only staged bytes, which are discarded.
 
 mod local;
+mod location;
 mod memory;
 mod reader;
+#[cfg(feature = "s3")]
+mod s3;
 #[doc(hidden)]
 pub mod suite;
 
@@ -19,9 +22,12 @@ use std::io;
 use std::path::Path;
 
 pub use local::LocalFiles;
+pub use location::{BlobLocation, S3Location};
 pub use memory::MemoryBlobs;
 pub(crate) use reader::{hash_all, Source};
 pub use reader::{BlobReader, VerifiedReader};
+#[cfg(feature = "s3")]
+pub use s3::{S3Blobs, S3Options};
 
 use crate::error::Result;
 use crate::oci::digest::Digest;

@@ -23,6 +23,13 @@ pub struct Cli {
     )]
     pub store: PathBuf,
 
+    /// Where blob bytes live: `local` (files in the store directory) or
+    /// `s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=NAME`, with
+    /// credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. A new
+    /// store records it; later opens may leave it out.
+    #[arg(long, global = true, env = "OCIDB_BLOBS", value_name = "LOCATION")]
+    pub blobs: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +135,21 @@ pub enum Command {
     /// Reclaim free space in the database file.
     #[command(after_help = "Example:\n  ocidb compact")]
     Compact,
+
+    /// Move a store's blob files into an S3-compatible bucket, verifying
+    /// each; the store switches over only at the end. Safe to interrupt and
+    /// rerun.
+    #[command(
+        after_help = "Example:\n  AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… ocidb --store ./s migrate-blobs --to 's3://ocidb/prod?endpoint=http://127.0.0.1:3900&region=garage'"
+    )]
+    MigrateBlobs {
+        /// The bucket: `s3://BUCKET/PREFIX?endpoint=URL&region=NAME`.
+        #[arg(long, value_name = "LOCATION")]
+        to: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 
     /// Upgrade a store written by an older release to this release's
     /// on-disk format. Safe to interrupt: a store is always in one format.
@@ -312,6 +334,10 @@ pub enum DebugCommand {
         /// Where to append acknowledged operations.
         #[arg(long)]
         log: PathBuf,
+        /// Make the large blobs this many MiB (default: up to 470 KB), so
+        /// that an object-store backend writes them in several parts.
+        #[arg(long)]
+        large_mib: Option<u64>,
     },
     /// Migrate the store, aborting the process (as kill -9 would) at the
     /// given progress step (used by the migration crash tests).

@@ -152,6 +152,57 @@ pub(super) fn migrate(store_dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+pub(super) fn migrate_blobs(store_dir: &Path, to: &str, json: bool) -> Result<()> {
+    let ocidb::blob::BlobLocation::S3(loc) = to.parse()? else {
+        return Err(Error::InvalidArgument {
+            value: to.to_string(),
+            expected: "an s3:// location: migrate-blobs moves local blob files into a bucket"
+                .into(),
+        });
+    };
+    let bar = progress::spinner("moving blobs");
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let report = ocidb::maint::migrate_blobs::migrate_blobs(
+        store_dir,
+        &loc,
+        &ocidb::blob::S3Options::default(),
+        &mut |step| match step {
+            ocidb::maint::migrate_blobs::MigrateBlobsStep::Blob { size, .. } => {
+                n += 1;
+                bytes += size;
+                bar.set_message(format!(
+                    "moving blobs: {n} ({}) in the bucket",
+                    render::human_size(bytes)
+                ));
+            }
+            _ => bar.set_message("switching the store over"),
+        },
+    )?;
+    progress::finish(bar);
+    if json {
+        return print_json(&report);
+    }
+    if report.already_switched {
+        println!(
+            "the store already keeps its blobs in {loc}; removed {} leftover local files",
+            report.removed_local
+        );
+        return Ok(());
+    }
+    println!(
+        "moved blobs to {loc}: {} sent ({}), {} already there and verified, {} upload sessions; removed {} local files",
+        report.copied,
+        render::human_size(report.bytes),
+        report.verified_present,
+        report.uploads,
+        report.removed_local
+    );
+    for s in report.strays.iter().take(SHOWN) {
+        println!("  left in place (not a blob): {}", render::escape(s));
+    }
+    Ok(())
+}
+
 pub(super) fn import(store_dir: &Path, a: ImportArgs) -> Result<()> {
     let ImportArgs {
         path,

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use ocidb::bench::gen::Rng;
 use ocidb::manifest::OCI_MANIFEST;
-use ocidb::{Error, GcPolicy, ManifestOptions, PutOptions, Result, Store};
+use ocidb::{Error, GcPolicy, ManifestOptions, PutOptions, Result};
 use serde_json::json;
 
-pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
-    let store = Store::create(store_dir)?;
+pub fn run(store_dir: &Path, seed: u64, log: &Path, large_mib: Option<u64>) -> Result<()> {
+    let store = super::util::create(store_dir)?;
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -51,7 +51,9 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
         match rng.below(10) {
             // A small (inline) or large (file) blob, durable or synced later.
             0..=2 => {
-                let len = if rng.below(3) == 0 {
+                let len = if let (Some(mib), 0) = (large_mib, rng.below(3)) {
+                    (mib << 20) as usize + rng.below(1 << 20) as usize
+                } else if rng.below(3) == 0 {
                     70_000 + rng.below(400_000) as usize
                 } else {
                     10 + rng.below(3000) as usize
@@ -112,11 +114,14 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path) -> Result<()> {
                 say(format!("deleted {repo} {d} {t}"))?;
             }
             // Garbage that gc may take at any time: not logged as required.
+            // (With large blobs, some garbage is large too: the gc sweeps
+            // then remove objects from the backend.)
             8 => {
-                store.put_bytes(
-                    format!("garbage {seed} {i} {}", rng.next_u64()).as_bytes(),
-                    &PutOptions::default(),
-                )?;
+                let mut garbage = format!("garbage {seed} {i} {}", rng.next_u64()).into_bytes();
+                if large_mib.is_some() && rng.below(2) == 0 {
+                    garbage = ocidb::sample::deterministic_bytes(&garbage, 200_000);
+                }
+                store.put_bytes(&garbage, &PutOptions::default())?;
             }
             _ => {
                 store.gc(&GcPolicy::default().grace(Duration::ZERO))?;

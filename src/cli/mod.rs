@@ -28,6 +28,12 @@ pub fn run(cli: Cli) -> Result<()> {
         tracing::Level::WARN
     };
     logger::install(default);
+    let blobs = cli
+        .blobs
+        .as_deref()
+        .map(str::parse::<ocidb::blob::BlobLocation>)
+        .transpose()?;
+    let _ = util::BLOBS.set(blobs);
     let store_dir = cli.store.clone();
     run_command(cli).map_err(|e| with_hint(&store_dir, e))
 }
@@ -156,6 +162,7 @@ fn run_command(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Migrate { json } => commands::migrate(&store_dir, json),
+        Command::MigrateBlobs { to, json } => commands::migrate_blobs(&store_dir, &to, json),
         Command::Import(a) => commands::import(&store_dir, a),
         Command::Export(a) => commands::export(&store_dir, a),
         Command::Lease(LeaseCommand::Ls { json }) => {
@@ -190,9 +197,11 @@ fn run_command(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-        Command::Debug(DebugCommand::CrashChild { seed, log }) => {
-            crash_child::run(&store_dir, seed, &log)
-        }
+        Command::Debug(DebugCommand::CrashChild {
+            seed,
+            log,
+            large_mib,
+        }) => crash_child::run(&store_dir, seed, &log, large_mib),
         Command::Debug(DebugCommand::MigrateAbort { at, batch }) => {
             let mut step = 0;
             let opts = ocidb::MigrateOptions { batch_rows: batch };

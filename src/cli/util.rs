@@ -9,26 +9,43 @@ use ocidb::{Digest, Error, Reference, Result, Store, StoreOptions};
 
 use super::render::{self};
 
-/// Store options from the environment: `OCIDB_CACHE_MIB` sets redb's page
-/// cache (default 256 MiB), for measuring memory with a small cache.
+/// Store options from the command line and the environment:
+/// `OCIDB_CACHE_MIB` sets redb's page cache (default 256 MiB), for
+/// measuring memory with a small cache; `OCIDB_INLINE_BYTES` the largest
+/// blob kept inline (default 64 KiB), so that tests can send every blob to
+/// the backend.
 pub(super) fn store_options() -> StoreOptions {
-    let mut o = StoreOptions::default();
-    if let Some(mib) = std::env::var("OCIDB_CACHE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
+    let mut o = StoreOptions::default().blobs(BLOBS.get().cloned().flatten());
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(mib) = env("OCIDB_CACHE_MIB") {
         o.cache_size = mib << 20;
+    }
+    if let Some(n) = env("OCIDB_INLINE_BYTES") {
+        o.inline_threshold = n;
     }
     o
 }
 
+/// The `--blobs` location, set once from the command line.
+pub(super) static BLOBS: std::sync::OnceLock<Option<ocidb::blob::BlobLocation>> =
+    std::sync::OnceLock::new();
+
+/// Says on stderr what a store whose bucket was unreachable at open
+/// refuses (the library logs it too, but the log level may hide it).
+fn warn_unavailable(s: Store) -> Store {
+    if let Some(e) = s.unavailable() {
+        eprintln!("warning: {e}");
+    }
+    s
+}
+
 /// Creates the store if it is missing (write commands only).
 pub(super) fn create(store: &Path) -> Result<Store> {
-    Store::open_with(store, store_options(), true)
+    Store::open_with(store, store_options(), true).map(warn_unavailable)
 }
 
 pub(super) fn open(store: &Path) -> Result<Store> {
-    Store::open_with(store, store_options(), false).map_err(|e| match e {
+    Store::open_with(store, store_options(), false).map(warn_unavailable).map_err(|e| match e {
         Error::NotAStore { path, reason } => Error::NotAStore {
             path,
             reason: format!(

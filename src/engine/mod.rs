@@ -1,6 +1,7 @@
 //! The engine room: the single writer with group commit, the state it
 //! shares with callers, and opening a store (schema, crash recovery).
 
+pub(crate) mod backend;
 pub(crate) mod open;
 pub(crate) mod shared;
 pub(crate) mod writer;

@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     /// writers' commits while they are busy (see `lifecycle`).
     pub last_foreground_us: std::sync::atomic::AtomicU64,
     pub epoch: std::time::Instant,
+    /// Set when the blob backend was unreachable at open: (location,
+    /// reason). Every write is refused with it.
+    unavailable: std::sync::OnceLock<(String, String)>,
     /// Injected fsync failures (tests only).
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
     /// The most recent GC deletions, so that a request that needed one of
@@ -72,6 +75,7 @@ impl Shared {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            unavailable: std::sync::OnceLock::new(),
         }
     }
 
@@ -115,7 +119,26 @@ impl Shared {
         last != 0 && now.saturating_sub(last) <= window.as_micros() as u64
     }
 
+    /// Makes the store read-only: its blob backend was unreachable at open.
+    pub fn set_unavailable(&self, location: String, reason: String) {
+        let _ = self.unavailable.set((location, reason));
+    }
+
+    /// The error every write gets while the backend is unavailable.
+    pub fn unavailable(&self) -> Option<Error> {
+        self.unavailable
+            .get()
+            .map(|(location, reason)| Error::Unavailable {
+                location: location.clone(),
+                reason: reason.clone(),
+                refused: crate::engine::backend::REFUSED_WHEN_UNAVAILABLE.into(),
+            })
+    }
+
     pub fn check(&self) -> Result<()> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
         if self.poisoned.load(Ordering::Acquire) {
             let why = self
                 .poison_reason

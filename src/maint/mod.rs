@@ -3,4 +3,6 @@
 pub mod compact;
 pub mod fsck;
 pub mod migrate;
+#[cfg(feature = "s3")]
+pub mod migrate_blobs;
 pub mod stats;

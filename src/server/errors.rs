@@ -50,7 +50,9 @@ impl From<Error> for ApiError {
             ErrorKind::RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ErrorKind::UploadOffset => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             ErrorKind::UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
-            ErrorKind::Retry => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ErrorKind::Retry | ErrorKind::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
             ErrorKind::QuotaExceeded => (StatusCode::INSUFFICIENT_STORAGE, "DENIED"),
             ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),

@@ -30,7 +30,8 @@ pub(crate) use read::{info, not_found};
 pub use referrers::{ImageIndex, ReferrersPage, ReferrersQuery};
 pub use uploads::{UploadOptions, UploadStatus};
 
-use crate::blob::{BlobBackend, LocalFiles};
+use crate::blob::{BlobBackend, BlobLocation, LocalFiles};
+use crate::engine::backend;
 use crate::engine::open;
 pub use crate::engine::open::{DB_FILE, STORE_FORMAT};
 use crate::engine::{Batch, Job, Shared, SweepSlot, Writer};
@@ -45,9 +46,18 @@ pub struct StoreOptions {
     pub inline_threshold: usize,
     /// redb page cache size in bytes.
     pub cache_size: usize,
-    /// Where blob bytes above the inline threshold live. `None`: local
-    /// files below the store directory ([`LocalFiles`]).
+    /// Where blob bytes above the inline threshold live, as a location
+    /// (`local`, or an `s3://` bucket with feature `s3`). `None`: the
+    /// location the store recorded, local files for a new store. A store
+    /// records the first location it is opened with and refuses another.
+    pub blobs: Option<BlobLocation>,
+    /// A blob backend of the caller's own, instead of [`Self::blobs`]
+    /// (nothing is recorded).
     pub backend: Option<Arc<dyn BlobBackend>>,
+    /// Credentials, retries and deadlines for an `s3://` location. The
+    /// default takes credentials from the `AWS_*` environment.
+    #[cfg(feature = "s3")]
+    pub s3: crate::blob::S3Options,
     /// Injected fsync failures, for tests of the failure paths (see
     /// [`crate::faults`]). `None` in production.
     #[doc(hidden)]
@@ -66,6 +76,21 @@ impl StoreOptions {
     #[must_use]
     pub fn cache_size(mut self, cache_size: usize) -> Self {
         self.cache_size = cache_size;
+        self
+    }
+
+    /// Sets [`StoreOptions::blobs`].
+    #[must_use]
+    pub fn blobs(mut self, blobs: impl Into<Option<BlobLocation>>) -> Self {
+        self.blobs = blobs.into();
+        self
+    }
+
+    /// Sets [`StoreOptions::s3`].
+    #[cfg(feature = "s3")]
+    #[must_use]
+    pub fn s3(mut self, s3: crate::blob::S3Options) -> Self {
+        self.s3 = s3;
         self
     }
 
@@ -89,7 +114,10 @@ impl Default for StoreOptions {
         StoreOptions {
             inline_threshold: 64 * 1024,
             cache_size: 256 * 1024 * 1024,
+            blobs: None,
             backend: None,
+            #[cfg(feature = "s3")]
+            s3: crate::blob::S3Options::default(),
             faults: None,
         }
     }
@@ -230,20 +258,42 @@ impl Store {
             .context(|| format!("creating directory {}", root.display()))?;
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
-        let (backend, legacy) = match &opts.backend {
-            Some(b) => (Arc::clone(b), Vec::new()),
-            None => {
-                let local = LocalFiles::with_faults(&root, opts.faults.clone())?;
-                let legacy = local.legacy_intent();
-                (Arc::new(local) as Arc<dyn BlobBackend>, legacy)
-            }
-        };
-        open::settle_intents(&db, &*backend, &legacy)?;
-        open::settle_uploads(&db, &*backend)?;
-        if !legacy.is_empty() {
-            LocalFiles::with_faults(&root, None)?.clear_legacy_intent();
-        }
         let shared = Arc::new(Shared::new(opts.faults.clone()));
+        let (backend, legacy, location) = match &opts.backend {
+            Some(b) => (Arc::clone(b), Vec::new(), None),
+            None => match backend::resolve(&db, &root, opts.blobs.as_ref())? {
+                BlobLocation::Local => {
+                    let local = LocalFiles::with_faults(&root, opts.faults.clone())?;
+                    let legacy = local.legacy_intent();
+                    let b = Arc::new(local) as Arc<dyn BlobBackend>;
+                    (b, legacy, Some(BlobLocation::Local))
+                }
+                BlobLocation::S3(s3) => match backend::connect(&s3, &opts)? {
+                    Ok(b) => (b, Vec::new(), Some(BlobLocation::S3(s3))),
+                    Err(reason) => {
+                        let down = backend::Unreachable {
+                            location: s3.to_string(),
+                            reason,
+                        };
+                        tracing::warn!("{}", down.error());
+                        shared.set_unavailable(down.location.clone(), down.reason.clone());
+                        let b = Arc::new(down) as Arc<dyn BlobBackend>;
+                        (b, Vec::new(), Some(BlobLocation::S3(s3)))
+                    }
+                },
+            },
+        };
+        if shared.check().is_ok() {
+            open::settle_intents(&db, &*backend, &legacy)?;
+            open::settle_uploads(&db, &*backend)?;
+            if !legacy.is_empty() {
+                LocalFiles::with_faults(&root, None)?.clear_legacy_intent();
+            }
+        }
+        let mut opts = opts;
+        if location.is_some() {
+            opts.blobs = location;
+        }
         let mut store = Store {
             db: Arc::new(db),
             root,
@@ -302,6 +352,18 @@ impl Store {
     /// Where blob bytes above the inline threshold live.
     pub fn backend(&self) -> &Arc<dyn BlobBackend> {
         &self.backend
+    }
+
+    /// The blob location in force (`None` with a caller's own backend).
+    pub fn blob_location(&self) -> Option<&BlobLocation> {
+        self.opts.blobs.as_ref()
+    }
+
+    /// The error writes get when the blob backend was unreachable at
+    /// open ([`Error::Unavailable`], naming what is refused); `None` when it
+    /// was reachable.
+    pub fn unavailable(&self) -> Option<Error> {
+        self.shared.unavailable()
     }
 
     /// Runs `f` in the writer's next group commit and waits for the result.

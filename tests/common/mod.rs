@@ -136,6 +136,8 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
     None
 }
 pub mod cli;
+pub mod crash;
 pub mod fixtures;
+pub mod garage;
 pub mod rich;
 pub mod server;

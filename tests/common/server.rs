@@ -175,3 +175,42 @@ pub fn read_response(s: TcpStream, head_only: bool) -> Response {
         body,
     }
 }
+
+/// Runs the conformance suite against `server` with `env`; returns its
+/// result line and the full output.
+pub fn conformance(
+    tools: &Path,
+    server: &Server,
+    results: &Path,
+    env: &[(&str, &str)],
+) -> (String, String) {
+    // The suite takes TLS from the URL's scheme.
+    let scheme = if env.iter().any(|(k, _)| *k == "OCI_TLS") {
+        "https"
+    } else {
+        "http"
+    };
+    let out = Command::new(tools.join("conformance.sh"))
+        .arg(format!("{scheme}://{}", server.addr))
+        .arg(results)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the conformance suite");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("conformance:"))
+        .unwrap_or_else(|| panic!("no result line:\n{text}"))
+        .to_string();
+    eprintln!("{line}");
+    (line, text)
+}
+
+/// A count from the result line (`P passed, F failed, S skipped`).
+pub fn count(line: &str, what: &str) -> u64 {
+    line.split(',')
+        .find(|p| p.contains(what))
+        .and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok()))
+        .unwrap_or(u64::MAX)
+}

@@ -1,0 +1,188 @@
+//! Which blob backend a store opens with. The store records its blob
+//! location in META at the first open that names one, so that a later open
+//! never looks for the bytes in the wrong place: a location that differs
+//! from the recorded one is refused, and a store whose blobs are local
+//! files moves them with `ocidb migrate-blobs` rather than by a flag.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase as _};
+
+use crate::blob::{BlobBackend, BlobLocation, S3Location};
+use crate::error::{Error, Result};
+use crate::schema::tables::META;
+
+/// The META key of the blob location (absent: local files).
+const LOCATION_KEY: &str = "blob_location";
+
+/// What an S3 store refuses when its bucket was unreachable at open.
+pub(crate) const REFUSED_WHEN_UNAVAILABLE: &str =
+    "writes, deletes, GC, fsck, export and reads of blobs above the inline threshold";
+
+/// The location recorded in the store; `Local` when none is.
+pub(crate) fn recorded(db: &Database) -> Result<BlobLocation> {
+    let r = db.begin_read()?;
+    let t = r.open_table(META)?;
+    let Some(v) = t.get(LOCATION_KEY)? else {
+        return Ok(BlobLocation::Local);
+    };
+    let text = std::str::from_utf8(v.value())
+        .map_err(|_| Error::Corrupt("the recorded blob location is not UTF-8".into()))?;
+    text.parse()
+        .map_err(|e| Error::Corrupt(format!("the recorded blob location: {e}")))
+}
+
+/// Records `loc` as the store's blob location, durably.
+pub(crate) fn record(db: &Database, loc: &BlobLocation) -> Result<()> {
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(META)?;
+        match loc {
+            BlobLocation::Local => {
+                t.remove(LOCATION_KEY)?;
+            }
+            other => {
+                t.insert(LOCATION_KEY, other.to_string().as_bytes())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Whether local blob files or upload bytes exist below `root`.
+pub(crate) fn has_local_bytes(root: &Path) -> bool {
+    ["blobs/sha256", "blobs/sha512", "uploads"]
+        .iter()
+        .any(|d| std::fs::read_dir(root.join(d)).is_ok_and(|mut it| it.next().is_some()))
+}
+
+/// The location this open uses: the recorded one, or `requested` when the
+/// store has none yet and holds no local blob bytes (recorded then).
+pub(crate) fn resolve(
+    db: &Database,
+    root: &Path,
+    requested: Option<&BlobLocation>,
+) -> Result<BlobLocation> {
+    let have = recorded(db)?;
+    let Some(want) = requested else {
+        return Ok(have);
+    };
+    if *want == have {
+        return Ok(have);
+    }
+    if have == BlobLocation::Local && !has_local_bytes(root) {
+        record(db, want)?;
+        return Ok(want.clone());
+    }
+    Err(Error::InvalidArgument {
+        value: want.to_string(),
+        expected: format!(
+            "the blob location of store {}, which is `{have}`; to move its blobs, run `ocidb --store {} migrate-blobs --to {want}`",
+            root.display(),
+            root.display()
+        ),
+    })
+}
+
+/// A backend for the bucket at `loc`. One quick request checks that it is
+/// reachable; when it is not, the reason comes back as `Ok(Err)`, so that
+/// the store can open without it.
+pub(crate) fn connect(
+    loc: &S3Location,
+    opts: &crate::store::StoreOptions,
+) -> Result<std::result::Result<Arc<dyn BlobBackend>, String>> {
+    #[cfg(feature = "s3")]
+    {
+        let b = crate::blob::S3Blobs::with_options(loc, &opts.s3)?;
+        Ok(match b.check() {
+            Ok(()) => Ok(Arc::new(b)),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = opts;
+        Err(Error::InvalidArgument {
+            value: loc.to_string(),
+            expected: "a blob location this build supports: it was built without feature `s3`"
+                .into(),
+        })
+    }
+}
+
+/// The backend of a store whose object store was unreachable at open:
+/// every call fails with [`Error::Unavailable`].
+#[derive(Debug)]
+pub(crate) struct Unreachable {
+    pub location: String,
+    pub reason: String,
+}
+
+impl Unreachable {
+    pub(crate) fn error(&self) -> Error {
+        Error::Unavailable {
+            location: self.location.clone(),
+            reason: self.reason.clone(),
+            refused: REFUSED_WHEN_UNAVAILABLE.into(),
+        }
+    }
+}
+
+impl BlobBackend for Unreachable {
+    fn stage(&self) -> Result<Box<dyn crate::blob::BlobWrite>> {
+        Err(self.error())
+    }
+    fn sync_staging(&self, _: &[crate::blob::Staged]) -> Result<()> {
+        Err(self.error())
+    }
+    fn commit(&self, _: &crate::blob::Staged, _: &crate::oci::digest::Digest) -> Result<()> {
+        Err(self.error())
+    }
+    fn sync(&self, _: &[crate::oci::digest::Digest]) -> Result<()> {
+        Err(self.error())
+    }
+    fn discard(&self, _: &crate::blob::Staged) -> Result<()> {
+        Err(self.error())
+    }
+    fn open(
+        &self,
+        _: &crate::oci::digest::Digest,
+    ) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+        Err(self.error())
+    }
+    fn open_staged(
+        &self,
+        _: &crate::blob::Staged,
+    ) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+        Err(self.error())
+    }
+    fn remove(&self, _: &crate::oci::digest::Digest) -> Result<bool> {
+        Err(self.error())
+    }
+    fn list(&self, _: &mut dyn FnMut(crate::blob::Listed) -> Result<()>) -> Result<()> {
+        Err(self.error())
+    }
+    fn list_staged(&self) -> Result<Vec<crate::blob::Staged>> {
+        Err(self.error())
+    }
+    fn upload_create(&self, _: &str) -> Result<()> {
+        Err(self.error())
+    }
+    fn upload_append(&self, _: &str, _: u64) -> Result<Box<dyn crate::blob::UploadWrite>> {
+        Err(self.error())
+    }
+    fn upload_open(&self, _: &str) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+        Err(self.error())
+    }
+    fn upload_finish(&self, _: &str) -> Result<crate::blob::Staged> {
+        Err(self.error())
+    }
+    fn upload_remove(&self, _: &str) -> Result<()> {
+        Err(self.error())
+    }
+    fn upload_list(&self) -> Result<Vec<String>> {
+        Err(self.error())
+    }
+}
