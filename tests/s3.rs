@@ -216,6 +216,11 @@ fn a_store_on_garage_does_what_a_local_one_does() {
     assert!(objects(&loc) < count);
     drop(s);
 
+    // Another store may not use the same prefix.
+    let e = Store::open_with(dir.path().join("second"), store_options(&loc), true)
+        .expect_err("a second store on the prefix");
+    assert!(e.to_string().contains("belongs to store"), "{e}");
+
     // Another location is refused, naming the way to move.
     let other = garage.location(0, "stores/b").expect("location");
     let e = Store::open_with(&root, store_options(&other), false).expect_err("other location");
@@ -266,6 +271,15 @@ fn a_bucket_down_at_open_leaves_metadata_readable_and_says_what_is_not() {
         .expect_err("writes are refused");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains(&loc.to_string()), "{e}");
+
+    // A new store cannot begin on a bucket it cannot reach, and records
+    // nothing when it fails.
+    let fresh = dir.path().join("fresh");
+    let e =
+        Store::open_with(&fresh, store_options(&loc), true).expect_err("unreachable at creation");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let again = Store::open(&fresh).expect("opens as a local store");
+    assert_eq!(again.blob_location(), Some(&BlobLocation::Local));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Keys below the location's prefix:
 //! - `blobs/<alg>/<hex>`: a committed blob, readable under its digest;
 //! - `staging/<name>`: a staged blob (written, not yet findable);
+//! - `ocidb-store`: the id of the store that owns the prefix;
 //! - `uploads/<id>/session`: an upload session's marker, and
 //!   `uploads/<id>/<offset, 20 digits>`: its bytes, one object per append
 //!   chunk, tiling the session from offset 0.
@@ -58,6 +59,8 @@ const READ_AHEAD: usize = 16;
 const RESUMES: u32 = 3;
 /// The marker object that makes an empty upload session listable.
 const SESSION: &str = "session";
+/// The object naming the store that owns the prefix.
+const MARKER: &str = "ocidb-store";
 
 /// How the backend talks to the bucket: credentials, retries, deadlines.
 #[derive(Clone)]
@@ -401,6 +404,39 @@ impl S3Blobs {
         match self.inner.run(async move { head(&*probe, &k).await })? {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.inner.err("HEAD", &key, &e)),
+        }
+    }
+}
+
+impl S3Blobs {
+    /// Claims the location's prefix for the store `store_id`: the first
+    /// claim writes a marker object, a later one from another store is
+    /// refused (two stores on one prefix would collect each other's
+    /// blobs). Without conditional PUT (Garage 2.5 has none) two stores
+    /// created at the same moment can both succeed: keep prefixes apart.
+    pub fn claim(&self, store_id: &str) -> Result<()> {
+        let key = self.inner.key(MARKER)?;
+        let (store, k) = (Arc::clone(&self.inner.store), key.clone());
+        let got = self.inner.run(async move {
+            store
+                .get_opts(&k, GetOptions::default())
+                .await?
+                .bytes()
+                .await
+        })?;
+        match got {
+            Ok(b) if b.as_ref() == store_id.as_bytes() => Ok(()),
+            Ok(b) => Err(Error::InvalidArgument {
+                value: self.inner.location.to_string(),
+                expected: format!(
+                    "a prefix no other store uses: this one belongs to store {} (this store is {store_id}); give each store its own prefix",
+                    crate::oci::digest::truncate_for_message(&String::from_utf8_lossy(&b))
+                ),
+            }),
+            Err(object_store::Error::NotFound { .. }) => self
+                .inner
+                .put(&key, bytes::Bytes::copy_from_slice(store_id.as_bytes())),
+            Err(e) => Err(self.inner.err("GET", &key, &e)),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase as _};
 
-use crate::blob::{BlobBackend, BlobLocation, S3Location};
+use crate::blob::{BlobBackend, BlobLocation, LocalFiles, S3Location};
 use crate::error::{Error, Result};
 use crate::schema::tables::META;
 
@@ -51,6 +51,16 @@ pub(crate) fn record(db: &Database, loc: &BlobLocation) -> Result<()> {
     Ok(())
 }
 
+/// The store's id, as it claims an object-store prefix: derived from its
+/// random cursor key (which stays secret) so that it needs no new state.
+pub(crate) fn store_id(cursor_key: &[u8; 32]) -> String {
+    let d = crate::Hasher::digest_of(
+        crate::Algorithm::Sha256,
+        &[b"ocidb store id\0".as_slice(), cursor_key.as_slice()].concat(),
+    );
+    d.hex()[..32].to_string()
+}
+
 /// Whether local blob files or upload bytes exist below `root`.
 pub(crate) fn has_local_bytes(root: &Path) -> bool {
     ["blobs/sha256", "blobs/sha512", "uploads"]
@@ -58,23 +68,23 @@ pub(crate) fn has_local_bytes(root: &Path) -> bool {
         .any(|d| std::fs::read_dir(root.join(d)).is_ok_and(|mut it| it.next().is_some()))
 }
 
-/// The location this open uses: the recorded one, or `requested` when the
-/// store has none yet and holds no local blob bytes (recorded then).
+/// The location this open uses, and whether it is new to the store: the
+/// recorded one, or `requested` when the store has none yet and holds no
+/// local blob bytes. The caller records a new one once it has connected.
 pub(crate) fn resolve(
     db: &Database,
     root: &Path,
     requested: Option<&BlobLocation>,
-) -> Result<BlobLocation> {
+) -> Result<(BlobLocation, bool)> {
     let have = recorded(db)?;
     let Some(want) = requested else {
-        return Ok(have);
+        return Ok((have, false));
     };
     if *want == have {
-        return Ok(have);
+        return Ok((have, false));
     }
     if have == BlobLocation::Local && !has_local_bytes(root) {
-        record(db, want)?;
-        return Ok(want.clone());
+        return Ok((want.clone(), true));
     }
     Err(Error::InvalidArgument {
         value: want.to_string(),
@@ -86,24 +96,90 @@ pub(crate) fn resolve(
     })
 }
 
+/// What [`open`] found.
+pub(crate) struct Opened {
+    pub backend: Arc<dyn BlobBackend>,
+    /// Digests of an older build's crash-intent file (local files only).
+    pub legacy: Vec<crate::oci::digest::Digest>,
+    pub location: BlobLocation,
+}
+
+/// The backend a store opens with, its crash-intent names of an older
+/// build (local files only), and its location. An unreachable bucket that
+/// the store already uses leaves it read-only (`shared` says why); one
+/// that a new store was to use fails the open, recording nothing.
+pub(crate) fn open(
+    db: &Database,
+    root: &Path,
+    opts: &crate::store::StoreOptions,
+    cursor_key: &[u8; 32],
+    shared: &crate::engine::Shared,
+) -> Result<Opened> {
+    let (s3, new) = match resolve(db, root, opts.blobs.as_ref())? {
+        (BlobLocation::Local, _) => {
+            let local = LocalFiles::with_faults(root, opts.faults.clone())?;
+            let legacy = local.legacy_intent();
+            return Ok(Opened {
+                backend: Arc::new(local),
+                legacy,
+                location: BlobLocation::Local,
+            });
+        }
+        (BlobLocation::S3(s3), new) => (s3, new),
+    };
+    match connect(&s3, opts, &store_id(cursor_key))? {
+        Ok(b) => {
+            let loc = BlobLocation::S3(s3);
+            if new {
+                record(db, &loc)?;
+            }
+            Ok(Opened {
+                backend: b,
+                legacy: Vec::new(),
+                location: loc,
+            })
+        }
+        Err(reason) if new => Err(Error::Backend {
+            endpoint: s3.endpoint.clone().unwrap_or_default(),
+            op: format!("the first use of {s3} by store {}", root.display()),
+            detail: reason,
+        }),
+        Err(reason) => {
+            let down = Unreachable {
+                location: s3.to_string(),
+                reason,
+            };
+            tracing::warn!("{}", down.error());
+            shared.set_unavailable(down.location.clone(), down.reason.clone());
+            Ok(Opened {
+                backend: Arc::new(down),
+                legacy: Vec::new(),
+                location: BlobLocation::S3(s3),
+            })
+        }
+    }
+}
+
 /// A backend for the bucket at `loc`. One quick request checks that it is
 /// reachable; when it is not, the reason comes back as `Ok(Err)`, so that
 /// the store can open without it.
 pub(crate) fn connect(
     loc: &S3Location,
     opts: &crate::store::StoreOptions,
+    store_id: &str,
 ) -> Result<std::result::Result<Arc<dyn BlobBackend>, String>> {
     #[cfg(feature = "s3")]
     {
         let b = crate::blob::S3Blobs::with_options(loc, &opts.s3)?;
-        Ok(match b.check() {
-            Ok(()) => Ok(Arc::new(b)),
-            Err(e) => Err(e.to_string()),
-        })
+        if let Err(e) = b.check() {
+            return Ok(Err(e.to_string()));
+        }
+        b.claim(store_id)?;
+        Ok(Ok(Arc::new(b)))
     }
     #[cfg(not(feature = "s3"))]
     {
-        let _ = opts;
+        let _ = (opts, store_id);
         Err(Error::InvalidArgument {
             value: loc.to_string(),
             expected: "a blob location this build supports: it was built without feature `s3`"

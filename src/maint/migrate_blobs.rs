@@ -145,6 +145,7 @@ pub fn migrate_blobs(
     };
     let target = S3Blobs::with_options(to, s3)?;
     target.check()?;
+    target.claim(&store.store_id())?;
     let local = std::sync::Arc::clone(store.backend());
 
     let mut digests = Vec::new();

@@ -261,27 +261,10 @@ impl Store {
         let shared = Arc::new(Shared::new(opts.faults.clone()));
         let (backend, legacy, location) = match &opts.backend {
             Some(b) => (Arc::clone(b), Vec::new(), None),
-            None => match backend::resolve(&db, &root, opts.blobs.as_ref())? {
-                BlobLocation::Local => {
-                    let local = LocalFiles::with_faults(&root, opts.faults.clone())?;
-                    let legacy = local.legacy_intent();
-                    let b = Arc::new(local) as Arc<dyn BlobBackend>;
-                    (b, legacy, Some(BlobLocation::Local))
-                }
-                BlobLocation::S3(s3) => match backend::connect(&s3, &opts)? {
-                    Ok(b) => (b, Vec::new(), Some(BlobLocation::S3(s3))),
-                    Err(reason) => {
-                        let down = backend::Unreachable {
-                            location: s3.to_string(),
-                            reason,
-                        };
-                        tracing::warn!("{}", down.error());
-                        shared.set_unavailable(down.location.clone(), down.reason.clone());
-                        let b = Arc::new(down) as Arc<dyn BlobBackend>;
-                        (b, Vec::new(), Some(BlobLocation::S3(s3)))
-                    }
-                },
-            },
+            None => {
+                let o = backend::open(&db, &root, &opts, &cursor_key, &shared)?;
+                (o.backend, o.legacy, Some(o.location))
+            }
         };
         if shared.check().is_ok() {
             open::settle_intents(&db, &*backend, &legacy)?;
@@ -352,6 +335,11 @@ impl Store {
     /// Where blob bytes above the inline threshold live.
     pub fn backend(&self) -> &Arc<dyn BlobBackend> {
         &self.backend
+    }
+
+    /// The id with which the store claims an object-store prefix.
+    pub fn store_id(&self) -> String {
+        backend::store_id(&self.cursor_key)
     }
 
     /// The blob location in force (`None` with a caller's own backend).
