@@ -773,3 +773,68 @@ fn the_conformance_suite_passes_with_blobs_on_garage() {
         "the blobs the suite pushed are in the bucket"
     );
 }
+
+#[test]
+fn oras_and_crane_push_pull_and_copy_with_blobs_on_garage() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::single(&exe, &dir.path().join("garage")).expect("garage");
+    let loc = garage.location(0, "clients").expect("location");
+    let url = loc.to_string();
+    let env: Vec<(&str, &str)> = Garage::env().to_vec();
+    let server =
+        common::server::Server::start_env(&dir.path().join("store"), &["--blobs", &url], &env);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("pulled")).expect("work");
+    let tool = |name: &str| {
+        let mut c = Command::new(tools.join("bin").join(name));
+        c.env("HOME", std::env::temp_dir());
+        c
+    };
+    let run = |c: &mut Command| {
+        let out = c.output().unwrap_or_else(|e| panic!("running {c:?}: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{c:?} failed:\n{text}");
+        text
+    };
+    // 3 MiB of random bytes: above the inline threshold, so in the bucket.
+    let payload = random_bytes(21, 3 << 20);
+    std::fs::write(work.join("payload.bin"), &payload).expect("file");
+    std::fs::write(work.join("sbom.json"), b"{\"sbom\":true}").expect("file");
+    let image = format!("{}/garage/app:v1", server.addr);
+    run(tool("oras")
+        .current_dir(&work)
+        .args(["push", "--plain-http", &image, "payload.bin"]));
+    run(tool("oras").current_dir(&work).args([
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/spdx+json",
+        &image,
+        "sbom.json",
+    ]));
+    let found = run(tool("oras").args(["discover", "--plain-http", "--format", "json", &image]));
+    assert!(found.contains("application/spdx+json"), "{found}");
+    run(tool("oras")
+        .current_dir(work.join("pulled"))
+        .args(["pull", "--plain-http", &image]));
+    let back = std::fs::read(work.join("pulled/payload.bin")).expect("pulled file");
+    assert!(back == payload, "oras pulled the bytes it pushed");
+    let copy = format!("{}/garage/copy:v1", server.addr);
+    run(tool("crane").args(["copy", "--insecure", &image, &copy]));
+    let digest = run(tool("crane").args(["digest", "--insecure", &copy]));
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    assert!(
+        backend(&loc)
+            .len(&sha256(&payload))
+            .expect("head")
+            .is_some(),
+        "the payload is an object in the bucket"
+    );
+}

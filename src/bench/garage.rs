@@ -3,7 +3,9 @@
 //! ready by `--single-node --default-bucket`, or a cluster of nodes joined,
 //! laid out (one zone each) and given a bucket and key with the `garage`
 //! CLI. Both fsync data and metadata (`data_fsync`, `metadata_fsync`):
-//! Garage acknowledges writes before they are durable otherwise.
+//! Garage acknowledges writes before they are durable otherwise. Metadata
+//! is in LMDB, Garage's recommended engine (its SQLite engine answers
+//! "database is locked" under concurrent load).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -154,7 +156,7 @@ impl Garage {
         let toml = format!(
             r#"metadata_dir = "{meta}"
 data_dir = "{data}"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = {n}
 data_fsync = true
 metadata_fsync = true

@@ -12,3 +12,5 @@ pub mod peers;
 pub mod registry;
 pub mod report;
 pub mod run;
+#[cfg(feature = "s3")]
+pub mod s3;

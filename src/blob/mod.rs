@@ -142,6 +142,16 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// Removes a committed blob. Returns whether there was one.
     fn remove(&self, digest: &Digest) -> Result<bool>;
 
+    /// Removes many committed blobs (absent ones are no error). A GC sweep
+    /// calls it once per batch, so that a backend with a bulk delete (S3's
+    /// DeleteObjects) makes one request per thousand blobs, not one each.
+    fn remove_all(&self, digests: &[Digest]) -> Result<()> {
+        for d in digests {
+            self.remove(d)?;
+        }
+        Ok(())
+    }
+
     /// Calls `each` for every committed blob, in no particular order.
     fn list(&self, each: &mut dyn FnMut(Listed) -> Result<()>) -> Result<()>;
 

@@ -57,6 +57,8 @@ const READ_AHEAD: usize = 16;
 /// Times a reader re-requests the rest of a window after a failure
 /// mid-body, on top of the client's own retries of each request.
 const RESUMES: u32 = 3;
+/// Retries of a delete whose response reported a per-key failure.
+const DELETE_RETRIES: u32 = 5;
 /// The marker object that makes an empty upload session listable.
 const SESSION: &str = "session";
 /// The object naming the store that owns the prefix.
@@ -292,10 +294,53 @@ impl Inner {
 
     /// Deletes an object; absent is not an error.
     fn delete(&self, key: &Key) -> Result<()> {
-        let (store, k) = (Arc::clone(&self.store), key.clone());
-        match self.run(async move { delete(&*store, k).await })? {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err("DELETE", key, &e)),
+        self.delete_all(vec![key.clone()])
+    }
+
+    /// Deletes objects (S3's bulk DeleteObjects, a thousand keys a
+    /// request); absent ones are no error. A bulk delete reports failures
+    /// per key inside a successful response, which the client does not
+    /// retry (Garage answers "database is locked" there under load), so
+    /// the whole set is retried here: deletes are idempotent.
+    fn delete_all(&self, keys: Vec<Key>) -> Result<()> {
+        let Some(first) = keys.first().cloned() else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            let (store, ks) = (Arc::clone(&self.store), keys.clone());
+            let failed = self.run(async move {
+                let input = futures_util::stream::iter(ks.into_iter().map(Ok)).boxed();
+                let mut out = store.delete_stream(input);
+                let mut first_err = None;
+                while let Some(r) = out.next().await {
+                    match r {
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+                first_err
+            })?;
+            match failed {
+                None => return Ok(()),
+                Some(e) if attempt >= DELETE_RETRIES => {
+                    let what = if keys.len() == 1 {
+                        "DELETE".to_string()
+                    } else {
+                        format!("DELETE of {} objects (bulk), from", keys.len())
+                    };
+                    return Err(self.err(&what, &first, &e));
+                }
+                Some(e) => {
+                    tracing::warn!(error = %e, attempt, "object delete failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
         }
     }
 
@@ -372,14 +417,6 @@ async fn head(store: &dyn ObjectStore, key: &Key) -> object_store::Result<Object
         ..GetOptions::default()
     };
     Ok(store.get_opts(key, opts).await?.meta)
-}
-
-async fn delete(store: &dyn ObjectStore, key: Key) -> object_store::Result<()> {
-    let mut s = store.delete_stream(futures_util::stream::once(async move { Ok(key) }).boxed());
-    while let Some(r) = s.next().await {
-        r?;
-    }
-    Ok(())
 }
 
 /// Aborts a task of the backend's runtime when its waiter goes away.
@@ -819,7 +856,12 @@ impl BlobBackend for S3Blobs {
             Err(object_store::Error::NotFound { .. }) if self.inner.head(&to)?.is_some() => {}
             Err(e) => return Err(self.inner.err("COPY to", &to, &e)),
         }
-        self.inner.delete(&from)
+        // The blob is committed: a staging object left behind is an orphan
+        // that the next open removes (it is no intent's any more).
+        if let Err(e) = self.inner.delete(&from) {
+            tracing::warn!("could not delete the staging object of {digest}: {e}");
+        }
+        Ok(())
     }
 
     fn sync(&self, _names: &[Digest]) -> Result<()> {
@@ -868,6 +910,15 @@ impl BlobBackend for S3Blobs {
         }
         self.inner.delete(&key)?;
         Ok(true)
+    }
+
+    fn remove_all(&self, digests: &[Digest]) -> Result<()> {
+        let keys = digests
+            .iter()
+            .map(|d| self.inner.blob_key(d))
+            .collect::<Result<Vec<Key>>>()?;
+        keys.chunks(1000)
+            .try_for_each(|chunk| self.inner.delete_all(chunk.to_vec()))
     }
 
     fn list(&self, each: &mut dyn FnMut(Listed) -> Result<()>) -> Result<()> {

@@ -39,6 +39,7 @@ const CHECKS: &[(&str, Check)] = &[
         "list shows committed blobs of both algorithms, not staged ones",
         list,
     ),
+    ("remove_all removes many, absent ones included", remove_all),
     ("an empty blob round-trips", empty_blob),
     (
         "sync and sync_staging succeed on committed and staged blobs",
@@ -225,6 +226,31 @@ fn remove(b: &dyn BlobBackend) -> Result<(), String> {
     expect(
         !b.remove(&d).map_err(err)?,
         "second remove said there was a blob",
+    )
+}
+
+fn remove_all(b: &dyn BlobBackend) -> Result<(), String> {
+    let mut all = Vec::new();
+    for i in 0..5u8 {
+        let data = bytes(40 + i, 64);
+        let d = digest_of(Algorithm::Sha256, &data);
+        let s = stage(b, &data, false)?;
+        b.commit(&s, &d).map_err(err)?;
+        all.push(d);
+    }
+    let kept = all.pop().ok_or("no blobs")?;
+    // One that was never there.
+    all.push(digest_of(Algorithm::Sha256, b"never stored"));
+    b.remove_all(&all).map_err(err)?;
+    for d in &all {
+        expect(
+            b.open(d).map_err(err)?.is_none(),
+            "a removed blob is still readable",
+        )?;
+    }
+    expect(
+        b.open(&kept).map_err(err)?.is_some(),
+        "remove_all removed a blob it was not given",
     )
 }
 

@@ -301,6 +301,32 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench")]
         dir: PathBuf,
     },
+    /// Blob bytes on Garage (started here on 127.0.0.1) beside local files
+    /// and beside raw object_store calls to the same Garage, in one run:
+    /// put and get of a large blob, stat, GC of many objects.
+    #[command(
+        after_help = "Examples:\n  ocidb bench s3\n  ocidb bench s3 --blob-mib 64 --gc-objects 1000 --json s3.json\n\nGarage comes from --garage, $GARAGE, PATH or ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)."
+    )]
+    S3 {
+        /// The large blob's size in MiB.
+        #[arg(long, default_value_t = 256)]
+        blob_mib: u64,
+        /// Repetitions of the put and get rows (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Unreferenced blobs the GC row collects.
+        #[arg(long, default_value_t = 10_000)]
+        gc_objects: usize,
+        /// The garage executable.
+        #[arg(long, value_name = "EXE")]
+        garage: Option<PathBuf>,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Working directory (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench-s3")]
+        dir: PathBuf,
+    },
     /// Draw the scaling plot (SVG) from the JSON of an earlier `bench run`.
     #[command(
         after_help = "Example:\n  ocidb bench plot --json bench.json --svg docs/scaling.svg"

@@ -116,6 +116,34 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             }
             Ok(())
         }
+        BenchCommand::S3 {
+            blob_mib,
+            reps,
+            gc_objects,
+            garage,
+            json,
+            dir,
+        } => {
+            let garage = garage
+                .or_else(ocidb::bench::garage::binary)
+                .ok_or_else(|| Error::InvalidArgument {
+                    value: "garage".into(),
+                    expected: "a garage executable: --garage, $GARAGE, on PATH or in ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)".into(),
+                })?;
+            let mut opts = ocidb::bench::s3::S3BenchOptions::new(garage, dir);
+            opts.blob_mib = blob_mib.max(1);
+            opts.reps = reps.max(1);
+            opts.gc_objects = gc_objects;
+            let started = std::time::Instant::now();
+            let r = ocidb::bench::s3::run(&opts, &mut |m| {
+                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
+            })?;
+            println!("{}", r.table());
+            if let Some(p) = json {
+                write_json(&p, &r)?;
+            }
+            Ok(())
+        }
         BenchCommand::Plot { json, svg } => {
             let text =
                 fs::read(&json).map_err(|e| Error::io(format!("reading {}", json.display()), e))?;

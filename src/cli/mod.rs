@@ -265,7 +265,12 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
     };
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
+    // The address comes first: scripts read it after the first `://`.
+    let blobs = match store.blob_location() {
+        Some(l @ ocidb::blob::BlobLocation::S3(_)) => format!(", blobs in {l}"),
+        _ => String::new(),
+    };
     ocidb::server::serve(store, &opts, |addr| {
-        eprintln!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop)");
+        eprintln!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
     })
 }

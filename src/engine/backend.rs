@@ -96,6 +96,18 @@ pub(crate) fn resolve(
     })
 }
 
+/// What the store's options say about blobs (the engine does not see the
+/// store's own option type).
+pub(crate) struct Wanted<'a> {
+    /// The location asked for, if any.
+    pub location: Option<&'a BlobLocation>,
+    /// Injected faults for local files (tests).
+    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// Credentials, retries and deadlines for a bucket.
+    #[cfg(feature = "s3")]
+    pub s3: &'a crate::blob::S3Options,
+}
+
 /// What [`open`] found.
 pub(crate) struct Opened {
     pub backend: Arc<dyn BlobBackend>,
@@ -111,11 +123,11 @@ pub(crate) struct Opened {
 pub(crate) fn open(
     db: &Database,
     root: &Path,
-    opts: &crate::store::StoreOptions,
+    opts: &Wanted<'_>,
     cursor_key: &[u8; 32],
     shared: &crate::engine::Shared,
 ) -> Result<Opened> {
-    let (s3, new) = match resolve(db, root, opts.blobs.as_ref())? {
+    let (s3, new) = match resolve(db, root, opts.location)? {
         (BlobLocation::Local, _) => {
             let local = LocalFiles::with_faults(root, opts.faults.clone())?;
             let legacy = local.legacy_intent();
@@ -165,12 +177,12 @@ pub(crate) fn open(
 /// the store can open without it.
 pub(crate) fn connect(
     loc: &S3Location,
-    opts: &crate::store::StoreOptions,
+    opts: &Wanted<'_>,
     store_id: &str,
 ) -> Result<std::result::Result<Arc<dyn BlobBackend>, String>> {
     #[cfg(feature = "s3")]
     {
-        let b = crate::blob::S3Blobs::with_options(loc, &opts.s3)?;
+        let b = crate::blob::S3Blobs::with_options(loc, opts.s3)?;
         if let Err(e) = b.check() {
             return Ok(Err(e.to_string()));
         }

@@ -512,15 +512,19 @@ impl Writer {
             self.unsynced_names.push(d);
             self.settled.push(d);
         }
-        for d in std::mem::take(&mut self.pending_unlinks) {
-            match self.backend.remove(&d) {
-                Ok(_) => {
-                    self.unsynced_names.push(d);
-                    self.settled.push(d);
+        let unlinks = std::mem::take(&mut self.pending_unlinks);
+        if !unlinks.is_empty() {
+            match self.backend.remove_all(&unlinks) {
+                Ok(()) => {
+                    self.unsynced_names.extend_from_slice(&unlinks);
+                    self.settled.extend_from_slice(&unlinks);
                 }
-                // The record is gone and the intent row stays: the next
+                // The records are gone and their intent rows stay: the next
                 // open removes the bytes.
-                Err(e) => tracing::warn!("could not remove the bytes of {d}: {e}"),
+                Err(e) => {
+                    let n = unlinks.len();
+                    tracing::warn!("could not remove the bytes of {n} blobs: {e}");
+                }
             }
         }
         Ok(Attempt::Committed(results))

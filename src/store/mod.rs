@@ -262,7 +262,13 @@ impl Store {
         let (backend, legacy, location) = match &opts.backend {
             Some(b) => (Arc::clone(b), Vec::new(), None),
             None => {
-                let o = backend::open(&db, &root, &opts, &cursor_key, &shared)?;
+                let wanted = backend::Wanted {
+                    location: opts.blobs.as_ref(),
+                    faults: opts.faults.clone(),
+                    #[cfg(feature = "s3")]
+                    s3: &opts.s3,
+                };
+                let o = backend::open(&db, &root, &wanted, &cursor_key, &shared)?;
                 (o.backend, o.legacy, Some(o.location))
             }
         };
