@@ -45,7 +45,11 @@ use crate::oci::digest::Digest;
 
 /// Bytes per multipart part and per upload-session chunk object. S3 wants
 /// at least 5 MiB for every part but the last.
-const PART: usize = 8 << 20;
+const PART: usize = 6 << 20;
+/// Parts per size step: every thousand parts the part size doubles (S3
+/// allows at most 10,000 parts), so a blob is not limited to 10,000 ×
+/// `PART` bytes; memory grows only past 6 GB.
+const PARTS_PER_STEP: usize = 1000;
 /// Parts of one staged write in flight at once: with the part being
 /// filled, a write holds at most `(IN_FLIGHT + 1) × PART` bytes.
 const IN_FLIGHT: usize = 2;
@@ -484,6 +488,8 @@ impl S3Blobs {
 /// multipart upload with at most [`IN_FLIGHT`] parts on the wire.
 struct S3Write {
     inner: Arc<Inner>,
+    /// Parts sent so far.
+    parts: usize,
     name: String,
     key: Key,
     buf: Vec<u8>,
@@ -492,6 +498,10 @@ struct S3Write {
 }
 
 impl S3Write {
+    fn part_size(&self) -> usize {
+        PART << (self.parts / PARTS_PER_STEP).min(6)
+    }
+
     fn start_multipart(&mut self) -> Result<()> {
         let (store, k) = (Arc::clone(&self.inner.store), self.key.clone());
         let up = self
@@ -513,7 +523,9 @@ impl S3Write {
         while self.in_flight.len() >= IN_FLIGHT {
             self.wait_one()?;
         }
-        let data = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PART)));
+        self.parts += 1;
+        let next = Vec::with_capacity(self.part_size());
+        let data = bytes::Bytes::from(std::mem::replace(&mut self.buf, next));
         let Some(up) = self.upload.as_mut() else {
             return Err(Error::Internal("multipart upload vanished".into()));
         };
@@ -557,10 +569,10 @@ impl S3Write {
 
 impl io::Write for S3Write {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = PART - self.buf.len();
-        let n = data.len().min(room);
+        let part = self.part_size();
+        let n = data.len().min(part.saturating_sub(self.buf.len()));
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PART {
+        if self.buf.len() >= part {
             self.send_part().map_err(to_io)?;
         }
         Ok(n)
@@ -828,6 +840,7 @@ impl BlobBackend for S3Blobs {
         let key = self.inner.key(&format!("staging/{name}"))?;
         Ok(Box::new(S3Write {
             inner: Arc::clone(&self.inner),
+            parts: 0,
             name,
             key,
             buf: Vec::with_capacity(PART),

@@ -86,11 +86,17 @@ pub(crate) fn resolve(
     if have == BlobLocation::Local && !has_local_bytes(root) {
         return Ok((want.clone(), true));
     }
+    let how = match (&have, want) {
+        (BlobLocation::Local, _) => format!(
+            "to move its blobs, run `ocidb --store {} migrate-blobs --to {want}`",
+            root.display()
+        ),
+        _ => "blobs move only from local files into a bucket (`ocidb migrate-blobs`), not out of one or between buckets".to_string(),
+    };
     Err(Error::InvalidArgument {
         value: want.to_string(),
         expected: format!(
-            "the blob location of store {}, which is `{have}`; to move its blobs, run `ocidb --store {} migrate-blobs --to {want}`",
-            root.display(),
+            "the blob location of store {}, which is `{have}`; {how}",
             root.display()
         ),
     })
