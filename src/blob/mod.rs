@@ -119,6 +119,14 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// already committed (after a crash, the engine may commit it again).
     fn commit(&self, staged: &Staged, digest: &Digest) -> Result<()>;
 
+    /// Commits many staged blobs (each as [`commit`](Self::commit)),
+    /// returning one result per item, in order. The writer commits a group
+    /// commit's blobs with one call, so that a backend whose commit is a
+    /// network round trip (S3's server-side copy) overlaps them.
+    fn commit_all(&self, items: &[(Staged, Digest)]) -> Vec<Result<()>> {
+        items.iter().map(|(s, d)| self.commit(s, d)).collect()
+    }
+
     /// Makes the commits and removals of `names` durable.
     fn sync(&self, names: &[Digest]) -> Result<()>;
 

@@ -61,6 +61,8 @@ const READ_AHEAD: usize = 16;
 /// Times a reader re-requests the rest of a window after a failure
 /// mid-body, on top of the client's own retries of each request.
 const RESUMES: u32 = 3;
+/// Commits (server-side copies) of one group commit in flight at once.
+const COMMITS_IN_FLIGHT: usize = 8;
 /// Retries of a delete whose response reported a per-key failure.
 const DELETE_RETRIES: u32 = 5;
 /// The marker object that makes an empty upload session listable.
@@ -421,6 +423,37 @@ async fn head(store: &dyn ObjectStore, key: &Key) -> object_store::Result<Object
         ..GetOptions::default()
     };
     Ok(store.get_opts(key, opts).await?.meta)
+}
+
+/// Copies a staged object to its final key, then deletes the staging
+/// object. Returns the delete's error, if any (the commit stands), or the
+/// copy's failure with the operation's name.
+async fn commit_one(
+    store: &dyn ObjectStore,
+    from: &Key,
+    to: &Key,
+) -> std::result::Result<Option<object_store::Error>, (&'static str, object_store::Error)> {
+    let opts = CopyOptions::new().with_mode(CopyMode::Overwrite);
+    match store.copy_opts(from, to, opts).await {
+        Ok(()) => {}
+        // Committed before a crash, the staging object deleted since: the
+        // final object is there (checked, not assumed).
+        Err(object_store::Error::NotFound { .. }) => match head(store, to).await {
+            Ok(_) => {}
+            Err(e) => return Err(("COPY (the staged object is gone; HEAD of)", e)),
+        },
+        Err(e) => return Err(("COPY to", e)),
+    }
+    let key = from.clone();
+    let mut out = store.delete_stream(futures_util::stream::once(async move { Ok(key) }).boxed());
+    let mut left = None;
+    while let Some(r) = out.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => left = Some(e),
+        }
+    }
+    Ok(left)
 }
 
 /// Aborts a task of the backend's runtime when its waiter goes away.
@@ -855,26 +888,63 @@ impl BlobBackend for S3Blobs {
     }
 
     fn commit(&self, staged: &Staged, digest: &Digest) -> Result<()> {
-        let from = self.inner.staged_key(staged)?;
-        let to = self.inner.blob_key(digest)?;
-        let (store, f, t) = (Arc::clone(&self.inner.store), from.clone(), to.clone());
-        let copied = self.inner.run(async move {
-            let opts = CopyOptions::new().with_mode(CopyMode::Overwrite);
-            store.copy_opts(&f, &t, opts).await
-        })?;
-        match copied {
-            Ok(()) => {}
-            // Committed before a crash, the staging object deleted since:
-            // the final object is there (checked, not assumed).
-            Err(object_store::Error::NotFound { .. }) if self.inner.head(&to)?.is_some() => {}
-            Err(e) => return Err(self.inner.err("COPY to", &to, &e)),
-        }
-        // The blob is committed: a staging object left behind is an orphan
-        // that the next open removes (it is no intent's any more).
-        if let Err(e) = self.inner.delete(&from) {
-            tracing::warn!("could not delete the staging object of {digest}: {e}");
-        }
-        Ok(())
+        self.commit_all(&[(staged.clone(), *digest)])
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no commit result".into())))
+    }
+
+    fn commit_all(&self, items: &[(Staged, Digest)]) -> Vec<Result<()>> {
+        // Keys first: a staged name this backend never gave fails alone.
+        let keys: Vec<Result<(Key, Key)>> = items
+            .iter()
+            .map(|(s, d)| Ok((self.inner.staged_key(s)?, self.inner.blob_key(d)?)))
+            .collect();
+        let jobs: Vec<(Key, Key)> = keys
+            .iter()
+            .filter_map(|k| k.as_ref().ok().cloned())
+            .collect();
+        let store = Arc::clone(&self.inner.store);
+        let done = self.inner.run(async move {
+            futures_util::stream::iter(jobs)
+                .map(|(from, to)| {
+                    let store = Arc::clone(&store);
+                    async move { commit_one(&*store, &from, &to).await }
+                })
+                .buffered(COMMITS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+        });
+        let mut done = match done {
+            Ok(d) => d.into_iter(),
+            Err(e) => {
+                let msg = e.to_string();
+                return items
+                    .iter()
+                    .map(|_| Err(Error::Internal(msg.clone())))
+                    .collect();
+            }
+        };
+        keys.into_iter()
+            .zip(items)
+            .map(|(k, (_, d))| {
+                let (from, to) = k?;
+                match done.next() {
+                    Some(Ok(staging_left)) => {
+                        // The blob is committed: a staging object left
+                        // behind is an orphan that the next open removes
+                        // (it is no intent's any more).
+                        if let Some(e) = staging_left {
+                            tracing::warn!(
+                                "could not delete the staging object {from} of {d}: {e}"
+                            );
+                        }
+                        Ok(())
+                    }
+                    Some(Err((op, e))) => Err(self.inner.err(op, &to, &e)),
+                    None => Err(Error::Internal("a commit result went missing".into())),
+                }
+            })
+            .collect()
     }
 
     fn sync(&self, _names: &[Digest]) -> Result<()> {

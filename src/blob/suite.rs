@@ -40,6 +40,10 @@ const CHECKS: &[(&str, Check)] = &[
         list,
     ),
     ("remove_all removes many, absent ones included", remove_all),
+    (
+        "commit_all commits many and answers for each, in order",
+        commit_all,
+    ),
     ("an empty blob round-trips", empty_blob),
     (
         "sync and sync_staging succeed on committed and staged blobs",
@@ -251,6 +255,37 @@ fn remove_all(b: &dyn BlobBackend) -> Result<(), String> {
     expect(
         b.open(&kept).map_err(err)?.is_some(),
         "remove_all removed a blob it was not given",
+    )
+}
+
+fn commit_all(b: &dyn BlobBackend) -> Result<(), String> {
+    let mut items = Vec::new();
+    let mut datas = Vec::new();
+    for i in 0..6u8 {
+        let data = bytes(60 + i, 100 + usize::from(i));
+        items.push((stage(b, &data, false)?, digest_of(Algorithm::Sha256, &data)));
+        datas.push(data);
+    }
+    let results = b.commit_all(&items);
+    expect(results.len() == items.len(), "one result per item")?;
+    for (((_, d), data), r) in items.iter().zip(&datas).zip(results) {
+        r.map_err(err)?;
+        let got = b
+            .open(d)
+            .map_err(err)?
+            .ok_or("a committed blob is missing")?;
+        expect(
+            read_all(&*got)? == *data,
+            "a committed blob has other bytes",
+        )?;
+    }
+    // Again, as after a crash: idempotent.
+    for r in b.commit_all(&items) {
+        r.map_err(err)?;
+    }
+    expect(
+        b.list_staged().map_err(err)?.is_empty(),
+        "staged blobs are left",
     )
 }
 

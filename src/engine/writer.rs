@@ -495,13 +495,16 @@ impl Writer {
             return Ok(Attempt::Committed(results));
         }
         self.nondurable_streak = 0;
-        for (d, staged, _) in std::mem::take(&mut self.pending_installs)
+        let items: Vec<(Staged, Digest)> = std::mem::take(&mut self.pending_installs)
             .into_iter()
             .chain(installs)
-        {
-            // Re-put after a deferred delete: the new bytes stay.
-            self.pending_unlinks.retain(|p| *p != d);
-            if let Err(e) = self.backend.commit(&staged, &d) {
+            .map(|(d, staged, _)| (staged, d))
+            .collect();
+        // Re-put after a deferred delete: the new bytes stay.
+        self.pending_unlinks
+            .retain(|p| !items.iter().any(|(_, d)| d == p));
+        for ((_, d), r) in items.iter().zip(self.backend.commit_all(&items)) {
+            if let Err(e) = r {
                 // The record and its intent are durable, and reads fall
                 // back to the staged bytes; the next open rolls the commit
                 // forward. Writes stop until then.
@@ -509,8 +512,8 @@ impl Writer {
                 self.shared.poison(&e);
                 continue;
             }
-            self.unsynced_names.push(d);
-            self.settled.push(d);
+            self.unsynced_names.push(*d);
+            self.settled.push(*d);
         }
         let unlinks = std::mem::take(&mut self.pending_unlinks);
         if !unlinks.is_empty() {
