@@ -109,22 +109,9 @@ fn failed(what: impl std::fmt::Display) -> Error {
     Error::Internal(format!("bench s3: {what}"))
 }
 
-/// Random bytes (Garage compresses zeros away): a xorshift stream.
+/// Random bytes (Garage compresses zeros away), distinct per seed.
 fn random(len: usize, seed: u64) -> Vec<u8> {
-    // splitmix64 of the seed: distinct seeds give distinct streams.
-    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x = (x ^ (x >> 31)) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    crate::sample::deterministic_bytes(&seed.to_le_bytes(), len)
 }
 
 /// A blob of `base` made distinct by its first 8 bytes (so that ocidb's

@@ -663,6 +663,23 @@ struct Cursor {
 }
 
 impl S3Read {
+    fn new(inner: &Arc<Inner>, key: Key, len: u64) -> S3Read {
+        S3Read {
+            inner: Arc::clone(inner),
+            key,
+            len,
+            cursor: Mutex::new(None),
+        }
+    }
+
+    /// A reader of the object at `key`, sized by a HEAD; `None` when there
+    /// is none.
+    fn open(inner: &Arc<Inner>, key: Key) -> Result<Option<Box<dyn BlobRead>>> {
+        Ok(inner
+            .head(&key)?
+            .map(|m| Box::new(S3Read::new(inner, key, m.size)) as Box<dyn BlobRead>))
+    }
+
     fn open_cursor(&self, pos: u64) -> Cursor {
         let end = pos.saturating_add(WINDOW).min(self.len);
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
@@ -958,27 +975,11 @@ impl BlobBackend for S3Blobs {
     }
 
     fn open(&self, digest: &Digest) -> Result<Option<Box<dyn BlobRead>>> {
-        let key = self.inner.blob_key(digest)?;
-        Ok(self.inner.head(&key)?.map(|m| {
-            Box::new(S3Read {
-                inner: Arc::clone(&self.inner),
-                key,
-                len: m.size,
-                cursor: Mutex::new(None),
-            }) as Box<dyn BlobRead>
-        }))
+        S3Read::open(&self.inner, self.inner.blob_key(digest)?)
     }
 
     fn open_staged(&self, staged: &Staged) -> Result<Option<Box<dyn BlobRead>>> {
-        let key = self.inner.staged_key(staged)?;
-        Ok(self.inner.head(&key)?.map(|m| {
-            Box::new(S3Read {
-                inner: Arc::clone(&self.inner),
-                key,
-                len: m.size,
-                cursor: Mutex::new(None),
-            }) as Box<dyn BlobRead>
-        }))
+        S3Read::open(&self.inner, self.inner.staged_key(staged)?)
     }
 
     fn len(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -1097,12 +1098,7 @@ impl BlobBackend for S3Blobs {
         let mut w = self.stage()?;
         let mut buf = vec![0u8; 1 << 20];
         for (_, len, key) in &parts {
-            let r = S3Read {
-                inner: Arc::clone(&self.inner),
-                key: key.clone(),
-                len: *len,
-                cursor: Mutex::new(None),
-            };
+            let r = S3Read::new(&self.inner, key.clone(), *len);
             let mut off = 0u64;
             while off < *len {
                 let n = r

@@ -64,14 +64,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
                 sizes,
                 probe_exe: std::env::current_exe().ok(),
             };
-            let started = std::time::Instant::now();
-            let r = run::run(&opts, &mut |m| {
-                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
-            })?;
-            println!("{}", report::table(&r));
-            if let Some(p) = json {
-                write_json(&p, &r)?;
-            }
+            let r = run_harness(json.as_deref(), |log| run::run(&opts, log), report::table)?;
             if let Some(p) = svg {
                 fs::write(&p, report::scaling_svg(&r.scaling, &plot_title(&r)))
                     .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
@@ -106,15 +99,12 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
                 .quick(quick)
                 .blob_mib(blob_mib)
                 .entries(entries);
-            let started = std::time::Instant::now();
-            let r = ocidb::bench::registry::run(&opts, &mut |m| {
-                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
-            })?;
-            println!("{}", r.table());
-            if let Some(p) = json {
-                write_json(&p, &r)?;
-            }
-            Ok(())
+            run_harness(
+                json.as_deref(),
+                |log| ocidb::bench::registry::run(&opts, log),
+                ocidb::bench::registry::RegistryReport::table,
+            )
+            .map(drop)
         }
         BenchCommand::S3 {
             blob_mib,
@@ -134,15 +124,12 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             opts.blob_mib = blob_mib.max(1);
             opts.reps = reps.max(1);
             opts.gc_objects = gc_objects;
-            let started = std::time::Instant::now();
-            let r = ocidb::bench::s3::run(&opts, &mut |m| {
-                eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
-            })?;
-            println!("{}", r.table());
-            if let Some(p) = json {
-                write_json(&p, &r)?;
-            }
-            Ok(())
+            run_harness(
+                json.as_deref(),
+                |log| ocidb::bench::s3::run(&opts, log),
+                ocidb::bench::s3::S3Report::table,
+            )
+            .map(drop)
         }
         BenchCommand::Plot { json, svg } => {
             let text =
@@ -174,6 +161,24 @@ pub(super) fn plot_title(r: &ocidb::bench::report::Report) -> String {
 }
 
 /// Writes a report as pretty JSON and says where.
+/// Runs a harness with its progress on stderr, timed from the start, then
+/// prints its table and writes its JSON when asked.
+fn run_harness<R: serde::Serialize>(
+    json: Option<&Path>,
+    run: impl FnOnce(&mut dyn FnMut(&str)) -> Result<R>,
+    table: impl FnOnce(&R) -> String,
+) -> Result<R> {
+    let started = std::time::Instant::now();
+    let r = run(&mut |m| {
+        eprintln!("[{:>5.1} s] {m}", started.elapsed().as_secs_f64());
+    })?;
+    println!("{}", table(&r));
+    if let Some(p) = json {
+        write_json(p, &r)?;
+    }
+    Ok(r)
+}
+
 fn write_json(path: &Path, report: &impl serde::Serialize) -> Result<()> {
     let text =
         serde_json::to_string_pretty(report).map_err(|e| Error::io("formatting JSON", e.into()))?;

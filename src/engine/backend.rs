@@ -181,7 +181,7 @@ pub(crate) fn open(
 /// A backend for the bucket at `loc`. One quick request checks that it is
 /// reachable; when it is not, the reason comes back as `Ok(Err)`, so that
 /// the store can open without it.
-pub(crate) fn connect(
+fn connect(
     loc: &S3Location,
     opts: &Wanted<'_>,
     store_id: &str,
