@@ -150,6 +150,16 @@ impl Shared {
         Ok(())
     }
 
+    /// Poisons the store after bytes failed to become durable, unless an
+    /// object store failed: a refused PUT leaves nothing behind to
+    /// distrust, unlike a failed fsync (the kernel may have dropped the
+    /// dirty pages, so a retry that succeeds proves nothing).
+    pub fn poison_failed_write(&self, why: &Error) {
+        if !matches!(why, Error::Backend { .. }) {
+            self.poison(why);
+        }
+    }
+
     pub fn poison(&self, why: &Error) {
         if let Ok(mut g) = self.poison_reason.lock() {
             *g = why.to_string();

@@ -427,10 +427,8 @@ impl Store {
         let mut w = self.backend.stage()?;
         stream_to(head, reader, &mut *w, v)?;
         w.finish(durable).inspect_err(|e| {
-            // An object store's failed write leaves nothing behind to
-            // distrust (unlike a failed fsync): no poisoning for it.
-            if durable && !matches!(e, Error::Backend { .. }) {
-                self.shared.poison(e);
+            if durable {
+                self.shared.poison_failed_write(e);
             }
         })
     }

@@ -209,11 +209,8 @@ impl Store {
         if added == 0 {
             return Ok(rec);
         }
-        out.commit().inspect_err(|e| {
-            if !matches!(e, Error::Backend { .. }) {
-                self.shared.poison(e);
-            }
-        })?;
+        out.commit()
+            .inspect_err(|e| self.shared.poison_failed_write(e))?;
         rec.offset += added;
         rec.state = hasher.save_state();
         rec.updated_ms = crate::engine::now_ms();
