@@ -15,24 +15,10 @@ use ocidb::{
     StoreOptions,
 };
 
-fn assert_suite(name: &str, make: &dyn Fn() -> Arc<dyn BlobBackend>) {
-    let outcomes = ocidb::blob::suite::run(make);
-    assert!(
-        outcomes.len() >= 12,
-        "the suite ran {} checks",
-        outcomes.len()
-    );
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(check, r)| r.as_ref().err().map(|e| format!("{check}: {e}")))
-        .collect();
-    assert!(failed.is_empty(), "{name} failed: {failed:#?}");
-}
-
 #[test]
 fn local_files_pass_the_backend_suite() {
     let dirs = std::sync::Mutex::new(Vec::new());
-    assert_suite("LocalFiles", &|| {
+    common::assert_suite("LocalFiles", &|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = LocalFiles::new(dir.path()).expect("local backend");
         dirs.lock().expect("dirs").push(dir);
@@ -42,7 +28,7 @@ fn local_files_pass_the_backend_suite() {
 
 #[test]
 fn memory_blobs_pass_the_backend_suite() {
-    assert_suite("MemoryBlobs", &|| Arc::new(MemoryBlobs::new()));
+    common::assert_suite("MemoryBlobs", &|| Arc::new(MemoryBlobs::new()));
 }
 
 /// The suite itself can fail: a backend that loses committed bytes is

@@ -99,6 +99,22 @@ pub fn digest_of(v: &Value) -> Digest {
     Digest::parse(v["digest"].as_str().expect("digest")).expect("parse")
 }
 
+/// Runs the blob backend suite on fresh backends from `make` and asserts
+/// that it ran and that every check passed.
+pub fn assert_suite(name: &str, make: &dyn Fn() -> std::sync::Arc<dyn ocidb::BlobBackend>) {
+    let outcomes = ocidb::blob::suite::run(make);
+    assert!(
+        outcomes.len() >= 12,
+        "the suite ran {} checks",
+        outcomes.len()
+    );
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(check, r)| r.as_ref().err().map(|e| format!("{check}: {e}")))
+        .collect();
+    assert!(failed.is_empty(), "{name} failed: {failed:#?}");
+}
+
 /// A count from the environment (cycles, seconds, a seed), else `default`:
 /// the long runs of the crash, power-loss and stress tests.
 pub fn env_u64(name: &str, default: u64) -> u64 {

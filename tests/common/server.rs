@@ -207,6 +207,26 @@ pub fn conformance(
     (line, text)
 }
 
+/// Runs the conformance suite against `server` with every API and data
+/// set on, plus `env`, and asserts that nothing failed and at least 700
+/// checks passed; returns the result line.
+pub fn assert_conformance_passes(
+    tools: &Path,
+    server: &Server,
+    results: &Path,
+    env: &[(&str, &str)],
+) -> String {
+    let mut all = env.to_vec();
+    all.extend([
+        ("OCI_API_BLOBS_UPLOAD_CANCEL", "true"),
+        ("OCI_DATA_SPARSE", "true"),
+    ]);
+    let (line, text) = conformance(tools, server, results, &all);
+    assert_eq!(count(&line, "failed"), 0, "{text}");
+    assert!(count(&line, "passed") >= 700, "{line}");
+    line
+}
+
 /// A count from the result line (`P passed, F failed, S skipped`).
 pub fn count(line: &str, what: &str) -> u64 {
     line.split(',')
