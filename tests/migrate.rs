@@ -1,9 +1,10 @@
-//! Format migration: a v1 store written by the v1 build (checked in under
-//! tests/fixtures/v1-store, with what that build read back from it) is
-//! refused by `Store::open` with an error naming `ocidb migrate`, upgraded
-//! by it, and then reads back exactly what the v1 build read. A migration
-//! killed at any point leaves a store that opens as v1 (and migrates
-//! later) or as v2, never a mix.
+//! Format migration: a format-1 and a format-2 store, each written by the
+//! build of its format (checked in under tests/fixtures/v1-store and
+//! v2-store, with what that build read back from it), are refused by
+//! `Store::open` with an error naming `ocidb migrate`, upgraded by it, and
+//! then read back exactly what their build read. A migration killed at any
+//! point leaves a store that opens in the old format (and migrates later)
+//! or in the new one, never a mix.
 
 mod common;
 
@@ -12,15 +13,19 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::cli::{command, fails, ocidb, ok};
+use ocidb::store::STORE_FORMAT;
 use ocidb::{ErrorKind, FsckOptions, ManifestOptions, Store};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-store")
+/// The formats with a fixture store, each written by its own build.
+const OLD_FORMATS: [u8; 2] = [1, 2];
+
+fn fixture(format: u8) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{format}-store"))
 }
 
-/// A writable copy of the v1 store (git keeps no read-only bits, and the
-/// store must be writable anyway).
-fn copy_fixture(to: &Path) -> PathBuf {
+/// A writable copy of the fixture store of `format` (git keeps no
+/// read-only bits, and the store must be writable anyway).
+fn copy_fixture(format: u8, to: &Path) -> PathBuf {
     fn copy_dir(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).expect("mkdir");
         for e in std::fs::read_dir(from).expect("read_dir") {
@@ -34,27 +39,27 @@ fn copy_fixture(to: &Path) -> PathBuf {
         }
     }
     let store = to.join("store");
-    copy_dir(&fixture().join("store"), &store);
+    copy_dir(&fixture(format).join("store"), &store);
     store
 }
 
-fn expected() -> (String, String) {
-    let snap = std::fs::read_to_string(fixture().join("snapshot.txt")).expect("snapshot");
-    let upload = std::fs::read_to_string(fixture().join("upload-id")).expect("upload id");
+fn expected(format: u8) -> (String, String) {
+    let snap = std::fs::read_to_string(fixture(format).join("snapshot.txt")).expect("snapshot");
+    let upload = std::fs::read_to_string(fixture(format).join("upload-id")).expect("upload id");
     (snap, upload)
 }
 
-/// The store opens as v2 and reads back what the v1 build read, or it is
-/// still v1 and says so (in which case it is migrated and checked).
-/// Returns whether it was still v1.
-fn check_either_format(store: &Path) -> bool {
-    let (snap, upload) = expected();
+/// The store opens in the current format and reads back what the old
+/// build read, or it is still in the old `format` and says so (in which
+/// case it is migrated and checked). Returns whether it was still old.
+fn check_either_format(format: u8, store: &Path) -> bool {
+    let (snap, upload) = expected(format);
     let still_v1 = match Store::open(store) {
         Ok(s) => {
             assert_eq!(
                 common::rich::snapshot(&s, &upload),
                 snap,
-                "a v2 store lost something"
+                "a migrated store lost something"
             );
             false
         }
@@ -64,7 +69,7 @@ fn check_either_format(store: &Path) -> bool {
         }
         Err(e) => panic!("the store opens neither as v1 nor as v2: {e}"),
     };
-    let s = Store::open(store).expect("open v2");
+    let s = Store::open(store).expect("open migrated");
     assert_eq!(common::rich::snapshot(&s, &upload), snap);
     let report = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
@@ -73,19 +78,28 @@ fn check_either_format(store: &Path) -> bool {
 }
 
 #[test]
-fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
+fn old_stores_are_refused_then_migrated_and_read_back_the_same() {
+    for format in OLD_FORMATS {
+        refused_then_migrated(format);
+    }
+}
+
+fn refused_then_migrated(format: u8) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = copy_fixture(dir.path());
-    let e = Store::open(&store).expect_err("v1 is refused");
+    let store = copy_fixture(format, dir.path());
+    let e = Store::open(&store).expect_err("an old format is refused");
     assert_eq!(e.kind(), ErrorKind::UpgradeRequired, "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("format 1") && msg.contains("migrate"), "{msg}");
-    // Refused again: opening wrote nothing of format v2.
-    let e = Store::open(&store).expect_err("still v1");
+    assert!(
+        msg.contains(&format!("format {format}")) && msg.contains("migrate"),
+        "{msg}"
+    );
+    // Refused again: opening wrote nothing of the new format.
+    let e = Store::open(&store).expect_err("still old");
     assert_eq!(e.kind(), ErrorKind::UpgradeRequired, "{e}");
 
     let report = Store::migrate(&store).expect("migrate");
-    assert_eq!((report.from, report.to), (1, 2));
+    assert_eq!((report.from, report.to), (format, STORE_FORMAT));
     assert!(report.rows["blobs"] > 200, "{:?}", report.rows);
     for table in [
         "edges_out",
@@ -108,8 +122,8 @@ fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
             report.rows
         );
     }
-    let (snap, upload) = expected();
-    let s = Store::open(&store).expect("open v2");
+    let (snap, upload) = expected(format);
+    let s = Store::open(&store).expect("open migrated");
     assert_eq!(common::rich::snapshot(&s, &upload), snap);
     let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(fsck.is_clean(), "{:?}", fsck.problems);
@@ -144,7 +158,7 @@ fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
     all.extend_from_slice(tail);
     let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &all);
     s.finish_upload(&upload, &d, &tail[..])
-        .expect("finish the v1 upload");
+        .expect("finish the old format's upload");
     assert_eq!(s.read(&d).expect("read"), all);
     s.gc(&common::grace0(false)).expect("gc");
     drop(s);
@@ -154,14 +168,20 @@ fn a_v1_store_is_refused_then_migrated_and_reads_back_the_same() {
     drop(s);
     // Migrating again does nothing.
     let again = Store::migrate(&store).expect("again");
-    assert_eq!((again.from, again.to), (2, 2));
+    assert_eq!((again.from, again.to), (STORE_FORMAT, STORE_FORMAT));
     assert!(again.rows.is_empty());
 }
 
 #[test]
 fn the_cli_names_the_command_and_runs_it() {
+    for format in OLD_FORMATS {
+        cli_migrates(format);
+    }
+}
+
+fn cli_migrates(format: u8) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = copy_fixture(dir.path());
+    let store = copy_fixture(format, dir.path());
     let err = fails(&ocidb(&store, &["repos"]));
     assert!(
         err.contains("migrate") && err.contains(&store.display().to_string()),
@@ -171,7 +191,7 @@ fn the_cli_names_the_command_and_runs_it() {
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         (report["from"].as_u64(), report["to"].as_u64()),
-        (Some(1), Some(2))
+        (Some(u64::from(format)), Some(u64::from(STORE_FORMAT)))
     );
     assert!(report["bytes_after"].as_u64() > Some(0));
     assert_eq!(ok(&ocidb(&store, &["repos"])).lines().count(), 3);
@@ -182,11 +202,17 @@ fn the_cli_names_the_command_and_runs_it() {
 /// of its steps in turn: after each, the store is whole in one format.
 #[test]
 fn a_migration_aborted_at_every_step_leaves_one_format() {
+    for format in OLD_FORMATS {
+        aborted_at_every_step(format);
+    }
+}
+
+fn aborted_at_every_step(format: u8) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut v1, mut v2) = (0, 0);
+    let (mut old, mut new) = (0, 0);
     let mut at = 1;
     loop {
-        let store = copy_fixture(&dir.path().join(format!("step{at}")));
+        let store = copy_fixture(format, &dir.path().join(format!("step{at}")));
         let status = command(&store)
             .args([
                 "debug",
@@ -200,10 +226,10 @@ fn a_migration_aborted_at_every_step_leaves_one_format() {
             .status()
             .expect("run");
         let finished = status.success();
-        if check_either_format(&store) {
-            v1 += 1;
+        if check_either_format(format, &store) {
+            old += 1;
         } else {
-            v2 += 1;
+            new += 1;
         }
         std::fs::remove_dir_all(dir.path().join(format!("step{at}"))).ok();
         if finished {
@@ -213,19 +239,28 @@ fn a_migration_aborted_at_every_step_leaves_one_format() {
         at += 1;
         assert!(at < 500, "the migration never finished");
     }
-    eprintln!("aborted at each of {at} steps: {v1} found format 1, {v2} format 2");
-    assert!(v1 >= 10, "aborts before the rename: {v1}");
+    eprintln!(
+        "from format {format}, aborted at each of {at} steps: {old} found format {format}, \
+         {new} format {STORE_FORMAT}"
+    );
+    assert!(old >= 10, "aborts before the rename: {old}");
     // Aborting at the last step (after the rename), and the completed run.
-    assert!(v2 >= 2, "aborts after the rename: {v2}");
+    assert!(new >= 2, "aborts after the rename: {new}");
 }
 
 /// SIGKILL at random moments during `ocidb migrate`.
 #[test]
 fn migrations_killed_at_random_moments_leave_one_format() {
+    for format in OLD_FORMATS {
+        killed_at_random_moments(format);
+    }
+}
+
+fn killed_at_random_moments(format: u8) {
     let cycles = common::env_u64("OCIDB_MIGRATE_CYCLES", 20);
     let dir = tempfile::tempdir().expect("tempdir");
     // How long a whole migration takes here, to spread the kills over it.
-    let store = copy_fixture(&dir.path().join("timing"));
+    let store = copy_fixture(format, &dir.path().join("timing"));
     let t = std::time::Instant::now();
     ok(&ocidb(&store, &["migrate"]));
     let span = t.elapsed().as_micros() as u64 + 1;
@@ -233,7 +268,7 @@ fn migrations_killed_at_random_moments_leave_one_format() {
     let mut outcomes = [0u32; 2];
     for cycle in 0..cycles {
         let root = dir.path().join(format!("c{cycle}"));
-        let store = copy_fixture(&root);
+        let store = copy_fixture(format, &root);
         let mut child = command(&store)
             .arg("migrate")
             .stdout(Stdio::null())
@@ -243,11 +278,11 @@ fn migrations_killed_at_random_moments_leave_one_format() {
         std::thread::sleep(Duration::from_micros(rng.next() % (span + span / 5)));
         child.kill().ok();
         child.wait().expect("reap");
-        outcomes[usize::from(check_either_format(&store))] += 1;
+        outcomes[usize::from(check_either_format(format, &store))] += 1;
         std::fs::remove_dir_all(&root).ok();
     }
     eprintln!(
-        "killed migrations: {} found v2, {} found v1",
+        "killed migrations from format {format}: {} found format {STORE_FORMAT}, {} found format {format}",
         outcomes[0], outcomes[1]
     );
 }
@@ -259,7 +294,7 @@ fn the_retired_gc_log_table_is_not_carried_over() {
     use redb::{ReadableDatabase as _, TableDefinition, TableHandle as _};
     const OLD: TableDefinition<u64, &[u8; 65]> = TableDefinition::new("gc_log");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = copy_fixture(dir.path());
+    let store = copy_fixture(1, dir.path());
     let file = store.join("ocidb.redb");
     {
         let db = redb::Database::open(&file).expect("raw open");
@@ -297,7 +332,7 @@ fn a_v1_store_without_the_later_tables_migrates() {
     const INTENTS: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("intents");
     const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = copy_fixture(dir.path());
+    let store = copy_fixture(1, dir.path());
     {
         let db = redb::Database::open(store.join("ocidb.redb")).expect("raw open");
         let txn = db.begin_write().expect("txn");

@@ -47,10 +47,12 @@ fuzz_target!(|data: &[u8]| {
     match s.put_manifest("fuzz/repo", body, &opts) {
         Ok(put) => {
             assert_eq!(put.digest, digest);
+            // Its body unpacks to exactly the bytes put (format 3 packs
+            // inline bodies), and the index entries it wrote decode back
+            // (the binary values): its edges, and the referrers of its
+            // subject.
             let got = s.read(&digest).expect("stored manifest reads back");
             assert_eq!(got, body);
-            // The index entries it wrote decode back (format 2's binary
-            // values): its edges, and the referrers of its subject.
             let edges = s.successors(&digest).expect("stored edges decode");
             for e in &edges {
                 if e.kind == ocidb::EdgeKind::Subject {

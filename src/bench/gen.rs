@@ -387,7 +387,11 @@ pub fn generate_into_store(
                         media_type: Some(m.media_type.to_string()),
                         digest: Some(m.digest),
                         tags: m.tags.clone(),
-                        no_sync: true,
+                        // Each batch is a durable commit, as each of the
+                        // fair SQLite peer's is (synchronous=FULL). It also
+                        // bounds the file: redb reuses the pages a commit
+                        // frees only once a durable commit follows it.
+                        no_sync: false,
                         ..ManifestOptions::default()
                     },
                 )
@@ -397,7 +401,6 @@ pub fn generate_into_store(
         made += items.len() as u64;
         progress(made);
     }
-    store.sync()?;
     Ok(Generated {
         manifests: made,
         seconds: started.elapsed().as_secs_f64(),

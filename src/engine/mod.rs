@@ -3,6 +3,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod open;
+pub(crate) mod repo_ids;
 pub(crate) mod shared;
 pub(crate) mod writer;
 

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// The most recent GC deletions, so that a request that needed one of
     /// them gets [`Error::Swept`] (retry) rather than a plain "not found".
     pub swept: Mutex<RecentlySwept>,
+    /// Repository name → id for reads (see `engine::repo_ids`).
+    pub repo_ids: super::repo_ids::RepoIds,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -76,6 +78,7 @@ impl Shared {
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             unavailable: std::sync::OnceLock::new(),
+            repo_ids: Default::default(),
         }
     }
 

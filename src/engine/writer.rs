@@ -476,6 +476,7 @@ impl Writer {
             self.shared.poison(&e);
             return Err(e);
         }
+        self.shared.repo_ids.after_commit();
         self.settled.clear();
         for d in removes {
             // Recorded by a non-durable commit and deleted before any

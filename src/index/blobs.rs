@@ -3,6 +3,7 @@
 use crate::engine::Batch;
 use crate::error::Result;
 use crate::oci::digest::Digest;
+use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
 
 /// A put of stored content counts as fresh: its grace period restarts, so
@@ -49,7 +50,8 @@ pub(crate) fn insert_blob(
     };
     b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
     if let Some(bytes) = inline {
-        b.t.inline.insert(key.as_slice(), bytes)?;
+        b.t.inline
+            .insert(key.as_slice(), body::pack(bytes).as_slice())?;
     }
     Ok(true)
 }

@@ -20,7 +20,11 @@ use crate::schema::record::{BlobRecord, Placement};
 pub(crate) struct PreparedManifest {
     pub repo: String,
     pub digest: Digest,
-    pub body: Vec<u8>,
+    /// The body's length.
+    pub size: u64,
+    /// The body as the `inline` table stores it (`schema::body`), packed
+    /// by the caller's thread, not the writer's.
+    pub packed: Vec<u8>,
     pub media_type: Option<String>,
     pub parsed: Option<ParsedManifest>,
     pub tags: Vec<String>,
@@ -77,7 +81,7 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
 pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
     check_children(b, p)?;
     let key = p.digest.to_key();
-    let size = p.body.len() as u64;
+    let size = p.size;
     let existing = record_in(b, &p.digest)?;
     if let Some(rec) = &existing {
         if rec.manifest && rec.media_type != p.media_type {
@@ -92,7 +96,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
     let rec = match existing {
         None => {
-            b.t.inline.insert(key.as_slice(), p.body.as_slice())?;
+            b.t.inline.insert(key.as_slice(), p.packed.as_slice())?;
             BlobRecord {
                 size,
                 created_ms: b.now_ms,

@@ -54,6 +54,7 @@ pub(crate) fn remove_repo_if_empty(b: &mut Batch<'_>, repo: &str) -> Result<()> 
     {
         return Ok(());
     }
+    b.shared.repo_ids.note_removal();
     b.t.repos.remove(repo)?;
     Ok(())
 }

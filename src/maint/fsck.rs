@@ -15,6 +15,7 @@ use crate::index::repos::repo_names;
 use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::EdgeKind;
+use crate::schema::body;
 use crate::schema::keys;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::{BlobRecord, Placement};
@@ -253,7 +254,17 @@ impl Store {
         let actual = match rec.placement {
             Placement::Inline => match inline.get(d.to_key().as_slice()) {
                 Ok(Some(g)) => {
-                    let b = g.value();
+                    let b =
+                        match body::unpack(g.value()) {
+                            Ok(b) => b,
+                            Err(e) => return Some(problem(
+                                "corrupt-blob",
+                                Some(*d),
+                                format!(
+                                    "{e}; kept for inspection, restore it from a copy or delete it"
+                                ),
+                            )),
+                        };
                     if b.len() as u64 != rec.size {
                         return Some(problem(
                             "size-mismatch",
@@ -261,7 +272,7 @@ impl Store {
                             format!("recorded as {} bytes, {} stored inline", rec.size, b.len()),
                         ));
                     }
-                    Hasher::digest_of(d.algorithm(), b)
+                    Hasher::digest_of(d.algorithm(), &b)
                 }
                 Ok(None) => {
                     return Some(problem(

@@ -1,10 +1,10 @@
-//! Upgrading a format v1 store to format v2 (docs/format.md, "Upgrade").
+//! Upgrading a format 1 or 2 store to format 3 (docs/format.md, "Upgrade").
 //!
-//! The v2 database is written beside the v1 file, under a temporary name,
-//! from one read snapshot of v1; it is made durable, then renamed over
-//! `ocidb.redb` and the directory synced. A crash before the rename leaves
-//! the v1 file untouched (the temporary file is discarded by the next
-//! attempt); after it, the v2 file is complete. So a store is always one
+//! The new database is written beside the old file, under a temporary
+//! name, from one read snapshot of it; it is made durable, then renamed
+//! over `ocidb.redb` and the directory synced. A crash before the rename
+//! leaves the old file untouched (the temporary file is discarded by the
+//! next attempt); after it, the new file is complete. So a store is always one
 //! format or the other, never a mix. Blob files, upload files and the
 //! store's layout outside the database do not change between formats.
 
@@ -17,6 +17,7 @@ use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, Tabl
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind};
+use crate::schema::body;
 use crate::schema::keys;
 use crate::schema::record::{BlobRecord, VALUE_FORMAT_V1};
 use crate::schema::tables;
@@ -143,7 +144,7 @@ pub fn migrate(
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    if from != 1 {
+    if !(1..target).contains(&from) {
         return Err(Error::NotAStore {
             path: dir.to_path_buf(),
             reason: format!("on-disk format {from} cannot be upgraded to {target}"),
@@ -160,7 +161,12 @@ pub fn migrate(
             progress,
             rows: &mut report.rows,
         };
-        copy.all(&old.begin_read()?)?;
+        let snapshot = old.begin_read()?;
+        if from == 1 {
+            copy.copy_v1(&snapshot)?;
+        } else {
+            copy.copy_v2(&snapshot)?;
+        }
         // Written last, with a durable commit that also makes every
         // earlier (non-durable) batch durable.
         let txn = new.begin_write()?;
@@ -244,7 +250,78 @@ struct Copy<'a> {
 type Row = (Vec<u8>, Vec<u8>);
 
 impl Copy<'_> {
-    fn all(&mut self, old: &redb::ReadTransaction) -> Result<()> {
+    /// Format 2 differs from format 3 only in the inline table's values
+    /// (packed bodies, `schema::body`): every other table is copied as it
+    /// is, in key order.
+    fn copy_v2(&mut self, old: &redb::ReadTransaction) -> Result<()> {
+        self.same(old, tables::META, "meta")?;
+        self.same(old, tables::ARTIFACT_TYPES, "artifact_types")?;
+        self.same(old, tables::REPOS, "repos")?;
+        self.same(old, tables::LEASES, "leases")?;
+        self.same(old, tables::UPLOADS, "uploads")?;
+        for (def, name) in [
+            (tables::BLOBS, "blobs"),
+            (tables::EDGES_OUT, "edges_out"),
+            (tables::REFERRERS, "referrers"),
+            (tables::TAGS, "tags"),
+            (tables::INTENTS, "intents"),
+        ] {
+            self.bytes_as_is(old, def, name, |v| Ok(v.to_vec()))?;
+        }
+        self.bytes_as_is(old, tables::INLINE, "inline", |v| Ok(body::pack(v)))?;
+        for (def, name) in [
+            (tables::EDGES_IN, "edges_in"),
+            (tables::TAGGED, "tagged"),
+            (tables::MEMBER_OF, "member_of"),
+            (tables::LEASE_ITEMS, "lease_items"),
+        ] {
+            if let Some(t) = existing(old.open_table(def))? {
+                self.pump_keys(def, name, t.iter()?.map(|e| Ok(e?.0.value().to_vec())))?;
+            }
+        }
+        let Some(t) = existing(old.open_table(tables::MEMBERS))? else {
+            return Ok(());
+        };
+        let rows = t.iter()?.map(|e| {
+            let (k, v) = e?;
+            Ok((k.value().to_vec(), v.value()))
+        });
+        self.write_members(rows)
+    }
+
+    /// Copies a byte-keyed table of format 2, its keys as they are and its
+    /// values through `value`.
+    fn bytes_as_is(
+        &mut self,
+        old: &redb::ReadTransaction,
+        def: TableDefinition<&[u8], &[u8]>,
+        name: &'static str,
+        value: impl Fn(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let Some(t) = existing(old.open_table(def))? else {
+            return Ok(());
+        };
+        self.pump_bytes(
+            def,
+            name,
+            t.iter()?.map(|e| {
+                let (k, v) = e?;
+                Ok((k.value().to_vec(), value(v.value())?))
+            }),
+        )
+    }
+
+    fn write_members(&mut self, rows: impl Iterator<Item = Result<(Vec<u8>, u8)>>) -> Result<()> {
+        self.pump(rows, "members", |txn, batch| {
+            let mut t = txn.open_table(tables::MEMBERS)?;
+            for (k, v) in batch.drain(..) {
+                t.insert(k.as_slice(), v)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn copy_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
         // Tables whose types did not change. META's format entry is
         // copied too and overwritten by the last commit.
         self.same(old, tables::META, "meta")?;
@@ -266,8 +343,8 @@ impl Copy<'_> {
                 }),
             )?;
         }
-        self.rekeyed(old, v1::INLINE, tables::INLINE, "inline")?;
-        self.rekeyed(old, v1::INTENTS, tables::INTENTS, "intents")?;
+        self.rekeyed(old, v1::INLINE, tables::INLINE, "inline", body::pack)?;
+        self.rekeyed(old, v1::INTENTS, tables::INTENTS, "intents", <[u8]>::to_vec)?;
         if let Some(t) = existing(old.open_table(v1::EDGES_OUT))? {
             self.pump_bytes(
                 tables::EDGES_OUT,
@@ -379,13 +456,7 @@ impl Copy<'_> {
             let (k, v) = e?;
             Ok((id_then_digest(k.value())?, v.value()))
         });
-        self.pump(rows, "members", |txn, batch| {
-            let mut t = txn.open_table(tables::MEMBERS)?;
-            for (k, v) in batch.drain(..) {
-                t.insert(k.as_slice(), v)?;
-            }
-            Ok(())
-        })
+        self.write_members(rows)
     }
 
     /// Writes converted rows in batches, one (non-durable) transaction each.
@@ -424,14 +495,15 @@ impl Copy<'_> {
         (self.progress)(&MigrateStep::Copied { table, rows });
     }
 
-    /// Copies a table whose only change is its digest key (the values are
-    /// the same bytes in both formats).
+    /// Copies a v1 table whose key is a digest key, its values through
+    /// `value`.
     fn rekeyed(
         &mut self,
         old: &redb::ReadTransaction,
         from: TableDefinition<&v1::K, &[u8]>,
         to: TableDefinition<&[u8], &[u8]>,
         name: &'static str,
+        value: fn(&[u8]) -> Vec<u8>,
     ) -> Result<()> {
         let Some(t) = existing(old.open_table(from))? else {
             return Ok(());
@@ -441,7 +513,7 @@ impl Copy<'_> {
             name,
             t.iter()?.map(|e| {
                 let (k, v) = e?;
-                Ok((dkey(k.value())?, v.value().to_vec()))
+                Ok((dkey(k.value())?, value(v.value())))
             }),
         )
     }
@@ -545,7 +617,7 @@ fn existing<T>(t: std::result::Result<T, redb::TableError>) -> Result<Option<T>>
 
 fn in_table(table: &str, e: Error) -> Error {
     match e {
-        Error::Corrupt(m) => Error::Corrupt(format!("v1 table {table}: {m}")),
+        Error::Corrupt(m) => Error::Corrupt(format!("table {table} of the old format: {m}")),
         other => other,
     }
 }

@@ -1,4 +1,4 @@
-//! Format v2's compact value encoding: varints, strings as one-byte codes
+//! The compact value encoding (since format 2): varints, strings as one-byte codes
 //! for the media types everyone uses (a literal otherwise), and
 //! descriptors in binary with a JSON tail for the rare free-form fields.
 //! Every decoder checks bounds and returns `Error::Corrupt` naming what

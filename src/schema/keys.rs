@@ -1,4 +1,4 @@
-//! Key builders and value codecs for the graph tables (format v2). Keys
+//! Key builders and value codecs for the graph tables (since format 2). Keys
 //! are built from self-delimiting digest keys (`[tag][hash]`), so a key
 //! that holds a digest and more fields splits unambiguously, and a prefix
 //! of whole fields is a range. The layouts are documented in

@@ -1,6 +1,7 @@
 //! The redb schema: table definitions, key layouts and record codecs.
 //! Values only; nothing here opens a transaction of its own.
 
+pub(crate) mod body;
 pub(crate) mod codec;
 pub(crate) mod keys;
 pub(crate) mod record;

@@ -1,4 +1,4 @@
-//! The redb table definitions (format v2): the whole schema in one place.
+//! The redb table definitions (format 3): the whole schema in one place.
 //! Key layouts are documented in docs/format.md; every key that holds a
 //! digest holds its key form, `[algorithm tag][hash]` (33 bytes for
 //! sha256), which is self-delimiting, so composite keys need no padding.

@@ -206,7 +206,7 @@ impl Store {
     /// `repeated`. Missing nodes are reported, not errors.
     pub fn walk(&self, repo: &str, reference: &Reference) -> Result<WalkNode> {
         let root = self.resolve(repo, reference)?;
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
         let tags = tag_entries(&txn, repo_id)?;
         let mut tags_by_digest: BTreeMap<Digest, Vec<String>> = BTreeMap::new();

@@ -12,7 +12,7 @@ use crate::oci::hasher::Hasher;
 use crate::oci::manifest::{self};
 use crate::oci::names::{self, Reference};
 use crate::schema::keys::{self};
-use crate::schema::tables::{self, MEMBERS, TAGS};
+use crate::schema::tables::{MEMBERS, TAGS};
 use crate::BlobInfo;
 
 /// How to put one manifest.
@@ -134,7 +134,8 @@ impl Store {
         Ok(PreparedManifest {
             repo: repo.to_string(),
             digest,
-            body: body.to_vec(),
+            size: body.len() as u64,
+            packed: crate::schema::body::pack(body),
             media_type,
             parsed,
             tags: opts.tags.clone(),
@@ -212,7 +213,7 @@ impl Store {
 
     /// Resolves a tag or digest inside a repository to a manifest digest.
     pub fn resolve(&self, repo: &str, reference: &Reference) -> Result<Digest> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
         match reference {
             Reference::Tag(tag) => {

@@ -9,6 +9,7 @@ mod manifests;
 mod put;
 mod read;
 mod referrers;
+mod snapshot;
 mod tags;
 mod uploads;
 

@@ -10,6 +10,7 @@ use crate::index::blobs::record_in;
 use crate::index::remove::remove_blob_in;
 use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
+use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
 use crate::schema::tables::{self, BLOBS, INLINE, INTENTS, MEMBERS};
 
@@ -91,9 +92,9 @@ impl Store {
             Placement::Inline => {
                 let t = txn.open_table(INLINE)?;
                 let g = inline_bytes(&t, d)?;
-                let bytes = g.value();
+                let bytes = body::unpack(g.value())?;
                 check_len(d, &rec, bytes.len() as u64)?;
-                Hasher::digest_of(d.algorithm(), bytes)
+                Hasher::digest_of(d.algorithm(), &bytes)
             }
             Placement::File => {
                 let r = self.open_bytes(&txn, d)?.ok_or_else(|| {
@@ -128,7 +129,7 @@ impl Store {
         d: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<(BlobInfo, BlobReader)> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let rec = self.record_in_repo(&txn, repo, d)?;
         let r = self.reader_in(&txn, d, rec.clone(), range)?;
         Ok((info(d, rec), r))
@@ -137,13 +138,13 @@ impl Store {
     /// A blob's metadata if `repo` holds it (`HEAD /v2/<repo>/blobs/`), in
     /// one read snapshot.
     pub fn stat_in_repo(&self, repo: &str, d: &Digest) -> Result<BlobInfo> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         Ok(info(d, self.record_in_repo(&txn, repo, d)?))
     }
 
     fn record_in_repo(
         &self,
-        txn: &redb::ReadTransaction,
+        txn: &super::snapshot::Snapshot,
         repo: &str,
         d: &Digest,
     ) -> Result<BlobRecord> {
@@ -152,7 +153,7 @@ impl Store {
             digest: *d,
             hint: String::new(),
         };
-        let Some(id) = crate::index::repos::repo_id(txn, repo)? else {
+        let Some(id) = self.repo_id(txn, repo)? else {
             return Err(missing());
         };
         let members = txn.open_table(MEMBERS)?;
@@ -190,7 +191,7 @@ impl Store {
             Placement::Inline => {
                 let t = txn.open_table(INLINE)?;
                 let g = inline_bytes(&t, d)?;
-                let bytes = g.value();
+                let bytes = body::unpack(g.value())?;
                 let slice = bytes.get(start as usize..end as usize).ok_or_else(|| {
                     Error::Corrupt(format!(
                         "{d} is recorded as {} bytes but {} are stored",

@@ -5,13 +5,12 @@ use serde::Serialize;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::index::referrers::artifact_type_id;
-use crate::index::repos::repo_id;
 use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::names::{self};
 use crate::schema::keys::{self};
-use crate::schema::tables::{self, REFERRERS};
+use crate::schema::tables::REFERRERS;
 
 /// An OCI image index: the referrers API response body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -126,9 +125,9 @@ impl Store {
             filters_applied,
             next: None,
         };
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         // An unknown repository has no referrers: an empty list, never "not found".
-        let Some(repo_id) = repo_id(&txn, repo)? else {
+        let Some(repo_id) = self.repo_id(&txn, repo)? else {
             return Ok(empty(filters_applied));
         };
         let at_id = match q.artifact_type {

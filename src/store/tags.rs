@@ -1,12 +1,12 @@
 //! Tags, repositories and membership, as the distribution API sees them.
 
-use redb::{ReadTransaction, ReadableTable as _};
+use redb::ReadableTable as _;
 
+use super::snapshot::Snapshot;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::index::repos::lookup_repo_w;
 use crate::index::repos::member_kind;
-use crate::index::repos::repo_id;
 use crate::index::repos::repo_names;
 use crate::index::tags::list_tags;
 use crate::index::tags::set_tag;
@@ -93,8 +93,8 @@ impl Store {
     /// How `d` belongs to `repo`: `Some(true)` as a manifest (what tags may
     /// point at, parsed or opaque), `Some(false)` as a blob.
     pub(crate) fn member_as(&self, repo: &str, d: &Digest) -> Result<Option<bool>> {
-        let txn = tables::begin_read(&self.db)?;
-        let Some(id) = repo_id(&txn, repo)? else {
+        let txn = self.snapshot()?;
+        let Some(id) = self.repo_id(&txn, repo)? else {
             return Ok(None);
         };
         let t = txn.open_table(MEMBERS)?;
@@ -104,14 +104,14 @@ impl Store {
 
     /// Tags of a repository, sorted, after `last` (exclusive), at most `n`.
     pub fn tags(&self, repo: &str, last: Option<&str>, n: Option<usize>) -> Result<Vec<String>> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
         list_tags(&txn, repo_id, last, n)
     }
 
     /// Tags of a repository with their digests, sorted by tag.
     pub fn tag_map(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
         tag_entries(&txn, repo_id)
     }
@@ -174,7 +174,7 @@ impl Store {
 
     /// Members of a repository: (digest, is_manifest).
     pub fn members(&self, repo: &str) -> Result<Vec<(Digest, bool)>> {
-        let txn = tables::begin_read(&self.db)?;
+        let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
         let t = txn.open_table(MEMBERS)?;
         let (lo, hi) = keys::member_range(repo_id);
@@ -201,9 +201,9 @@ impl Store {
         self.get(d)
     }
 
-    pub(crate) fn require_repo(&self, txn: &ReadTransaction, repo: &str) -> Result<u64> {
+    pub(crate) fn require_repo(&self, snap: &Snapshot, repo: &str) -> Result<u64> {
         names::validate_repository(repo)?;
-        match repo_id(txn, repo)? {
+        match self.repo_id(snap, repo)? {
             Some(id) => Ok(id),
             // Only the name asked for: listing the others would leak
             // other tenants' names through a registry front.

@@ -6,7 +6,9 @@
 use redb::{Database, ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).ok_or("usage: table_stats STORE_DIR")?;
+    let dir = std::env::args()
+        .nth(1)
+        .ok_or("usage: table_stats STORE_DIR")?;
     let path = std::path::Path::new(&dir).join("ocidb.redb");
     let db = Database::open(&path)?;
     let txn = db.begin_read()?;

@@ -139,6 +139,14 @@ pub(super) fn size_rows(
             .map_err(|e| Error::io(format!("reading the size of {}", p.display()), e))
     };
     let fresh = len(&db)?;
+    // The file's length counts the doubling's unwritten tail, which takes
+    // no disk (a hole); the blocks allocated are what it costs on disk.
+    let allocated = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(&db)
+            .map(|m| m.blocks() * 512)
+            .map_err(|e| Error::io(format!("reading the blocks of {}", db.display()), e))?
+    };
     // redb grows a file by doubling it (up to 4 GiB, then 4 GiB at a
     // time), so the fresh file's length is quantised; the pages in use are
     // what the data takes before any compaction.
@@ -163,7 +171,8 @@ pub(super) fn size_rows(
         vs_manifest_bytes: bytes as f64 / manifest_bytes.max(1) as f64,
     };
     Ok(vec![
-        mk("ocidb, fresh (no compact)", fresh),
+        mk("ocidb, fresh (no compact): file length", fresh),
+        mk("ocidb, fresh: blocks allocated on disk (du)", allocated),
         mk(
             "ocidb, fresh: pages in use (redb's allocated pages)",
             in_use,
