@@ -68,7 +68,10 @@ impl RepoIds {
 
     fn invalidate(&self) {
         // A poisoned lock still holds a usable map: clear it regardless.
-        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.generation.fetch_add(1, Ordering::AcqRel);
         map.clear();
     }

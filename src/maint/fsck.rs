@@ -254,17 +254,18 @@ impl Store {
         let actual = match rec.placement {
             Placement::Inline => match inline.get(d.to_key().as_slice()) {
                 Ok(Some(g)) => {
-                    let b =
-                        match body::unpack(g.value()) {
-                            Ok(b) => b,
-                            Err(e) => return Some(problem(
+                    let b = match body::unpack(g.value()) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return Some(problem(
                                 "corrupt-blob",
                                 Some(*d),
                                 format!(
                                     "{e}; kept for inspection, restore it from a copy or delete it"
                                 ),
-                            )),
-                        };
+                            ))
+                        }
+                    };
                     if b.len() as u64 != rec.size {
                         return Some(problem(
                             "size-mismatch",

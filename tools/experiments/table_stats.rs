@@ -2,8 +2,14 @@
 //! an `ocidb.redb` file, and the database's totals.
 //!
 //! `cargo run --release --example table_stats -- STORE_DIR`
+//!
+//! Also how well the inline bodies pack (format 3, `schema::body`): their
+//! stored bytes against the blobs' sizes.
 
-use redb::{Database, ReadableDatabase as _, ReadableTableMetadata as _, TableHandle as _};
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    TableHandle as _,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
@@ -48,5 +54,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mib(s.fragmented_bytes())
     );
     w.abort()?;
+    // Stored length and packing of every inline body.
+    const INLINE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("inline");
+    let mut inline = Vec::new();
+    {
+        let txn = db.begin_read()?;
+        for e in txn.open_table(INLINE)?.iter()? {
+            let (k, v) = e?;
+            let v = v.value();
+            inline.push((
+                ocidb::Digest::from_key(k.value())?,
+                v.len() as u64,
+                v.first() == Some(&1),
+            ));
+        }
+    }
+    drop(db);
+    let store = ocidb::Store::open(&dir)?;
+    let (mut stored, mut size, mut packed) = (0u64, 0u64, 0usize);
+    let (mut packed_stored, mut packed_size) = (0u64, 0u64);
+    for (d, len, p) in &inline {
+        let n = store.stat(d)?.size;
+        stored += len;
+        size += n;
+        if *p {
+            packed += 1;
+            packed_stored += len;
+            packed_size += n;
+        }
+    }
+    println!(
+        "inline bodies: {} ({} packed, {} verbatim), {:.2} MiB as put, {:.2} MiB stored: {:.1}%",
+        inline.len(),
+        packed,
+        inline.len() - packed,
+        mib(size),
+        mib(stored),
+        100.0 * stored as f64 / size.max(1) as f64
+    );
+    println!(
+        "packed ones: {:.1}% of their size",
+        100.0 * packed_stored as f64 / packed_size.max(1) as f64
+    );
     Ok(())
 }
