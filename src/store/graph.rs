@@ -185,16 +185,24 @@ impl Store {
         let t = txn.open_table(EDGES_IN)?;
         let (lo, hi) = keys::edge_in_range(d);
         let mut out: Vec<Parent> = Vec::new();
+        // The last parent's key bytes: a popular layer has thousands of
+        // parents, so each key is split without decoding the child (the
+        // range's own prefix) and a parent is decoded once.
+        let mut last: Option<crate::oci::digest::DigestKey> = None;
         for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, _) = e?;
-            let (_, parent, kind) = keys::split_edge_in(k.value())?;
+            let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;
             // Keys sort by parent then kind, so one parent's kinds are adjacent.
             match out.last_mut() {
-                Some(p) if p.digest == parent => p.kinds.push(kind),
-                _ => out.push(Parent {
-                    digest: parent,
-                    kinds: vec![kind],
-                }),
+                Some(p) if last.is_some_and(|l| l.as_slice() == parent) => p.kinds.push(kind),
+                _ => {
+                    let digest = Digest::from_key(parent)?;
+                    last = Some(digest.to_key());
+                    out.push(Parent {
+                        digest,
+                        kinds: vec![kind],
+                    });
+                }
             }
         }
         Ok(out)
