@@ -266,9 +266,17 @@ impl Copy<'_> {
             (tables::TAGS, "tags"),
             (tables::INTENTS, "intents"),
         ] {
-            self.bytes_as_is(old, def, name, |v| Ok(v.to_vec()))?;
+            self.convert(old, def, def, name, |k| Ok(k.to_vec()), <[u8]>::to_vec)?;
         }
-        self.bytes_as_is(old, tables::INLINE, "inline", |v| Ok(body::pack(v)))?;
+        let same_key = |k: &[u8]| Ok(k.to_vec());
+        self.convert(
+            old,
+            tables::INLINE,
+            tables::INLINE,
+            "inline",
+            same_key,
+            body::pack,
+        )?;
         for (def, name) in [
             (tables::EDGES_IN, "edges_in"),
             (tables::TAGGED, "tagged"),
@@ -289,24 +297,26 @@ impl Copy<'_> {
         self.write_members(rows)
     }
 
-    /// Copies a byte-keyed table of format 2, its keys as they are and its
-    /// values through `value`.
-    fn bytes_as_is(
+    /// Copies a table whose values are bytes, its keys through `key` and
+    /// its values through `value`.
+    fn convert<K: redb::Key + 'static>(
         &mut self,
         old: &redb::ReadTransaction,
-        def: TableDefinition<&[u8], &[u8]>,
+        from: TableDefinition<K, &[u8]>,
+        to: TableDefinition<&[u8], &[u8]>,
         name: &'static str,
-        value: impl Fn(&[u8]) -> Result<Vec<u8>>,
+        key: impl for<'k> Fn(K::SelfType<'k>) -> Result<Vec<u8>>,
+        value: impl Fn(&[u8]) -> Vec<u8>,
     ) -> Result<()> {
-        let Some(t) = existing(old.open_table(def))? else {
+        let Some(t) = existing(old.open_table(from))? else {
             return Ok(());
         };
         self.pump_bytes(
-            def,
+            to,
             name,
             t.iter()?.map(|e| {
                 let (k, v) = e?;
-                Ok((k.value().to_vec(), value(v.value())?))
+                Ok((key(k.value())?, value(v.value())))
             }),
         )
     }
@@ -343,8 +353,23 @@ impl Copy<'_> {
                 }),
             )?;
         }
-        self.rekeyed(old, v1::INLINE, tables::INLINE, "inline", body::pack)?;
-        self.rekeyed(old, v1::INTENTS, tables::INTENTS, "intents", <[u8]>::to_vec)?;
+        let v1_key = |k: &[u8; 65]| dkey(k);
+        self.convert(
+            old,
+            v1::INLINE,
+            tables::INLINE,
+            "inline",
+            v1_key,
+            body::pack,
+        )?;
+        self.convert(
+            old,
+            v1::INTENTS,
+            tables::INTENTS,
+            "intents",
+            v1_key,
+            <[u8]>::to_vec,
+        )?;
         if let Some(t) = existing(old.open_table(v1::EDGES_OUT))? {
             self.pump_bytes(
                 tables::EDGES_OUT,
@@ -493,29 +518,6 @@ impl Copy<'_> {
     fn copied(&mut self, table: &'static str, rows: u64) {
         self.rows.insert(table.to_string(), rows);
         (self.progress)(&MigrateStep::Copied { table, rows });
-    }
-
-    /// Copies a v1 table whose key is a digest key, its values through
-    /// `value`.
-    fn rekeyed(
-        &mut self,
-        old: &redb::ReadTransaction,
-        from: TableDefinition<&v1::K, &[u8]>,
-        to: TableDefinition<&[u8], &[u8]>,
-        name: &'static str,
-        value: fn(&[u8]) -> Vec<u8>,
-    ) -> Result<()> {
-        let Some(t) = existing(old.open_table(from))? else {
-            return Ok(());
-        };
-        self.pump_bytes(
-            to,
-            name,
-            t.iter()?.map(|e| {
-                let (k, v) = e?;
-                Ok((dkey(k.value())?, value(v.value())))
-            }),
-        )
     }
 
     fn pump_bytes(

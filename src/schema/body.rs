@@ -38,7 +38,9 @@ const WORD: u8 = 0x03;
 /// Docker manifest, index and config formats and common annotation keys.
 /// Index = position here, after `WELL_KNOWN`'s media types (which come
 /// first, at 0..WELL_KNOWN.len()). **Frozen in format 3; append only**
-/// (both lists; at most 256 entries in all).
+/// (both lists; at most 256 entries in all). Not shared with
+/// `oci::json_keys::SPEC_FIELDS`: that list follows the specs' validation
+/// rules and may change; this one is part of the on-disk format.
 const FIELDS: &[&str] = &[
     "schemaVersion",
     "mediaType",
