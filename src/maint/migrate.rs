@@ -254,11 +254,7 @@ impl Copy<'_> {
     /// (packed bodies, `schema::body`): every other table is copied as it
     /// is, in key order.
     fn copy_v2(&mut self, old: &redb::ReadTransaction) -> Result<()> {
-        self.same(old, tables::META, "meta")?;
-        self.same(old, tables::ARTIFACT_TYPES, "artifact_types")?;
-        self.same(old, tables::REPOS, "repos")?;
-        self.same(old, tables::LEASES, "leases")?;
-        self.same(old, tables::UPLOADS, "uploads")?;
+        self.unchanged_since_v1(old)?;
         for (def, name) in [
             (tables::BLOBS, "blobs"),
             (tables::EDGES_OUT, "edges_out"),
@@ -331,14 +327,18 @@ impl Copy<'_> {
         })
     }
 
-    fn copy_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
-        // Tables whose types did not change. META's format entry is
-        // copied too and overwritten by the last commit.
+    /// The small tables no format changed. META's format entry is copied
+    /// too and overwritten by the last commit.
+    fn unchanged_since_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
         self.same(old, tables::META, "meta")?;
         self.same(old, tables::ARTIFACT_TYPES, "artifact_types")?;
         self.same(old, tables::REPOS, "repos")?;
         self.same(old, tables::LEASES, "leases")?;
-        self.same(old, tables::UPLOADS, "uploads")?;
+        self.same(old, tables::UPLOADS, "uploads")
+    }
+
+    fn copy_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
+        self.unchanged_since_v1(old)?;
 
         if let Some(t) = existing(old.open_table(v1::BLOBS))? {
             self.pump_bytes(
