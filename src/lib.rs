@@ -53,7 +53,7 @@ pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use maint::fsck::{FsckOptions, FsckReport, Problem};
 pub use maint::migrate::{MigrateOptions, MigrateReport, MigrateStep};
 pub use maint::stats::{RepoStats, Stats};
-pub use manifest::{Descriptor, EdgeKind, ManifestParser, ParsedManifest};
+pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use schema::record::Placement;
 pub use store::{

@@ -120,7 +120,10 @@ fn seed_scenario_helm_chart_refers_to_two_images() {
     let preds = s.predecessors(&wp).expect("predecessors");
     assert_eq!(preds.len(), 1);
     assert_eq!(preds[0].digest, chart_d);
-    assert_eq!(preds[0].kinds, vec![EdgeKind::Manifest]);
+    assert_eq!(
+        preds[0].kinds.iter().collect::<Vec<_>>(),
+        vec![EdgeKind::Manifest]
+    );
 
     let walk = s
         .walk("charts/wordpress", &Reference::Tag("1.0.0".into()))

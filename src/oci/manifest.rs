@@ -140,6 +140,59 @@ pub enum EdgeKind {
     Subject,
 }
 
+/// A set of edge kinds (how one parent refers to one child: an index may
+/// list the same manifest as a child and be its referrer). Iterates, prints
+/// and serializes as a list in code order. A set, not a `Vec`, so that
+/// listing thousands of parents allocates nothing per parent.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct EdgeKinds(u8);
+
+impl EdgeKinds {
+    /// The set holding `kind`.
+    pub fn of(kind: EdgeKind) -> EdgeKinds {
+        EdgeKinds(1 << kind.code())
+    }
+
+    /// Adds `kind`.
+    pub fn insert(&mut self, kind: EdgeKind) {
+        self.0 |= 1 << kind.code();
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(&self, kind: EdgeKind) -> bool {
+        self.0 & (1 << kind.code()) != 0
+    }
+
+    /// How many kinds.
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds, in code order (config, layer, manifest, blob, subject).
+    pub fn iter(&self) -> impl Iterator<Item = EdgeKind> + '_ {
+        (1..=5)
+            .filter(|c| self.0 & (1 << c) != 0)
+            .filter_map(EdgeKind::from_code)
+    }
+}
+
+impl std::fmt::Debug for EdgeKinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for EdgeKinds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 impl EdgeKind {
     pub(crate) const fn code(self) -> u8 {
         match self {
@@ -442,6 +495,25 @@ fn check_unambiguous(media_type: &str, doc: &Doc) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_kinds_list_in_code_order_as_the_vec_they_replace() {
+        let mut k = EdgeKinds::of(EdgeKind::Subject);
+        k.insert(EdgeKind::Manifest);
+        k.insert(EdgeKind::Manifest);
+        assert_eq!(k.len(), 2);
+        assert!(k.contains(EdgeKind::Manifest) && !k.contains(EdgeKind::Layer));
+        assert_eq!(
+            k.iter().collect::<Vec<_>>(),
+            vec![EdgeKind::Manifest, EdgeKind::Subject]
+        );
+        assert_eq!(format!("{k:?}"), "[Manifest, Subject]");
+        assert_eq!(
+            serde_json::to_string(&k).expect("json"),
+            r#"["manifest","subject"]"#
+        );
+        assert!(EdgeKinds::default().is_empty());
+    }
     use crate::oci::hasher::Hasher;
     use proptest::prelude::*;
 

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::index::edges::edges_of;
 use crate::index::tags::tag_entries;
 use crate::oci::digest::Digest;
-use crate::oci::manifest::{Descriptor, EdgeKind};
+use crate::oci::manifest::{Descriptor, EdgeKind, EdgeKinds};
 use crate::oci::names::Reference;
 use crate::schema::keys::{self};
 use crate::schema::record;
@@ -35,7 +35,7 @@ pub struct Parent {
     /// The parent's digest.
     pub digest: Digest,
     /// How the parent refers to the child (subject: the parent is a referrer).
-    pub kinds: Vec<EdgeKind>,
+    pub kinds: EdgeKinds,
 }
 
 /// A node in an image walk.
@@ -194,13 +194,13 @@ impl Store {
             let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;
             // Keys sort by parent then kind, so one parent's kinds are adjacent.
             match out.last_mut() {
-                Some(p) if last.is_some_and(|l| l.as_slice() == parent) => p.kinds.push(kind),
+                Some(p) if last.is_some_and(|l| l.as_slice() == parent) => p.kinds.insert(kind),
                 _ => {
                     let digest = Digest::from_key(parent)?;
                     last = Some(digest.to_key());
                     out.push(Parent {
                         digest,
-                        kinds: vec![kind],
+                        kinds: EdgeKinds::of(kind),
                     });
                 }
             }
