@@ -474,6 +474,8 @@ impl Writer {
             // then settle at the next open. Poisoning stops writes until then.
             let e = Error::from(e);
             self.shared.poison(&e);
+            // A repository removal in it may have landed too: forget ids.
+            self.shared.repo_ids.after_commit();
             return Err(e);
         }
         self.shared.repo_ids.after_commit();
