@@ -34,6 +34,9 @@ const SHA256: u8 = 0x01;
 const SHA512: u8 = 0x02;
 const WORD: u8 = 0x03;
 
+/// The digest codes: (code, the text's prefix, raw bytes of the hash).
+const DIGESTS: [(u8, &[u8], usize); 2] = [(SHA256, b"sha256:", 32), (SHA512, b"sha512:", 64)];
+
 /// Quoted strings that pack to two bytes: field names of the OCI and
 /// Docker manifest, index and config formats and common annotation keys.
 /// Index = position here, after `WELL_KNOWN`'s media types (which come
@@ -160,19 +163,25 @@ fn hex_digit(c: u8) -> Option<u8> {
     }
 }
 
-/// The raw bytes of `hex` (lowercase only), or None.
-fn unhex(hex: &[u8], out: &mut Vec<u8>) -> bool {
-    let start = out.len();
-    for pair in hex.chunks_exact(2) {
-        match (hex_digit(pair[0]), hex_digit(pair[1])) {
-            (Some(h), Some(l)) => out.push(h << 4 | l),
-            _ => {
-                out.truncate(start);
-                return false;
-            }
-        }
+/// Packs the digest `rest` starts with, if it does, into `out`; returns
+/// how many bytes of `rest` it stood for.
+fn pack_digest(rest: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    let &(code, prefix, raw) = DIGESTS.iter().find(|(_, p, _)| rest.starts_with(p))?;
+    let end = prefix.len() + 2 * raw;
+    let hex = rest.get(prefix.len()..end)?;
+    let is_hex = |c: &u8| hex_digit(*c).is_some();
+    // Uppercase hex, or a longer run of hex, is not a digest: it stays
+    // literal.
+    if !hex.iter().all(is_hex) || rest.get(end).is_some_and(is_hex) {
+        return None;
     }
-    true
+    out.push(code);
+    // Every digit was checked above.
+    out.extend(
+        hex.chunks_exact(2)
+            .map(|p| hex_digit(p[0]).unwrap_or(0) << 4 | hex_digit(p[1]).unwrap_or(0)),
+    );
+    Some(end)
 }
 
 /// The stored form of `body`.
@@ -189,24 +198,9 @@ pub(crate) fn pack(body: &[u8]) -> Vec<u8> {
         let rest = &body[i..];
         match rest[0] {
             b's' => {
-                let (code, hex_len) = if rest.starts_with(b"sha256:") {
-                    (SHA256, 64)
-                } else if rest.starts_with(b"sha512:") {
-                    (SHA512, 128)
-                } else {
-                    (0, 0)
-                };
-                if hex_len > 0 && rest.len() >= 7 + hex_len {
-                    out.push(code);
-                    // A longer run of hex is not a digest: it stays literal.
-                    let longer = rest
-                        .get(7 + hex_len)
-                        .is_some_and(|&c| hex_digit(c).is_some());
-                    if !longer && unhex(&rest[7..7 + hex_len], &mut out) {
-                        i += 7 + hex_len;
-                        continue;
-                    }
-                    out.pop();
+                if let Some(n) = pack_digest(rest, &mut out) {
+                    i += n;
+                    continue;
                 }
             }
             b'"' => {
@@ -224,13 +218,8 @@ pub(crate) fn pack(body: &[u8]) -> Vec<u8> {
         out.push(rest[0]);
         i += 1;
     }
-    if out.len() > body.len() {
-        // Cannot happen (every code is shorter than what it stands for),
-        // but a verbatim copy is always a correct fallback.
-        out.clear();
-        out.push(VERBATIM);
-        out.extend_from_slice(body);
-    }
+    // Every code is shorter than what it stands for: at most the header
+    // byte longer than the body.
     out
 }
 
@@ -259,47 +248,38 @@ pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
         let Some(&code) = rest.get(i) else { break };
         let at = i;
         i += 1;
-        match code {
-            SHA256 | SHA512 => {
-                let (prefix, n) = if code == SHA256 {
-                    (&b"sha256:"[..], 32)
-                } else {
-                    (&b"sha512:"[..], 64)
-                };
-                let raw = rest.get(i..i + n).ok_or_else(|| {
-                    corrupt(
-                        WHAT,
-                        format!("a digest code at byte {at} runs past the end"),
-                    )
-                })?;
-                out.extend_from_slice(prefix);
-                for b in raw {
-                    out.push(HEX[(b >> 4) as usize]);
-                    out.push(HEX[(b & 15) as usize]);
-                }
-                i += n;
-            }
-            WORD => {
-                let idx = *rest.get(i).ok_or_else(|| {
-                    corrupt(
-                        WHAT,
-                        format!("a string code at byte {at} runs past the end"),
-                    )
-                })?;
-                let w = word(idx).ok_or_else(|| {
-                    corrupt(WHAT, format!("string code {idx} at byte {at} is unknown"))
-                })?;
-                out.push(b'"');
-                out.extend_from_slice(w.as_bytes());
-                out.push(b'"');
-                i += 1;
-            }
-            other => {
-                return Err(corrupt(
+        if let Some(&(_, prefix, n)) = DIGESTS.iter().find(|(c, _, _)| *c == code) {
+            let raw = rest.get(i..i + n).ok_or_else(|| {
+                corrupt(
                     WHAT,
-                    format!("byte {other:#04x} at {at} is neither literal nor a code"),
-                ))
+                    format!("a digest code at byte {at} runs past the end"),
+                )
+            })?;
+            out.extend_from_slice(prefix);
+            for b in raw {
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
             }
+            i += n;
+        } else if code == WORD {
+            let idx = *rest.get(i).ok_or_else(|| {
+                corrupt(
+                    WHAT,
+                    format!("a string code at byte {at} runs past the end"),
+                )
+            })?;
+            let w = word(idx).ok_or_else(|| {
+                corrupt(WHAT, format!("string code {idx} at byte {at} is unknown"))
+            })?;
+            out.push(b'"');
+            out.extend_from_slice(w.as_bytes());
+            out.push(b'"');
+            i += 1;
+        } else {
+            return Err(corrupt(
+                WHAT,
+                format!("byte {code:#04x} at {at} is neither literal nor a code"),
+            ));
         }
     }
     Ok(Cow::Owned(out))
