@@ -1,6 +1,7 @@
 //! Reading blobs: records, whole and ranged readers, verification, and
 //! the deletion of one blob.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use super::Store;
@@ -192,18 +193,25 @@ impl Store {
                 let t = txn.open_table(INLINE)?;
                 let g = inline_bytes(&t, d)?;
                 let bytes = body::unpack(g.value())?;
-                let slice = bytes.get(start as usize..end as usize).ok_or_else(|| {
-                    Error::Corrupt(format!(
+                let (s, e) = (start as usize, end as usize);
+                if s > e || e > bytes.len() {
+                    return Err(Error::Corrupt(format!(
                         "{d} is recorded as {} bytes but {} are stored",
                         rec.size,
                         bytes.len()
-                    ))
-                })?;
-                Ok(BlobReader::new(
-                    Source::Memory(slice.to_vec()),
-                    0,
-                    end - start,
-                ))
+                    )));
+                }
+                // An unpacked body is already a copy: keep its range
+                // instead of copying again.
+                let range = match bytes {
+                    Cow::Borrowed(b) => b[s..e].to_vec(),
+                    Cow::Owned(mut v) => {
+                        v.truncate(e);
+                        v.drain(..s);
+                        v
+                    }
+                };
+                Ok(BlobReader::new(Source::Memory(range), 0, end - start))
             }
             Placement::File => {
                 // Gone: deleted after our snapshot was taken.
