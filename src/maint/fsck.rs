@@ -24,6 +24,9 @@ use crate::schema::tables::{
 };
 use crate::store::Store;
 
+/// What fsck does with a blob whose bytes are damaged, and what to do.
+const KEPT: &str = "kept for inspection, restore it from a copy or delete it";
+
 /// Options for [`Store::fsck`].
 #[derive(Default)]
 #[non_exhaustive]
@@ -257,13 +260,7 @@ impl Store {
                     let b = match body::unpack(g.value()) {
                         Ok(b) => b,
                         Err(e) => {
-                            return Some(problem(
-                                "corrupt-blob",
-                                Some(*d),
-                                format!(
-                                    "{e}; kept for inspection, restore it from a copy or delete it"
-                                ),
-                            ))
+                            return Some(problem("corrupt-blob", Some(*d), format!("{e}; {KEPT}")))
                         }
                     };
                     if b.len() as u64 != rec.size {
@@ -315,7 +312,7 @@ impl Store {
             problem(
                 "corrupt-blob",
                 Some(*d),
-                format!("bytes hash to {actual}; kept for inspection, restore it from a copy or delete it"),
+                format!("bytes hash to {actual}; {KEPT}"),
             )
         })
     }
