@@ -468,17 +468,17 @@ impl Writer {
             }
             self.unsynced_names.clear();
         }
-        if let Err(e) = txn.commit() {
+        let committed = txn.commit();
+        // Even a failed commit may have landed a repository removal.
+        self.shared.repo_ids.after_commit();
+        if let Err(e) = committed {
             // A commit whose sync failed may still have reached the disk
             // (redb writes its header before its one sync); its intent rows
             // then settle at the next open. Poisoning stops writes until then.
             let e = Error::from(e);
             self.shared.poison(&e);
-            // A repository removal in it may have landed too: forget ids.
-            self.shared.repo_ids.after_commit();
             return Err(e);
         }
-        self.shared.repo_ids.after_commit();
         self.settled.clear();
         for d in removes {
             // Recorded by a non-durable commit and deleted before any
