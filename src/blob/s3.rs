@@ -425,35 +425,24 @@ async fn head(store: &dyn ObjectStore, key: &Key) -> object_store::Result<Object
     Ok(store.get_opts(key, opts).await?.meta)
 }
 
-/// Copies a staged object to its final key, then deletes the staging
-/// object. Returns the delete's error, if any (the commit stands), or the
-/// copy's failure with the operation's name.
-async fn commit_one(
+/// Copies a staged object to its final key; on failure, the operation's
+/// name and the error.
+async fn copy_staged(
     store: &dyn ObjectStore,
     from: &Key,
     to: &Key,
-) -> std::result::Result<Option<object_store::Error>, (&'static str, object_store::Error)> {
+) -> std::result::Result<(), (&'static str, object_store::Error)> {
     let opts = CopyOptions::new().with_mode(CopyMode::Overwrite);
     match store.copy_opts(from, to, opts).await {
-        Ok(()) => {}
+        Ok(()) => Ok(()),
         // Committed before a crash, the staging object deleted since: the
         // final object is there (checked, not assumed).
-        Err(object_store::Error::NotFound { .. }) => match head(store, to).await {
-            Ok(_) => {}
-            Err(e) => return Err(("COPY (the staged object is gone; HEAD of)", e)),
-        },
-        Err(e) => return Err(("COPY to", e)),
+        Err(object_store::Error::NotFound { .. }) => head(store, to)
+            .await
+            .map(drop)
+            .map_err(|e| ("COPY (the staged object is gone; HEAD of)", e)),
+        Err(e) => Err(("COPY to", e)),
     }
-    let key = from.clone();
-    let mut out = store.delete_stream(futures_util::stream::once(async move { Ok(key) }).boxed());
-    let mut left = None;
-    while let Some(r) = out.next().await {
-        match r {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => left = Some(e),
-        }
-    }
-    Ok(left)
 }
 
 /// Aborts a task of the backend's runtime when its waiter goes away.
@@ -925,7 +914,7 @@ impl BlobBackend for S3Blobs {
             futures_util::stream::iter(jobs)
                 .map(|(from, to)| {
                     let store = Arc::clone(&store);
-                    async move { commit_one(&*store, &from, &to).await }
+                    async move { copy_staged(&*store, &from, &to).await }
                 })
                 .buffered(COMMITS_IN_FLIGHT)
                 .collect::<Vec<_>>()
@@ -941,27 +930,27 @@ impl BlobBackend for S3Blobs {
                     .collect();
             }
         };
-        keys.into_iter()
-            .zip(items)
-            .map(|(k, (_, d))| {
+        let mut copied = Vec::new();
+        let results = keys
+            .into_iter()
+            .map(|k| {
                 let (from, to) = k?;
                 match done.next() {
-                    Some(Ok(staging_left)) => {
-                        // The blob is committed: a staging object left
-                        // behind is an orphan that the next open removes
-                        // (it is no intent's any more).
-                        if let Some(e) = staging_left {
-                            tracing::warn!(
-                                "could not delete the staging object {from} of {d}: {e}"
-                            );
-                        }
+                    Some(Ok(())) => {
+                        copied.push(from);
                         Ok(())
                     }
                     Some(Err((op, e))) => Err(self.inner.err(op, &to, &e)),
                     None => Err(Error::Internal("a commit result went missing".into())),
                 }
             })
-            .collect()
+            .collect();
+        // The blobs are committed: staging objects left behind are orphans
+        // that the next open removes (they are no intent's any more).
+        if let Err(e) = self.inner.delete_all(copied) {
+            tracing::warn!("could not delete staging objects after their commits: {e}");
+        }
+        results
     }
 
     fn sync(&self, _names: &[Digest]) -> Result<()> {
