@@ -160,7 +160,6 @@ pub(super) fn plot_title(r: &ocidb::bench::report::Report) -> String {
     )
 }
 
-/// Writes a report as pretty JSON and says where.
 /// Runs a harness with its progress on stderr, timed from the start, then
 /// prints its table and writes its JSON when asked.
 fn run_harness<R: serde::Serialize>(
@@ -179,6 +178,7 @@ fn run_harness<R: serde::Serialize>(
     Ok(r)
 }
 
+/// Writes a report as pretty JSON and says where.
 fn write_json(path: &Path, report: &impl serde::Serialize) -> Result<()> {
     let text =
         serde_json::to_string_pretty(report).map_err(|e| Error::io("formatting JSON", e.into()))?;
