@@ -255,24 +255,17 @@ impl Copy<'_> {
     /// is, in key order.
     fn copy_v2(&mut self, old: &redb::ReadTransaction) -> Result<()> {
         self.unchanged_since_v1(old)?;
-        for (def, name) in [
-            (tables::BLOBS, "blobs"),
-            (tables::EDGES_OUT, "edges_out"),
-            (tables::REFERRERS, "referrers"),
-            (tables::TAGS, "tags"),
-            (tables::INTENTS, "intents"),
+        let as_is: fn(&[u8]) -> Vec<u8> = <[u8]>::to_vec;
+        for (def, name, value) in [
+            (tables::BLOBS, "blobs", as_is),
+            (tables::EDGES_OUT, "edges_out", as_is),
+            (tables::REFERRERS, "referrers", as_is),
+            (tables::TAGS, "tags", as_is),
+            (tables::INTENTS, "intents", as_is),
+            (tables::INLINE, "inline", body::pack),
         ] {
-            self.convert(old, def, def, name, |k| Ok(k.to_vec()), <[u8]>::to_vec)?;
+            self.convert(old, def, def, name, |k| Ok(k.to_vec()), value)?;
         }
-        let same_key = |k: &[u8]| Ok(k.to_vec());
-        self.convert(
-            old,
-            tables::INLINE,
-            tables::INLINE,
-            "inline",
-            same_key,
-            body::pack,
-        )?;
         for (def, name) in [
             (tables::EDGES_IN, "edges_in"),
             (tables::TAGGED, "tagged"),
