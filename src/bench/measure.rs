@@ -73,6 +73,42 @@ pub fn time_ops(n: usize, threads: usize, op: impl Fn(usize) -> Result<()> + Syn
     Ok(summarise(all, wall))
 }
 
+/// One operation of [`time_interleaved`]: called with the operation's own
+/// running count.
+pub type Op<'a> = &'a dyn Fn(usize) -> Result<()>;
+
+/// Rounds in which [`time_interleaved`] alternates its operations.
+const ROUNDS: usize = 20;
+
+/// Times `n` calls of each operation on this thread, alternating them in
+/// rounds (a slice of each per round), so that every operation sees the
+/// same moments of a shared, noisy machine: a slow window then slows all
+/// of them, not only whichever ran in it, and their ratios hold.
+pub fn time_interleaved(n: usize, ops: &[Op<'_>]) -> Result<Vec<Lat>> {
+    let mut samples: Vec<Vec<Duration>> = ops.iter().map(|_| Vec::with_capacity(n)).collect();
+    let mut walls = vec![Duration::ZERO; ops.len()];
+    let per_round = n.div_ceil(ROUNDS).max(1);
+    let mut done = 0;
+    while done < n {
+        let reps = per_round.min(n - done);
+        for ((op, v), wall) in ops.iter().zip(&mut samples).zip(&mut walls) {
+            let started = Instant::now();
+            for i in done..done + reps {
+                let t0 = Instant::now();
+                op(i)?;
+                v.push(t0.elapsed());
+            }
+            *wall += started.elapsed();
+        }
+        done += reps;
+    }
+    Ok(samples
+        .into_iter()
+        .zip(walls)
+        .map(|(v, wall)| summarise(v, wall))
+        .collect())
+}
+
 /// Times one run of `f`.
 pub fn time_once<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
     let t = Instant::now();
@@ -123,5 +159,42 @@ mod tests {
         .expect("runs");
         assert_eq!(hits.into_inner(), 1000);
         assert_eq!(l.ops, 1000);
+    }
+
+    #[test]
+    fn interleaved_runs_each_op_n_times_in_alternating_rounds() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let a_calls = std::cell::Cell::new(0);
+        let a = |i: usize| {
+            assert_eq!(i, a_calls.get(), "each op counts its own calls");
+            a_calls.set(i + 1);
+            order.borrow_mut().push('a');
+            Ok(())
+        };
+        let b = |_| {
+            order.borrow_mut().push('b');
+            Ok(())
+        };
+        let lats = time_interleaved(45, &[&a, &b]).expect("ops succeed");
+        assert_eq!(lats.len(), 2);
+        assert!(lats.iter().all(|l| l.ops == 45));
+        let order = order.into_inner();
+        assert_eq!(order.len(), 90);
+        // 45 calls in rounds of 3: the ops alternate every 3 calls.
+        assert_eq!(&order[..7], &['a', 'a', 'a', 'b', 'b', 'b', 'a']);
+        assert_eq!(order.iter().filter(|&&c| c == 'a').count(), 45);
+    }
+
+    #[test]
+    fn interleaved_stops_at_the_first_error() {
+        let fails = |i: usize| {
+            if i == 4 {
+                Err(crate::Error::Internal("op 4 failed".into()))
+            } else {
+                Ok(())
+            }
+        };
+        let err = time_interleaved(100, &[&fails]).expect_err("the error comes back");
+        assert!(err.to_string().contains("op 4 failed"), "{err}");
     }
 }

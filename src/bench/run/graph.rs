@@ -10,9 +10,9 @@ use redb::ReadableDatabase as _;
 use crate::bench::gen;
 #[cfg(feature = "peers")]
 use crate::bench::gen::{GenSpec, Generator};
-use crate::bench::measure::time_ops;
 #[cfg(feature = "peers")]
 use crate::bench::measure::Lat;
+use crate::bench::measure::{self, time_ops};
 use crate::bench::report::Row;
 use crate::{Digest, Error, Reference, ReferrersQuery, Result};
 
@@ -137,19 +137,17 @@ pub(super) fn referrers_rows(
                 .filter(|(_, at)| filter.is_none() || at.as_deref() == filter)
                 .count()
         });
-        let (l, rss) = with_rss(|| {
-            time_ops(reps, 1, |_| {
-                let page = b.store.referrers(&repo, &subject, &q)?;
-                if page.index.manifests.len() != expected {
-                    return Err(Error::Corrupt(format!(
-                        "referrers of {subject}: {} entries, the generator made {expected}",
-                        page.index.manifests.len()
-                    )));
-                }
-                Ok(())
-            })
-        })?;
-        let map = time_ops(reps, 1, |_| {
+        let ours = |_| {
+            let page = b.store.referrers(&repo, &subject, &q)?;
+            if page.index.manifests.len() != expected {
+                return Err(Error::Corrupt(format!(
+                    "referrers of {subject}: {} entries, the generator made {expected}",
+                    page.index.manifests.len()
+                )));
+            }
+            Ok(())
+        };
+        let map = |_| {
             let v: Vec<Digest> = mem.referrers.get(&subject).map_or(Vec::new(), |v| {
                 v.iter()
                     .filter(|(_, at)| filter.is_none() || at.as_deref() == filter)
@@ -158,29 +156,53 @@ pub(super) fn referrers_rows(
             });
             std::hint::black_box(v);
             Ok(())
-        })?;
+        };
+        // The floor for ocidb's layout: the same keys and value bytes in a
+        // table of their own, one range scan, each value decoded.
+        let scan = |_| {
+            let got = raw_referrers_scan(raw, mem, &repo, &subject)?;
+            if got.len() != expected {
+                return Err(Error::Corrupt(format!(
+                    "raw referrers of {subject}: {}, the generator made {expected}",
+                    got.len()
+                )));
+            }
+            Ok(())
+        };
+        #[cfg(feature = "peers")]
+        let fair = |_| peers.fair_referrers(&repo, &subject, filter, expected);
+        // ocidb and the baselines its goals are ratios against run
+        // interleaved: each sees the same moments of this shared machine.
+        let mut ops: Vec<measure::Op<'_>> = vec![&ours, &map];
+        if filter.is_none() {
+            ops.push(&scan);
+        }
+        #[cfg(feature = "peers")]
+        ops.push(&fair);
+        let (lats, rss) = with_rss(|| measure::time_interleaved(reps, &ops))?;
+        let (l, map) = (lats[0], lats[1]);
         rows.push(vs_latency(
             row(format!("referrers: {what}"), l, rss),
             "HashMap",
             &map,
         ));
         if filter.is_none() {
-            // The floor for ocidb's layout: the same keys and value bytes in
-            // a table of their own, one range scan, each value decoded.
-            let scan = time_ops(reps, 1, |_| {
-                let got = raw_referrers_scan(raw, mem, &repo, &subject)?;
-                if got.len() != expected {
-                    return Err(Error::Corrupt(format!(
-                        "raw referrers of {subject}: {}, the generator made {expected}",
-                        got.len()
-                    )));
-                }
-                Ok(())
-            })?;
             rows.push(vs_latency(
                 row(format!("referrers: {what}, against the raw scan"), l, 0.0),
                 "raw redb range scan of the same keys and bytes, decoded",
-                &scan,
+                &lats[2],
+            ));
+        }
+        #[cfg(feature = "peers")]
+        if let Some(fair) = lats.last() {
+            rows.push(vs_latency(
+                row(
+                    format!("peer sqlite same index: referrers {what}"),
+                    *fair,
+                    rss,
+                ),
+                "ocidb",
+                &l,
             ));
         }
         #[cfg(feature = "peers")]
@@ -303,6 +325,27 @@ impl Peers {
         })
     }
 
+    /// One referrers query to the fair peer (SQLite, same index), checked
+    /// against the generator's count.
+    pub(super) fn fair_referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        filter: Option<&str>,
+        expected: usize,
+    ) -> Result<()> {
+        let n = self.index.referrers(repo, subject, filter)?.len();
+        if n == expected {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!(
+                "sqlite same index found {n} referrers of {subject}, expected {expected}"
+            )))
+        }
+    }
+
+    /// The other peers' referrers rows (the fair peer is timed beside
+    /// ocidb, in `referrers_rows`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn referrers_rows(
         &self,
@@ -324,23 +367,6 @@ impl Peers {
                 )))
             }
         };
-        let (l, rss) = with_rss(|| {
-            time_ops(
-                usize::try_from(ours.ops).unwrap_or(1_000).clamp(3, 10_000),
-                1,
-                |_| {
-                    check(
-                        self.index.referrers(repo, subject, filter)?.len(),
-                        "sqlite same index",
-                    )
-                },
-            )
-        })?;
-        rows.push(vs_latency(
-            row(format!("peer sqlite same index: referrers {what}"), l, rss),
-            "ocidb",
-            ours,
-        ));
         let scan_reps = 3;
         let (l, rss) = with_rss(|| {
             time_ops(scan_reps, 1, |_| {
