@@ -47,12 +47,20 @@ fn failed(what: impl Into<String>) -> Error {
     Error::Internal(what.into())
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::io("finding a free port", e))?;
-    Ok(l.local_addr()
-        .map_err(|e| Error::io("finding a free port", e))?
-        .port())
+/// Three distinct free ports: the listeners are held until all three are
+/// chosen, so the kernel cannot hand out one port twice. Another process
+/// can still take one before Garage binds it; `single` retries for that.
+fn free_ports() -> Result<(u16, u16, u16)> {
+    let bind = || {
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))
+    };
+    let port = |l: &std::net::TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .map_err(|e| Error::io("finding a free port", e))
+    };
+    let (a, b, c) = (bind()?, bind()?, bind()?);
+    Ok((port(&a)?, port(&b)?, port(&c)?))
 }
 
 /// One Garage process and its ports.
@@ -84,14 +92,28 @@ impl Drop for Garage {
 
 impl Garage {
     /// One node below `dir`, with its bucket and key, ready to serve.
+    ///
+    /// A node that exits or stays unhealthy is started again on fresh
+    /// ports, up to three times: on a loaded machine a port chosen free may
+    /// be taken (by a client's connection, say) before Garage binds it.
     pub fn single(exe: &Path, dir: &Path) -> Result<Garage> {
-        let mut g = Garage {
-            exe: exe.to_path_buf(),
-            nodes: vec![Garage::configure(dir, 0, 1, true)?],
-        };
-        g.start(0)?;
-        g.wait_healthy(0, Duration::from_secs(30))?;
-        Ok(g)
+        let mut last = None;
+        for attempt in 0..3 {
+            let home = dir.join(format!("attempt{attempt}"));
+            let mut g = Garage {
+                exe: exe.to_path_buf(),
+                nodes: vec![Garage::configure(&home, 0, 1, true)?],
+            };
+            g.start(0)?;
+            match g.wait_healthy(0, Duration::from_secs(60)) {
+                Ok(()) => return Ok(g),
+                Err(e) => {
+                    tracing::warn!("Garage did not start (attempt {attempt}): {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| failed("Garage did not start")))
     }
 
     /// `n` nodes below `dir` with `replication_factor = n`, one zone each,
@@ -151,7 +173,7 @@ impl Garage {
         let home = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&home)
             .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
-        let (rpc, s3, admin) = (free_port()?, free_port()?, free_port()?);
+        let (rpc, s3, admin) = free_ports()?;
         let config = home.join("garage.toml");
         let toml = format!(
             r#"metadata_dir = "{meta}"
@@ -272,10 +294,16 @@ api_bind_addr = "127.0.0.1:{admin}"
         std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
     }
 
-    fn wait_healthy(&self, i: usize, within: Duration) -> Result<()> {
+    /// Waits for node `i` to answer `/health` with 200; fails at once,
+    /// with its exit status, if the process ends first.
+    fn wait_healthy(&mut self, i: usize, within: Duration) -> Result<()> {
         let until = Instant::now() + within;
         while self.health(i) != Some(200) {
-            if Instant::now() > until {
+            let exited = match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
+                Some(c) => c.try_wait().ok().flatten(),
+                None => None,
+            };
+            if exited.is_some() || Instant::now() > until {
                 let log = self
                     .node(i)
                     .map(|n| n.config.with_file_name("garage.log"))
@@ -283,8 +311,16 @@ api_bind_addr = "127.0.0.1:{admin}"
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_default();
                 let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                let why = match exited {
+                    Some(status) => format!("exited ({status})"),
+                    None => format!(
+                        "was not healthy within {within:?} (GET /health on port {} answered {:?})",
+                        self.node(i).map_or(0, |n| n.admin),
+                        self.health(i)
+                    ),
+                };
                 return Err(failed(format!(
-                    "Garage node {i} was not healthy within {within:?}; its log ends:\n{tail}"
+                    "Garage node {i} {why}; its log ends:\n{tail}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
