@@ -127,6 +127,34 @@ const HEX_VALUE: [u8; 256] = {
     t
 };
 
+/// Decodes lowercase hex into `out`, two digits a byte (the pairs past
+/// `out`'s length are not read); false if a digit read is not lowercase hex.
+pub(crate) fn decode_lower_hex(hex: &[u8], out: &mut [u8]) -> bool {
+    // Branch-free: any invalid character sets a high bit in `bad`, checked
+    // once at the end.
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let hi = HEX_VALUE[pair[0] as usize];
+        let lo = HEX_VALUE[pair[1] as usize];
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 15);
+    }
+    bad <= 15
+}
+
+/// Whether `c` is a lowercase hex digit.
+pub(crate) fn is_lower_hex(c: u8) -> bool {
+    HEX_VALUE[c as usize] <= 15
+}
+
+/// Writes the lowercase hex of `bytes` into `out`, two digits a byte.
+pub(crate) fn write_lower_hex(bytes: &[u8], out: &mut [u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 15) as usize];
+    }
+}
+
 fn invalid(input: &str, reason: impl Into<String>) -> Error {
     Error::InvalidDigest {
         input: truncate_for_message(input),
@@ -260,16 +288,8 @@ impl Digest {
             ));
         }
         let mut bytes = [0u8; 64];
-        // Branch-free: any invalid character sets a high bit in `bad`, checked
-        // once at the end; the error path then finds which one.
-        let mut bad = 0u8;
-        for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-            let hi = HEX_VALUE[pair[0] as usize];
-            let lo = HEX_VALUE[pair[1] as usize];
-            bad |= hi | lo;
-            *out = (hi << 4) | (lo & 15);
-        }
-        if bad > 15 {
+        // The error path then finds which character was wrong.
+        if !decode_lower_hex(hex, &mut bytes[..alg.len()]) {
             return Err(bad_hex_reason(input, colon + 1));
         }
         Ok(Digest { alg, bytes })
@@ -289,10 +309,7 @@ impl Digest {
     /// string slice, without allocating.
     pub fn encode_hex<'b>(&self, buf: &'b mut [u8; 128]) -> &'b str {
         let n = self.alg.len();
-        for (i, b) in self.bytes[..n].iter().enumerate() {
-            buf[2 * i] = HEX[(b >> 4) as usize];
-            buf[2 * i + 1] = HEX[(b & 15) as usize];
-        }
+        write_lower_hex(&self.bytes[..n], &mut buf[..2 * n]);
         // Only ASCII hex digits were written.
         std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
     }
@@ -310,10 +327,7 @@ impl Digest {
         buf[name.len()] = b':';
         let start = name.len() + 1;
         let n = self.alg.len();
-        for (i, b) in self.bytes[..n].iter().enumerate() {
-            buf[start + 2 * i] = HEX[(b >> 4) as usize];
-            buf[start + 2 * i + 1] = HEX[(b & 15) as usize];
-        }
+        write_lower_hex(&self.bytes[..n], &mut buf[start..start + 2 * n]);
         std::str::from_utf8(&buf[..start + 2 * n]).unwrap_or_default()
     }
 

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::error::Result;
+use crate::oci::digest::{decode_lower_hex, is_lower_hex, write_lower_hex};
 use crate::schema::codec::{corrupt, WELL_KNOWN};
 
 const VERBATIM: u8 = 0;
@@ -155,32 +156,21 @@ fn is_code_byte(b: u8) -> bool {
     b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
 /// Packs the digest `rest` starts with, if it does, into `out`; returns
 /// how many bytes of `rest` it stood for.
 fn pack_digest(rest: &[u8], out: &mut Vec<u8>) -> Option<usize> {
     let &(code, prefix, raw) = DIGESTS.iter().find(|(_, p, _)| rest.starts_with(p))?;
     let end = prefix.len() + 2 * raw;
     let hex = rest.get(prefix.len()..end)?;
-    let is_hex = |c: &u8| hex_digit(*c).is_some();
     // Uppercase hex, or a longer run of hex, is not a digest: it stays
     // literal.
-    if !hex.iter().all(is_hex) || rest.get(end).is_some_and(is_hex) {
+    let mut bytes = [0u8; 64];
+    if !decode_lower_hex(hex, &mut bytes[..raw]) || rest.get(end).is_some_and(|&c| is_lower_hex(c))
+    {
         return None;
     }
     out.push(code);
-    // Every digit was checked above.
-    out.extend(
-        hex.chunks_exact(2)
-            .map(|p| hex_digit(p[0]).unwrap_or(0) << 4 | hex_digit(p[1]).unwrap_or(0)),
-    );
+    out.extend_from_slice(&bytes[..raw]);
     Some(end)
 }
 
@@ -234,7 +224,6 @@ pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
         PACKED => {}
         other => return Err(corrupt(WHAT, format!("header byte {other} is unknown"))),
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(rest.len() * 2);
     let mut i = 0;
     while i < rest.len() {
@@ -256,10 +245,9 @@ pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
                 )
             })?;
             out.extend_from_slice(prefix);
-            for b in raw {
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 15) as usize]);
-            }
+            let start = out.len();
+            out.resize(start + 2 * n, 0);
+            write_lower_hex(raw, &mut out[start..]);
             i += n;
         } else if code == WORD {
             let idx = *rest.get(i).ok_or_else(|| {
