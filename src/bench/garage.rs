@@ -298,7 +298,11 @@ api_bind_addr = "127.0.0.1:{admin}"
     /// with its exit status, if the process ends first.
     fn wait_healthy(&mut self, i: usize, within: Duration) -> Result<()> {
         let until = Instant::now() + within;
-        while self.health(i) != Some(200) {
+        loop {
+            let health = self.health(i);
+            if health == Some(200) {
+                return Ok(());
+            }
             let exited = match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
                 Some(c) => c.try_wait().ok().flatten(),
                 None => None,
@@ -314,9 +318,8 @@ api_bind_addr = "127.0.0.1:{admin}"
                 let why = match exited {
                     Some(status) => format!("exited ({status})"),
                     None => format!(
-                        "was not healthy within {within:?} (GET /health on port {} answered {:?})",
+                        "was not healthy within {within:?} (GET /health on port {} answered {health:?})",
                         self.node(i).map_or(0, |n| n.admin),
-                        self.health(i)
                     ),
                 };
                 return Err(failed(format!(
@@ -325,7 +328,6 @@ api_bind_addr = "127.0.0.1:{admin}"
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(())
     }
 
     /// kill -9 of node `i`.

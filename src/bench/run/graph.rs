@@ -92,6 +92,18 @@ pub(super) fn lookups(
     Ok(())
 }
 
+/// An error unless `who` found as many referrers of `subject` as the
+/// generator made.
+fn expect_referrers(who: &str, found: usize, subject: &Digest, expected: usize) -> Result<()> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(format!(
+            "{who} found {found} referrers of {subject}, the generator made {expected}"
+        )))
+    }
+}
+
 /// The referrers queries of one subject, through ocidb and the HashMap.
 pub(super) fn referrers_rows(
     b: &Built,
@@ -139,13 +151,7 @@ pub(super) fn referrers_rows(
         });
         let ours = |_| {
             let page = b.store.referrers(&repo, &subject, &q)?;
-            if page.index.manifests.len() != expected {
-                return Err(Error::Corrupt(format!(
-                    "referrers of {subject}: {} entries, the generator made {expected}",
-                    page.index.manifests.len()
-                )));
-            }
-            Ok(())
+            expect_referrers("ocidb", page.index.manifests.len(), &subject, expected)
         };
         let map = |_| {
             let v: Vec<Digest> = mem.referrers.get(&subject).map_or(Vec::new(), |v| {
@@ -161,13 +167,7 @@ pub(super) fn referrers_rows(
         // table of their own, one range scan, each value decoded.
         let scan = |_| {
             let got = raw_referrers_scan(raw, mem, &repo, &subject)?;
-            if got.len() != expected {
-                return Err(Error::Corrupt(format!(
-                    "raw referrers of {subject}: {}, the generator made {expected}",
-                    got.len()
-                )));
-            }
-            Ok(())
+            expect_referrers("the raw scan", got.len(), &subject, expected)
         };
         #[cfg(feature = "peers")]
         let fair = |_| peers.fair_referrers(&repo, &subject, filter, expected);
@@ -335,13 +335,7 @@ impl Peers {
         expected: usize,
     ) -> Result<()> {
         let n = self.index.referrers(repo, subject, filter)?.len();
-        if n == expected {
-            Ok(())
-        } else {
-            Err(Error::Corrupt(format!(
-                "sqlite same index found {n} referrers of {subject}, expected {expected}"
-            )))
-        }
+        expect_referrers("sqlite same index", n, subject, expected)
     }
 
     /// The other peers' referrers rows (the fair peer is timed beside
@@ -358,15 +352,7 @@ impl Peers {
         quick: bool,
         rows: &mut Vec<Row>,
     ) -> Result<()> {
-        let check = |n: usize, who: &str| {
-            if n == expected {
-                Ok(())
-            } else {
-                Err(Error::Corrupt(format!(
-                    "{who} found {n} referrers of {subject}, expected {expected}"
-                )))
-            }
-        };
+        let check = |n: usize, who: &str| expect_referrers(who, n, subject, expected);
         let scan_reps = 3;
         let (l, rss) = with_rss(|| {
             time_ops(scan_reps, 1, |_| {
