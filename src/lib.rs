@@ -26,6 +26,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod blob;
+pub mod clock;
 mod engine;
 pub mod error;
 #[doc(hidden)]
@@ -45,6 +46,7 @@ pub mod store;
 pub use oci::{digest, hasher, manifest, names};
 
 pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcPolicy, GcReport, SweepPace};

@@ -10,11 +10,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::cli::{command, fails, ocidb, ok};
 use ocidb::store::STORE_FORMAT;
-use ocidb::{ErrorKind, FsckOptions, ManifestOptions, Store};
+use ocidb::{ErrorKind, FsckOptions, ManifestOptions, ManualClock, Store, StoreOptions};
 
 /// The formats with a fixture store, each written by its own build.
 const OLD_FORMATS: [u8; 2] = [1, 2];
@@ -43,6 +44,29 @@ fn copy_fixture(format: u8, to: &Path) -> PathBuf {
     store
 }
 
+/// A clock reading the time the fixture of `format` was written (its
+/// newest record's creation time), so that what the old build read back,
+/// leases and their expiry included, holds on whatever date the test runs.
+fn fixture_clock(format: u8) -> Arc<ManualClock> {
+    let (snap, _) = expected(format);
+    let written = snap
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("created="))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .max()
+        .expect("the snapshot names its records' creation times");
+    Arc::new(ManualClock::new(written))
+}
+
+/// Opens the (migrated) fixture store at the fixture's time.
+fn open_at_fixture_time(format: u8, store: &Path) -> ocidb::Result<Store> {
+    Store::open_with(
+        store,
+        StoreOptions::default().clock(fixture_clock(format)),
+        false,
+    )
+}
+
 fn expected(format: u8) -> (String, String) {
     let snap = std::fs::read_to_string(fixture(format).join("snapshot.txt")).expect("snapshot");
     let upload = std::fs::read_to_string(fixture(format).join("upload-id")).expect("upload id");
@@ -54,12 +78,12 @@ fn expected(format: u8) -> (String, String) {
 /// case it is migrated and checked). Returns whether it was still old.
 fn check_either_format(format: u8, store: &Path) -> bool {
     let (snap, upload) = expected(format);
-    let still_v1 = match Store::open(store) {
+    let still_v1 = match open_at_fixture_time(format, store) {
         Ok(s) => {
-            assert_eq!(
-                common::rich::snapshot(&s, &upload),
-                snap,
-                "a migrated store lost something"
+            common::assert_same_text(
+                &common::rich::snapshot(&s, &upload),
+                &snap,
+                "a migrated store lost something",
             );
             false
         }
@@ -69,8 +93,8 @@ fn check_either_format(format: u8, store: &Path) -> bool {
         }
         Err(e) => panic!("the store opens neither as v1 nor as v2: {e}"),
     };
-    let s = Store::open(store).expect("open migrated");
-    assert_eq!(common::rich::snapshot(&s, &upload), snap);
+    let s = open_at_fixture_time(format, store).expect("open migrated");
+    common::assert_same_text(&common::rich::snapshot(&s, &upload), &snap, "migrated");
     let report = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     assert!(!store.join(ocidb::maint::migrate::MIGRATING_FILE).exists());
@@ -123,8 +147,8 @@ fn refused_then_migrated(format: u8) {
         );
     }
     let (snap, upload) = expected(format);
-    let s = Store::open(&store).expect("open migrated");
-    assert_eq!(common::rich::snapshot(&s, &upload), snap);
+    let s = open_at_fixture_time(format, &store).expect("open migrated");
+    common::assert_same_text(&common::rich::snapshot(&s, &upload), &snap, "migrated");
     let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(fsck.is_clean(), "{:?}", fsck.problems);
     // The migrated store keeps working: a new referrer, an upload finished,
@@ -162,7 +186,7 @@ fn refused_then_migrated(format: u8) {
     assert_eq!(s.read(&d).expect("read"), all);
     s.gc(&common::grace0(false)).expect("gc");
     drop(s);
-    let s = Store::open(&store).expect("reopen");
+    let s = open_at_fixture_time(format, &store).expect("reopen");
     let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(fsck.is_clean(), "{:?}", fsck.problems);
     drop(s);

@@ -170,9 +170,7 @@ fn run_command(cli: Cli) -> Result<()> {
             if json {
                 print_json(&leases)
             } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = ocidb::Clock::now_ms(&ocidb::SystemClock);
                 for l in &leases {
                     println!(
                         "{}  expires in {} s",

@@ -8,4 +8,4 @@ pub(crate) mod shared;
 pub(crate) mod writer;
 
 pub(crate) use shared::Shared;
-pub(crate) use writer::{now_ms, Batch, Job, SweepHook, SweepSlot, Writer};
+pub(crate) use writer::{Batch, Job, SweepHook, SweepSlot, Writer};

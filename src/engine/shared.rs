@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub swept: Mutex<RecentlySwept>,
     /// Repository name → id for reads (see `engine::repo_ids`).
     pub repo_ids: super::repo_ids::RepoIds,
+    /// The store's wall clock ([`crate::StoreOptions::clock`]).
+    pub clock: Arc<dyn crate::Clock>,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -66,8 +68,17 @@ impl RecentlySwept {
 }
 
 impl Shared {
-    pub fn new(faults: Option<Arc<crate::faults::FaultInjector>>) -> Shared {
+    /// Now, by the store's clock, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn new(
+        faults: Option<Arc<crate::faults::FaultInjector>>,
+        clock: Arc<dyn crate::Clock>,
+    ) -> Shared {
         Shared {
+            clock,
             faults,
             swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),

@@ -31,7 +31,6 @@ use redb::ReadableTable as _;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use redb::{Database, Durability};
@@ -184,13 +183,6 @@ impl Job {
         };
         (job, rx)
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// GC sweep work that rides along in writers' transactions (see
@@ -384,7 +376,7 @@ impl Writer {
         let (files, discards) = {
             let mut batch = Batch {
                 t: WriteTables::open(&txn)?,
-                now_ms: now_ms(),
+                now_ms: self.shared.now_ms(),
                 shared: &self.shared,
                 files: HashMap::new(),
                 discards: Vec::new(),

@@ -31,7 +31,7 @@ use crate::oci::manifest::EdgeKind;
 use crate::schema::keys;
 mod mark;
 
-use crate::engine::{now_ms, Batch};
+use crate::engine::Batch;
 use crate::index::leases::live_leases;
 use crate::schema::tables::{self};
 use crate::store::Store;
@@ -244,7 +244,7 @@ impl Store {
     fn gc_inner(&self, policy: &GcPolicy) -> Result<GcReport> {
         let started = Instant::now();
         let txn = tables::begin_read(&self.db)?;
-        let now = now_ms();
+        let now = self.shared.now_ms();
         let grace_ms = u64::try_from(policy.grace.as_millis()).unwrap_or(u64::MAX);
         // Mark at the lowest CPU priority: on a small machine it would
         // otherwise compete with the writer thread for a core.

@@ -3,7 +3,6 @@
 use redb::ReadableTable as _;
 
 use super::Store;
-use crate::engine::now_ms;
 use crate::error::{Error, Result};
 use crate::index::counters::next_counter;
 use crate::index::leases::add_to_lease;
@@ -85,6 +84,6 @@ impl Store {
     /// Leases that have not expired.
     pub fn leases(&self) -> Result<Vec<Lease>> {
         let txn = tables::begin_read(&self.db)?;
-        live_leases(&txn, now_ms())
+        live_leases(&txn, self.shared.now_ms())
     }
 }

@@ -63,6 +63,11 @@ pub struct StoreOptions {
     /// [`crate::faults`]). `None` in production.
     #[doc(hidden)]
     pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// The wall clock behind record ages, lease and upload expiry and the
+    /// GC grace period. [`crate::SystemClock`] by default; tests inject a
+    /// [`crate::ManualClock`] so that nothing they check depends on the
+    /// date they run on.
+    pub clock: Arc<dyn crate::Clock>,
 }
 
 impl StoreOptions {
@@ -102,6 +107,13 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::clock`].
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn crate::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     #[doc(hidden)]
     #[must_use]
     pub fn faults(mut self, faults: impl Into<Option<Arc<crate::faults::FaultInjector>>>) -> Self {
@@ -120,6 +132,7 @@ impl Default for StoreOptions {
             #[cfg(feature = "s3")]
             s3: crate::blob::S3Options::default(),
             faults: None,
+            clock: Arc::new(crate::SystemClock),
         }
     }
 }
@@ -259,7 +272,7 @@ impl Store {
             .context(|| format!("creating directory {}", root.display()))?;
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
-        let shared = Arc::new(Shared::new(opts.faults.clone()));
+        let shared = Arc::new(Shared::new(opts.faults.clone(), Arc::clone(&opts.clock)));
         let (backend, legacy, location) = match &opts.backend {
             Some(b) => (Arc::clone(b), Vec::new(), None),
             None => {

@@ -135,7 +135,7 @@ impl Store {
         let lease = self.create_lease(opts.lease_ttl.unwrap_or(Duration::from_secs(24 * 3600)))?;
         let id = crate::engine::open::random_hex(16);
         self.backend.upload_create(&id)?;
-        let now = crate::engine::now_ms();
+        let now = self.shared.now_ms();
         let rec = UploadRecord {
             repo: repo.to_string(),
             algorithm,
@@ -213,7 +213,7 @@ impl Store {
             .inspect_err(|e| self.shared.poison_failed_write(e))?;
         rec.offset += added;
         rec.state = hasher.save_state();
-        rec.updated_ms = crate::engine::now_ms();
+        rec.updated_ms = self.shared.now_ms();
         let value = rec.encode()?;
         let (key, before) = (id.to_string(), offset);
         self.submit(true, move |b| {
@@ -313,7 +313,7 @@ impl Store {
     /// many. A registry runs it on a schedule (distribution purges after a
     /// week by default).
     pub fn purge_uploads(&self, idle: Duration) -> Result<usize> {
-        let now = crate::engine::now_ms();
+        let now = self.shared.now_ms();
         let limit = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let mut n = 0;
         for s in self.uploads()? {

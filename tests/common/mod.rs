@@ -157,3 +157,39 @@ pub mod fixtures;
 pub mod garage;
 pub mod rich;
 pub mod server;
+
+/// Fails unless `actual` equals `expected`, printing at most the first few
+/// differing lines and the line counts: a dump of two 2,000-line
+/// snapshots hides the one line that matters.
+#[track_caller]
+pub fn assert_same_text(actual: &str, expected: &str, what: &str) {
+    if actual == expected {
+        return;
+    }
+    const SHOWN: usize = 8;
+    let (a, e): (Vec<&str>, Vec<&str>) = (actual.lines().collect(), expected.lines().collect());
+    let mut diffs = Vec::new();
+    let mut count = 0usize;
+    for i in 0..a.len().max(e.len()) {
+        let (got, want) = (a.get(i).copied(), e.get(i).copied());
+        if got != want {
+            count += 1;
+            if diffs.len() < SHOWN {
+                diffs.push(format!(
+                    "  line {}:\n    expected: {}\n    actual:   {}",
+                    i + 1,
+                    want.unwrap_or("<none>"),
+                    got.unwrap_or("<none>")
+                ));
+            }
+        }
+    }
+    panic!(
+        "{what}: {count} of {} lines differ (actual has {} lines, expected {}); the first {}:\n{}",
+        a.len().max(e.len()),
+        a.len(),
+        e.len(),
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
