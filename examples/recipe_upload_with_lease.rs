@@ -46,7 +46,6 @@ fn main() -> Result<()> {
     .to_string();
     let opts = ManifestOptions::default()
         .tags(vec!["v1".to_string()])
-        .require_children(true)
         .lease(lease.id);
     let mut attempts = 0;
     let image = loop {

@@ -218,8 +218,9 @@ pub enum Error {
         limit: u64,
     },
 
-    /// `require_children` is set and a child is absent.
-    #[error("manifest {manifest} references {child} ({media_type}), which is not stored; push it first (MANIFEST_BLOB_UNKNOWN)")]
+    /// A child of a manifest is not a member of the manifest's repository
+    /// (see [`crate::store::Children`]).
+    #[error("manifest {manifest} references {child} ({media_type}), which repository `{repository}` does not hold; push it there (or mount it) first (MANIFEST_BLOB_UNKNOWN)")]
     MissingChild {
         /// The manifest being ingested.
         manifest: Box<Digest>,
@@ -227,6 +228,8 @@ pub enum Error {
         child: Box<Digest>,
         /// The child's declared media type.
         media_type: String,
+        /// The repository the manifest was put in.
+        repository: String,
     },
 
     /// Stored data does not match what it should be.

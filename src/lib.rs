@@ -59,7 +59,7 @@ pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManife
 pub use names::Reference;
 pub use schema::record::Placement;
 pub use store::{
-    BlobInfo, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut, OptionalString,
-    Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store, StoreOptions,
-    UploadOptions, UploadStatus, WalkNode, WriterPause, MAX_WALK_DEPTH,
+    BlobInfo, Children, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut,
+    OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store,
+    StoreOptions, UploadOptions, UploadStatus, WalkNode, WriterPause, MAX_WALK_DEPTH,
 };

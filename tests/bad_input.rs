@@ -10,7 +10,7 @@ use serde_json::json;
 
 mod common;
 
-use common::store;
+use common::{store, ClientPush as _};
 
 /// The store holds no record, repository or file.
 fn assert_empty(dir: &std::path::Path, s: &Store) {
@@ -29,7 +29,7 @@ fn assert_empty(dir: &std::path::Path, s: &Store) {
 }
 
 fn manifest_put(s: &Store, body: &[u8], mt: Option<&str>) -> Error {
-    s.put_manifest(
+    s.push_manifest(
         "bad/input",
         body,
         &ManifestOptions::default().media_type(mt.map(str::to_string)),
@@ -187,7 +187,7 @@ fn invalid_repository_names_and_tags() {
     let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string();
     for repo in ["a/../b", "/a", "a/", "Upper/case", "a//b", ""] {
         let e = s
-            .put_manifest(repo, body.as_bytes(), &ManifestOptions::default())
+            .push_manifest(repo, body.as_bytes(), &ManifestOptions::default())
             .expect_err(repo);
         let msg = e.to_string();
         assert!(
@@ -198,7 +198,7 @@ fn invalid_repository_names_and_tags() {
     let long = "t".repeat(129);
     for tag in [long.as_str(), "a/b", ".dot"] {
         let e = s
-            .put_manifest(
+            .push_manifest(
                 "ok/repo",
                 body.as_bytes(),
                 &ManifestOptions::default().tags(vec![tag.to_string()]),
@@ -222,7 +222,11 @@ fn duplicate_descriptors_make_no_double_edges() {
         json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": c, "layers": [l, l, l, l]})
             .to_string();
     let d = s
-        .put_manifest("dup/x", body.as_bytes(), &ManifestOptions::default())
+        .put_manifest(
+            "dup/x",
+            body.as_bytes(),
+            &ManifestOptions::default().children(ocidb::Children::AllowMissing),
+        )
         .expect("accepted")
         .digest;
     assert_eq!(s.successors(&d).expect("succ").len(), 2);
@@ -240,7 +244,7 @@ fn referrer_chains_and_tag_schema_cycles_terminate() {
     let base = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": []})
         .to_string();
     let root = s
-        .put_manifest(
+        .push_manifest(
             "cyc/x",
             base.as_bytes(),
             &ManifestOptions::default().tags(vec!["v1".to_string()]),
@@ -250,14 +254,14 @@ fn referrer_chains_and_tag_schema_cycles_terminate() {
     for i in 0..6 {
         let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": format!("application/x-level-{i}"), "config": cfg, "layers": [], "subject": subject}).to_string();
         let p = s
-            .put_manifest("cyc/x", body.as_bytes(), &ManifestOptions::default())
+            .push_manifest("cyc/x", body.as_bytes(), &ManifestOptions::default())
             .expect("referrer");
         subject = json!({"mediaType": OCI_MANIFEST, "digest": p.digest, "size": p.size});
     }
     // A sha256-X index that lists X itself.
     let tag = ocidb::names::referrers_tag_for(&root.digest);
     let idx = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": root.digest, "size": root.size, "artifactType": "application/x-self"}]}).to_string();
-    s.put_manifest(
+    s.push_manifest(
         "cyc/x",
         idx.as_bytes(),
         &ManifestOptions::default().tags(vec![tag]),
@@ -367,7 +371,7 @@ fn ambiguous_manifests_and_type_changes_are_refused() {
     let (dir, s) = store();
     let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
     let child = s
-        .put_manifest(
+        .push_manifest(
             "a",
             json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
@@ -393,7 +397,7 @@ fn ambiguous_manifests_and_type_changes_are_refused() {
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
         "layers": []})
     .to_string();
-    s.put_manifest(
+    s.push_manifest(
         "r1",
         doc.as_bytes(),
         &ManifestOptions::default().media_type(ocidb::manifest::DOCKER_MANIFEST),
@@ -455,7 +459,7 @@ fn spec_fields_in_another_casing_or_twice_are_refused() {
         );
     }
     // Annotation keys are data, not fields: any casing is fine there.
-    s.put_manifest(
+    s.push_manifest(
         "ok",
         format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{c},"layers":[],"annotations":{{"Layers":"x","layers":"y"}}}}"#,
@@ -483,7 +487,7 @@ fn a_huge_index_with_duplicates_ingests() {
         json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).to_string();
     assert!(body.len() < 4 * 1024 * 1024);
     let put = s
-        .put_manifest("big/index", body.as_bytes(), &ManifestOptions::default())
+        .push_manifest("big/index", body.as_bytes(), &ManifestOptions::default())
         .expect("ingests");
     assert_eq!(s.successors(&put.digest).expect("edges").len(), 25_000);
     drop(dir);
@@ -506,10 +510,10 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
         };
         let opts = |t: &str| ManifestOptions::default().tags(vec![t.to_string()]);
         let bad = s
-            .put_manifest("app", body(1).as_bytes(), &opts("bad"))
+            .push_manifest("app", body(1).as_bytes(), &opts("bad"))
             .expect("bad");
         let good = s
-            .put_manifest("app", body(2).as_bytes(), &opts("good"))
+            .push_manifest("app", body(2).as_bytes(), &opts("good"))
             .expect("good");
         (bad.digest, good.digest)
     };
@@ -584,7 +588,7 @@ fn walks_over_deep_chains_are_bounded() {
         .iter()
         .map(|b| (b.as_bytes(), ManifestOptions::default()))
         .collect();
-    s.put_manifests("deep/chain", &items).expect("chain");
+    s.push_manifests("deep/chain", &items).expect("chain");
     s.tag("deep/chain", "top", &prev).expect("tag");
     let walk = s
         .walk("deep/chain", &Reference::Tag("top".into()))
@@ -613,7 +617,7 @@ fn walks_over_deep_chains_are_bounded() {
         .iter()
         .map(|b| (b.as_bytes(), ManifestOptions::default()))
         .collect();
-    s.put_manifests("deep/chain", &items)
+    s.push_manifests("deep/chain", &items)
         .expect("referrer chain");
     let walk = s
         .walk("deep/chain", &Reference::Tag("top".into()))
@@ -660,7 +664,7 @@ fn put_referrer(s: &Store, repo: &str, subject: &Digest, at: &str, n: u32) -> Di
         "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
         "annotations": {"n": n.to_string()}})
     .to_string();
-    s.put_manifest(repo, body.as_bytes(), &ManifestOptions::default())
+    s.push_manifest(repo, body.as_bytes(), &ManifestOptions::default())
         .expect("referrer")
         .digest
 }
@@ -739,7 +743,7 @@ fn fallback_tag_referrers_are_listed_once_and_only_when_stored() {
         {"mediaType": OCI_MANIFEST, "digest": absent, "size": 1, "artifactType": "application/x"},
     ]})
     .to_string();
-    s.put_manifest(
+    s.push_manifest(
         "app",
         idx.as_bytes(),
         &ManifestOptions::default().tags(vec![ocidb::names::referrers_tag_for(&subject)]),
@@ -777,7 +781,7 @@ fn unlinking_a_tagged_manifest_takes_its_tags() {
     let (dir, s) = store();
     let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg_desc(&s), "layers": []}).to_string();
     let m = s
-        .put_manifest(
+        .push_manifest(
             "app",
             body.as_bytes(),
             &ManifestOptions::default().tags(vec!["v1".to_string()]),
@@ -796,7 +800,7 @@ fn unlinking_a_tagged_manifest_takes_its_tags() {
 /// Issue 13, item 18: registries accept manifests whose non-distributable
 /// layers (or layers with `urls`) they do not hold.
 #[test]
-fn require_children_skips_external_layers() {
+fn children_rule_skips_external_layers() {
     let (dir, s) = store();
     let foreign = Hasher::digest_of(Algorithm::Sha256, b"foreign layer");
     let with_urls = Hasher::digest_of(Algorithm::Sha256, b"layer with urls");
@@ -804,8 +808,8 @@ fn require_children_skips_external_layers() {
     let doc = |layers: serde_json::Value| {
         json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg_desc(&s), "layers": layers}).to_string()
     };
-    let strict = ManifestOptions::default().require_children(true);
-    s.put_manifest(
+    let strict = ManifestOptions::default();
+    s.push_manifest(
         "app",
         doc(json!([
             {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": foreign, "size": 9},
@@ -816,7 +820,7 @@ fn require_children_skips_external_layers() {
     )
     .expect("external layers need not be stored");
     let e = s
-        .put_manifest(
+        .push_manifest(
             "app",
             doc(json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 9}]))
                 .as_bytes(),

@@ -139,25 +139,54 @@ fn sha512_blobs_are_supported() {
 }
 
 #[test]
-fn putting_an_existing_blob_is_a_no_op() {
+fn putting_an_existing_blob_reads_and_hashes_it_but_writes_nothing() {
     let (dir, store) = small_store();
     let data = bytes(10_000, 4);
     let first = store
-        .put(data.as_slice(), &PutOptions::default())
+        .put(data.as_slice(), &PutOptions::default().repository("app/a"))
         .expect("put");
     let path = first.digest.blob_path(dir.path());
     let before = std::fs::metadata(&path).expect("meta");
-    // With the digest known, the reader is not even read.
     struct Explodes;
     impl Read for Explodes {
         fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
             Err(std::io::Error::other("the reader must not be read"))
         }
     }
+    // To a repository that holds it, the reader is not even read: the
+    // repository gains nothing.
     let again = store
-        .put(Explodes, &PutOptions::expect(first.digest))
+        .put(
+            Explodes,
+            &PutOptions::expect(first.digest).repository("app/a"),
+        )
         .expect("no-op");
     assert!(!again.created);
+    // Anywhere else, naming the digest is not enough: the bytes are read.
+    let e = store
+        .put(
+            Explodes,
+            &PutOptions::expect(first.digest).repository("app/b"),
+        )
+        .expect_err("the reader is read");
+    assert!(e.to_string().contains("must not be read"), "{e}");
+    let e = store
+        .put(
+            &b""[..],
+            &PutOptions::expect(first.digest).repository("app/b"),
+        )
+        .expect_err("an empty body");
+    assert_eq!(e.kind(), ocidb::ErrorKind::InvalidDigest, "{e}");
+    assert!(!store.is_member("app/b", &first.digest).expect("member"));
+    // The right bytes link it, and are hashed but not rewritten.
+    let again = store
+        .put(
+            data.as_slice(),
+            &PutOptions::expect(first.digest).repository("app/b"),
+        )
+        .expect("verified");
+    assert!(!again.created);
+    assert!(store.is_member("app/b", &first.digest).expect("member"));
     // Without the digest, the content is hashed but not rewritten.
     let again = store
         .put(data.as_slice(), &PutOptions::default())

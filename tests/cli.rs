@@ -192,6 +192,20 @@ fn manifests_tags_referrers_tree_and_inspect() {
         "layers": [],
         "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": size}
     });
+    // The signature's empty config is pushed to the repository first, as
+    // a client does: a manifest's blobs must be in its repository.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, b"{}").expect("write");
+    ok(&ocidb(
+        &store,
+        &[
+            "blob",
+            "put",
+            empty.to_str().expect("utf8"),
+            "--repo",
+            "lib/app",
+        ],
+    ));
     let sf = dir.path().join("sig.json");
     std::fs::write(&sf, sig.to_string()).expect("write");
     let sd = ok(&ocidb(

@@ -283,21 +283,24 @@ fn a_job_failing_half_way_leaves_no_trace_and_its_group_commits() {
     let faults = FaultInjector::new();
     let opts = StoreOptions::default().faults(Arc::clone(&faults));
     let s = Arc::new(Store::open_with(dir.path(), opts, true).expect("create"));
-    let layer = |name: &[u8]| {
-        let p = s.put_bytes(name, &PutOptions::default()).expect("layer");
-        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": p.digest, "size": p.size})
-    };
-    let cfg = s.put_bytes(b"{}", &PutOptions::default()).expect("cfg");
-    let body = |l: serde_json::Value| {
+    // Each image's blobs are pushed to its own repository first.
+    let body = |i: usize, name: &[u8]| {
+        let repo = format!("repo/{i}");
+        let p = s
+            .put_bytes(name, &PutOptions::default().repository(repo.as_str()))
+            .expect("layer");
+        let cfg = s
+            .put_bytes(b"{}", &PutOptions::default().repository(repo.as_str()))
+            .expect("cfg");
         serde_json::json!({
             "schemaVersion": 2,
             "mediaType": ocidb::manifest::OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg.digest, "size": 2},
-            "layers": [l],
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": p.digest, "size": p.size}],
         })
         .to_string()
     };
-    let bodies = [body(layer(b"a")), body(layer(b"b")), body(layer(b"c"))];
+    let bodies = [body(0, b"a"), body(1, b"b"), body(2, b"c")];
     let pause = s.pause_writer().expect("pause");
     // The first ingest passes, the second fails half-way; the re-run of
     // the first (the group's good prefix) and the third pass.
@@ -328,9 +331,18 @@ fn a_job_failing_half_way_leaves_no_trace_and_its_group_commits() {
         if i == 1 {
             assert!(!s.exists(&digest_b).expect("exists"), "record left behind");
             assert!(s.successors(&digest_b).expect("successors").is_empty());
+            // The repository holds the blobs pushed before, and nothing
+            // of the failed manifest: no member, no tag.
             assert!(
-                s.repositories().expect("repos").iter().all(|r| r != &repo),
-                "repository left behind"
+                s.members(&repo)
+                    .expect("members")
+                    .iter()
+                    .all(|(d, manifest)| !manifest && *d != digest_b),
+                "membership left behind"
+            );
+            assert!(
+                s.tag_map(&repo).expect("tags").is_empty(),
+                "tag left behind"
             );
         } else {
             let put = r.as_ref().expect("neighbour committed");

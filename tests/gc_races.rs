@@ -149,7 +149,7 @@ fn a_sweep_step_never_deletes_what_its_own_group_commit_tags() {
             body.to_string().as_bytes(),
             &ManifestOptions::default()
                 .tags(vec!["latest".to_string()])
-                .require_children(false),
+                .children(ocidb::Children::AllowMissing),
         )
     });
     wait_parked(&slot, 2);
@@ -217,7 +217,7 @@ fn a_manifest_whose_child_a_running_gc_swept_gets_a_retry_error() {
             .put_manifest(
                 "app/three",
                 hbody.to_string().as_bytes(),
-                &ManifestOptions::default().require_children(true),
+                &ManifestOptions::default(),
             )
             .expect_err("the layer was swept");
         *hout.lock().expect("outcome") = Some(e);
@@ -234,7 +234,7 @@ fn a_manifest_whose_child_a_running_gc_swept_gets_a_retry_error() {
         .put_manifest(
             "app/three",
             body.to_string().as_bytes(),
-            &ManifestOptions::default().require_children(true),
+            &ManifestOptions::default(),
         )
         .expect_err("missing child");
     assert_eq!(e.kind(), ErrorKind::ChildUnknown, "{e}");

@@ -188,7 +188,9 @@ impl Writer {
     }
 
     /// Puts a blob with a random variant. Returns it as modelled.
-    fn put_blob(&mut self, leased: bool) -> Loose {
+    /// A new blob; into the writer's repository when `to_repo` (an
+    /// image's parts must be there), else into it or nowhere at random.
+    fn put_blob(&mut self, leased: bool, to_repo: bool) -> Loose {
         let big = self.rng.chance(3);
         let data = self.bytes(big);
         let d = Hasher::digest_of(Algorithm::Sha256, &data);
@@ -196,11 +198,17 @@ impl Writer {
         let lease = if leased { self.lease() } else { None };
         let opts = PutOptions::default()
             .digest(self.rng.chance(2).then_some(d))
-            .repository(self.rng.chance(2).then(|| self.repo.clone()))
+            .repository((to_repo || self.rng.chance(2)).then(|| self.repo.clone()))
             .lease(lease)
             .no_sync(self.rng.chance(4));
         let got = match self.rng.below(3) {
-            0 => self.s.put(data.as_slice(), &opts),
+            // A stored blob's bytes are verified, not written: if a GC
+            // sweeps it meanwhile the put asks for a retry, as a client's
+            // would get, and the retry stores it afresh.
+            0 => match self.s.put(data.as_slice(), &opts) {
+                Err(e) if e.kind() == ErrorKind::Retry => self.s.put(data.as_slice(), &opts),
+                r => r,
+            },
             1 => self.s.put_bytes(&data, &opts),
             _ => {
                 let extra = self.bytes(false);
@@ -232,7 +240,7 @@ impl Writer {
     /// Puts a blob we put before again, as a registry does for a layer it
     /// already holds (`PUT ?digest=` into the same repository). The put
     /// counts as a write: a running GC must rescue it.
-    fn reput(&mut self, leased: bool) -> Option<Loose> {
+    fn reput(&mut self, leased: bool, to_repo: bool) -> Option<Loose> {
         let item = {
             let m = self.model.lock().expect("model");
             if m.loose.is_empty() {
@@ -246,7 +254,7 @@ impl Writer {
         let opts = PutOptions::default()
             .digest(item.digest)
             .size(self.rng.chance(2).then_some(item.data.len() as u64))
-            .repository((!self.rng.chance(4)).then(|| self.repo.clone()))
+            .repository((to_repo || !self.rng.chance(4)).then(|| self.repo.clone()))
             .lease(lease);
         let marked_before = self.marked.load(Ordering::SeqCst);
         let r = self.s.put_bytes(&item.data, &opts).expect("re-put");
@@ -282,13 +290,13 @@ impl Writer {
             let mut parts: Vec<Loose> = Vec::new();
             for _ in 0..layers + 1 {
                 let reuse = if self.rng.chance(2) {
-                    self.reput(leased)
+                    self.reput(leased, true)
                 } else {
                     None
                 };
                 let l = match reuse {
                     Some(l) => l,
-                    None => self.put_blob(leased),
+                    None => self.put_blob(leased, true),
                 };
                 parts.push(l);
             }
@@ -314,7 +322,11 @@ impl Writer {
             let require_children = !self.rng.chance(5);
             let opts = ManifestOptions::default()
                 .tags(tag.iter().cloned())
-                .require_children(require_children)
+                .children(if require_children {
+                    ocidb::Children::InRepository
+                } else {
+                    ocidb::Children::AllowMissing
+                })
                 .lease(lease);
             let r = self
                 .s
@@ -325,7 +337,7 @@ impl Writer {
                     let mut children: Vec<Digest> = descs.iter().map(|x| x.0).collect();
                     children.push(cfg);
                     self.acked(p.digest);
-                    // Without require_children a child swept before the
+                    // Under AllowMissing a child swept before the
                     // commit is missing; one that is there right after the
                     // acknowledgement is reached from now on.
                     if !require_children {
@@ -396,9 +408,7 @@ impl Writer {
         let r = self.s.put_manifest(
             &self.repo,
             body.to_string().as_bytes(),
-            &ManifestOptions::default()
-                .tags(vec![tag.clone()])
-                .require_children(true),
+            &ManifestOptions::default().tags(vec![tag.clone()]),
         );
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
         let reached = {
@@ -426,7 +436,7 @@ impl Writer {
         match self.rng.below(100) {
             0..=24 => {
                 let leased = self.rng.chance(2);
-                self.put_blob(leased);
+                self.put_blob(leased, false);
             }
             25..=44 => {
                 let leased = self.rng.chance(2);
@@ -536,7 +546,7 @@ impl Writer {
             77..=84 => {
                 // Re-put garbage we wrote earlier: a rescue if a GC runs.
                 let leased = self.rng.chance(2);
-                self.reput(leased);
+                self.reput(leased, false);
             }
             85..=92 => {
                 // Leases: take one, or release it (what it held becomes

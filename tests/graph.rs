@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST, ORAS_ARTIFACT};
 use ocidb::{
-    Algorithm, Descriptor, Digest, EdgeKind, Error, Hasher, ManifestOptions, ManifestParser,
-    ParsedManifest, PutOptions, Reference, ReferrersQuery, Store, WalkNode,
+    Algorithm, Children, Descriptor, Digest, EdgeKind, Error, Hasher, ManifestOptions,
+    ManifestParser, ParsedManifest, PutOptions, Reference, ReferrersQuery, Store, WalkNode,
 };
 use serde_json::{json, Value};
 
@@ -33,6 +33,7 @@ fn image(s: &Store, repo: &str, name: &str, tags: &[&str]) -> (Digest, Value) {
 }
 
 fn put(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> (Digest, Value) {
+    common::push_children(s, repo, body);
     let bytes = body.to_string();
     let p = s
         .put_manifest(
@@ -179,6 +180,11 @@ fn referrers_are_isolated_per_repository() {
     let (subject, desc) = image(&s, "team-a/app", "app", &["v1"]);
     // The same subject bytes pushed to a second repository.
     let body = s.read(&subject).expect("read");
+    common::push_children(
+        &s,
+        "team-b/app",
+        &serde_json::from_slice(&body).expect("json"),
+    );
     s.put_manifest("team-b/app", &body, &ManifestOptions::default())
         .expect("copy");
     let sig_a = referrer(
@@ -308,7 +314,7 @@ fn referrers_response_filter_order_and_pagination() {
 }
 
 #[test]
-fn dangling_referrers_and_sparse_children_are_legal_unless_required() {
+fn dangling_referrers_and_sparse_children_are_legal_when_allowed() {
     let (_d, s) = store();
     let absent = json!({"mediaType": OCI_MANIFEST, "digest": Hasher::digest_of(Algorithm::Sha256, b"gone"), "size": 5});
     let r = referrer(&s, "r/x", &absent, "application/vnd.example", 1);
@@ -320,18 +326,20 @@ fn dangling_referrers_and_sparse_children_are_legal_unless_required() {
 
     let missing_layer = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Hasher::digest_of(Algorithm::Sha256, b"nope"), "size": 4});
     let cfg = blob(&s, b"{}", "application/vnd.oci.image.config.v1+json");
-    let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [missing_layer]}).to_string();
+    let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [missing_layer]});
+    common::push_children(&s, "r/x", &body);
+    let body = body.to_string();
     let err = s
-        .put_manifest(
-            "r/x",
-            body.as_bytes(),
-            &ManifestOptions::default().require_children(true),
-        )
+        .put_manifest("r/x", body.as_bytes(), &ManifestOptions::default())
         .expect_err("strict");
     assert!(matches!(err, Error::MissingChild { .. }), "{err}");
     assert!(err.to_string().contains("MANIFEST_BLOB_UNKNOWN"));
     let d = s
-        .put_manifest("r/x", body.as_bytes(), &ManifestOptions::default())
+        .put_manifest(
+            "r/x",
+            body.as_bytes(),
+            &ManifestOptions::default().children(Children::AllowMissing),
+        )
         .expect("sparse ok")
         .digest;
     let walk = s.walk("r/x", &Reference::Digest(d)).expect("walk");
@@ -586,7 +594,7 @@ fn custom_manifest_types_can_be_registered() {
     let (_d, s) = store();
     s.register_parser("application/vnd.example.bundle", Arc::new(Bundle));
     let part = s
-        .put_bytes(b"part", &PutOptions::default())
+        .put_bytes(b"part", &PutOptions::default().repository("r/b"))
         .expect("part")
         .digest;
     let body = json!({"mediaType": "application/vnd.example.bundle", "parts": [part]}).to_string();

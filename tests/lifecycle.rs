@@ -22,6 +22,7 @@ fn manifest(
     tags: &[&str],
     lease: Option<u64>,
 ) -> (Digest, Value) {
+    common::push_children(s, repo, body);
     let bytes = body.to_string();
     let p = s
         .put_manifest(
@@ -371,6 +372,7 @@ fn delete_manifest_and_unlink_blob() {
     assert!(matches!(err, Error::ManifestNotFound { .. }));
     // A manifest held by two repositories survives deletion from one.
     let body = s.read(&sc.m).expect("read");
+    common::push_children(&s, "gc/copy", &serde_json::from_slice(&body).expect("json"));
     s.put_manifest("gc/copy", &body, &ManifestOptions::default())
         .expect("copy");
     s.delete_manifest("gc/app", &sc.m).expect("rm");
@@ -388,7 +390,11 @@ fn delete_manifest_and_unlink_blob() {
     s.delete_manifest("gc/copy", &sc.m).expect("rm last");
     assert!(!present(&s, &sc.m));
     assert!(s.successors(&sc.m).expect("succ").is_empty());
-    s.link_blob("gc/app", &sc.c).expect("link");
+    s.put_bytes(
+        &s.read(&sc.c).expect("read"),
+        &PutOptions::default().repository("gc/app"),
+    )
+    .expect("push");
     s.unlink_blob("gc/app", &sc.c).expect("unlink");
     assert!(!s.is_member("gc/app", &sc.c).expect("member"));
     assert!(present(&s, &sc.c), "bytes stay until gc");

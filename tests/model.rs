@@ -1,7 +1,9 @@
-//! Model-based test: random sequences of put, manifest put, tag, untag,
-//! delete, gc and reopen run against the store and against a plain in-memory
-//! model; after every step, stat, tags, referrers, successors and
-//! predecessors must agree.
+//! Model-based test: random sequences of put (to a repository or none),
+//! mount, manifest put, tag, untag, delete, gc and reopen run against the
+//! store and against a plain in-memory model; after every step, stat,
+//! membership, tags, referrers, successors and predecessors must agree. A
+//! manifest put succeeds exactly when its blobs are members of its
+//! repository: a repository gains a blob only from its bytes or a mount.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +20,10 @@ const TAGS: [&str; 3] = ["t0", "t1", "t2"];
 
 #[derive(Clone, Debug)]
 enum Op {
-    PutBlob(u8),
+    /// blob, repository (none: a put that joins no repository)
+    PutBlob(u8, Option<usize>),
+    /// blob, from repository (into the other one)
+    Mount(u8, usize),
     /// repo, config blob, layer blob, subject (index into manifests so far), tag
     PutManifest(usize, u8, u8, Option<usize>, Option<usize>),
     Tag(usize, usize, usize),
@@ -31,7 +36,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => any::<u8>().prop_map(|b| Op::PutBlob(b % 8)),
+        4 => (any::<u8>(), proptest::option::weighted(0.75, 0..2usize)).prop_map(|(b, r)| Op::PutBlob(b % 8, r)),
+        1 => (any::<u8>(), 0..2usize).prop_map(|(b, r)| Op::Mount(b % 8, r)),
         4 => (0..2usize, any::<u8>(), any::<u8>(), proptest::option::of(0..12usize), proptest::option::of(0..3usize))
             .prop_map(|(r, c, l, s, t)| Op::PutManifest(r, c % 8, l % 8, s, t)),
         2 => (0..2usize, 0..3usize, 0..12usize).prop_map(|(r, t, m)| Op::Tag(r, t, m)),
@@ -133,6 +139,16 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
         }
     }
     for repo in REPOS {
+        for d in &all {
+            let want = m.members.get(repo).is_some_and(|x| x.contains(d));
+            prop_assert_eq!(
+                s.is_member(repo, d).expect("is_member"),
+                want,
+                "membership of {} in {}",
+                d,
+                repo
+            );
+        }
         let want: Vec<String> = m
             .tags
             .get(repo)
@@ -209,12 +225,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     for op in ops {
         match op {
-            Op::PutBlob(b) => {
+            Op::PutBlob(b, r) => {
+                let repo = r.map(|r| REPOS[r]);
                 let d = s
-                    .put_bytes(&blob_bytes(b), &PutOptions::default())
+                    .put_bytes(&blob_bytes(b), &PutOptions::default().repository(repo))
                     .expect("put")
                     .digest;
                 m.blobs.insert(d);
+                if let Some(repo) = repo {
+                    m.members.entry(repo).or_default().insert(d);
+                }
+            }
+            Op::Mount(b, from) => {
+                let d = Hasher::digest_of(Algorithm::Sha256, &blob_bytes(b));
+                let (from, to) = (REPOS[from], REPOS[1 - from]);
+                let mounted = s.mount_blob(to, &d, Some(from)).expect("mount").is_some();
+                let held = m.members.get(from).is_some_and(|x| x.contains(&d));
+                prop_assert_eq!(mounted, held, "mount {} from {}", d, from);
+                if mounted {
+                    m.members.entry(to).or_default().insert(d);
+                }
             }
             Op::PutManifest(r, c, l, subject, tag) => {
                 let repo = REPOS[r];
@@ -232,13 +262,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     body["artifactType"] = json!("application/vnd.example");
                 }
                 let tags: Vec<String> = tag.map(|t| TAGS[t].to_string()).into_iter().collect();
-                let p = s
-                    .put_manifest(
-                        repo,
-                        body.to_string().as_bytes(),
-                        &ManifestOptions::default().tags(tags),
-                    )
-                    .expect("manifest");
+                let held = m
+                    .members
+                    .get(repo)
+                    .is_some_and(|x| x.contains(&cd) && x.contains(&ld));
+                let put = s.put_manifest(
+                    repo,
+                    body.to_string().as_bytes(),
+                    &ManifestOptions::default().tags(tags),
+                );
+                let p = match put {
+                    Ok(p) => {
+                        prop_assert!(held, "accepted with a blob {} lacks", repo);
+                        p
+                    }
+                    Err(e) => {
+                        prop_assert!(!held, "refused though {} holds its blobs: {}", repo, e);
+                        // Retry: a child a recent GC swept (not stored now).
+                        let swept = !m.exists(&cd) || !m.exists(&ld);
+                        prop_assert!(
+                            e.kind() == ocidb::ErrorKind::ChildUnknown
+                                || (swept && e.kind() == ocidb::ErrorKind::Retry),
+                            "{}",
+                            e
+                        );
+                        check(&s, &m)?;
+                        continue;
+                    }
+                };
                 let mut children = vec![cd];
                 if ld != cd {
                     children.push(ld);

@@ -50,12 +50,17 @@ fn until_the_power_goes(s: &Store, faults: &FaultInjector, seed: u64) -> Acked {
     let mut a = Acked::default();
     for i in 0..2_000u64 {
         let r = match i % 4 {
-            0 | 1 => s
-                .put_bytes(
-                    format!("power blob {seed} {i}").as_bytes(),
-                    &PutOptions::default(),
-                )
-                .map(|p| a.blobs.push(p.digest)),
+            // Blobs go to the repository, as a client pushes them; the
+            // first is the referrers' empty config.
+            0 | 1 => {
+                let bytes = if i == 0 {
+                    b"{}".to_vec()
+                } else {
+                    format!("power blob {seed} {i}").into_bytes()
+                };
+                s.put_bytes(&bytes, &PutOptions::default().repository(REPO))
+                    .map(|p| a.blobs.push(p.digest))
+            }
             2 => {
                 let Some(layer) = a.blobs.last().copied() else {
                     continue;

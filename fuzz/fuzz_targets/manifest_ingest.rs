@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let digest = Hasher::digest_of(Algorithm::Sha256, body);
     let existed = s.exists(&digest).expect("exists");
     let repos_before = s.repositories().expect("repos");
-    let opts = ManifestOptions::default().media_type(declared.map(str::to_string)).require_children(require_children).no_sync(true);
+    let opts = ManifestOptions::default().media_type(declared.map(str::to_string)).children(if require_children { ocidb::Children::InRepository } else { ocidb::Children::AllowMissing }).no_sync(true);
     match s.put_manifest("fuzz/repo", body, &opts) {
         Ok(put) => {
             assert_eq!(put.digest, digest);

@@ -392,6 +392,9 @@ pub fn generate_into_store(
                         // bounds the file: redb reuses the pages a commit
                         // frees only once a durable commit follows it.
                         no_sync: false,
+                        // The synthetic graph stores no blobs: only
+                        // manifests and their edges.
+                        children: crate::Children::AllowMissing,
                         ..ManifestOptions::default()
                     },
                 )

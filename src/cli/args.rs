@@ -466,9 +466,10 @@ pub struct ManifestPutArgs {
     /// Declared media type (must agree with the body's mediaType).
     #[arg(long)]
     pub media_type: Option<String>,
-    /// Refuse the manifest if a child blob is not stored.
+    /// Accept the manifest though a child is not in the repository (a
+    /// sparse graph); such children stay outside it.
     #[arg(long)]
-    pub require_children: bool,
+    pub allow_missing_children: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -599,6 +600,12 @@ pub struct ServeArgs {
     /// Cancel upload sessions idle this long.
     #[arg(long, default_value = "7d")]
     pub upload_max_idle: String,
+    /// Accept manifests whose blobs the repository lacks (the conformance
+    /// suite's sparse data set). Such blobs stay outside the repository;
+    /// by default the push gets 400 MANIFEST_BLOB_UNKNOWN, as distribution
+    /// answers.
+    #[arg(long)]
+    pub allow_sparse_manifests: bool,
     /// Requests carrying blob bytes at once; more get 429.
     #[arg(long, default_value_t = 64)]
     pub max_uploads: usize,

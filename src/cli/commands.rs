@@ -371,7 +371,11 @@ pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
                 &ManifestOptions::default()
                     .media_type(a.media_type)
                     .tags(a.tags)
-                    .require_children(a.require_children),
+                    .children(if a.allow_missing_children {
+                        ocidb::Children::AllowMissing
+                    } else {
+                        ocidb::Children::InRepository
+                    }),
             )?;
             if a.json {
                 println!("{}", serde_json::to_string(&put).unwrap_or_default());

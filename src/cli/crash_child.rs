@@ -35,7 +35,10 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path, large_mib: Option<u64>) -> R
     let leased = |data: &[u8], no_sync: bool| {
         store.put_bytes(
             data,
-            &PutOptions::default().lease(lease.id).no_sync(no_sync),
+            &PutOptions::default()
+                .lease(lease.id)
+                .no_sync(no_sync)
+                .repository(repo.as_str()),
         )
     };
     let tagged = |body: serde_json::Value, tag: &str| {
@@ -45,6 +48,8 @@ pub fn run(store_dir: &Path, seed: u64, log: &Path, large_mib: Option<u64>) -> R
             &ManifestOptions::default().tags(vec![tag.to_string()]),
         )
     };
+    // The referrers' empty config, pushed to the repository once.
+    leased(b"{}", false)?;
     let mut mine: Vec<(String, serde_json::Value)> = Vec::new();
     for i in 0u64.. {
         let tag = format!("s{seed}-{i}");

@@ -248,7 +248,8 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .max_uploads(a.max_uploads)
         .header_timeout(header_timeout)
         .body_idle_timeout(ocidb::gc::parse_duration(&a.body_idle_timeout)?)
-        .max_connections(a.max_connections);
+        .max_connections(a.max_connections)
+        .allow_sparse_manifests(a.allow_sparse_manifests);
     let opts = match &a.htpasswd {
         Some(h) => opts.access(ocidb::server::Access::load(
             h,

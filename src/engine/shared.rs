@@ -93,15 +93,13 @@ impl Shared {
         }
     }
 
-    /// The error for a digest a request needed and did not find: a retry
-    /// when a GC deleted it recently, else `missing`.
-    pub fn missing(&self, d: &Digest, missing: Error) -> Error {
-        match self.swept.lock() {
-            Ok(g) if g.contains(d) => Error::Swept {
-                digest: Box::new(*d),
-            },
-            _ => missing,
-        }
+    /// Whether a recent GC deleted `d`.
+    pub fn recently_swept(&self, d: &Digest) -> Result<bool> {
+        Ok(self
+            .swept
+            .lock()
+            .map_err(|_| Error::lock("swept set lock"))?
+            .contains(d))
     }
 
     pub fn note_foreground(&self) {

@@ -7,13 +7,13 @@ use serde::Serialize;
 use super::blobs::record_in;
 use super::leases::{add_to_lease, check_lease};
 use super::referrers::add_referrer;
-use super::repos::{add_member, ensure_repo};
+use super::repos::{add_member, ensure_repo, lookup_repo_w};
 use super::tags::set_tag;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
-use crate::schema::keys::{self, MEMBER_BLOB, MEMBER_MANIFEST, SOURCE_SUBJECT};
+use crate::schema::keys::{self, MEMBER_MANIFEST, SOURCE_SUBJECT};
 use crate::schema::record::{BlobRecord, Placement};
 
 /// A manifest ready for the writer: hashed, classified and parsed.
@@ -28,8 +28,31 @@ pub(crate) struct PreparedManifest {
     pub media_type: Option<String>,
     pub parsed: Option<ParsedManifest>,
     pub tags: Vec<String>,
-    pub require_children: bool,
+    pub children: Children,
     pub lease: Option<u64>,
+}
+
+/// What a manifest's children must be for a put to be accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Children {
+    /// Every blob child (config, layer, artifact blob) that is not
+    /// external (a descriptor with `urls`, or a non-distributable layer) is
+    /// a member of the repository the manifest is put in: its bytes were
+    /// pushed there, or it was mounted from a repository that holds it.
+    /// An index's entries may be absent (a sparse index, which the
+    /// distribution spec allows), unless a GC just swept one. Otherwise the put fails with
+    /// [`Error::MissingChild`] (a registry's `MANIFEST_BLOB_UNKNOWN`), or
+    /// [`Error::Swept`] when a concurrent GC just removed the child. The
+    /// default: naming a digest in a manifest never reaches content the
+    /// repository did not receive.
+    #[default]
+    InRepository,
+    /// Children may be absent, or stored outside the repository (a sparse
+    /// OCI layout import, a test building a partial graph). Such children
+    /// stay outside the repository: nothing becomes a member by name. For
+    /// trusted input only; a registry keeps the default.
+    AllowMissing,
 }
 
 /// What a manifest put did.
@@ -48,41 +71,65 @@ pub struct ManifestPut {
     pub subject: Option<Digest>,
 }
 
+/// Checks the lease and, under [`Children::InRepository`], that every
+/// non-external child is a member of the manifest's repository.
 pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<()> {
     if let Some(l) = p.lease {
         check_lease(b, l)?;
     }
-    if !p.require_children {
+    if p.children != Children::InRepository {
         return Ok(());
     }
-    if let Some(parsed) = &p.parsed {
-        for (_, child) in &parsed.children {
-            if child.is_external() {
-                continue;
-            }
-            if b.t.blobs.get(child.digest.to_key().as_slice())?.is_none()
-                && !b.pending_install(&child.digest)
-            {
-                return Err(b.shared.missing(
-                    &child.digest,
-                    Error::MissingChild {
-                        manifest: Box::new(p.digest),
-                        child: Box::new(child.digest),
-                        media_type: child.media_type.clone(),
-                    },
-                ));
-            }
+    let Some(parsed) = &p.parsed else {
+        return Ok(());
+    };
+    let repo_id = lookup_repo_w(b, &p.repo)?;
+    for (kind, child) in &parsed.children {
+        if child.is_external() {
+            continue;
         }
+        let d = &child.digest;
+        if is_member(b, repo_id, d)? {
+            continue;
+        }
+        // Not in the repository. A GC sweep removes a blob's memberships
+        // with its record: a child it swept since the client pushed it is
+        // a race, answered with a retry, not "unknown".
+        let stored = b.t.blobs.get(d.to_key().as_slice())?.is_some() || b.pending_install(d);
+        if !stored && b.shared.recently_swept(d)? {
+            return Err(Error::Swept {
+                digest: Box::new(*d),
+            });
+        }
+        // A sparse index (entries the repository lacks) is legal: the
+        // distribution spec allows it, and its conformance suite pushes
+        // one. Nothing is linked by it.
+        if *kind == EdgeKind::Manifest {
+            continue;
+        }
+        return Err(Error::MissingChild {
+            manifest: Box::new(p.digest),
+            child: Box::new(*d),
+            media_type: child.media_type.clone(),
+            repository: p.repo.clone(),
+        });
     }
     Ok(())
 }
 
+fn is_member(b: &mut Batch<'_>, repo_id: Option<u64>, d: &Digest) -> Result<bool> {
+    Ok(match repo_id {
+        Some(id) => b.t.members.get(keys::member(id, d).as_slice())?.is_some(),
+        None => false,
+    })
+}
+
 /// The writer half of a manifest put. Validates first, then mutates.
 pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
-    check_children(b, p)?;
     let key = p.digest.to_key();
     let size = p.size;
     let existing = record_in(b, &p.digest)?;
+    // The type conflict first: it is wrong whatever the repository holds.
     if let Some(rec) = &existing {
         if rec.manifest && rec.media_type != p.media_type {
             return Err(Error::ManifestTypeConflict {
@@ -92,6 +139,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             });
         }
     }
+    check_children(b, p)?;
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
     let rec = match existing {
@@ -154,13 +202,13 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     }
     let repo_id = ensure_repo(b, &p.repo)?;
     add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
+    // Children are not linked here: a repository gains a blob only by
+    // receiving its bytes or by a mount (check_children made sure that,
+    // by default, every child already is a member). A running GC still
+    // hears that they are reachable now.
     if let Some(parsed) = &p.parsed {
-        for (kind, child) in &parsed.children {
-            if *kind != EdgeKind::Manifest
-                && b.t.blobs.get(child.digest.to_key().as_slice())?.is_some()
-            {
-                add_member(b, repo_id, &child.digest, MEMBER_BLOB)?;
-            }
+        for (_, child) in &parsed.children {
+            b.note_reachable(&child.digest)?;
         }
     }
     crate::faults::ingest_checkpoint(b.shared.faults.as_deref())?;

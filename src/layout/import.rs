@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
 use crate::oci::names;
-use crate::store::ManifestOptions;
+use crate::store::{Children, ManifestOptions};
 use crate::store::{PutOptions, Store};
 
 /// Where `index.json` comes from.
@@ -417,6 +417,9 @@ impl Walk<'_, '_> {
                         digest: Some(m.digest),
                         lease: Some(self.lease),
                         no_sync: true,
+                        // A layout may be sparse; what it lacks stays out
+                        // of the repository.
+                        children: Children::AllowMissing,
                         ..ManifestOptions::default()
                     },
                 )

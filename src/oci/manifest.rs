@@ -89,7 +89,7 @@ impl Descriptor {
     /// Whether a registry may lack the bytes: a non-distributable
     /// ("foreign") layer, or content the descriptor says lives at `urls`.
     /// Registries accept manifests without these blobs, and so does
-    /// `require_children`.
+    /// [`crate::store::Children::InRepository`].
     pub fn is_external(&self) -> bool {
         self.urls.as_ref().is_some_and(|u| !u.is_empty())
             || self.media_type.contains(".nondistributable.")

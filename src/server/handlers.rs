@@ -148,7 +148,9 @@ pub(super) async fn put_manifest(
                 format!("a manifest over {MAX_MANIFEST_SIZE} bytes is refused"),
             )
         })?;
-    let mut opts = ManifestOptions::default().media_type(content_type);
+    let mut opts = ManifestOptions::default()
+        .media_type(content_type)
+        .children(app.children);
     match &reference {
         Reference::Tag(t) => opts = opts.tags([t.clone()]),
         Reference::Digest(d) => opts = opts.digest(*d),

@@ -50,6 +50,11 @@ pub struct ServeOptions {
     pub access: Option<Arc<Access>>,
     /// Serve HTTPS with this certificate (`None`: plain HTTP).
     pub tls: Option<TlsFiles>,
+    /// Accept manifests whose blobs the repository lacks
+    /// ([`crate::Children::AllowMissing`]); off by default, when such a
+    /// push gets 400 `MANIFEST_BLOB_UNKNOWN`. Either way a repository never
+    /// gains a blob a manifest only names.
+    pub allow_sparse_manifests: bool,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +70,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             access: None,
             tls: None,
+            allow_sparse_manifests: false,
         }
     }
 }
@@ -133,6 +139,13 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::allow_sparse_manifests`].
+    #[must_use]
+    pub fn allow_sparse_manifests(mut self, allow: bool) -> Self {
+        self.allow_sparse_manifests = allow;
+        self
+    }
+
     /// Sets [`ServeOptions::upload_max_idle`].
     #[must_use]
     pub fn upload_max_idle(mut self, idle: Duration) -> Self {
@@ -154,6 +167,8 @@ pub(crate) struct App {
     pub body_idle: Duration,
     pub metrics: Arc<metrics::Metrics>,
     pub access: Option<Arc<Access>>,
+    /// What a pushed manifest's children must be.
+    pub children: crate::Children,
 }
 
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
@@ -190,6 +205,11 @@ pub fn serve(
             body_idle: opts.body_idle_timeout,
             metrics,
             access: opts.access.clone(),
+            children: if opts.allow_sparse_manifests {
+                crate::Children::AllowMissing
+            } else {
+                crate::Children::InRepository
+            },
         });
         let router = routes::router(app);
         let limits = listen::ConnLimits {

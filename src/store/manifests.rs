@@ -5,6 +5,7 @@ use super::Store;
 use crate::error::{Error, Result};
 use crate::index::ingest::check_children;
 use crate::index::ingest::ingest_manifest;
+pub use crate::index::ingest::Children;
 use crate::index::ingest::ManifestPut;
 use crate::index::ingest::PreparedManifest;
 use crate::oci::digest::Digest;
@@ -25,8 +26,8 @@ pub struct ManifestOptions {
     pub digest: Option<Digest>,
     /// Tags to point at the manifest, in the same commit.
     pub tags: Vec<String>,
-    /// Refuse the manifest if any child is not stored (MANIFEST_BLOB_UNKNOWN).
-    pub require_children: bool,
+    /// What the children must be ([`Children::InRepository`] by default).
+    pub children: Children,
     /// Commit without fsync (see [`crate::PutOptions::no_sync`]).
     pub no_sync: bool,
     /// Hold the manifest under this lease (see [`Store::create_lease`]).
@@ -55,10 +56,10 @@ impl ManifestOptions {
         self
     }
 
-    /// Sets [`ManifestOptions::require_children`].
+    /// Sets [`ManifestOptions::children`].
     #[must_use]
-    pub fn require_children(mut self, require_children: bool) -> Self {
-        self.require_children = require_children;
+    pub fn children(mut self, children: Children) -> Self {
+        self.children = children;
         self
     }
 
@@ -139,7 +140,7 @@ impl Store {
             media_type,
             parsed,
             tags: opts.tags.clone(),
-            require_children: opts.require_children,
+            children: opts.children,
             lease: opts.lease,
         })
     }

@@ -24,7 +24,7 @@ use redb::Database;
 pub use crate::index::ingest::ManifestPut;
 pub use graph::{Edge, Inspection, Parent, WalkNode, MAX_WALK_DEPTH};
 pub use leases::Lease;
-pub use manifests::ManifestOptions;
+pub use manifests::{Children, ManifestOptions};
 pub use put::{PutOptions, PutResult};
 pub use read::BlobInfo;
 pub(crate) use read::{info, not_found};

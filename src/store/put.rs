@@ -3,7 +3,6 @@
 
 use std::io::{self, Read};
 
-use redb::ReadableTable as _;
 use std::sync::Arc;
 
 use super::{BlobInfo, Store};
@@ -17,7 +16,6 @@ use crate::oci::digest::{Algorithm, Digest};
 use crate::oci::hasher::Verifier;
 use crate::oci::names;
 use crate::schema::keys::MEMBER_BLOB;
-use crate::store::not_found;
 
 /// Size of one chunk in the streaming put pipeline.
 const CHUNK: usize = 1 << 20;
@@ -127,10 +125,21 @@ pub struct PutResult {
 impl Store {
     /// Stores a blob read from `reader`, verifying it against the expected
     /// digest and size when given. On any mismatch nothing is stored.
+    ///
+    /// A blob already stored is not written again, but its bytes are still
+    /// read and hashed: naming a digest proves nothing, so a repository
+    /// only gains a blob whose bytes it received (see docs/guarantees.md,
+    /// "Isolation"). The one shortcut is a put to a repository the blob is
+    /// already a member of, which gains nothing.
     pub fn put(&self, mut reader: impl Read, opts: &PutOptions) -> Result<PutResult> {
         self.shared.check()?;
-        if let Some(existing) = self.reput(opts)? {
+        if let Some(existing) = self.reput_member(opts)? {
             return Ok(existing);
+        }
+        if let Some(d) = opts.digest {
+            if self.exists(&d)? {
+                return self.verify_then_link(reader, d, opts);
+            }
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
         let threshold = self.opts.inline_threshold;
@@ -161,10 +170,15 @@ impl Store {
     /// Stores a blob held in memory.
     pub fn put_bytes(&self, data: &[u8], opts: &PutOptions) -> Result<PutResult> {
         if data.len() > self.opts.inline_threshold {
-            return self.put(data, opts);
+            return match self.put(data, opts) {
+                // Swept while its bytes were verified: they are still here,
+                // so store them afresh rather than ask for a retry.
+                Err(Error::Swept { .. }) => self.put(data, opts),
+                r => r,
+            };
         }
         self.shared.check()?;
-        if let Some(existing) = self.reput(opts)? {
+        if let Some(existing) = self.reput_member(opts)? {
             return Ok(existing);
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
@@ -265,48 +279,80 @@ impl Store {
         })
     }
 
-    /// A put of a digest that is already stored: no bytes are read or
-    /// written, but the put still counts as one. In one writer job, so that
-    /// no GC sweep step can commit between the check and the rescue: the
-    /// record is re-checked, its grace period restarts, a running GC is told
-    /// it is reachable, and the membership and lease take effect. `None`
-    /// when the digest is not stored (by then): the caller does a full put.
-    fn reput(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
+    /// A put to a repository that already holds the digest: no bytes are
+    /// read or written (the repository gains nothing it did not have), but
+    /// the put still counts as one. In one writer job, so that no GC sweep
+    /// step can commit between the check and the rescue: the membership
+    /// is re-checked, the record's grace period restarts, a running GC is
+    /// told it is reachable, and the lease takes effect. `None` when the
+    /// put names no digest or no repository, or the repository does not
+    /// hold the digest (by then): the caller reads the bytes.
+    fn reput_member(&self, opts: &PutOptions) -> Result<Option<PutResult>> {
         check_options(opts)?;
-        let Some(d) = opts.digest else {
+        let (Some(d), Some(repo)) = (opts.digest, opts.repository.clone()) else {
             return Ok(None);
         };
         // Cheap pre-check on a snapshot; the writer job decides.
-        if !self.exists(&d)? {
+        if !self.is_member(&repo, &d)? {
             return Ok(None);
         }
-        let (size, repo, lease) = (opts.size, opts.repository.clone(), opts.lease);
+        let (size, lease) = (opts.size, opts.lease);
         self.submit(!opts.no_sync, move |b| {
+            if crate::index::repos::member_kind(b, &repo, &d)?.is_none() {
+                return Ok(None);
+            }
             let Some(rec) = record_in(b, &d)? else {
                 return Ok(None);
             };
-            if let Some(want) = size {
-                if want != rec.size {
-                    return Err(Error::SizeMismatch {
-                        what: d.to_string(),
-                        expected: want,
-                        actual: rec.size,
-                        more: "",
-                    });
-                }
-            }
+            check_size(&d, size, rec.size)?;
             if let Some(l) = lease {
                 check_lease(b, l)?;
             }
             let size = rec.size;
             b.note_reachable(&d)?;
             refresh(b, &d, rec)?;
-            link(b, repo.as_deref(), lease, &d)?;
+            link(b, Some(&repo), lease, &d)?;
             Ok(Some(PutResult {
                 digest: d,
                 size,
                 created: false,
             }))
+        })
+    }
+
+    /// A put of a digest that is stored (but not in the put's repository):
+    /// the bytes are read and hashed, not written, and only bytes that
+    /// hash to `d` link it. If the blob is gone by the time they have been
+    /// read (a GC swept it), the put fails with [`Error::Swept`], which a
+    /// client retries: the bytes were consumed and cannot be written now.
+    fn verify_then_link(
+        &self,
+        reader: impl Read,
+        d: Digest,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let mut v = Verifier::new(Some(d), opts.size, d.algorithm());
+        hash_stream(reader, &mut v)?;
+        let (d, size) = v.finish()?;
+        let (repo, lease) = (opts.repository.clone(), opts.lease);
+        self.submit(!opts.no_sync, move |b| {
+            let Some(rec) = record_in(b, &d)? else {
+                return Err(Error::Swept {
+                    digest: Box::new(d),
+                });
+            };
+            check_size(&d, Some(size), rec.size)?;
+            if let Some(l) = lease {
+                check_lease(b, l)?;
+            }
+            b.note_reachable(&d)?;
+            refresh(b, &d, rec)?;
+            link(b, repo.as_deref(), lease, &d)?;
+            Ok(PutResult {
+                digest: d,
+                size,
+                created: false,
+            })
         })
     }
 
@@ -340,19 +386,6 @@ impl Store {
             b.note_reachable(&d)?;
             refresh(b, &d, rec.clone())?;
             Ok(Some(super::info(&d, rec)))
-        })
-    }
-
-    /// Makes a stored blob a member of a repository.
-    pub fn link_blob(&self, repo: &str, d: &Digest) -> Result<()> {
-        names::validate_repository(repo)?;
-        let (repo, d) = (repo.to_string(), *d);
-        self.submit(true, move |b| {
-            if b.t.blobs.get(d.to_key().as_slice())?.is_none() {
-                return Err(b.shared.missing(&d, not_found(&d)));
-            }
-            let id = ensure_repo(b, &repo)?;
-            add_member(b, id, &d, MEMBER_BLOB)
         })
     }
 
@@ -444,6 +477,35 @@ fn check_options(opts: &PutOptions) -> Result<()> {
     }
     Ok(())
 }
+/// A stored record's size against the size a put declared.
+fn check_size(d: &Digest, declared: Option<u64>, stored: u64) -> Result<()> {
+    match declared {
+        Some(want) if want != stored => Err(Error::SizeMismatch {
+            what: d.to_string(),
+            expected: want,
+            actual: stored,
+            more: "",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `reader` to its end through the verifier, writing nothing: the
+/// size limit is checked per chunk, so a body longer than declared stops
+/// early.
+fn hash_stream(mut reader: impl Read, v: &mut Verifier) -> Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading blob content", e)),
+        };
+        v.update(&buf[..n])?;
+    }
+}
+
 fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -> Result<()> {
     if let Some(l) = lease {
         add_to_lease(b, l, d)?;

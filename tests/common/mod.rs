@@ -77,8 +77,42 @@ pub fn index_body(children: &[Value]) -> Value {
     json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})
 }
 
-/// Puts a manifest body in `repo` with `tags`.
+/// Pushes the bytes of every stored blob that `body` names (config,
+/// layers, artifact blobs) to `repo`, as a client pushes an image's blobs
+/// before its manifest: a repository holds only what it received, and a
+/// manifest whose blobs it lacks is refused. Blobs that are not stored are
+/// left out (a test of sparse graphs asks for `Children::AllowMissing`).
+pub fn push_children(s: &Store, repo: &str, body: &Value) {
+    let mut descs: Vec<&Value> = Vec::new();
+    if body.get("config").is_some_and(Value::is_object) {
+        descs.push(&body["config"]);
+    }
+    for key in ["layers", "blobs"] {
+        if let Some(list) = body.get(key).and_then(Value::as_array) {
+            descs.extend(list);
+        }
+    }
+    for desc in descs {
+        let Some(d) = desc
+            .get("digest")
+            .and_then(Value::as_str)
+            .and_then(|d| Digest::parse(d).ok())
+        else {
+            continue;
+        };
+        if !s.exists(&d).expect("exists") || s.is_member(repo, &d).expect("is_member") {
+            continue;
+        }
+        let bytes = s.read(&d).expect("read a stored child");
+        s.put_bytes(&bytes, &PutOptions::expect(d).repository(repo))
+            .expect("push a child to the repository");
+    }
+}
+
+/// Puts a manifest body in `repo` with `tags`, after pushing its stored
+/// blobs there ([`push_children`]).
 pub fn put_manifest(s: &Store, repo: &str, body: &Value, tags: &[&str]) -> ManifestPut {
+    push_children(s, repo, body);
     s.put_manifest(
         repo,
         body.to_string().as_bytes(),
@@ -192,4 +226,52 @@ pub fn assert_same_text(actual: &str, expected: &str, what: &str) {
         diffs.len(),
         diffs.join("\n")
     );
+}
+
+/// Manifest puts as a registry client makes them: the blobs a body names
+/// that the store holds are pushed to the repository first
+/// ([`push_children`]), then the manifest goes in with the default
+/// children rule.
+pub trait ClientPush {
+    /// [`Store::put_manifest`] after pushing the body's stored blobs.
+    fn push_manifest(
+        &self,
+        repo: &str,
+        body: &[u8],
+        opts: &ManifestOptions,
+    ) -> ocidb::Result<ManifestPut>;
+
+    /// [`Store::put_manifests`] after pushing each body's stored blobs.
+    fn push_manifests(
+        &self,
+        repo: &str,
+        items: &[(&[u8], ManifestOptions)],
+    ) -> ocidb::Result<Vec<ManifestPut>>;
+}
+
+impl ClientPush for Store {
+    fn push_manifest(
+        &self,
+        repo: &str,
+        body: &[u8],
+        opts: &ManifestOptions,
+    ) -> ocidb::Result<ManifestPut> {
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            push_children(self, repo, &v);
+        }
+        self.put_manifest(repo, body, opts)
+    }
+
+    fn push_manifests(
+        &self,
+        repo: &str,
+        items: &[(&[u8], ManifestOptions)],
+    ) -> ocidb::Result<Vec<ManifestPut>> {
+        for (body, _) in items {
+            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                push_children(self, repo, &v);
+            }
+        }
+        self.put_manifests(repo, items)
+    }
 }

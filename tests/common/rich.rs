@@ -149,13 +149,17 @@ pub fn populate(s: &Store) -> String {
     }
     // Referrers: signatures and SBOMs, some with annotations, some
     // subjects with many.
-    let empty = put(
-        s,
-        b"{}",
-        "application/vnd.oci.empty.v1+json",
-        "app/web",
-        Algorithm::Sha256,
-    );
+    // The empty config, pushed to every repository that has referrers.
+    let mut empty = Value::Null;
+    for repo in REPOS {
+        empty = put(
+            s,
+            b"{}",
+            "application/vnd.oci.empty.v1+json",
+            repo,
+            Algorithm::Sha256,
+        );
+    }
     for (n, (repo, subject)) in images.iter().enumerate().take(24) {
         for k in 0..(1 + n % 4) {
             let at = [
@@ -210,8 +214,10 @@ pub fn populate(s: &Store) -> String {
     )
     .expect("fallback index");
     // A blob in a second repository, and a deleted manifest.
-    let shared = digest_of(&images[0].1);
-    s.link_blob("lib/base", &shared).ok();
+    let (from, shared) = (&images[0].0, digest_of(&images[0].1));
+    s.mount_blob("lib/base", &shared, Some(from))
+        .expect("mount")
+        .expect("mounted");
     let (repo, gone) = &images[5];
     s.delete_manifest(repo, &digest_of(gone)).expect("delete");
     // A lease holding a blob no manifest names.

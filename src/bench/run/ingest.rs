@@ -43,6 +43,10 @@ pub(super) fn ingest_rows(
     let n = if quick { 800 } else { 4_000 };
     let images = &b.marks.images;
     let seq = AtomicU64::new(0);
+    // The pushes' empty config is in their repository, as a client pushes
+    // it before its first manifest there.
+    b.store
+        .put_bytes(b"{}", &PutOptions::default().repository("bench/pushes"))?;
     let (l, rss) = with_rss(|| {
         time_ops(n, threads, |i| {
             // Their own repository: the referrers listings measured later

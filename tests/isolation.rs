@@ -1,0 +1,282 @@
+//! Isolation between repositories (issue 26, items 1 and 2): a repository
+//! gains a blob only by receiving its verified bytes or by a mount from a
+//! repository that holds it; naming a digest, in an upload or in a
+//! manifest, gains nothing. Checked through the library and through HTTP
+//! with two users whose grants do not overlap. On the main of 2026-12-05
+//! the HTTP tests failed: the empty-body upload got 201 and served Bob's
+//! bytes to Alice, and so did the manifest naming his layer.
+
+mod common;
+
+use common::server::Server;
+use ocidb::manifest::OCI_MANIFEST;
+use ocidb::{Algorithm, Children, ErrorKind, Hasher, ManifestOptions, PutOptions, ReferrersQuery};
+use serde_json::json;
+
+fn sha256(b: &[u8]) -> String {
+    Hasher::digest_of(Algorithm::Sha256, b).to_string()
+}
+
+/// Bob's image in `b/y`: a config and a layer (the layer a file blob).
+fn bobs_image(s: &ocidb::Store) -> (ocidb::Digest, ocidb::Digest, serde_json::Value) {
+    let layer = vec![7u8; 100_000];
+    let l = s
+        .put_bytes(&layer, &PutOptions::default().repository("b/y"))
+        .expect("bob's layer");
+    let c = s
+        .put_bytes(b"{\"bob\":1}", &PutOptions::default().repository("b/y"))
+        .expect("bob's config");
+    let body = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest, "size": c.size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l.digest, "size": l.size}],
+    });
+    s.put_manifest(
+        "b/y",
+        body.to_string().as_bytes(),
+        &ManifestOptions::default().tags(["v1"]),
+    )
+    .expect("bob's manifest");
+    (l.digest, c.digest, body)
+}
+
+#[test]
+fn naming_a_digest_in_a_put_links_nothing() {
+    let (_d, s) = common::store();
+    let (layer, _, _) = bobs_image(&s);
+    for body in [&b""[..], b"not the layer"] {
+        let e = s
+            .put(body, &PutOptions::expect(layer).repository("a/x"))
+            .expect_err("bytes that are not the blob");
+        assert_eq!(e.kind(), ErrorKind::InvalidDigest, "{e}");
+        assert!(!s.is_member("a/x", &layer).expect("member"));
+    }
+    // A declared size that disagrees is refused before any byte is hashed.
+    let e = s
+        .put(
+            &[7u8; 100_000][..],
+            &PutOptions::expect(layer).size(5).repository("a/x"),
+        )
+        .expect_err("size");
+    assert_eq!(e.kind(), ErrorKind::SizeMismatch, "{e}");
+    // The bytes themselves link it, and are not written again.
+    let p = s
+        .put(
+            &[7u8; 100_000][..],
+            &PutOptions::expect(layer).repository("a/x"),
+        )
+        .expect("verified");
+    assert!(!p.created);
+    assert!(s.is_member("a/x", &layer).expect("member"));
+}
+
+#[test]
+fn naming_a_digest_in_a_manifest_links_nothing() {
+    let (_d, s) = common::store();
+    let (layer, config, body) = bobs_image(&s);
+    let e = s
+        .put_manifest(
+            "a/x",
+            body.to_string().as_bytes(),
+            &ManifestOptions::default(),
+        )
+        .expect_err("alice's manifest names bob's blobs");
+    assert_eq!(e.kind(), ErrorKind::ChildUnknown, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("a/x") && msg.contains("MANIFEST_BLOB_UNKNOWN"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("b/y"),
+        "another repository's name leaked: {msg}"
+    );
+    assert!(!s.is_member("a/x", &config).expect("member"));
+    assert!(!s.is_member("a/x", &layer).expect("member"));
+    assert!(s.tag_map("a/x").map(|t| t.is_empty()).unwrap_or(true));
+    // Sparse, on request: accepted, and still nothing is linked.
+    let d = Hasher::digest_of(Algorithm::Sha256, body.to_string().as_bytes());
+    s.put_manifest(
+        "a/x",
+        body.to_string().as_bytes(),
+        &ManifestOptions::default().children(Children::AllowMissing),
+    )
+    .expect("sparse");
+    assert!(s.is_member("a/x", &d).expect("the manifest itself"));
+    assert!(!s.is_member("a/x", &config).expect("member"));
+    assert!(!s.is_member("a/x", &layer).expect("member"));
+    // A mount from the repository that holds them is the other way in.
+    assert!(s
+        .mount_blob("a/x", &layer, Some("b/y"))
+        .expect("mount")
+        .is_some());
+    assert!(s.is_member("a/x", &layer).expect("member"));
+    // A mount from a repository that does not hold it gains nothing.
+    assert!(s
+        .mount_blob("a/z", &config, Some("a/x"))
+        .expect("mount")
+        .is_none());
+}
+
+#[test]
+fn a_referrer_of_an_absent_subject_is_still_accepted() {
+    let (_d, s) = common::store();
+    s.put_bytes(b"{}", &PutOptions::default().repository("a/x"))
+        .expect("empty");
+    let absent = Hasher::digest_of(Algorithm::Sha256, b"not pushed yet");
+    let body = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": absent, "size": 10},
+    });
+    let put = s
+        .put_manifest(
+            "a/x",
+            body.to_string().as_bytes(),
+            &ManifestOptions::default(),
+        )
+        .expect("the spec allows a dangling subject");
+    let listed = s
+        .referrers("a/x", &absent, &ReferrersQuery::default())
+        .expect("referrers");
+    assert_eq!(listed.index.manifests[0].digest, put.digest);
+}
+
+/// Alice writes `a/*`, Bob writes `b/*`; neither reads the other's.
+fn two_tenants(dir: &std::path::Path) -> Server {
+    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
+    let users = dir.join("htpasswd");
+    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).expect("htpasswd");
+    let access = dir.join("access");
+    std::fs::write(&access, "alice a/* write\nbob b/* write\n").expect("access");
+    Server::start_with(
+        &dir.join("store"),
+        &[
+            "--htpasswd",
+            users.to_str().expect("utf-8"),
+            "--access",
+            access.to_str().expect("utf-8"),
+        ],
+    )
+}
+
+const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+const BOB: &str = "Basic Ym9iOnNlY3JldA=="; // bob:secret
+
+#[test]
+fn over_http_a_digest_never_crosses_tenants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = two_tenants(dir.path());
+    let auth = |who| [("Authorization", who)];
+    // Bob pushes an image to b/y.
+    let (layer, config) = (vec![9u8; 100_000], b"{\"bob\":2}".to_vec());
+    for bytes in [&layer, &config] {
+        let r = server.request(
+            "POST",
+            &format!("/v2/b/y/blobs/uploads/?digest={}", sha256(bytes)),
+            &auth(BOB),
+            bytes,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string();
+    let r = server.request(
+        "PUT",
+        "/v2/b/y/manifests/v1",
+        &[("Authorization", BOB), ("Content-Type", OCI_MANIFEST)],
+        manifest.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let layer_url = format!("/v2/a/x/blobs/{}", sha256(&layer));
+
+    // 1. A monolithic upload naming Bob's digest, with no bytes or wrong ones.
+    for body in [&b""[..], b"guess"] {
+        let r = server.request(
+            "POST",
+            &format!("/v2/a/x/blobs/uploads/?digest={}", sha256(&layer)),
+            &auth(ALICE),
+            body,
+        );
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "DIGEST_INVALID"),
+            "{r:?}"
+        );
+        let get = server.request("GET", &layer_url, &auth(ALICE), b"");
+        assert_eq!(get.status, 404, "Bob's layer leaked to a/x: {get:?}");
+    }
+    // The same through a session finished with PUT ?digest=.
+    let start = server.request("POST", "/v2/a/x/blobs/uploads/", &auth(ALICE), b"");
+    assert_eq!(start.status, 202, "{start:?}");
+    let location = start.header("location").expect("location").to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = server.request(
+        "PUT",
+        &format!("{location}{sep}digest={}", sha256(&layer)),
+        &auth(ALICE),
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "DIGEST_INVALID"),
+        "{r:?}"
+    );
+    assert_eq!(
+        server.request("GET", &layer_url, &auth(ALICE), b"").status,
+        404
+    );
+
+    // 2. A manifest naming Bob's blobs.
+    let r = server.request(
+        "PUT",
+        "/v2/a/x/manifests/stolen",
+        &[("Authorization", ALICE), ("Content-Type", OCI_MANIFEST)],
+        manifest.as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN"),
+        "{r:?}"
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("b/y"));
+    assert_eq!(
+        server.request("GET", &layer_url, &auth(ALICE), b"").status,
+        404
+    );
+    let by_digest = format!("/v2/a/x/manifests/{}", sha256(manifest.as_bytes()));
+    assert_eq!(
+        server.request("GET", &by_digest, &auth(ALICE), b"").status,
+        404,
+        "Bob's manifest by digest"
+    );
+
+    // 3. A mount from a repository Alice may not read: a session, no blob.
+    let r = server.request(
+        "POST",
+        &format!("/v2/a/x/blobs/uploads/?mount={}&from=b/y", sha256(&layer)),
+        &auth(ALICE),
+        b"",
+    );
+    assert_eq!(r.status, 202, "no mount without read on the source: {r:?}");
+    assert_eq!(
+        server.request("GET", &layer_url, &auth(ALICE), b"").status,
+        404
+    );
+
+    // 4. Alice's own bytes are hers: the upload links the stored blob.
+    let r = server.request(
+        "POST",
+        &format!("/v2/a/x/blobs/uploads/?digest={}", sha256(&layer)),
+        &auth(ALICE),
+        &layer,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let get = server.request("GET", &layer_url, &auth(ALICE), b"");
+    assert_eq!((get.status, get.body.len()), (200, layer.len()));
+}
