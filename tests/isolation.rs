@@ -280,3 +280,80 @@ fn over_http_a_digest_never_crosses_tenants() {
     let get = server.request("GET", &layer_url, &auth(ALICE), b"");
     assert_eq!((get.status, get.body.len()), (200, layer.len()));
 }
+
+/// Issue 26, item 3: the catalog is filtered by grant before it is cut
+/// into pages, so no page and no `Link` names a repository the caller may
+/// not read (on main of 2026-12-05, Alice's empty pages walked Bob's).
+#[test]
+fn the_catalog_is_filtered_then_paginated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).expect("htpasswd");
+    let access = dir.path().join("access");
+    std::fs::write(&access, "alice a/* write\nalice z/* read\nbob * write\n").expect("access");
+    let server = Server::start_with(
+        &dir.path().join("store"),
+        &[
+            "--htpasswd",
+            users.to_str().expect("utf-8"),
+            "--access",
+            access.to_str().expect("utf-8"),
+        ],
+    );
+    // Bob's b/* sort between Alice's a/* and z/*.
+    let mut names = vec![
+        "a/one".to_string(),
+        "a/two".to_string(),
+        "z/last".to_string(),
+    ];
+    names.extend((0..20).map(|i| format!("b/r{i:02}")));
+    for name in &names {
+        let r = server.request(
+            "POST",
+            &format!(
+                "/v2/{name}/blobs/uploads/?digest={}",
+                sha256(name.as_bytes())
+            ),
+            &[("Authorization", BOB)],
+            name.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let mut seen = Vec::new();
+    let mut url = "/v2/_catalog?n=1".to_string();
+    for _ in 0..10 {
+        let r = server.request("GET", &url, &[("Authorization", ALICE)], b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        let page: Vec<String> = v["repositories"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|x| x.as_str().expect("name").to_string())
+            .collect();
+        assert_eq!(page.len(), 1, "a full page until the end: {page:?}");
+        seen.extend(page);
+        let Some(link) = r.header("link") else {
+            break;
+        };
+        assert!(
+            !link.contains("b/r"),
+            "the link names Bob's repository: {link}"
+        );
+        url = link
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .expect("url")
+            .to_string();
+    }
+    assert_eq!(seen, ["a/one", "a/two", "z/last"]);
+    // Bob, who may read everything, pages through all of it.
+    let r = server.request("GET", "/v2/_catalog?n=100", &[("Authorization", BOB)], b"");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        v["repositories"].as_array().map(Vec::len),
+        Some(names.len())
+    );
+}

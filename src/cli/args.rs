@@ -200,7 +200,7 @@ pub enum Command {
 
     /// Serve the store as an OCI registry (distribution API v1.1).
     #[command(
-        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text)."
+        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text); with --htpasswd it needs a user's credentials, or serve it on --admin-addr 127.0.0.1:5001 without."
     )]
     Serve(ServeArgs),
 
@@ -600,6 +600,11 @@ pub struct ServeArgs {
     /// Cancel upload sessions idle this long.
     #[arg(long, default_value = "7d")]
     pub upload_max_idle: String,
+    /// Serve `GET /metrics` without credentials on this second address
+    /// (bind it to localhost or a private network). Without it, `/metrics`
+    /// on --addr needs a user's credentials when --htpasswd is set.
+    #[arg(long)]
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// Accept manifests whose blobs the repository lacks (the conformance
     /// suite's sparse data set). Such blobs stay outside the repository;
     /// by default the push gets 400 MANIFEST_BLOB_UNKNOWN, as distribution
@@ -609,6 +614,9 @@ pub struct ServeArgs {
     /// Requests carrying blob bytes at once; more get 429.
     #[arg(long, default_value_t = 64)]
     pub max_uploads: usize,
+    /// Blob bodies being sent at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_downloads: usize,
     /// A request's headers must arrive within this long (10s, 1m…).
     #[arg(long, default_value = "30s")]
     pub header_timeout: String,

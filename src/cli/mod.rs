@@ -246,10 +246,12 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
         .max_uploads(a.max_uploads)
+        .max_downloads(a.max_downloads)
         .header_timeout(header_timeout)
         .body_idle_timeout(ocidb::gc::parse_duration(&a.body_idle_timeout)?)
         .max_connections(a.max_connections)
-        .allow_sparse_manifests(a.allow_sparse_manifests);
+        .allow_sparse_manifests(a.allow_sparse_manifests)
+        .admin_addr(a.admin_addr);
     let opts = match &a.htpasswd {
         Some(h) => opts.access(ocidb::server::Access::load(
             h,

@@ -97,27 +97,47 @@ pub(crate) async fn read_limited(body: Body, limit: usize) -> io::Result<Option<
     Ok(Some(out))
 }
 
-/// A response body that streams `r` from the blocking pool.
-pub(crate) fn stream(mut r: impl Read + Send + 'static) -> Body {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
-    tokio::task::spawn_blocking(move || loop {
-        let mut buf = vec![0u8; OUT_CHUNK];
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    break;
+/// A response body that streams `r`, reading each chunk on the blocking
+/// pool only when the client has taken the one before: a client that
+/// stops reading holds its connection and one chunk, never a thread (a
+/// task that waited to hand over its next chunk took a blocking thread
+/// per stalled download, and 512 of them stopped the store). `hold` (a
+/// download permit) lives as long as the body.
+pub(crate) fn stream<R: Read + Send + 'static, H: Send + 'static>(r: R, hold: H) -> Body {
+    struct State<R, H> {
+        reader: Option<R>,
+        _hold: H,
+    }
+    let state = State {
+        reader: Some(r),
+        _hold: hold,
+    };
+    Body::from_stream(futures_util::stream::unfold(state, |mut st| async move {
+        let mut r = st.reader.take()?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; OUT_CHUNK];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return (r, Ok(buf));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return (r, Err(e)),
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                break;
+        })
+        .await;
+        match read {
+            Ok((_, Ok(buf))) if buf.is_empty() => None,
+            Ok((r, Ok(buf))) => {
+                st.reader = Some(r);
+                Some((Ok(Bytes::from(buf)), st))
             }
+            // An error ends the body: the client sees the connection cut
+            // short of Content-Length, as it must.
+            Ok((_, Err(e))) => Some((Err(e), st)),
+            Err(e) => Some((Err(io::Error::other(e)), st)),
         }
-    });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
     }))
 }

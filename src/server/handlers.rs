@@ -21,12 +21,18 @@ pub(super) async fn catalog(app: Arc<App>, req: &Parts, user: Option<&str>) -> A
     let n = parse_n(req)?;
     let last = query(req, "last");
     let s = Arc::clone(&app.store);
-    let last2 = last.clone();
-    let (mut repos, more) = blocking(move || s.repositories_page(last2.as_deref(), n)).await?;
+    // Filtered, then paginated: a page, and the `last` of its link, name
+    // only repositories the caller may read.
+    let (access, user) = (app.access.clone(), user.map(str::to_string));
+    let (repos, more) = blocking(move || {
+        s.repositories_page_where(last.as_deref(), n, |r| {
+            access
+                .as_ref()
+                .is_none_or(|a| a.can_read(user.as_deref(), r))
+        })
+    })
+    .await?;
     let last_listed = repos.last().cloned();
-    if let Some(access) = &app.access {
-        repos.retain(|r| access.can_read(user, r));
-    }
     let mut r = json(&serde_json::json!({ "repositories": repos }));
     if more {
         if let (Some(n), Some(l)) = (n, last_listed) {
@@ -246,13 +252,27 @@ pub(super) async fn get_blob(
         set(&mut r, common(info.size));
         return Ok(r);
     }
+    // A permit per body being sent, held by the body: past the cap the
+    // client is told to come back rather than queue on the server.
+    let permit = Arc::clone(&app.downloads).try_acquire_owned().map_err(|_| {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            format!(
+                "{} blob downloads are in progress, the most this registry sends at once; retry later",
+                app.max_downloads
+            ),
+        );
+        e.headers.push((header::RETRY_AFTER, hv("1")));
+        e
+    })?;
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
     let (info, reader) = blocking(move || s.get_in_repo(&repo, &d, range)).await?;
     let (status, len) = match range {
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
         None => (StatusCode::OK, info.size),
     };
-    let mut r = (status, stream(reader)).into_response();
+    let mut r = (status, stream(reader, permit)).into_response();
     set(&mut r, common(len));
     if let Some((a, b)) = range {
         r.headers_mut().insert(

@@ -32,6 +32,101 @@ pub(crate) struct ConnLimits {
     pub max_connections: usize,
     /// The read buffer, which bounds the size of a request's headers.
     pub max_header_bytes: usize,
+    /// How long a write to the client may stay blocked (the client reads
+    /// nothing) before the connection is dropped.
+    pub write_stall: Duration,
+}
+
+/// A connection whose writes fail once the client has read nothing for
+/// `stall`: a download nobody reads ends instead of holding its
+/// connection, its buffers and its download permit for ever.
+struct StallDeadline<T> {
+    inner: T,
+    stall: Duration,
+    blocked_since: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallDeadline<T> {
+    fn new(inner: T, stall: Duration) -> Self {
+        StallDeadline {
+            inner,
+            stall,
+            blocked_since: None,
+        }
+    }
+
+    /// Pending: arm (or check) the deadline; anything else disarms it.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if r.is_ready() {
+            self.blocked_since = None;
+            return r;
+        }
+        let stall = self.stall;
+        let deadline = self
+            .blocked_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", stall.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
@@ -84,7 +179,8 @@ pub(crate) async fn serve_connections(
             let _slot = slot;
             let served = match tls {
                 None => {
-                    let conn = http.serve_connection(TokioIo::new(tcp), service);
+                    let io = StallDeadline::new(tcp, limits.write_stall);
+                    let conn = http.serve_connection(TokioIo::new(io), service);
                     watcher.watch(conn).await
                 }
                 Some(acceptor) => {
@@ -99,7 +195,8 @@ pub(crate) async fn serve_connections(
                             return;
                         }
                     };
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let io = StallDeadline::new(stream, limits.write_stall);
+                    let conn = http.serve_connection(TokioIo::new(io), service);
                     watcher.watch(conn).await
                 }
             };

@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub upload_max_idle: Duration,
     /// Requests that carry blob bytes (uploads) at once; more get 429.
     pub max_uploads: usize,
+    /// Blob bodies being sent at once; more get 429 with `Retry-After`.
+    pub max_downloads: usize,
     /// A request body that sends nothing for this long is cut off (the
     /// chunk is not acknowledged).
     pub body_idle_timeout: Duration,
@@ -55,6 +57,11 @@ pub struct ServeOptions {
     /// push gets 400 `MANIFEST_BLOB_UNKNOWN`. Either way a repository never
     /// gains a blob a manifest only names.
     pub allow_sparse_manifests: bool,
+    /// A second listener for operators: `GET /metrics` without
+    /// credentials. `None` (the default): no admin listener, and
+    /// `/metrics` on the API listener needs a user's credentials when
+    /// access control is on. Bind it to localhost or a private network.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -65,12 +72,14 @@ impl Default for ServeOptions {
             gc_policy: crate::gc::GcPolicy::default(),
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
             max_uploads: 64,
+            max_downloads: 256,
             body_idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             max_connections: 1024,
             access: None,
             tls: None,
             allow_sparse_manifests: false,
+            admin_addr: None,
         }
     }
 }
@@ -101,6 +110,13 @@ impl ServeOptions {
     #[must_use]
     pub fn max_uploads(mut self, n: usize) -> Self {
         self.max_uploads = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::max_downloads`].
+    #[must_use]
+    pub fn max_downloads(mut self, n: usize) -> Self {
+        self.max_downloads = n.max(1);
         self
     }
 
@@ -139,6 +155,13 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::admin_addr`].
+    #[must_use]
+    pub fn admin_addr(mut self, addr: impl Into<Option<SocketAddr>>) -> Self {
+        self.admin_addr = addr.into();
+        self
+    }
+
     /// Sets [`ServeOptions::allow_sparse_manifests`].
     #[must_use]
     pub fn allow_sparse_manifests(mut self, allow: bool) -> Self {
@@ -164,6 +187,9 @@ pub(crate) struct App {
     /// One permit per request that carries blob bytes.
     pub uploads: tokio::sync::Semaphore,
     pub max_uploads: usize,
+    /// One permit per blob body being sent.
+    pub downloads: Arc<tokio::sync::Semaphore>,
+    pub max_downloads: usize,
     pub body_idle: Duration,
     pub metrics: Arc<metrics::Metrics>,
     pub access: Option<Arc<Access>>,
@@ -202,6 +228,8 @@ pub fn serve(
             store,
             uploads: tokio::sync::Semaphore::new(opts.max_uploads),
             max_uploads: opts.max_uploads,
+            downloads: Arc::new(tokio::sync::Semaphore::new(opts.max_downloads)),
+            max_downloads: opts.max_downloads,
             body_idle: opts.body_idle_timeout,
             metrics,
             access: opts.access.clone(),
@@ -211,14 +239,42 @@ pub fn serve(
                 crate::Children::InRepository
             },
         });
-        let router = routes::router(app);
+        let router = routes::router(Arc::clone(&app));
         let limits = listen::ConnLimits {
             header_timeout: opts.header_timeout,
             max_connections: opts.max_connections,
             max_header_bytes: MAX_HEADER_BYTES,
+            // A client that reads nothing of a response for as long as it
+            // may send nothing of a request is as gone.
+            write_stall: opts.body_idle_timeout,
+        };
+        let admin = match opts.admin_addr {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    crate::Error::io(format!("binding the admin address {addr}"), e)
+                })?;
+                if let Ok(a) = l.local_addr() {
+                    tracing::info!("admin listener (GET /metrics) on http://{a}");
+                }
+                let admin_limits = listen::ConnLimits {
+                    max_connections: 64,
+                    ..limits
+                };
+                Some(tokio::spawn(listen::serve_connections(
+                    l,
+                    None,
+                    routes::admin_router(Arc::clone(&app)),
+                    admin_limits,
+                    shutdown_signal(),
+                )))
+            }
         };
         let tls = opts.tls.as_ref().map(TlsFiles::acceptor);
         listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
+        if let Some(a) = admin {
+            a.abort();
+        }
         maintenance.abort();
         Ok(())
     })

@@ -20,6 +20,24 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
+/// The admin listener's routes (`--admin-addr`): `GET /metrics` without
+/// credentials, for a scraper on a trusted network.
+pub(crate) fn admin_router(app: Arc<App>) -> Router {
+    async fn admin(State(app): State<Arc<App>>, req: Request) -> Response {
+        if req.uri().path() == "/metrics" && req.method() == Method::GET {
+            render_metrics(&app)
+        } else {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                "the admin listener serves GET /metrics",
+            )
+            .into_response()
+        }
+    }
+    Router::new().fallback(admin).with_state(app)
+}
+
 /// What a path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
@@ -119,13 +137,17 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .bytes_in
         .fetch_add(bytes_in, std::sync::atomic::Ordering::Relaxed);
     let r = if path == "/metrics" && method == Method::GET {
-        let in_progress = app.max_uploads - app.uploads.available_permits();
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            app.metrics.render(in_progress),
-        )
-            .into_response()
+        // On the API listener the metrics need the API's credentials (any
+        // user); `--admin-addr` serves them without, on its own listener.
+        let authz = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match metrics_allowed(&app, authz.as_deref(), peer.map(|p| p.ip())).await {
+            Ok(()) => render_metrics(&app),
+            Err(e) => e.into_response(),
+        }
     } else {
         match dispatch(app, req, &mut user).await {
             Ok(r) => r,
@@ -146,7 +168,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .fetch_add(bytes_out, std::sync::atomic::Ordering::Relaxed);
     metrics.observe(
         route_name(&path),
-        method.as_str(),
+        method_label(&method),
         r.status().as_u16(),
         started.elapsed(),
     );
@@ -171,6 +193,63 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     r
 }
 
+/// A method as a metric label: one of a closed set, so that a client
+/// inventing methods cannot grow the metrics (hyper accepts any token).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The Prometheus text of `app`'s metrics.
+pub(super) fn render_metrics(app: &App) -> Response {
+    let in_progress = app.max_uploads - app.uploads.available_permits();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(in_progress),
+    )
+        .into_response()
+}
+
+/// With access control on, `/metrics` needs a user's valid credentials.
+async fn metrics_allowed(
+    app: &App,
+    authz: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    let Some(access) = &app.access else {
+        return Ok(());
+    };
+    match access.authenticate(authz, peer).await {
+        Ok(Some(_)) => Ok(()),
+        Err(Denied::Throttled) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "too many failed logins for this user or address; retry later",
+        )),
+        _ => {
+            let mut e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            e.headers.push((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ocidb\""),
+            ));
+            Err(e)
+        }
+    }
+}
+
 /// Runs the request; `authenticated` learns who made it, for the log.
 async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String>) -> ApiResult {
     let (req, body) = req.into_parts();
@@ -186,6 +265,11 @@ async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String
         ));
     };
     let m = req.method.clone();
+    // The name is checked before any grant is matched against it: a grant
+    // pattern never sees a name the API would refuse anyway.
+    if let Some(name) = route.repo() {
+        crate::names::validate_repository(name)?;
+    }
     let user = match &app.access {
         None => None,
         Some(access) => {
@@ -198,8 +282,25 @@ async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String
                 .headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            match access.check(authz, route.repo(), want) {
+            let peer = req.extensions.get::<Peer>().map(|p| p.0.ip());
+            let checked = match access.authenticate(authz, peer).await {
+                Ok(u) => access
+                    .authorize(u.as_deref(), route.repo(), want)
+                    .map(|()| u),
+                Err(e) => Err(e),
+            };
+            match checked {
                 Ok(u) => u,
+                Err(Denied::Throttled) => {
+                    let mut e = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TOOMANYREQUESTS",
+                        "too many failed logins for this user or address; retry later",
+                    );
+                    e.headers
+                        .push((header::RETRY_AFTER, HeaderValue::from_static("60")));
+                    return Err(e);
+                }
                 Err(Denied::Unauthenticated) => {
                     let mut e = ApiError::new(
                         StatusCode::UNAUTHORIZED,

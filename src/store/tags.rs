@@ -123,6 +123,20 @@ impl Store {
         last: Option<&str>,
         n: Option<usize>,
     ) -> Result<(Vec<String>, bool)> {
+        self.repositories_page_where(last, n, |_| true)
+    }
+
+    /// [`Store::repositories_page`] over the names `keep` accepts: the
+    /// filter runs before the page is cut, so a page (and the `last` a
+    /// caller puts in its next link) holds only accepted names, however
+    /// many others lie between them. The scan is linear in the names it
+    /// passes.
+    pub fn repositories_page_where(
+        &self,
+        last: Option<&str>,
+        n: Option<usize>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<String>, bool)> {
         let txn = tables::begin_read(&self.db)?;
         let t = txn.open_table(REPOS)?;
         let limit = n.unwrap_or(usize::MAX);
@@ -135,10 +149,14 @@ impl Store {
         };
         for e in range {
             let (k, _) = e?;
+            let name = k.value();
+            if !keep(name) {
+                continue;
+            }
             if out.len() == limit {
                 return Ok((out, true));
             }
-            out.push(k.value().to_string());
+            out.push(name.to_string());
         }
         Ok((out, false))
     }
