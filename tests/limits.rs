@@ -221,3 +221,110 @@ fn downloads_nobody_reads_are_capped_and_cut_off() {
     assert_eq!(whole.body.len(), blob.len());
     drop(stalled);
 }
+
+/// Item 5: a stalled manifest body was held for ever (200 of them held
+/// 837 MiB). Now it gets the body idle timeout: 408, logged below ERROR.
+#[test]
+fn a_stalled_manifest_body_is_cut_off_with_408() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&dir.path().join("store"), &["--body-idle-timeout", "1s"]);
+    let mut c = std::net::TcpStream::connect(&server.addr).expect("connect");
+    c.write_all(
+        b"PUT /v2/m/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 4000000\r\n\r\n{\"schemaVersion\":",
+    )
+    .expect("head");
+    let r = common::server::read_response(c, false);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (408, "BLOB_UPLOAD_INVALID"),
+        "{r:?}"
+    );
+    assert_client_error_not_logged_as_error(&server);
+}
+
+/// Item 12: four PATCHes trickling a byte every two seconds held every
+/// upload permit; the idle timeout was no minimum rate. Now a body under
+/// the minimum rate over an idle window is cut off with 408.
+#[test]
+fn a_trickling_upload_is_cut_off_with_408() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        &dir.path().join("store"),
+        &["--body-idle-timeout", "2s", "--min-body-rate", "1000"],
+    );
+    let start = server.request("POST", "/v2/t/app/blobs/uploads/", &[], b"");
+    let location = start.header("location").expect("location").to_string();
+    let mut c = std::net::TcpStream::connect(&server.addr).expect("connect");
+    c.write_all(
+        format!("PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").as_bytes(),
+    )
+    .expect("head");
+    c.set_read_timeout(Some(std::time::Duration::from_millis(400)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    for _ in 0..60 {
+        // One byte every 400 ms: never idle for 2 s, far under 1000 B/s.
+        if c.write_all(b"x").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut c, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("minimum"), "{text}");
+    assert_client_error_not_logged_as_error(&server);
+}
+
+/// Item 12: silent connections from one address starved everyone. One
+/// address now holds at most --max-connections-per-client; past it a new
+/// connection is closed at once, and a slot comes back when one closes.
+#[test]
+fn one_address_holds_only_so_many_connections() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        &dir.path().join("store"),
+        &["--max-connections-per-client", "3"],
+    );
+    let silent: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&server.addr).expect("connect"))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(&server.addr).expect("connect");
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "a fourth connection is closed at once");
+    drop(silent);
+    let mut ok = false;
+    for _ in 0..100 {
+        if server.request("GET", "/v2/", &[], b"").status == 200 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ok, "the slots came back");
+}
+
+/// Client-caused failures are not the server's errors: nothing at ERROR.
+fn assert_client_error_not_logged_as_error(server: &Server) {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = server.log.lock().expect("log").clone();
+    assert!(
+        !log.iter().any(|l| l.contains("ERROR")),
+        "an ERROR line for a client's failure: {log:?}"
+    );
+}

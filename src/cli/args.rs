@@ -626,6 +626,13 @@ pub struct ServeArgs {
     /// Open connections at once; more wait in the accept backlog.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections from one client address at once; more are closed.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_client: usize,
+    /// A blob body must average at least this many bytes a second over
+    /// each --body-idle-timeout window (0: no minimum).
+    #[arg(long, default_value_t = 1024)]
+    pub min_body_rate: u64,
     /// Require Basic authentication against this htpasswd file (bcrypt,
     /// `htpasswd -B`).
     #[arg(long)]

@@ -250,6 +250,8 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .header_timeout(header_timeout)
         .body_idle_timeout(ocidb::gc::parse_duration(&a.body_idle_timeout)?)
         .max_connections(a.max_connections)
+        .max_connections_per_client(a.max_connections_per_client)
+        .min_body_rate(a.min_body_rate)
         .allow_sparse_manifests(a.allow_sparse_manifests)
         .admin_addr(a.admin_addr);
     let opts = match &a.htpasswd {

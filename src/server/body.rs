@@ -15,6 +15,39 @@ const DEPTH: usize = 4;
 /// Size of one chunk read from a blob.
 const OUT_CHUNK: usize = 256 * 1024;
 
+/// Marks an I/O error as the client's doing (its body stalled, was too
+/// slow or broke off), so that the answer is a 4xx logged below ERROR
+/// rather than a 500: any client could otherwise flood the error log.
+#[derive(Debug)]
+pub(crate) struct ClientBody(pub String);
+
+impl std::fmt::Display for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClientBody {}
+
+/// An I/O error of kind `kind` that says the client caused it.
+pub(crate) fn client_error(kind: io::ErrorKind, msg: impl Into<String>) -> io::Error {
+    io::Error::new(kind, ClientBody(msg.into()))
+}
+
+/// Whether an engine error carries a [`ClientBody`] error, and its kind.
+pub(crate) fn client_caused(e: &crate::Error) -> Option<io::ErrorKind> {
+    match e {
+        crate::Error::Io { source, .. }
+            if source
+                .get_ref()
+                .is_some_and(<dyn std::error::Error + Send + Sync>::is::<ClientBody>) =>
+        {
+            Some(source.kind())
+        }
+        _ => None,
+    }
+}
+
 /// A request body as the engine reads it.
 pub(crate) struct BodyReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
@@ -40,11 +73,23 @@ impl Read for BodyReader {
 /// Runs `f` on the blocking pool with the request body as a reader, feeding
 /// it from this task. A body that breaks off mid-stream reaches `f` as a
 /// read error. Errors come back as API errors, as from `http::blocking`.
+/// How fast a streamed request body must come: a chunk at least every
+/// `idle`, and at least `min_rate` bytes a second over each `idle` window
+/// (an idle timeout alone let a client hold an upload slot for ever with
+/// one byte every few seconds).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyPace {
+    pub idle: std::time::Duration,
+    /// Bytes per second; 0: no minimum.
+    pub min_rate: u64,
+}
+
 pub(crate) async fn with_body<T: Send + 'static>(
     body: Body,
-    idle: std::time::Duration,
+    pace: BodyPace,
     f: impl FnOnce(BodyReader) -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let idle = pace.idle;
     let (tx, rx) = mpsc::channel(DEPTH);
     let job = tokio::task::spawn_blocking(move || {
         f(BodyReader {
@@ -53,13 +98,33 @@ pub(crate) async fn with_body<T: Send + 'static>(
         })
     });
     let mut stream = body.into_data_stream();
+    let mut window = (tokio::time::Instant::now(), 0u64);
     loop {
+        let elapsed = window.0.elapsed();
+        if pace.min_rate > 0 && !idle.is_zero() && elapsed >= idle {
+            let want = pace.min_rate.saturating_mul(elapsed.as_secs().max(1));
+            if window.1 < want {
+                let _ = tx
+                    .send(Err(client_error(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the request body sent {} bytes in {} s, under the minimum of {} bytes a second",
+                            window.1,
+                            elapsed.as_secs(),
+                            pace.min_rate
+                        ),
+                    )))
+                    .await;
+                break;
+            }
+            window = (tokio::time::Instant::now(), 0);
+        }
         let chunk = match tokio::time::timeout(idle, stream.next()).await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(_) => {
                 let _ = tx
-                    .send(Err(io::Error::new(
+                    .send(Err(client_error(
                         io::ErrorKind::TimedOut,
                         format!("the request body sent nothing for {} s", idle.as_secs()),
                     )))
@@ -67,7 +132,15 @@ pub(crate) async fn with_body<T: Send + 'static>(
                 break;
             }
         };
-        let item = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e));
+        let item = chunk.map_err(|e| {
+            client_error(
+                io::ErrorKind::UnexpectedEof,
+                format!("the request body broke off: {e}"),
+            )
+        });
+        if let Ok(b) = &item {
+            window.1 = window.1.saturating_add(b.len() as u64);
+        }
         let stop = item.is_err();
         if tx.send(item).await.is_err() || stop {
             break;
@@ -82,19 +155,86 @@ pub(crate) async fn with_body<T: Send + 'static>(
     }
 }
 
-/// Reads at most `limit` bytes of a body into memory; `None` when it holds
-/// more.
-pub(crate) async fn read_limited(body: Body, limit: usize) -> io::Result<Option<Vec<u8>>> {
+/// What a buffered body may take: at most `limit` bytes, a chunk at
+/// least every `idle`, all of it within `deadline`, and a share of the
+/// server-wide `budget` (permits are KiB) for as long as it is held.
+pub(crate) struct BufferLimits<'a> {
+    pub limit: usize,
+    pub idle: std::time::Duration,
+    pub deadline: std::time::Duration,
+    pub budget: &'a std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Why a buffered body was refused.
+pub(crate) enum BufferRefusal {
+    /// More than the limit.
+    TooLarge,
+    /// The server holds its budget of buffered bytes.
+    Busy,
+    /// The client stalled, was too slow, or broke off.
+    Client(io::Error),
+}
+
+/// Reads a body into memory under `limits`. The returned permit holds the
+/// body's share of the budget: keep it until the bytes are dropped.
+pub(crate) async fn read_limited(
+    body: Body,
+    limits: &BufferLimits<'_>,
+) -> Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), BufferRefusal> {
+    let budget = std::sync::Arc::clone(limits.budget);
+    let mut held = budget
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| BufferRefusal::Busy)?;
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e))?;
-        if out.len() + chunk.len() > limit {
-            return Ok(None);
+    let ends = tokio::time::Instant::now() + limits.deadline;
+    loop {
+        let wait = limits
+            .idle
+            .min(ends.saturating_duration_since(tokio::time::Instant::now()));
+        let chunk = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok((out, held)),
+            Err(_) => {
+                let msg = if tokio::time::Instant::now() >= ends {
+                    format!(
+                        "the request body did not arrive whole within {} s",
+                        limits.deadline.as_secs()
+                    )
+                } else {
+                    format!(
+                        "the request body sent nothing for {} s",
+                        limits.idle.as_secs()
+                    )
+                };
+                return Err(BufferRefusal::Client(client_error(
+                    io::ErrorKind::TimedOut,
+                    msg,
+                )));
+            }
+        };
+        let chunk = chunk.map_err(|e| {
+            BufferRefusal::Client(client_error(
+                io::ErrorKind::UnexpectedEof,
+                format!("the request body broke off: {e}"),
+            ))
+        })?;
+        if out.len() + chunk.len() > limits.limit {
+            return Err(BufferRefusal::TooLarge);
         }
         out.extend_from_slice(&chunk);
+        // One permit per KiB held, taken as the bytes arrive.
+        let want = u32::try_from(out.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        let have = u32::try_from(held.num_permits()).unwrap_or(u32::MAX);
+        if want > have {
+            let more = budget
+                .clone()
+                .try_acquire_many_owned(want - have)
+                .map_err(|_| BufferRefusal::Busy)?;
+            held.merge(more);
+        }
     }
-    Ok(Some(out))
 }
 
 /// A response body that streams `r`, reading each chunk on the blocking

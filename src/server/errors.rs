@@ -57,6 +57,15 @@ impl From<Error> for ApiError {
             ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
+        // The client's own stalled, slow or broken body: a 4xx, and no
+        // ERROR line (a client could flood the log with them).
+        let (status, code) = match super::body::client_caused(&e) {
+            Some(std::io::ErrorKind::TimedOut) => {
+                (StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID")
+            }
+            Some(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            None => (status, code),
+        };
         let mut out = ApiError::new(status, code, e.to_string());
         if let Error::UploadOffset { expected, .. } = e {
             if let Ok(v) = HeaderValue::from_str(&range_value(expected)) {

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 
-use super::body::{read_limited, stream};
+use super::body::{read_limited, stream, BufferLimits, BufferRefusal};
 use super::errors::ApiError;
 use super::http::*;
 use super::App;
@@ -144,16 +144,34 @@ pub(super) async fn put_manifest(
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
         .filter(|v| !v.is_empty());
     let limit = usize::try_from(MAX_MANIFEST_SIZE).unwrap_or(usize::MAX);
-    let body = read_limited(body, limit)
-        .await
-        .map_err(|e| ApiError::from(Error::io("reading the manifest body", e)))?
-        .ok_or_else(|| {
-            ApiError::new(
+    let limits = BufferLimits {
+        limit,
+        idle: app.body_idle,
+        deadline: app.manifest_deadline,
+        budget: &app.manifest_budget,
+    };
+    let (body, _held) = match read_limited(body, &limits).await {
+        Ok(x) => x,
+        Err(BufferRefusal::TooLarge) => {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "SIZE_INVALID",
                 format!("a manifest over {MAX_MANIFEST_SIZE} bytes is refused"),
-            )
-        })?;
+            ))
+        }
+        Err(BufferRefusal::Busy) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TOOMANYREQUESTS",
+                "the registry holds as many manifest bytes in memory as it may; retry later",
+            );
+            e.headers.push((header::RETRY_AFTER, hv("1")));
+            return Err(e);
+        }
+        Err(BufferRefusal::Client(io)) => {
+            return Err(ApiError::from(Error::io("reading the manifest body", io)))
+        }
+    };
     let mut opts = ManifestOptions::default()
         .media_type(content_type)
         .children(app.children);

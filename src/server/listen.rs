@@ -32,9 +32,50 @@ pub(crate) struct ConnLimits {
     pub max_connections: usize,
     /// The read buffer, which bounds the size of a request's headers.
     pub max_header_bytes: usize,
+    /// Open connections from one client address.
+    pub max_per_client: usize,
     /// How long a write to the client may stay blocked (the client reads
     /// nothing) before the connection is dropped.
     pub write_stall: Duration,
+}
+
+/// One open connection of a client address, counted until dropped.
+struct PerClient {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl PerClient {
+    /// Counts a connection from `ip`, or `None` when it has `max` open.
+    fn take(
+        map: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+        max: usize,
+    ) -> Option<PerClient> {
+        let mut m = map.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PerClient {
+            map: Arc::clone(map),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerClient {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// A connection whose writes fail once the client has read nothing for
@@ -140,6 +181,8 @@ pub(crate) async fn serve_connections(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -166,6 +209,16 @@ pub(crate) async fn serve_connections(
                 }
             },
         };
+        // One address may hold only so many connections: silent ones
+        // from a single client no longer starve everyone else.
+        let Some(per_client) = PerClient::take(&clients, peer.ip(), limits.max_per_client) else {
+            tracing::debug!(
+                "closing a connection from {peer}: it has {} open",
+                limits.max_per_client
+            );
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
@@ -176,7 +229,7 @@ pub(crate) async fn serve_connections(
         });
         let (http, watcher, tls) = (Arc::clone(&http), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _per_client) = (slot, per_client);
             let served = match tls {
                 None => {
                     let io = StallDeadline::new(tcp, limits.write_stall);

@@ -43,6 +43,12 @@ pub struct ServeOptions {
     /// A request body that sends nothing for this long is cut off (the
     /// chunk is not acknowledged).
     pub body_idle_timeout: Duration,
+    /// A blob body must average at least this many bytes a second over
+    /// each body-idle-timeout window (0: no minimum).
+    pub min_body_rate: u64,
+    /// Open connections from one client address at once; more are closed
+    /// on accept.
+    pub max_connections_per_client: usize,
     /// A request's headers must arrive within this long of its first byte
     /// (and an idle keep-alive connection is closed after it).
     pub header_timeout: Duration,
@@ -74,6 +80,8 @@ impl Default for ServeOptions {
             max_uploads: 64,
             max_downloads: 256,
             body_idle_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+            max_connections_per_client: 64,
             header_timeout: Duration::from_secs(30),
             max_connections: 1024,
             access: None,
@@ -117,6 +125,20 @@ impl ServeOptions {
     #[must_use]
     pub fn max_downloads(mut self, n: usize) -> Self {
         self.max_downloads = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::min_body_rate`].
+    #[must_use]
+    pub fn min_body_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_body_rate = bytes_per_second;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections_per_client`].
+    #[must_use]
+    pub fn max_connections_per_client(mut self, n: usize) -> Self {
+        self.max_connections_per_client = n.max(1);
         self
     }
 
@@ -181,6 +203,14 @@ impl ServeOptions {
 /// with more gets 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Manifest bytes buffered at once, server-wide (KiB): 64 full-size (4
+/// MiB) manifests. Past it a push gets 503 with Retry-After.
+const MANIFEST_BUDGET_KIB: usize = 64 * 4 * 1024;
+
+/// A manifest body (at most 4 MiB) must arrive whole within this long,
+/// however it trickles.
+const MANIFEST_DEADLINE: Duration = Duration::from_secs(60);
+
 /// What every request handler shares.
 pub(crate) struct App {
     pub store: Arc<Store>,
@@ -190,7 +220,12 @@ pub(crate) struct App {
     /// One permit per blob body being sent.
     pub downloads: Arc<tokio::sync::Semaphore>,
     pub max_downloads: usize,
+    /// Manifest bytes held in memory at once, in KiB permits.
+    pub manifest_budget: Arc<tokio::sync::Semaphore>,
+    /// A manifest body must arrive whole within this long.
+    pub manifest_deadline: Duration,
     pub body_idle: Duration,
+    pub body_pace: body::BodyPace,
     pub metrics: Arc<metrics::Metrics>,
     pub access: Option<Arc<Access>>,
     /// What a pushed manifest's children must be.
@@ -230,7 +265,13 @@ pub fn serve(
             max_uploads: opts.max_uploads,
             downloads: Arc::new(tokio::sync::Semaphore::new(opts.max_downloads)),
             max_downloads: opts.max_downloads,
+            manifest_budget: Arc::new(tokio::sync::Semaphore::new(MANIFEST_BUDGET_KIB)),
+            manifest_deadline: MANIFEST_DEADLINE,
             body_idle: opts.body_idle_timeout,
+            body_pace: body::BodyPace {
+                idle: opts.body_idle_timeout,
+                min_rate: opts.min_body_rate,
+            },
             metrics,
             access: opts.access.clone(),
             children: if opts.allow_sparse_manifests {
@@ -244,6 +285,7 @@ pub fn serve(
             header_timeout: opts.header_timeout,
             max_connections: opts.max_connections,
             max_header_bytes: MAX_HEADER_BYTES,
+            max_per_client: opts.max_connections_per_client,
             // A client that reads nothing of a response for as long as it
             // may send nothing of a request is as gone.
             write_stall: opts.body_idle_timeout,

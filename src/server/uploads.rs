@@ -75,7 +75,7 @@ pub(super) async fn start_upload(
         let _permit = upload_permit(&app)?;
         let (s, repo) = (Arc::clone(&app.store), name.to_string());
         let opts = PutOptions::default().digest(d).repository(repo);
-        let put = with_body(body, app.body_idle, move |r| s.put(r, &opts)).await?;
+        let put = with_body(body, app.body_pace, move |r| s.put(r, &opts)).await?;
         return Ok(blob_created(name, &put.digest));
     }
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
@@ -139,7 +139,7 @@ pub(super) async fn patch_upload(
     let offset = chunk_start(&req.headers)?.unwrap_or(st.offset);
     let _permit = upload_permit(&app)?;
     let (s, id2) = (Arc::clone(&app.store), id.to_string());
-    let st = with_body(body, app.body_idle, move |r| {
+    let st = with_body(body, app.body_pace, move |r| {
         s.append_upload(&id2, offset, r)
     })
     .await?;
@@ -173,6 +173,6 @@ pub(super) async fn put_upload(
     }
     let _permit = upload_permit(&app)?;
     let (s, id2) = (Arc::clone(&app.store), id.to_string());
-    let put = with_body(body, app.body_idle, move |r| s.finish_upload(&id2, &d, r)).await?;
+    let put = with_body(body, app.body_pace, move |r| s.finish_upload(&id2, &d, r)).await?;
     Ok(blob_created(name, &put.digest))
 }
