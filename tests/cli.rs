@@ -315,7 +315,13 @@ fn bench_gen_writes_a_layout_that_imports_and_bench_run_prints_every_scenario() 
         ],
     ));
     assert!(imported.contains("15"), "{imported}");
-    let fsck = ok(&ocidb(&store, &["fsck"]));
+    // The synthetic graph stores no blobs: fsck names the images that
+    // cannot be pulled, and accepts them when told the store is sparse.
+    let strict = ocidb(&store, &["fsck"]);
+    assert!(!strict.status.success(), "fsck exits 1 on problems");
+    let text = String::from_utf8_lossy(&strict.stdout);
+    assert!(text.contains("missing-child"), "{text}");
+    let fsck = ok(&ocidb(&store, &["fsck", "--allow-sparse"]));
     assert!(fsck.contains(" 0 problem(s)"), "{fsck}");
 
     let json = dir.path().join("bench.json");
@@ -549,4 +555,69 @@ fn a_large_sparse_index_imports_with_a_summary() {
     let out = ok(&ocidb(&store, &["import", layout.to_str().expect("utf8")]));
     assert!(out.contains("and 149990 more missing"), "{out}");
     assert!(out.lines().count() < 20, "{out}");
+}
+
+/// Issue 26, item 13: `blob rm` of a tagged image's layer deleted it with
+/// no warning, `tree` showed it missing and fsck said 0 problems. Now
+/// `blob rm` and `rm` refuse content a tag reaches, naming the tag, unless
+/// `--force`; and fsck reports the tagged image that lost a blob.
+#[test]
+fn removing_what_a_tag_reaches_needs_force_and_fsck_reports_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s");
+    let put_blob = |name: &str, bytes: &[u8]| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).expect("write");
+        ok(&ocidb(
+            &store,
+            &[
+                "blob",
+                "put",
+                f.to_str().expect("utf8"),
+                "--repo",
+                "lib/app",
+            ],
+        ))
+        .trim()
+        .to_string()
+    };
+    let cfg = put_blob("cfg", b"{\"os\":\"linux\"}");
+    let layer = put_blob("layer", b"layer bytes");
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 14},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 11}],
+    });
+    let mf = dir.path().join("m.json");
+    std::fs::write(&mf, m.to_string()).expect("write");
+    let md = ok(&ocidb(
+        &store,
+        &[
+            "manifest",
+            "put",
+            "lib/app",
+            mf.to_str().expect("utf8"),
+            "--tag",
+            "v1",
+        ],
+    ))
+    .trim()
+    .to_string();
+    let err = fails(&ocidb(&store, &["blob", "rm", &layer]));
+    assert!(
+        err.contains("lib/app:v1") && err.contains("--force"),
+        "{err}"
+    );
+    let err = fails(&ocidb(&store, &["rm", &format!("lib/app@{md}")]));
+    assert!(err.contains("lib/app:v1"), "{err}");
+    assert!(ok(&ocidb(&store, &["fsck"])).contains(" 0 problem(s)"));
+    ok(&ocidb(&store, &["blob", "rm", &layer, "--force"]));
+    let out = ocidb(&store, &["fsck"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("missing-child") && text.contains(&layer) && text.contains("lib/app:v1"),
+        "{text}"
+    );
 }

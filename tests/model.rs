@@ -372,8 +372,29 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         check(&s, &m)?;
     }
+    // A blob deleted under a tagged image is what fsck reports, and
+    // nothing else.
+    let mut missing = BTreeSet::new();
+    for d in m.tags.values().flat_map(|t| t.values()) {
+        if let Some(x) = m.manifests.get(d) {
+            missing.extend(x.children.iter().filter(|c| !m.exists(c)).copied());
+        }
+    }
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    let found: BTreeSet<Digest> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == "missing-child")
+        .filter_map(|p| p.digest)
+        .collect();
+    prop_assert_eq!(found, missing);
+    prop_assert!(
+        report.problems.iter().all(|p| p.kind == "missing-child"),
+        "{:?}",
+        report.problems
+    );
     prop_assert!(s
-        .fsck(&ocidb::FsckOptions::default())
+        .fsck(&ocidb::FsckOptions::default().allow_sparse(true))
         .expect("fsck")
         .is_clean());
     Ok(())

@@ -120,6 +120,9 @@ pub enum Command {
     Rm {
         /// REPO@DIGEST.
         reference: String,
+        /// Remove it even if a tag reaches it (the tag's image breaks).
+        #[arg(long)]
+        force: bool,
     },
 
     /// Collect garbage online (writers keep going).
@@ -202,7 +205,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text); with --htpasswd it needs a user's credentials, or serve it on --admin-addr 127.0.0.1:5001 without."
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 
     /// Everything the index knows about a digest, as JSON.
     #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
@@ -433,6 +436,9 @@ pub enum BlobCommand {
     Rm {
         /// Digest.
         digest: String,
+        /// Remove it even if a tag reaches it (the tag's image breaks).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -538,6 +544,10 @@ pub struct FsckArgs {
     /// Remove orphan files; corrupt records are reported, never dropped.
     #[arg(long)]
     pub repair: bool,
+    /// Accept tagged images whose children are not stored (sparse layout
+    /// imports); without it each is a `missing-child` problem.
+    #[arg(long)]
+    pub allow_sparse: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -591,7 +601,10 @@ pub struct ServeArgs {
     /// Run a GC this often while serving (30m, 1h…); never by default.
     #[arg(long)]
     pub gc_interval: Option<String>,
-    /// The GC's grace period (0s, 30m, 1h…).
+    /// The GC's grace period (0s, 30m, 1h…): a blob or manifest younger
+    /// than this is kept even if nothing reaches it yet (a layer pushed
+    /// before its manifest). With 0s a push racing a GC may be told to
+    /// retry.
     #[arg(long, default_value = "1h")]
     pub grace: String,
     /// The GC also collects manifests that no tag reaches.
@@ -600,6 +613,10 @@ pub struct ServeArgs {
     /// Cancel upload sessions idle this long.
     #[arg(long, default_value = "7d")]
     pub upload_max_idle: String,
+    /// How long an upload session's lease keeps its finished blob from GC
+    /// until a manifest names it (default: the --grace period).
+    #[arg(long)]
+    pub upload_lease: Option<String>,
     /// Serve `GET /metrics` without credentials on this second address
     /// (bind it to localhost or a private network). Without it, `/metrics`
     /// on --addr needs a user's credentials when --htpasswd is set.

@@ -91,11 +91,20 @@ pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
 }
 
 pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
-    let FsckArgs { repair, json } = a;
+    let FsckArgs {
+        repair,
+        json,
+        allow_sparse,
+    } = a;
     let store = open(store_dir)?;
     let bar = progress::bar("verifying blobs");
     let cb = |done: u64, total: u64| progress::set(&bar, done, total);
-    let report = store.fsck(&FsckOptions::default().repair(repair).progress(&cb))?;
+    let report = store.fsck(
+        &FsckOptions::default()
+            .repair(repair)
+            .allow_sparse(allow_sparse)
+            .progress(&cb),
+    )?;
     progress::finish(bar);
     if json {
         print_json(&report)?;
@@ -351,13 +360,33 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
             println!("{}", serde_json::to_string(&info).unwrap_or_default());
             Ok(())
         }
-        BlobCommand::Rm { digest } => {
+        BlobCommand::Rm { digest, force } => {
             let d = digest_arg(&digest)?;
-            open(store_dir)?.delete(&d)?;
+            let store = open(store_dir)?;
+            if !force {
+                refuse_if_tagged(&store, &d)?;
+            }
+            store.delete(&d)?;
             eprintln!("deleted {d}");
             Ok(())
         }
     }
+}
+
+/// Refuses to remove content a tag reaches, naming the tag: removing it
+/// would leave a tagged image that cannot be pulled.
+pub(super) fn refuse_if_tagged(store: &ocidb::Store, d: &ocidb::Digest) -> Result<()> {
+    let tags = store.tags_reaching(d, 3)?;
+    let Some((repo, tag)) = tags.first() else {
+        return Ok(());
+    };
+    let more = if tags.len() > 1 { " (and others)" } else { "" };
+    Err(Error::InvalidArgument {
+        value: d.to_string(),
+        expected: format!(
+            "content no tag reaches; tag `{repo}:{tag}`{more} reaches it, and removing it would leave that image unpullable (--force removes it anyway)"
+        ),
+    })
 }
 
 pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {

@@ -137,7 +137,7 @@ fn run_command(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-        Command::Rm { reference } => {
+        Command::Rm { reference, force } => {
             let (repo, r) = parse_image_ref(&reference)?;
             let Reference::Digest(d) = r else {
                 return Err(Error::InvalidArgument {
@@ -145,7 +145,11 @@ fn run_command(cli: Cli) -> Result<()> {
                     expected: "REPO@DIGEST (to remove a tag, use `ocidb untag REPO TAG`)".into(),
                 });
             };
-            open(&store_dir)?.delete_manifest(&repo, &d)?;
+            let store = open(&store_dir)?;
+            if !force {
+                commands::refuse_if_tagged(&store, &d)?;
+            }
+            store.delete_manifest(&repo, &d)?;
             eprintln!("deleted {repo}@{d}");
             Ok(())
         }
@@ -211,7 +215,7 @@ fn run_command(cli: Cli) -> Result<()> {
             })?;
             Ok(())
         }
-        Command::Serve(a) => serve(&store_dir, a),
+        Command::Serve(a) => serve(&store_dir, *a),
         Command::Inspect {
             digest,
             repo,
@@ -245,6 +249,12 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .gc_interval(interval)
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
+        .upload_lease(
+            a.upload_lease
+                .as_deref()
+                .map(ocidb::gc::parse_duration)
+                .transpose()?,
+        )
         .max_uploads(a.max_uploads)
         .max_downloads(a.max_downloads)
         .header_timeout(header_timeout)

@@ -37,6 +37,10 @@ pub struct FsckOptions<'a> {
     pub threads: usize,
     /// Called with (blobs verified, total) as hashing progresses.
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Accept tagged images with children that are not stored (a store
+    /// filled by sparse layout imports). Off: each is a `missing-child`
+    /// problem.
+    pub allow_sparse: bool,
 }
 
 impl<'a> FsckOptions<'a> {
@@ -44,6 +48,13 @@ impl<'a> FsckOptions<'a> {
     #[must_use]
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
+        self
+    }
+
+    /// Sets [`FsckOptions::allow_sparse`].
+    #[must_use]
+    pub fn allow_sparse(mut self, allow: bool) -> Self {
+        self.allow_sparse = allow;
         self
     }
 
@@ -117,7 +128,7 @@ impl Store {
         let txn = tables::begin_read(&self.db)?;
         let mut report = FsckReport::default();
         let records = self.check_records(&txn, opts, &mut report)?;
-        let dangling = check_graph(&txn, &records, &mut report)?;
+        let dangling = check_graph(&txn, &records, opts.allow_sparse, &mut report)?;
         drop(txn);
         let orphans = self.check_files(&records, &mut report)?;
         let corrupt: Vec<Digest> = report
@@ -462,12 +473,68 @@ impl Store {
     }
 }
 
+/// Every tag's image whole: each manifest a tag reaches (through index
+/// entries) has its non-external blobs stored (config, layers, artifact
+/// blobs; an index entry may be absent, as in a sparse index). A GC that swept a layer
+/// under a tagged image, or a `blob rm --force`, shows up here.
+fn check_tagged_images(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    needs: &HashMap<Digest, Vec<(EdgeKind, Digest)>>,
+    repo_name: &dyn Fn(u64) -> String,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let mut reported: HashSet<(Digest, Digest)> = HashSet::new();
+    let mut checked: HashSet<Digest> = HashSet::new();
+    for e in txn.open_table(TAGS)?.iter()? {
+        let (k, v) = e?;
+        let root = Digest::from_key(v.value())?;
+        let repo = keys::repo_prefix(k.value());
+        let tag = String::from_utf8_lossy(&k.value()[8..]).into_owned();
+        // Iterative and bounded by the manifests stored: depth comes from
+        // data. A manifest checked under one tag is not walked again.
+        let mut stack = vec![root];
+        while let Some(m) = stack.pop() {
+            if !checked.insert(m) {
+                continue;
+            }
+            for (kind, child) in needs.get(&m).map(Vec::as_slice).unwrap_or(&[]) {
+                let stored = records.contains_key(child);
+                if *kind == EdgeKind::Manifest {
+                    // An index's entries may be absent (a sparse index,
+                    // as the spec allows and the put rule accepts).
+                    if stored {
+                        stack.push(*child);
+                    }
+                    continue;
+                }
+                if !stored && reported.insert((m, *child)) {
+                    report.problems.push(problem(
+                            "missing-child",
+                            Some(*child),
+                            format!(
+                                "tag `{}:{tag}` reaches {m}, whose {} {child} is not stored: the image cannot be pulled",
+                                repo_name(repo),
+                                kind.name()
+                            ),
+                        ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_graph(
     txn: &ReadTransaction,
     records: &HashMap<Digest, BlobRecord>,
+    opts_allow_sparse: bool,
     report: &mut FsckReport,
 ) -> Result<Vec<Vec<u8>>> {
     let mut out_edges: HashSet<(Digest, Digest, EdgeKind)> = HashSet::new();
+    // Each manifest's children that must be stored for it to be pulled
+    // (not its subject, not external blobs).
+    let mut needs: HashMap<Digest, Vec<(EdgeKind, Digest)>> = HashMap::new();
     for e in txn.open_table(EDGES_OUT)?.iter()? {
         let (k, v) = e?;
         let parent = Digest::from_key(k.value())?;
@@ -481,7 +548,17 @@ fn check_graph(
         match keys::decode_edges(&parent, v.value()) {
             // A missing child (sparse layout) or subject (dangling
             // referrer) is legal.
-            Ok(edges) => out_edges.extend(edges.into_iter().map(|(k, c, _)| (c, parent, k))),
+            Ok(edges) => {
+                let need: Vec<(EdgeKind, Digest)> = edges
+                    .iter()
+                    .filter(|(k, _, d)| *k != EdgeKind::Subject && !d.is_external())
+                    .map(|(k, c, _)| (*k, *c))
+                    .collect();
+                if !need.is_empty() {
+                    needs.insert(parent, need);
+                }
+                out_edges.extend(edges.into_iter().map(|(k, c, _)| (c, parent, k)));
+            }
             Err(e) => report
                 .problems
                 .push(problem("corrupt-edge", Some(parent), e.to_string())),
@@ -572,6 +649,9 @@ fn check_graph(
                 ),
             ));
         }
+    }
+    if !opts_allow_sparse {
+        check_tagged_images(txn, records, &needs, &repo_name, report)?;
     }
     let tags_t = txn.open_table(TAGS)?;
     for e in txn.open_table(tables::TAGGED)?.iter()? {

@@ -8,45 +8,12 @@ use axum::body::{Body, Bytes};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::errors::ApiError;
+use super::errors::{client_error, ApiError};
 
 /// Chunks in flight between the network and the engine.
 const DEPTH: usize = 4;
 /// Size of one chunk read from a blob.
 const OUT_CHUNK: usize = 256 * 1024;
-
-/// Marks an I/O error as the client's doing (its body stalled, was too
-/// slow or broke off), so that the answer is a 4xx logged below ERROR
-/// rather than a 500: any client could otherwise flood the error log.
-#[derive(Debug)]
-pub(crate) struct ClientBody(pub String);
-
-impl std::fmt::Display for ClientBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ClientBody {}
-
-/// An I/O error of kind `kind` that says the client caused it.
-pub(crate) fn client_error(kind: io::ErrorKind, msg: impl Into<String>) -> io::Error {
-    io::Error::new(kind, ClientBody(msg.into()))
-}
-
-/// Whether an engine error carries a [`ClientBody`] error, and its kind.
-pub(crate) fn client_caused(e: &crate::Error) -> Option<io::ErrorKind> {
-    match e {
-        crate::Error::Io { source, .. }
-            if source
-                .get_ref()
-                .is_some_and(<dyn std::error::Error + Send + Sync>::is::<ClientBody>) =>
-        {
-            Some(source.kind())
-        }
-        _ => None,
-    }
-}
 
 /// A request body as the engine reads it.
 pub(crate) struct BodyReader {

@@ -6,6 +6,39 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, ErrorKind};
 
+/// Marks an I/O error as the client's doing (its body stalled, was too
+/// slow or broke off), so that the answer is a 4xx logged below ERROR
+/// rather than a 500: any client could otherwise flood the error log.
+#[derive(Debug)]
+pub(crate) struct ClientBody(pub String);
+
+impl std::fmt::Display for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClientBody {}
+
+/// An I/O error of kind `kind` that says the client caused it.
+pub(crate) fn client_error(kind: std::io::ErrorKind, msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(kind, ClientBody(msg.into()))
+}
+
+/// Whether an engine error carries a [`ClientBody`] error, and its kind.
+pub(crate) fn client_caused(e: &crate::Error) -> Option<std::io::ErrorKind> {
+    match e {
+        crate::Error::Io { source, .. }
+            if source
+                .get_ref()
+                .is_some_and(<dyn std::error::Error + Send + Sync>::is::<ClientBody>) =>
+        {
+            Some(source.kind())
+        }
+        _ => None,
+    }
+}
+
 /// An error response of the distribution API.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -59,7 +92,7 @@ impl From<Error> for ApiError {
         };
         // The client's own stalled, slow or broken body: a 4xx, and no
         // ERROR line (a client could flood the log with them).
-        let (status, code) = match super::body::client_caused(&e) {
+        let (status, code) = match client_caused(&e) {
             Some(std::io::ErrorKind::TimedOut) => {
                 (StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID")
             }

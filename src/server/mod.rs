@@ -36,6 +36,11 @@ pub struct ServeOptions {
     /// Cancel upload sessions idle this long (checked with each GC run,
     /// and every hour).
     pub upload_max_idle: Duration,
+    /// How long an upload session's lease protects the blob it finishes
+    /// from GC until a manifest names it (`None`: the GC grace period).
+    /// A finished blob is also young for the grace period, so a lease
+    /// longer than it only keeps abandoned uploads longer.
+    pub upload_lease: Option<Duration>,
     /// Requests that carry blob bytes (uploads) at once; more get 429.
     pub max_uploads: usize,
     /// Blob bodies being sent at once; more get 429 with `Retry-After`.
@@ -77,6 +82,7 @@ impl Default for ServeOptions {
             gc_interval: None,
             gc_policy: crate::gc::GcPolicy::default(),
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
+            upload_lease: None,
             max_uploads: 64,
             max_downloads: 256,
             body_idle_timeout: Duration::from_secs(60),
@@ -191,6 +197,13 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::upload_lease`].
+    #[must_use]
+    pub fn upload_lease(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.upload_lease = ttl.into();
+        self
+    }
+
     /// Sets [`ServeOptions::upload_max_idle`].
     #[must_use]
     pub fn upload_max_idle(mut self, idle: Duration) -> Self {
@@ -230,6 +243,8 @@ pub(crate) struct App {
     pub access: Option<Arc<Access>>,
     /// What a pushed manifest's children must be.
     pub children: crate::Children,
+    /// The lease of each upload session.
+    pub upload_lease: Duration,
 }
 
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
@@ -274,6 +289,7 @@ pub fn serve(
             },
             metrics,
             access: opts.access.clone(),
+            upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
             children: if opts.allow_sparse_manifests {
                 crate::Children::AllowMissing
             } else {

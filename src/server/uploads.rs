@@ -79,7 +79,8 @@ pub(super) async fn start_upload(
         return Ok(blob_created(name, &put.digest));
     }
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
-    let st = blocking(move || s.begin_upload(&repo, &UploadOptions::default())).await?;
+    let opts = UploadOptions::default().lease_ttl(app.upload_lease);
+    let st = blocking(move || s.begin_upload(&repo, &opts)).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, &st.id, 0))
 }
 

@@ -38,6 +38,9 @@ pub struct Parent {
     pub kinds: EdgeKinds,
 }
 
+/// The most manifests [`Store::tags_reaching`] visits.
+pub const MAX_TAG_SEARCH: usize = 100_000;
+
 /// A node in an image walk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalkNode {
@@ -206,6 +209,48 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Tags (`(repository, tag)`, at most `limit`) whose images reach
+    /// `d`: tags on `d` itself, and on any manifest above it through
+    /// config, layer, blob and index edges (not referrers: a subject is not
+    /// part of its referrer's image). The walk up is iterative and stops
+    /// after [`MAX_TAG_SEARCH`] manifests. What `blob rm` and `rm` check
+    /// before they break a tagged image.
+    pub fn tags_reaching(&self, d: &Digest, limit: usize) -> Result<Vec<(String, String)>> {
+        let txn = tables::begin_read(&self.db)?;
+        let names = crate::index::repos::repo_names(&txn)?;
+        let tagged = txn.open_table(tables::TAGGED)?;
+        let edges_in = txn.open_table(EDGES_IN)?;
+        let mut found = Vec::new();
+        let mut seen: HashSet<Digest> = HashSet::new();
+        let mut stack = vec![*d];
+        while let Some(node) = stack.pop() {
+            if found.len() >= limit || seen.len() >= MAX_TAG_SEARCH || !seen.insert(node) {
+                continue;
+            }
+            for (id, name) in &names {
+                let lo = keys::member(*id, &node);
+                let mut hi = lo.clone();
+                hi.push(0xff);
+                for e in tagged.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
+                    let (k, _) = e?;
+                    let (_, _, tag) = keys::split_tagged(k.value())?;
+                    if found.len() < limit {
+                        found.push((name.clone(), String::from_utf8_lossy(tag).into_owned()));
+                    }
+                }
+            }
+            let (lo, hi) = keys::edge_in_range(&node);
+            for e in edges_in.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+                let (k, _) = e?;
+                let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;
+                if kind != EdgeKind::Subject {
+                    stack.push(Digest::from_key(parent)?);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Walks an image from a tag or digest: children (index → manifests →
