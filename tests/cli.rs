@@ -621,3 +621,53 @@ fn removing_what_a_tag_reaches_needs_force_and_fsck_reports_it() {
         "{text}"
     );
 }
+
+/// Issue 26, item 14: a first command that fails leaves no store behind,
+/// and a first S3 use without credentials says so.
+#[test]
+fn a_failed_first_command_creates_no_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("newstore");
+    let err = fails(&ocidb(
+        &store,
+        &["import", dir.path().join("nope").to_str().expect("utf8")],
+    ));
+    assert!(err.contains("nope"), "{err}");
+    assert!(!store.exists(), "a failed import created the store");
+    // A bad blob put into a new store: refused, and no store either.
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"hello").expect("write");
+    let wrong = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    fails(&ocidb(
+        &store,
+        &["blob", "put", f.to_str().expect("utf8"), "--digest", wrong],
+    ));
+    assert!(!store.exists(), "a refused put created the store");
+    // S3 without credentials: named as such, before any request, and the
+    // half-made store is gone (the next open does not turn it local).
+    let out = common::cli::command(&store)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("OCIDB_S3_INSTANCE_CREDENTIALS")
+        .args([
+            "--blobs",
+            "s3://bucket/p?endpoint=http://127.0.0.1:1&region=garage",
+            "blob",
+            "put",
+            f.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("AWS_ACCESS_KEY_ID is not set"), "{err}");
+    assert!(!err.contains("169.254"), "{err}");
+    assert!(
+        !store.exists(),
+        "the failed S3 open left {}",
+        store.display()
+    );
+}

@@ -266,14 +266,20 @@ fn a_bucket_down_at_open_leaves_metadata_readable_and_says_what_is_not() {
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains(&loc.to_string()), "{e}");
 
-    // A new store cannot begin on a bucket it cannot reach, and records
-    // nothing when it fails.
+    // A new store cannot begin on a bucket it cannot reach, and leaves
+    // nothing when it fails: no database that a later open would take for
+    // a local store (issue 26, item 14).
     let fresh = dir.path().join("fresh");
     let e =
         Store::open_with(&fresh, store_options(&loc), true).expect_err("unreachable at creation");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    let again = Store::open(&fresh).expect("opens as a local store");
-    assert_eq!(again.blob_location(), Some(&BlobLocation::Local));
+    assert!(
+        !fresh.exists(),
+        "a failed creation left {}",
+        fresh.display()
+    );
+    let e = Store::open(&fresh).expect_err("no store was made");
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
 }
 
 #[test]

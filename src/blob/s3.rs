@@ -70,6 +70,21 @@ const SESSION: &str = "session";
 /// The object naming the store that owns the prefix.
 const MARKER: &str = "ocidb-store";
 
+/// Set to `1` to let the AWS credential chain ask the instance metadata
+/// service when no key is in the environment.
+pub const INSTANCE_CREDENTIALS: &str = "OCIDB_S3_INSTANCE_CREDENTIALS";
+
+/// Whether the environment names credentials the AWS chain can use
+/// without the instance metadata service (or allows that service).
+fn credentials_in_environment() -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    set("AWS_ACCESS_KEY_ID")
+        || set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        || std::env::var(INSTANCE_CREDENTIALS).is_ok_and(|v| v == "1")
+}
+
 /// How the backend talks to the bucket: credentials, retries, deadlines.
 #[derive(Clone)]
 pub struct S3Options {
@@ -150,6 +165,17 @@ impl S3Blobs {
     /// Like [`S3Blobs::new`], with explicit credentials, retries and
     /// deadlines.
     pub fn with_options(location: &S3Location, tuning: &S3Options) -> Result<S3Blobs> {
+        if tuning.credentials.is_none() && !credentials_in_environment() {
+            // The AWS chain would end at the instance metadata service,
+            // whose 403 from 169.254.169.254 names neither the cause nor
+            // the fix; and a link-local request is a surprise off EC2.
+            return Err(Error::InvalidArgument {
+                value: location.to_string(),
+                expected: format!(
+                    "S3 credentials, and AWS_ACCESS_KEY_ID is not set: set it and AWS_SECRET_ACCESS_KEY to the bucket's key (on EC2 with an instance role, set {INSTANCE_CREDENTIALS}=1)"
+                ),
+            });
+        }
         let endpoint = location
             .endpoint
             .clone()

@@ -35,7 +35,26 @@ pub fn run(cli: Cli) -> Result<()> {
         .transpose()?;
     let _ = util::BLOBS.set(blobs);
     let store_dir = cli.store.clone();
-    run_command(cli).map_err(|e| with_hint(&store_dir, e))
+    let existed = store_dir.exists();
+    run_command(cli).map_err(|e| {
+        if !existed {
+            remove_if_left_empty(&store_dir);
+        }
+        with_hint(&store_dir, e)
+    })
+}
+
+/// A command that failed on a store it created (`import ./nope` into a
+/// new directory) leaves no empty store behind. Only a store that holds
+/// nothing at all is removed.
+fn remove_if_left_empty(store_dir: &Path) {
+    let empty = match util::open(store_dir) {
+        Ok(s) => s.is_empty().unwrap_or(false),
+        Err(_) => false,
+    };
+    if empty {
+        let _ = std::fs::remove_dir_all(store_dir);
+    }
 }
 
 fn with_hint(store_dir: &Path, e: Error) -> Error {

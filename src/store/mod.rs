@@ -250,9 +250,28 @@ impl Store {
         Store::open_with(dir, StoreOptions::default(), true)
     }
 
-    /// Opens (or with `create`, creates) a store with explicit options.
+    /// Opens (or with `create`, creates) a store with explicit options. A
+    /// create that fails (an unreachable bucket, missing credentials)
+    /// leaves nothing behind: the database file, and the directory when
+    /// it made it, are removed again, so the next open does not find a
+    /// half-made store and take it for a local one.
     pub fn open_with(dir: impl AsRef<Path>, opts: StoreOptions, create: bool) -> Result<Store> {
-        let root = dir.as_ref().to_path_buf();
+        let root = dir.as_ref();
+        let dir_existed = root.exists();
+        let db_existed = root.join(DB_FILE).exists();
+        let opened = Store::open_inner(root, opts, create);
+        if opened.is_err() && create && !db_existed {
+            if dir_existed {
+                let _ = std::fs::remove_file(root.join(DB_FILE));
+            } else {
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+        opened
+    }
+
+    fn open_inner(dir: &Path, opts: StoreOptions, create: bool) -> Result<Store> {
+        let root = dir.to_path_buf();
         let db_path = root.join(DB_FILE);
         if !create {
             if !root.is_dir() {

@@ -49,6 +49,18 @@ impl Store {
         Ok(info(d, rec))
     }
 
+    /// Whether the store holds nothing: no blob, repository, lease or
+    /// upload session (what a command that failed on a new store leaves).
+    pub fn is_empty(&self) -> Result<bool> {
+        let txn = crate::schema::tables::begin_read(&self.db)?;
+        use crate::schema::tables::{BLOBS, LEASES, REPOS, UPLOADS};
+        use redb::ReadableTable as _;
+        Ok(txn.open_table(BLOBS)?.first()?.is_none()
+            && txn.open_table(REPOS)?.first()?.is_none()
+            && txn.open_table(LEASES)?.first()?.is_none()
+            && txn.open_table(UPLOADS)?.first()?.is_none())
+    }
+
     /// Whether a blob is stored.
     pub fn exists(&self, d: &Digest) -> Result<bool> {
         let txn = tables::begin_read(&self.db)?;
