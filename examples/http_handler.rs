@@ -156,10 +156,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if reader.read_line(&mut h)? == 0 || h == "\r\n" {
                 break;
             }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                if let Some((a, b)) = v.trim().split_once('-') {
-                    range = a.parse().ok().zip(b.parse().ok());
-                }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=")
+                && let Some((a, b)) = v.trim().split_once('-')
+            {
+                range = a.parse().ok().zip(b.parse().ok());
             }
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");

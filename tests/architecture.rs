@@ -235,10 +235,10 @@ fn graph() -> Graph {
         let me = unit(m.clone());
         let deps = g.entry(me.clone()).or_default();
         for d in dependencies(m, &text) {
-            if let Some(target) = resolve(&d, &known).map(unit) {
-                if target != me {
-                    deps.insert(target);
-                }
+            if let Some(target) = resolve(&d, &known).map(unit)
+                && target != me
+            {
+                deps.insert(target);
             }
         }
     }
@@ -286,10 +286,10 @@ fn find_cycle(g: &Graph) -> Option<Vec<String>> {
     }
     let keys: Vec<&str> = g.keys().map(String::as_str).collect();
     for k in keys {
-        if mark.get(k) == Some(&Mark::New) {
-            if let Some(c) = visit(k, g, &mut mark, &mut Vec::new()) {
-                return Some(c);
-            }
+        if mark.get(k) == Some(&Mark::New)
+            && let Some(c) = visit(k, g, &mut mark, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None

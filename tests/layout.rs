@@ -24,10 +24,10 @@ const SPARSE: [&str; 2] = ["test_gc_image_unknown_mediatype", "gen-sparse"];
 /// The generated layouts (in the returned temp dir), then the corpus ones
 /// when the corpus is present.
 fn layouts() -> (tempfile::TempDir, Vec<PathBuf>) {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (mut out, _) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (mut out, _) = common::fixtures::generated_layouts(layouts_dir.path());
     out.extend(corpus_layouts());
-    (gen, out)
+    (layouts_dir, out)
 }
 
 fn corpus_layouts() -> Vec<PathBuf> {
@@ -80,13 +80,13 @@ fn every_layout_imports_and_fsck_is_clean() {
             serde_json::from_slice(&std::fs::read(p.join("index.json")).expect("index"))
                 .expect("json");
         for m in index["manifests"].as_array().expect("manifests") {
-            if let Some(tag) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
-                if r.missing.is_empty() {
-                    let d = s
-                        .resolve(&name, &Reference::Tag(tag.to_string()))
-                        .expect("tag resolves");
-                    assert_eq!(d.to_string(), m["digest"].as_str().expect("digest"));
-                }
+            if let Some(tag) = m["annotations"]["org.opencontainers.image.ref.name"].as_str()
+                && r.missing.is_empty()
+            {
+                let d = s
+                    .resolve(&name, &Reference::Tag(tag.to_string()))
+                    .expect("tag resolves");
+                assert_eq!(d.to_string(), m["digest"].as_str().expect("digest"));
             }
         }
     }
@@ -179,8 +179,8 @@ fn signed_layouts_yield_their_signature_referrers() {
 
 #[test]
 fn sparse_layouts_report_missing_digests_and_strict_refuses() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (paths, missing) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (paths, missing) = common::fixtures::generated_layouts(layouts_dir.path());
     let mut cases = vec![(paths[2].clone(), missing.to_string())];
     if let Some(c) = corpus() {
         cases.push((
@@ -671,8 +671,8 @@ fn tar_of_layout(dir: &Path, skip: &[Digest]) -> Vec<u8> {
 /// repository's manifest once imported it completely, even with --strict.
 #[test]
 fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(layouts_dir.path());
     let signed = &paths[0];
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path().join("store")).expect("store");
@@ -720,12 +720,12 @@ fn a_tar_adopts_only_what_it_carries_or_the_repository_holds() {
 #[cfg(unix)]
 #[test]
 fn special_files_and_symlinked_blob_folders_are_refused() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(layouts_dir.path());
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path().join("store")).expect("store");
     // FIFO index.json.
-    let fifo_layout = gen.path().join("fifo");
+    let fifo_layout = layouts_dir.path().join("fifo");
     std::fs::create_dir_all(fifo_layout.join("blobs/sha256")).expect("dirs");
     std::fs::copy(paths[1].join("oci-layout"), fifo_layout.join("oci-layout")).expect("marker");
     let made = Command::new("mkfifo")
@@ -738,7 +738,7 @@ fn special_files_and_symlinked_blob_folders_are_refused() {
         .expect_err("fifo");
     assert!(e.to_string().contains("regular file"), "{e}");
     // A symlinked blobs/sha256 pointing at another layout's blobs.
-    let linked = gen.path().join("linked");
+    let linked = layouts_dir.path().join("linked");
     std::fs::create_dir_all(linked.join("blobs")).expect("dirs");
     for f in ["oci-layout", "index.json"] {
         std::fs::copy(paths[1].join(f), linked.join(f)).expect("copy");
@@ -756,8 +756,8 @@ fn special_files_and_symlinked_blob_folders_are_refused() {
 /// over 8 GiB) are read at that size.
 #[test]
 fn pax_size_headers_are_honoured() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (paths, _) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (paths, _) = common::fixtures::generated_layouts(layouts_dir.path());
     let src = &paths[1];
     let mut b = tar::Builder::new(Vec::new());
     let mut push = |name: &str, data: &[u8], pax: bool| {
@@ -857,8 +857,8 @@ fn exports_copy_by_default_and_stay_out_of_the_store() {
 /// called out.
 #[test]
 fn ref_names_round_trip_without_bogus_or_duplicate_tags() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let mut w = common::fixtures::LayoutWriter::new(&gen.path().join("pinned"));
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let mut w = common::fixtures::LayoutWriter::new(&layouts_dir.path().join("pinned"));
     let img = w.image("pinned", 1, None);
     let pinned = format!("example.com/app@{}", img["digest"].as_str().expect("d"));
     w.entry(&img, Some(&pinned));
@@ -901,8 +901,8 @@ fn ref_names_round_trip_without_bogus_or_duplicate_tags() {
 /// are walked again.
 #[test]
 fn a_complete_layout_fills_in_an_earlier_sparse_import() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let (paths, missing) = common::fixtures::generated_layouts(gen.path());
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let (paths, missing) = common::fixtures::generated_layouts(layouts_dir.path());
     let sparse = &paths[2];
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path().join("store")).expect("store");
@@ -926,8 +926,8 @@ fn a_complete_layout_fills_in_an_earlier_sparse_import() {
 /// opaque, and its tag is still set.
 #[test]
 fn a_tagged_opaque_entry_keeps_its_tag() {
-    let gen = tempfile::tempdir().expect("tempdir");
-    let mut w = common::fixtures::LayoutWriter::new(&gen.path().join("opaque"));
+    let layouts_dir = tempfile::tempdir().expect("tempdir");
+    let mut w = common::fixtures::LayoutWriter::new(&layouts_dir.path().join("opaque"));
     let thing = w.blob("application/vnd.example.thing+json", br#"{"hello":1}"#);
     w.entry(&thing, Some("v1"));
     let layout = w.finish();

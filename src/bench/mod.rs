@@ -5,7 +5,6 @@
 //! graph) are built with the `peers` feature.
 
 pub mod garage;
-pub mod gen;
 pub mod measure;
 #[cfg(feature = "peers")]
 pub mod peers;
@@ -14,3 +13,4 @@ pub mod report;
 pub mod run;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod synth;

@@ -241,11 +241,11 @@ impl BlobBackend for LocalFiles {
                 Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
             }
         }
-        if self.staged_unsynced.swap(false, Ordering::AcqRel) || !unsynced.is_empty() {
-            if let Err(e) = self.sync_dir(&self.root.join(STAGING)) {
-                self.staged_unsynced.store(true, Ordering::Release);
-                return Err(e);
-            }
+        if (self.staged_unsynced.swap(false, Ordering::AcqRel) || !unsynced.is_empty())
+            && let Err(e) = self.sync_dir(&self.root.join(STAGING))
+        {
+            self.staged_unsynced.store(true, Ordering::Release);
+            return Err(e);
         }
         Ok(())
     }

@@ -97,15 +97,15 @@ impl<R: Read> Read for VerifiedReader<R> {
             if let Some(h) = self.hasher.as_mut() {
                 h.update(&buf[..n]);
             }
-        } else if !buf.is_empty() {
-            if let Some(h) = self.hasher.take() {
-                let actual = h.finish();
-                if actual != self.expected {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("corrupt blob: {} hashes to {actual}", self.expected),
-                    ));
-                }
+        } else if !buf.is_empty()
+            && let Some(h) = self.hasher.take()
+        {
+            let actual = h.finish();
+            if actual != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("corrupt blob: {} hashes to {actual}", self.expected),
+                ));
             }
         }
         Ok(n)

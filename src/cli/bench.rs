@@ -9,7 +9,7 @@ use super::args::BenchCommand;
 use super::util::*;
 
 pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
-    use ocidb::bench::{gen, report, run};
+    use ocidb::bench::{report, run, synth};
     match cmd {
         BenchCommand::Gen {
             preset,
@@ -18,11 +18,11 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             layout,
         } => {
             let spec = match manifests {
-                Some(n) => gen::GenSpec::sized(n, seed),
-                None => gen::GenSpec::preset(gen::Preset::parse(&preset)?, seed),
+                Some(n) => synth::GenSpec::sized(n, seed),
+                None => synth::GenSpec::preset(synth::Preset::parse(&preset)?, seed),
             };
             if let Some(dir) = layout {
-                let marks = gen::generate_layout(&dir, &spec)?;
+                let marks = synth::generate_layout(&dir, &spec)?;
                 println!(
                     "wrote an OCI image layout of {} manifests ({} images) to {}",
                     marks.manifests.len(),
@@ -33,7 +33,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             }
             let store = create(store_dir)?;
             let total = spec.manifests;
-            let g = gen::generate_into_store(&store, &spec, 10_000, |n| {
+            let g = synth::generate_into_store(&store, &spec, 10_000, |n| {
                 eprint!("\r{n} of ~{total} manifests");
             })?;
             eprintln!();

@@ -333,13 +333,13 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
         } => {
             let d = digest_arg(&digest)?;
             let store = open(store_dir)?;
-            if let Some(r) = &repo {
-                if !store.is_member(r, &d)? {
-                    return Err(Error::BlobNotFound {
-                        digest: d,
-                        hint: format!(" in repository `{r}`"),
-                    });
-                }
+            if let Some(r) = &repo
+                && !store.is_member(r, &d)?
+            {
+                return Err(Error::BlobNotFound {
+                    digest: d,
+                    hint: format!(" in repository `{r}`"),
+                });
             }
             match (range, verify) {
                 (Some(_), true) => Err(Error::InvalidArgument {

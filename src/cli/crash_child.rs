@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use ocidb::bench::gen::Rng;
+use ocidb::bench::synth::Rng;
 use ocidb::manifest::OCI_MANIFEST;
 use ocidb::{Error, GcPolicy, ManifestOptions, PutOptions, Result};
 use serde_json::json;

@@ -106,10 +106,10 @@ fn label(node: &WalkNode, st: Style) -> String {
     if !d.media_type.is_empty() {
         parts.push(st.dim(&escape(&d.media_type)));
     }
-    if let Some(at) = &d.artifact_type {
-        if node.relation == "referrer" || node.relation == "root" {
-            parts.push(st.yellow(&format!("[{}]", escape(at))));
-        }
+    if let Some(at) = &d.artifact_type
+        && (node.relation == "referrer" || node.relation == "root")
+    {
+        parts.push(st.yellow(&format!("[{}]", escape(at))));
     }
     if let Some(p) = &d.platform {
         let os = p.get("os").and_then(|v| v.as_str()).unwrap_or("?");

@@ -54,10 +54,10 @@ impl RecentlySwept {
     pub fn insert(&mut self, d: Digest) {
         if self.set.insert(d) {
             self.order.push_back(d);
-            if self.order.len() > Self::CAPACITY {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
             }
         }
     }

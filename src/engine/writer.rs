@@ -412,16 +412,16 @@ impl Writer {
                     .sweep_hook
                     .lock()
                     .map_err(|_| Error::lock("sweep hook lock"))?;
-                if let Some(hook) = slot.as_mut() {
-                    if let Err(e) = hook(&mut batch) {
-                        if e.is_storage_failure() {
-                            return Err(e);
-                        }
-                        // The GC run sees the hook gone and stops; this
-                        // transaction is dropped and its jobs re-run.
-                        *slot = None;
-                        return Ok(Attempt::HookFailed);
+                if let Some(hook) = slot.as_mut()
+                    && let Err(e) = hook(&mut batch)
+                {
+                    if e.is_storage_failure() {
+                        return Err(e);
                     }
+                    // The GC run sees the hook gone and stops; this
+                    // transaction is dropped and its jobs re-run.
+                    *slot = None;
+                    return Ok(Attempt::HookFailed);
                 }
             }
             (batch.files, batch.discards)

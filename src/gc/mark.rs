@@ -328,10 +328,10 @@ impl Rows {
         let mut indegree: HashMap<u32, usize> = dead.keys().map(|&id| (id, 0)).collect();
         for &x in dead.keys() {
             for &y in self.of(x) {
-                if y != x {
-                    if let Some(n) = indegree.get_mut(&y) {
-                        *n += 1;
-                    }
+                if y != x
+                    && let Some(n) = indegree.get_mut(&y)
+                {
+                    *n += 1;
                 }
             }
         }

@@ -458,13 +458,13 @@ fn sweep_some(
         }
         let d = order[st.pos];
         st.pos += 1;
-        if let Some(c) = st.dead.remove(&d) {
-            if let Some(rec) = crate::index::blobs::record_in(b, &d)? {
-                remove_blob_in(b, &d, &rec)?;
-                count(&mut st.report, &d, &c);
-                if let Ok(mut swept) = b.shared.swept.lock() {
-                    swept.insert(d);
-                }
+        if let Some(c) = st.dead.remove(&d)
+            && let Some(rec) = crate::index::blobs::record_in(b, &d)?
+        {
+            remove_blob_in(b, &d, &rec)?;
+            count(&mut st.report, &d, &c);
+            if let Ok(mut swept) = b.shared.swept.lock() {
+                swept.insert(d);
             }
         }
     }

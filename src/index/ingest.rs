@@ -130,14 +130,15 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     let size = p.size;
     let existing = record_in(b, &p.digest)?;
     // The type conflict first: it is wrong whatever the repository holds.
-    if let Some(rec) = &existing {
-        if rec.manifest && rec.media_type != p.media_type {
-            return Err(Error::ManifestTypeConflict {
-                digest: Box::new(p.digest),
-                stored: rec.media_type.clone().unwrap_or_default(),
-                requested: p.media_type.clone().unwrap_or_default(),
-            });
-        }
+    if let Some(rec) = &existing
+        && rec.manifest
+        && rec.media_type != p.media_type
+    {
+        return Err(Error::ManifestTypeConflict {
+            digest: Box::new(p.digest),
+            stored: rec.media_type.clone().unwrap_or_default(),
+            requested: p.media_type.clone().unwrap_or_default(),
+        });
     }
     check_children(b, p)?;
     let created = existing.is_none();
@@ -177,27 +178,25 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         platform: None,
         urls: None,
     });
-    if newly_indexed {
-        if let (Some(parsed), Some(own)) = (&p.parsed, &own) {
-            // One adjacency value per manifest; the subject edge carries the
-            // referrer's own descriptor: it is what a referrers listing returns.
-            let subject = parsed.subject.as_ref().map(|s| (s, own));
-            b.t.edges_out.insert(
-                key.as_slice(),
-                keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
+    if newly_indexed && let (Some(parsed), Some(own)) = (&p.parsed, &own) {
+        // One adjacency value per manifest; the subject edge carries the
+        // referrer's own descriptor: it is what a referrers listing returns.
+        let subject = parsed.subject.as_ref().map(|s| (s, own));
+        b.t.edges_out.insert(
+            key.as_slice(),
+            keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
+        )?;
+        for (kind, child) in &parsed.children {
+            b.t.edges_in.insert(
+                keys::edge_in(&child.digest, &p.digest, *kind).as_slice(),
+                (),
             )?;
-            for (kind, child) in &parsed.children {
-                b.t.edges_in.insert(
-                    keys::edge_in(&child.digest, &p.digest, *kind).as_slice(),
-                    (),
-                )?;
-            }
-            if let Some(s) = &parsed.subject {
-                b.t.edges_in.insert(
-                    keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject).as_slice(),
-                    (),
-                )?;
-            }
+        }
+        if let Some(s) = &parsed.subject {
+            b.t.edges_in.insert(
+                keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject).as_slice(),
+                (),
+            )?;
         }
     }
     let repo_id = ensure_repo(b, &p.repo)?;

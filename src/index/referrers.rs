@@ -162,10 +162,10 @@ pub(crate) fn schema_entry(
         Some(g) => keys::decode_subject(&d, g.value())?,
         None => None,
     };
-    if let Some((s, own)) = own_subject {
-        if s == *subject {
-            return Ok(Some(own));
-        }
+    if let Some((s, own)) = own_subject
+        && s == *subject
+    {
+        return Ok(Some(own));
     }
     let Some(rec) = record_in(b, &d)? else {
         return Ok(None);

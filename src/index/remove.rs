@@ -97,10 +97,8 @@ pub(crate) fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) 
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
             .next()
             .is_some();
-    if !still_held {
-        if let Some(rec) = record_in(b, d)? {
-            remove_blob_in(b, d, &rec)?;
-        }
+    if !still_held && let Some(rec) = record_in(b, d)? {
+        remove_blob_in(b, d, &rec)?;
     }
     Ok(())
 }

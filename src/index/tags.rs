@@ -29,12 +29,12 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
     b.t.tags.insert(key.as_slice(), d.to_key().as_slice())?;
     b.t.tagged
         .insert(keys::tagged(repo_id, d, tag).as_slice(), ())?;
-    if let Some(subject) = names::referrers_tag_subject(tag) {
-        if is_index(b, d)? {
-            for entry in index_entries(b, d)? {
-                if let Some(desc) = schema_entry(b, repo_id, &subject, &entry)? {
-                    add_referrer(b, repo_id, &subject, &desc, SOURCE_TAG_SCHEMA)?;
-                }
+    if let Some(subject) = names::referrers_tag_subject(tag)
+        && is_index(b, d)?
+    {
+        for entry in index_entries(b, d)? {
+            if let Some(desc) = schema_entry(b, repo_id, &subject, &entry)? {
+                add_referrer(b, repo_id, &subject, &desc, SOURCE_TAG_SCHEMA)?;
             }
         }
     }

@@ -279,11 +279,10 @@ impl Store {
         let mut dirs = HashSet::new();
         for d in blobs {
             let dst = d.blob_path(dir);
-            if let Some(parent) = dst.parent() {
-                if dirs.insert(parent.to_path_buf()) {
-                    fs::create_dir_all(parent)
-                        .context(|| format!("creating {}", parent.display()))?;
-                }
+            if let Some(parent) = dst.parent()
+                && dirs.insert(parent.to_path_buf())
+            {
+                fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
             }
             let linked = hardlink
                 && self.stat(d)?.placement == crate::Placement::File

@@ -447,15 +447,15 @@ impl Walk<'_, '_> {
                 let stored_type = store.stat(&d)?.media_type;
                 let (mt, parsed) =
                     manifest::classify(&store.parsers, stored_type.as_deref(), &store.read(&d)?)?;
-                if mt.as_deref().is_some_and(manifest::is_index_type) {
-                    if let Some(p) = parsed {
-                        self.referrers.extend(
-                            p.children
-                                .iter()
-                                .filter(|(k, _)| *k == EdgeKind::Manifest)
-                                .map(|(_, c)| c.digest),
-                        );
-                    }
+                if mt.as_deref().is_some_and(manifest::is_index_type)
+                    && let Some(p) = parsed
+                {
+                    self.referrers.extend(
+                        p.children
+                            .iter()
+                            .filter(|(k, _)| *k == EdgeKind::Manifest)
+                            .map(|(_, c)| c.digest),
+                    );
                 }
             }
             tags.push((t, d));

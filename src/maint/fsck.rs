@@ -196,14 +196,14 @@ impl Store {
         }
         for e in inline.iter()? {
             let (k, _) = e?;
-            if let Ok(d) = Digest::from_key(k.value()) {
-                if records.get(&d).map(|r| r.placement) != Some(Placement::Inline) {
-                    report.problems.push(problem(
-                        "stray-inline",
-                        Some(d),
-                        format!("inline bytes of {d} have no inline record"),
-                    ));
-                }
+            if let Ok(d) = Digest::from_key(k.value())
+                && records.get(&d).map(|r| r.placement) != Some(Placement::Inline)
+            {
+                report.problems.push(problem(
+                    "stray-inline",
+                    Some(d),
+                    format!("inline bytes of {d} have no inline record"),
+                ));
             }
         }
         report.records = records.len() as u64;
@@ -243,10 +243,10 @@ impl Store {
                             bytes.fetch_add(rec.size, Ordering::Relaxed);
                         }
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some(cb) = opts.progress {
-                            if n.is_multiple_of(256) || n == total {
-                                cb(n, total);
-                            }
+                        if let Some(cb) = opts.progress
+                            && (n.is_multiple_of(256) || n == total)
+                        {
+                            cb(n, total);
                         }
                     }
                 });

@@ -178,24 +178,24 @@ impl Verifier {
 
     /// Ends the stream: checks the size first, then the digest.
     pub fn finish(self) -> Result<(Digest, u64)> {
-        if let Some(want) = self.expected_size {
-            if self.seen != want {
-                return Err(Error::SizeMismatch {
-                    what: self.what(),
-                    expected: want,
-                    actual: self.seen,
-                    more: "",
-                });
-            }
+        if let Some(want) = self.expected_size
+            && self.seen != want
+        {
+            return Err(Error::SizeMismatch {
+                what: self.what(),
+                expected: want,
+                actual: self.seen,
+                more: "",
+            });
         }
         let actual = self.hasher.finish();
-        if let Some(expected) = self.expected {
-            if expected != actual {
-                return Err(Error::DigestMismatch {
-                    expected: Box::new(expected),
-                    actual: Box::new(actual),
-                });
-            }
+        if let Some(expected) = self.expected
+            && expected != actual
+        {
+            return Err(Error::DigestMismatch {
+                expected: Box::new(expected),
+                actual: Box::new(actual),
+            });
         }
         Ok((actual, self.seen))
     }

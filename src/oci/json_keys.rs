@@ -136,13 +136,13 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
         let mut seen_set: std::collections::HashSet<std::borrow::Cow<'de, str>> =
             std::collections::HashSet::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if !self.annotations {
-                if let Some(spec) = SPEC_FIELDS.iter().find(|f| **f != key && folds_to(&key, f)) {
-                    return Err(A::Error::custom(format!(
+            if !self.annotations
+                && let Some(spec) = SPEC_FIELDS.iter().find(|f| **f != key && folds_to(&key, f))
+            {
+                return Err(A::Error::custom(format!(
                         "field `{}` is another casing of the spec field `{spec}`; Go clients read it as `{spec}`, so it is refused",
                         crate::oci::digest::truncate_for_message(&key)
                     )));
-                }
             }
             let annotations = !self.annotations && key == "annotations";
             let twice = if seen_set.is_empty() && seen.len() < 16 {

@@ -322,13 +322,13 @@ pub fn classify(
             return Ok((Some(mt.to_string()), None));
         }
     }
-    if declared.is_none_or(is_builtin_manifest_type) {
-        if let Err(reason) = check_keys(body) {
-            return Err(Error::InvalidManifest {
-                what: declared.unwrap_or("without a media type").to_string(),
-                reason,
-            });
-        }
+    if declared.is_none_or(is_builtin_manifest_type)
+        && let Err(reason) = check_keys(body)
+    {
+        return Err(Error::InvalidManifest {
+            what: declared.unwrap_or("without a media type").to_string(),
+            reason,
+        });
     }
     let doc: Doc = match serde_json::from_slice(body) {
         Ok(d) => d,
@@ -383,10 +383,10 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
         what: media_type.to_string(),
         reason,
     };
-    if let Some(v) = doc.schema_version {
-        if v != 2 {
-            return Err(invalid(format!("schemaVersion is {v}; expected 2")));
-        }
+    if let Some(v) = doc.schema_version
+        && v != 2
+    {
+        return Err(invalid(format!("schemaVersion is {v}; expected 2")));
     }
     let mut out = ParsedManifest {
         annotations: doc.annotations,
@@ -456,10 +456,10 @@ fn successors(registry: &ParserRegistry, media_type: &str, doc: Doc) -> Result<P
         other => return Err(invalid(format!("no parser for `{other}`"))),
     }
     if takes_subject {
-        if let Some(sub) = &doc.subject {
-            if !sub.media_type.is_empty() {
-                crate::oci::names::validate_media_type(&sub.media_type)?;
-            }
+        if let Some(sub) = &doc.subject
+            && !sub.media_type.is_empty()
+        {
+            crate::oci::names::validate_media_type(&sub.media_type)?;
         }
         out.subject = doc.subject;
     }

@@ -194,13 +194,13 @@ pub(crate) fn pack(body: &[u8]) -> Vec<u8> {
                 }
             }
             b'"' => {
-                if let Some(end) = rest[1..].iter().take(MAX_WORD + 1).position(|&c| c == b'"') {
-                    if let Some(code) = word_code(&rest[1..1 + end]) {
-                        out.push(WORD);
-                        out.push(code);
-                        i += end + 2;
-                        continue;
-                    }
+                if let Some(end) = rest[1..].iter().take(MAX_WORD + 1).position(|&c| c == b'"')
+                    && let Some(code) = word_code(&rest[1..1 + end])
+                {
+                    out.push(WORD);
+                    out.push(code);
+                    i += end + 2;
+                    continue;
                 }
             }
             _ => {}

@@ -100,10 +100,10 @@ impl From<Error> for ApiError {
             None => (status, code),
         };
         let mut out = ApiError::new(status, code, e.to_string());
-        if let Error::UploadOffset { expected, .. } = e {
-            if let Ok(v) = HeaderValue::from_str(&range_value(expected)) {
-                out.headers.push((header::RANGE, v));
-            }
+        if let Error::UploadOffset { expected, .. } = e
+            && let Ok(v) = HeaderValue::from_str(&range_value(expected))
+        {
+            out.headers.push((header::RANGE, v));
         }
         if out.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{}", out.message);

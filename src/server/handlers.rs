@@ -34,13 +34,11 @@ pub(super) async fn catalog(app: Arc<App>, req: &Parts, user: Option<&str>) -> A
     .await?;
     let last_listed = repos.last().cloned();
     let mut r = json(&serde_json::json!({ "repositories": repos }));
-    if more {
-        if let (Some(n), Some(l)) = (n, last_listed) {
-            r.headers_mut().insert(
-                header::LINK,
-                hv(&format!("</v2/_catalog?n={n}&last={l}>; rel=\"next\"")),
-            );
-        }
+    if more && let (Some(n), Some(l)) = (n, last_listed) {
+        r.headers_mut().insert(
+            header::LINK,
+            hv(&format!("</v2/_catalog?n={n}&last={l}>; rel=\"next\"")),
+        );
     }
     Ok(r)
 }
@@ -56,15 +54,13 @@ pub(super) async fn tags(app: Arc<App>, name: &str, req: &Parts) -> ApiResult {
         tags.truncate(n);
     }
     let mut r = json(&serde_json::json!({ "name": name, "tags": tags }));
-    if more {
-        if let (Some(n), Some(l)) = (n, tags.last()) {
-            r.headers_mut().insert(
-                header::LINK,
-                hv(&format!(
-                    "</v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""
-                )),
-            );
-        }
+    if more && let (Some(n), Some(l)) = (n, tags.last()) {
+        r.headers_mut().insert(
+            header::LINK,
+            hv(&format!(
+                "</v2/{name}/tags/list?n={n}&last={l}>; rel=\"next\""
+            )),
+        );
     }
     Ok(r)
 }
@@ -89,13 +85,13 @@ pub(super) async fn get_manifest(
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
     let wanted = reference.clone();
     let (info, body) = blocking(move || s.get_manifest(&repo, &wanted)).await?;
-    if let Reference::Digest(d) = &reference {
-        if *d != info.digest {
-            return Err(ApiError::from(Error::ManifestNotFound {
-                digest: *d,
-                hint: String::new(),
-            }));
-        }
+    if let Reference::Digest(d) = &reference
+        && *d != info.digest
+    {
+        return Err(ApiError::from(Error::ManifestNotFound {
+            digest: *d,
+            hint: String::new(),
+        }));
     }
     let mt = info
         .media_type

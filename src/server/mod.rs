@@ -353,29 +353,29 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::M
         if let Ok(Err(e)) = purged {
             tracing::warn!("purging idle uploads: {e}");
         }
-        if let (Some(at), Some(interval)) = (next_gc, opts.gc_interval) {
-            if tokio::time::Instant::now() >= at {
-                let s = Arc::clone(&store);
-                let policy = opts.gc_policy.clone();
-                match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
-                    Ok(Ok(r)) => {
-                        use std::sync::atomic::Ordering;
-                        metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
-                        metrics
-                            .gc_deleted
-                            .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
-                        tracing::info!(
-                            "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
-                            r.deleted_manifests,
-                            r.deleted_blobs,
-                            r.reclaimed_bytes
-                        );
-                    }
-                    Ok(Err(e)) => tracing::warn!("gc: {e}"),
-                    Err(e) => tracing::warn!("gc task: {e}"),
+        if let (Some(at), Some(interval)) = (next_gc, opts.gc_interval)
+            && tokio::time::Instant::now() >= at
+        {
+            let s = Arc::clone(&store);
+            let policy = opts.gc_policy.clone();
+            match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
+                Ok(Ok(r)) => {
+                    use std::sync::atomic::Ordering;
+                    metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+                    metrics
+                        .gc_deleted
+                        .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
+                    tracing::info!(
+                        "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
+                        r.deleted_manifests,
+                        r.deleted_blobs,
+                        r.reclaimed_bytes
+                    );
                 }
-                next_gc = Some(tokio::time::Instant::now() + interval);
+                Ok(Err(e)) => tracing::warn!("gc: {e}"),
+                Err(e) => tracing::warn!("gc task: {e}"),
             }
+            next_gc = Some(tokio::time::Instant::now() + interval);
         }
     }
 }

@@ -163,14 +163,14 @@ pub(super) async fn put_upload(
         ));
     };
     let d = digest(&dg)?;
-    if let Some(start) = chunk_start(&req.headers)? {
-        if start != st.offset {
-            return Err(ApiError::from(Error::UploadOffset {
-                id: id.to_string(),
-                expected: st.offset,
-                given: start,
-            }));
-        }
+    if let Some(start) = chunk_start(&req.headers)?
+        && start != st.offset
+    {
+        return Err(ApiError::from(Error::UploadOffset {
+            id: id.to_string(),
+            expected: st.offset,
+            given: start,
+        }));
     }
     let _permit = upload_permit(&app)?;
     let (s, id2) = (Arc::clone(&app.store), id.to_string());

@@ -109,13 +109,13 @@ impl Store {
             .digest
             .map_or(crate::Algorithm::Sha256, |d| d.algorithm());
         let digest = Hasher::digest_of(alg, body);
-        if let Some(expected) = opts.digest {
-            if expected != digest {
-                return Err(Error::DigestMismatch {
-                    expected: Box::new(expected),
-                    actual: Box::new(digest),
-                });
-            }
+        if let Some(expected) = opts.digest
+            && expected != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: Box::new(expected),
+                actual: Box::new(digest),
+            });
         }
         let (media_type, parsed) =
             manifest::classify(&self.parsers, opts.media_type.as_deref(), body).map_err(

@@ -136,10 +136,10 @@ impl Store {
         if let Some(existing) = self.reput_member(opts)? {
             return Ok(existing);
         }
-        if let Some(d) = opts.digest {
-            if self.exists(&d)? {
-                return self.verify_then_link(reader, d, opts);
-            }
+        if let Some(d) = opts.digest
+            && self.exists(&d)?
+        {
+            return self.verify_then_link(reader, d, opts);
         }
         let mut v = Verifier::new(opts.digest, opts.size, Algorithm::Sha256);
         let threshold = self.opts.inline_threshold;
@@ -240,15 +240,15 @@ impl Store {
         guard.staged.clear();
         self.submit(durable, move |b| {
             for it in &ready {
-                if let Some(l) = it.lease {
-                    if let Err(e) = check_lease(b, l) {
-                        for it in &ready {
-                            if let Ready::Staged(s) = &it.data {
-                                b.discard_staged(s.clone());
-                            }
+                if let Some(l) = it.lease
+                    && let Err(e) = check_lease(b, l)
+                {
+                    for it in &ready {
+                        if let Ready::Staged(s) = &it.data {
+                            b.discard_staged(s.clone());
                         }
-                        return Err(e);
                     }
+                    return Err(e);
                 }
             }
             let mut out = Vec::with_capacity(ready.len());
@@ -425,11 +425,11 @@ impl Store {
         let repo = opts.repository.clone();
         let lease = opts.lease;
         self.submit(synced, move |b| {
-            if let Some(l) = lease {
-                if let Err(e) = check_lease(b, l) {
-                    b.discard_staged(staged.clone());
-                    return Err(e);
-                }
+            if let Some(l) = lease
+                && let Err(e) = check_lease(b, l)
+            {
+                b.discard_staged(staged.clone());
+                return Err(e);
             }
             let created = insert_blob(b, &digest, size, media_type.clone(), None)?;
             link(b, repo.as_deref(), lease, &digest)?;
@@ -532,7 +532,8 @@ fn stream_to(
     for _ in 0..POOL {
         let _ = free_tx.send(Vec::with_capacity(CHUNK));
     }
-    let result = std::thread::scope(|s| -> Result<()> {
+
+    std::thread::scope(|s| -> Result<()> {
         let recycle = free_tx.clone();
         let hashing = s.spawn(move || {
             for chunk in hash_rx {
@@ -587,6 +588,5 @@ fn stream_to(
             }
         }
         r
-    });
-    result
+    })
 }

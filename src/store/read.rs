@@ -249,10 +249,10 @@ impl Store {
             .get(d.to_key().as_slice())?
             .filter(|g| !g.value().is_empty())
             .map(|g| Staged::new(String::from_utf8_lossy(g.value()).into_owned()));
-        if let Some(s) = staged {
-            if let Some(r) = self.backend.open_staged(&s)? {
-                return Ok(Some(r));
-            }
+        if let Some(s) = staged
+            && let Some(r) = self.backend.open_staged(&s)?
+        {
+            return Ok(Some(r));
         }
         // Committed under the digest while we looked at the staged name.
         self.backend.open(d)

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocidb::bench::gen::{GenManifest, GenSpec, Generator};
+use ocidb::bench::synth::{GenManifest, GenSpec, Generator};
 use ocidb::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use ocidb::Digest;
 use redb::{Database, ReadableDatabase as _, TableDefinition};
@@ -276,10 +276,10 @@ impl Candidate {
                 if self.layout == Layout::Ids {
                     v.extend_from_slice(&dkey(&m.digest));
                 }
-                if self.layout != Layout::V1Keys {
-                    if let Some(a) = &parsed.annotations {
-                        v.extend_from_slice(&serde_json::to_vec(a)?);
-                    }
+                if self.layout != Layout::V1Keys
+                    && let Some(a) = &parsed.annotations
+                {
+                    v.extend_from_slice(&serde_json::to_vec(a)?);
                 }
                 rows.referrers.push((k, v));
             }
@@ -444,10 +444,10 @@ fn main() -> Res<()> {
         for m in &batch {
             all.push(m.digest);
             manifest_bytes += m.body.len() as u64;
-            if let (_, Some(p)) = classify(&parsers, Some(m.media_type), &m.body)? {
-                if let Some(s) = p.subject {
-                    subjects.entry(s.digest).or_insert((m.repo.clone(), 0)).1 += 1;
-                }
+            if let (_, Some(p)) = classify(&parsers, Some(m.media_type), &m.body)?
+                && let Some(s) = p.subject
+            {
+                subjects.entry(s.digest).or_insert((m.repo.clone(), 0)).1 += 1;
             }
         }
     }
@@ -476,7 +476,7 @@ fn main() -> Res<()> {
         let dir = work.join("v1");
         let store = ocidb::Store::open_with(&dir, ocidb::StoreOptions::default(), true)?;
         let t = Instant::now();
-        ocidb::bench::gen::generate_into_store(&store, &spec, 10_000, |_| {})?;
+        ocidb::bench::synth::generate_into_store(&store, &spec, 10_000, |_| {})?;
         let rate = n as f64 / t.elapsed().as_secs_f64();
         let q = ocidb::ReferrersQuery::default();
         let mut lat = Vec::new();

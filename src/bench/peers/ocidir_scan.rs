@@ -51,10 +51,10 @@ impl Ocidir {
             if s.digest().to_string() != want {
                 continue;
             }
-            if let Some(at) = at {
-                if artifact_type.map(|t| t.to_string()).as_deref() != Some(at) {
-                    continue;
-                }
+            if let Some(at) = at
+                && artifact_type.map(|t| t.to_string()).as_deref() != Some(at)
+            {
+                continue;
             }
             n += 1;
         }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::OptionalExtension as _;
 
 use super::{begin, lock, peer_err, sqlite_disk_bytes};
-use crate::bench::gen::GenManifest;
+use crate::bench::synth::GenManifest;
 use crate::oci::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use crate::{Digest, Result};
 

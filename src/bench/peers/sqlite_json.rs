@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{begin, lock, peer_err, sqlite_disk_bytes};
-use crate::bench::gen::GenManifest;
+use crate::bench::synth::GenManifest;
 use crate::{Digest, Result};
 
 /// The SQLite peer of trow's design: one row per manifest, JSON queried in

@@ -96,12 +96,11 @@ impl Spawned {
     fn wait_ready(&self) -> Result<()> {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut c) = Conn::new(&self.host) {
-                if c.send("GET", "/v2/", &[], b"")
+            if let Ok(mut c) = Conn::new(&self.host)
+                && c.send("GET", "/v2/", &[], b"")
                     .is_ok_and(|r| r.status == 200)
-                {
-                    return Ok(());
-                }
+            {
+                return Ok(());
             }
             if Instant::now() > until {
                 return Err(failed(format!(

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use redb::TableDefinition;
 
-use crate::bench::gen::{self, GenSpec, Generator, Landmarks};
 use crate::bench::measure::{peak_rss_mb, reset_peak_rss, Lat};
 use crate::bench::report::{dur, Row};
+use crate::bench::synth::{self, GenSpec, Generator, Landmarks};
 use crate::oci::manifest::{classify, Descriptor, ParserRegistry};
 use crate::schema::keys;
 use crate::{Digest, Error, Result, Store, StoreOptions};
@@ -69,7 +69,7 @@ pub(super) fn build_store(dir: &Path, spec: &GenSpec, log: &mut dyn FnMut(&str))
     reset_peak_rss();
     let total = spec.manifests;
     let mut last = Instant::now();
-    let g = gen::generate_into_store(&store, spec, 10_000, |n| {
+    let g = synth::generate_into_store(&store, spec, 10_000, |n| {
         if last.elapsed() > Duration::from_secs(5) {
             last = Instant::now();
             eprintln!("  … {n} of ~{total} manifests");
@@ -164,7 +164,7 @@ pub(super) fn baselines(dir: &Path, spec: &GenSpec) -> Result<(redb::Database, f
 /// the same keys and value bytes that ocidb's ingest writes.
 fn raw_referrers(
     db: &redb::Database,
-    items: &[gen::GenManifest],
+    items: &[synth::GenManifest],
     repo_ids: &mut HashMap<String, u64>,
     types: &mut HashMap<String, u32>,
 ) -> Result<()> {
@@ -224,14 +224,14 @@ pub(super) fn raw_referrers_scan(
 
 /// Picks `n` digests spread over `all`, deterministically.
 pub(super) fn sample(all: &[Digest], n: usize, seed: u64) -> Vec<Digest> {
-    let mut r = gen::Rng::new(seed);
+    let mut r = synth::Rng::new(seed);
     (0..n)
         .map(|_| all[r.below(all.len() as u64) as usize])
         .collect()
 }
 
 impl MemIndex {
-    pub(super) fn add(&mut self, m: &gen::GenManifest) -> Result<()> {
+    pub(super) fn add(&mut self, m: &synth::GenManifest) -> Result<()> {
         self.sizes.insert(m.digest, m.body.len() as u64);
         let s: Shape = serde_json::from_slice(&m.body).map_err(|e| Error::InvalidArgument {
             value: format!("generated manifest {}", m.digest),

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase as _;
 
-use crate::bench::gen;
-#[cfg(feature = "peers")]
-use crate::bench::gen::{GenSpec, Generator};
 #[cfg(feature = "peers")]
 use crate::bench::measure::Lat;
 use crate::bench::measure::{self, time_ops};
 use crate::bench::report::Row;
+use crate::bench::synth;
+#[cfg(feature = "peers")]
+use crate::bench::synth::{GenSpec, Generator};
 use crate::{Digest, Error, Reference, ReferrersQuery, Result};
 
 use super::fixture::*;
@@ -124,7 +124,7 @@ pub(super) fn referrers_rows(
             "k = 100, artifactType filter (1 match)".into(),
             r.clone(),
             *d,
-            Some(gen::SBOM),
+            Some(synth::SBOM),
             short,
         ));
     }
@@ -135,7 +135,7 @@ pub(super) fn referrers_rows(
             format!("k = {k}, artifactType filter (1%)"),
             r.clone(),
             *d,
-            Some(gen::SBOM),
+            Some(synth::SBOM),
             short / 10,
         ));
     }
@@ -287,7 +287,7 @@ impl Peers {
     pub(super) fn build(dir: &Path, spec: &GenSpec, log: &mut dyn FnMut(&str)) -> Result<Peers> {
         let layout = dir.join("layout");
         let _ = std::fs::remove_dir_all(&layout);
-        gen::generate_layout(&layout, spec)?;
+        synth::generate_layout(&layout, spec)?;
         let mut sqlite = crate::bench::peers::SqliteJson::create(&dir.join("peer.sqlite"))?;
         let mut index = crate::bench::peers::SqliteIndex::create(&dir.join("peer-index.sqlite"))?;
         let now_ms = std::time::SystemTime::now()

@@ -18,9 +18,9 @@ use graph::*;
 pub use ingest::probe_lookups;
 use ingest::*;
 
-use crate::bench::gen::GenSpec;
 use crate::bench::measure::time_ops;
 use crate::bench::report::{Report, Row, ScalePoint, SizeRow};
+use crate::bench::synth::GenSpec;
 use crate::{Digest, Error, ReferrersQuery, Result};
 
 /// What to run.
