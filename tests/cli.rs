@@ -114,9 +114,10 @@ fn errors_are_one_line_naming_the_value_and_change_nothing() {
         ],
     ));
     assert!(err.contains("mismatch") && err.contains(wrong), "{err}");
-    // Nothing was stored.
+    // Nothing was stored, not even the store the put would have made.
+    assert!(!store.exists(), "a refused put left a store");
     let err = fails(&ocidb(&store, &["blob", "stat", wrong]));
-    assert!(err.contains("not found"));
+    assert!(err.contains("no such directory"), "{err}");
 
     let err = fails(&ocidb(&store, &["blob", "get", "sha256:abc"]));
     assert!(
