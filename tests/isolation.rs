@@ -145,19 +145,11 @@ fn a_referrer_of_an_absent_subject_is_still_accepted() {
 
 /// Alice writes `a/*`, Bob writes `b/*`; neither reads the other's.
 fn two_tenants(dir: &std::path::Path) -> Server {
-    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
-    let users = dir.join("htpasswd");
-    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).expect("htpasswd");
-    let access = dir.join("access");
-    std::fs::write(&access, "alice a/* write\nbob b/* write\n").expect("access");
-    Server::start_with(
-        &dir.join("store"),
-        &[
-            "--htpasswd",
-            users.to_str().expect("utf-8"),
-            "--access",
-            access.to_str().expect("utf-8"),
-        ],
+    common::server::start_with_grants(
+        dir,
+        &["alice", "bob"],
+        "alice a/* write\nbob b/* write\n",
+        &[],
     )
 }
 
@@ -287,19 +279,11 @@ fn over_http_a_digest_never_crosses_tenants() {
 #[test]
 fn the_catalog_is_filtered_then_paginated() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
-    let users = dir.path().join("htpasswd");
-    std::fs::write(&users, format!("alice:{hash}\nbob:{hash}\n")).expect("htpasswd");
-    let access = dir.path().join("access");
-    std::fs::write(&access, "alice a/* write\nalice z/* read\nbob * write\n").expect("access");
-    let server = Server::start_with(
-        &dir.path().join("store"),
-        &[
-            "--htpasswd",
-            users.to_str().expect("utf-8"),
-            "--access",
-            access.to_str().expect("utf-8"),
-        ],
+    let server = common::server::start_with_grants(
+        dir.path(),
+        &["alice", "bob"],
+        "alice a/* write\nalice z/* read\nbob * write\n",
+        &[],
     );
     // Bob's b/* sort between Alice's a/* and z/*.
     let mut names = vec![

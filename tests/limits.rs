@@ -11,19 +11,12 @@ use common::server::Server;
 const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
 
 fn with_users(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
-    let users = dir.join("htpasswd");
-    std::fs::write(&users, format!("alice:{hash}\n")).expect("htpasswd");
-    let access = dir.join("access");
-    std::fs::write(&access, "alice team-*/*/release write\nalice a/* write\n").expect("access");
-    let mut args = vec![
-        "--htpasswd",
-        users.to_str().expect("utf-8"),
-        "--access",
-        access.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    Server::start_with(&dir.join("store"), &args)
+    common::server::start_with_grants(
+        dir,
+        &["alice"],
+        "alice team-*/*/release write\nalice a/* write\n",
+        extra,
+    )
 }
 
 /// Item 2: 8,000 requests with unique 16 KB methods grew the metrics by

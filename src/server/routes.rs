@@ -193,6 +193,39 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     r
 }
 
+/// The answer to a request that authentication or a grant refused.
+fn denied(d: Denied) -> ApiError {
+    match d {
+        Denied::Throttled => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "too many failed logins for this user or address; retry later",
+            );
+            e.headers
+                .push((header::RETRY_AFTER, HeaderValue::from_static("60")));
+            e
+        }
+        Denied::Unauthenticated => {
+            let mut e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            e.headers.push((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ocidb\""),
+            ));
+            e
+        }
+        Denied::Forbidden => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "requested access to the resource is denied",
+        ),
+    }
+}
+
 /// A method as a metric label: one of a closed set, so that a client
 /// inventing methods cannot grow the metrics (hyper accepts any token).
 fn method_label(m: &Method) -> &'static str {
@@ -230,23 +263,8 @@ async fn metrics_allowed(
     };
     match access.authenticate(authz, peer).await {
         Ok(Some(_)) => Ok(()),
-        Err(Denied::Throttled) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOOMANYREQUESTS",
-            "too many failed logins for this user or address; retry later",
-        )),
-        _ => {
-            let mut e = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "authentication required",
-            );
-            e.headers.push((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"ocidb\""),
-            ));
-            Err(e)
-        }
+        Ok(None) => Err(denied(Denied::Unauthenticated)),
+        Err(d) => Err(denied(d)),
     }
 }
 
@@ -289,38 +307,7 @@ async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String
                     .map(|()| u),
                 Err(e) => Err(e),
             };
-            match checked {
-                Ok(u) => u,
-                Err(Denied::Throttled) => {
-                    let mut e = ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TOOMANYREQUESTS",
-                        "too many failed logins for this user or address; retry later",
-                    );
-                    e.headers
-                        .push((header::RETRY_AFTER, HeaderValue::from_static("60")));
-                    return Err(e);
-                }
-                Err(Denied::Unauthenticated) => {
-                    let mut e = ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "UNAUTHORIZED",
-                        "authentication required",
-                    );
-                    e.headers.push((
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Basic realm=\"ocidb\""),
-                    ));
-                    return Err(e);
-                }
-                Err(Denied::Forbidden) => {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "DENIED",
-                        "requested access to the resource is denied",
-                    ))
-                }
-            }
+            checked.map_err(denied)?
         }
     };
     authenticated.clone_from(&user);

@@ -242,3 +242,23 @@ pub fn count(line: &str, what: &str) -> u64 {
         .and_then(|p| p.split_whitespace().find_map(|w| w.parse().ok()))
         .unwrap_or(u64::MAX)
 }
+
+/// `ocidb serve` with access control: each of `users` has the password
+/// `secret`, `grants` is the access file (`USER PATTERN read|write` lines),
+/// `extra` more arguments.
+pub fn start_with_grants(dir: &Path, users: &[&str], grants: &str, extra: &[&str]) -> Server {
+    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
+    let htpasswd = dir.join("htpasswd");
+    let lines: String = users.iter().map(|u| format!("{u}:{hash}\n")).collect();
+    std::fs::write(&htpasswd, lines).expect("htpasswd");
+    let access = dir.join("access");
+    std::fs::write(&access, grants).expect("access");
+    let mut args = vec![
+        "--htpasswd",
+        htpasswd.to_str().expect("utf-8"),
+        "--access",
+        access.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with(&dir.join("store"), &args)
+}
