@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::blobs::record_in;
 use super::leases::{add_to_lease, check_lease};
 use super::referrers::add_referrer;
-use super::repos::{add_member, ensure_repo, lookup_repo_w};
+use super::repos::{add_member, ensure_repo, lookup_repo_w, member_kind_in};
 use super::tags::set_tag;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
@@ -41,11 +41,11 @@ pub enum Children {
     /// a member of the repository the manifest is put in: its bytes were
     /// pushed there, or it was mounted from a repository that holds it.
     /// An index's entries may be absent (a sparse index, which the
-    /// distribution spec allows), unless a GC just swept one. Otherwise the put fails with
-    /// [`Error::MissingChild`] (a registry's `MANIFEST_BLOB_UNKNOWN`), or
-    /// [`Error::Swept`] when a concurrent GC just removed the child. The
-    /// default: naming a digest in a manifest never reaches content the
-    /// repository did not receive.
+    /// distribution spec allows), unless a GC just swept one. Otherwise
+    /// the put fails with [`Error::MissingChild`] (a registry's
+    /// `MANIFEST_BLOB_UNKNOWN`), or [`Error::Swept`] when a concurrent GC
+    /// just removed the child. The default: naming a digest in a manifest
+    /// never reaches content the repository did not receive.
     #[default]
     InRepository,
     /// Children may be absent, or stored outside the repository (a sparse
@@ -89,7 +89,9 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
             continue;
         }
         let d = &child.digest;
-        if is_member(b, repo_id, d)? {
+        if let Some(id) = repo_id
+            && member_kind_in(b, id, d)?.is_some()
+        {
             continue;
         }
         // Not in the repository. A GC sweep removes a blob's memberships
@@ -115,13 +117,6 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
         });
     }
     Ok(())
-}
-
-fn is_member(b: &mut Batch<'_>, repo_id: Option<u64>, d: &Digest) -> Result<bool> {
-    Ok(match repo_id {
-        Some(id) => b.t.members.get(keys::member(id, d).as_slice())?.is_some(),
-        None => false,
-    })
 }
 
 /// The writer half of a manifest put. Validates first, then mutates.

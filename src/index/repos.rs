@@ -23,10 +23,15 @@ pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<O
     let Some(id) = lookup_repo_w(b, repo)? else {
         return Ok(None);
     };
+    Ok(member_kind_in(b, id, d)?.map(|k| (id, k)))
+}
+
+/// `d`'s membership kind in the repository with id `repo_id`, if any.
+pub(crate) fn member_kind_in(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<Option<u8>> {
     Ok(b.t
         .members
-        .get(keys::member(id, d).as_slice())?
-        .map(|g| (id, g.value())))
+        .get(keys::member(repo_id, d).as_slice())?
+        .map(|g| g.value()))
 }
 
 /// Removes a repository that holds no member and no tag (what a failed

@@ -509,15 +509,14 @@ fn check_tagged_images(
                     continue;
                 }
                 if !stored && reported.insert((m, *child)) {
-                    report.problems.push(problem(
-                            "missing-child",
-                            Some(*child),
-                            format!(
-                                "tag `{}:{tag}` reaches {m}, whose {} {child} is not stored: the image cannot be pulled",
-                                repo_name(repo),
-                                kind.name()
-                            ),
-                        ));
+                    let detail = format!(
+                        "tag `{}:{tag}` reaches {m}, whose {} {child} is not stored: the image cannot be pulled",
+                        repo_name(repo),
+                        kind.name()
+                    );
+                    report
+                        .problems
+                        .push(problem("missing-child", Some(*child), detail));
                 }
             }
         }

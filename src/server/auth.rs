@@ -166,7 +166,7 @@ impl Access {
     /// often). bcrypt runs on the blocking pool, [`MAX_VERIFYING`] at once,
     /// never on an async worker.
     pub(crate) async fn authenticate(
-        self: &std::sync::Arc<Self>,
+        &self,
         authorization: Option<&str>,
         peer: Option<std::net::IpAddr>,
     ) -> std::result::Result<Option<String>, Denied> {
@@ -182,12 +182,10 @@ impl Access {
         if self.throttled(&keys) {
             return Err(Denied::Throttled);
         }
-        let hash = self
-            .users
-            .get(&user)
-            .cloned()
-            .unwrap_or_else(|| self.dummy_hash.clone());
-        let known = self.users.contains_key(&user);
+        let (hash, known) = match self.users.get(&user) {
+            Some(h) => (h.clone(), true),
+            None => (self.dummy_hash.clone(), false),
+        };
         let ok = {
             let _permit = self
                 .verifying

@@ -37,6 +37,22 @@ impl Read for BodyReader {
     }
 }
 
+/// A body that sent nothing for `idle`: the client's doing.
+fn idle_error(idle: std::time::Duration) -> io::Error {
+    client_error(
+        io::ErrorKind::TimedOut,
+        format!("the request body sent nothing for {} s", idle.as_secs()),
+    )
+}
+
+/// A body the client broke off.
+fn broken_error(e: impl std::fmt::Display) -> io::Error {
+    client_error(
+        io::ErrorKind::UnexpectedEof,
+        format!("the request body broke off: {e}"),
+    )
+}
+
 /// Runs `f` on the blocking pool with the request body as a reader, feeding
 /// it from this task. A body that breaks off mid-stream reaches `f` as a
 /// read error. Errors come back as API errors, as from `http::blocking`.
@@ -90,21 +106,11 @@ pub(crate) async fn with_body<T: Send + 'static>(
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(_) => {
-                let _ = tx
-                    .send(Err(client_error(
-                        io::ErrorKind::TimedOut,
-                        format!("the request body sent nothing for {} s", idle.as_secs()),
-                    )))
-                    .await;
+                let _ = tx.send(Err(idle_error(idle))).await;
                 break;
             }
         };
-        let item = chunk.map_err(|e| {
-            client_error(
-                io::ErrorKind::UnexpectedEof,
-                format!("the request body broke off: {e}"),
-            )
-        });
+        let item = chunk.map_err(broken_error);
         if let Ok(b) = &item {
             window.1 = window.1.saturating_add(b.len() as u64);
         }
@@ -148,9 +154,7 @@ pub(crate) async fn read_limited(
     body: Body,
     limits: &BufferLimits<'_>,
 ) -> Result<(Vec<u8>, tokio::sync::OwnedSemaphorePermit), BufferRefusal> {
-    let budget = std::sync::Arc::clone(limits.budget);
-    let mut held = budget
-        .clone()
+    let mut held = std::sync::Arc::clone(limits.budget)
         .try_acquire_owned()
         .map_err(|_| BufferRefusal::Busy)?;
     let mut out = Vec::new();
@@ -164,29 +168,22 @@ pub(crate) async fn read_limited(
             Ok(Some(c)) => c,
             Ok(None) => return Ok((out, held)),
             Err(_) => {
-                let msg = if tokio::time::Instant::now() >= ends {
-                    format!(
-                        "the request body did not arrive whole within {} s",
-                        limits.deadline.as_secs()
-                    )
-                } else {
-                    format!(
-                        "the request body sent nothing for {} s",
-                        limits.idle.as_secs()
-                    )
-                };
-                return Err(BufferRefusal::Client(client_error(
-                    io::ErrorKind::TimedOut,
-                    msg,
-                )));
+                return Err(BufferRefusal::Client(
+                    if tokio::time::Instant::now() >= ends {
+                        client_error(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the request body did not arrive whole within {} s",
+                                limits.deadline.as_secs()
+                            ),
+                        )
+                    } else {
+                        idle_error(limits.idle)
+                    },
+                ));
             }
         };
-        let chunk = chunk.map_err(|e| {
-            BufferRefusal::Client(client_error(
-                io::ErrorKind::UnexpectedEof,
-                format!("the request body broke off: {e}"),
-            ))
-        })?;
+        let chunk = chunk.map_err(|e| BufferRefusal::Client(broken_error(e)))?;
         if out.len() + chunk.len() > limits.limit {
             return Err(BufferRefusal::TooLarge);
         }
@@ -195,8 +192,7 @@ pub(crate) async fn read_limited(
         let want = u32::try_from(out.len().div_ceil(1024)).unwrap_or(u32::MAX);
         let have = u32::try_from(held.num_permits()).unwrap_or(u32::MAX);
         if want > have {
-            let more = budget
-                .clone()
+            let more = std::sync::Arc::clone(limits.budget)
                 .try_acquire_many_owned(want - have)
                 .map_err(|_| BufferRefusal::Busy)?;
             held.merge(more);

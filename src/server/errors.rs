@@ -58,6 +58,19 @@ impl ApiError {
             headers: Vec::new(),
         }
     }
+
+    /// A refusal for load (a cap reached): `TOOMANYREQUESTS` with the
+    /// seconds after which to try again.
+    pub fn retry_later(
+        status: StatusCode,
+        message: impl Into<String>,
+        retry_after: &'static str,
+    ) -> ApiError {
+        let mut e = ApiError::new(status, "TOOMANYREQUESTS", message);
+        e.headers
+            .push((header::RETRY_AFTER, HeaderValue::from_static(retry_after)));
+        e
+    }
 }
 
 impl From<Error> for ApiError {

@@ -142,7 +142,7 @@ pub(super) async fn put_manifest(
     let limit = usize::try_from(MAX_MANIFEST_SIZE).unwrap_or(usize::MAX);
     let limits = BufferLimits {
         limit,
-        idle: app.body_idle,
+        idle: app.body_pace.idle,
         deadline: app.manifest_deadline,
         budget: &app.manifest_budget,
     };
@@ -156,13 +156,11 @@ pub(super) async fn put_manifest(
             ))
         }
         Err(BufferRefusal::Busy) => {
-            let mut e = ApiError::new(
+            return Err(ApiError::retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "TOOMANYREQUESTS",
                 "the registry holds as many manifest bytes in memory as it may; retry later",
-            );
-            e.headers.push((header::RETRY_AFTER, hv("1")));
-            return Err(e);
+                "1",
+            ))
         }
         Err(BufferRefusal::Client(io)) => {
             return Err(ApiError::from(Error::io("reading the manifest body", io)))
@@ -269,16 +267,14 @@ pub(super) async fn get_blob(
     // A permit per body being sent, held by the body: past the cap the
     // client is told to come back rather than queue on the server.
     let permit = Arc::clone(&app.downloads).try_acquire_owned().map_err(|_| {
-        let mut e = ApiError::new(
+        ApiError::retry_later(
             StatusCode::TOO_MANY_REQUESTS,
-            "TOOMANYREQUESTS",
             format!(
                 "{} blob downloads are in progress, the most this registry sends at once; retry later",
                 app.max_downloads
             ),
-        );
-        e.headers.push((header::RETRY_AFTER, hv("1")));
-        e
+            "1",
+        )
     })?;
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
     let (info, reader) = blocking(move || s.get_in_repo(&repo, &d, range)).await?;

@@ -237,7 +237,6 @@ pub(crate) struct App {
     pub manifest_budget: Arc<tokio::sync::Semaphore>,
     /// A manifest body must arrive whole within this long.
     pub manifest_deadline: Duration,
-    pub body_idle: Duration,
     pub body_pace: body::BodyPace,
     pub metrics: Arc<metrics::Metrics>,
     pub access: Option<Arc<Access>>,
@@ -282,7 +281,6 @@ pub fn serve(
             max_downloads: opts.max_downloads,
             manifest_budget: Arc::new(tokio::sync::Semaphore::new(MANIFEST_BUDGET_KIB)),
             manifest_deadline: MANIFEST_DEADLINE,
-            body_idle: opts.body_idle_timeout,
             body_pace: body::BodyPace {
                 idle: opts.body_idle_timeout,
                 min_rate: opts.min_body_rate,

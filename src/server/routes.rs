@@ -196,16 +196,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 /// The answer to a request that authentication or a grant refused.
 fn denied(d: Denied) -> ApiError {
     match d {
-        Denied::Throttled => {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOOMANYREQUESTS",
-                "too many failed logins for this user or address; retry later",
-            );
-            e.headers
-                .push((header::RETRY_AFTER, HeaderValue::from_static("60")));
-            e
-        }
+        Denied::Throttled => ApiError::retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins for this user or address; retry later",
+            "60",
+        ),
         Denied::Unauthenticated => {
             let mut e = ApiError::new(
                 StatusCode::UNAUTHORIZED,

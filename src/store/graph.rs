@@ -221,6 +221,7 @@ impl Store {
         let txn = tables::begin_read(&self.db)?;
         let names = crate::index::repos::repo_names(&txn)?;
         let tagged = txn.open_table(tables::TAGGED)?;
+        let member_of = txn.open_table(tables::MEMBER_OF)?;
         let edges_in = txn.open_table(EDGES_IN)?;
         let mut found = Vec::new();
         let mut seen: HashSet<Digest> = HashSet::new();
@@ -229,15 +230,21 @@ impl Store {
             if found.len() >= limit || seen.len() >= MAX_TAG_SEARCH || !seen.insert(node) {
                 continue;
             }
-            for (id, name) in &names {
-                let lo = keys::member(*id, &node);
+            // A tag points at a member of its repository: only the
+            // repositories that hold the node can tag it.
+            let (lo, hi) = keys::member_of_range(&node);
+            for m in member_of.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+                let (k, _) = m?;
+                let id = keys::member_of_repo(k.value())?;
+                let lo = keys::member(id, &node);
                 let mut hi = lo.clone();
                 hi.push(0xff);
                 for e in tagged.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
                     let (k, _) = e?;
                     let (_, _, tag) = keys::split_tagged(k.value())?;
                     if found.len() < limit {
-                        found.push((name.clone(), String::from_utf8_lossy(tag).into_owned()));
+                        let name = names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+                        found.push((name, String::from_utf8_lossy(tag).into_owned()));
                     }
                 }
             }

@@ -52,13 +52,12 @@ impl Store {
     /// Whether the store holds nothing: no blob, repository, lease or
     /// upload session (what a command that failed on a new store leaves).
     pub fn is_empty(&self) -> Result<bool> {
-        let txn = crate::schema::tables::begin_read(&self.db)?;
-        use crate::schema::tables::{BLOBS, LEASES, REPOS, UPLOADS};
         use redb::ReadableTable as _;
+        let txn = tables::begin_read(&self.db)?;
         Ok(txn.open_table(BLOBS)?.first()?.is_none()
-            && txn.open_table(REPOS)?.first()?.is_none()
-            && txn.open_table(LEASES)?.first()?.is_none()
-            && txn.open_table(UPLOADS)?.first()?.is_none())
+            && txn.open_table(tables::REPOS)?.first()?.is_none()
+            && txn.open_table(tables::LEASES)?.first()?.is_none()
+            && txn.open_table(tables::UPLOADS)?.first()?.is_none())
     }
 
     /// Whether a blob is stored.
