@@ -50,7 +50,7 @@ fn digest_bench(c: &mut Criterion) {
 }
 
 fn hash_bench(c: &mut Criterion) {
-    let data = ocidb::sample::deterministic_bytes(b"hash", 64 << 20);
+    let data = ocidb_testkit::deterministic_bytes(b"hash", 64 << 20);
     let mut g = c.benchmark_group("hash_64MiB");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
@@ -74,7 +74,7 @@ fn hash_bench(c: &mut Criterion) {
 }
 
 fn put_bench(c: &mut Criterion) {
-    let data = ocidb::sample::deterministic_bytes(b"put", 256 << 20);
+    let data = ocidb_testkit::deterministic_bytes(b"put", 256 << 20);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::create(dir.path()).expect("store");
     let mut g = c.benchmark_group("put_256MiB");

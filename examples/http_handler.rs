@@ -69,7 +69,7 @@ fn handle(store: &Store, path: &str, range: Option<(u64, u64)>) -> Response {
                 "/blobs/" => {
                     let d = Digest::parse(arg)?;
                     if !store.is_member(repo, &d)? {
-                        return Err(ocidb::Error::BlobNotFound {
+                        return Err(ocidb::Error::BlobUnknown {
                             digest: d,
                             hint: String::new(),
                         });
@@ -124,7 +124,7 @@ fn handle(store: &Store, path: &str, range: Option<(u64, u64)>) -> Response {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("ocidb-http-{}", std::process::id()));
     let store = Store::create(&dir)?;
-    ocidb::sample::load(&store, "demo/app")?;
+    ocidb_testkit::load(&store, "demo/app")?;
 
     // What a client sees, without a network.
     let ok = handle(&store, "/v2/demo/app/manifests/v1", None);

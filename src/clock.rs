@@ -1,5 +1,5 @@
 //! The store's wall clock: record ages, lease and upload expiry, the GC
-//! grace period. Injected through [`crate::StoreOptions::clock`] so that
+//! grace period. Injected through [`crate::store::StoreOptions::clock`] so that
 //! a test (or a host replaying a fixture) decides what "now" is instead
 //! of the machine's date: a fixture whose lease was written to last a day
 //! must not start failing a day later.

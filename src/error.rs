@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::oci::digest::Digest;
+use crate::digest::{Digest, DigestError};
 
 /// Result alias used across ocidb.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -23,7 +23,7 @@ pub enum Error {
 
     /// No blob with this digest is stored (or visible in the repository).
     #[error("blob {digest} not found{hint}")]
-    BlobNotFound {
+    BlobUnknown {
         /// The digest looked up.
         digest: Digest,
         /// Extra context such as ` in repository a/b`.
@@ -32,7 +32,7 @@ pub enum Error {
 
     /// No manifest with this digest is stored in the repository.
     #[error("manifest {digest} not found{hint}")]
-    ManifestNotFound {
+    ManifestUnknown {
         /// The digest looked up.
         digest: Digest,
         /// Extra context such as ` in repository a/b`.
@@ -139,7 +139,7 @@ pub enum Error {
 
     /// A tag does not exist in a repository.
     #[error("tag `{tag}` not found in repository `{repository}`{hint}")]
-    TagNotFound {
+    TagUnknown {
         /// The repository.
         repository: String,
         /// The tag asked for.
@@ -151,7 +151,7 @@ pub enum Error {
 
     /// A repository does not exist.
     #[error("repository `{repository}` not found{hint}")]
-    RepositoryNotFound {
+    RepositoryUnknown {
         /// The name asked for.
         repository: String,
         /// Empty from the library (it never lists other repositories); a
@@ -221,7 +221,7 @@ pub enum Error {
     /// A child of a manifest is not a member of the manifest's repository
     /// (see [`crate::store::Children`]).
     #[error("manifest {manifest} references {child} ({media_type}), which repository `{repository}` does not hold; push it there (or mount it) first (MANIFEST_BLOB_UNKNOWN)")]
-    MissingChild {
+    ChildUnknown {
         /// The manifest being ingested.
         manifest: Box<Digest>,
         /// The absent child.
@@ -246,7 +246,7 @@ pub enum Error {
     },
 
     /// The store is in an older on-disk format that this build upgrades
-    /// but does not read: run `ocidb migrate` (or [`crate::Store::migrate`]).
+    /// but does not read: run `ocidb migrate` (or [`crate::store::Store::migrate`]).
     #[error(
         "store {path} is in on-disk format {found}; this build reads format {expected}: \
          upgrade it with `ocidb --store {path} migrate` (it keeps everything, and a crash \
@@ -355,9 +355,12 @@ pub enum ErrorKind {
     SizeMismatch,
     /// A manifest that cannot be accepted (`MANIFEST_INVALID`).
     InvalidManifest,
-    /// A repository name, tag or media type breaks its grammar
-    /// (`NAME_INVALID`, `TAG_INVALID`).
+    /// A repository name breaks its grammar (`NAME_INVALID`).
     InvalidName,
+    /// A tag breaks its grammar (`TAG_INVALID`).
+    InvalidTag,
+    /// A media type breaks its grammar (`MANIFEST_INVALID`).
+    InvalidMediaType,
     /// Too large (`SIZE_INVALID` / 413).
     TooLarge,
     /// The request contradicts what is stored (409).
@@ -393,13 +396,89 @@ pub enum ErrorKind {
     Unavailable,
 }
 
+impl ErrorKind {
+    /// The distribution spec's error code for this kind of failure, as a
+    /// registry answers it in `{"errors":[{"code":…}]}`. Kinds the spec has
+    /// no code for (a bug, a closed store, an I/O failure) answer `UNKNOWN`.
+    pub fn oci_code(self) -> &'static str {
+        match self {
+            ErrorKind::BlobUnknown | ErrorKind::RangeNotSatisfiable => "BLOB_UNKNOWN",
+            ErrorKind::ManifestUnknown | ErrorKind::TagUnknown => "MANIFEST_UNKNOWN",
+            ErrorKind::RepositoryUnknown => "NAME_UNKNOWN",
+            ErrorKind::ChildUnknown => "MANIFEST_BLOB_UNKNOWN",
+            ErrorKind::InvalidDigest => "DIGEST_INVALID",
+            ErrorKind::SizeMismatch | ErrorKind::TooLarge => "SIZE_INVALID",
+            ErrorKind::InvalidManifest | ErrorKind::InvalidMediaType => "MANIFEST_INVALID",
+            ErrorKind::InvalidName => "NAME_INVALID",
+            ErrorKind::InvalidTag => "TAG_INVALID",
+            ErrorKind::Unsupported | ErrorKind::InvalidArgument => "UNSUPPORTED",
+            ErrorKind::Conflict | ErrorKind::QuotaExceeded => "DENIED",
+            ErrorKind::UploadOffset => "BLOB_UPLOAD_INVALID",
+            ErrorKind::UploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            ErrorKind::Retry | ErrorKind::Unavailable => "UNAVAILABLE",
+            ErrorKind::UpgradeRequired
+            | ErrorKind::Locked
+            | ErrorKind::Corrupt
+            | ErrorKind::Internal
+            | ErrorKind::Io
+            | ErrorKind::Poisoned
+            | ErrorKind::Closed => "UNKNOWN",
+        }
+    }
+
+    /// The HTTP status a registry answers for this kind of failure.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::BlobUnknown
+            | ErrorKind::ManifestUnknown
+            | ErrorKind::TagUnknown
+            | ErrorKind::RepositoryUnknown
+            | ErrorKind::UploadUnknown => 404,
+            ErrorKind::ChildUnknown
+            | ErrorKind::InvalidDigest
+            | ErrorKind::SizeMismatch
+            | ErrorKind::InvalidManifest
+            | ErrorKind::InvalidMediaType
+            | ErrorKind::InvalidName
+            | ErrorKind::InvalidTag
+            | ErrorKind::Unsupported
+            | ErrorKind::InvalidArgument => 400,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Conflict => 409,
+            ErrorKind::RangeNotSatisfiable | ErrorKind::UploadOffset => 416,
+            // A GC swept what the push needed: the client uploads again.
+            ErrorKind::Retry | ErrorKind::Unavailable => 503,
+            ErrorKind::QuotaExceeded => 507,
+            ErrorKind::UpgradeRequired
+            | ErrorKind::Locked
+            | ErrorKind::Corrupt
+            | ErrorKind::Internal
+            | ErrorKind::Io
+            | ErrorKind::Poisoned
+            | ErrorKind::Closed => 500,
+        }
+    }
+}
+
+impl From<DigestError> for Error {
+    fn from(e: DigestError) -> Error {
+        match e {
+            DigestError::Invalid { input, reason } => Error::InvalidDigest { input, reason },
+            DigestError::UnsupportedAlgorithm { input, algorithm } => {
+                Error::UnsupportedAlgorithm { input, algorithm }
+            }
+            DigestError::Corrupt(why) => Error::Corrupt(why),
+        }
+    }
+}
+
 impl Error {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidDigest { .. } | Error::DigestMismatch { .. } => ErrorKind::InvalidDigest,
-            Error::BlobNotFound { .. } => ErrorKind::BlobUnknown,
-            Error::ManifestNotFound { .. } => ErrorKind::ManifestUnknown,
+            Error::BlobUnknown { .. } => ErrorKind::BlobUnknown,
+            Error::ManifestUnknown { .. } => ErrorKind::ManifestUnknown,
             Error::UnsupportedAlgorithm { .. } => ErrorKind::Unsupported,
             Error::LimitExceeded { .. } => ErrorKind::QuotaExceeded,
             Error::Internal(_) => ErrorKind::Internal,
@@ -408,18 +487,18 @@ impl Error {
             Error::UploadOffset { .. } => ErrorKind::UploadOffset,
             Error::UploadUnknown { .. } => ErrorKind::UploadUnknown,
             Error::UploadBusy { .. } => ErrorKind::Conflict,
-            Error::InvalidRepository { .. }
-            | Error::InvalidTag { .. }
-            | Error::InvalidMediaType { .. } => ErrorKind::InvalidName,
-            Error::TagNotFound { .. } => ErrorKind::TagUnknown,
-            Error::RepositoryNotFound { .. } => ErrorKind::RepositoryUnknown,
+            Error::InvalidRepository { .. } => ErrorKind::InvalidName,
+            Error::InvalidTag { .. } => ErrorKind::InvalidTag,
+            Error::InvalidMediaType { .. } => ErrorKind::InvalidMediaType,
+            Error::TagUnknown { .. } => ErrorKind::TagUnknown,
+            Error::RepositoryUnknown { .. } => ErrorKind::RepositoryUnknown,
             Error::InvalidManifest { .. } | Error::MediaTypeConflict { .. } => {
                 ErrorKind::InvalidManifest
             }
             Error::ManifestTypeConflict { .. } => ErrorKind::Conflict,
             Error::Swept { .. } => ErrorKind::Retry,
             Error::ManifestTooLarge { .. } => ErrorKind::TooLarge,
-            Error::MissingChild { .. } => ErrorKind::ChildUnknown,
+            Error::ChildUnknown { .. } => ErrorKind::ChildUnknown,
             Error::Corrupt(_) | Error::NotAStore { .. } => ErrorKind::Corrupt,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::FormatUpgradeRequired { .. } => ErrorKind::UpgradeRequired,
@@ -540,9 +619,17 @@ mod tests {
 
     #[test]
     fn kinds_map_without_reading_messages() {
-        let unsupported = crate::Digest::parse(&format!("md5:{}", "0".repeat(32)))
-            .expect_err("md5 is not supported");
+        let unsupported = Error::from(
+            crate::digest::Digest::parse(&format!("md5:{}", "0".repeat(32)))
+                .expect_err("md5 is not supported"),
+        );
         assert_eq!(unsupported.kind(), ErrorKind::Unsupported, "{unsupported}");
+        assert_eq!(unsupported.kind().oci_code(), "UNSUPPORTED");
+        assert_eq!(ErrorKind::ChildUnknown.oci_code(), "MANIFEST_BLOB_UNKNOWN");
+        assert_eq!(ErrorKind::ChildUnknown.http_status(), 400);
+        assert_eq!(ErrorKind::BlobUnknown.http_status(), 404);
+        assert_eq!(ErrorKind::InvalidTag.oci_code(), "TAG_INVALID");
+        assert_eq!(ErrorKind::Retry.http_status(), 503);
         let full = Error::io("writing", std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(full.kind(), ErrorKind::QuotaExceeded);
         let other = Error::io("writing", std::io::Error::from_raw_os_error(libc::EIO));

@@ -2,11 +2,12 @@
 //! fails: every fsync the store makes (blob files, directories, and redb's
 //! own commit sync) goes through here first.
 //!
-//! Pass a [`FaultInjector`] in [`crate::StoreOptions::faults`] and arm it;
-//! with none (the default) each check is one `Option` test.
+//! Pass a [`FaultInjector`] in [`crate::store::StoreOptions::faults`] and arm it;
+//! with none (the default) each check is one `Option` test. Only with the
+//! `testing` feature: shipped builds have no injector (see
+//! `sync_points.rs`, through which every fsync goes either way).
 
 use std::fmt;
-use std::fs::File;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -17,17 +18,8 @@ use redb::{BackendError, StorageBackend};
 /// redb 4.x backends report I/O failures as plain `io::Error`s.
 type BackendIoError = std::io::Error;
 
-/// What an fsync was for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncTarget {
-    /// A blob's data file (temporary or installed).
-    BlobFile,
-    /// A directory, after files were created or renamed in it.
-    Directory,
-    /// redb's sync of the database file inside a durable commit (which
-    /// also carries the intent rows of blob bytes in flight).
-    Database,
-}
+pub use crate::sync_points::SyncTarget;
+use crate::sync_points::{injected_error, Injector};
 
 const TARGETS: usize = 3;
 
@@ -83,6 +75,29 @@ impl fmt::Debug for FaultInjector {
 }
 
 impl FaultInjector {
+    /// Whether the manifest ingest at its half-way point must fail (and
+    /// counts it if so); see [`Self::fail_ingest_after`].
+    fn should_fail_ingest(&self) -> bool {
+        if self.ingest_armed.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        if self
+            .ingest_skip
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| s.checked_sub(1))
+            .is_ok()
+        {
+            return false;
+        }
+        let fail = self
+            .ingest_armed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| a.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
+        fail
+    }
+
     /// An injector with nothing armed.
     pub fn new() -> Arc<FaultInjector> {
         Arc::new(FaultInjector::default())
@@ -197,67 +212,39 @@ impl FaultInjector {
     }
 }
 
-/// The half-way point of a manifest ingest (see
-/// [`FaultInjector::fail_ingest_after`]).
-pub(crate) fn ingest_checkpoint(faults: Option<&FaultInjector>) -> crate::Result<()> {
-    let Some(f) = faults else {
-        return Ok(());
-    };
-    if f.ingest_armed.load(Ordering::SeqCst) == 0 {
-        return Ok(());
+impl Injector for FaultInjector {
+    fn fail_sync(&self, target: SyncTarget) -> bool {
+        self.should_fail(target)
     }
-    if f.ingest_skip
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| s.checked_sub(1))
-        .is_ok()
-    {
-        return Ok(());
-    }
-    if f.ingest_armed
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| a.checked_sub(1))
-        .is_ok()
-    {
-        f.injected.fetch_add(1, Ordering::SeqCst);
-        return Err(crate::Error::InvalidArgument {
-            value: "injected".into(),
-            expected: "no injected failure half-way through a manifest ingest".into(),
-        });
-    }
-    Ok(())
-}
 
-fn injected_error(target: SyncTarget) -> std::io::Error {
-    std::io::Error::other(format!(
-        "injected fsync failure ({target:?}): Input/output error (os error 5)"
-    ))
-}
-
-/// fsyncs `file` unless the injector fails it first.
-pub(crate) fn sync_file(
-    faults: Option<&FaultInjector>,
-    target: SyncTarget,
-    file: &File,
-) -> std::io::Result<()> {
-    if faults.is_some_and(|f| f.should_fail(target)) {
-        return Err(injected_error(target));
+    fn fail_ingest(&self) -> bool {
+        self.should_fail_ingest()
     }
-    file.sync_all()
-}
 
-/// fsyncs the file at `path` (a directory or a data file).
-pub(crate) fn sync_path(
-    faults: Option<&FaultInjector>,
-    target: SyncTarget,
-    path: &Path,
-) -> std::io::Result<()> {
-    let f = File::open(path)?;
-    sync_file(faults, target, &f)
+    fn open_database(
+        self: Arc<Self>,
+        builder: &mut redb::Builder,
+        path: &Path,
+    ) -> Result<redb::Database, redb::DatabaseError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let inner = redb::backends::FileBackend::new(file)?;
+        builder.create_with_backend(FaultyBackend {
+            inner,
+            faults: self,
+        })
+    }
 }
 
 /// redb's file backend with its `sync_data` routed through an injector.
 #[derive(Debug)]
-pub(crate) struct FaultyBackend {
-    pub inner: redb::backends::FileBackend,
-    pub faults: Arc<FaultInjector>,
+struct FaultyBackend {
+    inner: redb::backends::FileBackend,
+    faults: Arc<FaultInjector>,
 }
 
 impl FaultyBackend {
@@ -298,7 +285,7 @@ impl StorageBackend for FaultyBackend {
     }
 
     fn sync_data(&self) -> Result<(), BackendIoError> {
-        if self.faults.should_fail(SyncTarget::Database) {
+        if self.faults.fail_sync(SyncTarget::Database) {
             return Err(injected_error(SyncTarget::Database));
         }
         let mut p = self.power()?;

@@ -23,31 +23,40 @@
 //   error, oci (values) · schema (redb tables and codecs) · blob (bytes)
 //   · engine (writer, open) · index (operations in a writer job)
 //   · store (the facade) · gc, maint, layout (built on the facade).
-#[cfg(feature = "bench")]
-pub mod bench;
 pub mod blob;
 pub mod clock;
+pub mod digest;
 mod engine;
 pub mod error;
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod faults;
 pub mod gc;
 mod index;
 pub mod layout;
 pub mod maint;
 pub mod oci;
-#[doc(hidden)]
-pub mod sample;
 mod schema;
-#[cfg(feature = "serve")]
-pub mod server;
 pub mod store;
+mod sync_points;
+pub mod text;
 
-pub use oci::{digest, hasher, manifest, names};
+/// The referrers table's encodings and the database file's name, for the
+/// harness's raw range-scan baseline (feature `internals`): no stability
+/// promise, not for registries.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::engine::open::DB_FILE;
+    pub use crate::schema::keys::{
+        decode_referrer, encode_referrer, referrer, referrer_range, SOURCE_SUBJECT,
+    };
+}
+
+pub use oci::{hasher, manifest, names};
 
 pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use digest::{Algorithm, Digest};
+pub use digest::{Algorithm, Digest, DigestError};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcPolicy, GcReport, SweepPace};
 pub use hasher::{Hasher, Verifier};
@@ -58,8 +67,10 @@ pub use maint::stats::{RepoStats, Stats};
 pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest};
 pub use names::Reference;
 pub use schema::record::Placement;
+#[cfg(feature = "testing")]
+pub use store::WriterPause;
 pub use store::{
     BlobInfo, Children, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut,
     OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store,
-    StoreOptions, UploadOptions, UploadStatus, WalkNode, WriterPause, MAX_WALK_DEPTH,
+    StoreOptions, UploadOptions, UploadStatus, WalkNode, MAX_WALK_DEPTH,
 };

@@ -10,22 +10,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The library's modules outside the command line and the harness.
-const SKIP: &[&str] = &["cli", "bench", "main", "demo"];
+/// The layers, lowest first: a module may use its own layer and those
+/// below it, never one above. (The command line, the registry front and the
+/// harness are crates of their own, above all of these.)
+const LAYERS: &[&[&str]] = &[
+    &["text", "clock"],
+    &["digest"],
+    &["error"],
+    &["oci"],
+    &["sync_points", "faults", "schema", "blob"],
+    &["engine"],
+    &["index"],
+    &["store"],
+    &["gc", "maint", "layout"],
+];
+
+fn layer_of(top: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&top))
+}
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
-
-/// The one pair that is one unit by design: the error type names digests
-/// (`Error::BlobNotFound { digest }`), and a digest that does not parse is an
-/// error. Both are values of the bottom layer; the checker sees them as
-/// one node, `oci::digest`.
-fn unit(m: String) -> String {
-    if m == "error" {
-        "oci::digest".to_string()
-    } else {
-        m
-    }
-}
 
 fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
     let mut out = BTreeMap::new();
@@ -48,9 +52,6 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
             if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
                 parts.pop();
             }
-            if parts.first().is_some_and(|f| SKIP.contains(&f.as_str())) {
-                continue;
-            }
             out.insert(parts.join("::"), p);
         }
     }
@@ -58,23 +59,9 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
 }
 
 /// The longest known module that `path` (a `::`-separated path from the
-/// crate root) lies in, following the root's module aliases.
+/// crate root) lies in.
 fn resolve(path: &[String], known: &BTreeMap<String, PathBuf>) -> Option<String> {
-    let aliases = [
-        ("digest", "oci::digest"),
-        ("hasher", "oci::hasher"),
-        ("manifest", "oci::manifest"),
-        ("names", "oci::names"),
-    ];
-    let mut parts: Vec<String> = path.to_vec();
-    if let Some((_, to)) = aliases
-        .iter()
-        .find(|(a, _)| parts.first().is_some_and(|f| f == a))
-    {
-        let mut v: Vec<String> = to.split("::").map(String::from).collect();
-        v.extend(parts.drain(1..));
-        parts = v;
-    }
+    let parts = path;
     for n in (1..=parts.len()).rev() {
         let m = parts[..n].join("::");
         if known.contains_key(&m) {
@@ -210,9 +197,18 @@ fn dependencies(module: &str, text: &str) -> Vec<Vec<String>> {
     out
 }
 
-fn graph() -> Graph {
+/// The import graph of the library's modules, and every path that goes
+/// through the crate root's re-exports (`crate::Error` rather than
+/// `crate::error::Error`), which would hide a dependency from the graph.
+fn graph_and_root_paths() -> (Graph, Vec<String>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let known = modules(&src);
+    let tops: BTreeSet<&str> = known
+        .keys()
+        .filter_map(|m| m.split("::").next())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut via_root = Vec::new();
     let mut g = Graph::new();
     for (m, path) in &known {
         let text = std::fs::read_to_string(path).expect("read module");
@@ -232,17 +228,24 @@ fn graph() -> Graph {
             .next()
             .unwrap_or("")
             .to_string();
-        let me = unit(m.clone());
+        let me = m.clone();
         let deps = g.entry(me.clone()).or_default();
         for d in dependencies(m, &text) {
-            if let Some(target) = resolve(&d, &known).map(unit)
+            if !m.is_empty() && d.first().is_some_and(|f| !tops.contains(f.as_str())) {
+                via_root.push(format!("{m}: crate::{}", d.join("::")));
+            }
+            if let Some(target) = resolve(&d, &known)
                 && target != me
             {
                 deps.insert(target);
             }
         }
     }
-    g
+    (g, via_root)
+}
+
+fn graph() -> Graph {
+    graph_and_root_paths().0
 }
 
 fn find_cycle(g: &Graph) -> Option<Vec<String>> {
@@ -326,13 +329,50 @@ fn folders_depend_on_each_other_in_one_direction() {
     if let Some(c) = find_cycle(&folders) {
         panic!("folder cycle: {}", c.join(" -> "));
     }
-    // The engine's lower layers never reach up to the facade.
-    for low in ["oci", "schema", "blob", "engine", "index"] {
-        let deps = folders.get(low).cloned().unwrap_or_default();
-        for high in ["store", "gc", "maint", "layout", "sample", "server"] {
-            assert!(!deps.contains(high), "{low} depends on {high}: {deps:?}");
+    // Each folder uses only its own layer and those below it.
+    let mut upward = Vec::new();
+    for (top, deps) in &folders {
+        if top.is_empty() {
+            continue; // lib.rs: the facade
+        }
+        let Some(mine) = layer_of(top) else {
+            panic!("module `{top}` is in no layer: add it to LAYERS");
+        };
+        for d in deps.iter().filter(|d| !d.is_empty()) {
+            let theirs = layer_of(d).unwrap_or(usize::MAX);
+            if theirs > mine {
+                upward.push(format!("{top} (layer {mine}) uses {d} (layer {theirs})"));
+            }
         }
     }
+    assert!(upward.is_empty(), "imports from a layer above: {upward:#?}");
+}
+
+/// Lower modules name module paths: an import through the crate root's
+/// re-exports hides which module it depends on.
+#[test]
+fn no_module_imports_through_the_crate_root() {
+    let (_, via_root) = graph_and_root_paths();
+    assert!(
+        via_root.is_empty(),
+        "imports through the crate root: {via_root:#?}"
+    );
+}
+
+/// The checker sees a root path and an upward import when there is one.
+#[test]
+fn the_checker_sees_root_paths() {
+    let deps = dependencies(
+        "store::put",
+        "use crate::Error;\nlet x = crate::index::blobs::f();\n",
+    );
+    assert!(deps.contains(&vec!["Error".to_string()]), "{deps:?}");
+    assert!(
+        deps.iter().any(|d| d.first().is_some_and(|f| f == "index")),
+        "{deps:?}"
+    );
+    assert!(layer_of("index") < layer_of("store"));
+    assert!(layer_of("cli").is_none());
 }
 
 /// The checker finds a cycle when there is one.
@@ -348,4 +388,54 @@ fn the_cycle_finder_finds_cycles() {
     );
     g.get_mut("c").expect("c").clear();
     assert_eq!(find_cycle(&g), None);
+}
+
+/// Every source path the documents name (`src/…`, `crates/…`, `tests/…`,
+/// `tools/…`, `benches/…`) exists: a document that names a file is a
+/// reference, and a moved file must not leave it wrong.
+#[test]
+fn every_path_the_documents_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for e in std::fs::read_dir(root.join("docs")).expect("docs") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "md") {
+            docs.push(p);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).expect("read doc");
+        for word in text.split(|c: char| c.is_whitespace() || "`()[]<>\"',;|*".contains(c)) {
+            let word = word.trim_end_matches(['.', ':']);
+            let named = [
+                "src/",
+                "crates/",
+                "tests/",
+                "tools/",
+                "benches/",
+                "examples/",
+            ]
+            .iter()
+            .any(|p| word.starts_with(p));
+            // Paths with placeholders (`src/<module>.rs`) or globs are not
+            // names of files.
+            if !named || word.contains(['{', '…', '$']) || word.ends_with('/') && word.len() < 5 {
+                continue;
+            }
+            seen += 1;
+            if !root.join(word).exists() {
+                missing.push(format!(
+                    "{}: {word}",
+                    doc.strip_prefix(root).unwrap_or(doc).display()
+                ));
+            }
+        }
+    }
+    assert!(seen > 20, "found only {seen} paths in the documents");
+    assert!(
+        missing.is_empty(),
+        "documents name paths that do not exist: {missing:#?}"
+    );
 }

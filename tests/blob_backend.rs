@@ -106,7 +106,7 @@ fn a_store_runs_on_the_memory_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mem = MemoryBlobs::new();
     let s = Store::open_with(dir.path(), opts_with(Arc::new(mem.clone())), true).expect("open");
-    let big = ocidb::sample::deterministic_bytes(b"mem", 300_000);
+    let big = ocidb_testkit::deterministic_bytes(b"mem", 300_000);
     let put = s.put_bytes(&big, &PutOptions::default()).expect("put");
     assert!(put.created);
     let mut back = Vec::new();
@@ -213,7 +213,7 @@ fn bytes_whose_commit_failed_are_read_from_staging_and_rolled_forward_at_open() 
         inner: LocalFiles::new(dir.path()).expect("local"),
         fail: AtomicBool::new(true),
     });
-    let big = ocidb::sample::deterministic_bytes(b"roll forward", 200_000);
+    let big = ocidb_testkit::deterministic_bytes(b"roll forward", 200_000);
     let d = {
         let s = Store::open_with(dir.path(), opts_with(backend), true).expect("open");
         // The record commits; the bytes stay staged, and the store stops

@@ -14,7 +14,7 @@ fn small_store() -> (tempfile::TempDir, Store) {
 }
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    ocidb::sample::deterministic_bytes(&[seed], n)
+    ocidb_testkit::deterministic_bytes(&[seed], n)
 }
 
 fn read_all(store: &Store, d: &Digest) -> Vec<u8> {
@@ -217,8 +217,8 @@ fn delete_removes_record_and_file() {
     assert!(!big.digest.blob_path(dir.path()).exists());
     for d in [big.digest, small.digest] {
         assert!(!store.exists(&d).expect("exists"));
-        assert!(matches!(store.stat(&d), Err(Error::BlobNotFound { .. })));
-        assert!(matches!(store.delete(&d), Err(Error::BlobNotFound { .. })));
+        assert!(matches!(store.stat(&d), Err(Error::BlobUnknown { .. })));
+        assert!(matches!(store.delete(&d), Err(Error::BlobUnknown { .. })));
     }
 }
 

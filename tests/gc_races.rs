@@ -18,7 +18,7 @@ const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 fn park_after_mark(s: &Arc<Store>, policy: &mut GcPolicy) -> Arc<Mutex<Option<WriterPause>>> {
     let slot: Arc<Mutex<Option<WriterPause>>> = Arc::new(Mutex::new(None));
     let (hs, hslot) = (Arc::clone(s), Arc::clone(&slot));
-    policy.after_mark = Some(Arc::new(move || {
+    *policy = policy.clone().after_mark(Arc::new(move || {
         let p = hs.pause_writer().expect("pause");
         *hslot.lock().expect("slot") = Some(p);
     }));
@@ -81,7 +81,7 @@ fn a_reput_into_a_repository_that_holds_the_blob_rescues_it() {
     s.put_bytes(&data, &opts).expect("first put");
     let mut policy = grace0(true);
     let (hs, hdata, hopts) = (Arc::clone(&s), data.clone(), opts.clone());
-    policy.after_mark = Some(Arc::new(move || {
+    policy = policy.after_mark(Arc::new(move || {
         let r = hs.put_bytes(&hdata, &hopts).expect("re-put");
         assert!(!r.created);
     }));
@@ -212,7 +212,7 @@ fn a_manifest_whose_child_a_running_gc_swept_gets_a_retry_error() {
     let (hs, hbody) = (Arc::clone(&s), body.clone());
     let outcome: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
     let hout = Arc::clone(&outcome);
-    policy.after_sweep = Some(Arc::new(move || {
+    policy = policy.after_sweep(Arc::new(move || {
         let e = hs
             .put_manifest(
                 "app/three",

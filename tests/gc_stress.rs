@@ -175,7 +175,7 @@ impl Writer {
         } else {
             1 + self.rng.below(INLINE)
         };
-        ocidb::sample::deterministic_bytes(seed.as_bytes(), len)
+        ocidb_testkit::deterministic_bytes(seed.as_bytes(), len)
     }
 
     fn lease(&self) -> Option<u64> {

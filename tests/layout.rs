@@ -226,7 +226,7 @@ fn sparse_layout_reports(p: &Path, want: &str) {
 fn round_trip_keeps_digests_and_tags_dir_and_tar() {
     let src = tempfile::tempdir().expect("tempdir");
     let s = Store::create(src.path().join("store")).expect("store");
-    let sample = ocidb::sample::load(&s, "demo/app").expect("sample");
+    let sample = ocidb_testkit::load(&s, "demo/app").expect("sample");
     for (out, with_refs) in [
         (src.path().join("out"), true),
         (src.path().join("out.tar"), false),
@@ -465,7 +465,7 @@ fn run(cmd: &mut Command) -> std::process::Output {
 #[test]
 fn skopeo_reads_our_exports() {
     let Some(sk) = skopeo() else {
-        eprintln!("skopeo is not installed: skipping (CI installs it)");
+        common::skip("skopeo is not installed (CI installs it)");
         if std::env::var_os("CI").is_some() {
             panic!("CI must have skopeo installed");
         }
@@ -474,7 +474,7 @@ fn skopeo_reads_our_exports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::create(dir.path().join("store")).expect("store");
     // The demo images have real image configs: plain `inspect` works on them.
-    ocidb::sample::load(&s, "demo/app").expect("sample");
+    ocidb_testkit::load(&s, "demo/app").expect("sample");
     let out = dir.path().join("demo-export");
     s.export_layout(
         &[("demo/app".into(), Reference::Tag("v1".into()))],
@@ -814,7 +814,7 @@ fn exports_copy_by_default_and_stay_out_of_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("store");
     let s = Store::create(&root).expect("store");
-    ocidb::sample::load(&s, "demo/app").expect("sample");
+    ocidb_testkit::load(&s, "demo/app").expect("sample");
     let refs = [("demo/app".to_string(), Reference::Tag("v1".into()))];
     let files: Vec<PathBuf> = std::fs::read_dir(root.join("blobs/sha256"))
         .expect("blobs")

@@ -369,7 +369,7 @@ fn delete_manifest_and_unlink_blob() {
         .manifests
         .is_empty());
     let err = s.delete_manifest("gc/app", &sc.r).expect_err("gone");
-    assert!(matches!(err, Error::ManifestNotFound { .. }));
+    assert!(matches!(err, Error::ManifestUnknown { .. }));
     // A manifest held by two repositories survives deletion from one.
     let body = s.read(&sc.m).expect("read");
     common::push_children(&s, "gc/copy", &serde_json::from_slice(&body).expect("json"));
@@ -407,7 +407,7 @@ fn fsck_catches_corruption_missing_files_and_strays() {
     let s = Store::create(dir.path()).expect("store");
     let big = |seed: &[u8]| {
         s.put_bytes(
-            &ocidb::sample::deterministic_bytes(seed, 100_000),
+            &ocidb_testkit::deterministic_bytes(seed, 100_000),
             &PutOptions::default(),
         )
         .expect("put")

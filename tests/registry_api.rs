@@ -36,7 +36,7 @@ fn the_catalog_pages_in_name_order() {
 #[test]
 fn reads_scoped_to_a_repository_see_only_its_members() {
     let (_dir, s) = common::store();
-    let data = ocidb::sample::deterministic_bytes(b"scoped", 200_000);
+    let data = ocidb_testkit::deterministic_bytes(b"scoped", 200_000);
     let p = s
         .put_bytes(&data, &PutOptions::default().repository("team-a/app"))
         .expect("put");

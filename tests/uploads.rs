@@ -13,7 +13,7 @@ use ocidb::{
 };
 
 fn data(n: usize) -> Vec<u8> {
-    ocidb::sample::deterministic_bytes(b"upload", n)
+    ocidb_testkit::deterministic_bytes(b"upload", n)
 }
 
 fn sha256(b: &[u8]) -> Digest {

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext as _, Result};
-use crate::faults::{self, FaultInjector, SyncTarget};
-use crate::oci::digest::{Algorithm, Digest};
+use crate::sync_points::{self as faults, Injector, SyncTarget};
 
 /// The directory staged blobs are written to, below the root.
 const STAGING: &str = "tmp";
@@ -28,7 +28,7 @@ const LEGACY_INTENT: &str = "intent";
 pub struct LocalFiles {
     root: PathBuf,
     seq: AtomicU64,
-    faults: Option<Arc<FaultInjector>>,
+    faults: Option<Arc<dyn Injector>>,
     /// Set when a staged file was finished with `durable` and its directory
     /// entry is not yet synced: `sync_staging` has nothing to do otherwise.
     staged_unsynced: Arc<AtomicBool>,
@@ -41,10 +41,9 @@ impl LocalFiles {
     }
 
     /// Like [`LocalFiles::new`], with injected fsync failures (tests).
-    #[doc(hidden)]
-    pub fn with_faults(
+    pub(crate) fn with_faults(
         root: impl Into<PathBuf>,
-        faults: Option<Arc<FaultInjector>>,
+        faults: Option<Arc<dyn Injector>>,
     ) -> Result<LocalFiles> {
         let root = root.into();
         for sub in ["blobs/sha256", "blobs/sha512", STAGING, UPLOADS] {
@@ -78,7 +77,7 @@ impl LocalFiles {
         if !ok {
             return Err(Error::Corrupt(format!(
                 "staged blob name `{}` is not one this backend gives (expected `{STAGED_PREFIX}<digits and dashes>`)",
-                crate::oci::digest::truncate_for_message(name)
+                crate::text::quote_untrusted(name)
             )));
         }
         Ok(self.root.join(STAGING).join(name))
@@ -90,7 +89,7 @@ impl LocalFiles {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
         {
             return Err(Error::InvalidArgument {
-                value: crate::digest::truncate_for_message(id),
+                value: crate::text::quote_untrusted(id),
                 expected: "an upload id: hex digits and dashes, at most 64".into(),
             });
         }
@@ -158,7 +157,7 @@ impl BlobRead for FileRead {
 /// A staged file being written; removed on drop unless finished. It owns
 /// what it needs (`BlobWrite` is `'static`).
 struct OwnedStagedFile {
-    faults: Option<Arc<FaultInjector>>,
+    faults: Option<Arc<dyn Injector>>,
     path: PathBuf,
     name: String,
     file: Option<fs::File>,
@@ -269,10 +268,7 @@ impl BlobBackend for LocalFiles {
     }
 
     fn sync(&self, names: &[Digest]) -> Result<()> {
-        let mut algs: Vec<Algorithm> = names
-            .iter()
-            .map(super::super::oci::digest::Digest::algorithm)
-            .collect();
+        let mut algs: Vec<Algorithm> = names.iter().map(crate::digest::Digest::algorithm).collect();
         algs.sort_by_key(|a| a.name());
         algs.dedup();
         for alg in algs {
@@ -442,7 +438,7 @@ impl BlobBackend for LocalFiles {
 struct UploadFile {
     file: io::BufWriter<fs::File>,
     path: PathBuf,
-    faults: Option<Arc<FaultInjector>>,
+    faults: Option<Arc<dyn Injector>>,
 }
 
 impl io::Write for UploadFile {

@@ -36,7 +36,7 @@ pub struct S3Location {
 
 fn invalid(value: &str, expected: &str) -> Error {
     Error::InvalidArgument {
-        value: crate::oci::digest::truncate_for_message(value),
+        value: crate::text::quote_untrusted(value),
         expected: expected.to_string(),
     }
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 
 type Bytes = Arc<Vec<u8>>;
 

@@ -29,8 +29,8 @@ pub use reader::{BlobReader, VerifiedReader};
 #[cfg(feature = "s3")]
 pub use s3::{S3Blobs, S3Options};
 
+use crate::digest::Digest;
 use crate::error::Result;
-use crate::oci::digest::Digest;
 
 /// A blob whose bytes are written (and, if asked, durable) but not yet
 /// readable under its digest. The name is the backend's own; the engine only

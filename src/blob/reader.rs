@@ -3,7 +3,7 @@
 use std::io::{self, Read};
 
 use super::BlobRead;
-use crate::oci::digest::{Algorithm, Digest};
+use crate::digest::{Algorithm, Digest};
 use crate::oci::hasher::Hasher;
 
 /// Size of one read when hashing a stored blob.

@@ -40,8 +40,8 @@ use object_store::{
 
 use super::location::S3Location;
 use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 
 /// Bytes per multipart part and per upload-session chunk object. S3 wants
 /// at least 5 MiB for every part but the last.
@@ -289,7 +289,7 @@ impl Inner {
         if !ok {
             return Err(Error::Corrupt(format!(
                 "staged blob name `{}` is not one this backend gives (expected `s3-<digits and dashes>`)",
-                crate::oci::digest::truncate_for_message(name)
+                crate::text::quote_untrusted(name)
             )));
         }
         self.key(&format!("staging/{name}"))
@@ -299,7 +299,7 @@ impl Inner {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
         {
             return Err(Error::InvalidArgument {
-                value: crate::oci::digest::truncate_for_message(id),
+                value: crate::text::quote_untrusted(id),
                 expected: "an upload id: hex digits and dashes, at most 64".into(),
             });
         }
@@ -519,7 +519,7 @@ impl S3Blobs {
                 value: self.inner.location.to_string(),
                 expected: format!(
                     "a prefix no other store uses: this one belongs to store {} (this store is {store_id}); give each store its own prefix",
-                    crate::oci::digest::truncate_for_message(&String::from_utf8_lossy(&b))
+                    crate::text::quote_untrusted(&String::from_utf8_lossy(&b))
                 ),
             }),
             Err(object_store::Error::NotFound { .. }) => self

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use super::{BlobBackend, BlobRead, Listed, Staged};
-use crate::oci::digest::{Algorithm, Digest};
+use crate::digest::{Algorithm, Digest};
 use crate::oci::hasher::Hasher;
 
 /// A check's name and, when it failed, why.

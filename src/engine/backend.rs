@@ -54,8 +54,8 @@ pub(crate) fn record(db: &Database, loc: &BlobLocation) -> Result<()> {
 /// The store's id, as it claims an object-store prefix: derived from its
 /// random cursor key (which stays secret) so that it needs no new state.
 pub(crate) fn store_id(cursor_key: &[u8; 32]) -> String {
-    let d = crate::Hasher::digest_of(
-        crate::Algorithm::Sha256,
+    let d = crate::oci::hasher::Hasher::digest_of(
+        crate::digest::Algorithm::Sha256,
         &[b"ocidb store id\0".as_slice(), cursor_key.as_slice()].concat(),
     );
     d.hex()[..32].to_string()
@@ -108,7 +108,7 @@ pub(crate) struct Wanted<'a> {
     /// The location asked for, if any.
     pub location: Option<&'a BlobLocation>,
     /// Injected faults for local files (tests).
-    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    pub faults: Option<Arc<dyn crate::sync_points::Injector>>,
     /// Credentials, retries and deadlines for a bucket.
     #[cfg(feature = "s3")]
     pub s3: &'a crate::blob::S3Options,
@@ -118,7 +118,7 @@ pub(crate) struct Wanted<'a> {
 pub(crate) struct Opened {
     pub backend: Arc<dyn BlobBackend>,
     /// Digests of an older build's crash-intent file (local files only).
-    pub legacy: Vec<crate::oci::digest::Digest>,
+    pub legacy: Vec<crate::digest::Digest>,
     pub location: BlobLocation,
 }
 
@@ -231,19 +231,16 @@ impl BlobBackend for Unreachable {
     fn sync_staging(&self, _: &[crate::blob::Staged]) -> Result<()> {
         Err(self.error())
     }
-    fn commit(&self, _: &crate::blob::Staged, _: &crate::oci::digest::Digest) -> Result<()> {
+    fn commit(&self, _: &crate::blob::Staged, _: &crate::digest::Digest) -> Result<()> {
         Err(self.error())
     }
-    fn sync(&self, _: &[crate::oci::digest::Digest]) -> Result<()> {
+    fn sync(&self, _: &[crate::digest::Digest]) -> Result<()> {
         Err(self.error())
     }
     fn discard(&self, _: &crate::blob::Staged) -> Result<()> {
         Err(self.error())
     }
-    fn open(
-        &self,
-        _: &crate::oci::digest::Digest,
-    ) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+    fn open(&self, _: &crate::digest::Digest) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
         Err(self.error())
     }
     fn open_staged(
@@ -252,7 +249,7 @@ impl BlobBackend for Unreachable {
     ) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
         Err(self.error())
     }
-    fn remove(&self, _: &crate::oci::digest::Digest) -> Result<bool> {
+    fn remove(&self, _: &crate::digest::Digest) -> Result<bool> {
         Err(self.error())
     }
     fn list(&self, _: &mut dyn FnMut(crate::blob::Listed) -> Result<()>) -> Result<()> {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _};
 
 use crate::blob::{BlobBackend, Staged};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::faults::FaultInjector;
-use crate::oci::digest::Digest;
 use crate::schema::record::{self, Placement};
 use crate::schema::tables::{self, BLOBS, INTENTS, META};
+use crate::sync_points::Injector;
 
 /// File name of the redb database inside a store directory.
 pub const DB_FILE: &str = "ocidb.redb";
@@ -26,27 +26,14 @@ const CURSOR_KEY: &str = "cursor_key";
 pub(crate) fn open_database(
     root: &Path,
     cache_size: usize,
-    faults: Option<&Arc<FaultInjector>>,
+    faults: Option<&Arc<dyn Injector>>,
 ) -> Result<Database> {
     let db_path = root.join(DB_FILE);
     let mut builder = Database::builder();
     builder.set_cache_size(cache_size);
     let created = match faults {
         None => builder.create(&db_path),
-        Some(faults) => std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&db_path)
-            .map_err(redb::DatabaseError::from)
-            .and_then(redb::backends::FileBackend::new)
-            .and_then(|inner| {
-                builder.create_with_backend(crate::faults::FaultyBackend {
-                    inner,
-                    faults: Arc::clone(faults),
-                })
-            }),
+        Some(faults) => Arc::clone(faults).open_database(&mut builder, &db_path),
     };
     created.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 
 /// State shared between the store handle and the writer thread.
 pub(crate) struct Shared {
@@ -31,14 +31,14 @@ pub(crate) struct Shared {
     /// reason). Every write is refused with it.
     unavailable: std::sync::OnceLock<(String, String)>,
     /// Injected fsync failures (tests only).
-    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    pub faults: Option<Arc<dyn crate::sync_points::Injector>>,
     /// The most recent GC deletions, so that a request that needed one of
     /// them gets [`Error::Swept`] (retry) rather than a plain "not found".
     pub swept: Mutex<RecentlySwept>,
     /// Repository name → id for reads (see `engine::repo_ids`).
     pub repo_ids: super::repo_ids::RepoIds,
-    /// The store's wall clock ([`crate::StoreOptions::clock`]).
-    pub clock: Arc<dyn crate::Clock>,
+    /// The store's wall clock ([`crate::store::StoreOptions::clock`]).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -74,8 +74,8 @@ impl Shared {
     }
 
     pub fn new(
-        faults: Option<Arc<crate::faults::FaultInjector>>,
-        clock: Arc<dyn crate::Clock>,
+        faults: Option<Arc<dyn crate::sync_points::Injector>>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Shared {
         Shared {
             clock,

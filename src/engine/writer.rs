@@ -37,8 +37,8 @@ use redb::{Database, Durability};
 
 use super::shared::Shared;
 use crate::blob::{BlobBackend, Staged};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::schema::tables::WriteTables;
 
 /// Largest number of jobs folded into one transaction. Bounds the latency a

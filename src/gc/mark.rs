@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use redb::{ReadTransaction, ReadableTable as _, ReadableTableMetadata as _};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::RecordHeader;
@@ -391,7 +391,7 @@ mod tests {
     }
 
     fn digest(i: u8) -> Digest {
-        crate::oci::hasher::Hasher::digest_of(crate::oci::digest::Algorithm::Sha256, &[i])
+        crate::oci::hasher::Hasher::digest_of(crate::digest::Algorithm::Sha256, &[i])
     }
 
     #[test]

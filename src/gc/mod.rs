@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::remove::remove_blob_in;
-use crate::oci::digest::Digest;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys;
 mod mark;
@@ -58,10 +58,11 @@ pub struct GcPolicy {
     pub sweep_batch: usize,
     /// How hard the sweep may lean on concurrent writers.
     pub pace: SweepPace,
-    /// Runs after marking, before sweeping.
-    pub after_mark: Option<GcHook>,
-    /// Runs after the last sweep step has committed, before the run ends.
-    pub after_sweep: Option<GcHook>,
+    /// Runs after marking, before sweeping (feature `testing`).
+    pub(crate) after_mark: Option<GcHook>,
+    /// Runs after the last sweep step has committed, before the run ends
+    /// (feature `testing`).
+    pub(crate) after_sweep: Option<GcHook>,
 }
 
 impl GcPolicy {
@@ -100,14 +101,18 @@ impl GcPolicy {
         self
     }
 
-    /// Sets [`GcPolicy::after_mark`].
+    /// A hook that runs after marking, before sweeping: tests use it to
+    /// race writes against a run.
+    #[cfg(feature = "testing")]
     #[must_use]
     pub fn after_mark(mut self, after_mark: GcHook) -> Self {
         self.after_mark = Some(after_mark);
         self
     }
 
-    /// Sets [`GcPolicy::after_sweep`].
+    /// A hook that runs after the last sweep step has committed, before
+    /// the run ends.
+    #[cfg(feature = "testing")]
     #[must_use]
     pub fn after_sweep(mut self, after_sweep: GcHook) -> Self {
         self.after_sweep = Some(after_sweep);

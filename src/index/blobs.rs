@@ -1,8 +1,8 @@
 //! Blob records: look one up, insert one, refresh its grace period.
 
+use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
-use crate::oci::digest::Digest;
 use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
 

@@ -9,9 +9,9 @@ use super::leases::{add_to_lease, check_lease};
 use super::referrers::add_referrer;
 use super::repos::{add_member, ensure_repo, lookup_repo_w, member_kind_in};
 use super::tags::set_tag;
+use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
 use crate::schema::keys::{self, MEMBER_MANIFEST, SOURCE_SUBJECT};
 use crate::schema::record::{BlobRecord, Placement};
@@ -42,7 +42,7 @@ pub enum Children {
     /// pushed there, or it was mounted from a repository that holds it.
     /// An index's entries may be absent (a sparse index, which the
     /// distribution spec allows), unless a GC just swept one. Otherwise
-    /// the put fails with [`Error::MissingChild`] (a registry's
+    /// the put fails with [`Error::ChildUnknown`] (a registry's
     /// `MANIFEST_BLOB_UNKNOWN`), or [`Error::Swept`] when a concurrent GC
     /// just removed the child. The default: naming a digest in a manifest
     /// never reaches content the repository did not receive.
@@ -109,7 +109,7 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
         if *kind == EdgeKind::Manifest {
             continue;
         }
-        return Err(Error::MissingChild {
+        return Err(Error::ChildUnknown {
             manifest: Box::new(p.digest),
             child: Box::new(*d),
             media_type: child.media_type.clone(),
@@ -205,7 +205,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             b.note_reachable(&child.digest)?;
         }
     }
-    crate::faults::ingest_checkpoint(b.shared.faults.as_deref())?;
+    crate::sync_points::ingest_checkpoint(b.shared.faults.as_deref())?;
     let subject = p.parsed.as_ref().and_then(|x| x.subject.as_ref());
     if let (Some(subject), Some(own)) = (subject, &own) {
         add_referrer(b, repo_id, &subject.digest, own, SOURCE_SUBJECT)?;

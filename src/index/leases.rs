@@ -2,9 +2,9 @@
 
 use redb::{ReadTransaction, ReadableTable as _};
 
+use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::schema::keys;
 use crate::schema::record::{le8, VALUE_FORMAT_V1};
 use crate::schema::tables::LEASES;

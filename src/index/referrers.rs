@@ -5,9 +5,9 @@ use redb::{ReadTransaction, ReadableTable as _};
 
 use super::blobs::record_in;
 use super::counters::next_counter;
+use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::schema::keys::SOURCE_SUBJECT;
 use crate::schema::keys::{self, MEMBER_MANIFEST};

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableTable as _};
 
 use super::counters::next_counter;
+use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
-use crate::oci::digest::Digest;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::tables::REPOS;
 

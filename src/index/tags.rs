@@ -5,13 +5,13 @@ use redb::{ReadTransaction, ReadableTable as _};
 
 use super::edges::{index_entries, is_index};
 use super::referrers::{add_referrer, remove_referrer_any, schema_entry};
+use crate::digest::Digest;
 use crate::engine::Batch;
+use crate::error::Error;
 use crate::error::Result;
-use crate::oci::digest::Digest;
 use crate::oci::names;
 use crate::schema::keys::{self, SOURCE_TAG_SCHEMA};
 use crate::schema::tables::TAGS;
-use crate::Error;
 
 pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {
     b.note_reachable(d)?;

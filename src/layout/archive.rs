@@ -6,8 +6,8 @@ use std::io::{self};
 use std::path::{Component, Path, PathBuf};
 
 use super::*;
+use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
-use crate::oci::digest::Digest;
 use crate::store::{PutOptions, Store};
 
 impl Store {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, EdgeKind, REF_NAME};
 use crate::oci::names::Reference;
 use crate::store::Store;
@@ -285,7 +285,7 @@ impl Store {
                 fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
             }
             let linked = hardlink
-                && self.stat(d)?.placement == crate::Placement::File
+                && self.stat(d)?.placement == crate::schema::record::Placement::File
                 && self.backend.hard_link(d, &dst)?;
             if linked {
                 report.hardlinked += 1;

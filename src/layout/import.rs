@@ -14,8 +14,8 @@ use std::io::Read;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, MANIFEST_BATCH};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
 use crate::oci::names;
 use crate::store::{Children, ManifestOptions};
@@ -239,7 +239,7 @@ impl Walk<'_, '_> {
                 Some(t) => self.tags.push((t, desc.digest)),
                 None => self.report.skipped_refs.push(format!(
                     "{}: not a valid tag ({})",
-                    crate::oci::digest::truncate_for_message(r),
+                    crate::text::quote_untrusted(r),
                     names::TAG_RULE
                 )),
             }
@@ -341,7 +341,7 @@ impl Walk<'_, '_> {
             });
         }
         let body = read_limited(&mut reader, MAX_MANIFEST_SIZE, &d.to_string())?;
-        let actual = crate::Hasher::digest_of(d.algorithm(), &body);
+        let actual = crate::oci::hasher::Hasher::digest_of(d.algorithm(), &body);
         if actual != d {
             return Err(Error::DigestMismatch {
                 expected: Box::new(d),

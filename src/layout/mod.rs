@@ -22,8 +22,8 @@ pub use export::{ExportOptions, ExportReport};
 
 use import::IndexSource;
 
+use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::names::{self};
 use crate::store::Store;
@@ -396,7 +396,7 @@ impl Store {
             });
         };
         let body = read_limited(reader, MAX_MANIFEST_SIZE, &d.to_string())?;
-        let actual = crate::Hasher::digest_of(d.algorithm(), &body);
+        let actual = crate::oci::hasher::Hasher::digest_of(d.algorithm(), &body);
         if actual != *d {
             return Err(Error::DigestMismatch {
                 expected: Box::new(*d),

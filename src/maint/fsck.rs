@@ -10,9 +10,9 @@ use redb::{ReadTransaction, ReadableTable as _};
 use serde::Serialize;
 
 use crate::blob::{hash_all, Listed};
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::index::repos::repo_names;
-use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::body;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind};
 use crate::schema::body;
 use crate::schema::keys;

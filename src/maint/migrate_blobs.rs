@@ -15,9 +15,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::blob::{hash_all, BlobBackend, BlobLocation, Listed, S3Blobs, S3Location, S3Options};
+use crate::digest::Digest;
 use crate::engine::backend;
 use crate::error::{Error, IoContext as _, Result};
-use crate::oci::digest::Digest;
 use crate::store::{Store, StoreOptions};
 
 /// What a migration did.
@@ -69,7 +69,7 @@ fn copy_blob(from: &dyn BlobBackend, to: &dyn BlobBackend, d: &Digest) -> Result
         .ok_or_else(|| Error::Corrupt(format!("blob {d} vanished from the local files")))?;
     let len = src.len().map_err(|e| backend_err(d, "reading", e))?;
     let mut w = to.stage()?;
-    let mut h = crate::Hasher::new(d.algorithm());
+    let mut h = crate::oci::hasher::Hasher::new(d.algorithm());
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     while pos < len {

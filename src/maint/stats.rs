@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use redb::{ReadableTable as _, ReadableTableMetadata as _};
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::index::repos::repo_names;
-use crate::oci::digest::Digest;
 use crate::schema::keys;
 use crate::schema::record::{BlobRecord, Placement};
 use crate::schema::tables::{self, BLOBS, MEMBERS, REFERRERS, TAGS};

@@ -3,8 +3,8 @@
 
 use sha2::Digest as _;
 
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
-use crate::oci::digest::{Algorithm, Digest};
 
 /// An incremental hasher for one [`Algorithm`]. Opaque: which crate does
 /// the hashing is not part of the API.

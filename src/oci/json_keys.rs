@@ -141,7 +141,7 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
             {
                 return Err(A::Error::custom(format!(
                         "field `{}` is another casing of the spec field `{spec}`; Go clients read it as `{spec}`, so it is refused",
-                        crate::oci::digest::truncate_for_message(&key)
+                        crate::text::quote_untrusted(&key)
                     )));
             }
             let annotations = !self.annotations && key == "annotations";
@@ -154,7 +154,7 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck {
             if twice {
                 return Err(A::Error::custom(format!(
                     "key `{}` appears twice in one object; a key may appear once",
-                    crate::oci::digest::truncate_for_message(&key)
+                    crate::text::quote_untrusted(&key)
                 )));
             }
             if seen_set.is_empty() {

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::json_keys::check_keys;
 pub use crate::oci::json_keys::MAX_JSON_DEPTH;
 
@@ -518,7 +518,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn d(s: &str) -> Digest {
-        Hasher::digest_of(crate::Algorithm::Sha256, s.as_bytes())
+        Hasher::digest_of(crate::digest::Algorithm::Sha256, s.as_bytes())
     }
 
     #[test]

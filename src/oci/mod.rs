@@ -1,7 +1,6 @@
-//! OCI values: digests, hashing, names and media types, and manifest
-//! parsing. No storage here.
+//! OCI values above the digest: hashing, names and media types, and
+//! manifest parsing. No storage here.
 
-pub mod digest;
 pub mod hasher;
 mod json_keys;
 pub mod manifest;

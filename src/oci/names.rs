@@ -1,7 +1,7 @@
 //! Repository names and tags, checked against the distribution-spec grammar.
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::{truncate_for_message, Digest};
 
 /// The repository name rule, quoted in errors.
 pub const REPOSITORY_RULE: &str =
@@ -20,7 +20,7 @@ pub const MAX_MEDIA_TYPE_LEN: usize = 255;
 /// encoder ever meets one it cannot hold and no terminal gets control bytes.
 pub fn validate_media_type(mt: &str) -> Result<()> {
     let bad = |why: String| Error::InvalidMediaType {
-        value: truncate_for_message(mt),
+        value: crate::text::quote_untrusted(mt),
         reason: format!("{why}; expected {MEDIA_TYPE_RULE}"),
     };
     if mt.len() > MAX_MEDIA_TYPE_LEN {
@@ -97,7 +97,7 @@ fn check_restricted_name(s: &str) -> std::result::Result<(), String> {
 /// Checks a repository name.
 pub fn validate_repository(name: &str) -> Result<()> {
     let bad = |why: String| Error::InvalidRepository {
-        name: truncate_for_message(name),
+        name: crate::text::quote_untrusted(name),
         reason: format!("{why}; expected {REPOSITORY_RULE}"),
     };
     if name.is_empty() {
@@ -150,7 +150,7 @@ fn check_component(c: &str) -> std::result::Result<(), String> {
 /// Checks a tag.
 pub fn validate_tag(tag: &str) -> Result<()> {
     let bad = |why: String| Error::InvalidTag {
-        tag: truncate_for_message(tag),
+        tag: crate::text::quote_untrusted(tag),
         reason: format!("{why}; expected {TAG_RULE}"),
     };
     let b = tag.as_bytes();
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn referrers_tags() {
-        let d = crate::Hasher::digest_of(crate::Algorithm::Sha256, b"x");
+        let d = crate::oci::hasher::Hasher::digest_of(crate::digest::Algorithm::Sha256, b"x");
         assert_eq!(referrers_tag_subject(&referrers_tag_for(&d)), Some(d));
         assert_eq!(referrers_tag_subject("v1"), None);
     }

@@ -24,8 +24,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::digest::{decode_lower_hex, is_lower_hex, write_lower_hex};
 use crate::error::Result;
-use crate::oci::digest::{decode_lower_hex, is_lower_hex, write_lower_hex};
 use crate::schema::codec::{corrupt, WELL_KNOWN};
 
 const VERBATIM: u8 = 0;

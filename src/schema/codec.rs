@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
-use crate::oci::digest::{Algorithm, Digest};
 use crate::oci::manifest::Descriptor;
 
 /// Media types and artifact types common enough to cost one byte. The
@@ -184,7 +184,7 @@ pub(crate) fn put_str(v: &mut Vec<u8>, s: &str) -> Result<()> {
     }
     if s.len() > MAX_LITERAL {
         return Err(Error::InvalidMediaType {
-            value: crate::oci::digest::truncate_for_message(s),
+            value: crate::text::quote_untrusted(s),
             reason: format!(
                 "it is {} bytes; a stored string holds at most {MAX_LITERAL}",
                 s.len()

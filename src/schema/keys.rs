@@ -4,8 +4,8 @@
 //! of whole fields is a range. The layouts are documented in
 //! docs/format.md.
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind};
 use crate::schema::codec::{self, Reader};
 use crate::schema::record::VALUE_FORMAT_V2;
@@ -46,7 +46,7 @@ fn digest_key_len(k: &[u8]) -> Result<usize> {
     let tag = *k
         .first()
         .ok_or_else(|| Error::Corrupt("an empty key where a digest belongs".into()))?;
-    let alg = crate::oci::digest::Algorithm::from_tag(tag)
+    let alg = crate::digest::Algorithm::from_tag(tag)
         .ok_or_else(|| Error::Corrupt(format!("digest algorithm tag {tag} is unknown")))?;
     Ok(1 + alg.len())
 }
@@ -142,12 +142,8 @@ pub(crate) fn encode_adjacency(
     Ok(v)
 }
 
-pub(crate) fn referrer(
-    repo: u64,
-    subject: &Digest,
-    artifact_type: u32,
-    referrer: &Digest,
-) -> Vec<u8> {
+/// The key of `referrer` in the referrers of `subject` in `repo`.
+pub fn referrer(repo: u64, subject: &Digest, artifact_type: u32, referrer: &Digest) -> Vec<u8> {
     let (s, r) = (subject.to_key(), referrer.to_key());
     let mut k = Vec::with_capacity(12 + s.len() + r.len());
     k.extend_from_slice(&repo.to_be_bytes());
@@ -159,7 +155,7 @@ pub(crate) fn referrer(
 
 /// The range of referrers of `subject` in `repo`, optionally of one
 /// artifact type id.
-pub(crate) fn referrer_range(
+pub fn referrer_range(
     repo: u64,
     subject: &Digest,
     artifact_type: Option<u32>,
@@ -235,7 +231,7 @@ pub(crate) fn member_of_repo(k: &[u8]) -> Result<u64> {
 
 /// The digest of a `members` (or `lease_items`) key: id(8) digest.
 pub(crate) fn member_digest(k: &[u8]) -> Result<Digest> {
-    Digest::from_key(k.get(8..).unwrap_or_default())
+    Ok(Digest::from_key(k.get(8..).unwrap_or_default())?)
 }
 
 pub(crate) fn tag(repo: u64, tag: &str) -> Vec<u8> {
@@ -261,18 +257,19 @@ pub(crate) fn split_tagged(k: &[u8]) -> Result<(u64, Digest, &[u8])> {
     Ok((u64::from_be_bytes(*repo), d, tag))
 }
 
-/// Referrer entries remember why they exist, so that removing one source
-/// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
 /// Membership kinds in the `members` table.
 pub(crate) const MEMBER_MANIFEST: u8 = 1;
 pub(crate) const MEMBER_BLOB: u8 = 2;
 
-pub(crate) const SOURCE_SUBJECT: u8 = 1;
+/// Referrer entries remember why they exist, so that removing one source
+/// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
+/// This one: the referrer's own `subject` field.
+pub const SOURCE_SUBJECT: u8 = 1;
 pub(crate) const SOURCE_TAG_SCHEMA: u8 = 2;
 
 /// `[2] [sources]` then the descriptor without its digest (the key's last
 /// field holds it).
-pub(crate) fn encode_referrer(sources: u8, d: &Descriptor) -> Result<Vec<u8>> {
+pub fn encode_referrer(sources: u8, d: &Descriptor) -> Result<Vec<u8>> {
     let mut v = Vec::with_capacity(48);
     v.push(VALUE_FORMAT_V2);
     v.push(sources);
@@ -296,7 +293,7 @@ pub(crate) fn decode_referrer_of(referrer: &Digest, v: &[u8]) -> Result<(u8, Des
 }
 
 /// Decodes a referrer entry from its whole key and value.
-pub(crate) fn decode_referrer(k: &[u8], v: &[u8]) -> Result<(u8, Descriptor)> {
+pub fn decode_referrer(k: &[u8], v: &[u8]) -> Result<(u8, Descriptor)> {
     let (_, referrer) = referrer_parts(k)?;
     decode_referrer_of(&referrer, v)
 }
@@ -308,7 +305,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn d(s: &str) -> Digest {
-        Hasher::digest_of(crate::Algorithm::Sha256, s.as_bytes())
+        Hasher::digest_of(crate::digest::Algorithm::Sha256, s.as_bytes())
     }
 
     #[test]

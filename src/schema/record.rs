@@ -2,8 +2,8 @@
 //! that a later release can read old records; ARCHITECTURE.md documents each
 //! layout byte by byte.
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::digest::Digest;
 use crate::schema::codec;
 use crate::schema::tables::DKey;
 
@@ -200,7 +200,7 @@ pub(crate) struct UploadRecord {
     /// The repository the blob is uploaded to.
     pub repo: String,
     /// The algorithm the bytes are hashed with as they arrive.
-    pub algorithm: crate::oci::digest::Algorithm,
+    pub algorithm: crate::digest::Algorithm,
     /// Bytes acknowledged so far.
     pub offset: u64,
     pub created_ms: u64,
@@ -216,7 +216,7 @@ impl UploadRecord {
     /// repo state`.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let repo_len = u16::try_from(self.repo.len()).map_err(|_| Error::InvalidArgument {
-            value: crate::oci::digest::truncate_for_message(&self.repo),
+            value: crate::text::quote_untrusted(&self.repo),
             expected: "a repository name under 64 KiB".into(),
         })?;
         let mut v = Vec::with_capacity(36 + self.repo.len() + self.state.len());
@@ -237,8 +237,8 @@ impl UploadRecord {
         if b.len() < 36 || b[0] != VALUE_FORMAT_V1 {
             return Err(bad("unknown format"));
         }
-        let algorithm = crate::oci::digest::Algorithm::from_tag(b[1])
-            .ok_or_else(|| bad("unknown algorithm"))?;
+        let algorithm =
+            crate::digest::Algorithm::from_tag(b[1]).ok_or_else(|| bad("unknown algorithm"))?;
         let u = |at: usize| u64::from_le_bytes(le8(&b[at..at + 8]));
         let repo_len = usize::from(u16::from_le_bytes([b[34], b[35]]));
         let repo = b

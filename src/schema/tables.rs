@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableDatabase as _, TableDefinition, WriteTransac
 
 use crate::error::Result;
 
-/// Digest key (see [`crate::oci::digest::DigestKey`]).
+/// Digest key (see [`crate::digest::DigestKey`]).
 pub(crate) type DKey = [u8];
 
 /// `name -> value`: format version and counters.

@@ -3,9 +3,9 @@
 use crate::index::repos::member_kind;
 
 use super::Store;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::remove::remove_manifest_from;
-use crate::oci::digest::Digest;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 
@@ -18,7 +18,7 @@ impl Store {
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
             let Some((repo_id, MEMBER_MANIFEST)) = member_kind(b, &repo, &d)? else {
-                return Err(Error::ManifestNotFound {
+                return Err(Error::ManifestUnknown {
                     digest: d,
                     hint: format!(" in repository `{repo}`"),
                 });
@@ -35,7 +35,7 @@ impl Store {
         let (repo, d) = (repo.to_string(), *d);
         self.submit(true, move |b| {
             let Some((id, kind)) = member_kind(b, &repo, &d)? else {
-                return Err(Error::BlobNotFound {
+                return Err(Error::BlobUnknown {
                     digest: d,
                     hint: format!(" in repository `{repo}`"),
                 });

@@ -8,16 +8,16 @@ use redb::ReadTransaction;
 use serde::Serialize;
 
 use super::Store;
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::index::edges::edges_of;
 use crate::index::tags::tag_entries;
-use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, EdgeKind, EdgeKinds};
 use crate::oci::names::Reference;
 use crate::schema::keys::{self};
 use crate::schema::record;
 use crate::schema::tables::{self, BLOBS, EDGES_IN, EDGES_OUT, REFERRERS};
-use crate::ReferrersQuery;
+use crate::store::ReferrersQuery;
 
 /// One edge as seen from a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -191,7 +191,7 @@ impl Store {
         // The last parent's key bytes: a popular layer has thousands of
         // parents, so each key is split without decoding the child (the
         // range's own prefix) and a parent is decoded once.
-        let mut last: Option<crate::oci::digest::DigestKey> = None;
+        let mut last: Option<crate::digest::DigestKey> = None;
         for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
             let (k, _) = e?;
             let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;

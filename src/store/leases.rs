@@ -3,6 +3,7 @@
 use redb::ReadableTable as _;
 
 use super::Store;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::counters::next_counter;
 use crate::index::leases::add_to_lease;
@@ -10,7 +11,6 @@ use crate::index::leases::check_lease;
 use crate::index::leases::live_leases;
 pub use crate::index::leases::Lease;
 use crate::index::leases::{decode_lease, remove_lease};
-use crate::oci::digest::Digest;
 use crate::schema::record::VALUE_FORMAT_V1;
 use crate::schema::tables::{self};
 use std::time::Duration;

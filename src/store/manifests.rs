@@ -2,19 +2,19 @@
 //! job per manifest (or batch of manifests).
 
 use super::Store;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::ingest::check_children;
 use crate::index::ingest::ingest_manifest;
 pub use crate::index::ingest::Children;
 use crate::index::ingest::ManifestPut;
 use crate::index::ingest::PreparedManifest;
-use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::{self};
 use crate::oci::names::{self, Reference};
 use crate::schema::keys::{self};
 use crate::schema::tables::{MEMBERS, TAGS};
-use crate::BlobInfo;
+use crate::store::BlobInfo;
 
 /// How to put one manifest.
 #[derive(Clone, Debug, Default)]
@@ -28,7 +28,7 @@ pub struct ManifestOptions {
     pub tags: Vec<String>,
     /// What the children must be ([`Children::InRepository`] by default).
     pub children: Children,
-    /// Commit without fsync (see [`crate::PutOptions::no_sync`]).
+    /// Commit without fsync (see [`crate::store::PutOptions::no_sync`]).
     pub no_sync: bool,
     /// Hold the manifest under this lease (see [`Store::create_lease`]).
     pub lease: Option<u64>,
@@ -107,7 +107,7 @@ impl Store {
         }
         let alg = opts
             .digest
-            .map_or(crate::Algorithm::Sha256, |d| d.algorithm());
+            .map_or(crate::digest::Algorithm::Sha256, |d| d.algorithm());
         let digest = Hasher::digest_of(alg, body);
         if let Some(expected) = opts.digest
             && expected != digest
@@ -221,8 +221,8 @@ impl Store {
                 let t = txn.open_table(TAGS)?;
                 let got = t.get(keys::tag(repo_id, tag).as_slice())?;
                 match got {
-                    Some(g) => Digest::from_key(g.value()),
-                    None => Err(Error::TagNotFound {
+                    Some(g) => Ok(Digest::from_key(g.value())?),
+                    None => Err(Error::TagUnknown {
                         repository: repo.to_string(),
                         tag: tag.clone(),
                         hint: String::new(),
@@ -234,7 +234,7 @@ impl Store {
                 if t.get(keys::member(repo_id, d).as_slice())?.is_some() {
                     Ok(*d)
                 } else {
-                    Err(Error::ManifestNotFound {
+                    Err(Error::ManifestUnknown {
                         digest: *d,
                         hint: format!(" in repository `{repo}`"),
                     })

@@ -59,15 +59,13 @@ pub struct StoreOptions {
     /// default takes credentials from the `AWS_*` environment.
     #[cfg(feature = "s3")]
     pub s3: crate::blob::S3Options,
-    /// Injected fsync failures, for tests of the failure paths (see
-    /// [`crate::faults`]). `None` in production.
-    #[doc(hidden)]
-    pub faults: Option<Arc<crate::faults::FaultInjector>>,
+    /// Injected fsync failures (set with `faults`, feature `testing`).
+    pub(crate) faults: Option<Arc<dyn crate::sync_points::Injector>>,
     /// The wall clock behind record ages, lease and upload expiry and the
-    /// GC grace period. [`crate::SystemClock`] by default; tests inject a
-    /// [`crate::ManualClock`] so that nothing they check depends on the
+    /// GC grace period. [`crate::clock::SystemClock`] by default; tests inject a
+    /// [`crate::clock::ManualClock`] so that nothing they check depends on the
     /// date they run on.
-    pub clock: Arc<dyn crate::Clock>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl StoreOptions {
@@ -109,15 +107,19 @@ impl StoreOptions {
 
     /// Sets [`StoreOptions::clock`].
     #[must_use]
-    pub fn clock(mut self, clock: Arc<dyn crate::Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
         self.clock = clock;
         self
     }
 
-    #[doc(hidden)]
+    /// Injected fsync failures, for tests of the failure paths (see
+    /// [`crate::faults`]).
+    #[cfg(feature = "testing")]
     #[must_use]
     pub fn faults(mut self, faults: impl Into<Option<Arc<crate::faults::FaultInjector>>>) -> Self {
-        self.faults = faults.into();
+        self.faults = faults
+            .into()
+            .map(|f| f as Arc<dyn crate::sync_points::Injector>);
         self
     }
 }
@@ -132,7 +134,7 @@ impl Default for StoreOptions {
             #[cfg(feature = "s3")]
             s3: crate::blob::S3Options::default(),
             faults: None,
-            clock: Arc::new(crate::SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -205,14 +207,15 @@ impl Drop for Store {
 }
 
 /// The writer thread parked by [`Store::pause_writer`]; dropping it (or
-/// [`WriterPause::resume`]) lets the writer go on.
-#[doc(hidden)]
+/// [`WriterPause::resume`]) lets the writer go on (feature `testing`).
+#[cfg(feature = "testing")]
 pub struct WriterPause {
     release: Option<crossbeam_channel::Sender<()>>,
     done: crossbeam_channel::Receiver<Result<()>>,
     shared: Arc<Shared>,
 }
 
+#[cfg(feature = "testing")]
 impl WriterPause {
     /// Jobs sent to the writer and not yet taken by it.
     pub fn queued(&self) -> usize {
@@ -233,6 +236,7 @@ impl WriterPause {
     }
 }
 
+#[cfg(feature = "testing")]
 impl Drop for WriterPause {
     fn drop(&mut self) {
         self.release.take();
@@ -434,7 +438,7 @@ impl Store {
     /// guard is dropped, so that a test can queue jobs and have them land
     /// in one group commit, in a known order. Production code has no use
     /// for it: every write waits while the writer is parked.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn pause_writer(&self) -> Result<WriterPause> {
         let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
         let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::{BlobInfo, Store};
 use crate::blob::{BlobBackend, BlobWrite, Staged};
+use crate::digest::{Algorithm, Digest};
 use crate::engine::Batch;
 use crate::error::{Error, IoContext as _, Result};
 use crate::index::blobs::{insert_blob, record_in, refresh};
 use crate::index::leases::{add_to_lease, check_lease};
 use crate::index::repos::{add_member, ensure_repo};
-use crate::oci::digest::{Algorithm, Digest};
 use crate::oci::hasher::Verifier;
 use crate::oci::names;
 use crate::schema::keys::MEMBER_BLOB;

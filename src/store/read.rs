@@ -6,10 +6,10 @@ use std::io::Read;
 
 use super::Store;
 use crate::blob::{hash_all, BlobRead, BlobReader, Source, Staged, VerifiedReader};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext as _, Result};
 use crate::index::blobs::record_in;
 use crate::index::remove::remove_blob_in;
-use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
@@ -161,7 +161,7 @@ impl Store {
         d: &Digest,
     ) -> Result<BlobRecord> {
         crate::oci::names::validate_repository(repo)?;
-        let missing = || Error::BlobNotFound {
+        let missing = || Error::BlobUnknown {
             digest: *d,
             hint: String::new(),
         };
@@ -295,7 +295,7 @@ fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {
 /// reused buffer. (A mapping would save the copy, but a file truncated by
 /// an outside actor would then kill the process with SIGBUS instead of
 pub(crate) fn not_found(d: &Digest) -> Error {
-    Error::BlobNotFound {
+    Error::BlobUnknown {
         digest: *d,
         hint: String::new(),
     }

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::Store;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::referrers::artifact_type_id;
-use crate::oci::digest::Digest;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::names::{self};
@@ -85,7 +85,7 @@ fn increment(k: &mut [u8]) {
 
 fn bad_cursor(c: &str, why: &str) -> Error {
     Error::InvalidArgument {
-        value: crate::oci::digest::truncate_for_message(c),
+        value: crate::text::quote_untrusted(c),
         expected: format!(
             "a cursor that a previous page of this same referrers query returned ({why})"
         ),
@@ -186,13 +186,13 @@ impl Store {
     /// `<type id>.<digest>.<mac>`: the mac binds the position to the
     /// repository and subject under the store's secret key.
     fn cursor_mac(&self, repo_id: u64, subject: &Digest, at: u32, d: &Digest) -> String {
-        let mut m = Vec::with_capacity(32 + 8 + 2 * crate::oci::digest::MAX_DIGEST_KEY_LEN + 4);
+        let mut m = Vec::with_capacity(32 + 8 + 2 * crate::digest::MAX_DIGEST_KEY_LEN + 4);
         m.extend_from_slice(&self.cursor_key);
         m.extend_from_slice(&repo_id.to_le_bytes());
         m.extend_from_slice(subject.to_key().as_slice());
         m.extend_from_slice(&at.to_le_bytes());
         m.extend_from_slice(d.to_key().as_slice());
-        let h = Hasher::digest_of(crate::Algorithm::Sha256, &m).hex();
+        let h = Hasher::digest_of(crate::digest::Algorithm::Sha256, &m).hex();
         h[..24].to_string()
     }
 

@@ -4,6 +4,8 @@ use redb::ReadableTable as _;
 
 use super::snapshot::Snapshot;
 use super::Store;
+use crate::blob::BlobReader;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::repos::lookup_repo_w;
 use crate::index::repos::member_kind;
@@ -12,11 +14,9 @@ use crate::index::tags::list_tags;
 use crate::index::tags::set_tag;
 use crate::index::tags::tag_entries;
 use crate::index::tags::unapply_tag_schema;
-use crate::oci::digest::Digest;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
-use crate::BlobReader;
 
 impl Store {
     /// Points `tag` in `repo` at a manifest of that repository.
@@ -40,7 +40,7 @@ impl Store {
             for (t, d) in &tags {
                 let Some((id, MEMBER_MANIFEST)) = member_kind(b, &repo, d)? else {
                     let hint = format!(" in repository `{repo}` (for tag `{t}`)");
-                    return Err(Error::ManifestNotFound {
+                    return Err(Error::ManifestUnknown {
                         digest: *d,
                         hint: format!("{hint}; push it there before tagging"),
                     });
@@ -63,14 +63,14 @@ impl Store {
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.submit(true, move |b| {
             let Some(repo_id) = lookup_repo_w(b, &repo)? else {
-                return Err(Error::RepositoryNotFound {
+                return Err(Error::RepositoryUnknown {
                     repository: repo.clone(),
                     hint: String::new(),
                 });
             };
             let key = keys::tag(repo_id, &tag);
             let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
-                return Err(Error::TagNotFound {
+                return Err(Error::TagUnknown {
                     repository: repo.clone(),
                     tag: tag.clone(),
                     hint: String::new(),
@@ -211,7 +211,7 @@ impl Store {
     /// blob reads).
     pub fn get_in(&self, repo: &str, d: &Digest) -> Result<BlobReader> {
         if !self.is_member(repo, d)? {
-            return Err(Error::BlobNotFound {
+            return Err(Error::BlobUnknown {
                 digest: *d,
                 hint: format!(" in repository `{repo}`"),
             });
@@ -225,7 +225,7 @@ impl Store {
             Some(id) => Ok(id),
             // Only the name asked for: listing the others would leak
             // other tenants' names through a registry front.
-            None => Err(Error::RepositoryNotFound {
+            None => Err(Error::RepositoryUnknown {
                 repository: repo.to_string(),
                 hint: String::new(),
             }),

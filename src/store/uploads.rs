@@ -21,10 +21,10 @@ use super::{PutResult, Store};
 use crate::blob::hash_all;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext as _, Result};
-use crate::hasher::Hasher;
 use crate::index::blobs::insert_blob;
 use crate::index::leases::{add_to_lease, check_lease};
 use crate::index::repos::{add_member, ensure_repo};
+use crate::oci::hasher::Hasher;
 use crate::oci::names;
 use crate::schema::keys::MEMBER_BLOB;
 use crate::schema::record::UploadRecord;
@@ -121,7 +121,7 @@ fn status(id: &str, r: &UploadRecord) -> UploadStatus {
 
 fn unknown(id: &str) -> Error {
     Error::UploadUnknown {
-        id: crate::digest::truncate_for_message(id),
+        id: crate::text::quote_untrusted(id),
     }
 }
 

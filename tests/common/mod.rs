@@ -163,14 +163,33 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// The repository's top directory (the workspace root), whichever crate's
+/// tests include this module.
+pub fn repo_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| d.join("ARCHITECTURE.md").is_file())
+        .unwrap_or(here)
+        .to_path_buf()
+}
+
+/// Says that the running test skipped and why, on the terminal: the test
+/// harness captures `eprintln!`, so that a skip would otherwise pass as a
+/// silent `ok`. Writes to the stderr file descriptor directly.
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {reason}");
+}
+
 /// `../shared/<rel>` beside the repository, if present. Absent: `None`,
 /// with a one-line reason printed, except under `CI=true`, where its
 /// absence fails the test.
 pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared")
-        .join(rel);
+    let p = repo_root().join("..").join("shared").join(rel);
     if p.exists() {
         return Some(p);
     }
@@ -179,18 +198,14 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
         "CI=true but {} is missing: the shared test material must be beside the checkout in CI",
         p.display()
     );
-    eprintln!(
-        "skipped: {} is absent (a fresh clone has no ../shared)",
+    skip(&format!(
+        "{} is absent (a fresh clone has no ../shared)",
         p.display()
-    );
+    ));
     None
 }
-pub mod cli;
-pub mod crash;
 pub mod fixtures;
-pub mod garage;
 pub mod rich;
-pub mod server;
 
 /// Fails unless `actual` equals `expected`, printing at most the first few
 /// differing lines and the line counts: a dump of two 2,000-line

@@ -27,9 +27,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocidb::bench::synth::{GenManifest, GenSpec, Generator};
 use ocidb::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use ocidb::Digest;
+use ocidb_bench::synth::{GenManifest, GenSpec, Generator};
 use redb::{Database, ReadableDatabase as _, TableDefinition};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -476,7 +476,7 @@ fn main() -> Res<()> {
         let dir = work.join("v1");
         let store = ocidb::Store::open_with(&dir, ocidb::StoreOptions::default(), true)?;
         let t = Instant::now();
-        ocidb::bench::synth::generate_into_store(&store, &spec, 10_000, |_| {})?;
+        ocidb_bench::synth::generate_into_store(&store, &spec, 10_000, |_| {})?;
         let rate = n as f64 / t.elapsed().as_secs_f64();
         let q = ocidb::ReferrersQuery::default();
         let mut lat = Vec::new();

@@ -1,0 +1,426 @@
+//! The commands that take arguments of their own: referrers, gc, fsck,
+//! import, export, blob and manifest.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ocidb::error::IoContext as _;
+use ocidb::{
+    Error, ExportOptions, FsckOptions, GcPolicy, ImportOptions, ManifestOptions, PutOptions,
+    Reference, ReferrersQuery, Result,
+};
+use serde_json::json;
+
+use super::args::{
+    BlobCommand, ExportArgs, FsckArgs, GcArgs, ImportArgs, ManifestCommand, ReferrersArgs,
+};
+use super::progress;
+use super::render::{self};
+use super::util::*;
+
+pub(super) fn referrers(store_dir: &Path, a: ReferrersArgs) -> Result<()> {
+    let ReferrersArgs {
+        repo,
+        digest,
+        artifact_type,
+        n,
+        cursor,
+        // The referrers index is what this command prints anyway.
+        json: _,
+    } = a;
+    let d = digest_arg(&digest)?;
+    let store = open(store_dir)?;
+    // The library answers an unknown repository with an empty list
+    // (as the API must); here, as for tree and tags, it is an error.
+    store.tags(&repo, None, Some(0))?;
+    let page = store.referrers(
+        &repo,
+        &d,
+        &ReferrersQuery::default()
+            .artifact_type(artifact_type.as_deref())
+            .cursor(cursor.as_deref())
+            .limit(n),
+    )?;
+    print_json(&page.index)?;
+    if !page.filters_applied.is_empty() {
+        eprintln!("OCI-Filters-Applied: {}", page.filters_applied.join(","));
+    }
+    if let Some(next) = page.next {
+        eprintln!("next page: --cursor {next}");
+    }
+    Ok(())
+}
+
+pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
+    let GcArgs {
+        dry_run,
+        delete_untagged,
+        grace,
+        verbose,
+        json,
+    } = a;
+    let policy = GcPolicy::default()
+        .dry_run(dry_run)
+        .delete_untagged(delete_untagged)
+        .grace(ocidb::gc::parse_duration(&grace)?);
+    let spinner = progress::spinner("collecting garbage");
+    let report = open(store_dir)?.gc(&policy)?;
+    progress::finish(spinner);
+    if json {
+        let mut v = json!({
+            "deleted_manifests": report.deleted_manifests,
+            "deleted_blobs": report.deleted_blobs,
+            "reclaimed_bytes": report.reclaimed_bytes,
+            "kept": report.kept,
+            "dry_run": report.dry_run,
+        });
+        if verbose {
+            v["digests"] = json!(report.digests);
+        }
+        println!("{v}");
+    } else {
+        println!("{}", render::gc_summary(&report));
+        if verbose {
+            for d in &report.digests {
+                println!("  {d}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
+    let FsckArgs {
+        repair,
+        json,
+        allow_sparse,
+    } = a;
+    let store = open(store_dir)?;
+    let bar = progress::bar("verifying blobs");
+    let cb = |done: u64, total: u64| progress::set(&bar, done, total);
+    let report = store.fsck(
+        &FsckOptions::default()
+            .repair(repair)
+            .allow_sparse(allow_sparse)
+            .progress(&cb),
+    )?;
+    progress::finish(bar);
+    if json {
+        print_json(&report)?;
+    } else {
+        for p in &report.problems {
+            let d = p.digest.map(|d| format!("{d}: ")).unwrap_or_default();
+            let fixed = if p.repaired { " (repaired)" } else { "" };
+            println!("{}: {d}{}{fixed}", p.kind, render::escape(&p.detail));
+        }
+        println!(
+            "{} records, {} files, {} verified, {} problem(s), {} remaining",
+            report.records,
+            report.files,
+            render::human_size(report.bytes_verified),
+            report.problems.len(),
+            report.remaining()
+        );
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        std::process::exit(1);
+    }
+}
+
+pub(super) fn migrate(store_dir: &Path, json: bool) -> Result<()> {
+    let bar = progress::spinner("migrating");
+    let report = ocidb::maint::migrate::migrate(
+        store_dir,
+        &ocidb::MigrateOptions::default(),
+        &mut |step| {
+            if let ocidb::MigrateStep::Copied { table, rows } = step {
+                bar.set_message(format!("migrating {table}: {rows} rows"));
+            }
+        },
+    )?;
+    progress::finish(bar);
+    if json {
+        return print_json(&report);
+    }
+    if report.from == report.to {
+        println!("already in format {}; nothing to do", report.to);
+        return Ok(());
+    }
+    let rows: u64 = report.rows.values().sum();
+    println!(
+        "migrated format {} -> {}: {rows} rows in {:.1} s; database file {} -> {}",
+        report.from,
+        report.to,
+        report.elapsed.as_secs_f64(),
+        render::human_size(report.bytes_before),
+        render::human_size(report.bytes_after)
+    );
+    Ok(())
+}
+
+pub(super) fn migrate_blobs(store_dir: &Path, to: &str, json: bool) -> Result<()> {
+    let ocidb::blob::BlobLocation::S3(loc) = to.parse()? else {
+        return Err(Error::InvalidArgument {
+            value: to.to_string(),
+            expected: "an s3:// location: migrate-blobs moves local blob files into a bucket"
+                .into(),
+        });
+    };
+    let bar = progress::spinner("moving blobs");
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let report = ocidb::maint::migrate_blobs::migrate_blobs(
+        store_dir,
+        &loc,
+        &ocidb::blob::S3Options::default(),
+        &mut |step| match step {
+            ocidb::maint::migrate_blobs::MigrateBlobsStep::Blob { size, .. } => {
+                n += 1;
+                bytes += size;
+                bar.set_message(format!(
+                    "moving blobs: {n} ({}) in the bucket",
+                    render::human_size(bytes)
+                ));
+            }
+            _ => bar.set_message("switching the store over"),
+        },
+    )?;
+    progress::finish(bar);
+    if json {
+        return print_json(&report);
+    }
+    if report.already_switched {
+        println!(
+            "the store already keeps its blobs in {loc}; removed {} leftover local files",
+            report.removed_local
+        );
+        return Ok(());
+    }
+    println!(
+        "moved blobs to {loc}: {} sent ({}), {} already there and verified, {} upload sessions; removed {} local files",
+        report.copied,
+        render::human_size(report.bytes),
+        report.verified_present,
+        report.uploads,
+        report.removed_local
+    );
+    for s in report.strays.iter().take(SHOWN) {
+        println!("  left in place (not a blob): {}", render::escape(s));
+    }
+    Ok(())
+}
+
+pub(super) fn import(store_dir: &Path, a: ImportArgs) -> Result<()> {
+    let ImportArgs {
+        path,
+        repo,
+        strict,
+        json,
+    } = a;
+    let store = create(store_dir)?;
+    let bar = progress::bar("importing");
+    let cb = |done: u64, total: u64| progress::set(&bar, done, total);
+    let report = store.import_layout(
+        &path,
+        &ImportOptions::default()
+            .repository(repo)
+            .strict(strict)
+            .progress(&cb),
+    )?;
+    progress::finish(bar);
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!(
+            "imported {} into {}: {} manifest(s), {} blob(s), {} tag(s), {} referrer(s)",
+            path.display(),
+            report.repository,
+            report.manifests,
+            report.blobs,
+            report.tags,
+            report.referrers
+        );
+        print_capped("missing (sparse layout)", &report.missing);
+        for r in report.skipped_refs.iter().take(SHOWN) {
+            println!("  skipped ref.name {}", render::escape(r));
+        }
+        print_capped("note", &report.notes);
+    }
+    Ok(())
+}
+
+pub(super) fn export(store_dir: &Path, a: ExportArgs) -> Result<()> {
+    let ExportArgs {
+        mut args,
+        with_referrers,
+        oci_index_types,
+        hardlink,
+        json,
+    } = a;
+    let out = PathBuf::from(args.pop().unwrap_or_default());
+    let refs = args
+        .iter()
+        .map(|a| parse_image_ref(a))
+        .collect::<Result<Vec<_>>>()?;
+    let spinner = progress::spinner("exporting");
+    let report = open(store_dir)?.export_layout(
+        &refs,
+        &out,
+        &ExportOptions::default()
+            .with_referrers(with_referrers)
+            .oci_index_types(oci_index_types)
+            .hardlink(hardlink),
+    )?;
+    progress::finish(spinner);
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!(
+            "exported {} index entr{} and {} blob(s) to {} ({} hardlinked, {} referrer(s))",
+            report.manifests,
+            if report.manifests == 1 { "y" } else { "ies" },
+            report.blobs,
+            out.display(),
+            report.hardlinked,
+            report.referrers
+        );
+        print_capped("not in the store (left out)", &report.missing);
+        print_capped("note", &report.notes);
+    }
+    Ok(())
+}
+
+pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
+    match cmd {
+        BlobCommand::Put {
+            file,
+            digest,
+            media_type,
+            repo,
+            json,
+        } => {
+            let expected = digest.as_deref().map(digest_arg).transpose()?;
+            let opts = PutOptions::default()
+                .digest(expected)
+                .media_type(media_type)
+                .repository(repo);
+            let store = create(store_dir)?;
+            let put = if file.as_os_str() == "-" {
+                store.put(io::stdin().lock(), &opts)?
+            } else {
+                let f = fs::File::open(&file).context(|| format!("opening {}", file.display()))?;
+                let len = f
+                    .metadata()
+                    .context(|| format!("stat of {}", file.display()))?
+                    .len();
+                store.put(f, &opts.size(len))?
+            };
+            if json {
+                println!("{}", json!({"digest": put.digest, "size": put.size}));
+            } else {
+                println!("{}", put.digest);
+            }
+            Ok(())
+        }
+        BlobCommand::Get {
+            digest,
+            output,
+            range,
+            repo,
+            verify,
+        } => {
+            let d = digest_arg(&digest)?;
+            let store = open(store_dir)?;
+            if let Some(r) = &repo
+                && !store.is_member(r, &d)?
+            {
+                return Err(Error::BlobUnknown {
+                    digest: d,
+                    hint: format!(" in repository `{r}`"),
+                });
+            }
+            match (range, verify) {
+                (Some(_), true) => Err(Error::InvalidArgument {
+                    value: "--verify with --range".into(),
+                    expected: "one or the other: only a whole blob can be verified".into(),
+                }),
+                (Some(r), false) => {
+                    let (start, end) = parse_range(&r)?;
+                    write_output(output.as_ref(), store.get_range(&d, start, end)?)
+                }
+                (None, true) => write_output(output.as_ref(), store.get_verified(&d)?),
+                (None, false) => write_output(output.as_ref(), store.get(&d)?),
+            }
+        }
+        BlobCommand::Stat { digest, json: _ } => {
+            let d = digest_arg(&digest)?;
+            let info = open(store_dir)?.stat(&d)?;
+            println!("{}", serde_json::to_string(&info).unwrap_or_default());
+            Ok(())
+        }
+        BlobCommand::Rm { digest, force } => {
+            let d = digest_arg(&digest)?;
+            let store = open(store_dir)?;
+            if !force {
+                refuse_if_tagged(&store, &d)?;
+            }
+            store.delete(&d)?;
+            eprintln!("deleted {d}");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses to remove content a tag reaches, naming the tag: removing it
+/// would leave a tagged image that cannot be pulled.
+pub(super) fn refuse_if_tagged(store: &ocidb::Store, d: &ocidb::Digest) -> Result<()> {
+    let tags = store.tags_reaching(d, 3)?;
+    let Some((repo, tag)) = tags.first() else {
+        return Ok(());
+    };
+    let more = if tags.len() > 1 { " (and others)" } else { "" };
+    Err(Error::InvalidArgument {
+        value: d.to_string(),
+        expected: format!(
+            "content no tag reaches; tag `{repo}:{tag}`{more} reaches it, and removing it would leave that image unpullable (--force removes it anyway)"
+        ),
+    })
+}
+
+pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
+    match cmd {
+        ManifestCommand::Put(a) => {
+            let body = read_input(&a.file)?;
+            let store = create(store_dir)?;
+            let put = store.put_manifest(
+                &a.repo,
+                &body,
+                &ManifestOptions::default()
+                    .media_type(a.media_type)
+                    .tags(a.tags)
+                    .children(if a.allow_missing_children {
+                        ocidb::Children::AllowMissing
+                    } else {
+                        ocidb::Children::InRepository
+                    }),
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string(&put).unwrap_or_default());
+            } else {
+                println!("{}", put.digest);
+            }
+            Ok(())
+        }
+        ManifestCommand::Get {
+            repo,
+            reference,
+            output,
+        } => {
+            let r = Reference::parse(&reference)?;
+            let (_, bytes) = open(store_dir)?.get_manifest(&repo, &r)?;
+            write_output(output.as_ref(), bytes.as_slice())
+        }
+    }
+}

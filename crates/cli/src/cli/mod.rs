@@ -1,0 +1,308 @@
+//! The `ocidb` command line.
+
+pub mod args;
+mod bench;
+mod commands;
+pub mod crash_child;
+mod logger;
+pub mod progress;
+pub mod render;
+mod util;
+
+use std::path::Path;
+
+use ocidb::{Error, Reference, Result, Store};
+use serde_json::json;
+
+use args::{Cli, Command, DebugCommand, LeaseCommand};
+use render::Style;
+use util::*;
+
+/// Runs a command. The library names only what was asked for in its errors
+/// (a registry must not leak other tenants' names); this offline tool,
+/// whose user can list the store anyway, adds the existing names as a hint.
+pub fn run(cli: Cli) -> Result<()> {
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    logger::install(default);
+    let blobs = cli
+        .blobs
+        .as_deref()
+        .map(str::parse::<ocidb::blob::BlobLocation>)
+        .transpose()?;
+    let _ = util::BLOBS.set(blobs);
+    let store_dir = cli.store.clone();
+    let existed = store_dir.exists();
+    run_command(cli).map_err(|e| {
+        if !existed {
+            remove_if_left_empty(&store_dir);
+        }
+        with_hint(&store_dir, e)
+    })
+}
+
+/// A command that failed on a store it created (`import ./nope` into a
+/// new directory) leaves no empty store behind. Only a store that holds
+/// nothing at all is removed.
+fn remove_if_left_empty(store_dir: &Path) {
+    let empty = match util::open(store_dir) {
+        Ok(s) => s.is_empty().unwrap_or(false),
+        Err(_) => false,
+    };
+    if empty {
+        let _ = std::fs::remove_dir_all(store_dir);
+    }
+}
+
+fn with_hint(store_dir: &Path, e: Error) -> Error {
+    let list = |what: &str, names: Vec<String>| {
+        let names: Vec<String> = names
+            .into_iter()
+            .take(20)
+            .map(|n| render::escape(&n))
+            .collect();
+        if names.is_empty() {
+            format!("; there are no {what}")
+        } else {
+            format!("; existing {what}: {}", names.join(", "))
+        }
+    };
+    match e {
+        Error::TagUnknown {
+            repository,
+            tag,
+            hint,
+        } if hint.is_empty() => {
+            let tags = Store::open(store_dir)
+                .and_then(|s| s.tags(&repository, None, Some(20)))
+                .unwrap_or_default();
+            Error::TagUnknown {
+                hint: list("tags", tags),
+                repository,
+                tag,
+            }
+        }
+        Error::RepositoryUnknown { repository, hint } if hint.is_empty() => {
+            let repos = Store::open(store_dir)
+                .and_then(|s| s.repositories())
+                .unwrap_or_default();
+            Error::RepositoryUnknown {
+                hint: list("repositories", repos),
+                repository,
+            }
+        }
+        other => other,
+    }
+}
+
+fn run_command(cli: Cli) -> Result<()> {
+    let store_dir = cli.store;
+    match cli.command {
+        Command::Demo => crate::demo::run(&store_dir),
+        Command::Bench(cmd) => bench::bench(&store_dir, cmd),
+        Command::Blob(cmd) => commands::blob(&store_dir, cmd),
+        Command::Manifest(cmd) => commands::manifest(&store_dir, cmd),
+        Command::Tag { repo, tag, digest } => {
+            let d = digest_arg(&digest)?;
+            open(&store_dir)?.tag(&repo, &tag, &d)
+        }
+        Command::Untag { repo, tag } => {
+            let old = open(&store_dir)?.untag(&repo, &tag)?;
+            eprintln!(
+                "untagged {}:{} (was {old})",
+                render::escape(&repo),
+                render::escape(&tag)
+            );
+            Ok(())
+        }
+        Command::Tags {
+            repo,
+            last,
+            n,
+            json,
+        } => {
+            let tags = open(&store_dir)?.tags(&repo, last.as_deref(), n)?;
+            if json {
+                print_json(&json!({"name": repo, "tags": tags}))
+            } else {
+                for t in tags {
+                    println!("{}", render::escape(&t));
+                }
+                Ok(())
+            }
+        }
+        Command::Repos { json } => {
+            let repos = open(&store_dir)?.repositories()?;
+            if json {
+                print_json(&json!({"repositories": repos}))
+            } else {
+                for r in repos {
+                    println!("{}", render::escape(&r));
+                }
+                Ok(())
+            }
+        }
+        Command::Referrers(a) => commands::referrers(&store_dir, a),
+        Command::Tree { reference, json } => {
+            let (repo, r) = parse_image_ref(&reference)?;
+            let walk = open(&store_dir)?.walk(&repo, &r)?;
+            if json {
+                print_json(&walk)
+            } else {
+                print!("{}", render::tree(&walk, &reference, Style::for_stdout()));
+                Ok(())
+            }
+        }
+        Command::Rm { reference, force } => {
+            let (repo, r) = parse_image_ref(&reference)?;
+            let Reference::Digest(d) = r else {
+                return Err(Error::InvalidArgument {
+                    value: reference,
+                    expected: "REPO@DIGEST (to remove a tag, use `ocidb untag REPO TAG`)".into(),
+                });
+            };
+            let store = open(&store_dir)?;
+            if !force {
+                commands::refuse_if_tagged(&store, &d)?;
+            }
+            store.delete_manifest(&repo, &d)?;
+            eprintln!("deleted {repo}@{d}");
+            Ok(())
+        }
+        Command::Gc(a) => commands::gc(&store_dir, a),
+        Command::Fsck(a) => commands::fsck(&store_dir, a),
+        Command::Compact => {
+            let mut store = open(&store_dir)?;
+            let (before, after) = store.compact()?;
+            println!(
+                "database file: {} -> {}",
+                render::human_size(before),
+                render::human_size(after)
+            );
+            Ok(())
+        }
+        Command::Migrate { json } => commands::migrate(&store_dir, json),
+        Command::MigrateBlobs { to, json } => commands::migrate_blobs(&store_dir, &to, json),
+        Command::Import(a) => commands::import(&store_dir, a),
+        Command::Export(a) => commands::export(&store_dir, a),
+        Command::Lease(LeaseCommand::Ls { json }) => {
+            let leases = open(&store_dir)?.leases()?;
+            if json {
+                print_json(&leases)
+            } else {
+                let now = ocidb::Clock::now_ms(&ocidb::SystemClock);
+                for l in &leases {
+                    println!(
+                        "{}  expires in {} s",
+                        l.id,
+                        l.expires_ms.saturating_sub(now) / 1000
+                    );
+                }
+                Ok(())
+            }
+        }
+        Command::Lease(LeaseCommand::Rm { id }) => {
+            open(&store_dir)?.release_lease(id)?;
+            eprintln!("released lease {id}");
+            Ok(())
+        }
+        Command::Stats { json } => {
+            let stats = open(&store_dir)?.stats()?;
+            if json {
+                print_json(&stats)
+            } else {
+                print!("{}", render::stats(&stats));
+                Ok(())
+            }
+        }
+        Command::Debug(DebugCommand::CrashChild {
+            seed,
+            log,
+            large_mib,
+        }) => crash_child::run(&store_dir, seed, &log, large_mib),
+        Command::Debug(DebugCommand::MigrateAbort { at, batch }) => {
+            let mut step = 0;
+            let opts = ocidb::MigrateOptions { batch_rows: batch };
+            ocidb::maint::migrate::migrate(&store_dir, &opts, &mut |_| {
+                step += 1;
+                if step == at {
+                    std::process::abort();
+                }
+            })?;
+            Ok(())
+        }
+        Command::Serve(a) => serve(&store_dir, *a),
+        Command::Inspect {
+            digest,
+            repo,
+            json: _,
+        } => {
+            let d = digest_arg(&digest)?;
+            print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
+        }
+    }
+}
+
+fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
+    let policy = ocidb::GcPolicy::default()
+        .grace(ocidb::gc::parse_duration(&a.grace)?)
+        .delete_untagged(a.delete_untagged);
+    let interval = a
+        .gc_interval
+        .as_deref()
+        .map(ocidb::gc::parse_duration)
+        .transpose()?;
+    let header_timeout = ocidb::gc::parse_duration(&a.header_timeout)?;
+    if header_timeout.is_zero() {
+        return Err(ocidb::Error::InvalidArgument {
+            value: a.header_timeout.clone(),
+            expected: "--header-timeout above zero (a client needs some time to send a request)"
+                .into(),
+        });
+    }
+    let opts = ocidb_server::ServeOptions::default()
+        .addr(a.addr)
+        .gc_interval(interval)
+        .gc_policy(policy)
+        .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
+        .upload_lease(
+            a.upload_lease
+                .as_deref()
+                .map(ocidb::gc::parse_duration)
+                .transpose()?,
+        )
+        .max_uploads(a.max_uploads)
+        .max_downloads(a.max_downloads)
+        .header_timeout(header_timeout)
+        .body_idle_timeout(ocidb::gc::parse_duration(&a.body_idle_timeout)?)
+        .max_connections(a.max_connections)
+        .max_connections_per_client(a.max_connections_per_client)
+        .min_body_rate(a.min_body_rate)
+        .allow_sparse_manifests(a.allow_sparse_manifests)
+        .admin_addr(a.admin_addr);
+    let opts = match &a.htpasswd {
+        Some(h) => opts.access(ocidb_server::Access::load(
+            h,
+            a.access.as_deref(),
+            a.anonymous_read,
+        )?),
+        None => opts,
+    };
+    let (opts, scheme) = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => (opts.tls(ocidb_server::TlsFiles::load(c, k)?), "https"),
+        _ => (opts, "http"),
+    };
+    let store = std::sync::Arc::new(create(store_dir)?);
+    let shown = store_dir.display().to_string();
+    // The address comes first: scripts read it after the first `://`.
+    let blobs = match store.blob_location() {
+        Some(l @ ocidb::blob::BlobLocation::S3(_)) => format!(", blobs in {l}"),
+        _ => String::new(),
+    };
+    ocidb_server::serve(store, &opts, |addr| {
+        eprintln!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
+    })
+}

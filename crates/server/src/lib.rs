@@ -1,0 +1,397 @@
+//! `ocidb serve`: the OCI distribution API (v1.1) on the engine, with axum
+//! on tokio. Every engine call runs on tokio's blocking pool; blob bodies
+//! stream both ways through bounded channels, so memory stays bounded
+//! whatever their size.
+
+mod auth;
+mod body;
+mod errors;
+mod handlers;
+mod http;
+mod listen;
+mod metrics;
+mod routes;
+mod tls;
+mod uploads;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::Access;
+pub use tls::TlsFiles;
+
+use ocidb::store::Store;
+
+/// How to serve.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// Where to listen (default 127.0.0.1:5000).
+    pub addr: SocketAddr,
+    /// Run a GC this often while serving (`None`: never).
+    pub gc_interval: Option<Duration>,
+    /// The policy of those runs.
+    pub gc_policy: ocidb::gc::GcPolicy,
+    /// Cancel upload sessions idle this long (checked with each GC run,
+    /// and every hour).
+    pub upload_max_idle: Duration,
+    /// How long an upload session's lease protects the blob it finishes
+    /// from GC until a manifest names it (`None`: the GC grace period).
+    /// A finished blob is also young for the grace period, so a lease
+    /// longer than it only keeps abandoned uploads longer.
+    pub upload_lease: Option<Duration>,
+    /// Requests that carry blob bytes (uploads) at once; more get 429.
+    pub max_uploads: usize,
+    /// Blob bodies being sent at once; more get 429 with `Retry-After`.
+    pub max_downloads: usize,
+    /// A request body that sends nothing for this long is cut off (the
+    /// chunk is not acknowledged).
+    pub body_idle_timeout: Duration,
+    /// A blob body must average at least this many bytes a second over
+    /// each body-idle-timeout window (0: no minimum).
+    pub min_body_rate: u64,
+    /// Open connections from one client address at once; more are closed
+    /// on accept.
+    pub max_connections_per_client: usize,
+    /// A request's headers must arrive within this long of its first byte
+    /// (and an idle keep-alive connection is closed after it).
+    pub header_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// Who may do what (`None`: an open registry).
+    pub access: Option<Arc<Access>>,
+    /// Serve HTTPS with this certificate (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
+    /// Accept manifests whose blobs the repository lacks
+    /// ([`ocidb::Children::AllowMissing`]); off by default, when such a
+    /// push gets 400 `MANIFEST_BLOB_UNKNOWN`. Either way a repository never
+    /// gains a blob a manifest only names.
+    pub allow_sparse_manifests: bool,
+    /// A second listener for operators: `GET /metrics` without
+    /// credentials. `None` (the default): no admin listener, and
+    /// `/metrics` on the API listener needs a user's credentials when
+    /// access control is on. Bind it to localhost or a private network.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            gc_interval: None,
+            gc_policy: ocidb::gc::GcPolicy::default(),
+            upload_max_idle: Duration::from_secs(7 * 24 * 3600),
+            upload_lease: None,
+            max_uploads: 64,
+            max_downloads: 256,
+            body_idle_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+            max_connections_per_client: 64,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            access: None,
+            tls: None,
+            allow_sparse_manifests: false,
+            admin_addr: None,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// Sets [`ServeOptions::addr`].
+    #[must_use]
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Sets [`ServeOptions::gc_interval`].
+    #[must_use]
+    pub fn gc_interval(mut self, every: impl Into<Option<Duration>>) -> Self {
+        self.gc_interval = every.into();
+        self
+    }
+
+    /// Sets [`ServeOptions::gc_policy`].
+    #[must_use]
+    pub fn gc_policy(mut self, policy: ocidb::gc::GcPolicy) -> Self {
+        self.gc_policy = policy;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_uploads`].
+    #[must_use]
+    pub fn max_uploads(mut self, n: usize) -> Self {
+        self.max_uploads = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::max_downloads`].
+    #[must_use]
+    pub fn max_downloads(mut self, n: usize) -> Self {
+        self.max_downloads = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::min_body_rate`].
+    #[must_use]
+    pub fn min_body_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_body_rate = bytes_per_second;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections_per_client`].
+    #[must_use]
+    pub fn max_connections_per_client(mut self, n: usize) -> Self {
+        self.max_connections_per_client = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::body_idle_timeout`].
+    #[must_use]
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle_timeout = idle;
+        self
+    }
+
+    /// Sets [`ServeOptions::header_timeout`].
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections`].
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::tls`].
+    #[must_use]
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
+    /// Sets [`ServeOptions::access`].
+    #[must_use]
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = Some(Arc::new(access));
+        self
+    }
+
+    /// Sets [`ServeOptions::admin_addr`].
+    #[must_use]
+    pub fn admin_addr(mut self, addr: impl Into<Option<SocketAddr>>) -> Self {
+        self.admin_addr = addr.into();
+        self
+    }
+
+    /// Sets [`ServeOptions::allow_sparse_manifests`].
+    #[must_use]
+    pub fn allow_sparse_manifests(mut self, allow: bool) -> Self {
+        self.allow_sparse_manifests = allow;
+        self
+    }
+
+    /// Sets [`ServeOptions::upload_lease`].
+    #[must_use]
+    pub fn upload_lease(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.upload_lease = ttl.into();
+        self
+    }
+
+    /// Sets [`ServeOptions::upload_max_idle`].
+    #[must_use]
+    pub fn upload_max_idle(mut self, idle: Duration) -> Self {
+        self.upload_max_idle = idle;
+        self
+    }
+}
+
+/// The most a request's headers may take (hyper's read buffer); a request
+/// with more gets 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Manifest bytes buffered at once, server-wide (KiB): 64 full-size (4
+/// MiB) manifests. Past it a push gets 503 with Retry-After.
+const MANIFEST_BUDGET_KIB: usize = 64 * 4 * 1024;
+
+/// A manifest body (at most 4 MiB) must arrive whole within this long,
+/// however it trickles.
+const MANIFEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What every request handler shares.
+pub(crate) struct App {
+    pub store: Arc<Store>,
+    /// One permit per request that carries blob bytes.
+    pub uploads: tokio::sync::Semaphore,
+    pub max_uploads: usize,
+    /// One permit per blob body being sent.
+    pub downloads: Arc<tokio::sync::Semaphore>,
+    pub max_downloads: usize,
+    /// Manifest bytes held in memory at once, in KiB permits.
+    pub manifest_budget: Arc<tokio::sync::Semaphore>,
+    /// A manifest body must arrive whole within this long.
+    pub manifest_deadline: Duration,
+    pub body_pace: body::BodyPace,
+    pub metrics: Arc<metrics::Metrics>,
+    pub access: Option<Arc<Access>>,
+    /// What a pushed manifest's children must be.
+    pub children: ocidb::Children,
+    /// The lease of each upload session.
+    pub upload_lease: Duration,
+}
+
+/// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
+/// requests in flight finish, and returns. `ready` is called with the bound
+/// address once the listener is up (port 0 picks a free one).
+pub fn serve(
+    store: Arc<Store>,
+    opts: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> ocidb::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ocidb-serve")
+        .build()
+        .map_err(|e| ocidb::Error::io("starting the server runtime", e))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.addr)
+            .await
+            .map_err(|e| ocidb::Error::io(format!("binding {}", opts.addr), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ocidb::Error::io("reading the bound address", e))?;
+        ready(local);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let maintenance = tokio::spawn(maintain(
+            Arc::clone(&store),
+            opts.clone(),
+            Arc::clone(&metrics),
+        ));
+        let app = Arc::new(App {
+            store,
+            uploads: tokio::sync::Semaphore::new(opts.max_uploads),
+            max_uploads: opts.max_uploads,
+            downloads: Arc::new(tokio::sync::Semaphore::new(opts.max_downloads)),
+            max_downloads: opts.max_downloads,
+            manifest_budget: Arc::new(tokio::sync::Semaphore::new(MANIFEST_BUDGET_KIB)),
+            manifest_deadline: MANIFEST_DEADLINE,
+            body_pace: body::BodyPace {
+                idle: opts.body_idle_timeout,
+                min_rate: opts.min_body_rate,
+            },
+            metrics,
+            access: opts.access.clone(),
+            upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
+            children: if opts.allow_sparse_manifests {
+                ocidb::Children::AllowMissing
+            } else {
+                ocidb::Children::InRepository
+            },
+        });
+        let router = routes::router(Arc::clone(&app));
+        let limits = listen::ConnLimits {
+            header_timeout: opts.header_timeout,
+            max_connections: opts.max_connections,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_per_client: opts.max_connections_per_client,
+            // A client that reads nothing of a response for as long as it
+            // may send nothing of a request is as gone.
+            write_stall: opts.body_idle_timeout,
+        };
+        let admin = match opts.admin_addr {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    ocidb::Error::io(format!("binding the admin address {addr}"), e)
+                })?;
+                if let Ok(a) = l.local_addr() {
+                    tracing::info!("admin listener (GET /metrics) on http://{a}");
+                }
+                let admin_limits = listen::ConnLimits {
+                    max_connections: 64,
+                    ..limits
+                };
+                Some(tokio::spawn(listen::serve_connections(
+                    l,
+                    None,
+                    routes::admin_router(Arc::clone(&app)),
+                    admin_limits,
+                    shutdown_signal(),
+                )))
+            }
+        };
+        let tls = opts.tls.as_ref().map(TlsFiles::acceptor);
+        listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
+        if let Some(a) = admin {
+            a.abort();
+        }
+        maintenance.abort();
+        Ok(())
+    })
+}
+
+/// Scheduled GC runs and the purge of idle upload sessions.
+async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::Metrics>) {
+    let every = opts
+        .gc_interval
+        .unwrap_or(Duration::from_secs(3600))
+        .min(Duration::from_secs(3600));
+    let mut next_gc = opts.gc_interval.map(|i| tokio::time::Instant::now() + i);
+    loop {
+        tokio::time::sleep(every).await;
+        let s = Arc::clone(&store);
+        let idle = opts.upload_max_idle;
+        let purged = tokio::task::spawn_blocking(move || s.purge_uploads(idle)).await;
+        if let Ok(Err(e)) = purged {
+            tracing::warn!("purging idle uploads: {e}");
+        }
+        if let (Some(at), Some(interval)) = (next_gc, opts.gc_interval)
+            && tokio::time::Instant::now() >= at
+        {
+            let s = Arc::clone(&store);
+            let policy = opts.gc_policy.clone();
+            match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
+                Ok(Ok(r)) => {
+                    use std::sync::atomic::Ordering;
+                    metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
+                    metrics
+                        .gc_deleted
+                        .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
+                    tracing::info!(
+                        "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
+                        r.deleted_manifests,
+                        r.deleted_blobs,
+                        r.reclaimed_bytes
+                    );
+                }
+                Ok(Err(e)) => tracing::warn!("gc: {e}"),
+                Err(e) => tracing::warn!("gc task: {e}"),
+            }
+            next_gc = Some(tokio::time::Instant::now() + interval);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
