@@ -205,6 +205,7 @@ pub fn shared_path(rel: &str) -> Option<std::path::PathBuf> {
     None
 }
 pub mod fixtures;
+pub mod http;
 pub mod rich;
 
 /// Fails unless `actual` equals `expected`, printing at most the first few

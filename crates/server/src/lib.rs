@@ -1,7 +1,8 @@
-//! `ocidb serve`: the OCI distribution API (v1.1) on the engine, with axum
-//! on tokio. Every engine call runs on tokio's blocking pool; blob bodies
-//! stream both ways through bounded channels, so memory stays bounded
-//! whatever their size.
+//! The OCI distribution API (v1.1) on an ocidb store, with axum on tokio:
+//! a [`Registry`] whose [`Registry::router`] mounts in a host's own axum
+//! app, or [`serve`], the whole server behind `ocidb serve`. Every engine
+//! call runs on tokio's blocking pool; blob bodies stream both ways through
+//! bounded channels, so memory stays bounded whatever their size.
 
 mod auth;
 mod body;
@@ -246,9 +247,109 @@ pub(crate) struct App {
     pub upload_lease: Duration,
 }
 
+/// The registry on a store: its routes to mount in a host's axum app, its
+/// metrics, and its maintenance job. [`serve`] is this plus a listener,
+/// TLS and signals.
+///
+/// ```no_run
+/// # async fn host() -> ocidb::Result<()> {
+/// use std::sync::Arc;
+/// let store = Arc::new(ocidb::Store::open("/var/lib/registry")?);
+/// let registry = ocidb_server::Registry::new(store, &ocidb_server::ServeOptions::default());
+/// let app = axum::Router::new()
+///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+///     .merge(registry.router());
+/// tokio::spawn(registry.maintenance());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await
+///     .map_err(|e| ocidb::Error::io("binding", e))?;
+/// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+///     .await
+///     .map_err(|e| ocidb::Error::io("serving", e))
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    app: Arc<App>,
+    opts: ServeOptions,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// The registry on `store`, with the request limits, access control and
+    /// upload settings of `opts` (its listener fields are for [`serve`]).
+    pub fn new(store: Arc<Store>, opts: &ServeOptions) -> Registry {
+        let app = Arc::new(App {
+            store,
+            uploads: tokio::sync::Semaphore::new(opts.max_uploads),
+            max_uploads: opts.max_uploads,
+            downloads: Arc::new(tokio::sync::Semaphore::new(opts.max_downloads)),
+            max_downloads: opts.max_downloads,
+            manifest_budget: Arc::new(tokio::sync::Semaphore::new(MANIFEST_BUDGET_KIB)),
+            manifest_deadline: MANIFEST_DEADLINE,
+            body_pace: body::BodyPace {
+                idle: opts.body_idle_timeout,
+                min_rate: opts.min_body_rate,
+            },
+            metrics: Arc::new(metrics::Metrics::default()),
+            access: opts.access.clone(),
+            upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
+            children: if opts.allow_sparse_manifests {
+                ocidb::Children::AllowMissing
+            } else {
+                ocidb::Children::InRepository
+            },
+        });
+        Registry {
+            app,
+            opts: opts.clone(),
+        }
+    }
+
+    /// The distribution API under `/v2/`, with the access log and metrics
+    /// as its outer layer and authentication (with `opts.access`) as its
+    /// inner one. It routes no other path, so it merges with the host's
+    /// own routes. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that the
+    /// access log and the login throttle see the client's address.
+    pub fn router(&self) -> axum::Router {
+        routes::api_router(Arc::clone(&self.app))
+    }
+
+    /// `GET /metrics` in the Prometheus text format, without credentials:
+    /// mount it where only operators reach.
+    pub fn metrics_router(&self) -> axum::Router {
+        routes::metrics_router(Arc::clone(&self.app))
+    }
+
+    /// The scheduled GC runs (`opts.gc_interval`) and the purge of idle
+    /// upload sessions: spawn it on the host's runtime; it runs until
+    /// dropped.
+    pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        maintain(
+            Arc::clone(&self.app.store),
+            self.opts.clone(),
+            Arc::clone(&self.app.metrics),
+        )
+    }
+}
+
+/// The registry's routes on `store`: [`Registry::router`] of
+/// [`Registry::new`].
+pub fn router(store: Arc<Store>, opts: &ServeOptions) -> axum::Router {
+    Registry::new(store, opts).router()
+}
+
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
 /// requests in flight finish, and returns. `ready` is called with the bound
-/// address once the listener is up (port 0 picks a free one).
+/// address once the listener is up (port 0 picks a free one). Builds its
+/// own runtime: a host with one mounts [`Registry::router`] instead.
 pub fn serve(
     store: Arc<Store>,
     opts: &ServeOptions,
@@ -267,34 +368,10 @@ pub fn serve(
             .local_addr()
             .map_err(|e| ocidb::Error::io("reading the bound address", e))?;
         ready(local);
-        let metrics = Arc::new(metrics::Metrics::default());
-        let maintenance = tokio::spawn(maintain(
-            Arc::clone(&store),
-            opts.clone(),
-            Arc::clone(&metrics),
-        ));
-        let app = Arc::new(App {
-            store,
-            uploads: tokio::sync::Semaphore::new(opts.max_uploads),
-            max_uploads: opts.max_uploads,
-            downloads: Arc::new(tokio::sync::Semaphore::new(opts.max_downloads)),
-            max_downloads: opts.max_downloads,
-            manifest_budget: Arc::new(tokio::sync::Semaphore::new(MANIFEST_BUDGET_KIB)),
-            manifest_deadline: MANIFEST_DEADLINE,
-            body_pace: body::BodyPace {
-                idle: opts.body_idle_timeout,
-                min_rate: opts.min_body_rate,
-            },
-            metrics,
-            access: opts.access.clone(),
-            upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
-            children: if opts.allow_sparse_manifests {
-                ocidb::Children::AllowMissing
-            } else {
-                ocidb::Children::InRepository
-            },
-        });
-        let router = routes::router(Arc::clone(&app));
+        let registry = Registry::new(store, opts);
+        let maintenance = tokio::spawn(registry.maintenance());
+        let app = Arc::clone(&registry.app);
+        let router = routes::serve_router(Arc::clone(&app));
         let limits = listen::ConnLimits {
             header_timeout: opts.header_timeout,
             max_connections: opts.max_connections,

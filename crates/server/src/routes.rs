@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use axum::Router;
 
 use super::auth::{Denied, Want};
@@ -16,26 +18,58 @@ use super::listen::Peer;
 use super::uploads::*;
 use super::App;
 
-pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+/// The distribution API's routes (`/v2/…`), with the access log and the
+/// metrics as the outer layer and authentication as the inner one. Paths
+/// outside `/v2` are not routed, so the router merges with a host's own.
+pub(crate) fn api_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v2", any(api))
+        .route("/v2/", any(api))
+        .route("/v2/{*rest}", any(api))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        .with_state(app)
+}
+
+/// `ocidb serve`'s API listener: the API, `GET /metrics` behind the API's
+/// credentials, and `NAME_UNKNOWN` for every other path.
+pub(crate) fn serve_router(app: Arc<App>) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(metrics_with_credentials))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        .with_state(Arc::clone(&app));
+    api_router(Arc::clone(&app))
+        .merge(metrics)
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(app, observe_unrouted))
+}
+
+/// `GET /metrics` without credentials: for the admin listener, or a host
+/// that mounts it where only operators reach.
+pub(crate) fn metrics_router(app: Arc<App>) -> Router {
+    async fn metrics(State(app): State<Arc<App>>) -> Response {
+        render_metrics(&app)
+    }
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(app)
 }
 
 /// The admin listener's routes (`--admin-addr`): `GET /metrics` without
 /// credentials, for a scraper on a trusted network.
 pub(crate) fn admin_router(app: Arc<App>) -> Router {
-    async fn admin(State(app): State<Arc<App>>, req: Request) -> Response {
-        if req.uri().path() == "/metrics" && req.method() == Method::GET {
-            render_metrics(&app)
-        } else {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NAME_UNKNOWN",
-                "the admin listener serves GET /metrics",
-            )
-            .into_response()
-        }
+    async fn admin_other() -> Response {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "the admin listener serves GET /metrics",
+        )
+        .into_response()
     }
-    Router::new().fallback(admin).with_state(app)
+    metrics_router(app).fallback(admin_other)
 }
 
 /// What a path names.
@@ -125,35 +159,37 @@ fn content_length(h: &HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+/// Who made a request, as the authentication layer found it (`None`:
+/// anonymous, or access control is off). Set on the request for the
+/// handlers and on the response for the access log.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct User(pub Option<String>);
+
+/// The client's address: from `ocidb serve`'s connection loop, or from
+/// axum's `ConnectInfo` when a host serves the router with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+fn peer_of(req: &Request) -> Option<std::net::SocketAddr> {
+    req.extensions().get::<Peer>().map(|p| p.0).or_else(|| {
+        req.extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0)
+    })
+}
+
+/// The outer layer: counts the request in the metrics and writes one
+/// access-log event for it.
+async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let peer = peer_of(&req);
     let bytes_in = content_length(req.headers());
-    let mut user = None;
     let started = std::time::Instant::now();
     let metrics = Arc::clone(&app.metrics);
     metrics
         .bytes_in
         .fetch_add(bytes_in, std::sync::atomic::Ordering::Relaxed);
-    let r = if path == "/metrics" && method == Method::GET {
-        // On the API listener the metrics need the API's credentials (any
-        // user); `--admin-addr` serves them without, on its own listener.
-        let authz = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match metrics_allowed(&app, authz.as_deref(), peer.map(|p| p.ip())).await {
-            Ok(()) => render_metrics(&app),
-            Err(e) => e.into_response(),
-        }
-    } else {
-        match dispatch(app, req, &mut user).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        }
-    };
+    let mut r = next.run(req).await;
+    let user = r.extensions_mut().remove::<User>().and_then(|u| u.0);
     // The body's exact size where known (JSON, manifests, whole blobs), else
     // its Content-Length (streamed blobs).
     let bytes_out = if method == Method::HEAD {
@@ -191,6 +227,95 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         ocidb::text::quote_untrusted(&path),
     );
     r
+}
+
+/// `observe` for the paths no route matched (the fallback), which the
+/// routed layers do not see.
+async fn observe_unrouted(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let routed = path == "/v2" || path.starts_with("/v2/") || path == "/metrics";
+    if routed {
+        return next.run(req).await;
+    }
+    observe(State(app), req, next).await
+}
+
+/// The inner layer: checks the repository name, then (with access
+/// control on) the credentials and the grant, before any handler runs.
+async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let route = parse(&path);
+    // The name is checked before any grant is matched against it: a grant
+    // pattern never sees a name the API would refuse anyway.
+    if let Some(name) = route.as_ref().and_then(Route::repo)
+        && let Err(e) = ocidb::names::validate_repository(name)
+    {
+        return ApiError::from(e).into_response();
+    }
+    let user = match (&app.access, &route) {
+        (Some(access), Some(route)) => {
+            let want = if req.method() == Method::GET || req.method() == Method::HEAD {
+                Want::Read
+            } else {
+                Want::Write
+            };
+            let authz = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let peer = peer_of(&req).map(|p| p.ip());
+            match access.authenticate(authz, peer).await {
+                Ok(u) => match access.authorize(u.as_deref(), route.repo(), want) {
+                    Ok(()) => u,
+                    Err(d) => return with_user(denied(d).into_response(), u),
+                },
+                Err(d) => return denied(d).into_response(),
+            }
+        }
+        _ => None,
+    };
+    req.extensions_mut().insert(User(user.clone()));
+    with_user(next.run(req).await, user)
+}
+
+fn with_user(mut r: Response, user: Option<String>) -> Response {
+    r.extensions_mut().insert(User(user));
+    r
+}
+
+/// Every path outside the API.
+async fn no_route(req: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+        format!(
+            "no API route at {}",
+            ocidb::text::quote_untrusted(req.uri().path())
+        ),
+    )
+    .into_response()
+}
+
+/// `GET /metrics` on the API listener: with access control on, any user's
+/// valid credentials (`--admin-addr` serves them without, on its own
+/// listener).
+async fn metrics_with_credentials(State(app): State<Arc<App>>, req: Request) -> Response {
+    let authz = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match metrics_allowed(&app, authz.as_deref(), peer_of(&req).map(|p| p.ip())).await {
+        Ok(()) => render_metrics(&app),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn api(State(app): State<Arc<App>>, req: Request) -> Response {
+    match dispatch(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The answer to a request that authentication or a grant refused.
@@ -263,8 +388,8 @@ async fn metrics_allowed(
     }
 }
 
-/// Runs the request; `authenticated` learns who made it, for the log.
-async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String>) -> ApiResult {
+/// Runs the request, which the authentication layer let through.
+async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
     let path = req.uri.path().to_string();
     let Some(route) = parse(&path) else {
@@ -275,34 +400,7 @@ async fn dispatch(app: Arc<App>, req: Request, authenticated: &mut Option<String
         ));
     };
     let m = req.method.clone();
-    // The name is checked before any grant is matched against it: a grant
-    // pattern never sees a name the API would refuse anyway.
-    if let Some(name) = route.repo() {
-        ocidb::names::validate_repository(name)?;
-    }
-    let user = match &app.access {
-        None => None,
-        Some(access) => {
-            let want = if m == Method::GET || m == Method::HEAD {
-                Want::Read
-            } else {
-                Want::Write
-            };
-            let authz = req
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let peer = req.extensions.get::<Peer>().map(|p| p.0.ip());
-            let checked = match access.authenticate(authz, peer).await {
-                Ok(u) => access
-                    .authorize(u.as_deref(), route.repo(), want)
-                    .map(|()| u),
-                Err(e) => Err(e),
-            };
-            checked.map_err(denied)?
-        }
-    };
-    authenticated.clone_from(&user);
+    let user = req.extensions.get::<User>().and_then(|u| u.0.clone());
     match (route, &m) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok((
             StatusCode::OK,
