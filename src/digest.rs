@@ -94,6 +94,107 @@ impl fmt::Display for Algorithm {
     }
 }
 
+/// The start of a digest, as a person copies it from a listing
+/// (`sha256:14f196c29fdc`, or the hex alone): at least
+/// [`DigestPrefix::MIN_DIGITS`] lowercase hex digits, shorter than a whole
+/// hash. A trailing `…` (how ocidb's listings cut digests) is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestPrefix {
+    alg: Option<Algorithm>,
+    hex: String,
+}
+
+impl DigestPrefix {
+    /// The fewest hex digits a prefix must have (git's floor too).
+    pub const MIN_DIGITS: usize = 4;
+
+    /// Parses `alg:hex` or `hex`.
+    pub fn parse(input: &str) -> Result<DigestPrefix, DigestError> {
+        let text = input.trim_end_matches('…');
+        let (alg, hex) = match text.split_once(':') {
+            Some((name, hex)) => match Algorithm::from_name(name) {
+                Some(a) => (Some(a), hex),
+                None => {
+                    return Err(invalid(
+                        input,
+                        "a digest prefix names `sha256:` or `sha512:`, or is hex alone",
+                    ));
+                }
+            },
+            None => (None, text),
+        };
+        if let Some(c) = hex.bytes().find(|&c| !is_lower_hex(c)) {
+            return Err(invalid(
+                input,
+                format!(
+                    "`{}` is not a lowercase hex digit [0-9a-f]",
+                    char::from(c).escape_default()
+                ),
+            ));
+        }
+        let longest = alg.map_or(Algorithm::Sha512.len(), Algorithm::len) * 2;
+        if hex.len() < Self::MIN_DIGITS || hex.len() > longest {
+            return Err(invalid(
+                input,
+                format!(
+                    "a digest prefix has {} to {longest} hex digits; this has {}",
+                    Self::MIN_DIGITS,
+                    hex.len()
+                ),
+            ));
+        }
+        Ok(DigestPrefix {
+            alg,
+            hex: hex.to_string(),
+        })
+    }
+
+    /// The algorithms a digest with this prefix may have.
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        match self.alg {
+            Some(a) => vec![a],
+            None => [Algorithm::Sha256, Algorithm::Sha512]
+                .into_iter()
+                .filter(|a| self.hex.len() <= a.len() * 2)
+                .collect(),
+        }
+    }
+
+    /// The first and last key (as [`Digest::to_key`] writes them) of the
+    /// digests of `alg` that start with this prefix.
+    pub(crate) fn key_range(&self, alg: Algorithm) -> (Vec<u8>, Vec<u8>) {
+        let mut lo = vec![alg.tag()];
+        let mut hi = vec![alg.tag()];
+        let digits = self.hex.as_bytes();
+        for pair in digits.chunks(2) {
+            let hi_nibble = HEX_VALUE[pair[0] as usize] << 4;
+            match pair.get(1) {
+                Some(&c) => {
+                    let b = hi_nibble | HEX_VALUE[c as usize];
+                    lo.push(b);
+                    hi.push(b);
+                }
+                None => {
+                    lo.push(hi_nibble);
+                    hi.push(hi_nibble | 0x0f);
+                }
+            }
+        }
+        lo.resize(1 + alg.len(), 0x00);
+        hi.resize(1 + alg.len(), 0xff);
+        (lo, hi)
+    }
+}
+
+impl fmt::Display for DigestPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.alg {
+            Some(a) => write!(f, "{a}:{}", self.hex),
+            None => f.write_str(&self.hex),
+        }
+    }
+}
+
 /// Widest digest as an on-disk key (format v2): one algorithm tag byte,
 /// then the hash, unpadded (33 bytes for sha256, 65 for sha512).
 pub const MAX_DIGEST_KEY_LEN: usize = 65;
@@ -478,6 +579,48 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefixes_parse_and_cover_their_keys() {
+        let p = DigestPrefix::parse("sha256:14f196c29fdc…").expect("prefix");
+        assert_eq!(p.to_string(), "sha256:14f196c29fdc");
+        assert_eq!(p.algorithms(), vec![Algorithm::Sha256]);
+        let (lo, hi) = p.key_range(Algorithm::Sha256);
+        assert_eq!(lo.len(), 33);
+        assert_eq!(&lo[..7], &[1, 0x14, 0xf1, 0x96, 0xc2, 0x9f, 0xdc]);
+        assert_eq!(&hi[7..], &[0xff; 26]);
+        // An odd digit count covers the whole last nibble.
+        assert!(
+            DigestPrefix::parse("abc").is_err(),
+            "3 digits is under the floor"
+        );
+        let (lo, hi) = DigestPrefix::parse("abcde")
+            .expect("5 digits")
+            .key_range(Algorithm::Sha256);
+        assert_eq!(
+            (&lo[..4], &hi[..4]),
+            (&[1, 0xab, 0xcd, 0xe0][..], &[1, 0xab, 0xcd, 0xef][..])
+        );
+        for bad in [
+            "ABCD",
+            "md5:abcd",
+            "sha256:ab",
+            "sha256:xyz1",
+            &"a".repeat(129),
+        ] {
+            assert!(DigestPrefix::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            DigestPrefix::parse("abcd").expect("hex").algorithms(),
+            vec![Algorithm::Sha256, Algorithm::Sha512]
+        );
+        assert_eq!(
+            DigestPrefix::parse(&"a".repeat(100))
+                .expect("long")
+                .algorithms(),
+            vec![Algorithm::Sha512]
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -261,9 +261,19 @@ pub enum Error {
         expected: u8,
     },
 
-    /// Another process (or another handle in this one) has the store open.
+    /// Another process has the store open.
     #[error("store {path} is locked by another process; close it first")]
     Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+
+    /// This process already has the store open: a `Store` is `Send + Sync`,
+    /// so share that one (in an `Arc`) instead of opening it again.
+    #[error(
+        "store {path} is already open in this process; share that Store (it is Send + Sync: wrap it in an Arc) instead of opening it twice"
+    )]
+    AlreadyOpen {
         /// The store directory.
         path: PathBuf,
     },
@@ -500,7 +510,7 @@ impl Error {
             Error::ManifestTooLarge { .. } => ErrorKind::TooLarge,
             Error::ChildUnknown { .. } => ErrorKind::ChildUnknown,
             Error::Corrupt(_) | Error::NotAStore { .. } => ErrorKind::Corrupt,
-            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Locked { .. } | Error::AlreadyOpen { .. } => ErrorKind::Locked,
             Error::FormatUpgradeRequired { .. } => ErrorKind::UpgradeRequired,
             Error::Poisoned(_) => ErrorKind::Poisoned,
             Error::Closed => ErrorKind::Closed,

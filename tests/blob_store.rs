@@ -346,9 +346,25 @@ fn open_refuses_what_is_not_a_store_and_a_second_handle() {
         Store::open(dir.path()),
         Err(Error::NotAStore { .. })
     ));
-    let _store = Store::create(dir.path()).expect("create");
-    let err = Store::open(dir.path()).expect_err("locked");
-    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    let store = Store::create(dir.path()).expect("create");
+    // A second open in the same process says so, not "another process".
+    let err = Store::open(dir.path()).expect_err("already open");
+    assert!(matches!(err, Error::AlreadyOpen { .. }), "{err}");
+    assert!(
+        err.to_string().contains("already open in this process"),
+        "{err}"
+    );
+    let err = Store::open(
+        dir.path()
+            .join("../")
+            .join(dir.path().file_name().expect("name")),
+    )
+    .expect_err("the same directory by another path");
+    assert!(matches!(err, Error::AlreadyOpen { .. }), "{err}");
+    assert_eq!(err.kind(), ocidb::ErrorKind::Locked);
+    // Closed, it opens again.
+    drop(store);
+    Store::open(dir.path()).expect("reopen after close");
 }
 
 #[test]

@@ -22,6 +22,41 @@ pub(crate) const FORMAT_KEY: &str = "format";
 /// The META key of the secret that signs referrers cursors.
 const CURSOR_KEY: &str = "cursor_key";
 
+/// Store directories open in this process (canonical paths): a second open
+/// of one is refused by name before redb's file lock says "locked", which
+/// would send the caller looking for another process.
+static OPEN_HERE: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// This process's claim on a store directory, released when dropped.
+#[derive(Debug)]
+pub(crate) struct OpenClaim(std::path::PathBuf);
+
+impl OpenClaim {
+    /// Claims `root` (which exists) for one `Store`, or says that this
+    /// process already has it open.
+    pub(crate) fn take(root: &Path) -> Result<OpenClaim> {
+        let key = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let mut open = OPEN_HERE
+            .lock()
+            .map_err(|_| Error::Internal("the open-store registry lock is poisoned".into()))?;
+        if !open.insert(key.clone()) {
+            return Err(Error::AlreadyOpen {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(OpenClaim(key))
+    }
+}
+
+impl Drop for OpenClaim {
+    fn drop(&mut self) {
+        if let Ok(mut open) = OPEN_HERE.lock() {
+            open.remove(&self.0);
+        }
+    }
+}
+
 /// Opens (or creates) the database file, with injected faults when given.
 pub(crate) fn open_database(
     root: &Path,

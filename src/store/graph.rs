@@ -86,7 +86,13 @@ pub struct Inspection {
     pub referrers: Vec<Descriptor>,
     /// Repositories that hold it.
     pub repositories: Vec<String>,
+    /// Tags (`repository:tag`) whose images reach it: on it, or on a
+    /// manifest above it (at most [`INSPECT_TAGS`]).
+    pub tags: Vec<String>,
 }
+
+/// The most tags [`Store::inspect`] lists.
+pub const INSPECT_TAGS: usize = 100;
 
 pub(crate) fn successors_in(txn: &ReadTransaction, d: &Digest) -> Result<Vec<Edge>> {
     let t = txn.open_table(EDGES_OUT)?;
@@ -323,6 +329,11 @@ impl Store {
             Some(r) => (r.media_type.clone(), r.size),
             None => (None, 0),
         };
+        let tags = self
+            .tags_reaching(d, INSPECT_TAGS)?
+            .into_iter()
+            .map(|(repo, tag)| format!("{repo}:{tag}"))
+            .collect();
         Ok(Inspection {
             digest: *d,
             media_type,
@@ -332,6 +343,7 @@ impl Store {
             parents,
             referrers,
             repositories,
+            tags,
         })
     }
 }

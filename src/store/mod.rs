@@ -192,6 +192,9 @@ pub struct Store {
     /// Signs referrers cursors, so that a page is only ever continued from
     /// a cursor this store issued for the same query.
     pub(crate) cursor_key: [u8; 32],
+    /// This process's claim on the directory; last, so that it is released
+    /// after everything else of the store is closed.
+    _claim: open::OpenClaim,
 }
 
 impl std::fmt::Debug for Store {
@@ -293,6 +296,7 @@ impl Store {
         }
         std::fs::create_dir_all(&root)
             .context(|| format!("creating directory {}", root.display()))?;
+        let claim = open::OpenClaim::take(&root)?;
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
         let shared = Arc::new(Shared::new(opts.faults.clone(), Arc::clone(&opts.clock)));
@@ -333,6 +337,7 @@ impl Store {
             parsers: crate::oci::manifest::ParserRegistry::default(),
             gc_lock: std::sync::Mutex::new(()),
             cursor_key,
+            _claim: claim,
         };
         store.start_writer()?;
         Ok(store)

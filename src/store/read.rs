@@ -6,7 +6,7 @@ use std::io::Read;
 
 use super::Store;
 use crate::blob::{hash_all, BlobRead, BlobReader, Source, Staged, VerifiedReader};
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestPrefix};
 use crate::error::{Error, IoContext as _, Result};
 use crate::index::blobs::record_in;
 use crate::index::remove::remove_blob_in;
@@ -58,6 +58,42 @@ impl Store {
             && txn.open_table(tables::REPOS)?.first()?.is_none()
             && txn.open_table(tables::LEASES)?.first()?.is_none()
             && txn.open_table(tables::UPLOADS)?.first()?.is_none())
+    }
+
+    /// The one stored digest `text` names: a whole digest (returned as
+    /// parsed, stored or not), or a [`DigestPrefix`] that exactly one
+    /// stored blob's digest starts with, as git accepts abbreviated hashes.
+    /// A prefix that matches none, or more than one, is refused, naming
+    /// the prefix and (for several) two of its matches.
+    pub fn resolve_digest(&self, text: &str) -> Result<Digest> {
+        let whole = Digest::parse(text);
+        let prefix = match (whole, DigestPrefix::parse(text)) {
+            (Ok(d), _) => return Ok(d),
+            (Err(e), Err(_)) => return Err(e.into()),
+            (Err(_), Ok(p)) => p,
+        };
+        let txn = tables::begin_read(&self.db)?;
+        let t = txn.open_table(BLOBS)?;
+        let mut found = Vec::new();
+        for alg in prefix.algorithms() {
+            let (lo, hi) = prefix.key_range(alg);
+            for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())?.take(2) {
+                found.push(Digest::from_key(e?.0.value())?);
+            }
+        }
+        match found.as_slice() {
+            [d] => Ok(*d),
+            [] => Err(Error::InvalidArgument {
+                value: prefix.to_string(),
+                expected: "a digest, or the start of a stored blob's digest; no stored digest starts with it".into(),
+            }),
+            [a, b, ..] => Err(Error::InvalidArgument {
+                value: prefix.to_string(),
+                expected: format!(
+                    "an unambiguous digest prefix; {a} and {b} both start with it (give more digits)"
+                ),
+            }),
+        }
     }
 
     /// Whether a blob is stored.

@@ -173,16 +173,35 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// Says that the running test skipped and why, on the terminal: the test
-/// harness captures `eprintln!`, so that a skip would otherwise pass as a
-/// silent `ok`. Writes to the stderr file descriptor directly.
+/// Says that the running test skipped and why, on the terminal, with how
+/// many tests of this `cargo test` run have skipped so far: the harness
+/// captures `eprintln!`, so that a skip would otherwise pass as a silent
+/// `ok`. Writes to the stderr file descriptor directly; the count is kept
+/// in a file named after the `cargo` process, which every test binary of
+/// one run shares as its parent.
 pub fn skip(reason: &str) {
     use std::io::Write as _;
     let name = std::thread::current()
         .name()
         .unwrap_or("a test")
         .to_string();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {reason}");
+    let tally = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "skipped-in-run-{}",
+        std::os::unix::process::parent_id()
+    ));
+    let line = format!("{name}: {reason}\n");
+    let count = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&tally)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .and_then(|()| std::fs::read_to_string(&tally))
+        .map(|t| t.lines().count())
+        .unwrap_or(1);
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED ({count} in this run so far) {name}: {reason}"
+    );
 }
 
 /// `../shared/<rel>` beside the repository, if present. Absent: `None`,

@@ -3,7 +3,7 @@
 //! answers a referrers query (k = 1) and a stat. ocidb's current format
 //! (v1) is measured through the real `Store` beside them.
 //!
-//! `cargo run --release --example index_layouts -- [MANIFESTS]` (default
+//! `cargo run --release -p ocidb-bench --example index_layouts -- [MANIFESTS]` (default
 //! 100,000; seed 1, the harness's generator).
 //!
 //! Every candidate stores what v1 stores (the body inline, a record, the

@@ -7,7 +7,7 @@
 //! shared base layer is looked up). It is the evidence behind the ingest
 //! floor being out of reach (issue #3; see docs/guarantees.md, "Limits").
 //!
-//! `cargo run --release --example ingest_ceiling -- [MODE] [STORE] [BATCH]`
+//! `cargo run --release -p ocidb-bench --example ingest_ceiling -- [MODE] [STORE] [BATCH]`
 //! - MODE `ids` (default): the whole sequential-id layout;
 //! - MODE `index-only`: only the `digest -> id` table;
 //! - MODE `no-index`: the sequential tables without `digest -> id`;

@@ -1,5 +1,5 @@
 //! Batch-ingest rate of synthetic image manifests, batch by batch.
-//! `cargo run --release --example ingest_rate -- DIR COUNT [durable]` (CACHE_MB sets the redb cache).
+//! `cargo run --release -p ocidb-bench --example ingest_rate -- DIR COUNT [durable]` (CACHE_MB sets the redb cache).
 use ocidb::{ManifestOptions, Store};
 use std::time::Instant;
 fn fake(kind: &str, n: u64) -> ocidb::Digest {

@@ -7,7 +7,7 @@
 //! the verdict is the pooled p99 of every GC window against the pooled p99
 //! of every no-GC window, with the per-round figures shown for the spread.
 //!
-//! `cargo run --release --example mark_interference -- STORE` (`ROUNDS`,
+//! `cargo run --release -p ocidb-bench --example mark_interference -- STORE` (`ROUNDS`,
 //! default 4; `WINDOW_S`, default 8; `CACHE_MB`, default 256). STORE is an
 //! existing store, such as a synthetic registry from `ocidb --store STORE
 //! bench gen --preset large` (about 1M manifests, tagged, with referrers)

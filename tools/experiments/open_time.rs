@@ -1,5 +1,5 @@
 //! Time to open a store (the 1M-manifest bench store by default) and answer
-//! a first query. `cargo run --release --example open_time -- [STORE]`
+//! a first query. `cargo run --release -p ocidb-bench --example open_time -- [STORE]`
 use std::time::Instant;
 
 fn main() -> ocidb::Result<()> {

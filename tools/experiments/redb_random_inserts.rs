@@ -1,6 +1,6 @@
 //! The ceiling that ingest runs into: raw redb inserts of random vs
 //! sequential 65-byte keys, 30 batches of 30,000.
-//! `cargo run --release --example redb_random_inserts [seq]`
+//! `cargo run --release -p ocidb-bench --example redb_random_inserts [seq]`
 use redb::{Database, ReadableDatabase, TableDefinition};
 use std::time::Instant;
 const T: TableDefinition<&[u8; 65], &[u8]> = TableDefinition::new("t");

@@ -1,7 +1,7 @@
 //! Where a store's pages go: redb's per-table statistics for every table of
 //! an `ocidb.redb` file, and the database's totals.
 //!
-//! `cargo run --release --example table_stats -- STORE_DIR`
+//! `cargo run --release -p ocidb-bench --example table_stats -- STORE_DIR`
 //!
 //! Also how well the inline bodies pack (format 3, `schema::body`): their
 //! stored bytes against the blobs' sizes.

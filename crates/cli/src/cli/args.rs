@@ -52,32 +52,37 @@ pub enum Command {
     Manifest(ManifestCommand),
 
     /// Point a tag at a manifest of a repository (moves it if it exists).
-    #[command(after_help = "Example:\n  ocidb tag library/app v2 sha256:4f1c…")]
+    #[command(
+        after_help = "Examples:\n  ocidb tag library/app@sha256:4f1c2a9b0d3e v2\n  ocidb tag library/app:v1 latest\n  ocidb tag library/app v2 sha256:4f1c…   # the older form: REPO TAG DIGEST"
+    )]
     Tag {
-        /// Repository name.
-        repo: String,
-        /// Tag.
+        /// The manifest: REPO@DIGEST or REPO:TAG (or, with DIGEST, the repository).
+        source: String,
+        /// The tag to point at it.
         tag: String,
-        /// Manifest digest.
-        digest: String,
+        /// The manifest's digest, in the older form `tag REPO TAG DIGEST`.
+        digest: Option<String>,
     },
 
     /// Remove a tag (the manifest stays until gc).
-    #[command(after_help = "Example:\n  ocidb untag library/app v1")]
+    #[command(after_help = "Example:\n  ocidb untag library/app:v1")]
     Untag {
-        /// Repository name.
-        repo: String,
-        /// Tag.
-        tag: String,
+        /// REPO:TAG (or the repository, with TAG).
+        reference: String,
+        /// The tag, in the older form `untag REPO TAG`.
+        tag: Option<String>,
     },
 
-    /// List the tags of a repository, sorted.
+    /// List the tags of a repository, sorted, with the digest each names.
     #[command(
         after_help = "Example:\n  ocidb tags library/app --json\n  ocidb tags library/app -n 10 --last v1.2"
     )]
     Tags {
         /// Repository name.
         repo: String,
+        /// Whole digests (default: 12 hex digits, a prefix commands accept).
+        #[arg(long)]
+        full: bool,
         /// Start after this tag.
         #[arg(long)]
         last: Option<String>,
@@ -99,26 +104,29 @@ pub enum Command {
 
     /// Print the OCI referrers response (an image index) for a subject.
     #[command(
-        after_help = "Example:\n  ocidb referrers library/app sha256:4f1c… --artifact-type application/spdx+json"
+        after_help = "Example:\n  ocidb referrers library/app:v1 --artifact-type application/spdx+json"
     )]
     Referrers(ReferrersArgs),
 
     /// Show an image as a tree: children and, transitively, referrers.
     #[command(
-        after_help = "Example:\n  ocidb tree library/app:v1\n  ocidb tree library/app@sha256:4f1c… --json"
+        after_help = "Example:\n  ocidb tree library/app:v1\n  ocidb tree library/app@sha256:4f1c2a9b0d3e --json"
     )]
     Tree {
-        /// REPO:TAG or REPO@DIGEST.
+        /// REPO:TAG or REPO@DIGEST (a digest may be abbreviated).
         reference: String,
+        /// Whole digests (default: 12 hex digits, a prefix commands accept).
+        #[arg(long)]
+        full: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
 
-    /// Delete a manifest from a repository (REPO@DIGEST).
-    #[command(after_help = "Example:\n  ocidb rm library/app@sha256:4f1c…")]
+    /// Delete a manifest from a repository.
+    #[command(after_help = "Example:\n  ocidb rm library/app@sha256:4f1c2a9b0d3e")]
     Rm {
-        /// REPO@DIGEST.
+        /// REPO@DIGEST, or REPO:TAG for the manifest the tag names.
         reference: String,
         /// Remove it even if a tag reaches it (the tag's image breaks).
         #[arg(long)]
@@ -208,10 +216,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
 
     /// Everything the index knows about a digest, as JSON.
-    #[command(after_help = "Example:\n  ocidb inspect sha256:4f1c… --repo library/app")]
+    #[command(
+        after_help = "Examples:\n  ocidb inspect sha256:4f1c2a9b0d3e\n  ocidb inspect library/app:v1   # referrers in library/app only"
+    )]
     Inspect {
-        /// Digest.
-        digest: String,
+        /// A DIGEST (or an unambiguous prefix), REPO@DIGEST or REPO:TAG.
+        reference: String,
         /// Limit referrers to this repository.
         #[arg(long)]
         repo: Option<String>,
@@ -407,7 +417,7 @@ pub enum BlobCommand {
         after_help = "Example:\n  ocidb blob get sha256:4f1c… -o out.bin\n  ocidb blob get sha256:4f1c… --range 0-1023"
     )]
     Get {
-        /// Digest.
+        /// Digest (or an unambiguous prefix of it).
         digest: String,
         /// Output file (default: stdout).
         #[arg(short = 'o', long)]
@@ -425,7 +435,7 @@ pub enum BlobCommand {
     /// Print `{"digest":…,"size":…,"mediaType":…}`.
     #[command(after_help = "Example:\n  ocidb blob stat sha256:4f1c…")]
     Stat {
-        /// Digest.
+        /// Digest (or an unambiguous prefix of it).
         digest: String,
         /// Print JSON (what this command prints anyway).
         #[arg(long)]
@@ -434,7 +444,7 @@ pub enum BlobCommand {
     /// Delete a blob and everything that indexes it.
     #[command(after_help = "Example:\n  ocidb blob rm sha256:4f1c…")]
     Rm {
-        /// Digest.
+        /// Digest (or an unambiguous prefix of it).
         digest: String,
         /// Remove it even if a tag reaches it (the tag's image breaks).
         #[arg(long)]
@@ -448,12 +458,14 @@ pub enum ManifestCommand {
     #[command(after_help = "Example:\n  ocidb manifest put library/app manifest.json --tag v1")]
     Put(ManifestPutArgs),
     /// Write a manifest's bytes, by tag or digest.
-    #[command(after_help = "Example:\n  ocidb manifest get library/app v1")]
+    #[command(
+        after_help = "Example:\n  ocidb manifest get library/app:v1\n  ocidb manifest get library/app@sha256:4f1c2a9b0d3e -o m.json"
+    )]
     Get {
-        /// Repository name.
-        repo: String,
-        /// Tag or digest.
+        /// REPO:TAG or REPO@DIGEST (or the repository, with REF).
         reference: String,
+        /// A tag or digest, in the older form `manifest get REPO REF`.
+        tag_or_digest: Option<String>,
         /// Output file (default: stdout).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -500,10 +512,10 @@ pub enum LeaseCommand {
 /// Arguments of `ocidb referrers`.
 #[derive(clap::Args, Debug)]
 pub struct ReferrersArgs {
-    /// Repository name.
-    pub repo: String,
-    /// Subject digest.
-    pub digest: String,
+    /// The subject: REPO@DIGEST or REPO:TAG (or the repository, with DIGEST).
+    pub reference: String,
+    /// The subject's digest, in the older form `referrers REPO DIGEST`.
+    pub digest: Option<String>,
     /// Only referrers with exactly this artifactType.
     #[arg(long)]
     pub artifact_type: Option<String>,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ocidb::error::IoContext as _;
 use ocidb::{
     Error, ExportOptions, FsckOptions, GcPolicy, ImportOptions, ManifestOptions, PutOptions,
-    Reference, ReferrersQuery, Result,
+    ReferrersQuery, Result,
 };
 use serde_json::json;
 
@@ -16,12 +16,13 @@ use super::args::{
     BlobCommand, ExportArgs, FsckArgs, GcArgs, ImportArgs, ManifestCommand, ReferrersArgs,
 };
 use super::progress;
+use super::refs;
 use super::render::{self};
 use super::util::*;
 
 pub(super) fn referrers(store_dir: &Path, a: ReferrersArgs) -> Result<()> {
     let ReferrersArgs {
-        repo,
+        reference,
         digest,
         artifact_type,
         n,
@@ -29,8 +30,10 @@ pub(super) fn referrers(store_dir: &Path, a: ReferrersArgs) -> Result<()> {
         // The referrers index is what this command prints anyway.
         json: _,
     } = a;
-    let d = digest_arg(&digest)?;
     let store = open(store_dir)?;
+    let text = refs::joined(&reference, digest.as_deref());
+    let subject = refs::resolve(&store, &text)?;
+    let (repo, d) = (subject.require_repo(&text)?.to_string(), subject.digest);
     // The library answers an unknown repository with an empty list
     // (as the API must); here, as for tree and tags, it is an error.
     store.tags(&repo, None, Some(0))?;
@@ -260,13 +263,14 @@ pub(super) fn export(store_dir: &Path, a: ExportArgs) -> Result<()> {
         json,
     } = a;
     let out = PathBuf::from(args.pop().unwrap_or_default());
-    let refs = args
+    let store = open(store_dir)?;
+    let images = args
         .iter()
-        .map(|a| parse_image_ref(a))
+        .map(|a| refs::image(&store, a))
         .collect::<Result<Vec<_>>>()?;
     let spinner = progress::spinner("exporting");
-    let report = open(store_dir)?.export_layout(
-        &refs,
+    let report = store.export_layout(
+        &images,
         &out,
         &ExportOptions::default()
             .with_referrers(with_referrers)
@@ -331,8 +335,8 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
             repo,
             verify,
         } => {
-            let d = digest_arg(&digest)?;
             let store = open(store_dir)?;
+            let d = store.resolve_digest(&digest)?;
             if let Some(r) = &repo
                 && !store.is_member(r, &d)?
             {
@@ -355,14 +359,14 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
             }
         }
         BlobCommand::Stat { digest, json: _ } => {
-            let d = digest_arg(&digest)?;
-            let info = open(store_dir)?.stat(&d)?;
+            let store = open(store_dir)?;
+            let info = store.stat(&store.resolve_digest(&digest)?)?;
             println!("{}", serde_json::to_string(&info).unwrap_or_default());
             Ok(())
         }
         BlobCommand::Rm { digest, force } => {
-            let d = digest_arg(&digest)?;
             let store = open(store_dir)?;
+            let d = store.resolve_digest(&digest)?;
             if !force {
                 refuse_if_tagged(&store, &d)?;
             }
@@ -414,12 +418,14 @@ pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
             Ok(())
         }
         ManifestCommand::Get {
-            repo,
             reference,
+            tag_or_digest,
             output,
         } => {
-            let r = Reference::parse(&reference)?;
-            let (_, bytes) = open(store_dir)?.get_manifest(&repo, &r)?;
+            let store = open(store_dir)?;
+            let text = refs::joined(&reference, tag_or_digest.as_deref());
+            let m = refs::resolve(&store, &text)?;
+            let (_, bytes) = store.get_manifest(m.require_repo(&text)?, &m.reference())?;
             write_output(output.as_ref(), bytes.as_slice())
         }
     }

@@ -6,6 +6,7 @@ mod commands;
 pub mod crash_child;
 mod logger;
 pub mod progress;
+mod refs;
 pub mod render;
 mod util;
 
@@ -105,11 +106,40 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => bench::bench(&store_dir, cmd),
         Command::Blob(cmd) => commands::blob(&store_dir, cmd),
         Command::Manifest(cmd) => commands::manifest(&store_dir, cmd),
-        Command::Tag { repo, tag, digest } => {
-            let d = digest_arg(&digest)?;
-            open(&store_dir)?.tag(&repo, &tag, &d)
+        Command::Tag {
+            source,
+            tag,
+            digest,
+        } => {
+            let store = open(&store_dir)?;
+            // `tag REPO TAG DIGEST` (older) or `tag REPO@DIGEST|REPO:TAG TAG`.
+            let text = match &digest {
+                Some(d) => format!("{source}@{d}"),
+                None => source,
+            };
+            let m = refs::resolve(&store, &text)?;
+            let repo = m.require_repo(&text)?;
+            store.tag(repo, &tag, &m.digest)?;
+            eprintln!(
+                "tagged {}:{} -> {}",
+                render::escape(repo),
+                render::escape(&tag),
+                m.digest
+            );
+            Ok(())
         }
-        Command::Untag { repo, tag } => {
+        Command::Untag { reference, tag } => {
+            let text = refs::joined(&reference, tag.as_deref());
+            let (repo, tag) = match refs::Written::parse(&text)? {
+                refs::Written::Tag { repo, tag } => (repo, tag),
+                _ => {
+                    return Err(Error::InvalidArgument {
+                        value: text,
+                        expected: "REPO:TAG (to remove a manifest, use `ocidb rm REPO@DIGEST`)"
+                            .into(),
+                    });
+                }
+            };
             let old = open(&store_dir)?.untag(&repo, &tag)?;
             eprintln!(
                 "untagged {}:{} (was {old})",
@@ -120,16 +150,29 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Tags {
             repo,
+            full,
             last,
             n,
             json,
         } => {
-            let tags = open(&store_dir)?.tags(&repo, last.as_deref(), n)?;
+            let store = open(&store_dir)?;
+            let tags = store.tags(&repo, last.as_deref(), n)?;
+            let mut named = Vec::with_capacity(tags.len());
+            for t in &tags {
+                named.push((t, store.resolve(&repo, &Reference::parse(t)?)?));
+            }
             if json {
-                print_json(&json!({"name": repo, "tags": tags}))
+                // The distribution API's tag list, plus the digest of each.
+                let digests: serde_json::Map<String, serde_json::Value> = named
+                    .iter()
+                    .map(|(t, d)| ((*t).clone(), json!(d)))
+                    .collect();
+                print_json(&json!({"name": repo, "tags": tags, "digests": digests}))
             } else {
-                for t in tags {
-                    println!("{}", render::escape(&t));
+                let st = Style::for_stdout().full_digests(full);
+                let width = tags.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+                for (t, d) in named {
+                    println!("{:width$}  {}", render::escape(t), st.digest(&d));
                 }
                 Ok(())
             }
@@ -146,25 +189,26 @@ fn run_command(cli: Cli) -> Result<()> {
             }
         }
         Command::Referrers(a) => commands::referrers(&store_dir, a),
-        Command::Tree { reference, json } => {
-            let (repo, r) = parse_image_ref(&reference)?;
-            let walk = open(&store_dir)?.walk(&repo, &r)?;
+        Command::Tree {
+            reference,
+            full,
+            json,
+        } => {
+            let store = open(&store_dir)?;
+            let m = refs::resolve(&store, &reference)?;
+            let walk = store.walk(m.require_repo(&reference)?, &m.reference())?;
             if json {
                 print_json(&walk)
             } else {
-                print!("{}", render::tree(&walk, &reference, Style::for_stdout()));
+                let st = Style::for_stdout().full_digests(full);
+                print!("{}", render::tree(&walk, &reference, st));
                 Ok(())
             }
         }
         Command::Rm { reference, force } => {
-            let (repo, r) = parse_image_ref(&reference)?;
-            let Reference::Digest(d) = r else {
-                return Err(Error::InvalidArgument {
-                    value: reference,
-                    expected: "REPO@DIGEST (to remove a tag, use `ocidb untag REPO TAG`)".into(),
-                });
-            };
             let store = open(&store_dir)?;
+            let m = refs::resolve(&store, &reference)?;
+            let (repo, d) = (m.require_repo(&reference)?.to_string(), m.digest);
             if !force {
                 commands::refuse_if_tagged(&store, &d)?;
             }
@@ -236,12 +280,14 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Serve(a) => serve(&store_dir, *a),
         Command::Inspect {
-            digest,
+            reference,
             repo,
             json: _,
         } => {
-            let d = digest_arg(&digest)?;
-            print_json(&open(&store_dir)?.inspect(&d, repo.as_deref())?)
+            let store = open(&store_dir)?;
+            let m = refs::resolve(&store, &reference)?;
+            let repo = repo.or(m.repo);
+            print_json(&store.inspect(&m.digest, repo.as_deref())?)
         }
     }
 }

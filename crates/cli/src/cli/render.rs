@@ -4,16 +4,36 @@ use std::io::IsTerminal as _;
 
 use ocidb::WalkNode;
 
-/// ANSI styling, on only when stdout is a terminal and NO_COLOR is unset.
+/// ANSI styling, on only when stdout is a terminal and NO_COLOR is unset;
+/// and whether digests print whole (`--full`) or cut to 12 hex digits, a
+/// prefix every command accepts back.
 #[derive(Clone, Copy)]
 pub struct Style {
     on: bool,
+    full: bool,
 }
 
 impl Style {
     pub fn for_stdout() -> Style {
         Style {
             on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            full: false,
+        }
+    }
+
+    /// The same, with whole digests.
+    #[must_use]
+    pub fn full_digests(mut self, full: bool) -> Style {
+        self.full = full;
+        self
+    }
+
+    /// A digest as this style prints it.
+    pub fn digest(&self, d: &ocidb::Digest) -> String {
+        if self.full {
+            d.to_string()
+        } else {
+            short(d)
         }
     }
 
@@ -84,7 +104,8 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// `sha256:4f1c2a9b…` (the first 12 hex characters).
+/// `sha256:4f1c2a9b0d3e…` (the first 12 hex characters): a prefix every
+/// command that takes a digest accepts back, `…` and all.
 pub fn short(d: &ocidb::Digest) -> String {
     let s = d.to_string();
     let cut = s.find(':').map_or(0, |i| i + 13).min(s.len());
@@ -102,7 +123,7 @@ fn label(node: &WalkNode, st: Style) -> String {
     if !rel.is_empty() {
         parts.push(rel);
     }
-    parts.push(st.bold(&short(&d.digest)));
+    parts.push(st.bold(&st.digest(&d.digest)));
     if !d.media_type.is_empty() {
         parts.push(st.dim(&escape(&d.media_type)));
     }

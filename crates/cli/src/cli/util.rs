@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ocidb::error::IoContext as _;
-use ocidb::{Digest, Error, Reference, Result, Store, StoreOptions};
+use ocidb::{Digest, Error, Result, Store, StoreOptions};
 
 use super::render::{self};
 
@@ -148,18 +148,4 @@ pub(super) fn parse_range(s: &str) -> Result<(u64, u64)> {
         a.trim().parse().map_err(|_| bad())?,
         b.trim().parse().map_err(|_| bad())?,
     ))
-}
-
-/// `repo:tag` or `repo@digest`.
-pub fn parse_image_ref(s: &str) -> Result<(String, Reference)> {
-    if let Some((repo, d)) = s.split_once('@') {
-        return Ok((repo.to_string(), Reference::Digest(Digest::parse(d)?)));
-    }
-    match s.rsplit_once(':') {
-        Some((repo, tag)) => Ok((repo.to_string(), Reference::parse(tag)?)),
-        None => Err(Error::InvalidArgument {
-            value: s.to_string(),
-            expected: "REPO:TAG or REPO@DIGEST, e.g. library/app:v1".into(),
-        }),
-    }
 }
