@@ -108,7 +108,13 @@ fn ingest(store: &Store, range: std::ops::Range<u64>, tagged: impl Fn(u64) -> bo
                 } else {
                     Vec::new()
                 };
-                (b.as_slice(), ManifestOptions::default().tags(tags))
+                (
+                    b.as_slice(),
+                    // A sparse registry: configs and layers are not stored.
+                    ManifestOptions::default()
+                        .tags(tags)
+                        .children(ocidb::Children::AllowMissing),
+                )
             })
             .collect();
         store.put_manifests("gc/bench", &batch).expect("ingest");

@@ -36,7 +36,12 @@ fn referrer_type(j: u64) -> &'static str {
 fn ingest(store: &Store, bodies: &[Vec<u8>], durable: bool) {
     let batch: Vec<(&[u8], ManifestOptions)> = bodies
         .iter()
-        .map(|b| (b.as_slice(), ManifestOptions::default().no_sync(!durable)))
+        .map(|b| {
+            // The fixture is a sparse registry: configs and layers are
+            // described, not stored.
+            let o = ManifestOptions::default().no_sync(!durable);
+            (b.as_slice(), o.children(ocidb::Children::AllowMissing))
+        })
         .collect();
     store.put_manifests(REPO, &batch).expect("ingest");
 }

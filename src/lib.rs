@@ -52,7 +52,7 @@ pub mod internals {
     };
 }
 
-pub use oci::{hasher, manifest, names};
+pub use oci::{build, hasher, manifest, names};
 
 pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -64,13 +64,13 @@ pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use maint::fsck::{FsckOptions, FsckReport, Problem};
 pub use maint::migrate::{MigrateOptions, MigrateReport, MigrateStep};
 pub use maint::stats::{RepoStats, Stats};
-pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest};
+pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest, Platform};
 pub use names::Reference;
 pub use schema::record::Placement;
 #[cfg(feature = "testing")]
 pub use store::WriterPause;
 pub use store::{
     BlobInfo, Children, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut,
-    OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Store,
+    OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Relation, Store,
     StoreOptions, UploadOptions, UploadStatus, WalkNode, MAX_WALK_DEPTH,
 };

@@ -291,7 +291,11 @@ fn round_trip_keeps_digests_and_tags_dir_and_tar() {
             // Without referrers: exactly what the images reach through children.
             fn children(n: &ocidb::WalkNode, out: &mut Vec<Digest>) {
                 out.push(n.descriptor.digest);
-                for c in n.children.iter().filter(|c| c.relation != "referrer") {
+                for c in n
+                    .children
+                    .iter()
+                    .filter(|c| c.relation != ocidb::Relation::Referrer)
+                {
                     children(c, out);
                 }
             }

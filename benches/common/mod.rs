@@ -38,8 +38,8 @@ pub fn fake_digest(kind: &str, n: u64) -> Digest {
 }
 
 /// A small image manifest (about 500 bytes): a config, one of `bases`
-/// shared base layers, and an own layer. Children are not stored (sparse),
-/// which ingest allows by default.
+/// shared base layers, and an own layer. Children are not stored (sparse):
+/// the benches ingest them with `Children::AllowMissing`.
 pub fn image_manifest(n: u64, bases: u64) -> Vec<u8> {
     let base = n % bases.max(1);
     format!(

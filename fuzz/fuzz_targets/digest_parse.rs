@@ -1,5 +1,5 @@
-//! Digest parsing: never panics; what parses formats back to the same
-//! string and survives the fixed-width key round trip.
+//! Digest and digest-prefix parsing: never panics; what parses formats
+//! back to the same string and survives the fixed-width key round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +20,12 @@ fuzz_target!(|data: &[u8]| {
             let msg = e.to_string();
             assert!(!msg.is_empty());
         }
+    }
+    // A digest prefix (what the command line accepts abbreviated) parses
+    // or is refused, never panics; one that parses prints back without
+    // the `…` listings add.
+    if let Ok(p) = ocidb::DigestPrefix::parse(text) {
+        assert_eq!(p.to_string(), text.trim_end_matches('…'));
     }
     // Keys of arbitrary bytes are rejected or round-trip, never panic.
     if let Ok(d) = Digest::from_key(data) {

@@ -195,6 +195,10 @@ pub(crate) type SweepHook = Box<dyn FnMut(&mut Batch<'_>) -> Result<()> + Send>;
 pub(crate) type SweepSlot = Arc<Mutex<Option<SweepHook>>>;
 
 /// How one transaction attempt ended.
+/// What a batch of jobs did: one result per job, the blob files to install
+/// or remove, and the staged blobs to discard.
+type Applied = (Vec<Result<()>>, HashMap<Digest, BlobAction>, Vec<Staged>);
+
 enum Attempt {
     /// Committed; one result per job.
     Committed(Vec<Result<()>>),
@@ -365,6 +369,8 @@ impl Writer {
         }
     }
 
+    /// One group commit: apply the jobs, sync what the commit will name,
+    /// commit, then install and remove blob bytes.
     fn commit(&mut self, jobs: &mut [Job], run_hook: bool) -> Result<Attempt> {
         let durable =
             jobs.iter().any(|j| j.durable) || self.nondurable_streak >= MAX_NONDURABLE_STREAK;
@@ -372,59 +378,9 @@ impl Writer {
         if !durable {
             txn.set_durability(Durability::None)?;
         }
-        let mut results = Vec::with_capacity(jobs.len());
-        let (files, discards) = {
-            let mut batch = Batch {
-                t: WriteTables::open(&txn)?,
-                now_ms: self.shared.now_ms(),
-                shared: &self.shared,
-                files: HashMap::new(),
-                discards: Vec::new(),
-                job_staged: Vec::new(),
-            };
-            // Before the jobs: a job of this batch may write a new intent
-            // for one of these digests.
-            for d in &self.settled {
-                batch.t.intents.remove(d.to_key().as_slice())?;
-            }
-            for (i, j) in jobs.iter_mut().enumerate() {
-                batch.job_staged.clear();
-                if let Err(e) = (j.run)(&mut batch) {
-                    // Only the failed job's staged blobs go; the others'
-                    // are handed over again when their jobs re-run.
-                    for s in batch.job_staged.drain(..) {
-                        let _ = self.backend.discard(&s);
-                    }
-                    if e.is_storage_failure() {
-                        return Err(e);
-                    }
-                    // Dropping the transaction un-does everything the job
-                    // wrote, whatever its kind of error.
-                    return Ok(Attempt::JobFailed(i, e));
-                }
-                results.push(Ok(()));
-            }
-            // A foreground commit carries a little of a running GC's
-            // sweep: its cost shares this commit (and fsync) instead of
-            // queueing a transaction of its own in front of writers.
-            if run_hook && !jobs.is_empty() {
-                let mut slot = self
-                    .sweep_hook
-                    .lock()
-                    .map_err(|_| Error::lock("sweep hook lock"))?;
-                if let Some(hook) = slot.as_mut()
-                    && let Err(e) = hook(&mut batch)
-                {
-                    if e.is_storage_failure() {
-                        return Err(e);
-                    }
-                    // The GC run sees the hook gone and stops; this
-                    // transaction is dropped and its jobs re-run.
-                    *slot = None;
-                    return Ok(Attempt::HookFailed);
-                }
-            }
-            (batch.files, batch.discards)
+        let (results, files, discards) = match self.apply(&txn, jobs, run_hook)? {
+            Ok(applied) => applied,
+            Err(stopped) => return Ok(stopped),
         };
         for s in &discards {
             let _ = self.backend.discard(s);
@@ -438,27 +394,7 @@ impl Writer {
             }
         }
         if durable {
-            // A durable commit also makes every earlier non-durable one
-            // durable: the bytes and names all of them refer to go first.
-            // A failed sync poisons the store: the kernel may have dropped
-            // the dirty pages, so a retry that succeeds proves nothing (the
-            // fsyncgate lesson); only a reopen starts clean.
-            let unsynced: Vec<Staged> = self
-                .pending_installs
-                .iter()
-                .chain(&installs)
-                .filter(|(_, _, synced)| !synced)
-                .map(|(_, s, _)| s.clone())
-                .collect();
-            let synced = self
-                .backend
-                .sync_staging(&unsynced)
-                .and_then(|()| self.backend.sync(&self.unsynced_names));
-            if let Err(e) = synced {
-                self.shared.poison(&e);
-                return Err(e);
-            }
-            self.unsynced_names.clear();
+            self.sync_before_durable_commit(&installs)?;
         }
         let committed = txn.commit();
         // Even a failed commit may have landed a repository removal.
@@ -472,6 +408,107 @@ impl Writer {
             return Err(e);
         }
         self.settled.clear();
+        self.after_commit(durable, installs, removes);
+        Ok(Attempt::Committed(results))
+    }
+
+    /// Runs the jobs (and a running GC's piggybacked sweep) in `txn`.
+    /// `Ok(Err(attempt))`: a job or the sweep failed, and the transaction
+    /// must be dropped; `Err`: a storage failure.
+    fn apply(
+        &mut self,
+        txn: &redb::WriteTransaction,
+        jobs: &mut [Job],
+        run_hook: bool,
+    ) -> Result<std::result::Result<Applied, Attempt>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut batch = Batch {
+            t: WriteTables::open(txn)?,
+            now_ms: self.shared.now_ms(),
+            shared: &self.shared,
+            files: HashMap::new(),
+            discards: Vec::new(),
+            job_staged: Vec::new(),
+        };
+        // Before the jobs: a job of this batch may write a new intent for
+        // one of these digests.
+        for d in &self.settled {
+            batch.t.intents.remove(d.to_key().as_slice())?;
+        }
+        for (i, j) in jobs.iter_mut().enumerate() {
+            batch.job_staged.clear();
+            if let Err(e) = (j.run)(&mut batch) {
+                // Only the failed job's staged blobs go; the others' are
+                // handed over again when their jobs re-run.
+                for s in batch.job_staged.drain(..) {
+                    let _ = self.backend.discard(&s);
+                }
+                if e.is_storage_failure() {
+                    return Err(e);
+                }
+                // Dropping the transaction un-does everything the job
+                // wrote, whatever its kind of error.
+                return Ok(Err(Attempt::JobFailed(i, e)));
+            }
+            results.push(Ok(()));
+        }
+        // A foreground commit carries a little of a running GC's sweep: its
+        // cost shares this commit (and fsync) instead of queueing a
+        // transaction of its own in front of writers.
+        if run_hook && !jobs.is_empty() {
+            let mut slot = self
+                .sweep_hook
+                .lock()
+                .map_err(|_| Error::lock("sweep hook lock"))?;
+            if let Some(hook) = slot.as_mut()
+                && let Err(e) = hook(&mut batch)
+            {
+                if e.is_storage_failure() {
+                    return Err(e);
+                }
+                // The GC run sees the hook gone and stops; this transaction
+                // is dropped and its jobs re-run.
+                *slot = None;
+                return Ok(Err(Attempt::HookFailed));
+            }
+        }
+        Ok(Ok((results, batch.files, batch.discards)))
+    }
+
+    /// Before a durable commit: it also makes every earlier non-durable one
+    /// durable, so the bytes and names all of them refer to go first. A
+    /// failed sync poisons the store: the kernel may have dropped the dirty
+    /// pages, so a retry that succeeds proves nothing (the fsyncgate
+    /// lesson); only a reopen starts clean.
+    fn sync_before_durable_commit(&mut self, installs: &[(Digest, Staged, bool)]) -> Result<()> {
+        let unsynced: Vec<Staged> = self
+            .pending_installs
+            .iter()
+            .chain(installs)
+            .filter(|(_, _, synced)| !synced)
+            .map(|(_, s, _)| s.clone())
+            .collect();
+        let synced = self
+            .backend
+            .sync_staging(&unsynced)
+            .and_then(|()| self.backend.sync(&self.unsynced_names));
+        if let Err(e) = synced {
+            self.shared.poison(&e);
+            return Err(e);
+        }
+        self.unsynced_names.clear();
+        Ok(())
+    }
+
+    /// After the commit: bytes a durable commit names become final under
+    /// their digests, and bytes of deleted records go once a durable
+    /// commit made the deletion stick.
+    fn after_commit(
+        &mut self,
+        durable: bool,
+        installs: Vec<(Digest, Staged, bool)>,
+        removes: Vec<Digest>,
+    ) {
         for d in removes {
             // Recorded by a non-durable commit and deleted before any
             // durable one: the bytes never left staging.
@@ -487,7 +524,7 @@ impl Writer {
         if !durable {
             self.nondurable_streak += 1;
             self.pending_installs.extend(installs);
-            return Ok(Attempt::Committed(results));
+            return;
         }
         self.nondurable_streak = 0;
         let items: Vec<(Staged, Digest)> = std::mem::take(&mut self.pending_installs)
@@ -525,6 +562,5 @@ impl Writer {
                 }
             }
         }
-        Ok(Attempt::Committed(results))
     }
 }

@@ -248,30 +248,10 @@ impl Store {
 
     fn gc_inner(&self, policy: &GcPolicy) -> Result<GcReport> {
         let started = Instant::now();
-        let txn = tables::begin_read(&self.db)?;
-        let now = self.shared.now_ms();
-        let grace_ms = u64::try_from(policy.grace.as_millis()).unwrap_or(u64::MAX);
-        // Mark at the lowest CPU priority: on a small machine it would
-        // otherwise compete with the writer thread for a core.
-        let rules = MarkRules {
-            now_ms: now,
-            grace_ms,
-            delete_untagged: policy.delete_untagged,
-            leases: live_leases(&txn, now)?.iter().map(|l| l.id).collect(),
-        };
-        let Marked { dead, order, total } = std::thread::scope(|s| {
-            s.spawn(|| {
-                lower_thread_priority();
-                mark(&txn, &rules)
-            })
-            .join()
-            .map_err(|_| Error::Internal("the gc mark thread panicked".into()))?
-        })?;
-        drop(txn);
-        let mark_ms = started.elapsed().as_millis() as u64;
+        let Marked { dead, order, total } = self.mark_phase(policy)?;
         let mut report = GcReport {
             dry_run: policy.dry_run,
-            mark_ms,
+            mark_ms: started.elapsed().as_millis() as u64,
             ..GcReport::default()
         };
         if policy.dry_run {
@@ -295,112 +275,8 @@ impl Store {
             report,
         }));
         let order = Arc::new(order);
-        let batch = policy.sweep_batch.max(1);
-        // While writers are active they carry the sweep: their commits
-        // (every one at Steady pace, one in YIELD_PIGGYBACK_EVERY at Yield)
-        // delete a little (PIGGYBACK_PER_COMMIT) in their own transaction,
-        // so no sweep transaction ever queues in front of them.
-        {
-            let (hook_state, hook_order) = (Arc::clone(&state), Arc::clone(&order));
-            let every = match policy.pace {
-                SweepPace::Steady => 1,
-                SweepPace::Yield => YIELD_PIGGYBACK_EVERY,
-            };
-            let mut commits = 0u64;
-            let hook: crate::engine::SweepHook = Box::new(move |b| {
-                commits += 1;
-                if !commits.is_multiple_of(every) {
-                    return Ok(());
-                }
-                let mut st = hook_state
-                    .lock()
-                    .map_err(|_| Error::lock("gc state lock"))?;
-                let r = sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false);
-                if let Err(e) = &r {
-                    st.failed = Some(e.to_string());
-                }
-                r
-            });
-            *self
-                .sweep_hook
-                .lock()
-                .map_err(|_| Error::lock("sweep hook lock"))? = Some(hook);
-        }
-        let swept = (|| -> Result<()> {
-            loop {
-                let done =
-                    state.lock().map_err(|_| Error::lock("gc state lock"))?.pos >= order.len();
-                if done {
-                    return Ok(());
-                }
-                let hooked = self
-                    .sweep_hook
-                    .lock()
-                    .map_err(|_| Error::lock("sweep hook lock"))?
-                    .is_some();
-                if !hooked {
-                    // A writer's commit ran the hook and it failed; that
-                    // transaction was dropped whole.
-                    let why = state
-                        .lock()
-                        .map_err(|_| Error::lock("gc state lock"))?
-                        .failed
-                        .take()
-                        .unwrap_or_default();
-                    return Err(Error::Corrupt(format!(
-                        "gc sweep stopped: a deletion failed inside a writer's transaction ({why}); run fsck"
-                    )));
-                }
-                // Busy writers (a request within the last few ms) carry the
-                // sweep; between the requests of sparse writers the GC
-                // still takes one deletion at a time.
-                let step = if self.shared.foreground_within(BUSY_GAP) {
-                    0
-                } else if self.shared.foreground_within(FOREGROUND_WINDOW) {
-                    match policy.pace {
-                        SweepPace::Steady => 1,
-                        SweepPace::Yield => 0,
-                    }
-                } else {
-                    batch
-                };
-                if step == 0 {
-                    // At Yield pace nothing can happen before writers have
-                    // been quiet for the whole window, so sleep until then
-                    // rather than wake every IDLE_POLL: each wake-up is a
-                    // thread that can land on a writer's core.
-                    let nap = match policy.pace {
-                        SweepPace::Yield => FOREGROUND_WINDOW
-                            .saturating_sub(self.shared.since_foreground())
-                            .max(IDLE_POLL),
-                        SweepPace::Steady => IDLE_POLL,
-                    };
-                    std::thread::sleep(nap);
-                    continue;
-                }
-                // Steps of our own. With writers idle they are large and
-                // non-durable (files are unlinked only after a durable
-                // commit, and the run ends with one). Between sparse
-                // writers' requests a step is one deletion and durable: it
-                // pays for its own pages, which would otherwise wait in
-                // redb's write buffer for the next writer's fsync, and then
-                // rests as long as it ran, leaving the writer thread idle
-                // half the time for arrivals. Either way a writer that
-                // arrives stops the step before its next deletion.
-                let sparse = step < batch;
-                let (step_state, order) = (Arc::clone(&state), Arc::clone(&order));
-                let step_started = Instant::now();
-                self.submit_background(sparse, move |b| {
-                    let mut st = step_state
-                        .lock()
-                        .map_err(|_| Error::lock("gc state lock"))?;
-                    sweep_some(b, &mut st, &order, step, true)
-                })?;
-                if sparse {
-                    std::thread::sleep(step_started.elapsed());
-                }
-            }
-        })();
+        self.install_sweep_hook(policy, &state, &order)?;
+        let swept = self.sweep(policy, &state, &order);
         if let Ok(mut slot) = self.sweep_hook.lock() {
             *slot = None;
         }
@@ -418,6 +294,152 @@ impl Store {
         // pile up (every upload session takes one).
         self.drop_expired_leases()?;
         Ok(report)
+    }
+
+    /// Marks on a read snapshot, on a thread of its own at the lowest CPU
+    /// priority: on a small machine it would otherwise compete with the
+    /// writer thread for a core.
+    fn mark_phase(&self, policy: &GcPolicy) -> Result<Marked> {
+        let txn = tables::begin_read(&self.db)?;
+        let now = self.shared.now_ms();
+        let rules = MarkRules {
+            now_ms: now,
+            grace_ms: u64::try_from(policy.grace.as_millis()).unwrap_or(u64::MAX),
+            delete_untagged: policy.delete_untagged,
+            leases: live_leases(&txn, now)?.iter().map(|l| l.id).collect(),
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                lower_thread_priority();
+                mark(&txn, &rules)
+            })
+            .join()
+            .map_err(|_| Error::Internal("the gc mark thread panicked".into()))?
+        })
+    }
+
+    /// While writers are active they carry the sweep: their commits (every
+    /// one at Steady pace, one in YIELD_PIGGYBACK_EVERY at Yield) delete a
+    /// little (PIGGYBACK_PER_COMMIT) in their own transaction, so no sweep
+    /// transaction ever queues in front of them.
+    fn install_sweep_hook(
+        &self,
+        policy: &GcPolicy,
+        state: &Arc<Mutex<SweepState>>,
+        order: &Arc<Vec<Digest>>,
+    ) -> Result<()> {
+        let (hook_state, hook_order) = (Arc::clone(state), Arc::clone(order));
+        let every = match policy.pace {
+            SweepPace::Steady => 1,
+            SweepPace::Yield => YIELD_PIGGYBACK_EVERY,
+        };
+        let mut commits = 0u64;
+        let hook: crate::engine::SweepHook = Box::new(move |b| {
+            commits += 1;
+            if !commits.is_multiple_of(every) {
+                return Ok(());
+            }
+            let mut st = hook_state
+                .lock()
+                .map_err(|_| Error::lock("gc state lock"))?;
+            let r = sweep_some(b, &mut st, &hook_order, PIGGYBACK_PER_COMMIT, false);
+            if let Err(e) = &r {
+                st.failed = Some(e.to_string());
+            }
+            r
+        });
+        *self
+            .sweep_hook
+            .lock()
+            .map_err(|_| Error::lock("sweep hook lock"))? = Some(hook);
+        Ok(())
+    }
+
+    /// The GC's own sweep steps, until every candidate is decided: large
+    /// and non-durable with writers idle (files are unlinked only after a
+    /// durable commit, and the run ends with one); between sparse writers'
+    /// requests one durable deletion, then a rest as long as it ran, so
+    /// that its pages do not wait in redb's write buffer for the next
+    /// writer's fsync and the writer thread stays idle half the time for
+    /// arrivals. Either way a writer that arrives stops a step before its
+    /// next deletion.
+    fn sweep(
+        &self,
+        policy: &GcPolicy,
+        state: &Arc<Mutex<SweepState>>,
+        order: &Arc<Vec<Digest>>,
+    ) -> Result<()> {
+        let batch = policy.sweep_batch.max(1);
+        loop {
+            if state.lock().map_err(|_| Error::lock("gc state lock"))?.pos >= order.len() {
+                return Ok(());
+            }
+            let hooked = self
+                .sweep_hook
+                .lock()
+                .map_err(|_| Error::lock("sweep hook lock"))?
+                .is_some();
+            if !hooked {
+                // A writer's commit ran the hook and it failed; that
+                // transaction was dropped whole.
+                let why = state
+                    .lock()
+                    .map_err(|_| Error::lock("gc state lock"))?
+                    .failed
+                    .take()
+                    .unwrap_or_default();
+                return Err(Error::Corrupt(format!(
+                    "gc sweep stopped: a deletion failed inside a writer's transaction ({why}); run fsck"
+                )));
+            }
+            let step = self.step_size(policy.pace, batch);
+            if step == 0 {
+                std::thread::sleep(self.nap(policy.pace));
+                continue;
+            }
+            let sparse = step < batch;
+            let (step_state, order) = (Arc::clone(state), Arc::clone(order));
+            let step_started = Instant::now();
+            self.submit_background(sparse, move |b| {
+                let mut st = step_state
+                    .lock()
+                    .map_err(|_| Error::lock("gc state lock"))?;
+                sweep_some(b, &mut st, &order, step, true)
+            })?;
+            if sparse {
+                std::thread::sleep(step_started.elapsed());
+            }
+        }
+    }
+
+    /// Deletions the GC's next step of its own may take: none while busy
+    /// writers (a request within the last few ms) carry the sweep; between
+    /// the requests of sparse writers one at Steady pace (none at Yield);
+    /// `batch` with writers idle.
+    fn step_size(&self, pace: SweepPace, batch: usize) -> usize {
+        if self.shared.foreground_within(BUSY_GAP) {
+            0
+        } else if self.shared.foreground_within(FOREGROUND_WINDOW) {
+            match pace {
+                SweepPace::Steady => 1,
+                SweepPace::Yield => 0,
+            }
+        } else {
+            batch
+        }
+    }
+
+    /// How long to wait when writers keep the GC from a step. At Yield pace
+    /// nothing can happen before writers have been quiet for the whole
+    /// window, so sleep until then rather than wake every IDLE_POLL: each
+    /// wake-up is a thread that can land on a writer's core.
+    fn nap(&self, pace: SweepPace) -> Duration {
+        match pace {
+            SweepPace::Yield => FOREGROUND_WINDOW
+                .saturating_sub(self.shared.since_foreground())
+                .max(IDLE_POLL),
+            SweepPace::Steady => IDLE_POLL,
+        }
     }
 }
 

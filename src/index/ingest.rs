@@ -121,7 +121,6 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
 
 /// The writer half of a manifest put. Validates first, then mutates.
 pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
-    let key = p.digest.to_key();
     let size = p.size;
     let existing = record_in(b, &p.digest)?;
     // The type conflict first: it is wrong whatever the repository holds.
@@ -138,32 +137,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     check_children(b, p)?;
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
-    let rec = match existing {
-        None => {
-            b.t.inline.insert(key.as_slice(), p.packed.as_slice())?;
-            BlobRecord {
-                size,
-                created_ms: b.now_ms,
-                placement: Placement::Inline,
-                manifest: p.parsed.is_some(),
-                media_type: p.media_type.clone(),
-                artifact_type: p.parsed.as_ref().and_then(|x| x.artifact_type.clone()),
-            }
-        }
-        Some(mut rec) => {
-            if newly_indexed || (rec.media_type.is_none() && p.media_type.is_some()) {
-                rec.manifest |= p.parsed.is_some();
-                rec.media_type = p.media_type.clone().or(rec.media_type);
-                if let Some(parsed) = &p.parsed {
-                    rec.artifact_type = parsed.artifact_type.clone();
-                }
-            }
-            // A re-put counts as fresh: its grace period restarts.
-            rec.created_ms = rec.created_ms.max(b.now_ms);
-            rec
-        }
-    };
-    b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
+    write_record(b, p, existing, newly_indexed)?;
     let own = p.parsed.as_ref().map(|parsed| Descriptor {
         media_type: p.media_type.clone().unwrap_or_default(),
         digest: p.digest,
@@ -174,25 +148,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         urls: None,
     });
     if newly_indexed && let (Some(parsed), Some(own)) = (&p.parsed, &own) {
-        // One adjacency value per manifest; the subject edge carries the
-        // referrer's own descriptor: it is what a referrers listing returns.
-        let subject = parsed.subject.as_ref().map(|s| (s, own));
-        b.t.edges_out.insert(
-            key.as_slice(),
-            keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
-        )?;
-        for (kind, child) in &parsed.children {
-            b.t.edges_in.insert(
-                keys::edge_in(&child.digest, &p.digest, *kind).as_slice(),
-                (),
-            )?;
-        }
-        if let Some(s) = &parsed.subject {
-            b.t.edges_in.insert(
-                keys::edge_in(&s.digest, &p.digest, EdgeKind::Subject).as_slice(),
-                (),
-            )?;
-        }
+        index_edges(b, &p.digest, parsed, own)?;
     }
     let repo_id = ensure_repo(b, &p.repo)?;
     add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
@@ -223,4 +179,71 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         created,
         subject: subject.map(|s| s.digest),
     })
+}
+
+/// The manifest's record, and its bytes when it is new: a re-put refreshes
+/// the record (its grace period restarts) and fills in what it lacked.
+fn write_record(
+    b: &mut Batch<'_>,
+    p: &PreparedManifest,
+    existing: Option<BlobRecord>,
+    newly_indexed: bool,
+) -> Result<()> {
+    let key = p.digest.to_key();
+    let size = p.size;
+    let rec = match existing {
+        None => {
+            b.t.inline.insert(key.as_slice(), p.packed.as_slice())?;
+            BlobRecord {
+                size,
+                created_ms: b.now_ms,
+                placement: Placement::Inline,
+                manifest: p.parsed.is_some(),
+                media_type: p.media_type.clone(),
+                artifact_type: p.parsed.as_ref().and_then(|x| x.artifact_type.clone()),
+            }
+        }
+        Some(mut rec) => {
+            if newly_indexed || (rec.media_type.is_none() && p.media_type.is_some()) {
+                rec.manifest |= p.parsed.is_some();
+                rec.media_type = p.media_type.clone().or(rec.media_type);
+                if let Some(parsed) = &p.parsed {
+                    rec.artifact_type = parsed.artifact_type.clone();
+                }
+            }
+            // A re-put counts as fresh: its grace period restarts.
+            rec.created_ms = rec.created_ms.max(b.now_ms);
+            rec
+        }
+    };
+    b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
+    Ok(())
+}
+
+/// The manifest's edges: one adjacency value, and a reverse entry per child
+/// and for the subject. The subject edge carries the referrer's own
+/// descriptor: it is what a referrers listing returns.
+fn index_edges(
+    b: &mut Batch<'_>,
+    digest: &Digest,
+    parsed: &ParsedManifest,
+    own: &Descriptor,
+) -> Result<()> {
+    let key = digest.to_key();
+    let subject = parsed.subject.as_ref().map(|s| (s, own));
+    b.t.edges_out.insert(
+        key.as_slice(),
+        keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
+    )?;
+    for (kind, child) in &parsed.children {
+        b.t.edges_in
+            .insert(keys::edge_in(&child.digest, digest, *kind).as_slice(), ())?;
+    }
+    if let Some(s) = &parsed.subject {
+        b.t.edges_in.insert(
+            keys::edge_in(&s.digest, digest, EdgeKind::Subject).as_slice(),
+            (),
+        )?;
+    }
+    Ok(())
 }

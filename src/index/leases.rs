@@ -33,6 +33,19 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<u64> {
     }
 }
 
+/// The counter that numbers leases.
+const NEXT_LEASE: &str = "next_lease_id";
+
+/// A new lease that expires `ttl_ms` from now: its id and expiry.
+pub(crate) fn new_lease(b: &mut Batch<'_>, ttl_ms: u64) -> Result<(u64, u64)> {
+    let id = super::counters::next_counter(b, NEXT_LEASE)?;
+    let expires_ms = b.now_ms.saturating_add(ttl_ms);
+    let mut v = vec![crate::schema::record::VALUE_FORMAT_V1];
+    v.extend_from_slice(&expires_ms.to_le_bytes());
+    b.t.leases.insert(id, v.as_slice())?;
+    Ok((id, expires_ms))
+}
+
 /// Fails unless the lease exists and has not expired.
 pub(crate) fn check_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
     let expires = match b.t.leases.get(lease)? {

@@ -9,5 +9,7 @@ pub(crate) mod ingest;
 pub(crate) mod leases;
 pub(crate) mod referrers;
 pub(crate) mod remove;
+pub(crate) mod repair;
 pub(crate) mod repos;
 pub(crate) mod tags;
+pub(crate) mod uploads;

@@ -143,7 +143,7 @@ pub(crate) fn remove_referrer_any(
 /// it: only a manifest this repository holds (a sparse entry lists
 /// nothing), described by the manifest itself (its own artifactType wins
 /// over the index's claim, so one referrer has one entry).
-pub(crate) fn schema_entry(
+pub(crate) fn fallback_tag_entry(
     b: &mut Batch<'_>,
     repo_id: u64,
     subject: &Digest,

@@ -5,13 +5,13 @@ use super::blobs::record_in;
 use super::edges::unindex_manifest;
 use super::referrers::{remove_referrer_any, remove_referrer_source};
 use super::repos::repos_holding;
-use super::tags::{tags_of, unapply_tag_schema};
+use super::tags::{tags_of, unapply_fallback_tag};
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
 use crate::oci::manifest::EdgeKind;
 use crate::oci::names;
-use crate::schema::keys::{self, SOURCE_SUBJECT, SOURCE_TAG_SCHEMA};
+use crate::schema::keys::{self, SOURCE_FALLBACK_TAG, SOURCE_SUBJECT};
 use crate::schema::record::{BlobRecord, Placement};
 use redb::ReadableTable as _;
 
@@ -48,7 +48,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
     b.t.member_of
         .remove(keys::member_of(d, repo_id).as_slice())?;
     for tag in tags_of(b, repo_id, d)? {
-        unapply_tag_schema(b, repo_id, &tag, d)?;
+        unapply_fallback_tag(b, repo_id, &tag, d)?;
         b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
         b.t.tagged
             .remove(keys::tagged(repo_id, d, &tag).as_slice())?;
@@ -62,7 +62,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
     }
     // Entries that fallback-tag indexes of this repository made for d.
     for s in schema_subjects_listing(b, repo_id, d)? {
-        remove_referrer_any(b, repo_id, &s, d, SOURCE_TAG_SCHEMA)?;
+        remove_referrer_any(b, repo_id, &s, d, SOURCE_FALLBACK_TAG)?;
     }
     Ok(())
 }

@@ -87,6 +87,14 @@ pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) 
     Ok(())
 }
 
+/// Takes a blob out of a repository (both directions of membership).
+pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
+    b.t.members.remove(keys::member(repo_id, d).as_slice())?;
+    b.t.member_of
+        .remove(keys::member_of(d, repo_id).as_slice())?;
+    Ok(())
+}
+
 pub(crate) fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
     let (lo, hi) = keys::member_of_range(d);
     let mut out = Vec::new();

@@ -4,13 +4,13 @@
 use redb::{ReadTransaction, ReadableTable as _};
 
 use super::edges::{index_entries, is_index};
-use super::referrers::{add_referrer, remove_referrer_any, schema_entry};
+use super::referrers::{add_referrer, fallback_tag_entry, remove_referrer_any};
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Error;
 use crate::error::Result;
 use crate::oci::names;
-use crate::schema::keys::{self, SOURCE_TAG_SCHEMA};
+use crate::schema::keys::{self, SOURCE_FALLBACK_TAG};
 use crate::schema::tables::TAGS;
 
 pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {
@@ -22,7 +22,7 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
         if old == *d {
             return Ok(());
         }
-        unapply_tag_schema(b, repo_id, tag, &old)?;
+        unapply_fallback_tag(b, repo_id, tag, &old)?;
         b.t.tagged
             .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
     }
@@ -33,15 +33,33 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
         && is_index(b, d)?
     {
         for entry in index_entries(b, d)? {
-            if let Some(desc) = schema_entry(b, repo_id, &subject, &entry)? {
-                add_referrer(b, repo_id, &subject, &desc, SOURCE_TAG_SCHEMA)?;
+            if let Some(desc) = fallback_tag_entry(b, repo_id, &subject, &entry)? {
+                add_referrer(b, repo_id, &subject, &desc, SOURCE_FALLBACK_TAG)?;
             }
         }
     }
     Ok(())
 }
 
-pub(crate) fn unapply_tag_schema(
+/// Removes `tag` from a repository; returns the digest it pointed at.
+pub(crate) fn remove_tag(b: &mut Batch<'_>, repo_id: u64, repo: &str, tag: &str) -> Result<Digest> {
+    let key = keys::tag(repo_id, tag);
+    let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
+        return Err(Error::TagUnknown {
+            repository: repo.to_string(),
+            tag: tag.to_string(),
+            hint: String::new(),
+        });
+    };
+    let old = Digest::from_key(&old)?;
+    unapply_fallback_tag(b, repo_id, tag, &old)?;
+    b.t.tags.remove(key.as_slice())?;
+    b.t.tagged
+        .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
+    Ok(old)
+}
+
+pub(crate) fn unapply_fallback_tag(
     b: &mut Batch<'_>,
     repo_id: u64,
     tag: &str,
@@ -52,7 +70,7 @@ pub(crate) fn unapply_tag_schema(
     };
     if is_index(b, old)? {
         for entry in index_entries(b, old)? {
-            remove_referrer_any(b, repo_id, &subject, &entry.digest, SOURCE_TAG_SCHEMA)?;
+            remove_referrer_any(b, repo_id, &subject, &entry.digest, SOURCE_FALLBACK_TAG)?;
         }
     }
     Ok(())

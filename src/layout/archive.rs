@@ -35,38 +35,9 @@ impl Store {
                 .context(|| "reading a tar entry path".to_string())?
                 .into_owned();
             let rel = safe_tar_path(&raw_path)?;
-            let kind = entry.header().entry_type();
             let shown = raw_path.display().to_string();
-            if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(std::borrow::Cow::into_owned)
-                    .unwrap_or_default();
-                let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-                let resolved = if kind.is_hard_link() {
-                    target.clone()
-                } else {
-                    dir.join(&target)
-                };
-                if target.is_absolute() || escapes(&resolved) {
-                    return Err(Error::InvalidArgument {
-                        value: format!("{shown} -> {}", target.display()),
-                        expected: "links that stay inside the layout (this one escapes it)".into(),
-                    });
-                }
-                // A link inside the tree adds no content of its own.
+            if !is_content(&entry, &rel, &shown)? {
                 continue;
-            }
-            if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
-                continue;
-            }
-            if !kind.is_file() {
-                return Err(Error::InvalidArgument {
-                    value: shown,
-                    expected: "regular files and directories only (device, fifo and other special entries are refused)".into(),
-                });
             }
             // Entry::size honours PAX size headers (blobs over 8 GiB).
             let size = entry.size();
@@ -137,6 +108,44 @@ impl Store {
             expected: "an oci-archive with an index.json".into(),
         })
     }
+}
+
+/// Whether a tar entry is content to read: a regular file. Links must stay
+/// inside the tree and add nothing of their own; directories and PAX
+/// headers add nothing; any other special entry is refused.
+fn is_content<R: io::Read>(entry: &tar::Entry<'_, R>, rel: &Path, shown: &str) -> Result<bool> {
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .map(std::borrow::Cow::into_owned)
+            .unwrap_or_default();
+        let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolved = if kind.is_hard_link() {
+            target.clone()
+        } else {
+            dir.join(&target)
+        };
+        if target.is_absolute() || escapes(&resolved) {
+            return Err(Error::InvalidArgument {
+                value: format!("{shown} -> {}", target.display()),
+                expected: "links that stay inside the layout (this one escapes it)".into(),
+            });
+        }
+        return Ok(false);
+    }
+    if kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+        return Ok(false);
+    }
+    if !kind.is_file() {
+        return Err(Error::InvalidArgument {
+            value: shown.to_string(),
+            expected: "regular files and directories only (device, fifo and other special entries are refused)".into(),
+        });
+    }
+    Ok(true)
 }
 
 /// Refuses absolute paths and `..`; strips a leading `./`.

@@ -117,47 +117,14 @@ impl Store {
         out: &Path,
         opts: &ExportOptions,
     ) -> Result<ExportReport> {
-        let with_referrers = opts.with_referrers;
         self.refuse_inside_store(out)?;
-        if out.exists() {
-            let empty_dir = out.is_dir()
-                && fs::read_dir(out)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(false);
-            if !empty_dir {
-                return Err(Error::InvalidArgument {
-                    value: out.display().to_string(),
-                    expected: "a path that does not exist yet (or an empty directory)".into(),
-                });
-            }
-        }
+        refuse_nonempty(out)?;
         let mut entries: Vec<Descriptor> = Vec::new();
         let mut blobs: BTreeMap<Digest, ()> = BTreeMap::new();
         let mut report = ExportReport::default();
         for (repo, r) in refs {
             let root = self.resolve(repo, r)?;
-            let info = self.stat(&root)?;
-            let mut mt = info.media_type.clone().unwrap_or_default();
-            if opts.oci_index_types {
-                mt = match mt.as_str() {
-                    manifest::DOCKER_MANIFEST => manifest::OCI_MANIFEST.to_string(),
-                    manifest::DOCKER_LIST => manifest::OCI_INDEX.to_string(),
-                    _ => mt,
-                };
-            } else if mt == manifest::DOCKER_MANIFEST || mt == manifest::DOCKER_LIST {
-                report.notes.push(format!(
-                    "{root} is a Docker manifest: skopeo 1.9 skips index.json entries with Docker media types; --oci-index-types labels them with the OCI types, as go-containerregistry does"
-                ));
-            }
-            let mut desc = Descriptor::new(mt, root, info.size);
-            if let Reference::Tag(t) = r {
-                if t.starts_with('_') {
-                    report.notes.push(format!(
-                        "tag `{t}` starts with `_`: the OCI layout's ref.name grammar does not allow that, and skopeo refuses such names"
-                    ));
-                }
-                desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), t.clone())]));
-            }
+            let desc = self.index_entry(root, r, opts, &mut report)?;
             // The same reference twice makes one entry.
             if entries
                 .iter()
@@ -166,33 +133,14 @@ impl Store {
                 continue;
             }
             entries.push(desc);
-            let mut stack = vec![root];
-            let mut seen = HashSet::new();
-            while let Some(d) = stack.pop() {
-                if !seen.insert(d) {
-                    continue;
-                }
-                if !self.exists(&d)? {
-                    report.missing.push(d);
-                    continue;
-                }
-                blobs.insert(d, ());
-                for e in self.successors(&d)? {
-                    if e.kind != EdgeKind::Subject {
-                        stack.push(e.descriptor.digest);
-                    }
-                }
-                if with_referrers {
-                    let page = self.referrers(repo, &d, &Default::default())?;
-                    for m in page.index.manifests {
-                        if !entries.iter().any(|e| e.digest == m.digest) {
-                            entries.push(m.clone());
-                            report.referrers += 1;
-                        }
-                        stack.push(m.digest);
-                    }
-                }
-            }
+            self.collect_closure(
+                repo,
+                root,
+                opts.with_referrers,
+                &mut entries,
+                &mut blobs,
+                &mut report,
+            )?;
         }
         report.blobs = blobs.len() as u64;
         report.manifests = entries.len() as u64;
@@ -202,12 +150,106 @@ impl Store {
             manifests: &entries,
         })
         .map_err(|e| Error::io("formatting index.json", e.into()))?;
+        self.write_layout(out, &index, &blobs, opts, &mut report)?;
+        report.missing.sort();
+        report.missing.dedup();
+        Ok(report)
+    }
+
+    /// The `index.json` entry of one exported reference: the manifest's
+    /// media type (Docker types relabelled with `--oci-index-types`), and
+    /// the tag as `ref.name`.
+    fn index_entry(
+        &self,
+        root: Digest,
+        r: &Reference,
+        opts: &ExportOptions,
+        report: &mut ExportReport,
+    ) -> Result<Descriptor> {
+        let info = self.stat(&root)?;
+        let mut mt = info.media_type.clone().unwrap_or_default();
+        if opts.oci_index_types {
+            mt = match mt.as_str() {
+                manifest::DOCKER_MANIFEST => manifest::OCI_MANIFEST.to_string(),
+                manifest::DOCKER_LIST => manifest::OCI_INDEX.to_string(),
+                _ => mt,
+            };
+        } else if mt == manifest::DOCKER_MANIFEST || mt == manifest::DOCKER_LIST {
+            report.notes.push(format!(
+                "{root} is a Docker manifest: skopeo 1.9 skips index.json entries with Docker media types; --oci-index-types labels them with the OCI types, as go-containerregistry does"
+            ));
+        }
+        let mut desc = Descriptor::new(mt, root, info.size);
+        if let Reference::Tag(t) = r {
+            if t.starts_with('_') {
+                report.notes.push(format!(
+                    "tag `{t}` starts with `_`: the OCI layout's ref.name grammar does not allow that, and skopeo refuses such names"
+                ));
+            }
+            desc.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), t.clone())]));
+        }
+        Ok(desc)
+    }
+
+    /// Everything `root` reaches (and, with referrers, the referrers of
+    /// each node, which become index entries too): the blobs to copy, and
+    /// what is missing from the store.
+    fn collect_closure(
+        &self,
+        repo: &str,
+        root: Digest,
+        with_referrers: bool,
+        entries: &mut Vec<Descriptor>,
+        blobs: &mut BTreeMap<Digest, ()>,
+        report: &mut ExportReport,
+    ) -> Result<()> {
+        let mut stack = vec![root];
+        let mut seen = HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            if !self.exists(&d)? {
+                report.missing.push(d);
+                continue;
+            }
+            blobs.insert(d, ());
+            for e in self.successors(&d)? {
+                if e.kind != EdgeKind::Subject {
+                    stack.push(e.descriptor.digest);
+                }
+            }
+            if with_referrers {
+                let page = self.referrers(repo, &d, &Default::default())?;
+                for m in page.index.manifests {
+                    if !entries.iter().any(|e| e.digest == m.digest) {
+                        entries.push(m.clone());
+                        report.referrers += 1;
+                    }
+                    stack.push(m.digest);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the layout (a directory, or a tar when `out` ends in `.tar`)
+    /// into a temporary sibling and renames it into place, so that a failed
+    /// export leaves nothing behind.
+    fn write_layout(
+        &self,
+        out: &Path,
+        index: &[u8],
+        blobs: &BTreeMap<Digest, ()>,
+        opts: &ExportOptions,
+        report: &mut ExportReport,
+    ) -> Result<()> {
         let is_tar = out.extension().is_some_and(|e| e == "tar");
         let tmp = tmp_sibling(out)?;
         let written = if is_tar {
-            self.write_tar(&tmp, &index, blobs.keys())
+            self.write_tar(&tmp, index, blobs.keys())
         } else {
-            self.write_dir(&tmp, &index, blobs.keys(), opts.hardlink, &mut report)
+            self.write_dir(&tmp, index, blobs.keys(), opts.hardlink, report)
         };
         if let Err(e) = written {
             let _ = fs::remove_dir_all(&tmp);
@@ -225,9 +267,7 @@ impl Store {
                 parent
             });
         }
-        report.missing.sort();
-        report.missing.dedup();
-        Ok(report)
+        Ok(())
     }
 
     /// An export inside the store's own directory would be taken for the
@@ -343,4 +383,23 @@ impl Store {
         f.sync_all()
             .context(|| format!("fsync of {}", path.display()))
     }
+}
+
+/// An export writes only where nothing is yet: a missing path, or an empty
+/// directory.
+fn refuse_nonempty(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let empty_dir = out.is_dir()
+        && fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+    if empty_dir {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        value: out.display().to_string(),
+        expected: "a path that does not exist yet (or an empty directory)".into(),
+    })
 }

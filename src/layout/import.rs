@@ -16,7 +16,9 @@ use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, V
 use super::{read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, MANIFEST_BATCH};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::oci::manifest::{self, Descriptor, EdgeKind, MAX_MANIFEST_SIZE, REF_NAME};
+use crate::oci::manifest::{
+    self, Descriptor, EdgeKind, ParsedManifest, MAX_MANIFEST_SIZE, REF_NAME,
+};
 use crate::oci::names;
 use crate::store::{Children, ManifestOptions};
 use crate::store::{PutOptions, Store};
@@ -315,24 +317,7 @@ impl Walk<'_, '_> {
         // type their descriptor claims.
         let try_manifest = declared_manifest || (from_index && len <= MAX_MANIFEST_SIZE);
         if !try_manifest {
-            if !self.dry {
-                let put = store.put(
-                    reader,
-                    &PutOptions {
-                        digest: Some(d),
-                        size: Some(desc.size),
-                        media_type: Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
-                        repository: Some(self.repo.to_string()),
-                        lease: Some(self.lease),
-                        no_sync: true,
-                    },
-                )?;
-                if put.created {
-                    self.created.push(put.digest);
-                }
-                self.report.blobs += 1;
-            }
-            return Ok(());
+            return self.copy_blob(reader, &desc);
         }
         if len > MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge {
@@ -348,37 +333,7 @@ impl Walk<'_, '_> {
                 actual: Box::new(actual),
             });
         }
-        // A descriptor's type decides when it names a manifest type;
-        // otherwise a JSON body speaks for itself, and anything else is
-        // stored opaque under the descriptor's type.
-        let mut declared = if declared_manifest || !manifest::looks_like_json_object(&body) {
-            Some(desc.media_type.clone()).filter(|m| !m.is_empty())
-        } else {
-            None
-        };
-        let mut classified = manifest::classify(&store.parsers, declared.as_deref(), &body);
-        if let Err(Error::MediaTypeConflict {
-            declared: dt,
-            body: bt,
-            ..
-        }) = &classified
-        {
-            // Layout writers disagree with themselves at times (ggcr names a
-            // Docker manifest with the OCI type): the bytes are what was
-            // signed and pulled, so their type wins.
-            self.report.notes.push(format!(
-                "{d}: the descriptor says `{dt}` but the manifest says `{bt}`; used `{bt}`"
-            ));
-            declared = None;
-            classified = manifest::classify(&store.parsers, None, &body);
-        }
-        let (_, parsed) = classified.map_err(|e| match e {
-            Error::InvalidManifest { reason, .. } => Error::InvalidManifest {
-                what: d.to_string(),
-                reason,
-            },
-            other => other,
-        })?;
+        let (declared, parsed) = self.classify(&desc, declared_manifest, &body)?;
         stack.push(Step::Exit(Pending {
             digest: d,
             declared,
@@ -392,6 +347,73 @@ impl Walk<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// A blob that is not a manifest: copied as it is read (verified by the
+    /// store against its digest), into the repository, under the lease.
+    fn copy_blob(&mut self, reader: impl std::io::Read, desc: &Descriptor) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        let put = self.store.put(
+            reader,
+            &PutOptions {
+                digest: Some(desc.digest),
+                size: Some(desc.size),
+                media_type: Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
+                repository: Some(self.repo.to_string()),
+                lease: Some(self.lease),
+                no_sync: true,
+            },
+        )?;
+        if put.created {
+            self.created.push(put.digest);
+        }
+        self.report.blobs += 1;
+        Ok(())
+    }
+
+    /// The media type to ingest a manifest under, and its parse. A
+    /// descriptor's type decides when it names a manifest type; otherwise a
+    /// JSON body speaks for itself, and anything else is stored opaque
+    /// under the descriptor's type.
+    fn classify(
+        &mut self,
+        desc: &Descriptor,
+        declared_manifest: bool,
+        body: &[u8],
+    ) -> Result<(Option<String>, Option<ParsedManifest>)> {
+        let d = desc.digest;
+        let store = self.store;
+        let mut declared = if declared_manifest || !manifest::looks_like_json_object(body) {
+            Some(desc.media_type.clone()).filter(|m| !m.is_empty())
+        } else {
+            None
+        };
+        let mut classified = manifest::classify(&store.parsers, declared.as_deref(), body);
+        if let Err(Error::MediaTypeConflict {
+            declared: dt,
+            body: bt,
+            ..
+        }) = &classified
+        {
+            // Layout writers disagree with themselves at times (ggcr names a
+            // Docker manifest with the OCI type): the bytes are what was
+            // signed and pulled, so their type wins.
+            self.report.notes.push(format!(
+                "{d}: the descriptor says `{dt}` but the manifest says `{bt}`; used `{bt}`"
+            ));
+            declared = None;
+            classified = manifest::classify(&store.parsers, None, body);
+        }
+        let (_, parsed) = classified.map_err(|e| match e {
+            Error::InvalidManifest { reason, .. } => Error::InvalidManifest {
+                what: d.to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok((declared, parsed))
     }
 
     /// Ingests the pending manifests in one transaction, bodies read

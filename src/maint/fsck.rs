@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::blob::{hash_all, Listed};
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::index::repair;
 use crate::index::repos::repo_names;
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::EdgeKind;
@@ -379,38 +380,7 @@ impl Store {
     fn remove_corrupt_records(&self, digests: Vec<Digest>) -> Result<HashSet<Digest>> {
         let backend = Arc::clone(&self.backend);
         self.submit(true, move |b| {
-            let mut removed = HashSet::new();
-            for d in &digests {
-                let Some(raw) =
-                    b.t.blobs
-                        .get(d.to_key().as_slice())?
-                        .map(|g| g.value().to_vec())
-                else {
-                    continue;
-                };
-                if BlobRecord::decode(&raw).is_ok() {
-                    continue;
-                }
-                // Stand-in record: it decides only what remove_blob_in
-                // clears. Inline bytes are cleared either way below.
-                let placement = if backend.len(d)?.is_some() {
-                    Placement::File
-                } else {
-                    Placement::Inline
-                };
-                let stand_in = BlobRecord {
-                    size: 0,
-                    created_ms: 0,
-                    placement,
-                    manifest: b.t.edges_out.get(d.to_key().as_slice())?.is_some(),
-                    media_type: None,
-                    artifact_type: None,
-                };
-                crate::index::remove::remove_blob_in(b, d, &stand_in)?;
-                b.t.inline.remove(d.to_key().as_slice())?;
-                removed.insert(*d);
-            }
-            Ok(removed)
+            repair::remove_corrupt_records(b, &*backend, &digests)
         })
     }
 
@@ -420,39 +390,7 @@ impl Store {
     /// a duplicate goes only if another entry of that referrer stays, and
     /// the one keyed by the manifest's own artifactType is kept.
     fn remove_referrer_entries(&self, entries: Vec<Vec<u8>>) -> Result<()> {
-        self.submit(true, move |b| {
-            for k in &entries {
-                let (repo, subject, at, referrer) = keys::split_referrer(k)?;
-                let rec = crate::index::blobs::record_in(b, &referrer)?;
-                let member =
-                    b.t.members
-                        .get(keys::member(repo, &referrer).as_slice())?
-                        .is_some();
-                if rec.is_none() || !member {
-                    b.t.referrers.remove(k.as_slice())?;
-                    continue;
-                }
-                let own_at = match rec.and_then(|r| r.artifact_type) {
-                    Some(t) => b.t.artifact_types.get(t.as_str())?.map(|g| g.value()),
-                    None => Some(0),
-                };
-                let (lo, hi) = keys::referrer_range(repo, &subject, None);
-                let mut others = 0;
-                for e in
-                    b.t.referrers
-                        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-                {
-                    let (ok, _) = e?;
-                    if ok.value() != k && keys::referrer_parts(ok.value())?.1 == referrer {
-                        others += 1;
-                    }
-                }
-                if others > 0 && own_at != Some(at) {
-                    b.t.referrers.remove(k.as_slice())?;
-                }
-            }
-            Ok(())
-        })
+        self.submit(true, move |b| repair::remove_referrer_entries(b, &entries))
     }
 
     /// Deletes orphan bytes from inside the writer, where no commit of a
@@ -461,14 +399,7 @@ impl Store {
     fn remove_orphans(&self, orphans: Vec<Digest>) -> Result<HashSet<Digest>> {
         let backend = Arc::clone(&self.backend);
         self.submit(true, move |b| {
-            let mut removed = HashSet::new();
-            for d in &orphans {
-                if b.t.blobs.get(d.to_key().as_slice())?.is_none() && !b.in_flight(d)? {
-                    backend.remove(d)?;
-                    removed.insert(*d);
-                }
-            }
-            Ok(removed)
+            repair::remove_orphans(b, &*backend, &orphans)
         })
     }
 }
@@ -523,17 +454,41 @@ fn check_tagged_images(
     }
     Ok(())
 }
-
+/// The graph's invariants: forward and reverse edges agree, members and
+/// tags name stored content and have their reverse entries, tagged images
+/// are whole (unless sparse graphs are allowed), and referrers are stored
+/// members of their repository. Returns the referrer keys to drop on
+/// repair.
 fn check_graph(
     txn: &ReadTransaction,
     records: &HashMap<Digest, BlobRecord>,
     opts_allow_sparse: bool,
     report: &mut FsckReport,
 ) -> Result<Vec<Vec<u8>>> {
+    let needs = check_edges(txn, records, report)?;
+    let names = repo_names(txn)?;
+    let repo_name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+    check_members(txn, records, &repo_name, report)?;
+    check_tags(txn, records, &repo_name, report)?;
+    if !opts_allow_sparse {
+        check_tagged_images(txn, records, &needs, &repo_name, report)?;
+    }
+    check_referrers(txn, records, &repo_name, report)
+}
+
+/// Each manifest's children that must be stored for it to be pulled (not
+/// its subject, not external blobs).
+type Needs = HashMap<Digest, Vec<(EdgeKind, Digest)>>;
+
+/// Forward edges come from stored manifests and decode; every forward
+/// edge has its reverse entry and every reverse entry its forward edge.
+fn check_edges(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    report: &mut FsckReport,
+) -> Result<Needs> {
     let mut out_edges: HashSet<(Digest, Digest, EdgeKind)> = HashSet::new();
-    // Each manifest's children that must be stored for it to be pulled
-    // (not its subject, not external blobs).
-    let mut needs: HashMap<Digest, Vec<(EdgeKind, Digest)>> = HashMap::new();
+    let mut needs: Needs = HashMap::new();
     for e in txn.open_table(EDGES_OUT)?.iter()? {
         let (k, v) = e?;
         let parent = Digest::from_key(k.value())?;
@@ -592,9 +547,16 @@ fn check_graph(
             ));
         }
     }
+    Ok(needs)
+}
 
-    let names = repo_names(txn)?;
-    let repo_name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+/// Every member is stored and has its reverse entry.
+fn check_members(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    repo_name: &dyn Fn(u64) -> String,
+    report: &mut FsckReport,
+) -> Result<()> {
     let members = txn.open_table(MEMBERS)?;
     let member_of = txn.open_table(MEMBER_OF)?;
     for e in members.iter()? {
@@ -619,6 +581,18 @@ fn check_graph(
             ));
         }
     }
+    Ok(())
+}
+
+/// Every tag points at a manifest stored in its repository and has its
+/// reverse entry, and every reverse entry its tag.
+fn check_tags(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    repo_name: &dyn Fn(u64) -> String,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let members = txn.open_table(MEMBERS)?;
     for e in txn.open_table(TAGS)?.iter()? {
         let (k, v) = e?;
         let d = Digest::from_key(v.value())?;
@@ -649,9 +623,6 @@ fn check_graph(
             ));
         }
     }
-    if !opts_allow_sparse {
-        check_tagged_images(txn, records, &needs, &repo_name, report)?;
-    }
     let tags_t = txn.open_table(TAGS)?;
     for e in txn.open_table(tables::TAGGED)?.iter()? {
         let (k, _) = e?;
@@ -677,6 +648,18 @@ fn check_graph(
             ));
         }
     }
+    Ok(())
+}
+
+/// Every referrer entry is listed once and names a stored member of its
+/// repository; returns the keys of those that are not.
+fn check_referrers(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    repo_name: &dyn Fn(u64) -> String,
+    report: &mut FsckReport,
+) -> Result<Vec<Vec<u8>>> {
+    let members = txn.open_table(MEMBERS)?;
     let mut dangling = Vec::new();
     let mut seen: HashMap<(u64, Digest, Digest), Vec<u8>> = HashMap::new();
     for e in txn.open_table(REFERRERS)?.iter()? {

@@ -76,9 +76,10 @@ pub struct Descriptor {
     /// Annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
-    /// Platform of an index entry.
+    /// Platform of an index entry. Boxed: most descriptors have none, and
+    /// a descriptor is in every frame of a graph walk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<serde_json::Value>,
+    pub platform: Option<Box<Platform>>,
     /// Where else the content may be fetched from (non-distributable
     /// layers carry these instead of being pushed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +95,74 @@ impl Descriptor {
         self.urls.as_ref().is_some_and(|u| !u.is_empty())
             || self.media_type.contains(".nondistributable.")
             || self.media_type.contains(".foreign.")
+    }
+}
+
+/// The platform of an index entry: what an image runs on.
+///
+/// `os` and `architecture` are required by the image spec; a manifest that
+/// leaves them out is still accepted (as registries do) and reads them as
+/// empty. Fields the spec does not define are kept in `other`, so that a
+/// descriptor reads back as it was pushed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// The CPU architecture (`amd64`, `arm64`, …).
+    #[serde(default)]
+    pub architecture: String,
+    /// The operating system (`linux`, `windows`, …).
+    #[serde(default)]
+    pub os: String,
+    /// The operating system's version (`os.version`).
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    /// Required operating-system features (`os.features`).
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_features: Option<Vec<String>>,
+    /// The CPU variant (`v7`, `v8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Reserved by the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// Fields the spec does not define, as they came.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Platform {
+    /// `os`/`architecture`, the two fields every platform has.
+    pub fn new(os: impl Into<String>, architecture: impl Into<String>) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: architecture.into(),
+            ..Platform::default()
+        }
+    }
+
+    /// Sets the CPU variant.
+    #[must_use]
+    pub fn variant(mut self, variant: impl Into<String>) -> Platform {
+        self.variant = Some(variant.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Platform {
+    /// `os/architecture[/variant]`, as `docker` and `crane` print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
     }
 }
 

@@ -213,7 +213,7 @@ struct Extras {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    platform: Option<serde_json::Value>,
+    platform: Option<Box<crate::oci::manifest::Platform>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     urls: Option<Vec<String>>,
 }
@@ -343,7 +343,7 @@ mod tests {
             d.annotations = ann;
             d.urls = urls;
             if size % 2 == 0 {
-                d.platform = Some(serde_json::json!({"os": "linux", "architecture": "arm64"}));
+                d.platform = Some(Box::new(crate::oci::manifest::Platform::new("linux", "arm64")));
             }
             let mut v = Vec::new();
             put_descriptor(&mut v, &d, with_digest).expect("encode");

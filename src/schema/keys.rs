@@ -265,7 +265,7 @@ pub(crate) const MEMBER_BLOB: u8 = 2;
 /// (an untag of a `sha256-…` index) keeps an entry the other still justifies.
 /// This one: the referrer's own `subject` field.
 pub const SOURCE_SUBJECT: u8 = 1;
-pub(crate) const SOURCE_TAG_SCHEMA: u8 = 2;
+pub(crate) const SOURCE_FALLBACK_TAG: u8 = 2;
 
 /// `[2] [sources]` then the descriptor without its digest (the key's last
 /// field holds it).

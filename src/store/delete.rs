@@ -1,15 +1,28 @@
-//! Deleting manifests from repositories, and blobs from repositories.
+//! Deleting: a blob from the store, a manifest from a repository, a blob
+//! from a repository.
 
-use crate::index::repos::member_kind;
+use crate::index::repos::{member_kind, remove_member};
 
 use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::remove::remove_manifest_from;
+use crate::index::blobs::record_in;
+use crate::index::remove::{remove_blob_in, remove_manifest_from};
 use crate::oci::names::{self};
-use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::keys::MEMBER_MANIFEST;
+use crate::store::not_found;
 
 impl Store {
+    /// Removes a blob and its bytes, and everything that indexes it.
+    /// Errors with [`Error::BlobUnknown`] if absent.
+    pub fn delete(&self, d: &Digest) -> Result<()> {
+        let d = *d;
+        self.submit(true, move |b| {
+            let rec = record_in(b, &d)?.ok_or_else(|| not_found(&d))?;
+            remove_blob_in(b, &d, &rec)
+        })
+    }
+
     /// Deletes a manifest from a repository: its membership, tags and
     /// referrer entries there. When no repository holds it any more, its
     /// edges and bytes go too (children stay until gc collects them).
@@ -43,9 +56,7 @@ impl Store {
             if kind == MEMBER_MANIFEST {
                 return remove_manifest_from(b, id, &d);
             }
-            b.t.members.remove(keys::member(id, &d).as_slice())?;
-            b.t.member_of.remove(keys::member_of(&d, id).as_slice())?;
-            Ok(())
+            remove_member(b, id, &d)
         })
     }
 }

@@ -41,11 +41,41 @@ pub struct Parent {
 /// The most manifests [`Store::tags_reaching`] visits.
 pub const MAX_TAG_SEARCH: usize = 100_000;
 
+/// How a node of an image walk hangs off its parent. Serialized as
+/// `root`, the edge kind (`config`, `layer`, `manifest`, `blob`) or
+/// `referrer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Relation {
+    /// The node the walk started from.
+    Root,
+    /// A child through a forward edge of this kind.
+    Child(EdgeKind),
+    /// A referrer of the parent (the parent is its subject).
+    Referrer,
+}
+
+impl Relation {
+    /// `root`, the edge kind's name, or `referrer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Relation::Root => "root",
+            Relation::Child(kind) => kind.name(),
+            Relation::Referrer => "referrer",
+        }
+    }
+}
+
+impl Serialize for Relation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 /// A node in an image walk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalkNode {
-    /// How this node hangs off its parent: a child edge kind, or `referrer`.
-    pub relation: String,
+    /// How this node hangs off its parent.
+    pub relation: Relation,
     /// The descriptor (from the parent's manifest, or the referrers index).
     pub descriptor: Descriptor,
     /// Whether the bytes are stored (false: a sparse child or a dangling subject).
@@ -124,7 +154,7 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn node(&mut self, relation: &str, descriptor: Descriptor) -> Result<WalkNode> {
+    fn node(&mut self, relation: Relation, descriptor: Descriptor) -> Result<WalkNode> {
         let d = descriptor.digest;
         let blobs = self.txn.open_table(BLOBS)?;
         let present = blobs.get(d.to_key().as_slice())?.is_some();
@@ -133,7 +163,7 @@ impl Walker<'_> {
         let repeated = self.seen.contains(&d);
         if repeated || self.depth >= MAX_WALK_DEPTH {
             return Ok(WalkNode {
-                relation: relation.to_string(),
+                relation,
                 descriptor,
                 present,
                 tags,
@@ -147,7 +177,7 @@ impl Walker<'_> {
         let children = self.children(&d);
         self.depth -= 1;
         Ok(WalkNode {
-            relation: relation.to_string(),
+            relation,
             descriptor,
             present,
             tags,
@@ -163,7 +193,7 @@ impl Walker<'_> {
             if e.kind == EdgeKind::Subject {
                 continue;
             }
-            children.push(self.node(e.kind.name(), e.descriptor)?);
+            children.push(self.node(Relation::Child(e.kind), e.descriptor)?);
         }
         let rt = self.txn.open_table(REFERRERS)?;
         let (lo, hi) = keys::referrer_range(self.repo_id, d, None);
@@ -174,7 +204,7 @@ impl Walker<'_> {
         }
         drop(rt);
         for r in refs {
-            children.push(self.node("referrer", r)?);
+            children.push(self.node(Relation::Referrer, r)?);
         }
         Ok(children)
     }
@@ -292,7 +322,7 @@ impl Store {
             seen: HashSet::new(),
             depth: 0,
         };
-        w.node("root", root_desc)
+        w.node(Relation::Root, root_desc)
     }
 
     /// Everything the index knows about one digest.

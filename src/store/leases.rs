@@ -5,28 +5,21 @@ use redb::ReadableTable as _;
 use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::counters::next_counter;
 use crate::index::leases::add_to_lease;
 use crate::index::leases::check_lease;
 use crate::index::leases::live_leases;
+use crate::index::leases::new_lease;
 pub use crate::index::leases::Lease;
 use crate::index::leases::{decode_lease, remove_lease};
-use crate::schema::record::VALUE_FORMAT_V1;
 use crate::schema::tables::{self};
 use std::time::Duration;
-
-const NEXT_LEASE: &str = "next_lease_id";
 
 impl Store {
     /// Takes a lease that protects what is added to it for `ttl`.
     pub fn create_lease(&self, ttl: Duration) -> Result<Lease> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.submit(true, move |b| {
-            let id = next_counter(b, NEXT_LEASE)?;
-            let expires_ms = b.now_ms.saturating_add(ttl_ms);
-            let mut v = vec![VALUE_FORMAT_V1];
-            v.extend_from_slice(&expires_ms.to_le_bytes());
-            b.t.leases.insert(id, v.as_slice())?;
+            let (id, expires_ms) = new_lease(b, ttl_ms)?;
             Ok(Lease { id, expires_ms })
         })
     }

@@ -22,7 +22,7 @@ use crossbeam_channel::Sender;
 use redb::Database;
 
 pub use crate::index::ingest::ManifestPut;
-pub use graph::{Edge, Inspection, Parent, WalkNode, MAX_WALK_DEPTH};
+pub use graph::{Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_WALK_DEPTH};
 pub use leases::Lease;
 pub use manifests::{Children, ManifestOptions};
 pub use put::{PutOptions, PutResult};
@@ -177,6 +177,29 @@ impl OptionalString for Option<&str> {
 }
 
 /// An embedded store of OCI content. `Send + Sync`; share it with `Arc`.
+///
+/// Its calls block: a durable write waits for its group commit's fsync, a
+/// read may wait for the disk or the blob backend. From async code (an
+/// axum handler), call it through `tokio::task::spawn_blocking`, as
+/// `ocidb-server` does; a call on an async worker stalls every task of
+/// that worker. A store on S3 must not be called from the runtime its
+/// backend owns.
+///
+/// Its methods, by concern (one file each under `src/store/` unless named):
+///
+/// | concern | methods |
+/// |---|---|
+/// | opening (`mod.rs`) | [`open`](Store::open), [`create`](Store::create), [`open_with`](Store::open_with), [`sync`](Store::sync), [`root`](Store::root), [`options`](Store::options), [`store_id`](Store::store_id), [`blob_location`](Store::blob_location), [`unavailable`](Store::unavailable) |
+/// | blobs in (`put.rs`, `uploads.rs`) | [`put`](Store::put), [`put_bytes`](Store::put_bytes), [`put_blobs`](Store::put_blobs), [`mount_blob`](Store::mount_blob); [`begin_upload`](Store::begin_upload), [`append_upload`](Store::append_upload), [`finish_upload`](Store::finish_upload), [`cancel_upload`](Store::cancel_upload), [`uploads`](Store::uploads), [`purge_uploads`](Store::purge_uploads) |
+/// | reading (`read.rs`) | [`stat`](Store::stat), [`exists`](Store::exists), [`get`](Store::get), [`get_range`](Store::get_range), [`get_verified`](Store::get_verified), [`read`](Store::read), [`verify`](Store::verify), [`get_in_repo`](Store::get_in_repo), [`stat_in_repo`](Store::stat_in_repo), [`resolve_digest`](Store::resolve_digest), [`is_empty`](Store::is_empty) |
+/// | manifests (`manifests.rs`) | [`put_manifest`](Store::put_manifest), [`put_manifests`](Store::put_manifests), [`put_manifest_batch`](Store::put_manifest_batch), [`get_manifest`](Store::get_manifest), [`resolve`](Store::resolve), [`register_parser`](Store::register_parser) |
+/// | tags and repositories (`tags.rs`) | [`tag`](Store::tag), [`set_tags`](Store::set_tags), [`untag`](Store::untag), [`tags`](Store::tags), [`tag_map`](Store::tag_map), [`is_member`](Store::is_member), [`members`](Store::members), [`repositories`](Store::repositories), [`repositories_page`](Store::repositories_page), [`repositories_of`](Store::repositories_of) |
+/// | referrers (`referrers.rs`) | [`referrers`](Store::referrers), [`referrers_tag_index`](Store::referrers_tag_index) |
+/// | the graph (`graph.rs`) | [`successors`](Store::successors), [`predecessors`](Store::predecessors), [`walk`](Store::walk), [`inspect`](Store::inspect), [`tags_reaching`](Store::tags_reaching) |
+/// | leases (`leases.rs`) | [`create_lease`](Store::create_lease), [`lease_add`](Store::lease_add), [`release_lease`](Store::release_lease), [`leases`](Store::leases), [`drop_expired_leases`](Store::drop_expired_leases) |
+/// | deleting (`delete.rs`) | [`delete`](Store::delete), [`delete_manifest`](Store::delete_manifest), [`unlink_blob`](Store::unlink_blob) |
+/// | maintenance (`src/gc/`, `src/maint/`) | [`gc`](Store::gc), [`fsck`](Store::fsck), [`stats`](Store::stats), [`compact`](Store::compact), [`migrate`](Store::migrate) (and [`crate::maint::migrate_blobs::migrate_blobs`]) |
+/// | layouts (`src/layout/`) | [`import_layout`](Store::import_layout), [`export_layout`](Store::export_layout) |
 pub struct Store {
     pub(crate) db: Arc<Database>,
     pub(crate) root: PathBuf,

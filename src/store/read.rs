@@ -8,8 +8,6 @@ use super::Store;
 use crate::blob::{hash_all, BlobRead, BlobReader, Source, Staged, VerifiedReader};
 use crate::digest::{Digest, DigestPrefix};
 use crate::error::{Error, IoContext as _, Result};
-use crate::index::blobs::record_in;
-use crate::index::remove::remove_blob_in;
 use crate::oci::hasher::Hasher;
 use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
@@ -291,15 +289,6 @@ impl Store {
         }
         // Committed under the digest while we looked at the staged name.
         self.backend.open(d)
-    }
-
-    /// Removes a blob and its bytes. Errors with [`Error::NotFound`] if absent.
-    pub fn delete(&self, d: &Digest) -> Result<()> {
-        let d = *d;
-        self.submit(true, move |b| {
-            let rec = record_in(b, &d)?.ok_or_else(|| not_found(&d))?;
-            remove_blob_in(b, &d, &rec)
-        })
     }
 }
 

@@ -4,16 +4,15 @@ use redb::ReadableTable as _;
 
 use super::snapshot::Snapshot;
 use super::Store;
-use crate::blob::BlobReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::repos::lookup_repo_w;
 use crate::index::repos::member_kind;
 use crate::index::repos::repo_names;
 use crate::index::tags::list_tags;
+use crate::index::tags::remove_tag;
 use crate::index::tags::set_tag;
 use crate::index::tags::tag_entries;
-use crate::index::tags::unapply_tag_schema;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
@@ -68,20 +67,7 @@ impl Store {
                     hint: String::new(),
                 });
             };
-            let key = keys::tag(repo_id, &tag);
-            let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
-                return Err(Error::TagUnknown {
-                    repository: repo.clone(),
-                    tag: tag.clone(),
-                    hint: String::new(),
-                });
-            };
-            let old = Digest::from_key(&old)?;
-            unapply_tag_schema(b, repo_id, &tag, &old)?;
-            b.t.tags.remove(key.as_slice())?;
-            b.t.tagged
-                .remove(keys::tagged(repo_id, &old, &tag).as_slice())?;
-            Ok(old)
+            remove_tag(b, repo_id, &repo, &tag)
         })
     }
 
@@ -205,18 +191,6 @@ impl Store {
             ));
         }
         Ok(out)
-    }
-
-    /// Reads a blob only if it belongs to `repo` (repository isolation for
-    /// blob reads).
-    pub fn get_in(&self, repo: &str, d: &Digest) -> Result<BlobReader> {
-        if !self.is_member(repo, d)? {
-            return Err(Error::BlobUnknown {
-                digest: *d,
-                hint: format!(" in repository `{repo}`"),
-            });
-        }
-        self.get(d)
     }
 
     pub(crate) fn require_repo(&self, snap: &Snapshot, repo: &str) -> Result<u64> {

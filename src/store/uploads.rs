@@ -21,12 +21,9 @@ use super::{PutResult, Store};
 use crate::blob::hash_all;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext as _, Result};
-use crate::index::blobs::insert_blob;
-use crate::index::leases::{add_to_lease, check_lease};
-use crate::index::repos::{add_member, ensure_repo};
+use crate::index::uploads::{self, unknown};
 use crate::oci::hasher::Hasher;
 use crate::oci::names;
-use crate::schema::keys::MEMBER_BLOB;
 use crate::schema::record::UploadRecord;
 use crate::schema::tables::{self, UPLOADS};
 
@@ -119,12 +116,6 @@ fn status(id: &str, r: &UploadRecord) -> UploadStatus {
     }
 }
 
-fn unknown(id: &str) -> Error {
-    Error::UploadUnknown {
-        id: crate::text::quote_untrusted(id),
-    }
-}
-
 impl Store {
     /// Begins an upload session to `repo`, holding a lease for what it
     /// uploads.
@@ -147,10 +138,7 @@ impl Store {
         };
         let value = rec.encode()?;
         let key = id.clone();
-        let r = self.submit(true, move |b| {
-            b.t.uploads.insert(key.as_str(), value.as_slice())?;
-            Ok(())
-        });
+        let r = self.submit(true, move |b| uploads::put_upload(b, &key, &value));
         if let Err(e) = r {
             let _ = self.backend.upload_remove(&id);
             let _ = self.release_lease(lease.id);
@@ -217,23 +205,7 @@ impl Store {
         let value = rec.encode()?;
         let (key, before) = (id.to_string(), offset);
         self.submit(true, move |b| {
-            // Another process cannot hold the store; the busy set keeps
-            // this process to one append per session. Still, check.
-            let cur =
-                b.t.uploads
-                    .get(key.as_str())?
-                    .map(|g| UploadRecord::decode(g.value()))
-                    .transpose()?
-                    .ok_or_else(|| unknown(&key))?;
-            if cur.offset != before {
-                return Err(Error::UploadOffset {
-                    id: key.clone(),
-                    expected: cur.offset,
-                    given: before,
-                });
-            }
-            b.t.uploads.insert(key.as_str(), value.as_slice())?;
-            Ok(())
+            uploads::advance_upload(b, &key, before, &value)
         })?;
         Ok(rec)
     }
@@ -263,18 +235,7 @@ impl Store {
         let (key, d, size, repo, lease) =
             (id.to_string(), *expected, rec.offset, rec.repo, rec.lease);
         self.submit(true, move |b| {
-            b.t.uploads.remove(key.as_str())?;
-            let created = insert_blob(b, &d, size, None, None)?;
-            if created {
-                b.install_blob(d, staged.clone(), true)?;
-            } else {
-                b.discard_staged(staged.clone());
-            }
-            let id = ensure_repo(b, &repo)?;
-            add_member(b, id, &d, MEMBER_BLOB)?;
-            if check_lease(b, lease).is_ok() {
-                add_to_lease(b, lease, &d)?;
-            }
+            let created = uploads::complete_upload(b, &key, &d, size, &repo, lease, &staged)?;
             Ok(PutResult {
                 digest: d,
                 size,
@@ -288,10 +249,7 @@ impl Store {
         let _busy = self.uploads_busy.take(id)?;
         let rec = self.upload_record(id)?;
         let key = id.to_string();
-        self.submit(true, move |b| {
-            b.t.uploads.remove(key.as_str())?;
-            Ok(())
-        })?;
+        self.submit(true, move |b| uploads::remove_upload(b, &key))?;
         self.backend.upload_remove(id)?;
         let _ = self.release_lease(rec.lease);
         Ok(())

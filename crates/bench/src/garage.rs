@@ -67,7 +67,6 @@ fn free_ports() -> Result<(u16, u16, u16)> {
 struct Node {
     config: PathBuf,
     child: Option<Child>,
-    rpc: u16,
     s3: u16,
     admin: u16,
     single: bool,
@@ -203,7 +202,6 @@ api_bind_addr = "127.0.0.1:{admin}"
         Ok(Node {
             config,
             child: None,
-            rpc,
             s3,
             admin,
             single,
@@ -356,11 +354,6 @@ api_bind_addr = "127.0.0.1:{admin}"
     /// The S3 endpoint of node `i`.
     pub fn endpoint(&self, i: usize) -> Result<String> {
         Ok(format!("http://127.0.0.1:{}", self.node(i)?.s3))
-    }
-
-    /// The RPC port of node `i`.
-    pub fn rpc_port(&self, i: usize) -> Result<u16> {
-        Ok(self.node(i)?.rpc)
     }
 
     /// The bucket below `prefix`, through node `i`.

@@ -109,13 +109,6 @@ pub fn time_interleaved(n: usize, ops: &[Op<'_>]) -> Result<Vec<Lat>> {
         .collect())
 }
 
-/// Times one run of `f`.
-pub fn time_once<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
-    let t = Instant::now();
-    let v = f()?;
-    Ok((v, t.elapsed()))
-}
-
 /// Resets the kernel's peak-RSS mark of this process to its current RSS
 /// (Linux ≥ 4.0), so that the next [`peak_rss_mb`] covers one scenario.
 pub fn reset_peak_rss() {

@@ -59,7 +59,7 @@ pub fn run(store_flag: &Path) -> Result<()> {
     println!(
         "\n{}",
         st.bold(&format!(
-            "3. Referrers API response for the index (ocidb referrers {repo} {})",
+            "3. Referrers API response for the index (ocidb referrers {repo}@{})",
             short(&sample.index)
         ))
     );

@@ -30,9 +30,10 @@ pub(super) fn referrers(store_dir: &Path, a: ReferrersArgs) -> Result<()> {
         // The referrers index is what this command prints anyway.
         json: _,
     } = a;
-    let store = open(store_dir)?;
     let text = refs::joined(&reference, digest.as_deref());
-    let subject = refs::resolve(&store, &text)?;
+    let written = refs::Written::parse(&text)?;
+    let store = open(store_dir)?;
+    let subject = written.resolve(&store)?;
     let (repo, d) = (subject.require_repo(&text)?.to_string(), subject.digest);
     // The library answers an unknown repository with an empty list
     // (as the API must); here, as for tree and tags, it is an error.
@@ -263,6 +264,9 @@ pub(super) fn export(store_dir: &Path, a: ExportArgs) -> Result<()> {
         json,
     } = a;
     let out = PathBuf::from(args.pop().unwrap_or_default());
+    for a in &args {
+        refs::Written::parse(a)?;
+    }
     let store = open(store_dir)?;
     let images = args
         .iter()
@@ -335,6 +339,7 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
             repo,
             verify,
         } => {
+            refs::digest_syntax(&digest)?;
             let store = open(store_dir)?;
             let d = store.resolve_digest(&digest)?;
             if let Some(r) = &repo
@@ -359,12 +364,14 @@ pub(super) fn blob(store_dir: &Path, cmd: BlobCommand) -> Result<()> {
             }
         }
         BlobCommand::Stat { digest, json: _ } => {
+            refs::digest_syntax(&digest)?;
             let store = open(store_dir)?;
             let info = store.stat(&store.resolve_digest(&digest)?)?;
             println!("{}", serde_json::to_string(&info).unwrap_or_default());
             Ok(())
         }
         BlobCommand::Rm { digest, force } => {
+            refs::digest_syntax(&digest)?;
             let store = open(store_dir)?;
             let d = store.resolve_digest(&digest)?;
             if !force {
@@ -422,9 +429,10 @@ pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
             tag_or_digest,
             output,
         } => {
-            let store = open(store_dir)?;
             let text = refs::joined(&reference, tag_or_digest.as_deref());
-            let m = refs::resolve(&store, &text)?;
+            let written = refs::Written::parse(&text)?;
+            let store = open(store_dir)?;
+            let m = written.resolve(&store)?;
             let (_, bytes) = store.get_manifest(m.require_repo(&text)?, &m.reference())?;
             write_output(output.as_ref(), bytes.as_slice())
         }

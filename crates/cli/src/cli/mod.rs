@@ -111,13 +111,14 @@ fn run_command(cli: Cli) -> Result<()> {
             tag,
             digest,
         } => {
-            let store = open(&store_dir)?;
             // `tag REPO TAG DIGEST` (older) or `tag REPO@DIGEST|REPO:TAG TAG`.
             let text = match &digest {
                 Some(d) => format!("{source}@{d}"),
                 None => source,
             };
-            let m = refs::resolve(&store, &text)?;
+            let written = refs::Written::parse(&text)?;
+            let store = open(&store_dir)?;
+            let m = written.resolve(&store)?;
             let repo = m.require_repo(&text)?;
             store.tag(repo, &tag, &m.digest)?;
             eprintln!(
@@ -194,8 +195,9 @@ fn run_command(cli: Cli) -> Result<()> {
             full,
             json,
         } => {
+            let written = refs::Written::parse(&reference)?;
             let store = open(&store_dir)?;
-            let m = refs::resolve(&store, &reference)?;
+            let m = written.resolve(&store)?;
             let walk = store.walk(m.require_repo(&reference)?, &m.reference())?;
             if json {
                 print_json(&walk)
@@ -206,8 +208,9 @@ fn run_command(cli: Cli) -> Result<()> {
             }
         }
         Command::Rm { reference, force } => {
+            let written = refs::Written::parse(&reference)?;
             let store = open(&store_dir)?;
-            let m = refs::resolve(&store, &reference)?;
+            let m = written.resolve(&store)?;
             let (repo, d) = (m.require_repo(&reference)?.to_string(), m.digest);
             if !force {
                 commands::refuse_if_tagged(&store, &d)?;
@@ -284,8 +287,9 @@ fn run_command(cli: Cli) -> Result<()> {
             repo,
             json: _,
         } => {
+            let written = refs::Written::parse(&reference)?;
             let store = open(&store_dir)?;
-            let m = refs::resolve(&store, &reference)?;
+            let m = written.resolve(&store)?;
             let repo = repo.or(m.repo);
             print_json(&store.inspect(&m.digest, repo.as_deref())?)
         }

@@ -79,10 +79,25 @@ impl Resolved {
     }
 }
 
-/// Resolves `text` against `store`: a tag to the digest it points at, an
-/// abbreviated digest to the one stored digest it starts.
-pub(super) fn resolve(store: &Store, text: &str) -> Result<Resolved> {
-    match Written::parse(text)? {
+/// Checks that `text` is a digest or a digest prefix, before any store is
+/// opened: a malformed argument is reported as such, whatever the store.
+pub(super) fn digest_syntax(text: &str) -> Result<()> {
+    match (Digest::parse(text), DigestPrefix::parse(text)) {
+        (Ok(_), _) | (_, Ok(_)) => Ok(()),
+        (Err(e), Err(_)) => Err(e.into()),
+    }
+}
+
+impl Written {
+    /// Resolves this reference against `store`: a tag to the digest it
+    /// points at, an abbreviated digest to the one stored digest it starts.
+    pub(super) fn resolve(self, store: &Store) -> Result<Resolved> {
+        resolve_written(store, self)
+    }
+}
+
+fn resolve_written(store: &Store, written: Written) -> Result<Resolved> {
+    match written {
         Written::Tag { repo, tag } => {
             let digest = store.resolve(&repo, &Reference::parse(&tag)?)?;
             Ok(Resolved {

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal as _;
 
-use ocidb::WalkNode;
+use ocidb::{Relation, WalkNode};
 
 /// ANSI styling, on only when stdout is a terminal and NO_COLOR is unset;
 /// and whether digests print whole (`--full`) or cut to 12 hex digits, a
@@ -115,10 +115,10 @@ pub fn short(d: &ocidb::Digest) -> String {
 fn label(node: &WalkNode, st: Style) -> String {
     let d = &node.descriptor;
     let mut parts = Vec::new();
-    let rel = match node.relation.as_str() {
-        "referrer" => st.magenta("referrer"),
-        "root" => String::new(),
-        other => st.cyan(other),
+    let rel = match node.relation {
+        Relation::Referrer => st.magenta("referrer"),
+        Relation::Root => String::new(),
+        Relation::Child(kind) => st.cyan(kind.name()),
     };
     if !rel.is_empty() {
         parts.push(rel);
@@ -128,17 +128,12 @@ fn label(node: &WalkNode, st: Style) -> String {
         parts.push(st.dim(&escape(&d.media_type)));
     }
     if let Some(at) = &d.artifact_type
-        && (node.relation == "referrer" || node.relation == "root")
+        && matches!(node.relation, Relation::Referrer | Relation::Root)
     {
         parts.push(st.yellow(&format!("[{}]", escape(at))));
     }
     if let Some(p) = &d.platform {
-        let os = p.get("os").and_then(|v| v.as_str()).unwrap_or("?");
-        let arch = p
-            .get("architecture")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?");
-        parts.push(escape(&format!("{os}/{arch}")));
+        parts.push(escape(&p.to_string()));
     }
     parts.push(human_size(d.size));
     if !node.tags.is_empty() {
