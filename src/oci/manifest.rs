@@ -1,6 +1,6 @@
 //! Which media types are manifests, and what their edges are.
 //!
-//! [`successors`] is the whole "which types do we parse" decision, in one
+//! `successors` is the whole "which types do we parse" decision, in one
 //! place, as in oras-go's `content.Successors`. Anything it does not know is
 //! stored opaque: never an error, never parsed.
 

@@ -22,7 +22,9 @@ use crossbeam_channel::Sender;
 use redb::Database;
 
 pub use crate::index::ingest::ManifestPut;
-pub use graph::{Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_WALK_DEPTH};
+pub use graph::{
+    Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_TAG_SEARCH, MAX_WALK_DEPTH,
+};
 pub use leases::Lease;
 pub use manifests::{Children, ManifestOptions};
 pub use put::{PutOptions, PutResult};
@@ -198,7 +200,7 @@ impl OptionalString for Option<&str> {
 /// | the graph (`graph.rs`) | [`successors`](Store::successors), [`predecessors`](Store::predecessors), [`walk`](Store::walk), [`inspect`](Store::inspect), [`tags_reaching`](Store::tags_reaching) |
 /// | leases (`leases.rs`) | [`create_lease`](Store::create_lease), [`lease_add`](Store::lease_add), [`release_lease`](Store::release_lease), [`leases`](Store::leases), [`drop_expired_leases`](Store::drop_expired_leases) |
 /// | deleting (`delete.rs`) | [`delete`](Store::delete), [`delete_manifest`](Store::delete_manifest), [`unlink_blob`](Store::unlink_blob) |
-/// | maintenance (`src/gc/`, `src/maint/`) | [`gc`](Store::gc), [`fsck`](Store::fsck), [`stats`](Store::stats), [`compact`](Store::compact), [`migrate`](Store::migrate) (and [`crate::maint::migrate_blobs::migrate_blobs`]) |
+/// | maintenance (`src/gc/`, `src/maint/`) | [`gc`](Store::gc), [`fsck`](Store::fsck), [`stats`](Store::stats), [`compact`](Store::compact), [`migrate`](Store::migrate) (and, with `s3`, `maint::migrate_blobs`) |
 /// | layouts (`src/layout/`) | [`import_layout`](Store::import_layout), [`export_layout`](Store::export_layout) |
 pub struct Store {
     pub(crate) db: Arc<Database>,

@@ -131,15 +131,11 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Untag { reference, tag } => {
             let text = refs::joined(&reference, tag.as_deref());
-            let (repo, tag) = match refs::Written::parse(&text)? {
-                refs::Written::Tag { repo, tag } => (repo, tag),
-                _ => {
-                    return Err(Error::InvalidArgument {
-                        value: text,
-                        expected: "REPO:TAG (to remove a manifest, use `ocidb rm REPO@DIGEST`)"
-                            .into(),
-                    });
-                }
+            let refs::Written::Tag { repo, tag } = refs::Written::parse(&text)? else {
+                return Err(Error::InvalidArgument {
+                    value: text,
+                    expected: "REPO:TAG (to remove a manifest, use `ocidb rm REPO@DIGEST`)".into(),
+                });
             };
             let old = open(&store_dir)?.untag(&repo, &tag)?;
             eprintln!(
