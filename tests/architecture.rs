@@ -439,3 +439,31 @@ fn every_path_the_documents_name_exists() {
         "documents name paths that do not exist: {missing:#?}"
     );
 }
+
+/// The README's library example is the code of `examples/ten_lines.rs`,
+/// which `cargo test` compiles.
+#[test]
+fn the_readme_library_example_is_code_that_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let shown = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a rust block in the README");
+    let example = std::fs::read_to_string(root.join("examples/ten_lines.rs")).expect("example");
+    let between = example
+        .split("// README begin\n")
+        .nth(1)
+        .and_then(|b| b.split("    // README end").next())
+        .expect("markers in the example");
+    let compiled: String = between
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shown, compiled,
+        "README.md and examples/ten_lines.rs differ"
+    );
+}

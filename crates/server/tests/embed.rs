@@ -105,9 +105,18 @@ fn the_host_routes_and_the_registry_answer_side_by_side() {
     assert!(store.exists(&d).expect("exists"));
     let r = request(a, "GET", &format!("/v2/host/app/blobs/{d}"), &[], b"");
     assert_eq!((r.status, r.body.as_slice()), (200, &data[..]));
-    // Errors carry the engine's OCI codes (ErrorKind::oci_code).
+    // Errors carry the engine's OCI codes (ErrorKind::oci_code), in the
+    // registry's routes and in the host's own.
     let r = request(a, "GET", "/v2/host/app/manifests/missing", &[], b"");
     assert_eq!((r.status, r.code()), (404, "MANIFEST_UNKNOWN".to_string()));
+    let r = request(a, "GET", &format!("/host/size/{d}"), &[], b"");
+    assert_eq!(r.status, 200, "{}", text(&r.body));
+    assert!(text(&r.body).contains(&format!("\"size\":{}", data.len())));
+    let other = Hasher::digest_of(Algorithm::Sha256, b"never pushed");
+    let r = request(a, "GET", &format!("/host/size/{other}"), &[], b"");
+    assert_eq!((r.status, r.code()), (404, "BLOB_UNKNOWN".to_string()));
+    let r = request(a, "GET", "/host/size/sha256:nothex", &[], b"");
+    assert_eq!((r.status, r.code()), (400, "DIGEST_INVALID".to_string()));
 
     // The metrics layer counted the registry's requests, and only those.
     let r = request(a, "GET", "/internal/metrics", &[], b"");
