@@ -262,10 +262,13 @@ pub enum Error {
     },
 
     /// Another process has the store open.
-    #[error("store {path} is locked by another process; close it first")]
+    #[error("store {path} is locked by another process{}; close it first", holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Locked {
         /// The store directory.
         path: PathBuf,
+        /// The process holding it, as it recorded itself (`pid 1234:
+        /// ocidb serve …`), when known.
+        holder: Option<String>,
     },
 
     /// This process already has the store open: a `Store` is `Send + Sync`,

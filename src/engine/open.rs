@@ -22,6 +22,55 @@ pub(crate) const FORMAT_KEY: &str = "format";
 /// The META key of the secret that signs referrers cursors.
 const CURSOR_KEY: &str = "cursor_key";
 
+/// The file in a store directory that names the process holding the store,
+/// so that another process's "locked" error can say who: `pid N: command`.
+pub(crate) const HOLDER_FILE: &str = "ocidb.holder";
+
+/// Records this process as the store's holder (after redb's lock is
+/// taken, so only the holder writes it). Best effort: a store works
+/// without it, and a read-only directory is no reason to refuse an open.
+pub(crate) fn write_holder(root: &Path) {
+    let command = std::fs::read("/proc/self/cmdline")
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let line = format!("pid {}: {command}\n", std::process::id());
+    let tmp = root.join(format!("{HOLDER_FILE}.{}", std::process::id()));
+    if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, root.join(HOLDER_FILE)).is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Removes the holder file if this process wrote it.
+pub(crate) fn clear_holder(root: &Path) {
+    let path = root.join(HOLDER_FILE);
+    let ours = format!("pid {}:", std::process::id());
+    if std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with(&ours)) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Who holds the store, as the holder recorded it: one line, cut short
+/// and with control characters escaped (the file is in a directory
+/// others may write).
+fn read_holder(root: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(root.join(HOLDER_FILE))
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| crate::text::quote_untrusted(line))
+}
+
 /// Store directories open in this process (canonical paths): a second open
 /// of one is refused by name before redb's file lock says "locked", which
 /// would send the caller looking for another process.
@@ -73,6 +122,7 @@ pub(crate) fn open_database(
     created.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
             path: root.to_path_buf(),
+            holder: read_holder(root),
         },
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
             Error::io(format!("opening database {}", db_path.display()), io)

@@ -127,6 +127,7 @@ pub fn migrate(
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
                 path: dir.to_path_buf(),
+                holder: None,
             },
             other => Error::from(other),
         })?;

@@ -231,6 +231,7 @@ impl std::fmt::Debug for Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.stop_writer();
+        open::clear_holder(&self.root);
     }
 }
 
@@ -365,6 +366,7 @@ impl Store {
             _claim: claim,
         };
         store.start_writer()?;
+        open::write_holder(&store.root);
         Ok(store)
     }
 

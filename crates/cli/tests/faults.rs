@@ -170,7 +170,7 @@ fn a_read_only_filesystem_gives_a_clear_error() {
 #[test]
 fn a_store_locked_by_another_process_gives_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _held = Store::create(dir.path()).expect("create");
+    let held = Store::create(dir.path()).expect("create");
     let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
         .arg("--store")
         .arg(dir.path())
@@ -181,6 +181,25 @@ fn a_store_locked_by_another_process_gives_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by another process"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    // It names the holder: this test's own process.
+    assert!(
+        err.contains(&format!("(pid {}: ", std::process::id())),
+        "{err}"
+    );
+    // Closed, the holder is forgotten and the store opens.
+    drop(held);
+    assert!(!dir.path().join("ocidb.holder").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(dir.path())
+        .args(["repos"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One acknowledged image, then an fsync of `target` fails during a durable
