@@ -171,12 +171,15 @@ fn a_read_only_filesystem_gives_a_clear_error() {
 fn a_store_locked_by_another_process_gives_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let held = Store::create(dir.path()).expect("create");
-    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
-        .arg("--store")
-        .arg(dir.path())
-        .args(["repos"])
-        .output()
-        .expect("run");
+    let repos = || {
+        Command::new(env!("CARGO_BIN_EXE_ocidb"))
+            .arg("--store")
+            .arg(dir.path())
+            .args(["repos"])
+            .output()
+            .expect("run")
+    };
+    let out = repos();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by another process"), "{err}");
@@ -189,12 +192,7 @@ fn a_store_locked_by_another_process_gives_a_clear_error() {
     // Closed, the holder is forgotten and the store opens.
     drop(held);
     assert!(!dir.path().join("ocidb.holder").exists());
-    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
-        .arg("--store")
-        .arg(dir.path())
-        .args(["repos"])
-        .output()
-        .expect("run");
+    let out = repos();
     assert!(
         out.status.success(),
         "{}",
