@@ -782,3 +782,53 @@ fn the_access_log_is_one_json_line_per_request() {
     );
     assert!(e["ms"].as_f64().is_some(), "{e}");
 }
+
+/// `--addr` as operators write it: a host name, or `:PORT` for every
+/// interface; and from the environment (`OCIDB_ADDR`) when not given.
+#[test]
+fn listening_addresses_take_host_names_ports_and_the_environment() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listening = |args: &[&str], env: &[(&str, &str)]| -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ocidb serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let line = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("://"))
+            .unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        line
+    };
+    let named = listening(&["--addr", "localhost:0"], &[]);
+    assert!(
+        named.contains("http://127.0.0.1:") || named.contains("http://[::1]:"),
+        "{named}"
+    );
+    let every = listening(&["--addr", ":0"], &[]);
+    assert!(every.contains("http://0.0.0.0:"), "{every}");
+    let from_env = listening(&[], &[("OCIDB_ADDR", "127.0.0.1:0")]);
+    assert!(from_env.contains("http://127.0.0.1:"), "{from_env}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["serve", "--addr", "localhost"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`localhost`") && err.contains(":PORT"),
+        "{err}"
+    );
+}

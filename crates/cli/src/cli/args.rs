@@ -607,8 +607,9 @@ pub struct ExportArgs {
 /// Arguments of `ocidb serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5000")]
+    /// Address to listen on: IP:PORT, HOST:PORT (resolved once, first
+    /// address), or :PORT for every interface.
+    #[arg(long, env = "OCIDB_ADDR", default_value = "127.0.0.1:5000", value_parser = listen_addr)]
     pub addr: std::net::SocketAddr,
     /// Run a GC this often while serving (30m, 1h…); never by default.
     #[arg(long)]
@@ -632,7 +633,7 @@ pub struct ServeArgs {
     /// Serve `GET /metrics` without credentials on this second address
     /// (bind it to localhost or a private network). Without it, `/metrics`
     /// on --addr needs a user's credentials when --htpasswd is set.
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_ADMIN_ADDR", value_parser = listen_addr)]
     pub admin_addr: Option<std::net::SocketAddr>,
     /// Accept manifests whose blobs the repository lacks (the conformance
     /// suite's sparse data set). Such blobs stay outside the repository;
@@ -666,9 +667,10 @@ pub struct ServeArgs {
     /// `htpasswd -B`).
     #[arg(long)]
     pub htpasswd: Option<std::path::PathBuf>,
-    /// Grants, one per line: `USER PATTERN read|write` (`*` matches any
-    /// run of characters; USER `*` is every authenticated user). Without
-    /// it, every authenticated user may read and write everything.
+    /// A file of grants, one per line: `USER PATTERN read|write` (`*`
+    /// matches any run of characters; USER `*` is every authenticated
+    /// user; `#` starts a comment). Without it, every authenticated user
+    /// may read and write everything.
     #[arg(long, requires = "htpasswd")]
     pub access: Option<std::path::PathBuf>,
     /// With --htpasswd, let anyone read (pull, list) without credentials.
@@ -680,4 +682,67 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// A listening address as operators write it: `IP:PORT`, `HOST:PORT`
+/// (resolved once; the first address), or `:PORT` for every interface.
+pub fn listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let bad = |why: &str| {
+        format!("`{text}` is not a listening address ({why}): expected IP:PORT, HOST:PORT or :PORT, e.g. 127.0.0.1:5000")
+    };
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad("the port is not a number from 0 to 65535"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| bad(&format!("the host does not resolve: {e}")))?
+        .next()
+        .ok_or_else(|| bad("the host has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_addr;
+
+    #[test]
+    fn listening_addresses_as_operators_write_them() {
+        assert_eq!(
+            listen_addr("127.0.0.1:5000").map(|a| a.to_string()),
+            Ok("127.0.0.1:5000".into())
+        );
+        assert_eq!(
+            listen_addr(":5000").map(|a| a.to_string()),
+            Ok("0.0.0.0:5000".into())
+        );
+        assert_eq!(
+            listen_addr("[::1]:5000").map(|a| a.to_string()),
+            Ok("[::1]:5000".into())
+        );
+        let local = listen_addr("localhost:5000").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 5000, "{local}");
+        for bad in [
+            "5000",
+            ":",
+            ":x",
+            ":70000",
+            "localhost",
+            "localhost:x",
+            ":5000:1",
+        ] {
+            let e = listen_addr(bad).expect_err(bad);
+            assert!(e.contains(bad) && e.contains(":PORT"), "{e}");
+        }
+    }
 }
