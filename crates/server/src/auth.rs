@@ -128,6 +128,17 @@ impl Access {
                             })
                         }
                     };
+                    // A grant to a name the password file does not know
+                    // is a typo that would otherwise fail silently.
+                    if parts[0] != "*" && !users.contains_key(parts[0]) {
+                        return Err(Error::InvalidArgument {
+                            value: format!("{}:{}: user `{}`", p.display(), n + 1, parts[0]),
+                            expected: format!(
+                                "a user of the password file {} (or `*`)",
+                                htpasswd.display()
+                            ),
+                        });
+                    }
                     g.push(Grant {
                         user: parts[0].to_string(),
                         pattern: parts[1].to_string(),
@@ -417,6 +428,29 @@ mod tests {
         );
         assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
         assert_eq!(base64_decode("!!"), None);
+    }
+
+    #[test]
+    fn a_grant_to_a_user_the_password_file_lacks_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = bcrypt::hash("secret", 4).expect("hash");
+        std::fs::write(dir.path().join("htpasswd"), format!("alice:{hash}\n")).expect("write");
+        std::fs::write(
+            dir.path().join("access"),
+            "alice a/* write\n* b/* read\nalcie c/* write\n",
+        )
+        .expect("write");
+        let e = Access::load(
+            &dir.path().join("htpasswd"),
+            Some(&dir.path().join("access")),
+            false,
+        )
+        .expect_err("a typo in a grant's user");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(":3: user `alcie`") && msg.contains("htpasswd"),
+            "{msg}"
+        );
     }
 
     #[test]

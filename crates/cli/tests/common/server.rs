@@ -110,6 +110,17 @@ pub fn assert_conformance_passes(
 /// `secret`, `grants` is the access file (`USER PATTERN read|write` lines),
 /// `extra` more arguments.
 pub fn start_with_grants(dir: &Path, users: &[&str], grants: &str, extra: &[&str]) -> Server {
+    start_with_grants_env(dir, users, grants, extra, &[])
+}
+
+/// [`start_with_grants`] with environment variables for the server.
+pub fn start_with_grants_env(
+    dir: &Path,
+    users: &[&str],
+    grants: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let hash = bcrypt::hash("secret", 4).expect("bcrypt");
     let htpasswd = dir.join("htpasswd");
     let lines: String = users.iter().map(|u| format!("{u}:{hash}\n")).collect();
@@ -123,5 +134,5 @@ pub fn start_with_grants(dir: &Path, users: &[&str], grants: &str, extra: &[&str
         access.to_str().expect("utf-8"),
     ];
     args.extend_from_slice(extra);
-    Server::start_with(&dir.join("store"), &args)
+    Server::start_env(&dir.join("store"), &args, env)
 }
