@@ -429,6 +429,17 @@ impl Store {
         self.shared.unavailable()
     }
 
+    /// Whether the store takes writes now: `Err` says why not (a failed
+    /// write poisoned it until it is reopened, or its blob backend was
+    /// unreachable at open). What a readiness probe asks.
+    pub fn check_writable(&self) -> Result<()> {
+        self.shared.check()?;
+        if self.tx.is_none() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
     /// Runs `f` in the writer's next group commit and waits for the result.
     pub(crate) fn submit<T: Send + 'static>(
         &self,

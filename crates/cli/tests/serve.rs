@@ -832,3 +832,23 @@ fn listening_addresses_take_host_names_ports_and_the_environment() {
         "{err}"
     );
 }
+
+/// `/livez` and `/readyz` answer without credentials, even with access
+/// control on, and go away with `--no-health-probes`.
+#[test]
+fn health_probes_need_no_credentials_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guarded =
+        common::server::start_with_grants(dir.path(), &["alice"], "alice a/* write\n", &[]);
+    assert_eq!(guarded.request("GET", "/v2/", &[], b"").status, 401);
+    let r = guarded.request("GET", "/readyz", &[], b"");
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+        (200, "ready\n".into())
+    );
+    assert_eq!(guarded.request("GET", "/livez", &[], b"").status, 200);
+    let other = tempfile::tempdir().expect("tempdir");
+    let off = Server::start_with(&other.path().join("store"), &["--no-health-probes"]);
+    let r = off.request("GET", "/readyz", &[], b"");
+    assert_eq!((r.status, r.code()), (404, "NAME_UNKNOWN".to_string()));
+}

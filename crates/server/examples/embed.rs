@@ -30,6 +30,7 @@ pub fn app(store: Arc<Store>, opts: &ServeOptions) -> (Router, Registry) {
         .route("/hello", get(|| async { "hello from the host" }))
         .route("/host/size/{digest}", get(blob_size).with_state(store))
         .merge(registry.router())
+        .merge(registry.health_router())
         // Operators only: in a real host, behind its own admin auth.
         .nest("/internal", registry.metrics_router());
     (app, registry)

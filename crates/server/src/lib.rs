@@ -74,6 +74,9 @@ pub struct ServeOptions {
     /// `/metrics` on the API listener needs a user's credentials when
     /// access control is on. Bind it to localhost or a private network.
     pub admin_addr: Option<SocketAddr>,
+    /// Serve `GET /livez` and `GET /readyz` on the API listener, without
+    /// credentials (default on).
+    pub health_probes: bool,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +98,7 @@ impl Default for ServeOptions {
             tls: None,
             allow_sparse_manifests: false,
             admin_addr: None,
+            health_probes: true,
         }
     }
 }
@@ -195,6 +199,13 @@ impl ServeOptions {
     #[must_use]
     pub fn allow_sparse_manifests(mut self, allow: bool) -> Self {
         self.allow_sparse_manifests = allow;
+        self
+    }
+
+    /// Sets [`ServeOptions::health_probes`].
+    #[must_use]
+    pub fn health_probes(mut self, on: bool) -> Self {
+        self.health_probes = on;
         self
     }
 
@@ -322,6 +333,13 @@ impl Registry {
         routes::api_router(Arc::clone(&self.app))
     }
 
+    /// `GET /livez` (the process answers) and `GET /readyz` (200 while
+    /// the store takes writes, 503 naming why not), without credentials:
+    /// for a host's load balancer and orchestrator.
+    pub fn health_router(&self) -> axum::Router {
+        routes::health_router(Arc::clone(&self.app))
+    }
+
     /// `GET /metrics` in the Prometheus text format, without credentials:
     /// mount it where only operators reach.
     pub fn metrics_router(&self) -> axum::Router {
@@ -371,7 +389,7 @@ pub fn serve(
         let registry = Registry::new(store, opts);
         let maintenance = tokio::spawn(registry.maintenance());
         let app = Arc::clone(&registry.app);
-        let router = routes::serve_router(Arc::clone(&app));
+        let router = routes::serve_router(Arc::clone(&app), opts.health_probes);
         let limits = listen::ConnLimits {
             header_timeout: opts.header_timeout,
             max_connections: opts.max_connections,

@@ -36,13 +36,16 @@ pub(crate) fn api_router(app: Arc<App>) -> Router {
 
 /// `ocidb serve`'s API listener: the API, `GET /metrics` behind the API's
 /// credentials, and `NAME_UNKNOWN` for every other path.
-pub(crate) fn serve_router(app: Arc<App>) -> Router {
+pub(crate) fn serve_router(app: Arc<App>, health: bool) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(metrics_with_credentials))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(Arc::clone(&app));
-    api_router(Arc::clone(&app))
-        .merge(metrics)
+    let mut router = api_router(Arc::clone(&app)).merge(metrics);
+    if health {
+        router = router.merge(health_router(Arc::clone(&app)));
+    }
+    router
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(app, observe_unrouted))
 }
@@ -55,6 +58,40 @@ pub(crate) fn metrics_router(app: Arc<App>) -> Router {
     }
     Router::new()
         .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// `GET /livez` (the process answers) and `GET /readyz` (the store takes
+/// writes: not poisoned by a failed write, its blob backend reachable at
+/// open), without credentials and outside the access log: probes would
+/// drown it.
+pub(crate) fn health_router(app: Arc<App>) -> Router {
+    async fn livez() -> Response {
+        (StatusCode::OK, "alive\n").into_response()
+    }
+    async fn readyz(State(app): State<Arc<App>>) -> Response {
+        let store = Arc::clone(&app.store);
+        let checked = tokio::task::spawn_blocking(move || store.check_writable()).await;
+        match checked {
+            Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+            Ok(Err(e)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "not ready: {}\n",
+                    ocidb::text::quote_untrusted(&e.to_string())
+                ),
+            )
+                .into_response(),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the check failed\n",
+            )
+                .into_response(),
+        }
+    }
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .with_state(app)
 }
 
@@ -234,6 +271,10 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
 async fn observe_unrouted(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let routed = path == "/v2" || path.starts_with("/v2/") || path == "/metrics";
+    // Probes are not logged: a load balancer asks every few seconds.
+    if path == "/livez" || path == "/readyz" {
+        return next.run(req).await;
+    }
     if routed {
         return next.run(req).await;
     }

@@ -153,6 +153,45 @@ fn the_authentication_layer_guards_the_registry_and_not_the_host() {
     assert_eq!((r.status, r.code()), (400, "NAME_INVALID".to_string()));
 }
 
+/// `/livez` answers while the process does; `/readyz` while the store
+/// takes writes: a failed fsync poisons it, and the probe says so (503,
+/// naming why) until the store is reopened.
+#[test]
+fn the_probes_follow_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = ocidb::faults::FaultInjector::new();
+    let store = Arc::new(
+        Store::open_with(
+            dir.path(),
+            ocidb::StoreOptions::default().faults(Arc::clone(&faults)),
+            true,
+        )
+        .expect("store"),
+    );
+    let host = Host::start(Arc::clone(&store), ServeOptions::default());
+    let a = host.addr.as_str();
+    assert_eq!(request(a, "GET", "/livez", &[], b"").status, 200);
+    let r = request(a, "GET", "/readyz", &[], b"");
+    assert_eq!((r.status, text(&r.body)), (200, "ready\n".to_string()));
+    // The next fsync of a blob file fails: the push fails, the store is
+    // poisoned, and the probe turns unready.
+    faults.fail_fsync(ocidb::faults::SyncTarget::BlobFile, 1);
+    let data = ocidb_testkit::deterministic_bytes(b"poison", 200_000);
+    let d = Hasher::digest_of(Algorithm::Sha256, &data);
+    let r = request(
+        a,
+        "POST",
+        &format!("/v2/probe/app/blobs/uploads/?digest={d}"),
+        &[],
+        &data,
+    );
+    assert!(r.status >= 500, "{} {}", r.status, text(&r.body));
+    let r = request(a, "GET", "/readyz", &[], b"");
+    assert_eq!(r.status, 503, "{}", text(&r.body));
+    assert!(text(&r.body).contains("poisoned"), "{}", text(&r.body));
+    assert_eq!(request(a, "GET", "/livez", &[], b"").status, 200);
+}
+
 #[test]
 fn the_conformance_suite_passes_against_the_embedded_router() {
     let Some(tools) = common::shared_path("oci-tools") else {

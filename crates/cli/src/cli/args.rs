@@ -635,6 +635,10 @@ pub struct ServeArgs {
     /// on --addr needs a user's credentials when --htpasswd is set.
     #[arg(long, env = "OCIDB_ADMIN_ADDR", value_parser = listen_addr)]
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// Do not serve `GET /livez` and `GET /readyz` (served by default,
+    /// without credentials, for load balancers and orchestrators).
+    #[arg(long, env = "OCIDB_NO_HEALTH_PROBES")]
+    pub no_health_probes: bool,
     /// Accept manifests whose blobs the repository lacks (the conformance
     /// suite's sparse data set). Such blobs stay outside the repository;
     /// by default the push gets 400 MANIFEST_BLOB_UNKNOWN, as distribution

@@ -328,6 +328,7 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .max_connections_per_client(a.max_connections_per_client)
         .min_body_rate(a.min_body_rate)
         .allow_sparse_manifests(a.allow_sparse_manifests)
+        .health_probes(!a.no_health_probes)
         .admin_addr(a.admin_addr);
     let opts = match &a.htpasswd {
         Some(h) => opts.access(ocidb_server::Access::load(
