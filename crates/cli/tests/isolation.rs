@@ -356,20 +356,7 @@ fn a_denied_request_logs_its_user() {
     );
     let r = server.request("GET", "/v2/a/x/tags/list", &[("Authorization", BOB)], b"");
     assert_eq!(r.status, 403, "{r:?}");
-    // The line is written after the response; wait for it (bounded).
-    let mut event = None;
-    for _ in 0..200 {
-        let lines = server.log.lock().expect("log").clone();
-        event = lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["path"] == "/v2/a/x/tags/list");
-        if event.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let e = event.expect("an access log line for the request");
+    let e = server.access_event("/v2/a/x/tags/list");
     assert_eq!(e["status"], 403, "{e}");
     assert_eq!(e["user"], "bob", "{e}");
 }

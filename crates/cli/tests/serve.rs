@@ -755,20 +755,7 @@ fn the_access_log_is_one_json_line_per_request() {
     );
     let r = server.request("GET", "/v2/logged/app/manifests/missing", &[], b"");
     assert_eq!(r.status, 404);
-    // The line is written after the response; wait for it (bounded).
-    let mut event = None;
-    for _ in 0..200 {
-        let lines = server.log.lock().expect("log").clone();
-        event = lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["path"] == "/v2/logged/app/manifests/missing");
-        if event.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let e = event.expect("an access log line for the request");
+    let e = server.access_event("/v2/logged/app/manifests/missing");
     assert_eq!(e["method"], "GET");
     assert_eq!(e["status"], 404);
     assert_eq!(e["route"], "manifests");

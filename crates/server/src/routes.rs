@@ -324,17 +324,18 @@ fn with_user(mut r: Response, user: Option<String>) -> Response {
     r
 }
 
-/// Every path outside the API.
-async fn no_route(req: Request) -> Response {
+/// The answer to a path no route serves.
+fn no_api_route(path: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NAME_UNKNOWN",
-        format!(
-            "no API route at {}",
-            ocidb::text::quote_untrusted(req.uri().path())
-        ),
+        format!("no API route at {}", ocidb::text::quote_untrusted(path)),
     )
-    .into_response()
+}
+
+/// Every path outside the API.
+async fn no_route(req: Request) -> Response {
+    no_api_route(req.uri().path()).into_response()
 }
 
 /// `GET /metrics` on the API listener: with access control on, any user's
@@ -434,11 +435,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
     let (req, body) = req.into_parts();
     let path = req.uri.path().to_string();
     let Some(route) = parse(&path) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            format!("no API route at {}", ocidb::text::quote_untrusted(&path)),
-        ));
+        return Err(no_api_route(&path));
     };
     let m = req.method.clone();
     let user = req.extensions.get::<User>().and_then(|u| u.0.clone());

@@ -85,6 +85,26 @@ impl Drop for Server {
 
 pub use super::http::{count, read_response, request, Response};
 
+impl Server {
+    /// The JSON access-log event of the request for `path` (the server runs
+    /// with `OCIDB_LOG_FORMAT=json`). The line is written after the
+    /// response, so this waits for it, for at most 10 s.
+    pub fn access_event(&self, path: &str) -> serde_json::Value {
+        for _ in 0..200 {
+            let lines = self.log.lock().expect("log").clone();
+            let found = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["path"] == path);
+            if let Some(e) = found {
+                return e;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no access log line for {path}");
+    }
+}
+
 /// Runs the conformance suite against `server` with `env` (see
 /// [`super::http::conformance`]).
 pub fn conformance(
