@@ -41,13 +41,17 @@ pub(crate) fn serve_router(app: Arc<App>, health: bool) -> Router {
         .route("/metrics", get(metrics_with_credentials))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(Arc::clone(&app));
+    // Paths no route serves are counted and logged too, through a
+    // fallback with the same outer layer as the API.
+    let unrouted = Router::new()
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        .with_state(Arc::clone(&app));
     let mut router = api_router(Arc::clone(&app)).merge(metrics);
     if health {
-        router = router.merge(health_router(Arc::clone(&app)));
+        router = router.merge(health_router(app));
     }
-    router
-        .fallback(no_route)
-        .layer(middleware::from_fn_with_state(app, observe_unrouted))
+    router.fallback_service(unrouted)
 }
 
 /// `GET /metrics` without credentials: for the admin listener, or a host
@@ -264,21 +268,6 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         ocidb::text::quote_untrusted(&path),
     );
     r
-}
-
-/// `observe` for the paths no route matched (the fallback), which the
-/// routed layers do not see.
-async fn observe_unrouted(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let routed = path == "/v2" || path.starts_with("/v2/") || path == "/metrics";
-    // Probes are not logged: a load balancer asks every few seconds.
-    if path == "/livez" || path == "/readyz" {
-        return next.run(req).await;
-    }
-    if routed {
-        return next.run(req).await;
-    }
-    observe(State(app), req, next).await
 }
 
 /// The inner layer: checks the repository name, then (with access
