@@ -186,6 +186,30 @@ impl DigestPrefix {
     }
 }
 
+/// A digest as a person writes it: whole, or an abbreviated
+/// [`DigestPrefix`]. What the command line accepts wherever it takes a
+/// digest, and [`crate::store::Store::resolve_digest`] resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DigestText {
+    /// A whole digest.
+    Whole(Digest),
+    /// The start of one.
+    Prefix(DigestPrefix),
+}
+
+impl DigestText {
+    /// A whole digest if `text` is one, else a prefix; neither: the whole
+    /// digest's error, which names the grammar.
+    pub fn parse(text: &str) -> Result<DigestText, DigestError> {
+        match Digest::parse(text) {
+            Ok(d) => Ok(DigestText::Whole(d)),
+            Err(e) => DigestPrefix::parse(text)
+                .map(DigestText::Prefix)
+                .map_err(|_| e),
+        }
+    }
+}
+
 impl fmt::Display for DigestPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.alg {
@@ -579,6 +603,23 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn digest_text_is_whole_or_a_prefix_else_the_digest_error() {
+        let whole = format!("sha256:{}", "a".repeat(64));
+        assert!(matches!(
+            DigestText::parse(&whole),
+            Ok(DigestText::Whole(_))
+        ));
+        assert!(matches!(
+            DigestText::parse("sha256:abcd"),
+            Ok(DigestText::Prefix(_))
+        ));
+        assert_eq!(
+            DigestText::parse("sha256:ab").map(|_| ()),
+            Digest::parse("sha256:ab").map(|_| ())
+        );
+    }
+
     #[test]
     fn prefixes_parse_and_cover_their_keys() {
         let p = DigestPrefix::parse("sha256:14f196c29fdc…").expect("prefix");

@@ -56,7 +56,7 @@ pub use oci::{build, hasher, manifest, names};
 
 pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use digest::{Algorithm, Digest, DigestError, DigestPrefix};
+pub use digest::{Algorithm, Digest, DigestError, DigestPrefix, DigestText};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcPolicy, GcReport, SweepPace};
 pub use hasher::{Hasher, Verifier};

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use super::Store;
 use crate::blob::{hash_all, BlobRead, BlobReader, Source, Staged, VerifiedReader};
-use crate::digest::{Digest, DigestPrefix};
+use crate::digest::{Digest, DigestText};
 use crate::error::{Error, IoContext as _, Result};
 use crate::oci::hasher::Hasher;
 use crate::schema::body;
@@ -64,11 +64,9 @@ impl Store {
     /// A prefix that matches none, or more than one, is refused, naming
     /// the prefix and (for several) two of its matches.
     pub fn resolve_digest(&self, text: &str) -> Result<Digest> {
-        let whole = Digest::parse(text);
-        let prefix = match (whole, DigestPrefix::parse(text)) {
-            (Ok(d), _) => return Ok(d),
-            (Err(e), Err(_)) => return Err(e.into()),
-            (Err(_), Ok(p)) => p,
+        let prefix = match DigestText::parse(text)? {
+            DigestText::Whole(d) => return Ok(d),
+            DigestText::Prefix(p) => p,
         };
         let txn = tables::begin_read(&self.db)?;
         let t = txn.open_table(BLOBS)?;

@@ -9,7 +9,7 @@
 //! hex digits (`sha256:14f196c29fdc`, or `14f196c2`), as git accepts
 //! abbreviated hashes; a trailing `…`, as listings print it, is ignored.
 
-use ocidb::{Digest, DigestPrefix, Error, Reference, Result, Store};
+use ocidb::{Digest, DigestText, Error, Reference, Result, Store};
 
 /// A reference as written, before the store resolves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Written {
                 digest: digest.to_string(),
             });
         }
-        if Digest::parse(text).is_ok() || DigestPrefix::parse(text).is_ok() {
+        if DigestText::parse(text).is_ok() {
             return Ok(Written::Digest(text.to_string()));
         }
         match text.rsplit_once(':') {
@@ -82,10 +82,8 @@ impl Resolved {
 /// Checks that `text` is a digest or a digest prefix, before any store is
 /// opened: a malformed argument is reported as such, whatever the store.
 pub(super) fn digest_syntax(text: &str) -> Result<()> {
-    match (Digest::parse(text), DigestPrefix::parse(text)) {
-        (Ok(_), _) | (_, Ok(_)) => Ok(()),
-        (Err(e), Err(_)) => Err(e.into()),
-    }
+    DigestText::parse(text)?;
+    Ok(())
 }
 
 impl Written {
