@@ -63,14 +63,14 @@ pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use maint::fsck::{FsckOptions, FsckReport, Problem};
 pub use maint::migrate::{MigrateOptions, MigrateReport, MigrateStep};
-pub use maint::stats::{RepoStats, Stats};
+pub use maint::stats::{Counts, RepoStats, Stats};
 pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest, Platform};
 pub use names::Reference;
 pub use schema::record::Placement;
 #[cfg(feature = "testing")]
 pub use store::WriterPause;
 pub use store::{
-    BlobInfo, Children, Edge, ImageIndex, Inspection, Lease, ManifestOptions, ManifestPut,
-    OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery, Relation, Store,
-    StoreOptions, UploadOptions, UploadStatus, WalkNode, MAX_WALK_DEPTH,
+    BlobInfo, Children, Edge, ImageIndex, Inspection, Lease, LeaseInfo, ManifestOptions,
+    ManifestPut, OptionalString, Parent, PutOptions, PutResult, ReferrersPage, ReferrersQuery,
+    Relation, Store, StoreOptions, UploadOptions, UploadStatus, WalkNode, MAX_WALK_DEPTH,
 };

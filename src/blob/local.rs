@@ -213,6 +213,14 @@ impl BlobWrite for OwnedStagedFile {
 }
 
 impl BlobBackend for LocalFiles {
+    fn check(&self) -> Result<()> {
+        // A store whose disk was unmounted under it, or whose directory
+        // was removed, is not ready.
+        fs::metadata(self.root.join("blobs"))
+            .map(|_| ())
+            .context(|| format!("reading {}", self.root.join("blobs").display()))
+    }
+
     fn stage(&self) -> Result<Box<dyn BlobWrite>> {
         let (name, path) = self.next_staged();
         let file = fs::OpenOptions::new()

@@ -188,6 +188,13 @@ pub trait BlobBackend: Send + Sync + fmt::Debug {
     /// no session record names.
     fn upload_list(&self) -> Result<Vec<String>>;
 
+    /// Answers one cheap request now, to say whether the backend is
+    /// reachable (a readiness probe). The default answers `Ok`: a backend
+    /// in memory or on a local disk is there while the process is.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Optional capability: makes `dst` a hard link to a committed blob's
     /// bytes. `Ok(false)` when the backend cannot (the caller copies).
     fn hard_link(&self, digest: &Digest, dst: &Path) -> Result<bool> {

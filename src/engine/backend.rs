@@ -225,6 +225,9 @@ impl Unreachable {
 }
 
 impl BlobBackend for Unreachable {
+    fn check(&self) -> Result<()> {
+        Err(self.error())
+    }
     fn stage(&self) -> Result<Box<dyn crate::blob::BlobWrite>> {
         Err(self.error())
     }

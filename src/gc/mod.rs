@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -175,7 +175,7 @@ impl Default for GcPolicy {
 }
 
 /// What a GC run did (or, in a dry run, would do).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GcReport {
     /// Manifests deleted.
     pub deleted_manifests: u64,

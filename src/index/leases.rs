@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::schema::keys;
 use crate::schema::record::{le8, VALUE_FORMAT_V1};
 use crate::schema::tables::LEASES;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A time-limited GC root that protects in-flight work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// Its id, to pass in `PutOptions::lease` and friends.
     pub id: u64,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::blob::{hash_all, Listed};
 use crate::digest::Digest;
@@ -75,10 +75,10 @@ impl<'a> FsckOptions<'a> {
 }
 
 /// One problem found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// A short machine-readable kind, e.g. `corrupt-blob`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The digest concerned, when there is one.
     pub digest: Option<Digest>,
     /// What is wrong, for people.
@@ -88,7 +88,7 @@ pub struct Problem {
 }
 
 /// The outcome of an fsck.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FsckReport {
     /// Records checked.
     pub records: u64,
@@ -114,7 +114,7 @@ impl FsckReport {
 
 fn problem(kind: &'static str, digest: Option<Digest>, detail: String) -> Problem {
     Problem {
-        kind,
+        kind: kind.to_string(),
         digest,
         detail,
         repaired: false,

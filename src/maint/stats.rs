@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable as _, ReadableTableMetadata as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::Result;
@@ -14,7 +14,7 @@ use crate::schema::tables::{self, BLOBS, MEMBERS, REFERRERS, TAGS};
 use crate::store::{Store, DB_FILE};
 
 /// One repository's share.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RepoStats {
     /// Name.
     pub name: String,
@@ -29,7 +29,7 @@ pub struct RepoStats {
 }
 
 /// Whole-store statistics.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stats {
     /// Repositories.
     pub repositories: u64,
@@ -150,6 +150,50 @@ impl Store {
                 .unwrap_or(0),
             inline_bytes,
             file_bytes,
+        })
+    }
+}
+
+/// Counts that cost no scan: each is a table's length, which redb keeps in
+/// the table's root, so a metrics scrape may read them every few seconds
+/// on a store of any size (unlike [`Store::stats`], which reads every
+/// record).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Blob records (manifests included).
+    pub records: u64,
+    /// Indexed manifests.
+    pub manifests: u64,
+    /// Repositories.
+    pub repositories: u64,
+    /// Tags across repositories.
+    pub tags: u64,
+    /// Leases, expired ones not yet dropped included.
+    pub leases: u64,
+    /// Open upload sessions.
+    pub uploads: u64,
+    /// Size of the redb file.
+    pub database_file_bytes: u64,
+    /// Jobs sent to the writer and not yet taken by it.
+    pub writer_queue: u64,
+}
+
+impl Store {
+    /// [`Counts`] from one read snapshot, without a scan.
+    pub fn counts(&self) -> Result<Counts> {
+        use crate::schema::tables::{EDGES_OUT, LEASES, REPOS, UPLOADS};
+        let txn = tables::begin_read(&self.db)?;
+        Ok(Counts {
+            records: txn.open_table(BLOBS)?.len()?,
+            manifests: txn.open_table(EDGES_OUT)?.len()?,
+            repositories: txn.open_table(REPOS)?.len()?,
+            tags: txn.open_table(TAGS)?.len()?,
+            leases: txn.open_table(LEASES)?.len()?,
+            uploads: txn.open_table(UPLOADS)?.len()?,
+            database_file_bytes: std::fs::metadata(self.root.join(DB_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            writer_queue: self.writer_queue() as u64,
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use redb::ReadTransaction;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::digest::Digest;
@@ -71,8 +71,21 @@ impl Serialize for Relation {
     }
 }
 
+impl<'de> Deserialize<'de> for Relation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match name.as_str() {
+            "root" => Relation::Root,
+            "referrer" => Relation::Referrer,
+            other => Relation::Child(EdgeKind::deserialize(serde::de::value::StrDeserializer::<
+                D::Error,
+            >::new(other))?),
+        })
+    }
+}
+
 /// A node in an image walk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalkNode {
     /// How this node hangs off its parent.
     pub relation: Relation,
@@ -81,17 +94,17 @@ pub struct WalkNode {
     /// Whether the bytes are stored (false: a sparse child or a dangling subject).
     pub present: bool,
     /// Tags in the walked repository that point at this node.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// True when this node was already shown earlier in the walk.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeated: bool,
     /// True when the node lies [`MAX_WALK_DEPTH`] levels down: its
     /// children are not expanded.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     /// Children and referrers.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<WalkNode>,
 }
 

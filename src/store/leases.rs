@@ -14,7 +14,66 @@ use crate::index::leases::{decode_lease, remove_lease};
 use crate::schema::tables::{self};
 use std::time::Duration;
 
+/// A live lease with what it holds and, when an upload session took it,
+/// that session: what an operator asks before releasing one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseInfo {
+    /// Its id.
+    pub id: u64,
+    /// When it stops protecting anything (milliseconds since the Unix epoch).
+    pub expires_ms: u64,
+    /// Who holds it: `upload ID to REPO` for an upload session's lease;
+    /// `None` for one a library caller took.
+    pub owner: Option<String>,
+    /// How many digests it holds.
+    pub held: u64,
+    /// The first [`LeaseInfo::SHOWN`] of them, in key order.
+    pub digests: Vec<Digest>,
+}
+
+impl LeaseInfo {
+    /// The most digests listed per lease.
+    pub const SHOWN: usize = 100;
+}
+
 impl Store {
+    /// Every live lease with its owner and contents, from one read
+    /// snapshot. Costs a pass over the upload sessions plus each lease's
+    /// items.
+    pub fn lease_details(&self) -> Result<Vec<LeaseInfo>> {
+        use crate::schema::record::UploadRecord;
+        use crate::schema::tables::{LEASE_ITEMS, UPLOADS};
+        let txn = tables::begin_read(&self.db)?;
+        let mut owners = std::collections::HashMap::new();
+        for e in txn.open_table(UPLOADS)?.iter()? {
+            let (k, v) = e?;
+            let r = UploadRecord::decode(v.value())?;
+            owners.insert(r.lease, format!("upload {} to {}", k.value(), r.repo));
+        }
+        let items = txn.open_table(LEASE_ITEMS)?;
+        let mut out = Vec::new();
+        for l in live_leases(&txn, self.shared.now_ms())? {
+            let (lo, hi) = crate::index::leases::lease_range(l.id);
+            let (mut held, mut digests) = (0u64, Vec::new());
+            for e in items.range(lo.as_slice()..hi.as_slice())? {
+                let (k, _) = e?;
+                held += 1;
+                if digests.len() < LeaseInfo::SHOWN {
+                    let key = k.value();
+                    digests.push(Digest::from_key(key.get(8..).unwrap_or_default())?);
+                }
+            }
+            out.push(LeaseInfo {
+                id: l.id,
+                expires_ms: l.expires_ms,
+                owner: owners.remove(&l.id),
+                held,
+                digests,
+            });
+        }
+        Ok(out)
+    }
+
     /// Takes a lease that protects what is added to it for `ttl`.
     pub fn create_lease(&self, ttl: Duration) -> Result<Lease> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);

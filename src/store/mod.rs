@@ -25,7 +25,7 @@ pub use crate::index::ingest::ManifestPut;
 pub use graph::{
     Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_TAG_SEARCH, MAX_WALK_DEPTH,
 };
-pub use leases::Lease;
+pub use leases::{Lease, LeaseInfo};
 pub use manifests::{Children, ManifestOptions};
 pub use put::{PutOptions, PutResult};
 pub use read::BlobInfo;
@@ -438,6 +438,19 @@ impl Store {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Asks the blob backend for one cheap answer now (a bucket: a HEAD
+    /// with no retries; local files: the blob directory's metadata). `Err`
+    /// names the backend and why it did not answer. A readiness probe calls
+    /// it, since a bucket that answered at open may have gone since.
+    pub fn check_backend(&self) -> Result<()> {
+        self.backend.check()
+    }
+
+    /// Jobs sent to the writer and not yet taken by it.
+    pub(crate) fn writer_queue(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
     }
 
     /// Runs `f` in the writer's next group commit and waits for the result.

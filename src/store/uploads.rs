@@ -58,7 +58,7 @@ impl UploadOptions {
 }
 
 /// Where an upload session stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadStatus {
     /// The session id (hex): the `<uuid>` of a registry's upload URL.
     pub id: String,

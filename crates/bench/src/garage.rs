@@ -342,6 +342,13 @@ api_bind_addr = "127.0.0.1:{admin}"
         Ok(())
     }
 
+    /// Starts node `i` again after [`Garage::kill`], with its data, and
+    /// waits until it answers (a single node: nothing to reconnect to).
+    pub fn start_again(&mut self, i: usize) -> Result<()> {
+        self.start(i)?;
+        self.wait_healthy(i, Duration::from_secs(60))
+    }
+
     /// Restarts node `i` and reconnects it from node `other`, a live one
     /// (a restarted node otherwise rejoins slowly).
     pub fn restart(&mut self, i: usize, other: usize) -> Result<()> {

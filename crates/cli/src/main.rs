@@ -3,8 +3,6 @@
 mod cli;
 mod demo;
 
-use clap::Parser as _;
-
 #[allow(unsafe_code)]
 fn main() {
     // Like other Unix tools, end quietly when the reader of stdout goes
@@ -14,8 +12,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = cli::args::Cli::parse();
-    let result = cli::run(cli);
+    let parsed = match cli::config::parse(std::env::args_os().collect()) {
+        Ok(p) => p,
+        Err(cli::config::Failed::Clap(e)) => e.exit(),
+        Err(cli::config::Failed::Config(e)) => fail(&e),
+    };
+    let result = cli::run(parsed);
     // For memory tests: this process's own peak RSS since exec. (A parent's
     // wait4 cannot tell it: the kernel carries the spawning process's peak
     // over exec into the child's ru_maxrss.)
@@ -26,9 +28,13 @@ fn main() {
         );
     }
     if let Err(e) = result {
-        // One line, naming the offending value (every Error variant does).
-        let msg = cli::render::escape(&e.to_string().replace('\n', " "));
-        eprintln!("error: {msg}");
-        std::process::exit(1);
+        fail(&e);
     }
+}
+
+/// One line, naming the offending value (every Error variant does).
+fn fail(e: &ocidb::Error) -> ! {
+    let msg = cli::render::escape(&e.to_string().replace('\n', " "));
+    eprintln!("error: {msg}");
+    std::process::exit(1);
 }

@@ -839,3 +839,46 @@ fn oras_and_crane_push_pull_and_copy_with_blobs_on_garage() {
         "the payload is an object in the bucket"
     );
 }
+
+/// `/readyz` asks the bucket: with Garage stopped under a running server
+/// it turns 503 naming the endpoint, and 200 again once Garage is back,
+/// without a restart of the server; `/livez` stays 200 throughout (a
+/// restart would not bring the bucket back).
+#[test]
+fn readiness_follows_the_bucket_down_and_back() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut garage, loc, server) = serve_on_garage(&exe, dir.path(), "ready", &[]);
+    let probe = |path: &str| server.request("GET", path, &[], b"");
+    let wait_for = |status: u16| {
+        for _ in 0..100 {
+            let r = probe("/readyz");
+            if r.status == status {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("/readyz never answered {status}");
+    };
+    wait_for(200);
+    garage.kill(0).expect("stop garage");
+    let down = wait_for(503);
+    let text = String::from_utf8_lossy(&down.body).to_string();
+    let endpoint = loc.endpoint.clone().expect("endpoint");
+    assert!(
+        text.contains("blob backend") && text.contains(&endpoint),
+        "{text}"
+    );
+    assert_eq!(
+        probe("/livez").status,
+        200,
+        "liveness does not follow the bucket"
+    );
+    garage.start_again(0).expect("start garage again");
+    wait_for(200);
+    // And it takes writes again: a blob pushed through the API.
+    let up = server.request("POST", "/v2/back/blobs/uploads/?digest=sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", &[], b"hello");
+    assert_eq!(up.status, 201, "{up:?}");
+}

@@ -26,6 +26,8 @@ struct Grant {
     /// A repository pattern: `*` matches any run of characters.
     pattern: String,
     write: bool,
+    /// The admin API (`USER * admin`): maintenance of the whole store.
+    admin: bool,
 }
 
 /// Who may do what.
@@ -118,13 +120,20 @@ impl Access {
                         continue;
                     }
                     let parts: Vec<&str> = line.split_whitespace().collect();
-                    let write = match parts.as_slice() {
-                        [_, _, "read"] => false,
-                        [_, _, "write"] => true,
+                    let (write, admin) = match parts.as_slice() {
+                        [_, _, "read"] => (false, false),
+                        [_, _, "write"] => (true, false),
+                        [_, "*", "admin"] => (false, true),
+                        [_, _, "admin"] => {
+                            return Err(Error::InvalidArgument {
+                                value: format!("{}:{}: `{line}`", p.display(), n + 1),
+                                expected: "`USER * admin`: the admin API covers the whole store, so its pattern is `*`".into(),
+                            })
+                        }
                         _ => {
                             return Err(Error::InvalidArgument {
                                 value: format!("{}:{}: `{line}`", p.display(), n + 1),
-                                expected: "`USER PATTERN read|write`".into(),
+                                expected: "`USER PATTERN read|write` or `USER * admin`".into(),
                             })
                         }
                     };
@@ -143,6 +152,7 @@ impl Access {
                         user: parts[0].to_string(),
                         pattern: parts[1].to_string(),
                         write,
+                        admin,
                     });
                 }
                 Some(g)
@@ -259,7 +269,8 @@ impl Access {
             return true;
         };
         grants.iter().any(|g| {
-            (g.user == "*" || g.user == user)
+            !g.admin
+                && (g.user == "*" || g.user == user)
                 && (g.write || want == Want::Read)
                 && matches(&g.pattern, repo)
         })
@@ -285,6 +296,23 @@ impl Access {
         }
     }
 
+    /// Whether `user` may use the admin API through the API listener: only
+    /// with an explicit `USER * admin` grant (a registry without an access
+    /// file grants no one that).
+    pub(crate) fn is_admin(&self, user: Option<&str>) -> bool {
+        let (Some(user), Some(grants)) = (user, &self.grants) else {
+            return false;
+        };
+        grants
+            .iter()
+            .any(|g| g.admin && (g.user == "*" || g.user == user))
+    }
+
+    /// How many users the password file has (for a reload's log line).
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
     /// Whether `user` may read `repo` (catalog filtering, mount sources).
     pub(crate) fn can_read(&self, user: Option<&str>, repo: &str) -> bool {
         self.allowed(user, repo, Want::Read)
@@ -303,6 +331,18 @@ impl Failures {
             }
         }
     }
+}
+
+/// The user name a `Basic` header claims, made safe to log (control
+/// characters escaped, at most 64 characters): for the access log of a
+/// refused login.
+pub(crate) fn claimed_user(h: &str) -> Option<String> {
+    let (user, _) = basic_credentials(h)?;
+    let shown: String = ocidb::text::quote_untrusted(&user)
+        .chars()
+        .take(64)
+        .collect();
+    Some(shown)
 }
 
 /// The user and password of a `Basic` header.

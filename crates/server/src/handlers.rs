@@ -23,7 +23,7 @@ pub(super) async fn catalog(app: Arc<App>, req: &Parts, user: Option<&str>) -> A
     let s = Arc::clone(&app.store);
     // Filtered, then paginated: a page, and the `last` of its link, name
     // only repositories the caller may read.
-    let (access, user) = (app.access.clone(), user.map(str::to_string));
+    let (access, user) = (app.access(), user.map(str::to_string));
     let (repos, more) = blocking(move || {
         s.repositories_page_where(last.as_deref(), n, |r| {
             access

@@ -4,10 +4,12 @@
 //! call runs on tokio's blocking pool; blob bodies stream both ways through
 //! bounded channels, so memory stays bounded whatever their size.
 
+mod admin;
 mod auth;
 mod body;
 mod errors;
 mod handlers;
+mod health;
 mod http;
 mod listen;
 mod metrics;
@@ -19,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use admin::{CompactionStatus, FsckRequest, FsckState, GcRequest, PREFIX as ADMIN_PREFIX};
 pub use auth::Access;
 pub use tls::TlsFiles;
 
@@ -251,11 +254,35 @@ pub(crate) struct App {
     pub manifest_deadline: Duration,
     pub body_pace: body::BodyPace,
     pub metrics: Arc<metrics::Metrics>,
-    pub access: Option<Arc<Access>>,
+    /// Who may do what: swapped whole by a reload, so that a request sees
+    /// either the old files or the new ones, never a mix.
+    access: std::sync::RwLock<Option<Arc<Access>>>,
+    /// The last answer of the blob backend, for `/readyz`.
+    pub health: health::BackendHealth,
+    /// The admin API's background jobs (fsck) and last GC.
+    pub jobs: admin::Jobs,
     /// What a pushed manifest's children must be.
     pub children: ocidb::Children,
     /// The lease of each upload session.
     pub upload_lease: Duration,
+}
+
+impl App {
+    /// The access control in force now (`None`: an open registry).
+    pub fn access(&self) -> Option<Arc<Access>> {
+        match self.access.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `access` in force for every request that starts from now on.
+    pub fn set_access(&self, access: Option<Arc<Access>>) {
+        match self.access.write() {
+            Ok(mut g) => *g = access,
+            Err(p) => *p.into_inner() = access,
+        }
+    }
 }
 
 /// The registry on a store: its routes to mount in a host's axum app, its
@@ -309,7 +336,9 @@ impl Registry {
                 min_rate: opts.min_body_rate,
             },
             metrics: Arc::new(metrics::Metrics::default()),
-            access: opts.access.clone(),
+            access: std::sync::RwLock::new(opts.access.clone()),
+            health: health::BackendHealth::default(),
+            jobs: admin::Jobs::default(),
             upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
             children: if opts.allow_sparse_manifests {
                 ocidb::Children::AllowMissing
@@ -340,6 +369,14 @@ impl Registry {
         routes::health_router(Arc::clone(&self.app))
     }
 
+    /// The admin API (`/admin/v1/…`: stats, GC, fsck, leases, uploads)
+    /// and `GET /metrics`, without credentials: mount it where only
+    /// operators reach (`ocidb serve` serves it on `--admin-addr` and the
+    /// store's socket).
+    pub fn admin_router(&self) -> axum::Router {
+        routes::admin_router(Arc::clone(&self.app))
+    }
+
     /// `GET /metrics` in the Prometheus text format, without credentials:
     /// mount it where only operators reach.
     pub fn metrics_router(&self) -> axum::Router {
@@ -350,11 +387,7 @@ impl Registry {
     /// upload sessions: spawn it on the host's runtime; it runs until
     /// dropped.
     pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        maintain(
-            Arc::clone(&self.app.store),
-            self.opts.clone(),
-            Arc::clone(&self.app.metrics),
-        )
+        maintain(Arc::clone(&self.app), self.opts.clone())
     }
 }
 
@@ -364,14 +397,55 @@ pub fn router(store: Arc<Store>, opts: &ServeOptions) -> axum::Router {
     Registry::new(store, opts).router()
 }
 
+/// What a reload (SIGHUP) puts in force: access control and the TLS
+/// certificate, each loaded whole before anything changes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The new access control (`None`: an open registry).
+    pub access: Option<Access>,
+    /// The new certificate (`None`: plain HTTP; switching TLS on or off
+    /// needs a restart, so a reload that does is refused).
+    pub tls: Option<TlsFiles>,
+}
+
+impl Reloaded {
+    /// What a reload puts in force.
+    pub fn new(access: Option<Access>, tls: Option<TlsFiles>) -> Reloaded {
+        Reloaded { access, tls }
+    }
+}
+
+/// Re-reads the server's files on SIGHUP; an `Err` keeps what is in force.
+pub type Reloader = Box<dyn Fn() -> ocidb::Result<Reloaded> + Send + Sync>;
+
+/// The admin socket in a store's directory: `ocidb`'s maintenance commands
+/// find a running server there.
+pub const ADMIN_SOCKET: &str = "ocidb.sock";
+
 /// Serves `store` until SIGINT or SIGTERM, then stops accepting, lets the
 /// requests in flight finish, and returns. `ready` is called with the bound
 /// address once the listener is up (port 0 picks a free one). Builds its
 /// own runtime: a host with one mounts [`Registry::router`] instead.
+/// SIGHUP is logged and changes nothing; [`serve_with_reload`] re-reads
+/// files on it.
 pub fn serve(
     store: Arc<Store>,
     opts: &ServeOptions,
     ready: impl FnOnce(SocketAddr),
+) -> ocidb::Result<()> {
+    serve_with_reload(store, opts, ready, None)
+}
+
+/// [`serve`], and on SIGHUP `reload` (on a blocking thread): what it
+/// returns is in force for the requests and handshakes that start after
+/// it; an error is logged and keeps the files in force. The admin API is
+/// also served on the store's socket ([`ADMIN_SOCKET`], mode 0600).
+pub fn serve_with_reload(
+    store: Arc<Store>,
+    opts: &ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    reload: Option<Reloader>,
 ) -> ocidb::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -379,17 +453,19 @@ pub fn serve(
         .build()
         .map_err(|e| ocidb::Error::io("starting the server runtime", e))?;
     rt.block_on(async move {
+        // Before anything is announced: from here on SIGHUP is ours, never
+        // the default action (which ends the process).
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| ocidb::Error::io("installing the SIGHUP handler", e))?;
         let listener = tokio::net::TcpListener::bind(opts.addr)
             .await
             .map_err(|e| ocidb::Error::io(format!("binding {}", opts.addr), e))?;
         let local = listener
             .local_addr()
             .map_err(|e| ocidb::Error::io("reading the bound address", e))?;
-        ready(local);
+        let socket_path = store.root().join(ADMIN_SOCKET);
         let registry = Registry::new(store, opts);
-        let maintenance = tokio::spawn(registry.maintenance());
         let app = Arc::clone(&registry.app);
-        let router = routes::serve_router(Arc::clone(&app), opts.health_probes);
         let limits = listen::ConnLimits {
             header_timeout: opts.header_timeout,
             max_connections: opts.max_connections,
@@ -399,46 +475,151 @@ pub fn serve(
             // may send nothing of a request is as gone.
             write_stall: opts.body_idle_timeout,
         };
-        let admin = match opts.admin_addr {
-            None => None,
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                    ocidb::Error::io(format!("binding the admin address {addr}"), e)
-                })?;
-                if let Ok(a) = l.local_addr() {
-                    tracing::info!("admin listener (GET /metrics) on http://{a}");
-                }
-                let admin_limits = listen::ConnLimits {
-                    max_connections: 64,
-                    ..limits
-                };
-                Some(tokio::spawn(listen::serve_connections(
-                    l,
-                    None,
-                    routes::admin_router(Arc::clone(&app)),
-                    admin_limits,
-                    shutdown_signal(),
-                )))
-            }
-        };
-        let tls = opts.tls.as_ref().map(TlsFiles::acceptor);
-        listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
-        if let Some(a) = admin {
-            a.abort();
+        let mut side = Vec::new();
+        let mut admin_at = None;
+        if let Some(addr) = opts.admin_addr {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ocidb::Error::io(format!("binding the admin address {addr}"), e))?;
+            admin_at = l.local_addr().ok();
+            let admin_limits = listen::ConnLimits {
+                max_connections: 64,
+                ..limits
+            };
+            side.push(tokio::spawn(listen::serve_connections(
+                l,
+                None,
+                routes::admin_router(Arc::clone(&app)),
+                admin_limits,
+                shutdown_signal(),
+            )));
         }
-        maintenance.abort();
+        match bind_admin_socket(&socket_path) {
+            Ok(l) => {
+                side.push(tokio::spawn(listen::serve_unix(
+                    l,
+                    routes::admin_router(Arc::clone(&app)),
+                    opts.header_timeout,
+                    shutdown_signal(),
+                )));
+            }
+            // The registry serves without it; only the CLI's maintenance
+            // commands lose their way in.
+            Err(e) => tracing::warn!("no admin socket: {e}"),
+        }
+        ready(local);
+        // After the listening line, which scripts read first.
+        if let Some(a) = admin_at {
+            tracing::info!("admin listener (GET /metrics, /admin/v1/…) on http://{a}");
+        }
+        side.push(tokio::spawn(registry.maintenance()));
+        let tls = opts.tls.as_ref().map(tls::SharedTls::new);
+        side.push(tokio::spawn(on_hangup(
+            hangups,
+            reload,
+            Arc::clone(&app),
+            tls.clone(),
+        )));
+        let router = routes::serve_router(Arc::clone(&app), opts.health_probes);
+        listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
+        for task in side {
+            task.abort();
+        }
+        let _ = std::fs::remove_file(&socket_path);
         Ok(())
     })
 }
 
-/// Scheduled GC runs and the purge of idle upload sessions.
-async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::Metrics>) {
+/// Binds the store's admin socket, replacing a stale one (the store's lock
+/// proves no other server uses it), readable and writable by the store's
+/// owner only.
+fn bind_admin_socket(path: &std::path::Path) -> ocidb::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| ocidb::Error::io(format!("binding the admin socket {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ocidb::Error::io(format!("restricting {} to its owner", path.display()), e))?;
+    Ok(l)
+}
+
+/// Each SIGHUP: re-reads the files through `reload` and puts them in force,
+/// or logs why not and keeps the old ones. Never ends the process.
+async fn on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reload: Option<Reloader>,
+    app: Arc<App>,
+    tls: Option<tls::SharedTls>,
+) {
+    let reload = reload.map(Arc::new);
+    while hangups.recv().await.is_some() {
+        let Some(reload) = reload.clone() else {
+            tracing::info!(
+                "SIGHUP: nothing to reload (this server was started without a reloader)"
+            );
+            continue;
+        };
+        let loaded = tokio::task::spawn_blocking(move || reload()).await;
+        let new = match loaded {
+            Ok(Ok(new)) => new,
+            Ok(Err(e)) => {
+                tracing::warn!("SIGHUP: reload refused, keeping the configuration in force: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "SIGHUP: the reload failed, keeping the configuration in force: {e}"
+                );
+                continue;
+            }
+        };
+        let cert = match (&tls, &new.tls) {
+            (Some(shared), Some(files)) => {
+                shared.replace(files);
+                "certificate reloaded"
+            }
+            (None, None) => "plain HTTP",
+            _ => {
+                tracing::warn!(
+                    "SIGHUP: reload refused, keeping the configuration in force: switching TLS on or off needs a restart"
+                );
+                continue;
+            }
+        };
+        let users = new.access.as_ref().map_or(0, Access::user_count);
+        let open = new.access.is_none();
+        app.set_access(new.access.map(Arc::new));
+        if open {
+            tracing::info!("SIGHUP: reloaded: no access control, {cert}");
+        } else {
+            tracing::info!("SIGHUP: reloaded: {users} user(s), {cert}");
+        }
+    }
+}
+
+/// Scheduled GC runs, the purge of idle upload sessions, and the hourly
+/// full statistics pass behind the byte gauges of `/metrics`.
+async fn maintain(app: Arc<App>, opts: ServeOptions) {
+    let (store, metrics) = (Arc::clone(&app.store), Arc::clone(&app.metrics));
     let every = opts
         .gc_interval
         .unwrap_or(Duration::from_secs(3600))
         .min(Duration::from_secs(3600));
     let mut next_gc = opts.gc_interval.map(|i| tokio::time::Instant::now() + i);
+    let mut next_stats = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_stats {
+            let s = Arc::clone(&store);
+            if let Ok(Ok(st)) = tokio::task::spawn_blocking(move || s.stats()).await {
+                use std::sync::atomic::Ordering;
+                metrics
+                    .unique_bytes
+                    .store(st.unique_bytes, Ordering::Relaxed);
+                let now_s = ocidb::Clock::now_ms(&ocidb::SystemClock) / 1000;
+                metrics.stats_at_s.store(now_s.max(1), Ordering::Relaxed);
+            }
+            next_stats = tokio::time::Instant::now() + Duration::from_secs(3600);
+        }
         tokio::time::sleep(every).await;
         let s = Arc::clone(&store);
         let idle = opts.upload_max_idle;
@@ -451,13 +632,13 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::M
         {
             let s = Arc::clone(&store);
             let policy = opts.gc_policy.clone();
-            match tokio::task::spawn_blocking(move || s.gc(&policy)).await {
-                Ok(Ok(r)) => {
-                    use std::sync::atomic::Ordering;
-                    metrics.gc_runs.fetch_add(1, Ordering::Relaxed);
-                    metrics
-                        .gc_deleted
-                        .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
+            let result = tokio::task::spawn_blocking(move || s.gc(&policy))
+                .await
+                .unwrap_or_else(|e| Err(ocidb::Error::Internal(format!("the GC task: {e}"))));
+            app.jobs.gc_done(&result);
+            match result {
+                Ok(r) => {
+                    metrics.gc_ran(&r);
                     tracing::info!(
                         "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
                         r.deleted_manifests,
@@ -465,8 +646,7 @@ async fn maintain(store: Arc<Store>, opts: ServeOptions, metrics: Arc<metrics::M
                         r.reclaimed_bytes
                     );
                 }
-                Ok(Err(e)) => tracing::warn!("gc: {e}"),
-                Err(e) => tracing::warn!("gc task: {e}"),
+                Err(e) => tracing::warn!("gc: {e}"),
             }
             next_gc = Some(tokio::time::Instant::now() + interval);
         }

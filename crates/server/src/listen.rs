@@ -11,7 +11,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -174,7 +173,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallDeadline<T
 /// accepting and gives the open connections [`DRAIN`] to finish.
 pub(crate) async fn serve_connections(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::tls::SharedTls>,
     router: axum::Router,
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
@@ -227,7 +226,10 @@ pub(crate) async fn serve_connections(
             // The router is always ready (axum documents poll_ready as such).
             tower_service::Service::call(&mut router, req)
         });
-        let (http, watcher, tls) = (Arc::clone(&http), graceful.watcher(), tls.clone());
+        // The certificate in force when the connection arrives: a reload
+        // changes it for the next handshake, never for one under way.
+        let tls = tls.as_ref().map(crate::tls::SharedTls::current);
+        let (http, watcher) = (Arc::clone(&http), graceful.watcher());
         tokio::spawn(async move {
             let (_slot, _per_client) = (slot, per_client);
             let served = match tls {
@@ -265,5 +267,54 @@ pub(crate) async fn serve_connections(
         .is_err()
     {
         tracing::warn!("shutting down: requests still in flight after {DRAIN:?}, abandoning them");
+    }
+}
+
+/// Serves `router` on a Unix socket (the store's admin socket) until
+/// `shutdown` resolves: few connections, the same header deadline, no TLS
+/// (the socket file's mode is the access control).
+pub(crate) async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(16));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let http = Arc::new(http);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accepting on the admin socket: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+            let mut router = router.clone();
+            tower_service::Service::call(&mut router, req)
+        });
+        let http = Arc::clone(&http);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("admin socket connection: {e}");
+            }
+        });
     }
 }

@@ -26,9 +26,20 @@ pub(crate) struct Metrics {
     pub bytes_out: AtomicU64,
     pub gc_runs: AtomicU64,
     pub gc_deleted: AtomicU64,
+    /// From the last full statistics pass (the maintenance job's, hourly):
+    /// bytes stored once, and when (Unix seconds; 0: none yet).
+    pub unique_bytes: AtomicU64,
+    pub stats_at_s: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts a GC run that was not a dry run.
+    pub fn gc_ran(&self, r: &ocidb::GcReport) {
+        self.gc_runs.fetch_add(1, Ordering::Relaxed);
+        self.gc_deleted
+            .fetch_add(r.deleted_manifests + r.deleted_blobs, Ordering::Relaxed);
+    }
+
     /// Counts a request. Every label is from a closed set (the route and
     /// method names are the server's, the status one it answered), so the
     /// series are bounded whatever clients send.
@@ -47,11 +58,16 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
-    pub fn render(&self, uploads_in_progress: usize) -> String {
+    /// The text exposition format (version 0.0.4): each family's `# HELP`
+    /// and `# TYPE` lines, then its samples, families in a fixed order.
+    pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
-        out.push_str("# HELP ocidb_http_requests_total Requests by route, method and status.\n");
-        out.push_str("# TYPE ocidb_http_request_duration_seconds histogram\n");
+        family(
+            &mut out,
+            "ocidb_http_request_duration_seconds",
+            "histogram",
+            "Requests by route, method and status, with their latency.",
+        );
         if let Ok(m) = self.requests.lock() {
             for ((route, method, status), s) in m.iter() {
                 let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
@@ -83,35 +99,132 @@ impl Metrics {
             (
                 "ocidb_http_request_bytes_total",
                 "Request body bytes (by Content-Length).",
-                &self.bytes_in,
+                self.bytes_in.load(Ordering::Relaxed),
             ),
             (
                 "ocidb_http_response_bytes_total",
                 "Response body bytes (by Content-Length).",
-                &self.bytes_out,
+                self.bytes_out.load(Ordering::Relaxed),
             ),
             (
                 "ocidb_gc_runs_total",
-                "GC runs by the schedule.",
-                &self.gc_runs,
+                "GC runs that changed the store (scheduled or through the admin API).",
+                self.gc_runs.load(Ordering::Relaxed),
             ),
             (
                 "ocidb_gc_deleted_total",
-                "Records the scheduled GC runs deleted.",
-                &self.gc_deleted,
+                "Records those GC runs deleted.",
+                self.gc_deleted.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
+            sample(&mut out, name, "counter", help, v);
+        }
+        sample(
+            &mut out,
+            "ocidb_uploads_in_progress",
+            "gauge",
+            "Requests carrying blob bytes now.",
+            g.uploads_in_progress,
+        );
+        if let Some(c) = &g.counts {
+            let gauges = [
+                (
+                    "ocidb_store_records",
+                    "Blob records, manifests included.",
+                    c.records,
+                ),
+                ("ocidb_store_manifests", "Indexed manifests.", c.manifests),
+                ("ocidb_store_repositories", "Repositories.", c.repositories),
+                ("ocidb_store_tags", "Tags across repositories.", c.tags),
+                (
+                    "ocidb_store_leases",
+                    "Leases, expired ones not yet dropped included.",
+                    c.leases,
+                ),
+                (
+                    "ocidb_store_upload_sessions",
+                    "Open upload sessions.",
+                    c.uploads,
+                ),
+                (
+                    "ocidb_store_database_bytes",
+                    "Size of the redb file.",
+                    c.database_file_bytes,
+                ),
+                (
+                    "ocidb_writer_queue_depth",
+                    "Jobs waiting for the writer thread.",
+                    c.writer_queue,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                sample(&mut out, name, "gauge", help, v);
+            }
+        }
+        if let Some(b) = g.unique_bytes {
+            sample(
+                &mut out,
+                "ocidb_store_unique_bytes",
+                "gauge",
+                "Bytes stored once (every digest counted once), from the last full statistics pass (see ocidb_store_stats_timestamp_seconds).",
+                b,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP ocidb_uploads_in_progress Requests carrying blob bytes now.\n# TYPE ocidb_uploads_in_progress gauge\nocidb_uploads_in_progress {uploads_in_progress}"
-        );
+        if let Some(at) = g.stats_at_s {
+            sample(
+                &mut out,
+                "ocidb_store_stats_timestamp_seconds",
+                "gauge",
+                "When the last full statistics pass ran (Unix time).",
+                at,
+            );
+        }
+        if let Some(gc) = &g.last_gc {
+            sample(
+                &mut out,
+                "ocidb_gc_last_run_timestamp_seconds",
+                "gauge",
+                "When the last GC that was not a dry run ended (Unix time).",
+                gc.at_ms / 1000,
+            );
+            sample(
+                &mut out,
+                "ocidb_gc_last_run_success",
+                "gauge",
+                "1 if the last GC succeeded, 0 if it failed.",
+                u64::from(gc.result.is_ok()),
+            );
+            if let Ok(r) = &gc.result {
+                sample(
+                    &mut out,
+                    "ocidb_gc_last_run_reclaimed_bytes",
+                    "gauge",
+                    "Bytes the last GC reclaimed.",
+                    r.reclaimed_bytes,
+                );
+            }
+        }
         out
     }
+}
+
+/// What `/metrics` reads besides the counters: the store's gauges (none
+/// when the store could not answer), and how the last GC ended.
+#[derive(Default)]
+pub(crate) struct Gauges {
+    pub uploads_in_progress: u64,
+    pub counts: Option<ocidb::Counts>,
+    pub unique_bytes: Option<u64>,
+    pub stats_at_s: Option<u64>,
+    pub last_gc: Option<super::admin::GcOutcome>,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {v}");
 }

@@ -35,19 +35,24 @@ pub(crate) fn api_router(app: Arc<App>) -> Router {
 }
 
 /// `ocidb serve`'s API listener: the API, `GET /metrics` behind the API's
-/// credentials, and `NAME_UNKNOWN` for every other path.
+/// credentials, the admin API for users with an admin grant, and
+/// `NAME_UNKNOWN` for every other path.
 pub(crate) fn serve_router(app: Arc<App>, health: bool) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(metrics_with_credentials))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(Arc::clone(&app));
+    let admin = Router::new()
+        .nest_service(super::admin::PREFIX, super::admin::router(Arc::clone(&app)))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), admin_only))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe));
     // Paths no route serves are counted and logged too, through a
     // fallback with the same outer layer as the API.
     let unrouted = Router::new()
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(Arc::clone(&app));
-    let mut router = api_router(Arc::clone(&app)).merge(metrics);
+    let mut router = api_router(Arc::clone(&app)).merge(metrics).merge(admin);
     if health {
         router = router.merge(health_router(app));
     }
@@ -58,39 +63,35 @@ pub(crate) fn serve_router(app: Arc<App>, health: bool) -> Router {
 /// that mounts it where only operators reach.
 pub(crate) fn metrics_router(app: Arc<App>) -> Router {
     async fn metrics(State(app): State<Arc<App>>) -> Response {
-        render_metrics(&app)
+        render_metrics(&app).await
     }
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(app)
 }
 
-/// `GET /livez` (the process answers) and `GET /readyz` (the store takes
-/// writes: not poisoned by a failed write, its blob backend reachable at
-/// open), without credentials and outside the access log: probes would
-/// drown it.
+/// `GET /livez` (the process answers and its store is not poisoned) and
+/// `GET /readyz` (the store takes writes and its blob backend answered
+/// within the last seconds), without credentials and outside the access
+/// log: probes would drown it.
 pub(crate) fn health_router(app: Arc<App>) -> Router {
-    async fn livez() -> Response {
-        (StatusCode::OK, "alive\n").into_response()
+    fn unavailable(what: &str, why: &str) -> Response {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what}: {}\n", ocidb::text::quote_untrusted(why)),
+        )
+            .into_response()
+    }
+    async fn livez(State(app): State<Arc<App>>) -> Response {
+        match super::health::not_live(&app.store) {
+            None => (StatusCode::OK, "alive\n").into_response(),
+            Some(why) => unavailable("not alive (restart to reopen the store)", &why),
+        }
     }
     async fn readyz(State(app): State<Arc<App>>) -> Response {
-        let store = Arc::clone(&app.store);
-        let checked = tokio::task::spawn_blocking(move || store.check_writable()).await;
-        match checked {
-            Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-            Ok(Err(e)) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "not ready: {}\n",
-                    ocidb::text::quote_untrusted(&e.to_string())
-                ),
-            )
-                .into_response(),
-            Err(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the check failed\n",
-            )
-                .into_response(),
+        match super::health::not_ready(&app.store, &app.health).await {
+            None => (StatusCode::OK, "ready\n").into_response(),
+            Some(why) => unavailable("not ready", &why),
         }
     }
     Router::new()
@@ -99,18 +100,54 @@ pub(crate) fn health_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The admin listener's routes (`--admin-addr`): `GET /metrics` without
-/// credentials, for a scraper on a trusted network.
+/// The admin listener's routes (`--admin-addr`, and the store's socket):
+/// `GET /metrics` and the admin API, without credentials, for operators
+/// on a trusted network; each admin request is in the access log.
 pub(crate) fn admin_router(app: Arc<App>) -> Router {
     async fn admin_other() -> Response {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NAME_UNKNOWN",
-            "the admin listener serves GET /metrics",
+            "the admin listener serves GET /metrics and /admin/v1/…",
         )
         .into_response()
     }
-    metrics_router(app).fallback(admin_other)
+    let admin = Router::new()
+        .nest_service(super::admin::PREFIX, super::admin::router(Arc::clone(&app)))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe));
+    metrics_router(app).merge(admin).fallback(admin_other)
+}
+
+/// The admin API on the API listener: a user with a `USER * admin` grant
+/// only; without access control, no one (an open registry must not hand
+/// GC and fsck to the world).
+async fn admin_only(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Some(access) = app.access() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "the admin API is served on --admin-addr and the store's socket; on this listener only with access control and a `USER * admin` grant",
+        )
+        .into_response();
+    };
+    let authz = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let claimed = authz.as_deref().and_then(super::auth::claimed_user);
+    match access
+        .authenticate(authz.as_deref(), peer_of(&req).map(|p| p.ip()))
+        .await
+    {
+        Ok(Some(u)) if access.is_admin(Some(&u)) => {
+            let user = Some(u);
+            with_user(next.run(req).await, user)
+        }
+        Ok(Some(u)) => with_user(denied(Denied::Forbidden).into_response(), Some(u)),
+        Ok(None) => denied(Denied::Unauthenticated).into_response(),
+        Err(d) => with_claimed(denied(d).into_response(), claimed),
+    }
 }
 
 /// What a path names.
@@ -220,6 +257,7 @@ fn peer_of(req: &Request) -> Option<std::net::SocketAddr> {
 /// The outer layer: counts the request in the metrics and writes one
 /// access-log event for it.
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let request_id = request_id(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let peer = peer_of(&req);
@@ -230,7 +268,14 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .bytes_in
         .fetch_add(bytes_in, std::sync::atomic::Ordering::Relaxed);
     let mut r = next.run(req).await;
+    r.headers_mut().insert(X_REQUEST_ID, hv(&request_id));
     let user = r.extensions_mut().remove::<User>().and_then(|u| u.0);
+    // A refused login logs the name it claimed, marked as not verified.
+    let (user, verified) = match (user, r.extensions_mut().remove::<Claimed>()) {
+        (Some(u), _) => (Some(u), true),
+        (None, Some(Claimed(c))) => (Some(c), false),
+        (None, None) => (None, true),
+    };
     // The body's exact size where known (JSON, manifests, whole blobs), else
     // its Content-Length (streamed blobs).
     let bytes_out = if method == Method::HEAD {
@@ -255,8 +300,10 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let status = r.status().as_u16();
     tracing::info!(
         target: "ocidb::access",
+        request_id = %request_id,
         peer = peer.map(|p| p.to_string()).unwrap_or_default(),
         user = user.as_deref().unwrap_or("-"),
+        verified,
         method = %method,
         path = %ocidb::text::quote_untrusted(&path),
         route = route_name(&path),
@@ -268,6 +315,33 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         ocidb::text::quote_untrusted(&path),
     );
     r
+}
+
+/// The header that carries a request's id, both ways.
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// The client's `X-Request-Id` when it is a plausible id (1 to 128
+/// characters of letters, digits and `._:-`, so it is safe in logs and
+/// headers), else a new one: this process's random prefix and a counter.
+fn request_id(headers: &HeaderMap) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return v.to_string();
+    }
+    // std's randomly keyed hasher: a random prefix without a dependency,
+    // so that ids from two runs of the server do not collide in one log.
+    let prefix = PREFIX.get_or_init(|| {
+        use std::hash::BuildHasher as _;
+        let r = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        format!("{:012x}", r & 0xffff_ffff_ffff)
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n}")
 }
 
 /// The inner layer: checks the repository name, then (with access
@@ -282,7 +356,7 @@ async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next)
     {
         return ApiError::from(e).into_response();
     }
-    let user = match (&app.access, &route) {
+    let user = match (&app.access(), &route) {
         (Some(access), Some(route)) => {
             let want = if req.method() == Method::GET || req.method() == Method::HEAD {
                 Want::Read
@@ -299,7 +373,12 @@ async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next)
                     Ok(()) => u,
                     Err(d) => return with_user(denied(d).into_response(), u),
                 },
-                Err(d) => return denied(d).into_response(),
+                // The name a refused login claimed, so that failed logins
+                // can be traced (marked unverified in the log).
+                Err(d) => {
+                    let claimed = authz.and_then(super::auth::claimed_user);
+                    return with_claimed(denied(d).into_response(), claimed);
+                }
             }
         }
         _ => None,
@@ -310,6 +389,17 @@ async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next)
 
 fn with_user(mut r: Response, user: Option<String>) -> Response {
     r.extensions_mut().insert(User(user));
+    r
+}
+
+/// The user name a refused login claimed (not verified), for the log.
+#[derive(Clone, Debug)]
+struct Claimed(String);
+
+fn with_claimed(mut r: Response, claimed: Option<String>) -> Response {
+    if let Some(c) = claimed {
+        r.extensions_mut().insert(Claimed(c));
+    }
     r
 }
 
@@ -337,7 +427,7 @@ async fn metrics_with_credentials(State(app): State<Arc<App>>, req: Request) -> 
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     match metrics_allowed(&app, authz.as_deref(), peer_of(&req).map(|p| p.ip())).await {
-        Ok(()) => render_metrics(&app),
+        Ok(()) => render_metrics(&app).await,
         Err(e) => e.into_response(),
     }
 }
@@ -392,13 +482,34 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// The Prometheus text of `app`'s metrics.
-pub(super) fn render_metrics(app: &App) -> Response {
-    let in_progress = app.max_uploads - app.uploads.available_permits();
+/// The Prometheus text of `app`'s metrics, with the store's gauges (table
+/// lengths: no scan, whatever the store's size).
+pub(super) async fn render_metrics(app: &Arc<App>) -> Response {
+    use std::sync::atomic::Ordering;
+    let s = Arc::clone(&app.store);
+    let counts = match tokio::task::spawn_blocking(move || s.counts()).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
+            tracing::warn!("metrics: reading the store's counts: {e}");
+            None
+        }
+        Err(_) => None,
+    };
+    let stats_at = app.metrics.stats_at_s.load(Ordering::Relaxed);
+    let gauges = super::metrics::Gauges {
+        uploads_in_progress: (app.max_uploads - app.uploads.available_permits()) as u64,
+        counts,
+        unique_bytes: (stats_at > 0).then(|| app.metrics.unique_bytes.load(Ordering::Relaxed)),
+        stats_at_s: (stats_at > 0).then_some(stats_at),
+        last_gc: app.jobs.last_gc(),
+    };
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(in_progress),
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(&gauges),
     )
         .into_response()
 }
@@ -409,7 +520,7 @@ async fn metrics_allowed(
     authz: Option<&str>,
     peer: Option<std::net::IpAddr>,
 ) -> Result<(), ApiError> {
-    let Some(access) = &app.access else {
+    let Some(access) = app.access() else {
         return Ok(());
     };
     match access.authenticate(authz, peer).await {

@@ -58,3 +58,30 @@ impl TlsFiles {
         TlsAcceptor::from(Arc::clone(&self.config))
     }
 }
+
+/// The certificate a listener hands out, replaced whole by a reload.
+#[derive(Clone)]
+pub(crate) struct SharedTls(Arc<std::sync::RwLock<TlsAcceptor>>);
+
+impl SharedTls {
+    pub fn new(files: &TlsFiles) -> SharedTls {
+        SharedTls(Arc::new(std::sync::RwLock::new(files.acceptor())))
+    }
+
+    /// The acceptor for a connection arriving now.
+    pub fn current(&self) -> TlsAcceptor {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Hands out `files` to every connection from now on.
+    pub fn replace(&self, files: &TlsFiles) {
+        let new = files.acceptor();
+        match self.0.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+}

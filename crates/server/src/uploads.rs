@@ -59,8 +59,7 @@ pub(super) async fn start_upload(
     if let Some(m) = query(req, "mount") {
         let d = digest(&m)?;
         // A source the client may not read is no source.
-        let from =
-            query(req, "from").filter(|f| app.access.as_ref().is_none_or(|a| a.can_read(user, f)));
+        let from = query(req, "from").filter(|f| app.access().is_none_or(|a| a.can_read(user, f)));
         let (s, repo) = (Arc::clone(&app.store), name.to_string());
         if blocking(move || s.mount_blob(&repo, &d, from.as_deref()))
             .await?

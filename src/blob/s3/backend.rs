@@ -6,6 +6,10 @@ use super::uploads::*;
 use super::write::*;
 
 impl BlobBackend for S3Blobs {
+    fn check(&self) -> Result<()> {
+        S3Blobs::check(self)
+    }
+
     fn stage(&self) -> Result<Box<dyn BlobWrite>> {
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("s3-{}-{}-{n}", std::process::id(), self.inner.boot);

@@ -30,6 +30,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "OCIDB_BLOBS", value_name = "LOCATION")]
     pub blobs: Option<String>,
 
+    /// Run stats, tags, tree, repos, lease, gc and fsck through a running
+    /// server's admin API: `http://[USER:PASSWORD@]HOST:PORT` (its
+    /// --admin-addr, or its API address for a user with an admin grant)
+    /// or `unix:PATH`. Without it they find a server that holds --store
+    /// through the store's socket by themselves.
+    #[arg(long, global = true, env = "OCIDB_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -607,28 +615,38 @@ pub struct ExportArgs {
 /// Arguments of `ocidb serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// Read options from this TOML file: each key is a long flag with `_`
+    /// for `-` (`addr`, `htpasswd`, `gc_interval`, …; also `store` and
+    /// `blobs`). A flag or environment variable overrides the file; paths
+    /// in it are relative to its directory. SIGHUP re-reads it.
+    #[arg(long, env = "OCIDB_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the options in force (flag > environment > file > default),
+    /// as a config file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Address to listen on: IP:PORT, HOST:PORT (resolved once, first
     /// address), or :PORT for every interface.
     #[arg(long, env = "OCIDB_ADDR", default_value = "127.0.0.1:5000", value_parser = listen_addr)]
     pub addr: std::net::SocketAddr,
     /// Run a GC this often while serving (30m, 1h…); never by default.
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_GC_INTERVAL")]
     pub gc_interval: Option<String>,
     /// The GC's grace period (0s, 30m, 1h…): a blob or manifest younger
     /// than this is kept even if nothing reaches it yet (a layer pushed
     /// before its manifest). With 0s a push racing a GC may be told to
     /// retry.
-    #[arg(long, default_value = "1h")]
+    #[arg(long, env = "OCIDB_GRACE", default_value = "1h")]
     pub grace: String,
     /// The GC also collects manifests that no tag reaches.
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_DELETE_UNTAGGED")]
     pub delete_untagged: bool,
     /// Cancel upload sessions idle this long.
-    #[arg(long, default_value = "7d")]
+    #[arg(long, env = "OCIDB_UPLOAD_MAX_IDLE", default_value = "7d")]
     pub upload_max_idle: String,
     /// How long an upload session's lease keeps its finished blob from GC
     /// until a manifest names it (default: the --grace period).
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_UPLOAD_LEASE")]
     pub upload_lease: Option<String>,
     /// Serve `GET /metrics` without credentials on this second address
     /// (bind it to localhost or a private network). Without it, `/metrics`
@@ -643,48 +661,48 @@ pub struct ServeArgs {
     /// suite's sparse data set). Such blobs stay outside the repository;
     /// by default the push gets 400 MANIFEST_BLOB_UNKNOWN, as distribution
     /// answers.
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_ALLOW_SPARSE_MANIFESTS")]
     pub allow_sparse_manifests: bool,
     /// Requests carrying blob bytes at once; more get 429.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "OCIDB_MAX_UPLOADS", default_value_t = 64)]
     pub max_uploads: usize,
     /// Blob bodies being sent at once; more get 429 with Retry-After.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "OCIDB_MAX_DOWNLOADS", default_value_t = 256)]
     pub max_downloads: usize,
     /// A request's headers must arrive within this long (10s, 1m…).
-    #[arg(long, default_value = "30s")]
+    #[arg(long, env = "OCIDB_HEADER_TIMEOUT", default_value = "30s")]
     pub header_timeout: String,
     /// A request body that sends nothing this long is cut off.
-    #[arg(long, default_value = "60s")]
+    #[arg(long, env = "OCIDB_BODY_IDLE_TIMEOUT", default_value = "60s")]
     pub body_idle_timeout: String,
     /// Open connections at once; more wait in the accept backlog.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "OCIDB_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Open connections from one client address at once; more are closed.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "OCIDB_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub max_connections_per_client: usize,
     /// A blob body must average at least this many bytes a second over
     /// each --body-idle-timeout window (0: no minimum).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "OCIDB_MIN_BODY_RATE", default_value_t = 1024)]
     pub min_body_rate: u64,
     /// Require Basic authentication against this htpasswd file (bcrypt,
     /// `htpasswd -B`).
-    #[arg(long)]
+    #[arg(long, env = "OCIDB_HTPASSWD")]
     pub htpasswd: Option<std::path::PathBuf>,
     /// A file of grants, one per line: `USER PATTERN read|write` (`*`
     /// matches any run of characters; USER `*` is every authenticated
     /// user; `#` starts a comment). Without it, every authenticated user
     /// may read and write everything.
-    #[arg(long, requires = "htpasswd")]
+    #[arg(long, env = "OCIDB_ACCESS", requires = "htpasswd")]
     pub access: Option<std::path::PathBuf>,
     /// With --htpasswd, let anyone read (pull, list) without credentials.
-    #[arg(long, requires = "htpasswd")]
+    #[arg(long, env = "OCIDB_ANONYMOUS_READ", requires = "htpasswd")]
     pub anonymous_read: bool,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "OCIDB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "OCIDB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 }
 

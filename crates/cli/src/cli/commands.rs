@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ocidb::error::IoContext as _;
 use ocidb::{
-    Error, ExportOptions, FsckOptions, GcPolicy, ImportOptions, ManifestOptions, PutOptions,
-    ReferrersQuery, Result,
+    Error, ExportOptions, ImportOptions, ManifestOptions, PutOptions, ReferrersQuery, Result,
 };
 use serde_json::json;
 
@@ -64,12 +63,16 @@ pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
         verbose,
         json,
     } = a;
-    let policy = GcPolicy::default()
-        .dry_run(dry_run)
-        .delete_untagged(delete_untagged)
-        .grace(ocidb::gc::parse_duration(&grace)?);
+    let ask = super::view::GcAsk {
+        dry_run,
+        delete_untagged,
+        grace: &grace,
+    };
+    // A bad value is reported before the store is opened.
+    super::view::policy(&ask)?;
+    let store = super::view::open_view(store_dir)?;
     let spinner = progress::spinner("collecting garbage");
-    let report = open(store_dir)?.gc(&policy)?;
+    let report = store.gc(&ask)?;
     progress::finish(spinner);
     if json {
         let mut v = json!({
@@ -100,15 +103,10 @@ pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
         json,
         allow_sparse,
     } = a;
-    let store = open(store_dir)?;
+    let store = super::view::open_view(store_dir)?;
     let bar = progress::bar("verifying blobs");
     let cb = |done: u64, total: u64| progress::set(&bar, done, total);
-    let report = store.fsck(
-        &FsckOptions::default()
-            .repair(repair)
-            .allow_sparse(allow_sparse)
-            .progress(&cb),
-    )?;
+    let report = store.fsck(repair, allow_sparse, &cb)?;
     progress::finish(bar);
     if json {
         print_json(&report)?;

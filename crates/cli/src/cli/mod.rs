@@ -3,16 +3,19 @@
 pub mod args;
 mod bench;
 mod commands;
+pub mod config;
 pub mod crash_child;
 mod logger;
 pub mod progress;
 mod refs;
+mod remote;
 pub mod render;
 mod util;
+mod view;
 
 use std::path::Path;
 
-use ocidb::{Error, Reference, Result, Store};
+use ocidb::{Error, Result, Store};
 use serde_json::json;
 
 use args::{Cli, Command, DebugCommand, LeaseCommand};
@@ -22,7 +25,15 @@ use util::*;
 /// Runs a command. The library names only what was asked for in its errors
 /// (a registry must not leak other tenants' names); this offline tool,
 /// whose user can list the store anyway, adds the existing names as a hint.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(resolved: config::Resolved) -> Result<()> {
+    let config::Resolved { cli, options } = resolved;
+    if let Command::Serve(a) = &cli.command
+        && a.print_config
+    {
+        print!("{}", config::print(&options));
+        return Ok(());
+    }
+    SERVE_OPTIONS.set(options).ok();
     let default = if matches!(cli.command, Command::Serve(_)) {
         tracing::Level::INFO
     } else {
@@ -35,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         .map(str::parse::<ocidb::blob::BlobLocation>)
         .transpose()?;
     let _ = util::BLOBS.set(blobs);
+    let _ = util::SERVER.set(cli.server.clone());
     let store_dir = cli.store.clone();
     let existed = store_dir.exists();
     run_command(cli).map_err(|e| {
@@ -44,6 +56,11 @@ pub fn run(cli: Cli) -> Result<()> {
         with_hint(&store_dir, e)
     })
 }
+
+/// `serve`'s resolved options at start, for a reload to compare with.
+static SERVE_OPTIONS: std::sync::OnceLock<
+    std::collections::BTreeMap<String, (Option<String>, config::Source)>,
+> = std::sync::OnceLock::new();
 
 /// A command that failed on a store it created (`import ./nope` into a
 /// new directory) leaves no empty store behind. Only a store that holds
@@ -152,30 +169,25 @@ fn run_command(cli: Cli) -> Result<()> {
             n,
             json,
         } => {
-            let store = open(&store_dir)?;
-            let tags = store.tags(&repo, last.as_deref(), n)?;
-            let mut named = Vec::with_capacity(tags.len());
-            for t in &tags {
-                named.push((t, store.resolve(&repo, &Reference::parse(t)?)?));
-            }
+            let named =
+                view::open_view(&store_dir)?.tags_with_digests(&repo, last.as_deref(), n)?;
+            let tags: Vec<&String> = named.iter().map(|(t, _)| t).collect();
             if json {
                 // The distribution API's tag list, plus the digest of each.
-                let digests: serde_json::Map<String, serde_json::Value> = named
-                    .iter()
-                    .map(|(t, d)| ((*t).clone(), json!(d)))
-                    .collect();
+                let digests: serde_json::Map<String, serde_json::Value> =
+                    named.iter().map(|(t, d)| (t.clone(), json!(d))).collect();
                 print_json(&json!({"name": repo, "tags": tags, "digests": digests}))
             } else {
                 let st = Style::for_stdout().full_digests(full);
                 let width = tags.iter().map(|t| t.chars().count()).max().unwrap_or(0);
-                for (t, d) in named {
-                    println!("{:width$}  {}", render::escape(t), st.digest(&d));
+                for (t, d) in &named {
+                    println!("{:width$}  {}", render::escape(t), st.digest(d));
                 }
                 Ok(())
             }
         }
         Command::Repos { json } => {
-            let repos = open(&store_dir)?.repositories()?;
+            let repos = view::open_view(&store_dir)?.repositories()?;
             if json {
                 print_json(&json!({"repositories": repos}))
             } else {
@@ -192,9 +204,9 @@ fn run_command(cli: Cli) -> Result<()> {
             json,
         } => {
             let written = refs::Written::parse(&reference)?;
-            let store = open(&store_dir)?;
-            let m = written.resolve(&store)?;
-            let walk = store.walk(m.require_repo(&reference)?, &m.reference())?;
+            let store = view::open_view(&store_dir)?;
+            let m = written.resolve(&*store)?;
+            let walk = store.walk(m.require_repo(&reference)?, &m.digest)?;
             if json {
                 print_json(&walk)
             } else {
@@ -232,28 +244,22 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Import(a) => commands::import(&store_dir, a),
         Command::Export(a) => commands::export(&store_dir, a),
         Command::Lease(LeaseCommand::Ls { json }) => {
-            let leases = open(&store_dir)?.leases()?;
+            let leases = view::open_view(&store_dir)?.lease_details()?;
             if json {
                 print_json(&leases)
             } else {
                 let now = ocidb::Clock::now_ms(&ocidb::SystemClock);
-                for l in &leases {
-                    println!(
-                        "{}  expires in {} s",
-                        l.id,
-                        l.expires_ms.saturating_sub(now) / 1000
-                    );
-                }
+                print!("{}", render::leases(&leases, now));
                 Ok(())
             }
         }
         Command::Lease(LeaseCommand::Rm { id }) => {
-            open(&store_dir)?.release_lease(id)?;
+            view::open_view(&store_dir)?.release_lease(id)?;
             eprintln!("released lease {id}");
             Ok(())
         }
         Command::Stats { json } => {
-            let stats = open(&store_dir)?.stats()?;
+            let stats = view::open_view(&store_dir)?.stats()?;
             if json {
                 print_json(&stats)
             } else {
@@ -330,17 +336,14 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .allow_sparse_manifests(a.allow_sparse_manifests)
         .health_probes(!a.no_health_probes)
         .admin_addr(a.admin_addr);
-    let opts = match &a.htpasswd {
-        Some(h) => opts.access(ocidb_server::Access::load(
-            h,
-            a.access.as_deref(),
-            a.anonymous_read,
-        )?),
+    let (access, tls) = access_and_tls(&a)?;
+    let opts = match access {
+        Some(access) => opts.access(access),
         None => opts,
     };
-    let (opts, scheme) = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => (opts.tls(ocidb_server::TlsFiles::load(c, k)?), "https"),
-        _ => (opts, "http"),
+    let (opts, scheme) = match tls {
+        Some(t) => (opts.tls(t), "https"),
+        None => (opts, "http"),
     };
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
@@ -349,7 +352,46 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         Some(l @ ocidb::blob::BlobLocation::S3(_)) => format!(", blobs in {l}"),
         _ => String::new(),
     };
-    ocidb_server::serve(store, &opts, |addr| {
-        eprintln!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
-    })
+    let ready = |addr| {
+        tracing::info!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
+    };
+    ocidb_server::serve_with_reload(store, &opts, ready, Some(Box::new(reload)))
+}
+
+/// The access control and certificate `a` names, each loaded and checked
+/// whole (grants against the password file's users).
+fn access_and_tls(
+    a: &args::ServeArgs,
+) -> Result<(Option<ocidb_server::Access>, Option<ocidb_server::TlsFiles>)> {
+    let access = a
+        .htpasswd
+        .as_ref()
+        .map(|h| ocidb_server::Access::load(h, a.access.as_deref(), a.anonymous_read))
+        .transpose()?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(ocidb_server::TlsFiles::load(c, k)?),
+        _ => None,
+    };
+    Ok((access, tls))
+}
+
+/// SIGHUP: the command line and environment as at start, with the config
+/// file read again; its password file, grants and certificate are loaded
+/// whole, or the reload is refused. Other changed options are named: they
+/// wait for a restart.
+fn reload() -> Result<ocidb_server::Reloaded> {
+    let resolved =
+        config::parse(std::env::args_os().collect()).map_err(config::Failed::into_error)?;
+    let Command::Serve(a) = &resolved.cli.command else {
+        return Err(Error::Internal(
+            "the command line is no longer `serve`".into(),
+        ));
+    };
+    let (access, tls) = access_and_tls(a)?;
+    if let Some(before) = SERVE_OPTIONS.get() {
+        for key in config::changed_needing_restart(before, &resolved.options) {
+            tracing::warn!("SIGHUP: `{key}` changed; it takes effect at the next restart");
+        }
+    }
+    Ok(ocidb_server::Reloaded::new(access, tls))
 }

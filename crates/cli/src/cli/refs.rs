@@ -11,6 +11,8 @@
 
 use ocidb::{Digest, DigestText, Error, Reference, Result, Store};
 
+use super::view::View;
+
 /// A reference as written, before the store resolves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Written {
@@ -89,12 +91,12 @@ pub(super) fn digest_syntax(text: &str) -> Result<()> {
 impl Written {
     /// Resolves this reference against `store`: a tag to the digest it
     /// points at, an abbreviated digest to the one stored digest it starts.
-    pub(super) fn resolve(self, store: &Store) -> Result<Resolved> {
+    pub(super) fn resolve(self, store: &dyn View) -> Result<Resolved> {
         resolve_written(store, self)
     }
 }
 
-fn resolve_written(store: &Store, written: Written) -> Result<Resolved> {
+fn resolve_written(store: &dyn View, written: Written) -> Result<Resolved> {
     match written {
         Written::Tag { repo, tag } => {
             let digest = store.resolve(&repo, &Reference::parse(&tag)?)?;

@@ -216,6 +216,33 @@ pub fn stats(s: &ocidb::Stats) -> String {
     out
 }
 
+/// The leases, one line each with what holds them, then the digests each
+/// holds (at most [`ocidb::LeaseInfo::SHOWN`]).
+pub fn leases(leases: &[ocidb::LeaseInfo], now_ms: u64) -> String {
+    let mut out = String::new();
+    for l in leases {
+        let owner = l.owner.as_deref().unwrap_or("taken through the library");
+        out.push_str(&format!(
+            "{}  expires in {} s  holds {}  ({})\n",
+            l.id,
+            l.expires_ms.saturating_sub(now_ms) / 1000,
+            l.held,
+            escape(owner)
+        ));
+        for d in &l.digests {
+            out.push_str(&format!("  {d}\n"));
+        }
+        if l.held > l.digests.len() as u64 {
+            out.push_str(&format!(
+                "  … and {} more (--json lists the first {})\n",
+                l.held - l.digests.len() as u64,
+                ocidb::LeaseInfo::SHOWN
+            ));
+        }
+    }
+    out
+}
+
 /// One line about a GC run.
 pub fn gc_summary(r: &ocidb::GcReport) -> String {
     let verb = if r.dry_run { "would delete" } else { "deleted" };

@@ -26,6 +26,9 @@ pub(super) fn store_options() -> StoreOptions {
     o
 }
 
+/// The `--server` URL, set once from the command line.
+pub(super) static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 /// The `--blobs` location, set once from the command line.
 pub(super) static BLOBS: std::sync::OnceLock<Option<ocidb::blob::BlobLocation>> =
     std::sync::OnceLock::new();

@@ -9,4 +9,5 @@ pub use engine::*;
 pub mod cli;
 pub mod crash;
 pub mod garage;
+pub mod prometheus;
 pub mod server;

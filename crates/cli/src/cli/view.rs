@@ -1,0 +1,132 @@
+//! What the maintenance commands read and run, from an open store or from
+//! the server that holds it. Each command is written once against
+//! [`View`], so its output is the same either way.
+
+use std::path::Path;
+
+use ocidb::names::Reference;
+use ocidb::{
+    Digest, Error, FsckOptions, FsckReport, GcPolicy, GcReport, LeaseInfo, Result, Stats, Store,
+    WalkNode,
+};
+
+use super::remote::Remote;
+
+/// The GC a command asks for.
+pub(super) struct GcAsk<'a> {
+    pub dry_run: bool,
+    pub delete_untagged: bool,
+    /// As written (`1h`), checked before anything runs.
+    pub grace: &'a str,
+}
+
+/// A store to inspect and maintain, local or behind a server.
+pub(super) trait View {
+    /// Tags of `repo` (a page) with the digest each points at.
+    fn tags_with_digests(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Vec<(String, Digest)>>;
+    /// The digest a tag or digest names in `repo`.
+    fn resolve(&self, repo: &str, r: &Reference) -> Result<Digest>;
+    /// The stored digest a whole or abbreviated digest names.
+    fn resolve_digest(&self, text: &str) -> Result<Digest>;
+    /// The image walk from `d` in `repo`.
+    fn walk(&self, repo: &str, d: &Digest) -> Result<WalkNode>;
+    fn repositories(&self) -> Result<Vec<String>>;
+    fn stats(&self) -> Result<Stats>;
+    fn lease_details(&self) -> Result<Vec<LeaseInfo>>;
+    fn release_lease(&self, id: u64) -> Result<()>;
+    fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport>;
+    /// A full fsck, reporting (verified, total) as it goes.
+    fn fsck(
+        &self,
+        repair: bool,
+        allow_sparse: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<FsckReport>;
+}
+
+impl View for Store {
+    fn tags_with_digests(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Vec<(String, Digest)>> {
+        let tags = self.tags(repo, last, n)?;
+        let mut out = Vec::with_capacity(tags.len());
+        for t in tags {
+            let d = Store::resolve(self, repo, &Reference::parse(&t)?)?;
+            out.push((t, d));
+        }
+        Ok(out)
+    }
+    fn resolve(&self, repo: &str, r: &Reference) -> Result<Digest> {
+        Store::resolve(self, repo, r)
+    }
+    fn resolve_digest(&self, text: &str) -> Result<Digest> {
+        Store::resolve_digest(self, text)
+    }
+    fn walk(&self, repo: &str, d: &Digest) -> Result<WalkNode> {
+        Store::walk(self, repo, &Reference::Digest(*d))
+    }
+    fn repositories(&self) -> Result<Vec<String>> {
+        Store::repositories(self)
+    }
+    fn stats(&self) -> Result<Stats> {
+        Store::stats(self)
+    }
+    fn lease_details(&self) -> Result<Vec<LeaseInfo>> {
+        Store::lease_details(self)
+    }
+    fn release_lease(&self, id: u64) -> Result<()> {
+        Store::release_lease(self, id)
+    }
+    fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport> {
+        Store::gc(self, &policy(ask)?)
+    }
+    fn fsck(
+        &self,
+        repair: bool,
+        allow_sparse: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<FsckReport> {
+        Store::fsck(
+            self,
+            &FsckOptions::default()
+                .repair(repair)
+                .allow_sparse(allow_sparse)
+                .progress(progress),
+        )
+    }
+}
+
+/// The GC policy `ask` describes.
+pub(super) fn policy(ask: &GcAsk<'_>) -> Result<GcPolicy> {
+    Ok(GcPolicy::default()
+        .dry_run(ask.dry_run)
+        .delete_untagged(ask.delete_untagged)
+        .grace(ocidb::gc::parse_duration(ask.grace)?))
+}
+
+/// The store at `store_dir`, or, when a server holds it, that server
+/// through the store's admin socket; with `--server`, that server.
+pub(super) fn open_view(store_dir: &Path) -> Result<Box<dyn View>> {
+    if let Some(url) = super::util::SERVER.get().cloned().flatten() {
+        return Ok(Box::new(Remote::from_url(&url)?));
+    }
+    match super::util::open(store_dir) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e @ Error::Locked { .. }) => match Remote::socket(store_dir) {
+            Some(r) => {
+                tracing::info!("{e}: asking the server through its admin socket");
+                Ok(Box::new(r))
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
