@@ -452,3 +452,200 @@ fn the_parser_refuses_what_a_scraper_refuses() {
     let h = "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
     assert!(common::prometheus::parse(h).is_err(), "a decreasing bucket");
 }
+
+/// A self-signed certificate for 127.0.0.1 with the openssl CLI (by the
+/// real clock: see serve.rs), or `None` where openssl cannot.
+fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .env_remove("LD_PRELOAD")
+        .env_remove("FAKETIME")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    made.status.success().then_some((cert, key))
+}
+
+/// A pull over TLS with curl trusting only `ca`: the HTTP status, or 0
+/// when the handshake or the connection failed.
+fn pull(addr: &str, ca: &Path, user: &str, path: &str) -> u16 {
+    let out = Command::new("curl")
+        .env_remove("LD_PRELOAD")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+            "--cacert",
+        ])
+        .arg(ca)
+        .args(["-u", user])
+        .arg(format!("https://{addr}{path}"))
+        .output();
+    out.ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// SIGHUP while a client keeps pulling: a user added to the password
+/// file and a rotated certificate are in force afterwards, no pull fails,
+/// and a bad new file is refused with the old one kept.
+#[test]
+fn sighup_reloads_users_and_the_certificate_while_a_client_pulls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (Some((old_cert, old_key)), Some((new_cert, new_key))) = (
+        certificate(dir.path(), "old"),
+        certificate(dir.path(), "new"),
+    ) else {
+        assert!(
+            !common::in_ci(),
+            "CI=true but openssl cannot make a certificate"
+        );
+        common::skip("the openssl CLI is not available to make certificates");
+        return;
+    };
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(!common::in_ci(), "CI=true but curl is missing");
+        common::skip("curl is not available to pull over TLS");
+        return;
+    }
+    let store = sample_store(dir.path());
+    let hash = bcrypt::hash("secret", 4).expect("bcrypt");
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&users, format!("alice:{hash}\n")).expect("users");
+    // The files the server reads are fixed paths: rotation replaces them.
+    let (cert, key) = (dir.path().join("tls.pem"), dir.path().join("tls.key"));
+    std::fs::copy(&old_cert, &cert).expect("cert");
+    std::fs::copy(&old_key, &key).expect("key");
+    let both = dir.path().join("both.pem");
+    let trust = [
+        std::fs::read(&old_cert).expect("old"),
+        std::fs::read(&new_cert).expect("new"),
+    ]
+    .concat();
+    std::fs::write(&both, trust).expect("bundle");
+    let conf = dir.path().join("ocidb.toml");
+    let config = |users: &Path| {
+        format!(
+            "htpasswd = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
+            users.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    std::fs::write(&conf, config(&users)).expect("config");
+    let mut server = Server::start_with(&store, &["--config", conf.to_str().expect("utf-8")]);
+    let addr = server.addr.clone();
+    let layer = "/v2/demo/app/tags/list";
+    assert_eq!(pull(&addr, &old_cert, "alice:secret", layer), 200);
+    assert_eq!(
+        pull(&addr, &both, "carol:secret", layer),
+        401,
+        "no carol yet"
+    );
+    // A client pulling all along, trusting both certificates.
+    let stop_pulling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let puller = {
+        let (stop, addr, both) = (
+            std::sync::Arc::clone(&stop_pulling),
+            addr.clone(),
+            both.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(pull(&addr, &both, "alice:secret", layer));
+            }
+            statuses
+        })
+    };
+    let hup = || {
+        // SAFETY: signalling a child this test started and still owns.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(server.child.id() as i32, libc::SIGHUP);
+        }
+    };
+    let wait_log = |needle: &str, count: usize| {
+        for _ in 0..100 {
+            let n = server
+                .log
+                .lock()
+                .expect("log")
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if n >= count {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "no {needle:?} in the log: {:?}",
+            server.log.lock().expect("log")
+        );
+    };
+    // A bad password file first: refused, the old one kept.
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "carol:plaintext\n").expect("broken");
+    std::fs::write(&conf, config(&broken)).expect("config");
+    hup();
+    wait_log("reload refused", 1);
+    assert_eq!(
+        pull(&addr, &old_cert, "alice:secret", layer),
+        200,
+        "the old files stay"
+    );
+    // Then carol and a new certificate.
+    std::fs::write(&users, format!("alice:{hash}\ncarol:{hash}\n")).expect("users");
+    std::fs::write(&conf, config(&users)).expect("config");
+    std::fs::copy(&new_cert, &cert).expect("cert");
+    std::fs::copy(&new_key, &key).expect("key");
+    hup();
+    wait_log("SIGHUP: reloaded", 1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop_pulling.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = puller.join().expect("puller");
+    assert!(statuses.len() >= 3, "the client kept pulling: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no pull failed: {statuses:?}"
+    );
+    assert_eq!(
+        pull(&addr, &both, "carol:secret", layer),
+        200,
+        "carol is in force"
+    );
+    assert_eq!(
+        pull(&addr, &new_cert, "alice:secret", layer),
+        200,
+        "the new certificate is served"
+    );
+    assert_eq!(
+        pull(&addr, &old_cert, "alice:secret", layer),
+        0,
+        "the old one is not"
+    );
+    assert!(
+        server.child.try_wait().expect("status").is_none(),
+        "still running after two SIGHUPs"
+    );
+}

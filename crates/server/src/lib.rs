@@ -419,6 +419,15 @@ impl Reloaded {
 /// Re-reads the server's files on SIGHUP; an `Err` keeps what is in force.
 pub type Reloader = Box<dyn Fn() -> ocidb::Result<Reloaded> + Send + Sync>;
 
+/// A bcrypt hash of `password` at `cost` (4 to 31), as the password file
+/// holds it.
+pub fn hash_password(password: &str, cost: u32) -> ocidb::Result<String> {
+    bcrypt::hash(password, cost).map_err(|e| ocidb::Error::InvalidArgument {
+        value: format!("bcrypt cost {cost}"),
+        expected: format!("a cost bcrypt can hash with ({e})"),
+    })
+}
+
 /// The admin socket in a store's directory: `ocidb`'s maintenance commands
 /// find a running server there.
 pub const ADMIN_SOCKET: &str = "ocidb.sock";

@@ -219,9 +219,20 @@ pub enum Command {
 
     /// Serve the store as an OCI registry (distribution API v1.1).
     #[command(
-        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text); with --htpasswd it needs a user's credentials, or serve it on --admin-addr 127.0.0.1:5001 without."
+        after_help = "Examples:\n  ocidb serve --addr 127.0.0.1:5000 --gc-interval 1h\n  skopeo copy --dest-tls-verify=false oci:./layout:v1 docker://127.0.0.1:5000/library/app:v1\n  oras push --plain-http 127.0.0.1:5000/library/app:v1 ./file.txt\n  oras discover --plain-http 127.0.0.1:5000/library/app:v1\n  docker pull 127.0.0.1:5000/library/app:v1   # 127.0.0.1 is an insecure registry to docker by default\n\nLogs: one access-log event per request on stderr (info). OCIDB_LOG=warn quiets it; OCIDB_LOG_FORMAT=json writes JSON lines with peer, user, method, path, route, status, ms, bytes_in and bytes_out.\nMetrics: GET /metrics (Prometheus text); with --htpasswd it needs a user's credentials, or serve it on --admin-addr 127.0.0.1:5001 without.\nProbes: GET /livez and /readyz, without credentials.\nMaintenance: while serving, `ocidb --store DIR stats|tags|tree|repos|lease|gc|fsck` reach the server through DIR/ocidb.sock.\nConfig: --config FILE (TOML, keys = these flags with _ for -); every flag also reads OCIDB_<FLAG>; --print-config shows the result. SIGHUP reloads the password file, grants and certificate.\nGuide: docs/operations.md."
     )]
     Serve(Box<ServeArgs>),
+    /// Print a password-file line `USER:$2b$…` (bcrypt) for `serve
+    /// --htpasswd`, reading the password from the first line of stdin:
+    /// `ocidb htpasswd alice >> /etc/ocidb/htpasswd`, then type it (no
+    /// apache2-utils needed).
+    Htpasswd {
+        /// The user name (no `:`, no whitespace).
+        user: String,
+        /// bcrypt's cost: each step doubles the time a login check takes.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
 
     /// Everything the index knows about a digest, as JSON.
     #[command(

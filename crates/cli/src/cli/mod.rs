@@ -284,6 +284,7 @@ fn run_command(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve(a) => serve(&store_dir, *a),
+        Command::Htpasswd { user, cost } => htpasswd(&user, cost),
         Command::Inspect {
             reference,
             repo,
@@ -356,6 +357,31 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         tracing::info!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
     };
     ocidb_server::serve_with_reload(store, &opts, ready, Some(Box::new(reload)))
+}
+
+/// Prints a bcrypt password-file line for `user`, the password read from
+/// stdin's first line.
+fn htpasswd(user: &str, cost: u32) -> Result<()> {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
+        return Err(Error::InvalidArgument {
+            value: user.to_string(),
+            expected: "a user name without `:` or whitespace".into(),
+        });
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| Error::io("reading the password from stdin", e))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(Error::InvalidArgument {
+            value: "the password on stdin".into(),
+            expected: "a non-empty first line".into(),
+        });
+    }
+    let hash = ocidb_server::hash_password(password, cost)?;
+    println!("{user}:{hash}");
+    Ok(())
 }
 
 /// The access control and certificate `a` names, each loaded and checked
