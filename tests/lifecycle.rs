@@ -425,8 +425,11 @@ fn fsck_catches_corruption_missing_files_and_strays() {
     std::fs::write(stray.blob_path(dir.path()), b"stray").expect("stray");
 
     let report = s.fsck(&FsckOptions::default()).expect("fsck");
-    let kinds: Vec<(&str, Option<Digest>)> =
-        report.problems.iter().map(|p| (p.kind, p.digest)).collect();
+    let kinds: Vec<(&str, Option<Digest>)> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.digest))
+        .collect();
     assert!(
         kinds.contains(&("corrupt-blob", Some(flipped))),
         "{kinds:?}"

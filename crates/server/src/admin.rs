@@ -54,10 +54,10 @@ impl Jobs {
     pub fn gc_done(&self, result: &ocidb::Result<GcReport>) {
         let outcome = GcOutcome {
             at_ms: ocidb::Clock::now_ms(&ocidb::SystemClock),
-            result: result
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(ToString::to_string),
+            result: match result {
+                Ok(r) => Ok(r.clone()),
+                Err(e) => Err(e.to_string()),
+            },
         };
         if let Ok(mut g) = self.last_gc.lock() {
             *g = Some(outcome);
