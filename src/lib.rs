@@ -63,6 +63,7 @@ pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use maint::fsck::{FsckOptions, FsckReport, Problem};
 pub use maint::migrate::{MigrateOptions, MigrateReport, MigrateStep};
+pub use maint::scrub::ScrubSlice;
 pub use maint::stats::{Counts, RepoStats, Stats};
 pub use manifest::{Descriptor, EdgeKind, EdgeKinds, ManifestParser, ParsedManifest, Platform};
 pub use names::Reference;

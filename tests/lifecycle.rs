@@ -645,3 +645,96 @@ fn gc_drops_expired_leases_and_keeps_live_ones() {
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     s.release_lease(long.id).expect("a live lease stays");
 }
+
+/// Slices of `scrub` cover every blob once per pass, in digest order,
+/// within their byte budget, and find a damaged file in whichever slice
+/// holds it; a record GC deleted after the snapshot is no problem.
+#[test]
+fn scrub_slices_cover_the_store_and_find_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    let mut all: Vec<Digest> = (0..12u8)
+        .map(|i| {
+            s.put_bytes(
+                &ocidb_testkit::deterministic_bytes(&[b's', i], 100_000),
+                &PutOptions::default(),
+            )
+            .expect("put")
+            .digest
+        })
+        .collect();
+    all.sort_by_key(|d| d.to_key().as_slice().to_vec());
+    let damaged = all[7];
+    let p = damaged.blob_path(dir.path());
+    let mut bytes = std::fs::read(&p).expect("read");
+    bytes[10] ^= 1;
+    std::fs::write(&p, bytes).expect("flip");
+    let (mut after, mut seen, mut problems, mut slices) = (None, 0u64, Vec::new(), 0);
+    loop {
+        let slice = s.scrub(after.as_ref(), 250_000).expect("scrub");
+        slices += 1;
+        // 250 kB: three 100 kB blobs reach it.
+        assert!(slice.records <= 3, "{slice:?}");
+        seen += slice.records;
+        problems.extend(slice.problems);
+        match slice.next {
+            Some(d) => after = Some(d),
+            None => break,
+        }
+        assert!(slices < 20, "the pass ends");
+    }
+    assert_eq!(seen, 12, "every blob once");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (problems[0].kind.as_str(), problems[0].digest),
+        ("corrupt-blob", Some(damaged))
+    );
+    // A budget of one byte still moves on, one record at a time.
+    let one = s.scrub(None, 1).expect("scrub");
+    assert_eq!((one.records, one.next), (1, Some(all[0])));
+}
+
+/// `counts` reads table lengths; `lease_details` names an upload
+/// session's lease by its session and lists what a lease holds.
+#[test]
+fn counts_and_lease_details() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::create(dir.path()).expect("store");
+    ocidb_testkit::load(&s, "demo/app").expect("load");
+    let c = s.counts().expect("counts");
+    let st = s.stats().expect("stats");
+    assert_eq!(c.records, st.manifests + st.blobs);
+    assert_eq!(
+        (c.manifests, c.repositories, c.tags),
+        (st.manifests, st.repositories, st.tags)
+    );
+    assert_eq!((c.leases, c.uploads, c.writer_queue), (0, 0, 0));
+    let lease = s
+        .create_lease(std::time::Duration::from_secs(60))
+        .expect("lease");
+    let held = s
+        .put_bytes(b"held", &PutOptions::default())
+        .expect("put")
+        .digest;
+    s.lease_add(lease.id, &[held]).expect("add");
+    let session = s
+        .begin_upload("demo/app", &ocidb::UploadOptions::default())
+        .expect("upload");
+    let details = s.lease_details().expect("details");
+    assert_eq!(details.len(), 2, "{details:?}");
+    let mine = details.iter().find(|l| l.id == lease.id).expect("mine");
+    assert_eq!(
+        (mine.owner.as_deref(), mine.held, mine.digests.as_slice()),
+        (None, 1, &[held][..])
+    );
+    let upload = details
+        .iter()
+        .find(|l| l.id != lease.id)
+        .expect("the session's");
+    assert_eq!(
+        upload.owner,
+        Some(format!("upload {} to demo/app", session.id))
+    );
+    let c = s.counts().expect("counts");
+    assert_eq!((c.leases, c.uploads), (2, 1));
+}

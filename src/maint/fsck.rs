@@ -112,7 +112,7 @@ impl FsckReport {
     }
 }
 
-fn problem(kind: &'static str, digest: Option<Digest>, detail: String) -> Problem {
+pub(crate) fn problem(kind: &'static str, digest: Option<Digest>, detail: String) -> Problem {
     Problem {
         kind: kind.to_string(),
         digest,
@@ -129,6 +129,7 @@ impl Store {
         let txn = tables::begin_read(&self.db)?;
         let mut report = FsckReport::default();
         let records = self.check_records(&txn, opts, &mut report)?;
+        self.forget_deleted_since(&mut report.problems)?;
         let dangling = check_graph(&txn, &records, opts.allow_sparse, &mut report)?;
         drop(txn);
         let orphans = self.check_files(&records, &mut report)?;
@@ -260,7 +261,35 @@ impl Store {
         Ok(records)
     }
 
-    fn verify_record(
+    /// Drops the missing-bytes problems of records deleted since the
+    /// snapshot that found them: a GC that ran meanwhile removed the bytes
+    /// with the record, which is no damage.
+    pub(crate) fn forget_deleted_since(&self, problems: &mut Vec<Problem>) -> Result<()> {
+        if !problems
+            .iter()
+            .any(|p| p.kind == "missing-file" || p.kind == "missing-bytes")
+        {
+            return Ok(());
+        }
+        let txn = tables::begin_read(&self.db)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let mut kept = Vec::with_capacity(problems.len());
+        for p in problems.drain(..) {
+            let gone = match (&p.digest, p.kind.as_str()) {
+                (Some(d), "missing-file" | "missing-bytes") => {
+                    blobs.get(d.to_key().as_slice())?.is_none()
+                }
+                _ => false,
+            };
+            if !gone {
+                kept.push(p);
+            }
+        }
+        *problems = kept;
+        Ok(())
+    }
+
+    pub(crate) fn verify_record(
         &self,
         inline: &redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>,
         d: &Digest,

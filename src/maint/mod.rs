@@ -5,4 +5,5 @@ pub mod fsck;
 pub mod migrate;
 #[cfg(feature = "s3")]
 pub mod migrate_blobs;
+pub mod scrub;
 pub mod stats;

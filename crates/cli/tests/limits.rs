@@ -54,7 +54,9 @@ fn metrics_need_credentials_or_the_admin_listener() {
     assert!(!String::from_utf8_lossy(&anon.body).contains("ocidb_http"));
     let authed = server.request("GET", "/metrics", &[("Authorization", ALICE)], b"");
     assert_eq!(authed.status, 200, "{authed:?}");
-    assert!(String::from_utf8_lossy(&authed.body).contains("ocidb_http_requests_total"));
+    assert!(
+        String::from_utf8_lossy(&authed.body).contains("ocidb_http_request_duration_seconds_count")
+    );
     // The admin listener's address is in the log.
     let admin = (0..100)
         .find_map(|_| {
@@ -72,7 +74,7 @@ fn metrics_need_credentials_or_the_admin_listener() {
         .expect("the admin listener logs its address");
     let m = common::server::request(&admin, "GET", "/metrics", &[], b"");
     assert_eq!(m.status, 200, "{m:?}");
-    assert!(String::from_utf8_lossy(&m.body).contains("ocidb_http_requests_total"));
+    assert!(String::from_utf8_lossy(&m.body).contains("ocidb_http_request_duration_seconds_count"));
     // It serves nothing else: no API there.
     let api = common::server::request(&admin, "GET", "/v2/_catalog", &[], b"");
     assert_eq!(api.status, 404, "{api:?}");

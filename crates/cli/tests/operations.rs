@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::cli::{ocidb, ok};
-use common::server::Server;
+use common::server::{certificate, Server};
 
 /// A store with the sample content in `demo/app` (an index, two images,
 /// a signature, an SBOM, an attestation and a chart).
@@ -50,6 +50,8 @@ const COMMANDS: &[&[&str]] = &[
     ],
     &["fsck"],
     &["fsck", "--json"],
+    &["fsck", "--incremental", "--max-bytes", "100K"],
+    &["fsck", "--incremental", "--json"],
 ];
 
 /// While `ocidb serve` holds the store, the maintenance commands reach it
@@ -451,34 +453,6 @@ fn the_parser_refuses_what_a_scraper_refuses() {
     .is_err());
     let h = "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
     assert!(common::prometheus::parse(h).is_err(), "a decreasing bucket");
-}
-
-/// A self-signed certificate for 127.0.0.1 with the openssl CLI (by the
-/// real clock: see serve.rs), or `None` where openssl cannot.
-fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    let made = Command::new("openssl")
-        .env_remove("LD_PRELOAD")
-        .env_remove("FAKETIME")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .ok()?;
-    made.status.success().then_some((cert, key))
 }
 
 /// A pull over TLS with curl trusting only `ca`: the HTTP status, or 0

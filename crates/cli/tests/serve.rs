@@ -625,35 +625,6 @@ fn authentication_and_grants() {
     assert_eq!(v["repositories"], serde_json::json!(["team/app"]));
 }
 
-/// A self-signed certificate for 127.0.0.1, made with the openssl CLI.
-/// It is made by the machine's real clock even when the suite runs under
-/// faketime (CI runs it 400 days ahead): the conformance suite that checks
-/// it is a Go program, which reads the clock without libc, so faketime
-/// does not move its "now", and a certificate dated by the faked clock
-/// would not be valid yet.
-fn self_signed(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .env_remove("LD_PRELOAD")
-        .env_remove("FAKETIME")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .ok()?;
-    made.status.success().then_some((cert, key))
-}
-
 /// The suite over TLS, verifying our certificate, with authentication.
 #[test]
 fn the_conformance_suite_passes_with_tls_and_authentication() {
@@ -662,7 +633,7 @@ fn the_conformance_suite_passes_with_tls_and_authentication() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let (users, _) = htpasswd(dir.path());
-    let Some((cert, key)) = self_signed(dir.path()) else {
+    let Some((cert, key)) = common::server::certificate(dir.path(), "127.0.0.1") else {
         assert!(
             !common::in_ci(),
             "CI=true but the openssl CLI cannot make a certificate"

@@ -116,6 +116,26 @@ pub struct FsckRequest {
     pub allow_sparse: bool,
 }
 
+/// The slice of `POST /admin/v1/scrub`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubRequest {
+    /// Start after this digest (`None`: from the first); pass the previous
+    /// slice's `next` to go on.
+    pub after: Option<ocidb::Digest>,
+    /// Stop once this many bytes are re-hashed.
+    pub max_bytes: u64,
+}
+
+impl Default for ScrubRequest {
+    fn default() -> Self {
+        ScrubRequest {
+            after: None,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
 /// The policy of `POST /admin/v1/gc`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +177,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(&p("/uploads/{id}"), delete(cancel_upload))
         .route(&p("/gc"), axum::routing::post(gc))
         .route(&p("/fsck"), get(fsck_status).post(fsck_start))
+        .route(&p("/scrub"), axum::routing::post(scrub))
         .route(&p("/compaction"), get(compaction))
         .fallback(unknown)
         .with_state(app)
@@ -362,6 +383,25 @@ async fn gc(State(app): State<Arc<App>>, body: Body) -> Response {
             );
         }
         result.map_err(ApiError::from)
+    };
+    answer(run.await)
+}
+
+/// Re-hashes one slice of the store's blobs, synchronously: an fsck a
+/// little at a time (the graph checks need the full one).
+async fn scrub(State(app): State<Arc<App>>, body: Body) -> Response {
+    let run = async {
+        let req: ScrubRequest = read_body(body).await?;
+        let s = Arc::clone(&app.store);
+        let slice = blocking(move || s.scrub(req.after.as_ref(), req.max_bytes.max(1))).await?;
+        if !slice.problems.is_empty() {
+            tracing::warn!(
+                "admin: scrub found {} problem(s), the first: {}",
+                slice.problems.len(),
+                slice.problems[0].detail
+            );
+        }
+        Ok(slice)
     };
     answer(run.await)
 }

@@ -21,7 +21,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use admin::{CompactionStatus, FsckRequest, FsckState, GcRequest, PREFIX as ADMIN_PREFIX};
+pub use admin::{
+    CompactionStatus, FsckRequest, FsckState, GcRequest, ScrubRequest, PREFIX as ADMIN_PREFIX,
+};
 pub use auth::Access;
 pub use tls::TlsFiles;
 

@@ -579,6 +579,24 @@ pub struct FsckArgs {
     /// imports); without it each is a `missing-child` problem.
     #[arg(long)]
     pub allow_sparse: bool,
+    /// Only re-hash one slice of the blobs, in digest order, up to
+    /// --max-bytes; it prints where the next slice starts (`--after D`).
+    /// The graph checks need the full fsck.
+    #[arg(long, conflicts_with_all = ["repair", "allow_sparse"])]
+    pub incremental: bool,
+    /// With --incremental: start after this digest (the previous slice's
+    /// `next`).
+    #[arg(long, requires = "incremental", value_name = "DIGEST")]
+    pub after: Option<String>,
+    /// With --incremental: stop once this many bytes are re-hashed (1G,
+    /// 500M, 4096…).
+    #[arg(
+        long,
+        requires = "incremental",
+        default_value = "1G",
+        value_name = "SIZE"
+    )]
+    pub max_bytes: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

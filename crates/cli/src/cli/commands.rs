@@ -102,7 +102,13 @@ pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
         repair,
         json,
         allow_sparse,
+        incremental,
+        after,
+        max_bytes,
     } = a;
+    if incremental {
+        return scrub(store_dir, after.as_deref(), &max_bytes, json);
+    }
     let store = super::view::open_view(store_dir)?;
     let bar = progress::bar("verifying blobs");
     let cb = |done: u64, total: u64| progress::set(&bar, done, total);
@@ -130,6 +136,58 @@ pub(super) fn fsck(store_dir: &Path, a: FsckArgs) -> Result<()> {
     } else {
         std::process::exit(1);
     }
+}
+
+/// `fsck --incremental`: one slice, and where the next starts.
+fn scrub(store_dir: &Path, after: Option<&str>, max_bytes: &str, json: bool) -> Result<()> {
+    let after = after.map(digest_arg).transpose()?;
+    let max = parse_size(max_bytes)?;
+    let slice = super::view::open_view(store_dir)?.scrub(after.as_ref(), max)?;
+    if json {
+        print_json(&slice)?;
+    } else {
+        for p in &slice.problems {
+            let d = p.digest.map(|d| format!("{d}: ")).unwrap_or_default();
+            println!("{}: {d}{}", p.kind, render::escape(&p.detail));
+        }
+        let next = match &slice.next {
+            Some(d) => format!("next slice: --after {d}"),
+            None => "the end of the store: the next slice starts from the first blob".into(),
+        };
+        println!(
+            "{} records, {} verified, {} problem(s); {next}",
+            slice.records,
+            render::human_size(slice.bytes_verified),
+            slice.problems.len()
+        );
+    }
+    if slice.problems.is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(1);
+    }
+}
+
+/// A byte count: digits, optionally with K, M, G or T (powers of 1024).
+fn parse_size(text: &str) -> Result<u64> {
+    let bad = || Error::InvalidArgument {
+        value: text.to_string(),
+        expected:
+            "a size above zero: digits, optionally followed by K, M, G or T (1024-based), e.g. 1G"
+                .into(),
+    };
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        Some((i, 'T' | 't')) => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_shl(shift)
+        .filter(|v| *v >> shift == n && *v > 0)
+        .ok_or_else(bad)
 }
 
 pub(super) fn migrate(store_dir: &Path, json: bool) -> Result<()> {

@@ -6,6 +6,9 @@
 
 use tracing::Level;
 
+/// The target of `ocidb serve`'s listening line, logged at any level.
+pub const LISTENING: &str = "ocidb::listening";
+
 /// Installs the subscriber with `default` unless `OCIDB_LOG` says
 /// otherwise. A level or format that does not parse is reported once and
 /// the default is used: logging must not stop the command.
@@ -17,15 +20,27 @@ pub fn install(default: Level) {
         },
         Err(_) => (default, None),
     };
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let format = std::env::var("OCIDB_LOG_FORMAT").unwrap_or_default();
+    // The level, except that the server's listening line always passes:
+    // scripts read the address from it, whatever OCIDB_LOG says.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target(LISTENING, Level::INFO);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
+        .with_max_level(Level::TRACE)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match format.as_str() {
-        "json" => builder.json().flatten_event(true).try_init(),
-        _ => builder.try_init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .try_init(),
+        _ => builder.finish().with(filter).try_init(),
     };
     if installed.is_ok() {
         if let Some(v) = bad_level {

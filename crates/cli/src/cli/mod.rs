@@ -354,7 +354,10 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         _ => String::new(),
     };
     let ready = |addr| {
-        tracing::info!("serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})");
+        tracing::info!(
+            target: logger::LISTENING,
+            "serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})"
+        );
     };
     ocidb_server::serve_with_reload(store, &opts, ready, Some(Box::new(reload)))
 }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use ocidb::names::Reference;
 use ocidb::{Digest, Error, FsckReport, GcReport, LeaseInfo, Result, Stats, WalkNode};
-use ocidb_server::{FsckRequest, FsckState, GcRequest, ADMIN_PREFIX};
+use ocidb_server::{FsckRequest, FsckState, GcRequest, ScrubRequest, ADMIN_PREFIX};
 
 use super::view::{GcAsk, View};
 
@@ -272,6 +272,12 @@ impl View for Remote {
             (ask.dry_run, ask.delete_untagged, ask.grace.to_string());
         let body = serde_json::to_value(&req).map_err(|e| self.failed("encoding", e))?;
         self.json("POST", "/gc", Some(&body), LONG)
+    }
+    fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice> {
+        let mut req = ScrubRequest::default();
+        (req.after, req.max_bytes) = (after.copied(), max_bytes);
+        let body = serde_json::to_value(&req).map_err(|e| self.failed("encoding", e))?;
+        self.json("POST", "/scrub", Some(&body), LONG)
     }
     fn fsck(
         &self,

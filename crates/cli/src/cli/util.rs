@@ -33,22 +33,13 @@ pub(super) static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceL
 pub(super) static BLOBS: std::sync::OnceLock<Option<ocidb::blob::BlobLocation>> =
     std::sync::OnceLock::new();
 
-/// Says on stderr what a store whose bucket was unreachable at open
-/// refuses (the library logs it too, but the log level may hide it).
-fn warn_unavailable(s: Store) -> Store {
-    if let Some(e) = s.unavailable() {
-        eprintln!("warning: {e}");
-    }
-    s
-}
-
 /// Creates the store if it is missing (write commands only).
 pub(super) fn create(store: &Path) -> Result<Store> {
-    Store::open_with(store, store_options(), true).map(warn_unavailable)
+    Store::open_with(store, store_options(), true)
 }
 
 pub(super) fn open(store: &Path) -> Result<Store> {
-    Store::open_with(store, store_options(), false).map(warn_unavailable).map_err(|e| match e {
+    Store::open_with(store, store_options(), false).map_err(|e| match e {
         Error::NotAStore { path, reason } => Error::NotAStore {
             path,
             reason: format!(

@@ -40,6 +40,8 @@ pub(super) trait View {
     fn lease_details(&self) -> Result<Vec<LeaseInfo>>;
     fn release_lease(&self, id: u64) -> Result<()>;
     fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport>;
+    /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
+    fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice>;
     /// A full fsck, reporting (verified, total) as it goes.
     fn fsck(
         &self,
@@ -87,6 +89,9 @@ impl View for Store {
     }
     fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport> {
         Store::gc(self, &policy(ask)?)
+    }
+    fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice> {
+        Store::scrub(self, after, max_bytes)
     }
     fn fsck(
         &self,

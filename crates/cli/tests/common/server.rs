@@ -156,3 +156,36 @@ pub fn start_with_grants_env(
     args.extend_from_slice(extra);
     Server::start_env(&dir.join("store"), &args, env)
 }
+
+/// A self-signed certificate for 127.0.0.1 (subject `CN=NAME`), made with
+/// the openssl CLI as `NAME.pem` and `NAME.key` in `dir`; `None` where
+/// openssl cannot. It is made by the machine's real clock even when the
+/// suite runs under faketime (CI runs it 400 days ahead): the conformance
+/// suite that checks it is a Go program, which reads the clock without
+/// libc, so faketime does not move its "now", and a certificate dated by
+/// the faked clock would not be valid yet.
+pub fn certificate(dir: &Path, name: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .env_remove("LD_PRELOAD")
+        .env_remove("FAKETIME")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    made.status.success().then_some((cert, key))
+}
