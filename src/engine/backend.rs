@@ -120,6 +120,9 @@ pub(crate) struct Opened {
     /// Digests of an older build's crash-intent file (local files only).
     pub legacy: Vec<crate::digest::Digest>,
     pub location: BlobLocation,
+    /// The same backend, when the bucket did not answer at open: the
+    /// store retries it through [`Unreachable::reconnect`].
+    pub unreachable: Option<Arc<Unreachable>>,
 }
 
 /// The backend a store opens with, its crash-intent names of an older
@@ -141,6 +144,7 @@ pub(crate) fn open(
                 backend: Arc::new(local),
                 legacy,
                 location: BlobLocation::Local,
+                unreachable: None,
             });
         }
         (BlobLocation::S3(s3), new) => (s3, new),
@@ -155,6 +159,7 @@ pub(crate) fn open(
                 backend: b,
                 legacy: Vec::new(),
                 location: loc,
+                unreachable: None,
             })
         }
         Err(reason) if new => Err(Error::Backend {
@@ -163,16 +168,14 @@ pub(crate) fn open(
             detail: reason,
         }),
         Err(reason) => {
-            let down = Unreachable {
-                location: s3.to_string(),
-                reason,
-            };
+            let down = Arc::new(Unreachable::new(&s3, reason, opts, &store_id(cursor_key)));
             tracing::warn!("{}", down.error());
             shared.set_unavailable(down.location.clone(), down.reason.clone());
             Ok(Opened {
-                backend: Arc::new(down),
+                backend: Arc::clone(&down) as Arc<dyn BlobBackend>,
                 legacy: Vec::new(),
                 location: BlobLocation::S3(s3),
+                unreachable: Some(down),
             })
         }
     }
@@ -207,14 +210,48 @@ fn connect(
 }
 
 /// The backend of a store whose object store was unreachable at open:
-/// every call fails with [`Error::Unavailable`].
-#[derive(Debug)]
+/// every call fails with [`Error::Unavailable`] until [`Unreachable::reconnect`]
+/// connects, after which every call goes to the bucket.
 pub(crate) struct Unreachable {
     pub location: String,
     pub reason: String,
+    /// What a later connection needs.
+    #[cfg(feature = "s3")]
+    again: Option<(S3Location, crate::blob::S3Options, String)>,
+    /// The bucket, once it answered.
+    connected: std::sync::RwLock<Option<Arc<dyn BlobBackend>>>,
+    /// One reconnection at a time.
+    reconnecting: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unreachable")
+            .field("location", &self.location)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Unreachable {
+    fn new(
+        location: &S3Location,
+        reason: String,
+        opts: &Wanted<'_>,
+        store_id: &str,
+    ) -> Unreachable {
+        #[cfg(not(feature = "s3"))]
+        let _ = (opts, store_id);
+        Unreachable {
+            location: location.to_string(),
+            reason,
+            #[cfg(feature = "s3")]
+            again: Some((location.clone(), opts.s3.clone(), store_id.to_string())),
+            connected: std::sync::RwLock::new(None),
+            reconnecting: std::sync::Mutex::new(()),
+        }
+    }
+
     pub(crate) fn error(&self) -> Error {
         Error::Unavailable {
             location: self.location.clone(),
@@ -222,61 +259,146 @@ impl Unreachable {
             refused: REFUSED_WHEN_UNAVAILABLE.into(),
         }
     }
+
+    /// The bucket, once connected.
+    fn inner(&self) -> Result<Arc<dyn BlobBackend>> {
+        let g = match self.connected.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.clone().ok_or_else(|| self.error())
+    }
+
+    /// Tries the bucket again. When it answers, `settle` runs against it
+    /// (the crash recovery that open skipped), then every call goes to it
+    /// and `Ok(true)` is returned; `Ok(false)` while it still does not
+    /// answer. The store refuses writes until the caller lifts that.
+    pub(crate) fn reconnect(
+        &self,
+        settle: impl FnOnce(&dyn BlobBackend) -> Result<()>,
+    ) -> Result<bool> {
+        let _one = match self.reconnecting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if self.inner().is_ok() {
+            return Ok(true);
+        }
+        #[cfg(feature = "s3")]
+        {
+            let Some((loc, s3, store_id)) = &self.again else {
+                return Ok(false);
+            };
+            let wanted = Wanted {
+                location: None,
+                faults: None,
+                s3,
+            };
+            let Ok(b) = connect(loc, &wanted, store_id)? else {
+                return Ok(false);
+            };
+            settle(&*b)?;
+            match self.connected.write() {
+                Ok(mut g) => *g = Some(b),
+                Err(p) => *p.into_inner() = Some(b),
+            }
+            Ok(true)
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = settle;
+            Ok(false)
+        }
+    }
 }
 
 impl BlobBackend for Unreachable {
     fn check(&self) -> Result<()> {
-        Err(self.error())
+        self.inner()?.check()
     }
     fn stage(&self) -> Result<Box<dyn crate::blob::BlobWrite>> {
-        Err(self.error())
+        self.inner()?.stage()
     }
-    fn sync_staging(&self, _: &[crate::blob::Staged]) -> Result<()> {
-        Err(self.error())
+    fn sync_staging(&self, staged: &[crate::blob::Staged]) -> Result<()> {
+        self.inner()?.sync_staging(staged)
     }
-    fn commit(&self, _: &crate::blob::Staged, _: &crate::digest::Digest) -> Result<()> {
-        Err(self.error())
+    fn commit(&self, staged: &crate::blob::Staged, d: &crate::digest::Digest) -> Result<()> {
+        self.inner()?.commit(staged, d)
     }
-    fn sync(&self, _: &[crate::digest::Digest]) -> Result<()> {
-        Err(self.error())
+    fn commit_all(
+        &self,
+        items: &[(crate::blob::Staged, crate::digest::Digest)],
+    ) -> Vec<Result<()>> {
+        match self.inner() {
+            Ok(b) => b.commit_all(items),
+            Err(e) => items.iter().map(|_| Err(clone_unavailable(&e))).collect(),
+        }
     }
-    fn discard(&self, _: &crate::blob::Staged) -> Result<()> {
-        Err(self.error())
+    fn sync(&self, names: &[crate::digest::Digest]) -> Result<()> {
+        self.inner()?.sync(names)
     }
-    fn open(&self, _: &crate::digest::Digest) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
-        Err(self.error())
+    fn discard(&self, staged: &crate::blob::Staged) -> Result<()> {
+        self.inner()?.discard(staged)
+    }
+    fn open(&self, d: &crate::digest::Digest) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+        self.inner()?.open(d)
     }
     fn open_staged(
         &self,
-        _: &crate::blob::Staged,
+        staged: &crate::blob::Staged,
     ) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
-        Err(self.error())
+        self.inner()?.open_staged(staged)
     }
-    fn remove(&self, _: &crate::digest::Digest) -> Result<bool> {
-        Err(self.error())
+    fn len(&self, d: &crate::digest::Digest) -> Result<Option<u64>> {
+        self.inner()?.len(d)
     }
-    fn list(&self, _: &mut dyn FnMut(crate::blob::Listed) -> Result<()>) -> Result<()> {
-        Err(self.error())
+    fn remove(&self, d: &crate::digest::Digest) -> Result<bool> {
+        self.inner()?.remove(d)
+    }
+    fn remove_all(&self, digests: &[crate::digest::Digest]) -> Result<()> {
+        self.inner()?.remove_all(digests)
+    }
+    fn list(&self, each: &mut dyn FnMut(crate::blob::Listed) -> Result<()>) -> Result<()> {
+        self.inner()?.list(each)
     }
     fn list_staged(&self) -> Result<Vec<crate::blob::Staged>> {
-        Err(self.error())
+        self.inner()?.list_staged()
     }
-    fn upload_create(&self, _: &str) -> Result<()> {
-        Err(self.error())
+    fn upload_create(&self, id: &str) -> Result<()> {
+        self.inner()?.upload_create(id)
     }
-    fn upload_append(&self, _: &str, _: u64) -> Result<Box<dyn crate::blob::UploadWrite>> {
-        Err(self.error())
+    fn upload_append(&self, id: &str, offset: u64) -> Result<Box<dyn crate::blob::UploadWrite>> {
+        self.inner()?.upload_append(id, offset)
     }
-    fn upload_open(&self, _: &str) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
-        Err(self.error())
+    fn upload_open(&self, id: &str) -> Result<Option<Box<dyn crate::blob::BlobRead>>> {
+        self.inner()?.upload_open(id)
     }
-    fn upload_finish(&self, _: &str) -> Result<crate::blob::Staged> {
-        Err(self.error())
+    fn upload_finish(&self, id: &str) -> Result<crate::blob::Staged> {
+        self.inner()?.upload_finish(id)
     }
-    fn upload_remove(&self, _: &str) -> Result<()> {
-        Err(self.error())
+    fn upload_remove(&self, id: &str) -> Result<()> {
+        self.inner()?.upload_remove(id)
     }
     fn upload_list(&self) -> Result<Vec<String>> {
-        Err(self.error())
+        self.inner()?.upload_list()
+    }
+    fn hard_link(&self, d: &crate::digest::Digest, dst: &Path) -> Result<bool> {
+        self.inner()?.hard_link(d, dst)
+    }
+}
+
+/// Another copy of the unavailable error (the error type is not `Clone`).
+fn clone_unavailable(e: &Error) -> Error {
+    match e {
+        Error::Unavailable {
+            location,
+            reason,
+            refused,
+        } => Error::Unavailable {
+            location: location.clone(),
+            reason: reason.clone(),
+            refused: refused.clone(),
+        },
+        other => Error::Internal(other.to_string()),
     }
 }

@@ -28,8 +28,9 @@ pub(crate) struct Shared {
     pub last_foreground_us: std::sync::atomic::AtomicU64,
     pub epoch: std::time::Instant,
     /// Set when the blob backend was unreachable at open: (location,
-    /// reason). Every write is refused with it.
-    unavailable: std::sync::OnceLock<(String, String)>,
+    /// reason). Every write is refused with it until the backend is
+    /// reconnected.
+    unavailable: std::sync::RwLock<Option<(String, String)>>,
     /// Injected fsync failures (tests only).
     pub faults: Option<Arc<dyn crate::sync_points::Injector>>,
     /// The most recent GC deletions, so that a request that needed one of
@@ -88,7 +89,7 @@ impl Shared {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
-            unavailable: std::sync::OnceLock::new(),
+            unavailable: std::sync::RwLock::new(None),
             repo_ids: Default::default(),
         }
     }
@@ -133,18 +134,31 @@ impl Shared {
 
     /// Makes the store read-only: its blob backend was unreachable at open.
     pub fn set_unavailable(&self, location: String, reason: String) {
-        let _ = self.unavailable.set((location, reason));
+        match self.unavailable.write() {
+            Ok(mut g) => *g = Some((location, reason)),
+            Err(p) => *p.into_inner() = Some((location, reason)),
+        }
+    }
+
+    /// Lets writes through again: the backend answers.
+    pub fn clear_unavailable(&self) {
+        match self.unavailable.write() {
+            Ok(mut g) => *g = None,
+            Err(p) => *p.into_inner() = None,
+        }
     }
 
     /// The error every write gets while the backend is unavailable.
     pub fn unavailable(&self) -> Option<Error> {
-        self.unavailable
-            .get()
-            .map(|(location, reason)| Error::Unavailable {
-                location: location.clone(),
-                reason: reason.clone(),
-                refused: crate::engine::backend::REFUSED_WHEN_UNAVAILABLE.into(),
-            })
+        let g = match self.unavailable.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.as_ref().map(|(location, reason)| Error::Unavailable {
+            location: location.clone(),
+            reason: reason.clone(),
+            refused: crate::engine::backend::REFUSED_WHEN_UNAVAILABLE.into(),
+        })
     }
 
     pub fn check(&self) -> Result<()> {

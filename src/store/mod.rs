@@ -207,6 +207,9 @@ pub struct Store {
     pub(crate) root: PathBuf,
     pub(crate) opts: StoreOptions,
     pub(crate) backend: Arc<dyn BlobBackend>,
+    /// The backend again, when its bucket did not answer at open: what
+    /// [`Store::check_backend`] reconnects.
+    unreachable: Option<Arc<backend::Unreachable>>,
     tx: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
@@ -326,8 +329,8 @@ impl Store {
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
         let shared = Arc::new(Shared::new(opts.faults.clone(), Arc::clone(&opts.clock)));
-        let (backend, legacy, location) = match &opts.backend {
-            Some(b) => (Arc::clone(b), Vec::new(), None),
+        let (backend, legacy, location, unreachable) = match &opts.backend {
+            Some(b) => (Arc::clone(b), Vec::new(), None, None),
             None => {
                 let wanted = backend::Wanted {
                     location: opts.blobs.as_ref(),
@@ -336,7 +339,7 @@ impl Store {
                     s3: &opts.s3,
                 };
                 let o = backend::open(&db, &root, &wanted, &cursor_key, &shared)?;
-                (o.backend, o.legacy, Some(o.location))
+                (o.backend, o.legacy, Some(o.location), o.unreachable)
             }
         };
         if shared.check().is_ok() {
@@ -355,6 +358,7 @@ impl Store {
             root,
             opts,
             backend,
+            unreachable,
             tx: None,
             writer: None,
             shared,
@@ -444,7 +448,27 @@ impl Store {
     /// with no retries; local files: the blob directory's metadata). `Err`
     /// names the backend and why it did not answer. A readiness probe calls
     /// it, since a bucket that answered at open may have gone since.
+    ///
+    /// A store whose bucket did not answer at open connects to it here
+    /// once it answers: the crash recovery that open skipped runs, then
+    /// writes resume, with no reopen.
     pub fn check_backend(&self) -> Result<()> {
+        if let Some(u) = &self.unreachable
+            && self.shared.unavailable().is_some()
+        {
+            let db = Arc::clone(&self.db);
+            // Writes are refused until the flag is lifted below, so the
+            // recovery's transactions meet no writer's.
+            let back = u.reconnect(|b| {
+                open::settle_intents(&db, b, &[])?;
+                open::settle_uploads(&db, b)?;
+                Ok(())
+            })?;
+            if back {
+                self.shared.clear_unavailable();
+                tracing::info!("the bucket {} answers again: writes resume", u.location);
+            }
+        }
         self.backend.check()
     }
 

@@ -280,6 +280,21 @@ fn a_bucket_down_at_open_leaves_metadata_readable_and_says_what_is_not() {
     );
     let e = Store::open(&fresh).expect_err("no store was made");
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+
+    // The bucket comes back: the store connects at its next check,
+    // without a reopen, and takes writes and serves large blobs again.
+    assert!(s.check_backend().is_err(), "still down");
+    garage.start_again(0).expect("start garage again");
+    s.check_backend().expect("answers again");
+    assert!(s.unavailable().is_none());
+    assert_eq!(s.read(&bd).expect("large read"), big);
+    let again = random_bytes(9, 300_000);
+    let d = s
+        .put_bytes(&again, &PutOptions::default().repository("r/a"))
+        .expect("put after the reconnection")
+        .digest;
+    assert_eq!(s.read(&d).expect("read back"), again);
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
 }
 
 #[test]
@@ -880,5 +895,49 @@ fn readiness_follows_the_bucket_down_and_back() {
     wait_for(200);
     // And it takes writes again: a blob pushed through the API.
     let up = server.request("POST", "/v2/back/blobs/uploads/?digest=sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", &[], b"hello");
+    assert_eq!(up.status, 201, "{up:?}");
+}
+
+/// A server started while its bucket is down serves what the index holds,
+/// is not ready, and turns ready (and takes pushes) once the bucket
+/// answers, with no restart.
+#[test]
+fn a_server_started_without_its_bucket_turns_ready_when_it_answers() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut garage = Garage::single(&exe, &dir.path().join("garage")).expect("garage");
+    let loc = garage.location(0, "late").expect("location");
+    let root = dir.path().join("store");
+    drop(Store::open_with(&root, store_options(&loc), true).expect("create"));
+    garage.kill(0).expect("stop garage");
+    let server = common::server::Server::start_env(&root, &[], &Garage::env());
+    let probe = || server.request("GET", "/readyz", &[], b"");
+    let down = probe();
+    assert_eq!(down.status, 503, "{down:?}");
+    assert_eq!(
+        server.request("GET", "/v2/", &[], b"").status,
+        200,
+        "the API answers"
+    );
+    garage.start_again(0).expect("start garage again");
+    let mut ready = false;
+    for _ in 0..100 {
+        if probe().status == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(ready, "ready once the bucket answers");
+    let data = random_bytes(4, 300_000);
+    let d = sha256(&data);
+    let up = server.request(
+        "POST",
+        &format!("/v2/late/blobs/uploads/?digest={d}"),
+        &[],
+        &data,
+    );
     assert_eq!(up.status, 201, "{up:?}");
 }

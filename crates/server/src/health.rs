@@ -42,12 +42,13 @@ impl BackendHealth {
 /// write or closed (only a restart recovers), its backend unreachable at
 /// open, or not answering now.
 pub(crate) async fn not_ready(store: &Arc<Store>, health: &BackendHealth) -> Option<String> {
+    // The backend first: asking it is also what reconnects a store whose
+    // bucket was down at open, which then takes writes again.
+    let answered = health.check(store).await;
     if let Err(e) = store.check_writable() {
         return Some(e.to_string());
     }
-    health
-        .check(store)
-        .await
+    answered
         .err()
         .map(|why| format!("the blob backend did not answer: {why}"))
 }

@@ -385,11 +385,17 @@ impl Registry {
         routes::metrics_router(Arc::clone(&self.app))
     }
 
-    /// The scheduled GC runs (`opts.gc_interval`) and the purge of idle
-    /// upload sessions: spawn it on the host's runtime; it runs until
-    /// dropped.
+    /// The scheduled GC runs (`opts.gc_interval`), the purge of idle
+    /// upload sessions, and the reconnection of a bucket that was down at
+    /// open: spawn it on the host's runtime; it runs until dropped.
     pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        maintain(Arc::clone(&self.app), self.opts.clone())
+        let (app, opts) = (Arc::clone(&self.app), self.opts.clone());
+        async move {
+            tokio::join!(
+                maintain(Arc::clone(&app), opts),
+                reconnect(Arc::clone(&app.store))
+            );
+        }
     }
 }
 
@@ -604,6 +610,19 @@ async fn on_hangup(
             tracing::info!("SIGHUP: reloaded: no access control, {cert}");
         } else {
             tracing::info!("SIGHUP: reloaded: {users} user(s), {cert}");
+        }
+    }
+}
+
+/// While the store's bucket has been down since open, asks it again every
+/// few seconds (even with no readiness probe asking), so that writes
+/// resume once it answers.
+async fn reconnect(store: Arc<Store>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if store.unavailable().is_some() {
+            let s = Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || s.check_backend()).await;
         }
     }
 }

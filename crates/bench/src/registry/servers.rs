@@ -41,7 +41,11 @@ impl Spawned {
         let host = loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(rest) = line.split("://").nth(1) {
+                    if let Some(rest) = line
+                        .split("serving ")
+                        .nth(1)
+                        .and_then(|r| r.split("://").nth(1))
+                    {
                         break rest.split_whitespace().next().unwrap_or("").to_string();
                     }
                 }

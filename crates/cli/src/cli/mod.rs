@@ -348,7 +348,7 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
     };
     let store = std::sync::Arc::new(create(store_dir)?);
     let shown = store_dir.display().to_string();
-    // The address comes first: scripts read it after the first `://`.
+    // The address comes first after "serving": scripts read it there.
     let blobs = match store.blob_location() {
         Some(l @ ocidb::blob::BlobLocation::S3(_)) => format!(", blobs in {l}"),
         _ => String::new(),

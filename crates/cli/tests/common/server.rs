@@ -42,7 +42,13 @@ impl Server {
                 .next()
                 .expect("ocidb serve exited before it listened")
                 .expect("stderr line");
-            if let Some(rest) = line.split("://").nth(1) {
+            // The listening line (a warning about the bucket may come
+            // first, with its own URL).
+            if let Some(rest) = line
+                .split("serving ")
+                .nth(1)
+                .and_then(|r| r.split("://").nth(1))
+            {
                 break rest.split_whitespace().next().expect("addr").to_string();
             }
         };
