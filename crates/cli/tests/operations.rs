@@ -588,6 +588,21 @@ fn sighup_reloads_users_and_the_certificate_while_a_client_pulls() {
         200,
         "the old files stay"
     );
+    // A config without the password file would open the registry to
+    // everyone: refused too.
+    let open = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    std::fs::write(&conf, open).expect("config");
+    hup();
+    wait_log("reload refused", 2);
+    assert_eq!(
+        pull(&addr, &old_cert, "nobody:x", layer),
+        401,
+        "still closed"
+    );
     // Then carol and a new certificate.
     std::fs::write(&users, format!("alice:{hash}\ncarol:{hash}\n")).expect("users");
     std::fs::write(&conf, config(&users)).expect("config");

@@ -413,7 +413,8 @@ pub struct Reloaded {
     /// The new access control (`None`: an open registry).
     pub access: Option<Access>,
     /// The new certificate (`None`: plain HTTP; switching TLS on or off
-    /// needs a restart, so a reload that does is refused).
+    /// needs a restart, so a reload that does is refused, as is one that
+    /// turns access control off).
     pub tls: Option<TlsFiles>,
 }
 
@@ -603,6 +604,14 @@ async fn on_hangup(
                 continue;
             }
         };
+        // A config edit that drops the password file must not open the
+        // registry to everyone.
+        if new.access.is_none() && app.access().is_some() {
+            tracing::warn!(
+                "SIGHUP: reload refused, keeping the configuration in force: turning access control off needs a restart"
+            );
+            continue;
+        }
         let users = new.access.as_ref().map_or(0, Access::user_count);
         let open = new.access.is_none();
         app.set_access(new.access.map(Arc::new));
