@@ -108,56 +108,9 @@ impl Access {
             }
             users.insert(user.to_string(), hash.to_string());
         }
-        let grants = match access {
-            None => None,
-            Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))?;
-                let mut g = Vec::new();
-                for (n, line) in text.lines().enumerate() {
-                    let line = line.split('#').next().unwrap_or("").trim();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    let parts: Vec<&str> = line.split_whitespace().collect();
-                    let (write, admin) = match parts.as_slice() {
-                        [_, _, "read"] => (false, false),
-                        [_, _, "write"] => (true, false),
-                        [_, "*", "admin"] => (false, true),
-                        [_, _, "admin"] => {
-                            return Err(Error::InvalidArgument {
-                                value: format!("{}:{}: `{line}`", p.display(), n + 1),
-                                expected: "`USER * admin`: the admin API covers the whole store, so its pattern is `*`".into(),
-                            })
-                        }
-                        _ => {
-                            return Err(Error::InvalidArgument {
-                                value: format!("{}:{}: `{line}`", p.display(), n + 1),
-                                expected: "`USER PATTERN read|write` or `USER * admin`".into(),
-                            })
-                        }
-                    };
-                    // A grant to a name the password file does not know
-                    // is a typo that would otherwise fail silently.
-                    if parts[0] != "*" && !users.contains_key(parts[0]) {
-                        return Err(Error::InvalidArgument {
-                            value: format!("{}:{}: user `{}`", p.display(), n + 1, parts[0]),
-                            expected: format!(
-                                "a user of the password file {} (or `*`)",
-                                htpasswd.display()
-                            ),
-                        });
-                    }
-                    g.push(Grant {
-                        user: parts[0].to_string(),
-                        pattern: parts[1].to_string(),
-                        write,
-                        admin,
-                    });
-                }
-                Some(g)
-            }
-        };
+        let grants = access
+            .map(|p| parse_grants(p, &users, htpasswd))
+            .transpose()?;
         // The dummy hash costs what the users' hashes cost (the highest,
         // so an unknown name is never the cheaper one).
         let cost = users
@@ -317,6 +270,59 @@ impl Access {
     pub(crate) fn can_read(&self, user: Option<&str>, repo: &str) -> bool {
         self.allowed(user, repo, Want::Read)
     }
+}
+
+/// What an admin grant must look like.
+const ADMIN_GRANT: &str =
+    "`USER * admin`: the admin API covers the whole store, so its pattern is `*`";
+
+/// The grants of the access file `p` (`USER PATTERN read|write` or `USER
+/// * admin` lines; `#` comments), each user checked against `users`.
+fn parse_grants(p: &Path, users: &HashMap<String, String>, htpasswd: &Path) -> Result<Vec<Grant>> {
+    let text = std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))?;
+    let mut g = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let (write, admin) = match parts.as_slice() {
+            [_, _, "read"] => (false, false),
+            [_, _, "write"] => (true, false),
+            [_, "*", "admin"] => (false, true),
+            [_, _, "admin"] => {
+                return Err(Error::InvalidArgument {
+                    value: format!("{}:{}: `{line}`", p.display(), n + 1),
+                    expected: ADMIN_GRANT.into(),
+                })
+            }
+            _ => {
+                return Err(Error::InvalidArgument {
+                    value: format!("{}:{}: `{line}`", p.display(), n + 1),
+                    expected: "`USER PATTERN read|write` or `USER * admin`".into(),
+                })
+            }
+        };
+        // A grant to a name the password file does not know
+        // is a typo that would otherwise fail silently.
+        if parts[0] != "*" && !users.contains_key(parts[0]) {
+            return Err(Error::InvalidArgument {
+                value: format!("{}:{}: user `{}`", p.display(), n + 1, parts[0]),
+                expected: format!(
+                    "a user of the password file {} (or `*`)",
+                    htpasswd.display()
+                ),
+            });
+        }
+        g.push(Grant {
+            user: parts[0].to_string(),
+            pattern: parts[1].to_string(),
+            write,
+            admin,
+        });
+    }
+    Ok(g)
 }
 
 impl Failures {

@@ -62,8 +62,16 @@ impl Metrics {
     /// and `# TYPE` lines, then its samples, families in a fixed order.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
+        self.render_requests(&mut out);
+        self.render_counters(&mut out);
+        render_gauges(&mut out, g);
+        out
+    }
+
+    /// The request histogram.
+    fn render_requests(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "ocidb_http_request_duration_seconds",
             "histogram",
             "Requests by route, method and status, with their latency.",
@@ -95,6 +103,10 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// Bytes in and out, and GC runs.
+    fn render_counters(&self, out: &mut String) {
         let counters = [
             (
                 "ocidb_http_request_bytes_total",
@@ -118,94 +130,102 @@ impl Metrics {
             ),
         ];
         for (name, help, v) in counters {
-            sample(&mut out, name, "counter", help, v);
+            sample(out, name, "counter", help, v);
         }
+    }
+}
+
+/// Uploads in progress, the store's gauges and the last GC's outcome.
+fn render_gauges(out: &mut String, g: &Gauges) {
+    sample(
+        out,
+        "ocidb_uploads_in_progress",
+        "gauge",
+        "Requests carrying blob bytes now.",
+        g.uploads_in_progress,
+    );
+    if let Some(c) = &g.counts {
+        let gauges = [
+            (
+                "ocidb_store_records",
+                "Blob records, manifests included.",
+                c.records,
+            ),
+            ("ocidb_store_manifests", "Indexed manifests.", c.manifests),
+            ("ocidb_store_repositories", "Repositories.", c.repositories),
+            ("ocidb_store_tags", "Tags across repositories.", c.tags),
+            (
+                "ocidb_store_leases",
+                "Leases, expired ones not yet dropped included.",
+                c.leases,
+            ),
+            (
+                "ocidb_store_upload_sessions",
+                "Open upload sessions.",
+                c.uploads,
+            ),
+            (
+                "ocidb_store_database_bytes",
+                "Size of the redb file.",
+                c.database_file_bytes,
+            ),
+            (
+                "ocidb_writer_queue_depth",
+                "Jobs waiting for the writer thread.",
+                c.writer_queue,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            sample(out, name, "gauge", help, v);
+        }
+    }
+    if let Some(b) = g.unique_bytes {
         sample(
-            &mut out,
-            "ocidb_uploads_in_progress",
-            "gauge",
-            "Requests carrying blob bytes now.",
-            g.uploads_in_progress,
-        );
-        if let Some(c) = &g.counts {
-            let gauges = [
-                (
-                    "ocidb_store_records",
-                    "Blob records, manifests included.",
-                    c.records,
-                ),
-                ("ocidb_store_manifests", "Indexed manifests.", c.manifests),
-                ("ocidb_store_repositories", "Repositories.", c.repositories),
-                ("ocidb_store_tags", "Tags across repositories.", c.tags),
-                (
-                    "ocidb_store_leases",
-                    "Leases, expired ones not yet dropped included.",
-                    c.leases,
-                ),
-                (
-                    "ocidb_store_upload_sessions",
-                    "Open upload sessions.",
-                    c.uploads,
-                ),
-                (
-                    "ocidb_store_database_bytes",
-                    "Size of the redb file.",
-                    c.database_file_bytes,
-                ),
-                (
-                    "ocidb_writer_queue_depth",
-                    "Jobs waiting for the writer thread.",
-                    c.writer_queue,
-                ),
-            ];
-            for (name, help, v) in gauges {
-                sample(&mut out, name, "gauge", help, v);
-            }
-        }
-        if let Some(b) = g.unique_bytes {
-            sample(
-                &mut out,
+                out,
                 "ocidb_store_unique_bytes",
                 "gauge",
                 "Bytes stored once (every digest counted once), from the last full statistics pass (see ocidb_store_stats_timestamp_seconds).",
                 b,
             );
-        }
-        if let Some(at) = g.stats_at_s {
-            sample(
-                &mut out,
-                "ocidb_store_stats_timestamp_seconds",
-                "gauge",
-                "When the last full statistics pass ran (Unix time).",
-                at,
-            );
-        }
-        if let Some(gc) = &g.last_gc {
-            sample(
-                &mut out,
-                "ocidb_gc_last_run_timestamp_seconds",
-                "gauge",
-                "When the last GC that was not a dry run ended (Unix time).",
-                gc.at_ms / 1000,
-            );
-            sample(
-                &mut out,
-                "ocidb_gc_last_run_success",
-                "gauge",
-                "1 if the last GC succeeded, 0 if it failed.",
-                u64::from(gc.result.is_ok()),
-            );
-            if let Ok(r) = &gc.result {
-                sample(
-                    &mut out,
-                    "ocidb_gc_last_run_reclaimed_bytes",
-                    "gauge",
-                    "Bytes the last GC reclaimed.",
-                    r.reclaimed_bytes,
-                );
-            }
-        }
-        out
+    }
+    if let Some(at) = g.stats_at_s {
+        sample(
+            out,
+            "ocidb_store_stats_timestamp_seconds",
+            "gauge",
+            "When the last full statistics pass ran (Unix time).",
+            at,
+        );
+    }
+    if let Some(gc) = &g.last_gc {
+        render_last_gc(out, gc);
+    }
+}
+
+/// How the last GC that was not a dry run ended.
+fn render_last_gc(out: &mut String, gc: &super::admin::GcOutcome) {
+    sample(
+        out,
+        "ocidb_gc_last_run_timestamp_seconds",
+        "gauge",
+        "When the last GC that was not a dry run ended (Unix time).",
+        gc.at_ms / 1000,
+    );
+    sample(
+        out,
+        "ocidb_gc_last_run_success",
+        "gauge",
+        "1 if the last GC succeeded, 0 if it failed.",
+        u64::from(gc.result.is_ok()),
+    );
+    if let Ok(r) = &gc.result {
+        sample(
+            out,
+            "ocidb_gc_last_run_reclaimed_bytes",
+            "gauge",
+            "Bytes the last GC reclaimed.",
+            r.reclaimed_bytes,
+        );
     }
 }
 
