@@ -638,3 +638,63 @@ fn sighup_reloads_users_and_the_certificate_while_a_client_pulls() {
         "still running after two SIGHUPs"
     );
 }
+
+/// `--scrub-interval` re-hashes the blobs slice by slice while serving:
+/// a damaged blob file is logged and counted, and passes go round.
+#[test]
+fn the_scheduled_scrub_finds_damaged_bytes_while_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sample_store(dir.path());
+    // The sample's one blob file (its shared 200 kB layer), damaged.
+    let files: Vec<PathBuf> = std::fs::read_dir(store.join("blobs/sha256"))
+        .expect("blob files")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).expect("read");
+    bytes[1000] ^= 1;
+    std::fs::write(&files[0], bytes).expect("damage");
+    let server = Server::start_with(
+        &store,
+        &["--scrub-interval", "100ms", "--scrub-bytes", "64K"],
+    );
+    let mut found = (0.0, 0.0);
+    for _ in 0..100 {
+        let m = server.request("GET", "/metrics", &[], b"");
+        let text = String::from_utf8_lossy(&m.body).to_string();
+        let families = common::prometheus::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let value = |name: &str| {
+            families
+                .iter()
+                .flat_map(|f| &f.samples)
+                .find(|s| s.name == name)
+                .map_or(0.0, |s| s.value)
+        };
+        found = (
+            value("ocidb_scrub_problems_total"),
+            value("ocidb_scrub_passes_total"),
+        );
+        if found.0 >= 1.0 && found.1 >= 2.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        found.0 >= 1.0 && found.1 >= 2.0,
+        "problems, passes: {found:?}"
+    );
+    let logged = server
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|l| l.contains("scrub: corrupt-blob"));
+    assert!(logged, "the damage is in the log");
+    drop(server);
+    let zero = common::cli::ocidb(&store, &["serve", "--scrub-interval", "0s"]);
+    let err = String::from_utf8_lossy(&zero.stderr).to_string();
+    assert!(
+        !zero.status.success() && err.contains("--scrub-interval above zero"),
+        "{err}"
+    );
+}

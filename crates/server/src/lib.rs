@@ -42,6 +42,11 @@ pub struct ServeOptions {
     /// Cancel upload sessions idle this long (checked with each GC run,
     /// and every hour).
     pub upload_max_idle: Duration,
+    /// Re-hash one slice of the blobs this often, going round the store
+    /// ([`Store::scrub`]; `None`: never).
+    pub scrub_interval: Option<Duration>,
+    /// Bytes each scheduled slice re-hashes.
+    pub scrub_bytes: u64,
     /// How long an upload session's lease protects the blob it finishes
     /// from GC until a manifest names it (`None`: the GC grace period).
     /// A finished blob is also young for the grace period, so a lease
@@ -91,6 +96,8 @@ impl Default for ServeOptions {
             gc_interval: None,
             gc_policy: ocidb::gc::GcPolicy::default(),
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
+            scrub_interval: None,
+            scrub_bytes: 1 << 30,
             upload_lease: None,
             max_uploads: 64,
             max_downloads: 256,
@@ -218,6 +225,15 @@ impl ServeOptions {
     #[must_use]
     pub fn upload_lease(mut self, ttl: impl Into<Option<Duration>>) -> Self {
         self.upload_lease = ttl.into();
+        self
+    }
+
+    /// Sets [`ServeOptions::scrub_interval`] and
+    /// [`ServeOptions::scrub_bytes`].
+    #[must_use]
+    pub fn scrub(mut self, every: impl Into<Option<Duration>>, bytes: u64) -> Self {
+        self.scrub_interval = every.into();
+        self.scrub_bytes = bytes.max(1);
         self
     }
 
@@ -385,13 +401,15 @@ impl Registry {
         routes::metrics_router(Arc::clone(&self.app))
     }
 
-    /// The scheduled GC runs (`opts.gc_interval`), the purge of idle
-    /// upload sessions, and the reconnection of a bucket that was down at
-    /// open: spawn it on the host's runtime; it runs until dropped.
+    /// The scheduled GC runs (`opts.gc_interval`), the scheduled scrub
+    /// (`opts.scrub_interval`), the purge of idle upload sessions, and the
+    /// reconnection of a bucket that was down at open: spawn it on the
+    /// host's runtime; it runs until dropped.
     pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (app, opts) = (Arc::clone(&self.app), self.opts.clone());
         async move {
             tokio::join!(
+                scrub(Arc::clone(&app), opts.scrub_interval, opts.scrub_bytes),
                 maintain(Arc::clone(&app), opts),
                 reconnect(Arc::clone(&app.store))
             );
@@ -619,6 +637,40 @@ async fn on_hangup(
             tracing::info!("SIGHUP: reloaded: no access control, {cert}");
         } else {
             tracing::info!("SIGHUP: reloaded: {users} user(s), {cert}");
+        }
+    }
+}
+
+/// Every `every`, re-hashes the next slice of `bytes` bytes of blobs,
+/// going round the store, so that damaged bytes are found without a full
+/// fsck; each problem is logged (warn) and counted in the metrics.
+async fn scrub(app: Arc<App>, every: Option<Duration>, bytes: u64) {
+    use std::sync::atomic::Ordering;
+    let Some(every) = every else {
+        return;
+    };
+    let mut after: Option<ocidb::Digest> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let (s, from) = (Arc::clone(&app.store), after);
+        match tokio::task::spawn_blocking(move || s.scrub(from.as_ref(), bytes)).await {
+            Ok(Ok(slice)) => {
+                let m = &app.metrics;
+                m.scrub_bytes
+                    .fetch_add(slice.bytes_verified, Ordering::Relaxed);
+                m.scrub_problems
+                    .fetch_add(slice.problems.len() as u64, Ordering::Relaxed);
+                for p in &slice.problems {
+                    let d = p.digest.map(|d| d.to_string()).unwrap_or_default();
+                    tracing::warn!("scrub: {}: {d}: {}", p.kind, p.detail);
+                }
+                if slice.next.is_none() {
+                    m.scrub_passes.fetch_add(1, Ordering::Relaxed);
+                }
+                after = slice.next;
+            }
+            Ok(Err(e)) => tracing::warn!("scrub: {e}"),
+            Err(e) => tracing::warn!("scrub task: {e}"),
         }
     }
 }

@@ -30,6 +30,11 @@ pub(crate) struct Metrics {
     /// bytes stored once, and when (Unix seconds; 0: none yet).
     pub unique_bytes: AtomicU64,
     pub stats_at_s: AtomicU64,
+    /// The scheduled scrub: bytes re-hashed, problems found, passes over
+    /// the whole store completed.
+    pub scrub_bytes: AtomicU64,
+    pub scrub_problems: AtomicU64,
+    pub scrub_passes: AtomicU64,
 }
 
 impl Metrics {
@@ -127,6 +132,21 @@ impl Metrics {
                 "ocidb_gc_deleted_total",
                 "Records those GC runs deleted.",
                 self.gc_deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_scrub_verified_bytes_total",
+                "Blob bytes the scheduled scrub re-hashed.",
+                self.scrub_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_scrub_problems_total",
+                "Problems the scheduled scrub found (damaged or missing bytes).",
+                self.scrub_problems.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_scrub_passes_total",
+                "Passes of the scheduled scrub over the whole store.",
+                self.scrub_passes.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {

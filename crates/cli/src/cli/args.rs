@@ -673,6 +673,14 @@ pub struct ServeArgs {
     /// Cancel upload sessions idle this long.
     #[arg(long, env = "OCIDB_UPLOAD_MAX_IDLE", default_value = "7d")]
     pub upload_max_idle: String,
+    /// Re-hash one slice of the blobs this often (10m, 1h…), going round
+    /// the store, so that damaged bytes are found while serving (logged,
+    /// and counted in ocidb_scrub_problems_total); never by default.
+    #[arg(long, env = "OCIDB_SCRUB_INTERVAL")]
+    pub scrub_interval: Option<String>,
+    /// Bytes each scheduled scrub slice re-hashes (1G, 500M…).
+    #[arg(long, env = "OCIDB_SCRUB_BYTES", default_value = "1G")]
+    pub scrub_bytes: String,
     /// How long an upload session's lease keeps its finished blob from GC
     /// until a manifest names it (default: the --grace period).
     #[arg(long, env = "OCIDB_UPLOAD_LEASE")]

@@ -169,7 +169,7 @@ fn scrub(store_dir: &Path, after: Option<&str>, max_bytes: &str, json: bool) -> 
 }
 
 /// A byte count: digits, optionally with K, M, G or T (powers of 1024).
-fn parse_size(text: &str) -> Result<u64> {
+pub(super) fn parse_size(text: &str) -> Result<u64> {
     let bad = || Error::InvalidArgument {
         value: text.to_string(),
         expected:

@@ -321,6 +321,7 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .gc_interval(interval)
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
+        .scrub(scrub_interval(&a)?, commands::parse_size(&a.scrub_bytes)?)
         .upload_lease(
             a.upload_lease
                 .as_deref()
@@ -385,6 +386,22 @@ fn htpasswd(user: &str, cost: u32) -> Result<()> {
     let hash = ocidb_server::hash_password(password, cost)?;
     println!("{user}:{hash}");
     Ok(())
+}
+
+/// `--scrub-interval`, above zero (a zero interval would re-hash without
+/// a pause).
+fn scrub_interval(a: &args::ServeArgs) -> Result<Option<std::time::Duration>> {
+    let Some(text) = a.scrub_interval.as_deref() else {
+        return Ok(None);
+    };
+    let every = ocidb::gc::parse_duration(text)?;
+    if every.is_zero() {
+        return Err(Error::InvalidArgument {
+            value: text.to_string(),
+            expected: "--scrub-interval above zero (10m, 1h…)".into(),
+        });
+    }
+    Ok(Some(every))
 }
 
 /// The access control and certificate `a` names, each loaded and checked
