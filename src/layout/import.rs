@@ -1,7 +1,11 @@
 //! The import walk, streamed: `index.json` is parsed entry by entry, each
 //! entry's graph is walked depth-first and ingested children-first as it
-//! goes, and manifests are committed in batches. Nothing the walk keeps
-//! grows with the layout's bytes: no manifest body is held past its batch,
+//! goes, and manifests are committed in batches by a thread of their own
+//! while the walk reads, hashes and parses the next (one batch waits, one
+//! commits). Nothing the walk keeps grows with the layout's bytes: a body
+//! read for its parse is kept for its batch (so it is read once) within
+//! [`HELD_BYTES`], a batch ends at [`BATCH_BYTES`], no body is held past
+//! its batch,
 //! and instead of a set of every digest seen, the store itself says what
 //! is done (a member of the repository was ingested with its whole graph,
 //! children first). What does grow with the layout is the list of tags
@@ -13,7 +17,9 @@ use std::io::Read;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, MANIFEST_BATCH};
+use super::{
+    read_limited, tag_of_ref_name, ImportOptions, ImportReport, Source, BATCH_BYTES, MANIFEST_BATCH,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::manifest::{
@@ -138,7 +144,20 @@ impl<'de> Visitor<'de> for Entries<'_> {
 struct Pending {
     digest: Digest,
     declared: Option<String>,
+    /// The body's size.
+    size: u64,
+    /// The verified body, kept while the bodies held stay under
+    /// [`HELD_BYTES`]; otherwise read (and verified) again at its batch.
+    body: Option<Vec<u8>>,
 }
+
+/// Manifest bodies the walk holds at once, between reading one and its
+/// batch's commit: past it a body is read again at its batch, so that a
+/// deep graph of large manifests cannot grow memory without bound.
+const HELD_BYTES: usize = 64 << 20;
+
+/// A batch on its way to the committer thread: bodies and their options.
+type Batch = Vec<(Vec<u8>, ManifestOptions)>;
 
 enum Step {
     /// Look at a descriptor (from index.json when the flag is set).
@@ -161,6 +180,16 @@ struct Walk<'s, 'o> {
     referrers: HashSet<Digest>,
     pending: Vec<Pending>,
     pending_set: HashSet<Digest>,
+    /// Bytes of the bodies `pending` and the stack hold.
+    held: usize,
+    /// Bytes of the manifests in `pending`, held or not.
+    pending_bytes: u64,
+    /// The committer thread's inbox (`None` in a dry pass).
+    to_commit: Option<std::sync::mpsc::SyncSender<Batch>>,
+    /// The digests of the batches sent and perhaps not yet committed
+    /// (the committer takes one while the next waits, so two at most):
+    /// the store cannot say yet that they are done.
+    sent: std::collections::VecDeque<HashSet<Digest>>,
     /// This root's visits: a graph can reach one node by two paths.
     root_seen: HashSet<Digest>,
     created: &'s mut Vec<Digest>,
@@ -193,6 +222,10 @@ impl Store {
             referrers: HashSet::new(),
             pending: Vec::new(),
             pending_set: HashSet::new(),
+            held: 0,
+            pending_bytes: 0,
+            to_commit: None,
+            sent: std::collections::VecDeque::new(),
             root_seen: HashSet::new(),
             created,
             done: 0,
@@ -223,14 +256,69 @@ impl Store {
                 });
             }
             w.dry = false;
+            // The real pass walks everything again: nothing the look
+            // collected is carried into it.
+            w.pending.clear();
+            w.pending_set.clear();
+            w.pending_bytes = 0;
+            w.held = 0;
             w.tags.clear();
             w.report.skipped_refs.clear();
             w.report.notes.clear();
             w.referrers.clear();
             w.done = 0;
         }
-        index.for_each(&mut |d| w.root(d))?;
-        w.finish()
+        // Batches commit on a thread of their own while the walk reads,
+        // hashes and parses the next: the two overlap instead of taking
+        // turns.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+            let committer = scope.spawn(move || self.commit_batches(repo, &rx));
+            w.to_commit = Some(tx);
+            let walked = index.for_each(&mut |d| w.root(d)).and_then(|()| w.flush());
+            // Closing the inbox lets the committer finish what it holds.
+            w.to_commit = None;
+            let (created, committed) = committer.join().unwrap_or_else(|_| {
+                (
+                    Vec::new(),
+                    Err(Error::Internal(
+                        "the import's committer thread panicked".into(),
+                    )),
+                )
+            });
+            w.created.extend(created);
+            // The committer's error is the cause when both failed: the
+            // walk then only saw its inbox close.
+            committed?;
+            walked?;
+            w.finish()
+        })
+    }
+}
+
+impl Store {
+    /// The import's committer: ingests each batch the walk sends, in
+    /// order, until the walk closes the channel or a batch fails. Returns
+    /// what it created (for a rejected import to take back) either way.
+    fn commit_batches(
+        &self,
+        repo: &str,
+        rx: &std::sync::mpsc::Receiver<Batch>,
+    ) -> (Vec<Digest>, Result<()>) {
+        let mut created = Vec::new();
+        for batch in rx {
+            let refs: Vec<(&[u8], ManifestOptions)> = batch
+                .iter()
+                .map(|(b, o)| (b.as_slice(), o.clone()))
+                .collect();
+            match self.put_manifests(repo, &refs) {
+                Ok(puts) => {
+                    created.extend(puts.iter().filter(|p| p.created).map(|p| p.digest));
+                }
+                Err(e) => return (created, Err(e)),
+            }
+        }
+        (created, Ok(()))
     }
 }
 
@@ -253,8 +341,9 @@ impl Walk<'_, '_> {
                 Step::Enter(desc, from_index) => self.enter(desc, from_index, &mut stack)?,
                 Step::Exit(p) => {
                     self.pending_set.insert(p.digest);
+                    self.pending_bytes += p.size;
                     self.pending.push(p);
-                    if self.pending.len() >= MANIFEST_BATCH {
+                    if self.pending.len() >= MANIFEST_BATCH || self.pending_bytes >= BATCH_BYTES {
                         self.flush()?;
                     }
                 }
@@ -271,7 +360,10 @@ impl Walk<'_, '_> {
     /// repository holds needs no ingest, but its children are walked from
     /// its stored edges: a complete layout fills in a sparse earlier one.
     fn done_already(&mut self, d: &Digest, stack: &mut Vec<Step>) -> Result<bool> {
-        if self.pending_set.contains(d) || self.missing.contains(d) {
+        if self.pending_set.contains(d)
+            || self.missing.contains(d)
+            || self.sent.iter().any(|s| s.contains(d))
+        {
             return Ok(true);
         }
         if !self.root_seen.insert(*d) {
@@ -334,9 +426,16 @@ impl Walk<'_, '_> {
             });
         }
         let (declared, parsed) = self.classify(&desc, declared_manifest, &body)?;
+        // Kept for its batch while the bodies held stay bounded.
+        let body = (self.held + body.len() <= HELD_BYTES).then(|| {
+            self.held += body.len();
+            body
+        });
         stack.push(Step::Exit(Pending {
             digest: d,
             declared,
+            size: len,
+            body,
         }));
         if let Some(p) = parsed {
             if p.subject.is_some() {
@@ -416,48 +515,60 @@ impl Walk<'_, '_> {
         Ok((declared, parsed))
     }
 
-    /// Ingests the pending manifests in one transaction, bodies read
-    /// again (and verified again) a batch at a time.
+    /// Hands the pending manifests to the committer as one batch (one
+    /// transaction), bodies not held read (and verified) again; waits only
+    /// while the committer still has the batch before.
     fn flush(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        self.pending_set.clear();
+        let digests = std::mem::take(&mut self.pending_set);
+        self.pending_bytes = 0;
         if self.dry || pending.is_empty() {
+            let dropped: usize = pending
+                .iter()
+                .filter_map(|m| m.body.as_ref())
+                .map(Vec::len)
+                .sum();
+            self.held -= dropped;
             return Ok(());
         }
-        let bodies = pending
-            .iter()
-            .map(|m| self.store.reread_manifest(self.src, &m.digest))
-            .collect::<Result<Vec<_>>>()?;
-        let batch: Vec<(&[u8], ManifestOptions)> = pending
-            .iter()
-            .zip(&bodies)
-            .map(|(m, body)| {
-                (
-                    body.as_slice(),
-                    ManifestOptions {
-                        media_type: m.declared.clone(),
-                        digest: Some(m.digest),
-                        lease: Some(self.lease),
-                        no_sync: true,
-                        // A layout may be sparse; what it lacks stays out
-                        // of the repository.
-                        children: Children::AllowMissing,
-                        ..ManifestOptions::default()
-                    },
-                )
-            })
-            .collect();
-        let puts = self.store.put_manifests(self.repo, &batch)?;
-        self.created
-            .extend(puts.iter().filter(|p| p.created).map(|p| p.digest));
-        self.report.manifests += pending.len() as u64;
+        let mut batch: Batch = Vec::with_capacity(pending.len());
+        for m in pending {
+            let body = match m.body {
+                Some(b) => {
+                    self.held -= b.len();
+                    b
+                }
+                None => self.store.reread_manifest(self.src, &m.digest)?,
+            };
+            let opts = ManifestOptions {
+                media_type: m.declared,
+                digest: Some(m.digest),
+                lease: Some(self.lease),
+                no_sync: true,
+                // A layout may be sparse; what it lacks stays out of the
+                // repository.
+                children: Children::AllowMissing,
+                ..ManifestOptions::default()
+            };
+            batch.push((body, opts));
+        }
+        let n = batch.len() as u64;
+        let Some(tx) = &self.to_commit else {
+            return Err(Error::Internal("an import batch with no committer".into()));
+        };
+        tx.send(batch)
+            .map_err(|_| Error::Internal("the import's committer stopped".into()))?;
+        self.sent.push_back(digests);
+        if self.sent.len() > 2 {
+            self.sent.pop_front();
+        }
+        self.report.manifests += n;
         Ok(())
     }
 
-    /// The last batch, then the tags in one durable commit: an interrupted
-    /// import shows no tag on an incomplete image.
+    /// The tags in one durable commit, once every batch committed: an
+    /// interrupted import shows no tag on an incomplete image.
     fn finish(mut self) -> Result<ImportReport> {
-        self.flush()?;
         let store = self.store;
         let mut tags = Vec::with_capacity(self.tags.len());
         for (t, d) in std::mem::take(&mut self.tags) {
