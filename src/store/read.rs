@@ -59,7 +59,7 @@ impl Store {
     }
 
     /// The one stored digest `text` names: a whole digest (returned as
-    /// parsed, stored or not), or a [`DigestPrefix`] that exactly one
+    /// parsed, stored or not), or a [`DigestPrefix`](crate::DigestPrefix) that exactly one
     /// stored blob's digest starts with, as git accepts abbreviated hashes.
     /// A prefix that matches none, or more than one, is refused, naming
     /// the prefix and (for several) two of its matches.

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `ocidb import` of a synthetic layout against `ocidb bench gen` of the
+# same content into a store (the engine's own batch ingest), interleaved
+# over ROUNDS, each into a fresh store; with a second binary, its import
+# too (a release before and after).
+#   tools/import_speed.sh MANIFESTS ROUNDS BINARY [OTHER_BINARY]
+set -euo pipefail
+n=${1:-100000}
+rounds=${2:-3}
+bin=${3:-target/release/ocidb}
+other=${4:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" --store "$work/g" bench gen --manifests "$n" --layout "$work/layout" >/dev/null 2>&1
+ms() { local s; s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $((($(date +%s%N) - s) / 1000000)); }
+for r in $(seq 1 "$rounds"); do
+    rm -rf "$work/s"
+    g=$(ms "$bin" --store "$work/s" bench gen --manifests "$n")
+    rm -rf "$work/s"
+    i=$(ms "$bin" --store "$work/s" import "$work/layout" --repo bench/x)
+    line="round $r: bench gen ${g} ms, import ${i} ms (import ÷ gen rate $(awk "BEGIN { printf \"%.2f\", $g / $i }"))"
+    if [ -n "$other" ]; then
+        rm -rf "$work/s"
+        o=$(ms "$other" --store "$work/s" import "$work/layout" --repo bench/x)
+        line="$line, other binary's import ${o} ms ($(awk "BEGIN { printf \"%.2f\", $o / $i }")× slower)"
+    fi
+    echo "$line"
+done
