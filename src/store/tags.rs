@@ -10,9 +10,9 @@ use crate::index::repos::lookup_repo_w;
 use crate::index::repos::member_kind;
 use crate::index::repos::repo_names;
 use crate::index::tags::list_tags;
+use crate::index::tags::read_tags;
 use crate::index::tags::remove_tag;
 use crate::index::tags::set_tag;
-use crate::index::tags::tag_entries;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
@@ -97,9 +97,20 @@ impl Store {
 
     /// Tags of a repository with their digests, sorted by tag.
     pub fn tag_map(&self, repo: &str) -> Result<Vec<(String, Digest)>> {
+        self.tag_page(repo, None, None)
+    }
+
+    /// A page of [`Store::tag_map`]: the tags after `last` (exclusive), at
+    /// most `n`, each with its digest, from one read snapshot.
+    pub fn tag_page(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Vec<(String, Digest)>> {
         let txn = self.snapshot()?;
         let repo_id = self.require_repo(&txn, repo)?;
-        tag_entries(&txn, repo_id)
+        read_tags(&txn, repo_id, last, n)
     }
 
     /// A page of the catalog: repository names after `last` (exclusive),

@@ -148,6 +148,17 @@ pub struct GcRequest {
     pub grace: String,
 }
 
+impl GcRequest {
+    /// The GC policy this asks for; `Err` names a grace that does not
+    /// parse.
+    pub fn policy(&self) -> ocidb::Result<GcPolicy> {
+        Ok(GcPolicy::default()
+            .dry_run(self.dry_run)
+            .delete_untagged(self.delete_untagged)
+            .grace(ocidb::gc::parse_duration(&self.grace)?))
+    }
+}
+
 impl Default for GcRequest {
     fn default() -> Self {
         GcRequest {
@@ -162,23 +173,21 @@ impl Default for GcRequest {
 /// authentication layer: nest them where only operators reach, or behind
 /// the API listener's admin check.
 pub(crate) fn router(app: Arc<App>) -> Router {
-    // Nested under PREFIX by the caller.
-    let p = |s: &str| s.to_string();
     Router::new()
-        .route(&p("/stats"), get(stats))
-        .route(&p("/counts"), get(counts))
-        .route(&p("/repositories"), get(repositories))
-        .route(&p("/tags"), get(tags))
-        .route(&p("/resolve"), get(resolve))
-        .route(&p("/walk"), get(walk))
-        .route(&p("/leases"), get(leases))
-        .route(&p("/leases/{id}"), delete(release_lease))
-        .route(&p("/uploads"), get(uploads))
-        .route(&p("/uploads/{id}"), delete(cancel_upload))
-        .route(&p("/gc"), axum::routing::post(gc))
-        .route(&p("/fsck"), get(fsck_status).post(fsck_start))
-        .route(&p("/scrub"), axum::routing::post(scrub))
-        .route(&p("/compaction"), get(compaction))
+        .route("/stats", get(stats))
+        .route("/counts", get(counts))
+        .route("/repositories", get(repositories))
+        .route("/tags", get(tags))
+        .route("/resolve", get(resolve))
+        .route("/walk", get(walk))
+        .route("/leases", get(leases))
+        .route("/leases/{id}", delete(release_lease))
+        .route("/uploads", get(uploads))
+        .route("/uploads/{id}", delete(cancel_upload))
+        .route("/gc", axum::routing::post(gc))
+        .route("/fsck", get(fsck_status).post(fsck_start))
+        .route("/scrub", axum::routing::post(scrub))
+        .route("/compaction", get(compaction))
         .fallback(unknown)
         .with_state(app)
 }
@@ -258,16 +267,7 @@ async fn tags(State(app): State<Arc<App>>, q: Q) -> Response {
             })?),
         };
         let s = Arc::clone(&app.store);
-        blocking(move || {
-            let tags = s.tags(&repo, last.as_deref(), n)?;
-            let mut out = Vec::with_capacity(tags.len());
-            for t in tags {
-                let d = s.resolve(&repo, &Reference::parse(&t)?)?;
-                out.push((t, d));
-            }
-            Ok(out)
-        })
-        .await
+        blocking(move || s.tag_page(&repo, last.as_deref(), n)).await
     };
     answer(run.await)
 }
@@ -359,19 +359,13 @@ async fn read_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Resu
 async fn gc(State(app): State<Arc<App>>, body: Body) -> Response {
     let run = async {
         let req: GcRequest = read_body(body).await?;
-        let policy = GcPolicy::default()
-            .dry_run(req.dry_run)
-            .delete_untagged(req.delete_untagged)
-            .grace(ocidb::gc::parse_duration(&req.grace).map_err(ApiError::from)?);
+        let policy = req.policy()?;
         let s = Arc::clone(&app.store);
         let result = tokio::task::spawn_blocking(move || s.gc(&policy))
             .await
             .unwrap_or_else(|e| Err(Error::Internal(format!("the GC task failed: {e}"))));
         if !req.dry_run {
-            app.jobs.gc_done(&result);
-            if let Ok(r) = &result {
-                app.metrics.gc_ran(r);
-            }
+            app.gc_finished(&result);
         }
         if let Ok(r) = &result {
             tracing::info!(

@@ -294,6 +294,15 @@ impl App {
         }
     }
 
+    /// Records how a GC that was not a dry run ended: the last outcome for
+    /// the gauges, and the run and deletion counters.
+    pub fn gc_finished(&self, result: &ocidb::Result<ocidb::GcReport>) {
+        self.jobs.gc_done(result);
+        if let Ok(r) = result {
+            self.metrics.gc_ran(r);
+        }
+    }
+
     /// Puts `access` in force for every request that starts from now on.
     pub fn set_access(&self, access: Option<Arc<Access>>) {
         match self.access.write() {
@@ -726,10 +735,9 @@ async fn maintain(app: Arc<App>, opts: ServeOptions) {
             let result = tokio::task::spawn_blocking(move || s.gc(&policy))
                 .await
                 .unwrap_or_else(|e| Err(ocidb::Error::Internal(format!("the GC task: {e}"))));
-            app.jobs.gc_done(&result);
+            app.gc_finished(&result);
             match result {
                 Ok(r) => {
-                    metrics.gc_ran(&r);
                     tracing::info!(
                         "gc: deleted {} manifest(s) and {} blob(s), {} bytes",
                         r.deleted_manifests,

@@ -63,13 +63,10 @@ pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
         verbose,
         json,
     } = a;
-    let ask = super::view::GcAsk {
-        dry_run,
-        delete_untagged,
-        grace: &grace,
-    };
+    let mut ask = ocidb_server::GcRequest::default();
+    (ask.dry_run, ask.delete_untagged, ask.grace) = (dry_run, delete_untagged, grace);
     // A bad value is reported before the store is opened.
-    super::view::policy(&ask)?;
+    ask.policy()?;
     let store = super::view::open_view(store_dir)?;
     let spinner = progress::spinner("collecting garbage");
     let report = store.gc(&ask)?;

@@ -13,7 +13,7 @@ use ocidb::names::Reference;
 use ocidb::{Digest, Error, FsckReport, GcReport, LeaseInfo, Result, Stats, WalkNode};
 use ocidb_server::{FsckRequest, FsckState, GcRequest, ScrubRequest, ADMIN_PREFIX};
 
-use super::view::{GcAsk, View};
+use super::view::View;
 
 /// The largest answer read (a verbose GC report lists every digest).
 const MAX_ANSWER: u64 = 256 << 20;
@@ -264,13 +264,10 @@ impl View for Remote {
         self.json::<serde_json::Value>("DELETE", &format!("/leases/{id}"), None, SHORT)
             .map(|_| ())
     }
-    fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport> {
+    fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         // Checked here first, so a bad value is reported as offline.
-        super::view::policy(ask)?;
-        let mut req = GcRequest::default();
-        (req.dry_run, req.delete_untagged, req.grace) =
-            (ask.dry_run, ask.delete_untagged, ask.grace.to_string());
-        let body = serde_json::to_value(&req).map_err(|e| self.failed("encoding", e))?;
+        ask.policy()?;
+        let body = serde_json::to_value(ask).map_err(|e| self.failed("encoding", e))?;
         self.json("POST", "/gc", Some(&body), LONG)
     }
     fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice> {

@@ -6,19 +6,11 @@ use std::path::Path;
 
 use ocidb::names::Reference;
 use ocidb::{
-    Digest, Error, FsckOptions, FsckReport, GcPolicy, GcReport, LeaseInfo, Result, Stats, Store,
-    WalkNode,
+    Digest, Error, FsckOptions, FsckReport, GcReport, LeaseInfo, Result, Stats, Store, WalkNode,
 };
+use ocidb_server::GcRequest;
 
 use super::remote::Remote;
-
-/// The GC a command asks for.
-pub(super) struct GcAsk<'a> {
-    pub dry_run: bool,
-    pub delete_untagged: bool,
-    /// As written (`1h`), checked before anything runs.
-    pub grace: &'a str,
-}
 
 /// A store to inspect and maintain, local or behind a server.
 pub(super) trait View {
@@ -39,7 +31,7 @@ pub(super) trait View {
     fn stats(&self) -> Result<Stats>;
     fn lease_details(&self) -> Result<Vec<LeaseInfo>>;
     fn release_lease(&self, id: u64) -> Result<()>;
-    fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport>;
+    fn gc(&self, ask: &GcRequest) -> Result<GcReport>;
     /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
     fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice>;
     /// A full fsck, reporting (verified, total) as it goes.
@@ -58,13 +50,7 @@ impl View for Store {
         last: Option<&str>,
         n: Option<usize>,
     ) -> Result<Vec<(String, Digest)>> {
-        let tags = self.tags(repo, last, n)?;
-        let mut out = Vec::with_capacity(tags.len());
-        for t in tags {
-            let d = Store::resolve(self, repo, &Reference::parse(&t)?)?;
-            out.push((t, d));
-        }
-        Ok(out)
+        self.tag_page(repo, last, n)
     }
     fn resolve(&self, repo: &str, r: &Reference) -> Result<Digest> {
         Store::resolve(self, repo, r)
@@ -87,8 +73,8 @@ impl View for Store {
     fn release_lease(&self, id: u64) -> Result<()> {
         Store::release_lease(self, id)
     }
-    fn gc(&self, ask: &GcAsk<'_>) -> Result<GcReport> {
-        Store::gc(self, &policy(ask)?)
+    fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
+        Store::gc(self, &ask.policy()?)
     }
     fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice> {
         Store::scrub(self, after, max_bytes)
@@ -107,14 +93,6 @@ impl View for Store {
                 .progress(progress),
         )
     }
-}
-
-/// The GC policy `ask` describes.
-pub(super) fn policy(ask: &GcAsk<'_>) -> Result<GcPolicy> {
-    Ok(GcPolicy::default()
-        .dry_run(ask.dry_run)
-        .delete_untagged(ask.delete_untagged)
-        .grace(ocidb::gc::parse_duration(ask.grace)?))
 }
 
 /// The store at `store_dir`, or, when a server holds it, that server
