@@ -42,8 +42,7 @@ pub(crate) fn serve_router(app: Arc<App>, health: bool) -> Router {
         .route("/metrics", get(metrics_with_credentials))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(Arc::clone(&app));
-    let admin = Router::new()
-        .nest_service(super::admin::PREFIX, super::admin::router(Arc::clone(&app)))
+    let admin = admin_api(Arc::clone(&app))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), admin_only))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe));
     // Paths no route serves are counted and logged too, through a
@@ -112,10 +111,14 @@ pub(crate) fn admin_router(app: Arc<App>) -> Router {
         )
         .into_response()
     }
-    let admin = Router::new()
-        .nest_service(super::admin::PREFIX, super::admin::router(Arc::clone(&app)))
+    let admin = admin_api(Arc::clone(&app))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe));
     metrics_router(app).merge(admin).fallback(admin_other)
+}
+
+/// The admin API's routes under their prefix, with no layer.
+fn admin_api(app: Arc<App>) -> Router {
+    Router::new().nest_service(super::admin::PREFIX, super::admin::router(app))
 }
 
 /// The admin API on the API listener: a user with a `USER * admin` grant
@@ -130,23 +133,36 @@ async fn admin_only(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         )
         .into_response();
     };
-    let authz = req
-        .headers()
+    match signed_in(&access, req.headers(), peer_of(&req)).await {
+        Ok(u) if access.is_admin(Some(&u)) => with_user(next.run(req).await, Some(u)),
+        Ok(u) => with_user(denied(Denied::Forbidden).into_response(), Some(u)),
+        Err(refused) => refused,
+    }
+}
+
+/// The request's `Authorization` header, when it is text.
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let claimed = authz.as_deref().and_then(super::auth::claimed_user);
-    match access
-        .authenticate(authz.as_deref(), peer_of(&req).map(|p| p.ip()))
-        .await
-    {
-        Ok(Some(u)) if access.is_admin(Some(&u)) => {
-            let user = Some(u);
-            with_user(next.run(req).await, user)
-        }
-        Ok(Some(u)) => with_user(denied(Denied::Forbidden).into_response(), Some(u)),
-        Ok(None) => denied(Denied::Unauthenticated).into_response(),
-        Err(d) => with_claimed(denied(d).into_response(), claimed),
+}
+
+/// The user `access` signs the request in as, or the answer that refuses
+/// it (no credentials: 401), carrying the name a failed login claimed for
+/// the access log.
+async fn signed_in(
+    access: &super::Access,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<String, Response> {
+    let authz = authorization(headers);
+    match access.authenticate(authz, peer.map(|p| p.ip())).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(denied(Denied::Unauthenticated).into_response()),
+        Err(d) => Err(with_claimed(
+            denied(d).into_response(),
+            authz.and_then(super::auth::claimed_user),
+        )),
     }
 }
 
@@ -363,10 +379,7 @@ async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next)
             } else {
                 Want::Write
             };
-            let authz = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+            let authz = authorization(req.headers());
             let peer = peer_of(&req).map(|p| p.ip());
             match access.authenticate(authz, peer).await {
                 Ok(u) => match access.authorize(u.as_deref(), route.repo(), want) {
@@ -421,14 +434,12 @@ async fn no_route(req: Request) -> Response {
 /// valid credentials (`--admin-addr` serves them without, on its own
 /// listener).
 async fn metrics_with_credentials(State(app): State<Arc<App>>, req: Request) -> Response {
-    let authz = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match metrics_allowed(&app, authz.as_deref(), peer_of(&req).map(|p| p.ip())).await {
-        Ok(()) => render_metrics(&app).await,
-        Err(e) => e.into_response(),
+    let Some(access) = app.access() else {
+        return render_metrics(&app).await;
+    };
+    match signed_in(&access, req.headers(), peer_of(&req)).await {
+        Ok(u) => with_user(render_metrics(&app).await, Some(u)),
+        Err(refused) => refused,
     }
 }
 
@@ -512,22 +523,6 @@ pub(super) async fn render_metrics(app: &Arc<App>) -> Response {
         app.metrics.render(&gauges),
     )
         .into_response()
-}
-
-/// With access control on, `/metrics` needs a user's valid credentials.
-async fn metrics_allowed(
-    app: &App,
-    authz: Option<&str>,
-    peer: Option<std::net::IpAddr>,
-) -> Result<(), ApiError> {
-    let Some(access) = app.access() else {
-        return Ok(());
-    };
-    match access.authenticate(authz, peer).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(denied(Denied::Unauthenticated)),
-        Err(d) => Err(denied(d)),
-    }
 }
 
 /// Runs the request, which the authentication layer let through.
