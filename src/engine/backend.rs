@@ -331,7 +331,7 @@ impl BlobBackend for Unreachable {
     ) -> Vec<Result<()>> {
         match self.inner() {
             Ok(b) => b.commit_all(items),
-            Err(e) => items.iter().map(|_| Err(clone_unavailable(&e))).collect(),
+            Err(_) => items.iter().map(|_| Err(self.error())).collect(),
         }
     }
     fn sync(&self, names: &[crate::digest::Digest]) -> Result<()> {
@@ -384,21 +384,5 @@ impl BlobBackend for Unreachable {
     }
     fn hard_link(&self, d: &crate::digest::Digest, dst: &Path) -> Result<bool> {
         self.inner()?.hard_link(d, dst)
-    }
-}
-
-/// Another copy of the unavailable error (the error type is not `Clone`).
-fn clone_unavailable(e: &Error) -> Error {
-    match e {
-        Error::Unavailable {
-            location,
-            reason,
-            refused,
-        } => Error::Unavailable {
-            location: location.clone(),
-            reason: reason.clone(),
-            refused: refused.clone(),
-        },
-        other => Error::Internal(other.to_string()),
     }
 }

@@ -145,9 +145,7 @@ impl Store {
             },
             referrers_by_artifact_type,
             largest_repositories: largest,
-            database_file_bytes: std::fs::metadata(self.root.join(DB_FILE))
-                .map(|m| m.len())
-                .unwrap_or(0),
+            database_file_bytes: self.database_file_bytes(),
             inline_bytes,
             file_bytes,
         })
@@ -179,6 +177,11 @@ pub struct Counts {
 }
 
 impl Store {
+    /// The redb file's size now (0 if it cannot be read).
+    fn database_file_bytes(&self) -> u64 {
+        std::fs::metadata(self.root.join(DB_FILE)).map_or(0, |m| m.len())
+    }
+
     /// [`Counts`] from one read snapshot, without a scan.
     pub fn counts(&self) -> Result<Counts> {
         use crate::schema::tables::{EDGES_OUT, LEASES, REPOS, UPLOADS};
@@ -190,9 +193,7 @@ impl Store {
             tags: txn.open_table(TAGS)?.len()?,
             leases: txn.open_table(LEASES)?.len()?,
             uploads: txn.open_table(UPLOADS)?.len()?,
-            database_file_bytes: std::fs::metadata(self.root.join(DB_FILE))
-                .map(|m| m.len())
-                .unwrap_or(0),
+            database_file_bytes: self.database_file_bytes(),
             writer_queue: self.writer_queue() as u64,
         })
     }
