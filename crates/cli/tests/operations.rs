@@ -266,12 +266,7 @@ fn metrics_follow_the_exposition_format_and_carry_store_gauges() {
     let text = String::from_utf8(m.body).expect("utf-8");
     let families = common::prometheus::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let value = |name: &str| -> f64 {
-        families
-            .iter()
-            .flat_map(|f| &f.samples)
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-            .value
+        common::prometheus::value(&families, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
     };
     assert_eq!(value("ocidb_store_manifests"), 7.0);
     assert_eq!(value("ocidb_store_repositories"), 1.0);
@@ -663,13 +658,7 @@ fn the_scheduled_scrub_finds_damaged_bytes_while_serving() {
         let m = server.request("GET", "/metrics", &[], b"");
         let text = String::from_utf8_lossy(&m.body).to_string();
         let families = common::prometheus::parse(&text).unwrap_or_else(|e| panic!("{e}"));
-        let value = |name: &str| {
-            families
-                .iter()
-                .flat_map(|f| &f.samples)
-                .find(|s| s.name == name)
-                .map_or(0.0, |s| s.value)
-        };
+        let value = |name: &str| common::prometheus::value(&families, name).unwrap_or(0.0);
         found = (
             value("ocidb_scrub_problems_total"),
             value("ocidb_scrub_passes_total"),

@@ -19,6 +19,15 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
+/// The value of the first sample named `name`, if any.
+pub fn value(families: &[Family], name: &str) -> Option<f64> {
+    families
+        .iter()
+        .flat_map(|f| &f.samples)
+        .find(|s| s.name == name)
+        .map(|s| s.value)
+}
+
 fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();
     chars
