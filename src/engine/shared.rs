@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     /// reason). Every write is refused with it until the backend is
     /// reconnected.
     unavailable: std::sync::RwLock<Option<(String, String)>>,
+    /// Whether `unavailable` is set: every write checks it, so the common
+    /// case (a reachable backend) is one atomic load, not a lock.
+    is_unavailable: AtomicBool,
     /// Injected fsync failures (tests only).
     pub faults: Option<Arc<dyn crate::sync_points::Injector>>,
     /// The most recent GC deletions, so that a request that needed one of
@@ -90,6 +93,7 @@ impl Shared {
             last_foreground_us: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             unavailable: std::sync::RwLock::new(None),
+            is_unavailable: AtomicBool::new(false),
             repo_ids: Default::default(),
         }
     }
@@ -138,10 +142,12 @@ impl Shared {
             Ok(mut g) => *g = Some((location, reason)),
             Err(p) => *p.into_inner() = Some((location, reason)),
         }
+        self.is_unavailable.store(true, Ordering::Release);
     }
 
     /// Lets writes through again: the backend answers.
     pub fn clear_unavailable(&self) {
+        self.is_unavailable.store(false, Ordering::Release);
         match self.unavailable.write() {
             Ok(mut g) => *g = None,
             Err(p) => *p.into_inner() = None,
@@ -150,6 +156,9 @@ impl Shared {
 
     /// The error every write gets while the backend is unavailable.
     pub fn unavailable(&self) -> Option<Error> {
+        if !self.is_unavailable.load(Ordering::Acquire) {
+            return None;
+        }
         let g = match self.unavailable.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
