@@ -197,6 +197,10 @@ fn the_admin_api_answers_operators_only() {
     // A background fsck: started, then followed to its report.
     let fsck = server.request("POST", "/admin/v1/fsck", &[("Authorization", ops)], b"{}");
     assert_eq!(fsck.status, 202, "{fsck:?}");
+    // The answer names the fsck this request began, however fast it ends.
+    let began: serde_json::Value = serde_json::from_slice(&fsck.body).expect("json");
+    assert_eq!(began["state"], "running", "{began}");
+    assert!(began["started_ms"].as_u64().is_some(), "{began}");
     let mut report = serde_json::Value::Null;
     for _ in 0..100 {
         let r = server.request("GET", "/admin/v1/fsck", &[("Authorization", ops)], b"");

@@ -413,6 +413,11 @@ async fn fsck_start(State(app): State<Arc<App>>, body: Body) -> Response {
         Err(e) => return e.into_response(),
     };
     let started_ms = ocidb::Clock::now_ms(&ocidb::SystemClock);
+    let started = FsckState::Running {
+        started_ms,
+        done: 0,
+        total: 0,
+    };
     {
         let Ok(mut g) = app.jobs.fsck.lock() else {
             return ApiError::from(Error::Internal("the fsck job's lock is poisoned".into()))
@@ -426,16 +431,13 @@ async fn fsck_start(State(app): State<Arc<App>>, body: Body) -> Response {
             )
             .into_response();
         }
-        *g = FsckState::Running {
-            started_ms,
-            done: 0,
-            total: 0,
-        };
+        *g = started.clone();
     }
     let job = Arc::clone(&app);
     tokio::task::spawn_blocking(move || run_fsck(&job, &req, started_ms));
-    let state = app.jobs.fsck.lock().map(|g| g.clone()).unwrap_or_default();
-    (StatusCode::ACCEPTED, ok_json(&state)).into_response()
+    // The state this request set, not a second read: a small store's fsck
+    // may be done already, and the answer must still say which one began.
+    (StatusCode::ACCEPTED, ok_json(&started)).into_response()
 }
 
 fn run_fsck(app: &App, req: &FsckRequest, started_ms: u64) {
