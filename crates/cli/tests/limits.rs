@@ -162,9 +162,11 @@ fn downloads_nobody_reads_are_capped_and_cut_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(
         &dir.path().join("store"),
-        &["--max-downloads", "4", "--body-idle-timeout", "2s"],
+        &["--max-downloads", "4", "--body-idle-timeout", "3s"],
     );
-    // Larger than what the kernel buffers on a loopback connection.
+    // Larger than what the kernel buffers on a loopback connection whose
+    // client holds a small window (the server's send buffer grows to
+    // `tcp_wmem`'s maximum, 4 MiB by default).
     let blob = ocidb_testkit::deterministic_bytes(b"stall", 48 << 20);
     let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &blob).to_string();
     let up = server.request(
@@ -177,7 +179,7 @@ fn downloads_nobody_reads_are_capped_and_cut_off() {
     let path = format!("/v2/dl/app/blobs/{d}");
     let mut stalled = Vec::new();
     for _ in 0..4 {
-        let mut c = std::net::TcpStream::connect(&server.addr).expect("connect");
+        let mut c = common::server::connect_small_window(&server.addr);
         c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .expect("request");
         stalled.push(c);
@@ -200,7 +202,7 @@ fn downloads_nobody_reads_are_capped_and_cut_off() {
     // The store answers everything else meanwhile.
     let tags = server.request("GET", "/v2/dl/app/tags/list", &[], b"");
     assert!(tags.status == 200 || tags.status == 404, "{tags:?}");
-    // The stalled clients are cut off after 2 s of reading nothing; then a
+    // The stalled clients are cut off after 3 s of reading nothing; then a
     // download goes through again, whole.
     let mut whole = None;
     for _ in 0..300 {

@@ -195,3 +195,35 @@ pub fn certificate(dir: &Path, name: &str) -> Option<(std::path::PathBuf, std::p
         .ok()?;
     made.status.success().then_some((cert, key))
 }
+
+/// Connects a client that holds at most about 64 KiB unread: the kernel
+/// otherwise grows a loopback receive buffer to `tcp_rmem`'s maximum (32
+/// MiB on recent kernels), and a "stalled" download can then land whole
+/// in the buffers and free its permit, which makes a test of stalled
+/// downloads depend on the machine's sysctls.
+#[allow(dead_code)]
+pub fn connect_small_window(addr: &str) -> TcpStream {
+    use std::os::fd::AsRawFd as _;
+    let c = TcpStream::connect(addr).expect("connect");
+    let size: libc::c_int = 64 << 10;
+    // Setting SO_RCVBUF locks the size and turns off autotuning for this
+    // socket; nothing has been received yet, so the window stays small.
+    #[allow(unsafe_code)]
+    // SAFETY: a valid socket descriptor and a c_int option of its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt SO_RCVBUF: {}",
+        std::io::Error::last_os_error()
+    );
+    c
+}
