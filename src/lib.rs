@@ -33,6 +33,7 @@ pub mod faults;
 pub mod gc;
 mod index;
 pub mod layout;
+pub mod log;
 pub mod maint;
 pub mod oci;
 mod schema;

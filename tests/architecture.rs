@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["digest"],
     &["error"],
     &["oci"],
-    &["sync_points", "faults", "schema", "blob"],
+    &["sync_points", "faults", "schema", "blob", "log"],
     &["engine"],
     &["index"],
     &["store"],

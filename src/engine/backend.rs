@@ -123,6 +123,9 @@ pub(crate) struct Opened {
     /// The same backend, when the bucket did not answer at open: the
     /// store retries it through [`Unreachable::reconnect`].
     pub unreachable: Option<Arc<Unreachable>>,
+    /// The bucket's index log (`crate::log`), for a store on S3: built
+    /// whether or not the bucket answered, as its requests fail alike.
+    pub index_log: Option<Arc<dyn crate::log::IndexLog>>,
 }
 
 /// The backend a store opens with, its crash-intent names of an older
@@ -145,10 +148,12 @@ pub(crate) fn open(
                 legacy,
                 location: BlobLocation::Local,
                 unreachable: None,
+                index_log: None,
             });
         }
         (BlobLocation::S3(s3), new) => (s3, new),
     };
+    let index_log = bucket_log(&s3, opts)?;
     match connect(&s3, opts, &store_id(cursor_key))? {
         Ok(b) => {
             let loc = BlobLocation::S3(s3);
@@ -160,6 +165,7 @@ pub(crate) fn open(
                 legacy: Vec::new(),
                 location: loc,
                 unreachable: None,
+                index_log,
             })
         }
         Err(reason) if new => Err(Error::Backend {
@@ -176,8 +182,27 @@ pub(crate) fn open(
                 legacy: Vec::new(),
                 location: BlobLocation::S3(s3),
                 unreachable: Some(down),
+                index_log,
             })
         }
+    }
+}
+
+/// The index log in the bucket at `loc` (no request is made).
+fn bucket_log(
+    loc: &S3Location,
+    opts: &Wanted<'_>,
+) -> Result<Option<Arc<dyn crate::log::IndexLog>>> {
+    #[cfg(feature = "s3")]
+    {
+        Ok(Some(
+            crate::blob::S3Blobs::with_options(loc, opts.s3)?.index_log(),
+        ))
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (loc, opts);
+        Ok(None)
     }
 }
 

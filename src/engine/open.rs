@@ -9,8 +9,9 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _};
 use crate::blob::{BlobBackend, Staged};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::log::ship::Shipper;
 use crate::schema::record::{self, Placement};
-use crate::schema::tables::{self, BLOBS, INTENTS, META};
+use crate::schema::tables::{self, WriteTables, INTENTS, META};
 use crate::sync_points::Injector;
 
 /// File name of the redb database inside a store directory.
@@ -210,7 +211,12 @@ pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
 
 /// Removes upload bytes that no session names (a crash while one began),
 /// and sessions whose bytes are gone. Returns how many of each.
-pub(crate) fn settle_uploads(db: &Database, backend: &dyn BlobBackend) -> Result<(usize, usize)> {
+pub(crate) fn settle_uploads(
+    db: &Database,
+    backend: &dyn BlobBackend,
+    shipper: Option<&Shipper>,
+    now_ms: u64,
+) -> Result<(usize, usize)> {
     let ids: Vec<(String, u64)> = {
         let r = db.begin_read()?;
         let t = r.open_table(tables::UPLOADS)?;
@@ -238,9 +244,12 @@ pub(crate) fn settle_uploads(db: &Database, backend: &dyn BlobBackend) -> Result
     if !gone.is_empty() {
         let txn = db.begin_write()?;
         {
-            let mut t = txn.open_table(tables::UPLOADS)?;
+            let mut t = WriteTables::open(&txn, shipper.is_some())?;
             for (i, _) in &gone {
-                t.remove(i.as_str())?;
+                t.uploads.remove(i.as_str())?;
+            }
+            if let Some(s) = shipper {
+                s.ship(&mut t, now_ms)?;
             }
         }
         txn.commit()?;
@@ -256,6 +265,8 @@ pub(crate) fn settle_intents(
     db: &Database,
     backend: &dyn BlobBackend,
     legacy: &[Digest],
+    shipper: Option<&Shipper>,
+    now_ms: u64,
 ) -> Result<usize> {
     // The common case, a clean shutdown, costs a read and no commit.
     let nothing_left = legacy.is_empty() && {
@@ -270,10 +281,9 @@ pub(crate) fn settle_intents(
     let mut names = Vec::new();
     let settled;
     {
-        let mut intents = txn.open_table(INTENTS)?;
-        let blobs = txn.open_table(BLOBS)?;
+        let mut t = WriteTables::open(&txn, shipper.is_some())?;
         let mut rows: Vec<(Digest, Option<Staged>)> = Vec::new();
-        for e in intents.iter()? {
+        for e in t.intents.iter()? {
             let (k, v) = e?;
             let d = Digest::from_key(k.value())?;
             let staged = match v.value() {
@@ -286,7 +296,7 @@ pub(crate) fn settle_intents(
         settled = rows.len();
         for (d, staged) in rows {
             let as_file =
-                record::lookup(&blobs, &d)?.is_some_and(|r| r.placement == Placement::File);
+                record::lookup(&*t.blobs, &d)?.is_some_and(|r| r.placement == Placement::File);
             match (as_file, staged) {
                 // The record committed: roll its bytes forward, unless
                 // they were committed before the crash.
@@ -310,7 +320,10 @@ pub(crate) fn settle_intents(
                     }
                 }
             }
-            intents.remove(d.to_key().as_slice())?;
+            t.intents.remove(d.to_key().as_slice())?;
+        }
+        if let Some(s) = shipper {
+            s.ship(&mut t, now_ms)?;
         }
     }
     backend.sync(&names)?;

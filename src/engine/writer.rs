@@ -39,6 +39,7 @@ use super::shared::Shared;
 use crate::blob::{BlobBackend, Staged};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::log::ship::Shipper;
 use crate::schema::tables::WriteTables;
 
 /// Largest number of jobs folded into one transaction. Bounds the latency a
@@ -231,6 +232,9 @@ pub(crate) struct Writer {
     pending_unlinks: Vec<Digest>,
     /// Intent rows whose work is done: deleted by the next transaction.
     settled: Vec<Digest>,
+    /// Ships each transaction's changes before it commits, when the store
+    /// keeps an index log (`crate::log`).
+    shipper: Option<Shipper>,
 }
 
 impl Writer {
@@ -240,6 +244,7 @@ impl Writer {
         rx: Receiver<Job>,
         shared: Arc<Shared>,
         sweep_hook: SweepSlot,
+        shipper: Option<Shipper>,
     ) -> Writer {
         Writer {
             db,
@@ -252,6 +257,7 @@ impl Writer {
             nondurable_streak: 0,
             pending_unlinks: Vec::new(),
             settled: Vec::new(),
+            shipper,
         }
     }
 
@@ -423,7 +429,7 @@ impl Writer {
     ) -> Result<std::result::Result<Applied, Attempt>> {
         let mut results = Vec::with_capacity(jobs.len());
         let mut batch = Batch {
-            t: WriteTables::open(txn)?,
+            t: WriteTables::open(txn, self.shipper.is_some())?,
             now_ms: self.shared.now_ms(),
             shared: &self.shared,
             files: HashMap::new(),
@@ -471,6 +477,12 @@ impl Writer {
                 *slot = None;
                 return Ok(Err(Attempt::HookFailed));
             }
+        }
+        // Last: the log object holds everything this transaction wrote,
+        // and goes before the commit, so that nothing is acknowledged that
+        // the log lacks. A failed ship fails the group (nothing commits).
+        if let Some(s) = &self.shipper {
+            s.ship(&mut batch.t, batch.now_ms)?;
         }
         Ok(Ok((results, batch.files, batch.discards)))
     }

@@ -510,12 +510,12 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
         if st.dead.remove(&d).is_some() {
             st.rescued += 1;
         }
-        for (kind, child, _) in crate::index::edges::edges_of(&b.t.edges_out, &d)? {
+        for (kind, child, _) in crate::index::edges::edges_of(&*b.t.edges_out, &d)? {
             if kind != EdgeKind::Subject && st.dead.contains_key(&child) {
                 queue.push_back(child);
             }
         }
-        for referrer in referrers_of(&b.t.edges_in, &d)? {
+        for referrer in referrers_of(&*b.t.edges_in, &d)? {
             if st.dead.contains_key(&referrer) {
                 queue.push_back(referrer);
             }

@@ -58,5 +58,5 @@ pub(crate) fn insert_blob(
 
 /// A blob's record as the writer's transaction sees it.
 pub(crate) fn record_in(b: &mut Batch<'_>, d: &Digest) -> Result<Option<BlobRecord>> {
-    record::lookup(&b.t.blobs, d)
+    record::lookup(&*b.t.blobs, d)
 }

@@ -14,7 +14,7 @@ use crate::schema::tables::DKey;
 
 /// Index entries of a manifest (its `manifests`), read from its edges.
 pub(crate) fn index_entries(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<Descriptor>> {
-    Ok(edges_of(&b.t.edges_out, d)?
+    Ok(edges_of(&*b.t.edges_out, d)?
         .into_iter()
         .filter(|(kind, _, _)| *kind == EdgeKind::Manifest)
         .map(|(_, _, desc)| desc)

@@ -76,8 +76,18 @@ pub(crate) fn add_to_lease(b: &mut Batch<'_>, lease: u64, d: &Digest) -> Result<
 pub(crate) fn remove_lease(b: &mut Batch<'_>, lease: u64) -> Result<()> {
     b.t.leases.remove(lease)?;
     let (lo, hi) = lease_range(lease);
-    b.t.lease_items
-        .retain_in::<&[u8], _>(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+    // One removal per item (not `retain_in`), so that each is recorded
+    // for the index log.
+    let mut items = Vec::new();
+    for e in
+        b.t.lease_items
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+    {
+        items.push(e?.0.value().to_vec());
+    }
+    for k in items {
+        b.t.lease_items.remove(k.as_slice())?;
+    }
     Ok(())
 }
 

@@ -4,5 +4,6 @@
 pub(crate) mod body;
 pub(crate) mod codec;
 pub(crate) mod keys;
+pub(crate) mod logged;
 pub(crate) mod record;
 pub(crate) mod tables;

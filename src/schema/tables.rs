@@ -5,6 +5,7 @@
 
 use redb::{ReadTransaction, ReadableDatabase as _, TableDefinition, WriteTransaction};
 
+use super::logged::{Changes, Logged};
 use crate::error::Result;
 
 /// Digest key (see [`crate::digest::DigestKey`]).
@@ -48,52 +49,103 @@ pub(crate) const INTENTS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
 /// Opens every table once per write transaction, so that operations in a
-/// group commit do not pay for reopening them.
+/// group commit do not pay for reopening them. Writes go through
+/// [`Logged`], which records them when the store ships an index log.
 pub(crate) struct WriteTables<'t> {
-    pub meta: redb::Table<'t, &'static str, &'static [u8]>,
-    pub blobs: redb::Table<'t, &'static DKey, &'static [u8]>,
-    pub inline: redb::Table<'t, &'static DKey, &'static [u8]>,
-    pub edges_out: redb::Table<'t, &'static DKey, &'static [u8]>,
-    pub edges_in: redb::Table<'t, &'static [u8], ()>,
-    pub referrers: redb::Table<'t, &'static [u8], &'static [u8]>,
-    pub artifact_types: redb::Table<'t, &'static str, u32>,
-    pub repos: redb::Table<'t, &'static str, u64>,
-    pub tags: redb::Table<'t, &'static [u8], &'static DKey>,
-    pub tagged: redb::Table<'t, &'static [u8], ()>,
-    pub members: redb::Table<'t, &'static [u8], u8>,
-    pub member_of: redb::Table<'t, &'static [u8], ()>,
-    pub leases: redb::Table<'t, u64, &'static [u8]>,
-    pub lease_items: redb::Table<'t, &'static [u8], ()>,
-    pub intents: redb::Table<'t, &'static DKey, &'static [u8]>,
-    pub uploads: redb::Table<'t, &'static str, &'static [u8]>,
+    pub meta: Logged<'t, &'static str, &'static [u8]>,
+    pub blobs: Logged<'t, &'static DKey, &'static [u8]>,
+    pub inline: Logged<'t, &'static DKey, &'static [u8]>,
+    pub edges_out: Logged<'t, &'static DKey, &'static [u8]>,
+    pub edges_in: Logged<'t, &'static [u8], ()>,
+    pub referrers: Logged<'t, &'static [u8], &'static [u8]>,
+    pub artifact_types: Logged<'t, &'static str, u32>,
+    pub repos: Logged<'t, &'static str, u64>,
+    pub tags: Logged<'t, &'static [u8], &'static DKey>,
+    pub tagged: Logged<'t, &'static [u8], ()>,
+    pub members: Logged<'t, &'static [u8], u8>,
+    pub member_of: Logged<'t, &'static [u8], ()>,
+    pub leases: Logged<'t, u64, &'static [u8]>,
+    pub lease_items: Logged<'t, &'static [u8], ()>,
+    pub intents: Logged<'t, &'static DKey, &'static [u8]>,
+    pub uploads: Logged<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> WriteTables<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<WriteTables<'t>> {
+    /// Opens the tables; `record`: remember every change for the log.
+    pub fn open(txn: &'t WriteTransaction, record: bool) -> Result<WriteTables<'t>> {
         Ok(WriteTables {
-            meta: txn.open_table(META)?,
-            blobs: txn.open_table(BLOBS)?,
-            inline: txn.open_table(INLINE)?,
-            edges_out: txn.open_table(EDGES_OUT)?,
-            edges_in: txn.open_table(EDGES_IN)?,
-            referrers: txn.open_table(REFERRERS)?,
-            artifact_types: txn.open_table(ARTIFACT_TYPES)?,
-            repos: txn.open_table(REPOS)?,
-            tags: txn.open_table(TAGS)?,
-            tagged: txn.open_table(TAGGED)?,
-            members: txn.open_table(MEMBERS)?,
-            member_of: txn.open_table(MEMBER_OF)?,
-            leases: txn.open_table(LEASES)?,
-            lease_items: txn.open_table(LEASE_ITEMS)?,
-            intents: txn.open_table(INTENTS)?,
-            uploads: txn.open_table(UPLOADS)?,
+            meta: Logged::new(txn.open_table(META)?, record),
+            blobs: Logged::new(txn.open_table(BLOBS)?, record),
+            inline: Logged::new(txn.open_table(INLINE)?, record),
+            edges_out: Logged::new(txn.open_table(EDGES_OUT)?, record),
+            edges_in: Logged::new(txn.open_table(EDGES_IN)?, record),
+            referrers: Logged::new(txn.open_table(REFERRERS)?, record),
+            artifact_types: Logged::new(txn.open_table(ARTIFACT_TYPES)?, record),
+            repos: Logged::new(txn.open_table(REPOS)?, record),
+            tags: Logged::new(txn.open_table(TAGS)?, record),
+            tagged: Logged::new(txn.open_table(TAGGED)?, record),
+            members: Logged::new(txn.open_table(MEMBERS)?, record),
+            member_of: Logged::new(txn.open_table(MEMBER_OF)?, record),
+            leases: Logged::new(txn.open_table(LEASES)?, record),
+            lease_items: Logged::new(txn.open_table(LEASE_ITEMS)?, record),
+            intents: Logged::new(txn.open_table(INTENTS)?, record),
+            uploads: Logged::new(txn.open_table(UPLOADS)?, record),
         })
+    }
+
+    /// The changes recorded since the last call, per table (by its id in
+    /// [`TABLE_NAMES`]), leaving out tables that did not change.
+    pub fn take_changes(&mut self) -> Vec<(u8, Changes)> {
+        let all = [
+            self.meta.take_changes(),
+            self.blobs.take_changes(),
+            self.inline.take_changes(),
+            self.edges_out.take_changes(),
+            self.edges_in.take_changes(),
+            self.referrers.take_changes(),
+            self.artifact_types.take_changes(),
+            self.repos.take_changes(),
+            self.tags.take_changes(),
+            self.tagged.take_changes(),
+            self.members.take_changes(),
+            self.member_of.take_changes(),
+            self.leases.take_changes(),
+            self.lease_items.take_changes(),
+            self.intents.take_changes(),
+            self.uploads.take_changes(),
+        ];
+        all.into_iter()
+            .zip(0u8..)
+            .filter(|(c, _)| !c.is_empty())
+            .map(|(c, id)| (id, c))
+            .collect()
     }
 }
 
+/// Every table, in the order of their ids in the index log and snapshots
+/// (docs/format.md, "Index log"): append only.
+pub(crate) const TABLE_NAMES: [&str; 16] = [
+    "meta",
+    "blobs",
+    "inline",
+    "edges_out",
+    "edges_in",
+    "referrers",
+    "artifact_types",
+    "repos",
+    "tags",
+    "tagged",
+    "members",
+    "member_of",
+    "leases",
+    "lease_items",
+    "intents",
+    "uploads",
+];
+
 /// Creates every table so that read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<()> {
-    drop(WriteTables::open(txn)?);
+    drop(WriteTables::open(txn, false)?);
     Ok(())
 }
 

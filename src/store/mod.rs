@@ -57,6 +57,11 @@ pub struct StoreOptions {
     /// A blob backend of the caller's own, instead of [`Self::blobs`]
     /// (nothing is recorded).
     pub backend: Option<Arc<dyn BlobBackend>>,
+    /// Where the store ships its index log and snapshots (`crate::log`),
+    /// so that it can be restored from there alone. `None`: the bucket of
+    /// an `s3://` [`Self::blobs`] location (below its prefix, `index/`);
+    /// no log for local files. Every commit then waits for its log object.
+    pub index_log: Option<Arc<dyn crate::log::IndexLog>>,
     /// Credentials, retries and deadlines for an `s3://` location. The
     /// default takes credentials from the `AWS_*` environment.
     #[cfg(feature = "s3")]
@@ -107,6 +112,13 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::index_log`].
+    #[must_use]
+    pub fn index_log(mut self, log: impl Into<Option<Arc<dyn crate::log::IndexLog>>>) -> Self {
+        self.index_log = log.into();
+        self
+    }
+
     /// Sets [`StoreOptions::clock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
@@ -133,6 +145,7 @@ impl Default for StoreOptions {
             cache_size: 256 * 1024 * 1024,
             blobs: None,
             backend: None,
+            index_log: None,
             #[cfg(feature = "s3")]
             s3: crate::blob::S3Options::default(),
             faults: None,
@@ -200,7 +213,7 @@ impl OptionalString for Option<&str> {
 /// | the graph (`graph.rs`) | [`successors`](Store::successors), [`predecessors`](Store::predecessors), [`walk`](Store::walk), [`inspect`](Store::inspect), [`tags_reaching`](Store::tags_reaching) |
 /// | leases (`leases.rs`) | [`create_lease`](Store::create_lease), [`lease_add`](Store::lease_add), [`release_lease`](Store::release_lease), [`leases`](Store::leases), [`drop_expired_leases`](Store::drop_expired_leases) |
 /// | deleting (`delete.rs`) | [`delete`](Store::delete), [`delete_manifest`](Store::delete_manifest), [`unlink_blob`](Store::unlink_blob) |
-/// | maintenance (`src/gc/`, `src/maint/`) | [`gc`](Store::gc), [`fsck`](Store::fsck), [`stats`](Store::stats), [`compact`](Store::compact), [`migrate`](Store::migrate) (and, with `s3`, `maint::migrate_blobs`) |
+/// | maintenance (`src/gc/`, `src/maint/`) | [`gc`](Store::gc), [`fsck`](Store::fsck), [`stats`](Store::stats), [`compact`](Store::compact), [`migrate`](Store::migrate), [`snapshot_index`](Store::snapshot_index), [`restore`](Store::restore) (and, with `s3`, `maint::migrate_blobs`) |
 /// | layouts (`src/layout/`) | [`import_layout`](Store::import_layout), [`export_layout`](Store::export_layout) |
 pub struct Store {
     pub(crate) db: Arc<Database>,
@@ -210,6 +223,9 @@ pub struct Store {
     /// The backend again, when its bucket did not answer at open: what
     /// [`Store::check_backend`] reconnects.
     unreachable: Option<Arc<backend::Unreachable>>,
+    /// Where every commit ships its changes first (`crate::log`), if the
+    /// store keeps an index log.
+    pub(crate) shipper: Option<crate::log::ship::Shipper>,
     tx: Option<Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
@@ -275,6 +291,29 @@ impl Drop for WriterPause {
     }
 }
 
+/// What an open does before the writer starts, once the blob backend
+/// answers: apply the index log beyond the local position (the log, not
+/// the local file, records what was acknowledged), make sure the log has
+/// a snapshot to start from, then settle what a crash left in flight
+/// (shipping those changes too).
+fn recover(
+    db: &Database,
+    root: &Path,
+    backend: &dyn BlobBackend,
+    legacy: &[crate::digest::Digest],
+    shipper: Option<&crate::log::ship::Shipper>,
+    now_ms: u64,
+) -> Result<()> {
+    if let Some(s) = shipper {
+        let id = s.store_id();
+        crate::log::restore::catch_up(db, &**s.log(), id, None, &mut |_| {})?;
+        crate::log::snapshot::ensure_base(db, &**s.log(), id, root, now_ms)?;
+    }
+    open::settle_intents(db, backend, legacy, shipper, now_ms)?;
+    open::settle_uploads(db, backend, shipper, now_ms)?;
+    Ok(())
+}
+
 impl Store {
     /// Opens an existing store. Fails with [`Error::NotAStore`] if `dir` does not hold one.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
@@ -329,8 +368,8 @@ impl Store {
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
         let shared = Arc::new(Shared::new(opts.faults.clone(), Arc::clone(&opts.clock)));
-        let (backend, legacy, location, unreachable) = match &opts.backend {
-            Some(b) => (Arc::clone(b), Vec::new(), None, None),
+        let (backend, legacy, location, unreachable, bucket_log) = match &opts.backend {
+            Some(b) => (Arc::clone(b), Vec::new(), None, None, None),
             None => {
                 let wanted = backend::Wanted {
                     location: opts.blobs.as_ref(),
@@ -339,12 +378,29 @@ impl Store {
                     s3: &opts.s3,
                 };
                 let o = backend::open(&db, &root, &wanted, &cursor_key, &shared)?;
-                (o.backend, o.legacy, Some(o.location), o.unreachable)
+                (
+                    o.backend,
+                    o.legacy,
+                    Some(o.location),
+                    o.unreachable,
+                    o.index_log,
+                )
             }
         };
+        let shipper = opts
+            .index_log
+            .clone()
+            .or(bucket_log)
+            .map(|log| crate::log::ship::Shipper::new(log, backend::store_id(&cursor_key)));
         if shared.check().is_ok() {
-            open::settle_intents(&db, &*backend, &legacy)?;
-            open::settle_uploads(&db, &*backend)?;
+            recover(
+                &db,
+                &root,
+                &*backend,
+                &legacy,
+                shipper.as_ref(),
+                shared.now_ms(),
+            )?;
             if !legacy.is_empty() {
                 LocalFiles::with_faults(&root, None)?.clear_legacy_intent();
             }
@@ -359,6 +415,7 @@ impl Store {
             opts,
             backend,
             unreachable,
+            shipper,
             tx: None,
             writer: None,
             shared,
@@ -382,6 +439,7 @@ impl Store {
             rx,
             Arc::clone(&self.shared),
             Arc::clone(&self.sweep_hook),
+            self.shipper.clone(),
         );
         let writer = std::thread::Builder::new()
             .name("ocidb-writer".into())
@@ -460,9 +518,14 @@ impl Store {
             // Writes are refused until the flag is lifted below, so the
             // recovery's transactions meet no writer's.
             let back = u.reconnect(|b| {
-                open::settle_intents(&db, b, &[])?;
-                open::settle_uploads(&db, b)?;
-                Ok(())
+                recover(
+                    &db,
+                    &self.root,
+                    b,
+                    &[],
+                    self.shipper.as_ref(),
+                    self.shared.now_ms(),
+                )
             })?;
             if back {
                 self.shared.clear_unavailable();

@@ -325,10 +325,32 @@ fn a_bucket_that_fails_mid_run_gets_a_clear_error_naming_endpoint_and_operation(
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{msg}");
     let e = s.read(&ok.digest).expect_err("read while down");
     assert!(e.to_string().contains(&endpoint), "{e}");
-    // Nothing was recorded for the failed put, and the store is not
-    // poisoned by a network failure: it writes inline blobs still.
-    s.put_bytes(b"inline still works", &PutOptions::default())
-        .expect("inline put");
+    // An inline put needs the bucket too: its commit's index log object
+    // goes there before it is acknowledged.
+    let e = s
+        .put_bytes(b"inline too", &PutOptions::default())
+        .expect_err("inline put while down");
+    assert!(e.to_string().contains("index/log/"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    // Nothing was recorded for the failed puts, and the store is not
+    // poisoned by a network failure: once the bucket is back, it writes.
+    garage.start_again(0).expect("garage back");
+    let mut last = None;
+    for _ in 0..100 {
+        match s.put_bytes(b"inline after", &PutOptions::default()) {
+            Ok(p) => {
+                last = Some(p);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    let p = last.expect("writes resume once the bucket answers");
+    assert_eq!(s.read(&p.digest).expect("read"), b"inline after");
+    assert!(s.fsck(&FsckOptions::default()).expect("fsck").is_clean());
 }
 
 /// Garage 2.5 ignores `If-None-Match: *` on PUT: a create-if-absent
@@ -940,4 +962,148 @@ fn a_server_started_without_its_bucket_turns_ready_when_it_answers() {
         &data,
     );
     assert_eq!(up.status, 201, "{up:?}");
+}
+
+/// The image of the store at `root` once reopened (nothing in flight).
+fn settled_image(root: &Path) -> Vec<u8> {
+    let s = Store::open_with(root, StoreOptions::default().s3(options()), false).expect("reopen");
+    s.index_image().expect("image")
+}
+
+/// `ocidb restore` into `root`, which must succeed and end in a clean fsck.
+fn restore_with_cli(root: &Path, loc: &S3Location) -> String {
+    let out = ocidb_on(root, loc)
+        .arg("restore")
+        .output()
+        .expect("restore");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(", 0 problems"), "{text}");
+    text
+}
+
+#[test]
+fn a_rich_store_on_garage_restores_from_the_bucket_alone() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::single(&exe, &dir.path().join("garage")).expect("garage");
+    let loc = garage.location(0, "stores/restore").expect("location");
+    let root = dir.path().join("store");
+    let s = Store::open_with(&root, store_options(&loc), true).expect("create on garage");
+    let upload = rich::populate(&s);
+    // sha512 content, and a blob above the inline threshold in two
+    // repositories.
+    let big = random_bytes(9, 300_000);
+    s.put_bytes(&big, &PutOptions::default().repository("big/one"))
+        .expect("put");
+    s.put_bytes(
+        &big,
+        &PutOptions::expect(Hasher::digest_of(Algorithm::Sha512, &big)).repository("big/two"),
+    )
+    .expect("put sha512");
+    let text = rich::snapshot(&s, &upload);
+    drop(s);
+    let want = settled_image(&root);
+    std::fs::remove_dir_all(&root).expect("lose the machine's disk");
+
+    let said = restore_with_cli(&root, &loc);
+    assert!(
+        said.contains("from the snapshot at log position 0"),
+        "{said}"
+    );
+    let r = Store::open_with(&root, StoreOptions::default().s3(options()), false).expect("open");
+    assert_eq!(
+        r.index_image().expect("image"),
+        want,
+        "every table, byte for byte"
+    );
+    assert_eq!(rich::snapshot(&r, &upload), text);
+    assert!(
+        r.read(&sha256(&big)).expect("read") == big,
+        "the large blob reads from the bucket"
+    );
+
+    // One more write and one GC, then lose the disk again.
+    let v = r
+        .put_bytes(
+            b"after restore",
+            &PutOptions::default().repository("app/web"),
+        )
+        .expect("put");
+    r.untag("app/web", "v0").expect("untag");
+    let gc = r.gc(&common::grace0(true)).expect("gc");
+    drop(r);
+    let want = settled_image(&root);
+    std::fs::remove_dir_all(&root).expect("lose it again");
+    restore_with_cli(&root, &loc);
+    let r = Store::open_with(&root, StoreOptions::default().s3(options()), false).expect("open");
+    assert_eq!(
+        r.index_image().expect("image"),
+        want,
+        "after a write and a GC ({gc:?})"
+    );
+    assert!(gc.deleted_manifests > 0 && gc.deleted_blobs > 0, "{gc:?}");
+    assert!(
+        r.stat(&v.digest).is_err(),
+        "the GC's deletion of the loose blob is restored too"
+    );
+    // A restore never writes over a store.
+    let out = ocidb_on(&root, &loc)
+        .arg("restore")
+        .output()
+        .expect("restore");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist or is empty"));
+}
+
+#[test]
+fn a_disk_lost_after_kill_9_cycles_restores_every_acknowledged_write() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let cycles = common::env_u64("OCIDB_S3_RESTORE_CYCLES", 6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::single(&exe, &dir.path().join("garage")).expect("garage");
+    let loc = garage.location(0, "lost").expect("location");
+    let store = dir.path().join("store");
+    drop(Store::open_with(&store, store_options(&loc), true).expect("create"));
+    let open = |p: &Path| Store::open_with(p, StoreOptions::default().s3(options()), false);
+    let staged = |_: &Store| backend(&loc).list_staged().expect("staged").len();
+    let env = Garage::env();
+    let target = common::crash::Target {
+        open: &open,
+        staged_left: &staged,
+    };
+    let log = dir.path().join("acked.log");
+    let checked = common::crash::cycles(
+        &store,
+        &log,
+        cycles,
+        &common::crash::Child {
+            extra: &["--large-mib", "2"],
+            env: &env,
+            max_wait_ms: 1500,
+        },
+        &target,
+    );
+    assert!(
+        checked > 5,
+        "the workload made progress: {checked} acknowledged items"
+    );
+    // The machine is gone: only the bucket is left.
+    std::fs::remove_dir_all(&store).expect("lose the disk");
+    restore_with_cli(&store, &loc);
+    let mut fresh = common::crash::Checker::default();
+    let mut rng = 1u64;
+    let again = common::crash::check(&store, &log, cycles, true, &mut fresh, &mut rng, &target);
+    assert_eq!(
+        again, checked,
+        "every acknowledged item, checked on the restored store"
+    );
 }

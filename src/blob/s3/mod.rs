@@ -28,6 +28,7 @@
 
 mod backend;
 mod client;
+mod log;
 mod read;
 mod uploads;
 mod write;

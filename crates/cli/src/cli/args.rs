@@ -170,6 +170,30 @@ pub enum Command {
         json: bool,
     },
 
+    /// Write a snapshot of the index to the store's index log in its
+    /// bucket now (a store on S3 also writes one at its first open), then
+    /// prune: two snapshots are kept, and the log after the older one.
+    #[command(
+        after_help = "Example:\n  ocidb --store ./s --blobs 's3://ocidb/prod?endpoint=http://127.0.0.1:3900&region=garage' snapshot"
+    )]
+    Snapshot {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Rebuild a lost store from its bucket alone: the newest index
+    /// snapshot, then every log object after it, then a full fsck. The
+    /// store directory must not exist (or be empty).
+    #[command(
+        after_help = "Example:\n  ocidb --store ./s --blobs 's3://ocidb/prod?endpoint=http://127.0.0.1:3900&region=garage' restore"
+    )]
+    Restore {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Upgrade a store written by an older release to this release's
     /// on-disk format. Safe to interrupt: a store is always in one format.
     #[command(after_help = "Example:\n  ocidb --store /var/lib/ocidb migrate")]

@@ -269,6 +269,48 @@ pub(super) fn migrate_blobs(store_dir: &Path, to: &str, json: bool) -> Result<()
     Ok(())
 }
 
+pub(super) fn restore(store_dir: &Path, json: bool) -> Result<()> {
+    let bar = progress::spinner("restoring");
+    let (store, report) =
+        ocidb::Store::restore(store_dir, super::util::store_options(), &mut |p| {
+            bar.set_message(match p.phase {
+                "snapshot" => format!("restoring: {} rows of the snapshot", p.done),
+                _ => format!("restoring: log object {} of {}", p.done, p.total),
+            });
+        })?;
+    progress::finish(bar);
+    drop(store);
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "restored {} from the snapshot at log position {} ({} rows) and {} log objects after it: now at position {}, {} read",
+            store_dir.display(),
+            report.snapshot,
+            report.rows,
+            report.log_objects,
+            report.position,
+            render::human_size(report.bytes)
+        );
+        println!(
+            "fsck: {} records, {} verified, {} problems",
+            report.fsck.records,
+            render::human_size(report.fsck.bytes_verified),
+            report.fsck.remaining()
+        );
+        for p in report.fsck.problems.iter().take(SHOWN) {
+            println!("  {}: {}", p.kind, render::escape(&p.detail));
+        }
+    }
+    if !report.fsck.is_clean() {
+        return Err(Error::Corrupt(format!(
+            "the restored store has {} fsck problems",
+            report.fsck.remaining()
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn import(store_dir: &Path, a: ImportArgs) -> Result<()> {
     let ImportArgs {
         path,

@@ -240,6 +240,22 @@ fn run_command(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Migrate { json } => commands::migrate(&store_dir, json),
+        Command::Snapshot { json } => {
+            let info = open(&store_dir)?.snapshot_index()?;
+            if json {
+                return print_json(&info);
+            }
+            println!(
+                "index snapshot at log position {}: {} rows, {}; pruned {} snapshots and {} log objects",
+                info.position,
+                info.rows,
+                render::human_size(info.bytes),
+                info.pruned_snapshots,
+                info.pruned_log_objects
+            );
+            Ok(())
+        }
+        Command::Restore { json } => commands::restore(&store_dir, json),
         Command::MigrateBlobs { to, json } => commands::migrate_blobs(&store_dir, &to, json),
         Command::Import(a) => commands::import(&store_dir, a),
         Command::Export(a) => commands::export(&store_dir, a),

@@ -1,0 +1,176 @@
+//! Rebuilding a store's tables from its index log: a snapshot, then the
+//! log objects after it, each checked (hash, store, position) before a
+//! byte of it is applied.
+
+use std::io::{BufReader, Read as _};
+use std::path::Path;
+
+use redb::{Database, Durability};
+
+use super::codec::{self, Entries, Kind, MAX_LOG_OBJECT};
+use super::ship::{position, set_position};
+use super::{object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
+use crate::error::{Error, Result};
+use crate::schema::tables::WriteTables;
+
+/// Where a restore is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// `"snapshot"` (rows applied) or `"log"` (log objects applied).
+    pub phase: &'static str,
+    /// Done so far.
+    pub done: u64,
+    /// Of how many (for the snapshot: its size in bytes, as rows are not
+    /// counted in advance).
+    pub total: u64,
+}
+
+/// Rows applied per transaction while loading a snapshot: bounds the
+/// memory of one transaction.
+const ROWS_PER_TXN: u64 = 100_000;
+
+/// Loads snapshot `at` from `log` into the empty `db` (staging it in
+/// `tmp`). Returns the store id it names and its rows and bytes.
+pub(crate) fn load_snapshot(
+    db: &Database,
+    log: &dyn IndexLog,
+    at: u64,
+    tmp: &Path,
+    progress: &mut dyn FnMut(RestoreProgress),
+) -> Result<(String, u64, u64)> {
+    let name = object_name(SNAPSHOT_DIR, at);
+    let file = tmp.join(".snapshot-download");
+    if !log.get_to_file(&name, &file)? {
+        return Err(Error::Corrupt(format!(
+            "snapshot {name} vanished while restoring"
+        )));
+    }
+    let loaded = (|| {
+        let header = codec::verify_file(&file, &name)?;
+        if header.kind != Kind::Snapshot || header.position != at {
+            return Err(Error::Corrupt(format!(
+                "{name} holds a {:?} object of position {}, not a snapshot of position {at}",
+                header.kind, header.position
+            )));
+        }
+        let io = |e| Error::io(format!("reading {}", file.display()), e);
+        let f = std::fs::File::open(&file).map_err(io)?;
+        let total = f.metadata().map_err(io)?.len();
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        std::io::copy(&mut (&mut r).take(8 + 32 + 8 + 8), &mut std::io::sink()).map_err(io)?;
+        let mut entries = Entries::new(r, &name);
+        let mut rows = 0u64;
+        loop {
+            let txn = db.begin_write()?;
+            let mut more = false;
+            {
+                let mut t = WriteTables::open(&txn, false)?;
+                while let Some(e) = entries.next_entry()? {
+                    codec::apply(&mut t, &e)?;
+                    rows += 1;
+                    if rows.is_multiple_of(ROWS_PER_TXN) {
+                        more = true;
+                        break;
+                    }
+                }
+            }
+            txn.commit()?;
+            progress(RestoreProgress {
+                phase: "snapshot",
+                done: rows,
+                total,
+            });
+            if !more {
+                return Ok((header.store_id, rows, total));
+            }
+        }
+    })();
+    let _ = std::fs::remove_file(&file);
+    loaded
+}
+
+/// Applies the log objects after the position `db` holds, up to `upto`
+/// (all of them when `None`), each in its own transaction. Returns how
+/// many and their bytes. A gap in the log is an error naming the missing
+/// position: nothing after it can be applied.
+pub(crate) fn catch_up(
+    db: &Database,
+    log: &dyn IndexLog,
+    store_id: &str,
+    upto: Option<u64>,
+    progress: &mut dyn FnMut(RestoreProgress),
+) -> Result<(u64, u64)> {
+    let from = position(db)?;
+    let todo: Vec<u64> = positions(log, LOG_DIR)?
+        .into_iter()
+        .filter(|&p| p > from && upto.is_none_or(|u| p <= u))
+        .collect();
+    let (mut applied, mut bytes) = (0u64, 0u64);
+    let total = todo.len() as u64;
+    for (i, p) in todo.iter().copied().enumerate() {
+        let expected = from + 1 + i as u64;
+        if p != expected {
+            return Err(Error::Corrupt(format!(
+                "the index log lacks {} (it holds {}): the log after position {} cannot be applied",
+                object_name(LOG_DIR, expected),
+                object_name(LOG_DIR, p),
+                expected - 1
+            )));
+        }
+        let name = object_name(LOG_DIR, p);
+        let bytes_of = log
+            .get(&name, MAX_LOG_OBJECT)?
+            .ok_or_else(|| Error::Corrupt(format!("{name} vanished while it was applied")))?;
+        let (header, body) = codec::verify(&bytes_of, &name)?;
+        if header.kind != Kind::Log || header.position != p || header.store_id != store_id {
+            return Err(Error::Corrupt(format!(
+                "{name} is a {:?} object of position {} by store {}, not log position {p} of store {store_id}",
+                header.kind, header.position, header.store_id
+            )));
+        }
+        let mut txn = db.begin_write()?;
+        if i + 1 < todo.len() {
+            txn.set_durability(Durability::None)?;
+        }
+        {
+            let mut t = WriteTables::open(&txn, false)?;
+            let mut entries = Entries::new(body, &name);
+            while let Some(e) = entries.next_entry()? {
+                codec::apply(&mut t, &e)?;
+            }
+            set_position(&mut t, p)?;
+        }
+        txn.commit()?;
+        applied += 1;
+        bytes += bytes_of.len() as u64;
+        progress(RestoreProgress {
+            phase: "log",
+            done: applied,
+            total,
+        });
+    }
+    if applied > 0 {
+        tracing::info!(
+            "index log: applied positions {}..={} ({bytes} bytes)",
+            from + 1,
+            from + applied
+        );
+    }
+    Ok((applied, bytes))
+}
+
+/// The newest snapshot at or before `upto`.
+pub(crate) fn newest_snapshot(log: &dyn IndexLog, upto: Option<u64>) -> Result<u64> {
+    positions(log, SNAPSHOT_DIR)?
+        .into_iter()
+        .rev()
+        .find(|&p| upto.is_none_or(|u| p <= u))
+        .ok_or_else(|| Error::InvalidArgument {
+            value: format!("{log:?}"),
+            expected: format!(
+                "an index log with a snapshot{}: a store writes one at its first open with a log",
+                upto.map(|u| format!(" at or before position {u}"))
+                    .unwrap_or_default()
+            ),
+        })
+}

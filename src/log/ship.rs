@@ -1,0 +1,92 @@
+//! Shipping a commit's changes before the commit: the writer's half of
+//! the index log.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase as _, ReadableTable};
+
+use super::codec::{Encoder, Header, Kind};
+use super::{object_name, IndexLog, LOG_DIR};
+use crate::error::{Error, Result};
+use crate::schema::tables::{WriteTables, META};
+
+/// The META key of the last log position the store holds (u64 LE; absent:
+/// 0, nothing shipped). Written outside the log: it says how far the
+/// local tables are, not what they hold.
+pub(crate) const POSITION_KEY: &str = "log_position";
+
+/// The position recorded in `meta`.
+pub(crate) fn position_in(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
+    match meta.get(POSITION_KEY)? {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v.value())
+            .map(u64::from_le_bytes)
+            .map_err(|_| Error::Corrupt(format!("meta.{POSITION_KEY} is not 8 bytes"))),
+    }
+}
+
+/// The position the database holds now.
+pub(crate) fn position(db: &Database) -> Result<u64> {
+    let r = db.begin_read()?;
+    position_in(&r.open_table(META)?)
+}
+
+/// Writes `position` into the transaction's tables, outside the log.
+pub(crate) fn set_position(t: &mut WriteTables<'_>, position: u64) -> Result<()> {
+    t.meta
+        .insert_unlogged(POSITION_KEY, position.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Ships each transaction's changes as the next log object. It keeps no
+/// position of its own: the next one is read in the transaction, so that
+/// a recovery's transactions at reconnect and the writer's agree.
+#[derive(Debug, Clone)]
+pub(crate) struct Shipper {
+    log: Arc<dyn IndexLog>,
+    store_id: String,
+}
+
+impl Shipper {
+    pub(crate) fn new(log: Arc<dyn IndexLog>, store_id: String) -> Shipper {
+        Shipper { log, store_id }
+    }
+
+    /// Ships what `t` recorded as the log object after the position `t`
+    /// holds, and writes that position into `t`. `Ok(false)`: nothing
+    /// changed, nothing was shipped. On `Err` nothing may be committed:
+    /// the log may or may not hold the object, and the next ship writes
+    /// that position again.
+    pub(crate) fn ship(&self, t: &mut WriteTables<'_>, now_ms: u64) -> Result<bool> {
+        let changes = t.take_changes();
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let next = position_in(&*t.meta)? + 1;
+        let header = Header {
+            kind: Kind::Log,
+            store_id: self.store_id.clone(),
+            position: next,
+            time_ms: now_ms,
+        };
+        let mut e = Encoder::new(Vec::new(), &header)?;
+        for (table, rows) in &changes {
+            for (k, v) in rows {
+                e.entry(*table, k, v.as_deref())?;
+            }
+        }
+        self.log.put(&object_name(LOG_DIR, next), e.finish()?)?;
+        set_position(t, next)?;
+        Ok(true)
+    }
+
+    /// The id of the store whose log it is.
+    pub(crate) fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// Where it ships.
+    pub(crate) fn log(&self) -> &Arc<dyn IndexLog> {
+        &self.log
+    }
+}

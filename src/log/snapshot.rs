@@ -1,0 +1,179 @@
+//! Snapshots: every table as of a log position, written from a read
+//! transaction (writers never wait), and the pruning of what the newest
+//! snapshots make unnecessary.
+
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+
+use redb::{Database, ReadTransaction, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+
+use super::codec::{Encoder, Header, Kind};
+use super::ship::position_in;
+use super::{object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
+use crate::error::{Error, Result};
+use crate::schema::tables as t;
+
+/// What [`crate::Store::snapshot_index`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// The last log position it includes.
+    pub position: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Older snapshots removed (beyond the number kept).
+    pub pruned_snapshots: usize,
+    /// Log objects removed (those the oldest kept snapshot includes).
+    pub pruned_log_objects: usize,
+}
+
+/// How many snapshots are kept; the log is kept from the oldest of them.
+pub(crate) const KEEP: usize = 2;
+
+fn dump<K: redb::Key + 'static, V: redb::Value + 'static, W: std::io::Write>(
+    r: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    id: u8,
+    e: &mut Encoder<W>,
+) -> Result<u64> {
+    let mut n = 0;
+    for row in r.open_table(def)?.iter()? {
+        let (k, v) = row?;
+        e.entry(
+            id,
+            K::as_bytes(&k.value()).as_ref(),
+            Some(V::as_bytes(&v.value()).as_ref()),
+        )?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Writes every table of `r` after the header; returns the rows written.
+fn dump_all<W: std::io::Write>(r: &ReadTransaction, e: &mut Encoder<W>) -> Result<u64> {
+    Ok(dump(r, t::META, 0, e)?
+        + dump(r, t::BLOBS, 1, e)?
+        + dump(r, t::INLINE, 2, e)?
+        + dump(r, t::EDGES_OUT, 3, e)?
+        + dump(r, t::EDGES_IN, 4, e)?
+        + dump(r, t::REFERRERS, 5, e)?
+        + dump(r, t::ARTIFACT_TYPES, 6, e)?
+        + dump(r, t::REPOS, 7, e)?
+        + dump(r, t::TAGS, 8, e)?
+        + dump(r, t::TAGGED, 9, e)?
+        + dump(r, t::MEMBERS, 10, e)?
+        + dump(r, t::MEMBER_OF, 11, e)?
+        + dump(r, t::LEASES, 12, e)?
+        + dump(r, t::LEASE_ITEMS, 13, e)?
+        + dump(r, t::INTENTS, 14, e)?
+        + dump(r, t::UPLOADS, 15, e)?)
+}
+
+/// Every table of `db` in snapshot encoding, with a header that depends on
+/// nothing else (tests compare stores by it).
+#[cfg(feature = "testing")]
+pub(crate) fn image(db: &Database) -> Result<Vec<u8>> {
+    let r = db.begin_read()?;
+    let header = Header {
+        kind: Kind::Snapshot,
+        store_id: "0".repeat(32),
+        position: 0,
+        time_ms: 0,
+    };
+    let mut e = Encoder::new(Vec::new(), &header)?;
+    dump_all(&r, &mut e)?;
+    e.finish()
+}
+
+/// Writes a snapshot of `db` as of now into `log`, staging it in a file in
+/// `tmp_dir`, then prunes.
+pub(crate) fn take(
+    db: &Database,
+    log: &dyn IndexLog,
+    store_id: &str,
+    tmp_dir: &Path,
+    now_ms: u64,
+) -> Result<SnapshotInfo> {
+    let r = db.begin_read()?;
+    let position = position_in(&r.open_table(t::META)?)?;
+    let path = tmp_dir.join(format!(".snapshot-{}-{position}", std::process::id()));
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
+    let written = (|| {
+        let f = std::fs::File::create(&path).map_err(io)?;
+        let header = Header {
+            kind: Kind::Snapshot,
+            store_id: store_id.to_string(),
+            position,
+            time_ms: now_ms,
+        };
+        let mut e = Encoder::new(BufWriter::with_capacity(1 << 20, f), &header)?;
+        let rows = dump_all(&r, &mut e)?;
+        drop(r);
+        let mut w = e.finish()?;
+        w.flush().map_err(io)?;
+        let bytes = w.get_ref().metadata().map_err(io)?.len();
+        log.put_file(&object_name(SNAPSHOT_DIR, position), &path)?;
+        Ok::<_, Error>((rows, bytes))
+    })();
+    let _ = std::fs::remove_file(&path);
+    let (rows, bytes) = written?;
+    let (pruned_snapshots, pruned_log_objects) = prune(log, KEEP)?;
+    tracing::info!("index snapshot at log position {position}: {rows} rows, {bytes} bytes");
+    Ok(SnapshotInfo {
+        position,
+        rows,
+        bytes,
+        pruned_snapshots,
+        pruned_log_objects,
+    })
+}
+
+/// Keeps the newest `keep` snapshots and the log objects after the oldest
+/// of them. Returns how many snapshots and log objects went.
+pub(crate) fn prune(log: &dyn IndexLog, keep: usize) -> Result<(usize, usize)> {
+    let snaps = positions(log, SNAPSHOT_DIR)?;
+    let Some(&oldest_kept) = snaps
+        .len()
+        .checked_sub(keep.max(1))
+        .map_or(snaps.first(), |i| snaps.get(i))
+    else {
+        return Ok((0, 0));
+    };
+    let mut gone = (0, 0);
+    for p in snaps.iter().filter(|&&p| p < oldest_kept) {
+        log.delete(&object_name(SNAPSHOT_DIR, *p))?;
+        gone.0 += 1;
+    }
+    for p in positions(log, LOG_DIR)?
+        .into_iter()
+        .filter(|&p| p <= oldest_kept)
+    {
+        log.delete(&object_name(LOG_DIR, p))?;
+        gone.1 += 1;
+    }
+    Ok(gone)
+}
+
+/// A store that ships its log needs a snapshot to start from: the first
+/// open with a log takes one (of what the store held before it shipped
+/// anything). Log objects with no snapshot are refused: they cannot be
+/// restored.
+pub(crate) fn ensure_base(
+    db: &Database,
+    log: &dyn IndexLog,
+    store_id: &str,
+    tmp_dir: &Path,
+    now_ms: u64,
+) -> Result<Option<SnapshotInfo>> {
+    if !positions(log, SNAPSHOT_DIR)?.is_empty() {
+        return Ok(None);
+    }
+    if let Some(p) = positions(log, LOG_DIR)?.first() {
+        return Err(Error::Corrupt(format!(
+            "the index log holds {} but no snapshot: it cannot be restored from; a snapshot is written at the first open of a store with a log, so one was removed",
+            object_name(LOG_DIR, *p)
+        )));
+    }
+    take(db, log, store_id, tmp_dir, now_ms).map(Some)
+}

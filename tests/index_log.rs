@@ -1,0 +1,268 @@
+//! The index log (`ocidb::log`): every commit ships its changes before it
+//! is acknowledged, and a store is rebuilt from the log alone. Here over
+//! blobs and a log in memory; `crates/cli/tests/s3.rs` does the same on
+//! Garage through the CLI.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::rich;
+use ocidb::log::{IndexLog, MemoryLog};
+use ocidb::{BlobBackend, ErrorKind, ManualClock, MemoryBlobs, Store, StoreOptions};
+
+/// The options of one store over `blobs` and `log`, on a fixed clock.
+fn opts(blobs: &MemoryBlobs, log: Arc<dyn IndexLog>) -> StoreOptions {
+    StoreOptions::default()
+        .backend(Arc::new(blobs.clone()) as Arc<dyn BlobBackend>)
+        .index_log(log)
+        .clock(Arc::new(ManualClock::new(1_750_000_000_000)))
+}
+
+fn open(dir: &Path, blobs: &MemoryBlobs, log: Arc<dyn IndexLog>) -> Store {
+    Store::open_with(dir, opts(blobs, log), true).expect("open")
+}
+
+/// The image of the store in `dir` once it is closed and opened again:
+/// what it holds with nothing left in flight.
+fn settled_image(dir: &Path, blobs: &MemoryBlobs, log: Arc<dyn IndexLog>) -> Vec<u8> {
+    let s = open(dir, blobs, log);
+    s.index_image().expect("image")
+}
+
+fn restore(
+    dir: &Path,
+    blobs: &MemoryBlobs,
+    log: Arc<dyn IndexLog>,
+) -> (Store, ocidb::maint::index_log::RestoreReport) {
+    let mut phases = Vec::new();
+    let (s, report) =
+        Store::restore(dir, opts(blobs, log), &mut |p| phases.push(p.phase)).expect("restore");
+    assert!(phases.contains(&"snapshot"), "{phases:?}");
+    (s, report)
+}
+
+#[test]
+fn a_rich_store_restores_from_its_log_alone_table_for_table() {
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let root = tempfile::tempdir().expect("tempdir");
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
+    let s = open(&a, &blobs, Arc::new(log.clone()));
+    assert!(s.has_index_log());
+    let upload = rich::populate(&s);
+    let text = rich::snapshot(&s, &upload);
+    drop(s);
+    let want = settled_image(&a, &blobs, Arc::new(log.clone()));
+    std::fs::remove_dir_all(&a).expect("lose the store");
+
+    let (r, report) = restore(&b, &blobs, Arc::new(log.clone()));
+    assert_eq!(report.snapshot, 0, "the first open's snapshot: {report:?}");
+    assert!(report.log_objects > 10, "{report:?}");
+    assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
+    assert_eq!(
+        r.index_image().expect("image"),
+        want,
+        "every table, byte for byte"
+    );
+    assert_eq!(rich::snapshot(&r, &upload), text);
+
+    // One more write and a GC on the restored store, a snapshot between
+    // them (which prunes the log before it), then restore again.
+    let extra = common::blob(&r, b"one more", "application/octet-stream");
+    let body = common::image_body(&r, &[extra], None);
+    common::put_manifest(&r, "app/web", &body, &["after-restore"]);
+    let snap = r.snapshot_index().expect("snapshot");
+    assert_eq!(
+        snap.position,
+        report.position + snap.position - report.position
+    );
+    assert!(snap.position > report.position);
+    r.untag("app/web", "after-restore").expect("untag");
+    let gc = r.gc(&common::grace0(true)).expect("gc");
+    assert!(gc.deleted_manifests > 0, "{gc:?}");
+    drop(r);
+    let want = settled_image(&b, &blobs, Arc::new(log.clone()));
+    let (r2, report2) = restore(&c, &blobs, Arc::new(log.clone()));
+    assert_eq!(report2.snapshot, snap.position, "{report2:?}");
+    assert!(report2.fsck.is_clean(), "{:?}", report2.fsck.problems);
+    assert_eq!(r2.index_image().expect("image"), want);
+    // A second snapshot keeps two: the first goes, and the log objects
+    // the older kept one includes.
+    let later = r2.snapshot_index().expect("snapshot");
+    assert_eq!(
+        (later.pruned_snapshots, later.position > snap.position),
+        (1, true),
+        "{later:?}"
+    );
+    assert!(later.pruned_log_objects > 10, "{later:?}");
+    let names = log.names().expect("names");
+    assert!(
+        !names.iter().any(|n| n == "snapshots/00000000000000000000"),
+        "{names:?}"
+    );
+    let first_log = names
+        .iter()
+        .find(|n| n.starts_with("log/"))
+        .expect("log objects after it");
+    assert_eq!(*first_log, format!("log/{:020}", snap.position + 1));
+}
+
+/// Fails every put while `down` is set.
+#[derive(Debug)]
+struct Flaky {
+    inner: MemoryLog,
+    down: AtomicBool,
+}
+
+impl IndexLog for Flaky {
+    fn put(&self, name: &str, bytes: Vec<u8>) -> ocidb::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ocidb::Error::Backend {
+                endpoint: "test".into(),
+                op: format!("PUT {name}"),
+                detail: "the log is down".into(),
+            });
+        }
+        self.inner.put(name, bytes)
+    }
+    fn put_file(&self, name: &str, path: &Path) -> ocidb::Result<()> {
+        self.inner.put_file(name, path)
+    }
+    fn get(&self, name: &str, max_len: u64) -> ocidb::Result<Option<Vec<u8>>> {
+        self.inner.get(name, max_len)
+    }
+    fn get_to_file(&self, name: &str, path: &Path) -> ocidb::Result<bool> {
+        self.inner.get_to_file(name, path)
+    }
+    fn list(&self, dir: &str) -> ocidb::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn delete(&self, name: &str) -> ocidb::Result<()> {
+        self.inner.delete(name)
+    }
+}
+
+#[test]
+fn a_commit_whose_log_object_fails_is_neither_acknowledged_nor_kept() {
+    let blobs = MemoryBlobs::new();
+    let flaky = Arc::new(Flaky {
+        inner: MemoryLog::new(),
+        down: AtomicBool::new(false),
+    });
+    let root = tempfile::tempdir().expect("tempdir");
+    let s = open(&root.path().join("a"), &blobs, flaky.clone());
+    let cfg = common::blob(&s, b"{}", "application/vnd.oci.image.config.v1+json");
+    let body = common::image_body(&s, &[], None);
+    common::push_children(&s, "app/web", &body);
+    flaky.down.store(true, Ordering::SeqCst);
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let digest = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &bytes);
+    let err = s
+        .put_manifest(
+            "app/web",
+            &bytes,
+            &ocidb::ManifestOptions::default().tags(["v1"]),
+        )
+        .expect_err("the log is down");
+    assert!(err.to_string().contains("the log is down"), "{err}");
+    assert!(
+        !s.is_member("app/web", &digest).expect("member"),
+        "nothing of the refused push is kept"
+    );
+    assert!(s.tags("app/web", None, None).expect("tags").is_empty());
+    flaky.down.store(false, Ordering::SeqCst);
+    common::put_manifest(&s, "app/web", &body, &["v1"]);
+    drop(s);
+    let want = settled_image(&root.path().join("a"), &blobs, flaky.clone());
+    let (r, report) = restore(&root.path().join("b"), &blobs, flaky.clone());
+    assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
+    assert_eq!(r.index_image().expect("image"), want);
+    assert!(r.stat(&common::digest_of(&cfg)).is_ok());
+}
+
+#[test]
+fn an_open_applies_the_log_the_local_file_lacks() {
+    // A store whose local file lost its last commits (a non-durable commit
+    // lost in a crash, or a commit that failed after its log object
+    // landed): the log has them, and the next open applies them.
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let root = tempfile::tempdir().expect("tempdir");
+    let (a, old) = (root.path().join("a"), root.path().join("old"));
+    let s = open(&a, &blobs, Arc::new(log.clone()));
+    common::put_manifest(&s, "app/web", &common::image_body(&s, &[], None), &["v1"]);
+    drop(s);
+    copy_dir(&a, &old);
+    let s = open(&a, &blobs, Arc::new(log.clone()));
+    let l = common::blob(&s, b"layer two", "application/vnd.oci.image.layer.v1.tar");
+    common::put_manifest(&s, "app/db", &common::image_body(&s, &[l], None), &["v2"]);
+    drop(s);
+    let want = settled_image(&a, &blobs, Arc::new(log.clone()));
+    std::fs::remove_dir_all(&a).expect("rm");
+    std::fs::rename(&old, &a).expect("put the old file back");
+    let s = open(&a, &blobs, Arc::new(log.clone()));
+    assert_eq!(
+        s.tags("app/db", None, None).expect("tags"),
+        vec!["v2".to_string()]
+    );
+    assert_eq!(s.index_image().expect("image"), want);
+}
+
+#[test]
+fn an_altered_log_object_fails_the_restore_by_name_and_leaves_nothing() {
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let root = tempfile::tempdir().expect("tempdir");
+    let s = open(&root.path().join("a"), &blobs, Arc::new(log.clone()));
+    common::put_manifest(&s, "app/web", &common::image_body(&s, &[], None), &["v1"]);
+    drop(s);
+    let name = log
+        .names()
+        .expect("names")
+        .into_iter()
+        .rfind(|n| n.starts_with("log/"))
+        .expect("a log object");
+    let mut bytes = log.get(&name, u64::MAX).expect("get").expect("there");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    log.put(&name, bytes).expect("put");
+    let target = root.path().join("b");
+    let err = Store::restore(&target, opts(&blobs, Arc::new(log.clone())), &mut |_| {})
+        .map(|_| ())
+        .expect_err("altered");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+    assert!(!target.exists(), "no half-restored store");
+    let stray: Vec<_> = std::fs::read_dir(root.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("restoring"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // A restore never writes over a store.
+    let err = Store::restore(
+        root.path().join("a"),
+        opts(&blobs, Arc::new(log)),
+        &mut |_| {},
+    )
+    .map(|_| ())
+    .expect_err("not empty");
+    assert!(
+        err.to_string().contains("does not exist or is empty"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("ls") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
