@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::schema::logged::Logged;
-use crate::schema::tables::{WriteTables, TABLE_NAMES};
+use crate::schema::tables::{EachTable, WriteTables, TABLE_NAMES};
 
 /// What an object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,58 +305,44 @@ fn fits<T: redb::Value>(b: &[u8], text: bool) -> bool {
     T::fixed_width().is_none_or(|w| w == b.len()) && (!text || std::str::from_utf8(b).is_ok())
 }
 
-fn apply_one<K: redb::Key + 'static, V: redb::Value + 'static>(
-    t: &mut Logged<'_, K, V>,
-    e: &Entry<'_>,
-    text_key: bool,
-) -> Result<()> {
-    let name = TABLE_NAMES[usize::from(e.table)];
-    if !fits::<K>(e.key, text_key) {
-        return Err(Error::Corrupt(format!(
-            "index log: a key of {} bytes that is not a key of table {name}",
-            e.key.len()
-        )));
-    }
-    match e.value {
-        None => {
-            t.remove(K::from_bytes(e.key))?;
-        }
-        Some(v) if fits::<V>(v, false) => {
-            t.insert(K::from_bytes(e.key), V::from_bytes(v))?;
-        }
-        Some(v) => {
+/// Replays one entry on the table it names.
+struct Apply<'e, 'a>(&'e Entry<'a>);
+
+impl EachTable for Apply<'_, '_> {
+    fn write<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        t: &mut Logged<'_, K, V>,
+        name: &'static str,
+        text_key: bool,
+    ) -> Result<()> {
+        let e = self.0;
+        if !fits::<K>(e.key, text_key) {
             return Err(Error::Corrupt(format!(
-                "index log: a value of {} bytes that is not a value of table {name}",
-                v.len()
-            )))
+                "index log: a key of {} bytes that is not a key of table {name}",
+                e.key.len()
+            )));
         }
+        match e.value {
+            None => {
+                t.remove(K::from_bytes(e.key))?;
+            }
+            Some(v) if fits::<V>(v, false) => {
+                t.insert(K::from_bytes(e.key), V::from_bytes(v))?;
+            }
+            Some(v) => {
+                return Err(Error::Corrupt(format!(
+                    "index log: a value of {} bytes that is not a value of table {name}",
+                    v.len()
+                )))
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Applies one entry to the tables of a write transaction.
 pub(crate) fn apply(t: &mut WriteTables<'_>, e: &Entry<'_>) -> Result<()> {
-    match e.table {
-        0 => apply_one(&mut t.meta, e, true),
-        1 => apply_one(&mut t.blobs, e, false),
-        2 => apply_one(&mut t.inline, e, false),
-        3 => apply_one(&mut t.edges_out, e, false),
-        4 => apply_one(&mut t.edges_in, e, false),
-        5 => apply_one(&mut t.referrers, e, false),
-        6 => apply_one(&mut t.artifact_types, e, true),
-        7 => apply_one(&mut t.repos, e, true),
-        8 => apply_one(&mut t.tags, e, false),
-        9 => apply_one(&mut t.tagged, e, false),
-        10 => apply_one(&mut t.members, e, false),
-        11 => apply_one(&mut t.member_of, e, false),
-        12 => apply_one(&mut t.leases, e, false),
-        13 => apply_one(&mut t.lease_items, e, false),
-        14 => apply_one(&mut t.intents, e, false),
-        15 => apply_one(&mut t.uploads, e, true),
-        other => Err(Error::Corrupt(format!(
-            "index log: table id {other}, which this build does not know"
-        ))),
-    }
+    t.with_table(e.table, &mut Apply(e))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::codec::{Encoder, Header, Kind};
 use super::ship::position_in;
 use super::{object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
 use crate::error::{Error, Result};
-use crate::schema::tables as t;
+use crate::schema::tables::{self as t, EachDefinition};
 
 /// What [`crate::Store::snapshot_index`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,43 +31,37 @@ pub struct SnapshotInfo {
 /// How many snapshots are kept; the log is kept from the oldest of them.
 pub(crate) const KEEP: usize = 2;
 
-fn dump<K: redb::Key + 'static, V: redb::Value + 'static, W: std::io::Write>(
-    r: &ReadTransaction,
-    def: TableDefinition<K, V>,
-    id: u8,
-    e: &mut Encoder<W>,
-) -> Result<u64> {
-    let mut n = 0;
-    for row in r.open_table(def)?.iter()? {
-        let (k, v) = row?;
-        e.entry(
-            id,
-            K::as_bytes(&k.value()).as_ref(),
-            Some(V::as_bytes(&v.value()).as_ref()),
-        )?;
-        n += 1;
+/// Writes every row of each table it is given after the header.
+struct Dump<'r, W: std::io::Write> {
+    r: &'r ReadTransaction,
+    e: &'r mut Encoder<W>,
+    rows: u64,
+}
+
+impl<W: std::io::Write> EachDefinition for Dump<'_, W> {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        id: u8,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<()> {
+        for row in self.r.open_table(def)?.iter()? {
+            let (k, v) = row?;
+            self.e.entry(
+                id,
+                K::as_bytes(&k.value()).as_ref(),
+                Some(V::as_bytes(&v.value()).as_ref()),
+            )?;
+            self.rows += 1;
+        }
+        Ok(())
     }
-    Ok(n)
 }
 
 /// Writes every table of `r` after the header; returns the rows written.
 fn dump_all<W: std::io::Write>(r: &ReadTransaction, e: &mut Encoder<W>) -> Result<u64> {
-    Ok(dump(r, t::META, 0, e)?
-        + dump(r, t::BLOBS, 1, e)?
-        + dump(r, t::INLINE, 2, e)?
-        + dump(r, t::EDGES_OUT, 3, e)?
-        + dump(r, t::EDGES_IN, 4, e)?
-        + dump(r, t::REFERRERS, 5, e)?
-        + dump(r, t::ARTIFACT_TYPES, 6, e)?
-        + dump(r, t::REPOS, 7, e)?
-        + dump(r, t::TAGS, 8, e)?
-        + dump(r, t::TAGGED, 9, e)?
-        + dump(r, t::MEMBERS, 10, e)?
-        + dump(r, t::MEMBER_OF, 11, e)?
-        + dump(r, t::LEASES, 12, e)?
-        + dump(r, t::LEASE_ITEMS, 13, e)?
-        + dump(r, t::INTENTS, 14, e)?
-        + dump(r, t::UPLOADS, 15, e)?)
+    let mut d = Dump { r, e, rows: 0 };
+    t::each_definition(&mut d)?;
+    Ok(d.rows)
 }
 
 /// Every table of `db` in snapshot encoding, with a header that depends on

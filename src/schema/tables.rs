@@ -3,10 +3,10 @@
 //! digest holds its key form, `[algorithm tag][hash]` (33 bytes for
 //! sha256), which is self-delimiting, so composite keys need no padding.
 
-use redb::{ReadTransaction, ReadableDatabase as _, TableDefinition, WriteTransaction};
+use redb::{Key, ReadTransaction, ReadableDatabase as _, TableDefinition, Value, WriteTransaction};
 
 use super::logged::{Changes, Logged};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Digest key (see [`crate::digest::DigestKey`]).
 pub(crate) type DKey = [u8];
@@ -48,100 +48,105 @@ pub(crate) const INTENTS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("
 /// `upload id -> UploadRecord`: resumable upload sessions.
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
-/// Opens every table once per write transaction, so that operations in a
-/// group commit do not pay for reopening them. Writes go through
-/// [`Logged`], which records them when the store ships an index log.
-pub(crate) struct WriteTables<'t> {
-    pub meta: Logged<'t, &'static str, &'static [u8]>,
-    pub blobs: Logged<'t, &'static DKey, &'static [u8]>,
-    pub inline: Logged<'t, &'static DKey, &'static [u8]>,
-    pub edges_out: Logged<'t, &'static DKey, &'static [u8]>,
-    pub edges_in: Logged<'t, &'static [u8], ()>,
-    pub referrers: Logged<'t, &'static [u8], &'static [u8]>,
-    pub artifact_types: Logged<'t, &'static str, u32>,
-    pub repos: Logged<'t, &'static str, u64>,
-    pub tags: Logged<'t, &'static [u8], &'static DKey>,
-    pub tagged: Logged<'t, &'static [u8], ()>,
-    pub members: Logged<'t, &'static [u8], u8>,
-    pub member_of: Logged<'t, &'static [u8], ()>,
-    pub leases: Logged<'t, u64, &'static [u8]>,
-    pub lease_items: Logged<'t, &'static [u8], ()>,
-    pub intents: Logged<'t, &'static DKey, &'static [u8]>,
-    pub uploads: Logged<'t, &'static str, &'static [u8]>,
+/// Something done to one table of a write transaction, whatever its key
+/// and value types (replaying an index log entry).
+pub(crate) trait EachTable {
+    /// `name` is the table's; `text_key`: its keys are `str`.
+    fn write<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        t: &mut Logged<'_, K, V>,
+        name: &'static str,
+        text_key: bool,
+    ) -> Result<()>;
 }
 
-impl<'t> WriteTables<'t> {
-    /// Opens the tables; `record`: remember every change for the log.
-    pub fn open(txn: &'t WriteTransaction, record: bool) -> Result<WriteTables<'t>> {
-        Ok(WriteTables {
-            meta: Logged::new(txn.open_table(META)?, record),
-            blobs: Logged::new(txn.open_table(BLOBS)?, record),
-            inline: Logged::new(txn.open_table(INLINE)?, record),
-            edges_out: Logged::new(txn.open_table(EDGES_OUT)?, record),
-            edges_in: Logged::new(txn.open_table(EDGES_IN)?, record),
-            referrers: Logged::new(txn.open_table(REFERRERS)?, record),
-            artifact_types: Logged::new(txn.open_table(ARTIFACT_TYPES)?, record),
-            repos: Logged::new(txn.open_table(REPOS)?, record),
-            tags: Logged::new(txn.open_table(TAGS)?, record),
-            tagged: Logged::new(txn.open_table(TAGGED)?, record),
-            members: Logged::new(txn.open_table(MEMBERS)?, record),
-            member_of: Logged::new(txn.open_table(MEMBER_OF)?, record),
-            leases: Logged::new(txn.open_table(LEASES)?, record),
-            lease_items: Logged::new(txn.open_table(LEASE_ITEMS)?, record),
-            intents: Logged::new(txn.open_table(INTENTS)?, record),
-            uploads: Logged::new(txn.open_table(UPLOADS)?, record),
-        })
-    }
-
-    /// The changes recorded since the last call, per table (by its id in
-    /// [`TABLE_NAMES`]), leaving out tables that did not change.
-    pub fn take_changes(&mut self) -> Vec<(u8, Changes)> {
-        let all = [
-            self.meta.take_changes(),
-            self.blobs.take_changes(),
-            self.inline.take_changes(),
-            self.edges_out.take_changes(),
-            self.edges_in.take_changes(),
-            self.referrers.take_changes(),
-            self.artifact_types.take_changes(),
-            self.repos.take_changes(),
-            self.tags.take_changes(),
-            self.tagged.take_changes(),
-            self.members.take_changes(),
-            self.member_of.take_changes(),
-            self.leases.take_changes(),
-            self.lease_items.take_changes(),
-            self.intents.take_changes(),
-            self.uploads.take_changes(),
-        ];
-        all.into_iter()
-            .zip(0u8..)
-            .filter(|(c, _)| !c.is_empty())
-            .map(|(c, id)| (id, c))
-            .collect()
-    }
+/// Something done with each table's definition (writing a snapshot).
+pub(crate) trait EachDefinition {
+    /// `id` is the table's id in the index log.
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &mut self,
+        id: u8,
+        def: TableDefinition<'static, K, V>,
+    ) -> Result<()>;
 }
 
-/// Every table, in the order of their ids in the index log and snapshots
-/// (docs/format.md, "Index log"): append only.
-pub(crate) const TABLE_NAMES: [&str; 16] = [
-    "meta",
-    "blobs",
-    "inline",
-    "edges_out",
-    "edges_in",
-    "referrers",
-    "artifact_types",
-    "repos",
-    "tags",
-    "tagged",
-    "members",
-    "member_of",
-    "leases",
-    "lease_items",
-    "intents",
-    "uploads",
-];
+/// The one list of tables with their ids in the index log and snapshots
+/// (docs/format.md, "Index log": append only, never renumbered), their
+/// key and value types, and whether the key is text. Everything that must
+/// agree on the tables and their ids is generated from it: the open
+/// tables of a write transaction, their recorded changes, the log's table
+/// names, and the dispatch of log entries and snapshot rows.
+macro_rules! tables {
+    ($($id:literal $field:ident $def:ident <$k:ty, $v:ty> $text:literal;)*) => {
+        /// Opens every table once per write transaction, so that
+        /// operations in a group commit do not pay for reopening them.
+        /// Writes go through [`Logged`], which records them when the store
+        /// ships an index log.
+        pub(crate) struct WriteTables<'t> {
+            $(pub $field: Logged<'t, $k, $v>,)*
+        }
+
+        impl<'t> WriteTables<'t> {
+            /// Opens the tables; `record`: remember every change for the log.
+            pub fn open(txn: &'t WriteTransaction, record: bool) -> Result<WriteTables<'t>> {
+                Ok(WriteTables {
+                    $($field: Logged::new(txn.open_table($def)?, record),)*
+                })
+            }
+
+            /// The changes recorded since the last call, per table (by its
+            /// id), leaving out tables that did not change.
+            pub fn take_changes(&mut self) -> Vec<(u8, Changes)> {
+                let mut out = Vec::new();
+                $(
+                    let c = self.$field.take_changes();
+                    if !c.is_empty() {
+                        out.push(($id, c));
+                    }
+                )*
+                out
+            }
+
+            /// Runs `f` on the table whose id is `id`.
+            pub fn with_table(&mut self, id: u8, f: &mut impl EachTable) -> Result<()> {
+                match id {
+                    $($id => f.write(&mut self.$field, stringify!($field), $text),)*
+                    other => Err(Error::Corrupt(format!(
+                        "index log: table id {other}, which this build does not know"
+                    ))),
+                }
+            }
+        }
+
+        /// Every table's name, at its id.
+        pub(crate) const TABLE_NAMES: &[&str] = &[$(stringify!($field),)*];
+
+        /// Runs `f` on every table's definition, in id order.
+        pub(crate) fn each_definition(f: &mut impl EachDefinition) -> Result<()> {
+            $(f.table($id, $def)?;)*
+            Ok(())
+        }
+    };
+}
+
+tables! {
+    0 meta META<&'static str, &'static [u8]> true;
+    1 blobs BLOBS<&'static DKey, &'static [u8]> false;
+    2 inline INLINE<&'static DKey, &'static [u8]> false;
+    3 edges_out EDGES_OUT<&'static DKey, &'static [u8]> false;
+    4 edges_in EDGES_IN<&'static [u8], ()> false;
+    5 referrers REFERRERS<&'static [u8], &'static [u8]> false;
+    6 artifact_types ARTIFACT_TYPES<&'static str, u32> true;
+    7 repos REPOS<&'static str, u64> true;
+    8 tags TAGS<&'static [u8], &'static DKey> false;
+    9 tagged TAGGED<&'static [u8], ()> false;
+    10 members MEMBERS<&'static [u8], u8> false;
+    11 member_of MEMBER_OF<&'static [u8], ()> false;
+    12 leases LEASES<u64, &'static [u8]> false;
+    13 lease_items LEASE_ITEMS<&'static [u8], ()> false;
+    14 intents INTENTS<&'static DKey, &'static [u8]> false;
+    15 uploads UPLOADS<&'static str, &'static [u8]> true;
+}
 
 /// Creates every table so that read transactions never meet a missing one.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<()> {
@@ -152,4 +157,33 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<()> {
 /// Starts a read snapshot.
 pub(crate) fn begin_read(db: &redb::Database) -> Result<ReadTransaction> {
     Ok(db.begin_read()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::TableHandle as _;
+
+    /// Ids run 0, 1, 2… in the list's order, and each id's name is its
+    /// definition's: a table added out of order, or named apart from its
+    /// field, would make the log name the wrong table.
+    #[test]
+    fn ids_are_dense_and_name_their_definitions() {
+        struct Check(u8);
+        impl EachDefinition for Check {
+            fn table<K: Key + 'static, V: Value + 'static>(
+                &mut self,
+                id: u8,
+                def: TableDefinition<'static, K, V>,
+            ) -> Result<()> {
+                assert_eq!(id, self.0, "ids in order, none skipped");
+                assert_eq!(TABLE_NAMES[usize::from(id)], def.name());
+                self.0 += 1;
+                Ok(())
+            }
+        }
+        let mut c = Check(0);
+        each_definition(&mut c).expect("each");
+        assert_eq!(usize::from(c.0), TABLE_NAMES.len());
+    }
 }
