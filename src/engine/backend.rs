@@ -153,8 +153,8 @@ pub(crate) fn open(
         }
         (BlobLocation::S3(s3), new) => (s3, new),
     };
-    let index_log = bucket_log(&s3, opts)?;
-    match connect(&s3, opts, &store_id(cursor_key))? {
+    let (connected, index_log) = connect(&s3, opts, &store_id(cursor_key))?;
+    match connected {
         Ok(b) => {
             let loc = BlobLocation::S3(s3);
             if new {
@@ -188,40 +188,28 @@ pub(crate) fn open(
     }
 }
 
-/// The index log in the bucket at `loc` (no request is made).
-fn bucket_log(
-    loc: &S3Location,
-    opts: &Wanted<'_>,
-) -> Result<Option<Arc<dyn crate::log::IndexLog>>> {
-    #[cfg(feature = "s3")]
-    {
-        Ok(Some(
-            crate::blob::S3Blobs::with_options(loc, opts.s3)?.index_log(),
-        ))
-    }
-    #[cfg(not(feature = "s3"))]
-    {
-        let _ = (loc, opts);
-        Ok(None)
-    }
-}
+/// What [`connect`] gives: the backend, or why the bucket did not answer.
+type Connected = std::result::Result<Arc<dyn BlobBackend>, String>;
 
-/// A backend for the bucket at `loc`. One quick request checks that it is
-/// reachable; when it is not, the reason comes back as `Ok(Err)`, so that
-/// the store can open without it.
+/// A backend for the bucket at `loc`, and the index log in the same bucket
+/// (sharing its client, whether or not the bucket answered: the log's
+/// requests fail alike). One quick request checks that it is reachable;
+/// when it is not, the reason comes back as `Err` in the first place, so
+/// that the store can open without it.
 fn connect(
     loc: &S3Location,
     opts: &Wanted<'_>,
     store_id: &str,
-) -> Result<std::result::Result<Arc<dyn BlobBackend>, String>> {
+) -> Result<(Connected, Option<Arc<dyn crate::log::IndexLog>>)> {
     #[cfg(feature = "s3")]
     {
         let b = crate::blob::S3Blobs::with_options(loc, opts.s3)?;
+        let log = Some(b.index_log());
         if let Err(e) = b.check() {
-            return Ok(Err(e.to_string()));
+            return Ok((Err(e.to_string()), log));
         }
         b.claim(store_id)?;
-        Ok(Ok(Arc::new(b)))
+        Ok((Ok(Arc::new(b)), log))
     }
     #[cfg(not(feature = "s3"))]
     {
@@ -319,7 +307,8 @@ impl Unreachable {
                 faults: None,
                 s3,
             };
-            let Ok(b) = connect(loc, &wanted, store_id)? else {
+            // (The store keeps the index log it built at open.)
+            let (Ok(b), _) = connect(loc, &wanted, store_id)? else {
                 return Ok(false);
             };
             settle(&*b)?;

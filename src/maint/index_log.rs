@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::blob::BlobLocation;
 use crate::engine::backend;
 use crate::error::{Error, Result};
 use crate::log::{restore, snapshot, IndexLog, RestoreProgress, SnapshotInfo};
@@ -131,7 +130,7 @@ fn log_of(opts: &StoreOptions) -> Result<Arc<dyn IndexLog>> {
     }
     match &opts.blobs {
         #[cfg(feature = "s3")]
-        Some(BlobLocation::S3(s3)) => {
+        Some(crate::blob::BlobLocation::S3(s3)) => {
             Ok(crate::blob::S3Blobs::with_options(s3, &opts.s3)?.index_log())
         }
         other => Err(Error::InvalidArgument {

@@ -14,15 +14,7 @@ impl BlobBackend for S3Blobs {
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("s3-{}-{}-{n}", std::process::id(), self.inner.boot);
         let key = self.inner.key(&format!("staging/{name}"))?;
-        Ok(Box::new(S3Write {
-            inner: Arc::clone(&self.inner),
-            parts: 0,
-            name,
-            key,
-            buf: Vec::with_capacity(PART),
-            upload: None,
-            in_flight: VecDeque::new(),
-        }))
+        Ok(Box::new(S3Write::new(&self.inner, name, key)))
     }
 
     fn sync_staging(&self, _unsynced: &[Staged]) -> Result<()> {

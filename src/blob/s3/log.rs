@@ -40,15 +40,7 @@ impl IndexLog for S3IndexLog {
     }
 
     fn put_file(&self, name: &str, path: &Path) -> Result<()> {
-        let mut w = S3Write {
-            inner: Arc::clone(&self.inner),
-            parts: 0,
-            name: name.to_string(),
-            key: self.key(name)?,
-            buf: Vec::with_capacity(PART),
-            upload: None,
-            in_flight: VecDeque::new(),
-        };
+        let mut w = S3Write::new(&self.inner, name.to_string(), self.key(name)?);
         let mut f = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         io::copy(&mut f, &mut w)

@@ -16,6 +16,19 @@ pub(super) struct S3Write {
 }
 
 impl S3Write {
+    /// A write of `key`; `name` is what [`BlobWrite::finish`] hands back.
+    pub(super) fn new(inner: &Arc<Inner>, name: String, key: Key) -> S3Write {
+        S3Write {
+            inner: Arc::clone(inner),
+            parts: 0,
+            name,
+            key,
+            buf: Vec::with_capacity(PART),
+            upload: None,
+            in_flight: VecDeque::new(),
+        }
+    }
+
     pub(super) fn part_size(&self) -> usize {
         PART << (self.parts / PARTS_PER_STEP).min(6)
     }
