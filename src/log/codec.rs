@@ -47,7 +47,8 @@ pub(crate) struct Header {
     pub time_ms: u64,
 }
 
-const HEADER_LEN: usize = 8 + 32 + 8 + 8;
+/// Bytes of the header: magic, store id, position, time.
+pub(crate) const HEADER_LEN: usize = 8 + 32 + 8 + 8;
 const END: u8 = 0xff;
 const TRAILER_LEN: usize = 32;
 /// Longest key any table holds (repository and tag names are far shorter).

@@ -2,7 +2,7 @@
 //! log objects after it, each checked (hash, store, position) before a
 //! byte of it is applied.
 
-use std::io::{BufReader, Read as _};
+use std::io::{BufReader, Seek as _, SeekFrom};
 use std::path::Path;
 
 use redb::{Database, Durability};
@@ -54,11 +54,11 @@ pub(crate) fn load_snapshot(
             )));
         }
         let io = |e| Error::io(format!("reading {}", file.display()), e);
-        let f = std::fs::File::open(&file).map_err(io)?;
+        let mut f = std::fs::File::open(&file).map_err(io)?;
         let total = f.metadata().map_err(io)?.len();
-        let mut r = BufReader::with_capacity(1 << 20, f);
-        std::io::copy(&mut (&mut r).take(8 + 32 + 8 + 8), &mut std::io::sink()).map_err(io)?;
-        let mut entries = Entries::new(r, &name);
+        f.seek(SeekFrom::Start(codec::HEADER_LEN as u64))
+            .map_err(io)?;
+        let mut entries = Entries::new(BufReader::with_capacity(1 << 20, f), &name);
         let mut rows = 0u64;
         loop {
             let txn = db.begin_write()?;

@@ -8,7 +8,6 @@ use crate::engine::backend;
 use crate::error::{Error, Result};
 use crate::log::{restore, snapshot, IndexLog, RestoreProgress, SnapshotInfo};
 use crate::maint::fsck::FsckOptions;
-use crate::schema::tables;
 use crate::store::{Store, StoreOptions};
 
 /// What [`crate::Store::restore`] did.
@@ -173,12 +172,9 @@ fn build(
     cache_size: usize,
     progress: &mut dyn FnMut(RestoreProgress),
 ) -> Result<RestoreReport> {
+    // The snapshot's rows create the tables they fill; `init_schema`
+    // creates the rest and checks the format the snapshot recorded.
     let db = crate::engine::open::open_database(staging, cache_size, None)?;
-    {
-        let txn = db.begin_write()?;
-        tables::create_all(&txn)?;
-        txn.commit()?;
-    }
     let at = restore::newest_snapshot(log, None)?;
     let (store_id, rows, snap_bytes) = restore::load_snapshot(&db, log, at, staging, progress)?;
     let cursor_key = crate::engine::open::init_schema(&db, staging)?;
