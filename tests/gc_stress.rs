@@ -13,6 +13,10 @@
 //! - after one more GC with no writer running, the store holds exactly
 //!   that reachable set (no leak, no loss), and fsck is clean.
 //!
+//! Every commit also ships to an index log (in memory), and the GC thread
+//! takes index snapshots while the writers write; at the end a store
+//! restored from the log holds exactly the tables the store holds.
+//!
 //! `OCIDB_STRESS_SECS` sets the run time (default 60); `tools/gc_stress.sh`
 //! runs it for hours. The counts are printed at the end.
 
@@ -25,10 +29,11 @@ use std::time::{Duration, Instant};
 
 use common::Rng;
 
+use ocidb::log::{IndexLog, MemoryLog};
 use ocidb::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocidb::{
-    Algorithm, Digest, ErrorKind, GcPolicy, Hasher, ManifestOptions, PutOptions, Reference, Store,
-    StoreOptions, SweepPace,
+    Algorithm, Digest, ErrorKind, GcPolicy, Hasher, LocalFiles, ManifestOptions, PutOptions,
+    Reference, Store, StoreOptions, SweepPace,
 };
 use serde_json::{json, Value};
 
@@ -49,6 +54,7 @@ struct Counts {
     deletions: AtomicU64,
     rescues: AtomicU64,
     checks: AtomicU64,
+    snapshots: AtomicU64,
 }
 
 /// What one writer was acknowledged.
@@ -700,14 +706,17 @@ fn online_gc_never_loses_an_acknowledged_write() {
     let secs = common::env_u64("OCIDB_STRESS_SECS", 60);
     let seed = common::env_u64("OCIDB_STRESS_SEED", 0x9e37_79b9_7f4a_7c15);
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Arc::new(
-        Store::open_with(
-            dir.path(),
-            StoreOptions::default().inline_threshold(INLINE),
-            true,
-        )
-        .expect("create"),
-    );
+    let root = dir.path().join("store");
+    // Every commit also ships to an index log, and the GC thread takes
+    // snapshots while the writers go on: at the end the log must rebuild
+    // the very tables the store holds.
+    let log = MemoryLog::new();
+    let opts = || {
+        StoreOptions::default()
+            .inline_threshold(INLINE)
+            .index_log(Arc::new(log.clone()) as Arc<dyn IndexLog>)
+    };
+    let s = Arc::new(Store::open_with(&root, opts(), true).expect("create"));
     let counts = Arc::new(Counts::default());
     let marked = Arc::new(AtomicU64::new(0));
     let stored: Arc<Mutex<HashSet<Digest>>> = Arc::default();
@@ -778,6 +787,10 @@ fn online_gc_never_loses_an_acknowledged_write() {
                     });
                 let r = s.gc(&policy).expect("gc");
                 counts.gc_runs.fetch_add(1, Ordering::Relaxed);
+                if rng.chance(4) {
+                    s.snapshot_index().expect("snapshot while writers write");
+                    counts.snapshots.fetch_add(1, Ordering::Relaxed);
+                }
                 counts
                     .deletions
                     .fetch_add(r.deleted_blobs + r.deleted_manifests, Ordering::Relaxed);
@@ -796,9 +809,29 @@ fn online_gc_never_loses_an_acknowledged_write() {
         t.join().expect("a writer or the gc thread failed");
     }
     check(&s, &models, &repos, &counts, &marked, &stored);
+    drop(s);
+    let want = Store::open_with(&root, opts(), false)
+        .expect("reopen")
+        .index_image()
+        .expect("image");
+    // Blob files stay where the store wrote them: the restored store reads
+    // them there.
+    let (restored, report) = Store::restore(
+        dir.path().join("restored"),
+        opts().backend(
+            Arc::new(LocalFiles::new(&root).expect("files")) as Arc<dyn ocidb::BlobBackend>
+        ),
+        &mut |_| {},
+    )
+    .expect("restore from the log");
+    assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
+    assert!(
+        restored.index_image().expect("image") == want,
+        "the log rebuilt other tables than the store's ({report:?})"
+    );
     let c = &counts;
     println!(
-        "gc stress: {} s, {} writes ({} failed as allowed without a lease), {} gc runs, {} deletions, {} rescues, {} checkpoints",
+        "gc stress: {} s, {} writes ({} failed as allowed without a lease), {} gc runs, {} deletions, {} rescues, {} checkpoints, {} snapshots; restored from the log at position {}",
         secs,
         c.writes.load(Ordering::Relaxed),
         c.failed_as_allowed.load(Ordering::Relaxed),
@@ -806,6 +839,8 @@ fn online_gc_never_loses_an_acknowledged_write() {
         c.deletions.load(Ordering::Relaxed),
         c.rescues.load(Ordering::Relaxed),
         c.checks.load(Ordering::Relaxed),
+        c.snapshots.load(Ordering::Relaxed),
+        report.position,
     );
     assert!(c.gc_runs.load(Ordering::Relaxed) > 0);
     assert!(
