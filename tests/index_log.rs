@@ -266,3 +266,22 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn snapshots_taken_at_once_do_not_share_a_file() {
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let root = tempfile::tempdir().expect("tempdir");
+    let s = open(&root.path().join("a"), &blobs, Arc::new(log.clone()));
+    rich::populate(&s);
+    std::thread::scope(|sc| {
+        let takers: Vec<_> = (0..4).map(|_| sc.spawn(|| s.snapshot_index())).collect();
+        for t in takers {
+            t.join().expect("thread").expect("snapshot");
+        }
+    });
+    drop(s);
+    let want = settled_image(&root.path().join("a"), &blobs, Arc::new(log.clone()));
+    let (r, report) = restore(&root.path().join("b"), &blobs, Arc::new(log));
+    assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
+    assert_eq!(r.index_image().expect("image"), want);
+}

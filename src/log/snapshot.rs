@@ -91,7 +91,11 @@ pub(crate) fn take(
 ) -> Result<SnapshotInfo> {
     let r = db.begin_read()?;
     let position = position_in(&r.open_table(t::META)?)?;
-    let path = tmp_dir.join(format!(".snapshot-{}-{position}", std::process::id()));
+    // A name of this call's own: two snapshots at one position (an
+    // operator's and the schedule's) must not write one file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = tmp_dir.join(format!(".snapshot-{}-{position}-{n}", std::process::id()));
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     let written = (|| {
         let f = std::fs::File::create(&path).map_err(io)?;
