@@ -1107,3 +1107,122 @@ fn a_disk_lost_after_kill_9_cycles_restores_every_acknowledged_write() {
         "every acknowledged item, checked on the restored store"
     );
 }
+
+/// `ocidb serve` writes index snapshots on its schedule (pruning the log
+/// before the older one kept), `ocidb snapshot` writes one through the
+/// running server, and after a kill -9 and the loss of the store's disk
+/// the bucket restores every push the server acknowledged.
+#[test]
+fn a_server_snapshots_on_schedule_and_its_bucket_restores_its_pushes() {
+    let Some(exe) = common::garage::exe() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_garage, loc, server) = serve_on_garage(
+        &exe,
+        dir.path(),
+        "served",
+        &[("OCIDB_SNAPSHOT_INTERVAL", "1s")],
+    );
+    let root = dir.path().join("store");
+    let log = backend(&loc).index_log();
+    let snapshots = || {
+        let mut v: Vec<u64> = log
+            .list("snapshots")
+            .expect("list")
+            .iter()
+            .map(|n| n.parse().expect("a position"))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut pushed = Vec::new();
+    for i in 0..3 {
+        let layer = random_bytes(100 + i, 200_000);
+        let l = sha256(&layer);
+        let up = server.request(
+            "POST",
+            &format!("/v2/snap/app/blobs/uploads/?digest={l}"),
+            &[],
+            &layer,
+        );
+        assert_eq!(up.status, 201, "{up:?}");
+        let cfg = b"{}";
+        let c = sha256(cfg);
+        let up = server.request(
+            "POST",
+            &format!("/v2/snap/app/blobs/uploads/?digest={c}"),
+            &[],
+            cfg,
+        );
+        assert_eq!(up.status, 201, "{up:?}");
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{c}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l}","size":{}}}]}}"#,
+            layer.len()
+        );
+        let put = server.request(
+            "PUT",
+            &format!("/v2/snap/app/manifests/v{i}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            m.as_bytes(),
+        );
+        assert_eq!(put.status, 201, "{put:?}");
+        pushed.push((format!("v{i}"), sha256(m.as_bytes()), l));
+        // A scheduled snapshot lands after each push.
+        let before = snapshots().last().copied().unwrap_or(0);
+        let mut later = false;
+        for _ in 0..100 {
+            if snapshots().last().is_some_and(|&p| p > before) {
+                later = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            later,
+            "a scheduled snapshot after push {i}: {:?}",
+            snapshots()
+        );
+        assert!(snapshots().len() <= 2, "two are kept: {:?}", snapshots());
+    }
+    // On demand, through the running server's socket.
+    let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
+        .arg("--store")
+        .arg(&root)
+        .args(["snapshot", "--json"])
+        .output()
+        .expect("snapshot");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(info["position"].as_u64().is_some_and(|p| p > 0), "{info}");
+    // The oldest log object left follows the older kept snapshot.
+    let kept = snapshots();
+    let first_log: u64 = log
+        .list("log")
+        .expect("list")
+        .iter()
+        .map(|n| n.parse::<u64>().expect("a position"))
+        .min()
+        .unwrap_or(u64::MAX);
+    assert!(
+        first_log > kept[0],
+        "log pruned up to {}: first left {first_log}",
+        kept[0]
+    );
+    server.kill();
+    std::fs::remove_dir_all(&root).expect("lose the disk");
+    restore_with_cli(&root, &loc);
+    let r = Store::open_with(&root, StoreOptions::default().s3(options()), false).expect("open");
+    for (tag, m, l) in &pushed {
+        assert_eq!(
+            r.resolve("snap/app", &Reference::Tag(tag.clone()))
+                .expect("tag"),
+            *m
+        );
+        assert!(r.is_member("snap/app", l).expect("member"));
+    }
+}

@@ -187,6 +187,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/gc", axum::routing::post(gc))
         .route("/fsck", get(fsck_status).post(fsck_start))
         .route("/scrub", axum::routing::post(scrub))
+        .route("/snapshot", axum::routing::post(snapshot))
         .route("/compaction", get(compaction))
         .fallback(unknown)
         .with_state(app)
@@ -379,6 +380,13 @@ async fn gc(State(app): State<Arc<App>>, body: Body) -> Response {
         result.map_err(ApiError::from)
     };
     answer(run.await)
+}
+
+/// Writes an index snapshot now, synchronously (400 on a store without an
+/// index log).
+async fn snapshot(State(app): State<Arc<App>>) -> Response {
+    let s = Arc::clone(&app.store);
+    answer(blocking(move || s.snapshot_index()).await)
 }
 
 /// Re-hashes one slice of the store's blobs, synchronously: an fsck a

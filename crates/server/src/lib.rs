@@ -47,6 +47,10 @@ pub struct ServeOptions {
     pub scrub_interval: Option<Duration>,
     /// Bytes each scheduled slice re-hashes.
     pub scrub_bytes: u64,
+    /// Write an index snapshot this often, for a store that ships an index
+    /// log ([`Store::snapshot_index`]: the log before the older of the two
+    /// snapshots kept is pruned, so restores stay short); `None`: never.
+    pub snapshot_interval: Option<Duration>,
     /// How long an upload session's lease protects the blob it finishes
     /// from GC until a manifest names it (`None`: the GC grace period).
     /// A finished blob is also young for the grace period, so a lease
@@ -97,6 +101,7 @@ impl Default for ServeOptions {
             gc_policy: ocidb::gc::GcPolicy::default(),
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
             scrub_interval: None,
+            snapshot_interval: Some(Duration::from_secs(3600)),
             scrub_bytes: 1 << 30,
             upload_lease: None,
             max_uploads: 64,
@@ -234,6 +239,13 @@ impl ServeOptions {
     pub fn scrub(mut self, every: impl Into<Option<Duration>>, bytes: u64) -> Self {
         self.scrub_interval = every.into();
         self.scrub_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::snapshot_interval`].
+    #[must_use]
+    pub fn snapshot_interval(mut self, every: impl Into<Option<Duration>>) -> Self {
+        self.snapshot_interval = every.into();
         self
     }
 
@@ -411,7 +423,8 @@ impl Registry {
     }
 
     /// The scheduled GC runs (`opts.gc_interval`), the scheduled scrub
-    /// (`opts.scrub_interval`), the purge of idle upload sessions, and the
+    /// (`opts.scrub_interval`), index snapshots (`opts.snapshot_interval`),
+    /// the purge of idle upload sessions, and the
     /// reconnection of a bucket that was down at open: spawn it on the
     /// host's runtime; it runs until dropped.
     pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -419,6 +432,7 @@ impl Registry {
         async move {
             tokio::join!(
                 scrub(Arc::clone(&app), opts.scrub_interval, opts.scrub_bytes),
+                snapshots(Arc::clone(&app), opts.snapshot_interval),
                 maintain(Arc::clone(&app), opts),
                 reconnect(Arc::clone(&app.store))
             );
@@ -680,6 +694,39 @@ async fn scrub(app: Arc<App>, every: Option<Duration>, bytes: u64) {
             }
             Ok(Err(e)) => tracing::warn!("scrub: {e}"),
             Err(e) => tracing::warn!("scrub task: {e}"),
+        }
+    }
+}
+
+/// Every `every`, writes an index snapshot (a store with an index log
+/// only); each is logged and counted in the metrics, a failure too.
+async fn snapshots(app: Arc<App>, every: Option<Duration>) {
+    use std::sync::atomic::Ordering;
+    let Some(every) = every.filter(|_| app.store.has_index_log()) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let s = Arc::clone(&app.store);
+        match tokio::task::spawn_blocking(move || s.snapshot_index()).await {
+            Ok(Ok(info)) => {
+                app.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    "index snapshot at log position {}: {} rows, {} bytes; pruned {} snapshots and {} log objects",
+                    info.position,
+                    info.rows,
+                    info.bytes,
+                    info.pruned_snapshots,
+                    info.pruned_log_objects
+                );
+            }
+            Ok(Err(e)) => {
+                app.metrics
+                    .snapshot_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("index snapshot: {e}");
+            }
+            Err(e) => tracing::warn!("index snapshot task: {e}"),
         }
     }
 }

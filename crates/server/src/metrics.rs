@@ -35,6 +35,9 @@ pub(crate) struct Metrics {
     pub scrub_bytes: AtomicU64,
     pub scrub_problems: AtomicU64,
     pub scrub_passes: AtomicU64,
+    /// Scheduled index snapshots written, and those that failed.
+    pub snapshots: AtomicU64,
+    pub snapshot_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -147,6 +150,16 @@ impl Metrics {
                 "ocidb_scrub_passes_total",
                 "Passes of the scheduled scrub over the whole store.",
                 self.scrub_passes.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_index_snapshots_total",
+                "Scheduled index snapshots written to the index log.",
+                self.snapshots.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_index_snapshot_failures_total",
+                "Scheduled index snapshots that failed (the log grows until one succeeds).",
+                self.snapshot_failures.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {

@@ -705,6 +705,12 @@ pub struct ServeArgs {
     /// Bytes each scheduled scrub slice re-hashes (1G, 500M…).
     #[arg(long, env = "OCIDB_SCRUB_BYTES", default_value = "1G")]
     pub scrub_bytes: String,
+    /// Write an index snapshot to the bucket this often (a store whose
+    /// blobs are in a bucket ships an index log there); the log before the
+    /// older of the two snapshots kept is pruned, so a restore reads at
+    /// most that much log. 0: never.
+    #[arg(long, env = "OCIDB_SNAPSHOT_INTERVAL", default_value = "1h")]
+    pub snapshot_interval: String,
     /// How long an upload session's lease keeps its finished blob from GC
     /// until a manifest names it (default: the --grace period).
     #[arg(long, env = "OCIDB_UPLOAD_LEASE")]

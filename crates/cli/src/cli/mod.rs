@@ -241,7 +241,7 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Migrate { json } => commands::migrate(&store_dir, json),
         Command::Snapshot { json } => {
-            let info = open(&store_dir)?.snapshot_index()?;
+            let info = view::open_view(&store_dir)?.snapshot_index()?;
             if json {
                 return print_json(&info);
             }
@@ -338,6 +338,9 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .gc_policy(policy)
         .upload_max_idle(ocidb::gc::parse_duration(&a.upload_max_idle)?)
         .scrub(scrub_interval(&a)?, commands::parse_size(&a.scrub_bytes)?)
+        .snapshot_interval(
+            Some(ocidb::gc::parse_duration(&a.snapshot_interval)?).filter(|d| !d.is_zero()),
+        )
         .upload_lease(
             a.upload_lease
                 .as_deref()

@@ -270,6 +270,9 @@ impl View for Remote {
         let body = serde_json::to_value(ask).map_err(|e| self.failed("encoding", e))?;
         self.json("POST", "/gc", Some(&body), LONG)
     }
+    fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo> {
+        self.json("POST", "/snapshot", None, LONG)
+    }
     fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice> {
         let mut req = ScrubRequest::default();
         (req.after, req.max_bytes) = (after.copied(), max_bytes);

@@ -32,6 +32,8 @@ pub(super) trait View {
     fn lease_details(&self) -> Result<Vec<LeaseInfo>>;
     fn release_lease(&self, id: u64) -> Result<()>;
     fn gc(&self, ask: &GcRequest) -> Result<GcReport>;
+    /// Writes an index snapshot (see [`Store::snapshot_index`]).
+    fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo>;
     /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
     fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ocidb::ScrubSlice>;
     /// A full fsck, reporting (verified, total) as it goes.
@@ -66,6 +68,9 @@ impl View for Store {
     }
     fn stats(&self) -> Result<Stats> {
         Store::stats(self)
+    }
+    fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo> {
+        Store::snapshot_index(self)
     }
     fn lease_details(&self) -> Result<Vec<LeaseInfo>> {
         Store::lease_details(self)
