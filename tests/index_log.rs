@@ -198,6 +198,9 @@ fn an_open_applies_the_log_the_local_file_lacks() {
     common::put_manifest(&s, "app/web", &common::image_body(&s, &[], None), &["v1"]);
     drop(s);
     copy_dir(&a, &old);
+    // A snapshot a crash interrupted left its staging file: the next open
+    // removes it.
+    std::fs::write(old.join(".snapshot-1-2-3"), b"half").expect("stale");
     let s = open(&a, &blobs, Arc::new(log.clone()));
     let l = common::blob(&s, b"layer two", "application/vnd.oci.image.layer.v1.tar");
     common::put_manifest(&s, "app/db", &common::image_body(&s, &[l], None), &["v2"]);
@@ -206,6 +209,7 @@ fn an_open_applies_the_log_the_local_file_lacks() {
     std::fs::remove_dir_all(&a).expect("rm");
     std::fs::rename(&old, &a).expect("put the old file back");
     let s = open(&a, &blobs, Arc::new(log.clone()));
+    assert!(!a.join(".snapshot-1-2-3").exists(), "the stale staging file went");
     assert_eq!(
         s.tags("app/db", None, None).expect("tags"),
         vec!["v2".to_string()]

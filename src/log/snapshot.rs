@@ -127,6 +127,19 @@ pub(crate) fn take(
     })
 }
 
+/// Removes staging files of snapshots a crash interrupted (only the
+/// process holding the store writes them, and it is opening it).
+pub(crate) fn remove_stale_files(tmp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".snapshot-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Keeps the newest `keep` snapshots and the log objects after the oldest
 /// of them. Returns how many snapshots and log objects went.
 pub(crate) fn prune(log: &dyn IndexLog, keep: usize) -> Result<(usize, usize)> {

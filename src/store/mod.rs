@@ -305,6 +305,7 @@ fn recover(
     now_ms: u64,
 ) -> Result<()> {
     if let Some(s) = shipper {
+        crate::log::snapshot::remove_stale_files(root);
         let id = s.store_id();
         crate::log::restore::catch_up(db, &**s.log(), id, None, &mut |_| {})?;
         crate::log::snapshot::ensure_base(db, &**s.log(), id, root, now_ms)?;
