@@ -209,7 +209,10 @@ fn an_open_applies_the_log_the_local_file_lacks() {
     std::fs::remove_dir_all(&a).expect("rm");
     std::fs::rename(&old, &a).expect("put the old file back");
     let s = open(&a, &blobs, Arc::new(log.clone()));
-    assert!(!a.join(".snapshot-1-2-3").exists(), "the stale staging file went");
+    assert!(
+        !a.join(".snapshot-1-2-3").exists(),
+        "the stale staging file went"
+    );
     assert_eq!(
         s.tags("app/db", None, None).expect("tags"),
         vec!["v2".to_string()]
