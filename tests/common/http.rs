@@ -22,6 +22,15 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of header `name`, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// The OCI error code of an error body.
     pub fn code(&self) -> String {
         let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();

@@ -59,6 +59,134 @@ fn the_conformance_suite_passes_with_every_api_and_data_set_on() {
     assert!(common::server::count(&line, "skipped") <= 2, "{line}");
 }
 
+/// The suite in its mode for the next distribution spec (`OCI_VERSION=dev`):
+/// tags pushed with a manifest by digest (`?tag=`, answered by `OCI-Tag`),
+/// and sha512 manifests that keep their algorithm when fetched by tag.
+#[test]
+fn the_conformance_suite_of_the_next_spec_passes() {
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&dir.path().join("store"), &["--allow-sparse-manifests"]);
+    let line = common::server::assert_conformance_passes(
+        &tools,
+        &server,
+        &dir.path().join("results"),
+        &[("OCI_VERSION", "dev"), ("OCI_DATA_SPARSE", "true")],
+    );
+    // Only the anonymous mounts (sha256 and sha512), as above.
+    assert!(common::server::count(&line, "skipped") <= 2, "{line}");
+}
+
+/// Pushes `data` to `repo` in one request; its digest.
+fn push_blob(server: &Server, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = server.request(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    d
+}
+
+#[test]
+fn tags_ride_with_a_manifest_pushed_by_digest_and_uploads_hash_as_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("store"));
+    let cfg = push_blob(&server, "tp/app", b"{}");
+    let layer = push_blob(&server, "tp/app", b"layer bytes");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 11}],
+    }))
+    .expect("json");
+    let d512 = Hasher::digest_of(Algorithm::Sha512, &body).to_string();
+    let mt = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let by_digest = format!("/v2/tp/app/manifests/{d512}");
+
+    // A bad tag among the parameters refuses the whole push, naming it.
+    let r = server.request(
+        "PUT",
+        &format!("{by_digest}?tag=ok&tag=no%21pe"),
+        &mt,
+        &body,
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "TAG_INVALID"), "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("no!pe"), "{r:?}");
+    // So does one parameter too many, with 414.
+    let many: String = (0..=100).map(|i| format!("tag=t{i}&")).collect();
+    let r = server.request("PUT", &format!("{by_digest}?{many}"), &mt, &body);
+    assert_eq!(r.status, 414, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("101 tag parameters"),
+        "{r:?}"
+    );
+    let r = server.request("GET", &by_digest, &[], b"");
+    assert_eq!(r.status, 404, "nothing was stored: {r:?}");
+    let r = server.request("GET", "/v2/tp/app/tags/list", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["tags"], serde_json::json!([]), "no tag was applied");
+
+    // Each applied tag is named once in its own OCI-Tag header.
+    let r = server.request("PUT", &format!("{by_digest}?tag=a&tag=b&tag=a"), &mt, &body);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header_all("oci-tag"), ["a", "b"]);
+    assert_eq!(r.header("docker-content-digest"), Some(d512.as_str()));
+    // Fetched by tag, the manifest keeps its sha512 digest.
+    for method in ["GET", "HEAD"] {
+        let r = server.request(method, "/v2/tp/app/manifests/b", &[], b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("docker-content-digest"), Some(d512.as_str()));
+    }
+    let r = server.request("GET", "/v2/tp/app/tags/list", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
+
+    // An upload that starts with `digest-algorithm=sha512` finishes by a
+    // sha512 digest; an algorithm the registry lacks is refused by name.
+    let r = server.request(
+        "POST",
+        "/v2/tp/app/blobs/uploads/?digest-algorithm=md5",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "DIGEST_INVALID"),
+        "{r:?}"
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("md5"), "{r:?}");
+    let r = server.request(
+        "POST",
+        "/v2/tp/app/blobs/uploads/?digest-algorithm=sha512",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    let location = r.header("location").expect("location").to_string();
+    let data = b"hashed as it arrives";
+    let r = server.request(
+        "PATCH",
+        &location,
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    let location = r.header("location").expect("location").to_string();
+    let b512 = Hasher::digest_of(Algorithm::Sha512, data).to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = server.request("PUT", &format!("{location}{sep}digest={b512}"), &[], b"");
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = server.request("HEAD", &format!("/v2/tp/app/blobs/{b512}"), &[], b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("docker-content-digest"), Some(b512.as_str()));
+}
+
 /// The client tools, a server on a fresh store, and a work directory for
 /// the client's files; `None` (skipped) without `../shared`.
 fn client_setup() -> Option<(PathBuf, tempfile::TempDir, Server, PathBuf)> {

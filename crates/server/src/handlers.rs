@@ -166,17 +166,25 @@ pub(super) async fn put_manifest(
             return Err(ApiError::from(Error::io("reading the manifest body", io)))
         }
     };
+    let tags = manifest_tags(&reference, req)?;
     let mut opts = ManifestOptions::default()
         .media_type(content_type)
-        .children(app.children);
-    match &reference {
-        Reference::Tag(t) => opts = opts.tags([t.clone()]),
-        Reference::Digest(d) => opts = opts.digest(*d),
+        .children(app.children)
+        .tags(tags.iter().cloned());
+    if let Reference::Digest(d) = &reference {
+        opts = opts.digest(*d);
     }
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
     let put = blocking(move || s.put_manifest(&repo, &body, &opts)).await?;
     let mut resp = StatusCode::CREATED.into_response();
     let h = resp.headers_mut();
+    // One `OCI-Tag` per tag applied: every tag was applied in the same
+    // commit as the manifest, or the request failed whole.
+    if matches!(reference, Reference::Digest(_)) {
+        for t in &tags {
+            h.append("oci-tag", hv(t));
+        }
+    }
     h.insert(
         header::LOCATION,
         hv(&format!("/v2/{name}/manifests/{}", put.digest)),
@@ -186,6 +194,38 @@ pub(super) async fn put_manifest(
         h.insert("oci-subject", hv(&subject.to_string()));
     }
     Ok(resp)
+}
+
+/// The most `?tag=` parameters one manifest PUT may carry (the spec asks
+/// for at least 10; past this, 414).
+pub(super) const MAX_TAG_PARAMS: usize = 100;
+
+/// The tags a manifest PUT applies: the reference when it is a tag, and
+/// every `?tag=` parameter (distribution-spec 1.2: tags pushed with a
+/// manifest by digest), each validated, duplicates once.
+fn manifest_tags(reference: &Reference, req: &Parts) -> Result<Vec<String>, ApiError> {
+    let params = query_all(req, "tag");
+    if params.len() > MAX_TAG_PARAMS {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "TAG_INVALID",
+            format!(
+                "the request carries {} tag parameters; at most {MAX_TAG_PARAMS} are applied in one request",
+                params.len()
+            ),
+        ));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(params.len() + 1);
+    if let Reference::Tag(t) = reference {
+        tags.push(t.clone());
+    }
+    for t in params {
+        ocidb::names::validate_tag(&t)?;
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    Ok(tags)
 }
 
 pub(super) async fn delete_manifest(app: Arc<App>, name: &str, r: &str) -> ApiResult {

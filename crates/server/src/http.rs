@@ -19,6 +19,20 @@ pub(super) fn query(req: &Parts, key: &str) -> Option<String> {
     })
 }
 
+/// Every value of a repeated query parameter (`?tag=a&tag=b`), in order,
+/// percent-decoded.
+pub(super) fn query_all(req: &Parts, key: &str) -> Vec<String> {
+    req.uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k) == key).then(|| decode(v))
+        })
+        .collect()
+}
+
 pub(super) fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -11,7 +11,7 @@ use super::body::with_body;
 use super::errors::{range_value, ApiError};
 use super::http::*;
 use super::App;
-use ocidb::digest::Digest;
+use ocidb::digest::{Algorithm, Digest};
 use ocidb::error::Error;
 use ocidb::store::{PutOptions, UploadOptions};
 
@@ -56,6 +56,7 @@ pub(super) async fn start_upload(
     user: Option<&str>,
 ) -> ApiResult {
     ocidb::names::validate_repository(name)?;
+    let algorithm = digest_algorithm(req)?;
     if let Some(m) = query(req, "mount") {
         let d = digest(&m)?;
         // A source the client may not read is no source.
@@ -78,9 +79,31 @@ pub(super) async fn start_upload(
         return Ok(blob_created(name, &put.digest));
     }
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
-    let opts = UploadOptions::default().lease_ttl(app.upload_lease);
+    let mut opts = UploadOptions::default().lease_ttl(app.upload_lease);
+    if let Some(a) = algorithm {
+        opts = opts.algorithm(a);
+    }
     let st = blocking(move || s.begin_upload(&repo, &opts)).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, &st.id, 0))
+}
+
+/// `?digest-algorithm=` of an upload start (distribution-spec 1.2): the
+/// algorithm the session hashes with as the bytes arrive, so that a finish
+/// by a digest of that algorithm needs no second read.
+fn digest_algorithm(req: &Parts) -> Result<Option<Algorithm>, ApiError> {
+    let Some(name) = query(req, "digest-algorithm") else {
+        return Ok(None);
+    };
+    Algorithm::from_name(&name).map(Some).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!(
+                "digest-algorithm `{}` is not one this registry hashes with (sha256, sha512)",
+                ocidb::text::quote_untrusted(&name)
+            ),
+        )
+    })
 }
 
 /// The session, if it uploads to `name`.
