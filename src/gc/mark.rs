@@ -40,6 +40,8 @@ pub(crate) struct Marked {
     pub order: Vec<Digest>,
     /// How many records the snapshot holds.
     pub total: u64,
+    /// How many live records only the undelete window's roots reach.
+    pub kept_for_undelete: u64,
 }
 
 /// What decides liveness.
@@ -51,6 +53,9 @@ pub(crate) struct MarkRules {
     pub delete_untagged: bool,
     /// Live leases' ids.
     pub leases: Vec<u64>,
+    /// The start of the undelete window: former tag targets named since
+    /// then are roots.
+    pub undelete_since_ms: Option<u64>,
 }
 
 /// A node's key in the mark: the algorithm tag and the first 15 bytes of
@@ -253,9 +258,33 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
         records,
         edges,
     } = g;
-    drop(ids);
     let rows = Rows::new(nodes, edges);
-    let live = rows.reach(roots);
+    let mut window_roots = Vec::new();
+    if let Some(since) = rules.undelete_since_ms {
+        for d in crate::index::history::window_targets(txn, since)? {
+            // A target no record backs any more (collected) has no node.
+            if let Some(&id) = ids.get(&NodeKey::of(d.to_key().as_slice())) {
+                window_roots.push(id);
+            }
+        }
+    }
+    drop(ids);
+    // What the window alone keeps: reached with its roots, not without
+    // (a second walk, only when the window names something).
+    let (live, kept_for_undelete) = if window_roots.is_empty() {
+        (rows.reach(roots), 0)
+    } else {
+        let without = rows.reach(roots.clone());
+        roots.extend(window_roots);
+        let live = rows.reach(roots);
+        let only = live
+            .iter()
+            .zip(&without)
+            .take(records.len())
+            .filter(|(with, without)| **with && !**without)
+            .count();
+        (live, only as u64)
+    };
     // The dead records' digests, from a second read of the records: the
     // map kept only a prefix of each.
     let mut dead_ids: HashMap<u32, Digest> = HashMap::new();
@@ -270,7 +299,12 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
         dead.insert(d, records[id]);
     }
     let order = rows.sweep_order(&dead_ids);
-    Ok(Marked { dead, order, total })
+    Ok(Marked {
+        dead,
+        order,
+        total,
+        kept_for_undelete,
+    })
 }
 
 /// Edges in compressed rows: node `x`'s targets are

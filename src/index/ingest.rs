@@ -5,6 +5,7 @@ use redb::ReadableTable as _;
 use serde::Serialize;
 
 use super::blobs::record_in;
+use super::history::TagChange;
 use super::leases::{add_to_lease, check_lease};
 use super::referrers::add_referrer;
 use super::repos::{add_member, ensure_repo, lookup_repo_w, member_kind_in};
@@ -14,7 +15,7 @@ use crate::engine::Batch;
 use crate::error::{Error, Result};
 use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
 use crate::schema::keys::{self, MEMBER_MANIFEST, SOURCE_SUBJECT};
-use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::record::{BlobRecord, Placement, TagCause};
 
 /// A manifest ready for the writer: hashed, classified and parsed.
 pub(crate) struct PreparedManifest {
@@ -30,6 +31,8 @@ pub(crate) struct PreparedManifest {
     pub tags: Vec<String>,
     pub children: Children,
     pub lease: Option<u64>,
+    /// Who pushes, for the tag history.
+    pub user: Option<String>,
 }
 
 /// What a manifest's children must be for a put to be accepted.
@@ -69,6 +72,11 @@ pub struct ManifestPut {
     pub created: bool,
     /// The subject, when the manifest is a referrer.
     pub subject: Option<Digest>,
+    /// Tags this put moved away from another manifest, each with the
+    /// digest it pointed at before (recorded in the tag's history, so the
+    /// move can be undone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<(String, Digest)>,
 }
 
 /// Checks the lease and, under [`Children::InRepository`], that every
@@ -166,8 +174,12 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     if let (Some(subject), Some(own)) = (subject, &own) {
         add_referrer(b, repo_id, &subject.digest, own, SOURCE_SUBJECT)?;
     }
+    let mut moved = Vec::new();
+    let change = TagChange::new(TagCause::Tagged, p.user.as_deref());
     for t in &p.tags {
-        set_tag(b, repo_id, t, &p.digest)?;
+        if let Some(old) = set_tag(b, repo_id, t, &p.digest, change)? {
+            moved.push((t.clone(), old));
+        }
     }
     if let Some(l) = p.lease {
         add_to_lease(b, l, &p.digest)?;
@@ -178,6 +190,7 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
         media_type: p.media_type.clone(),
         created,
         subject: subject.map(|s| s.digest),
+        moved,
     })
 }
 

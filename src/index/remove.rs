@@ -3,6 +3,7 @@
 
 use super::blobs::record_in;
 use super::edges::unindex_manifest;
+use super::history::{self, TagChange};
 use super::referrers::{remove_referrer_any, remove_referrer_source};
 use super::repos::repos_holding;
 use super::tags::{tags_of, unapply_fallback_tag};
@@ -12,7 +13,7 @@ use crate::error::Result;
 use crate::oci::manifest::EdgeKind;
 use crate::oci::names;
 use crate::schema::keys::{self, SOURCE_FALLBACK_TAG, SOURCE_SUBJECT};
-use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::record::{BlobRecord, Placement, TagAction, TagCause};
 use redb::ReadableTable as _;
 
 /// Subjects whose fallback-tag index in `repo_id` lists `d`.
@@ -52,6 +53,8 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
         b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;
         b.t.tagged
             .remove(keys::tagged(repo_id, d, &tag).as_slice())?;
+        let change = TagChange::new(TagCause::ManifestDeleted, None);
+        history::record(b, repo_id, &tag, TagAction::Deleted, d, None, change)?;
     }
     let subject = match b.t.edges_out.get(d.to_key().as_slice())? {
         Some(g) => keys::decode_subject(d, g.value())?,

@@ -4,6 +4,7 @@
 use redb::{ReadTransaction, ReadableTable as _};
 
 use super::edges::{index_entries, is_index};
+use super::history::{self, TagChange};
 use super::referrers::{add_referrer, fallback_tag_entry, remove_referrer_any};
 use crate::digest::Digest;
 use crate::engine::Batch;
@@ -11,21 +12,31 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::oci::names;
 use crate::schema::keys::{self, SOURCE_FALLBACK_TAG};
+use crate::schema::record::TagAction;
 use crate::schema::tables::TAGS;
 
-pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) -> Result<()> {
+/// Points `tag` at `d`, recording the change in the tag's history; returns
+/// the digest it pointed at before, when it moved.
+pub(crate) fn set_tag(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    tag: &str,
+    d: &Digest,
+    change: TagChange<'_>,
+) -> Result<Option<Digest>> {
     b.note_reachable(d)?;
     let key = keys::tag(repo_id, tag);
     let old = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec());
-    if let Some(old) = old {
-        let old = Digest::from_key(&old)?;
-        if old == *d {
-            return Ok(());
+    let old = old.map(|o| Digest::from_key(&o)).transpose()?;
+    if let Some(old) = &old {
+        if old == d {
+            return Ok(None);
         }
-        unapply_fallback_tag(b, repo_id, tag, &old)?;
+        unapply_fallback_tag(b, repo_id, tag, old)?;
         b.t.tagged
-            .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
+            .remove(keys::tagged(repo_id, old, tag).as_slice())?;
     }
+    history::record(b, repo_id, tag, TagAction::Created, d, old.as_ref(), change)?;
     b.t.tags.insert(key.as_slice(), d.to_key().as_slice())?;
     b.t.tagged
         .insert(keys::tagged(repo_id, d, tag).as_slice(), ())?;
@@ -38,11 +49,17 @@ pub(crate) fn set_tag(b: &mut Batch<'_>, repo_id: u64, tag: &str, d: &Digest) ->
             }
         }
     }
-    Ok(())
+    Ok(old)
 }
 
 /// Removes `tag` from a repository; returns the digest it pointed at.
-pub(crate) fn remove_tag(b: &mut Batch<'_>, repo_id: u64, repo: &str, tag: &str) -> Result<Digest> {
+pub(crate) fn remove_tag(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    repo: &str,
+    tag: &str,
+    change: TagChange<'_>,
+) -> Result<Digest> {
     let key = keys::tag(repo_id, tag);
     let Some(old) = b.t.tags.get(key.as_slice())?.map(|g| g.value().to_vec()) else {
         return Err(Error::TagUnknown {
@@ -56,6 +73,7 @@ pub(crate) fn remove_tag(b: &mut Batch<'_>, repo_id: u64, repo: &str, tag: &str)
     b.t.tags.remove(key.as_slice())?;
     b.t.tagged
         .remove(keys::tagged(repo_id, &old, tag).as_slice())?;
+    history::record(b, repo_id, tag, TagAction::Deleted, &old, None, change)?;
     Ok(old)
 }
 

@@ -241,6 +241,45 @@ pub(crate) fn tag(repo: u64, tag: &str) -> Vec<u8> {
     k
 }
 
+/// The prefix of one tag's `tag_history` keys: repo(8) tag bytes 0x00.
+pub(crate) fn history_prefix(repo: u64, tag: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + tag.len());
+    k.extend_from_slice(&repo.to_be_bytes());
+    k.extend_from_slice(tag.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A `tag_history` key: [`history_prefix`] then seq(8).
+pub(crate) fn history(repo: u64, tag: &str, seq: u64) -> Vec<u8> {
+    let mut k = history_prefix(repo, tag);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// A `tag_history_time` key: time_ms(8) seq(8).
+pub(crate) fn history_time(time_ms: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&time_ms.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The seq(8) that ends a `tag_history` or `tag_history_time` key.
+pub(crate) fn history_seq(k: &[u8]) -> Result<u64> {
+    k.len()
+        .checked_sub(8)
+        .filter(|&at| at >= 8)
+        .map(|at| be_u64(&k[at..]))
+        .ok_or_else(|| Error::Corrupt(format!("tag history key of {} bytes is malformed", k.len())))
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_be_bytes(a)
+}
+
 /// `tagged` key: repo(8) digest tag bytes.
 pub(crate) fn tagged(repo: u64, d: &Digest, tag: &str) -> Vec<u8> {
     let mut k = member(repo, d);

@@ -316,4 +316,154 @@ mod tests {
             }
         }
     }
+
+    proptest! {
+        /// Tag history events decode to what was encoded, and any cut of
+        /// one is refused, never misread.
+        #[test]
+        fn tag_events_round_trip_and_refuse_truncation(
+            time_ms in any::<u64>(),
+            size in any::<u64>(),
+            deleted in any::<bool>(),
+            cause in 0u8..4,
+            hash in any::<[u8; 32]>(),
+            prev in proptest::option::of(any::<[u8; 32]>()),
+            user in proptest::option::of("[a-z]{1,12}"),
+        ) {
+            let d = |h: [u8; 32]| Digest::from_bytes(crate::digest::Algorithm::Sha256, &h).expect("digest");
+            let e = TagEventRecord {
+                time_ms,
+                action: if deleted { TagAction::Deleted } else { TagAction::Created },
+                cause: [TagCause::Tagged, TagCause::Untagged, TagCause::ManifestDeleted, TagCause::Restored][usize::from(cause)],
+                digest: d(hash),
+                previous: prev.map(d),
+                size,
+                media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+                user,
+            };
+            let b = e.encode().expect("encode");
+            prop_assert_eq!(TagEventRecord::decode(&b).expect("decode"), e);
+            for cut in 0..b.len() {
+                prop_assert!(TagEventRecord::decode(&b[..cut]).is_err());
+            }
+        }
+    }
+}
+
+/// What a tag history event did to the tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagAction {
+    /// The tag was pointed at [`TagEventRecord::digest`] (created, moved or
+    /// restored).
+    Created,
+    /// The tag was removed; [`TagEventRecord::digest`] is what it pointed at.
+    Deleted,
+}
+
+/// Why a tag changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagCause {
+    /// A push or a tag command pointed it.
+    Tagged,
+    /// A tag delete removed it.
+    Untagged,
+    /// The manifest it pointed at was deleted from the repository.
+    ManifestDeleted,
+    /// An undelete put it back.
+    Restored,
+}
+
+/// One event of a tag's history, as stored in `tag_history`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TagEventRecord {
+    pub time_ms: u64,
+    pub action: TagAction,
+    pub cause: TagCause,
+    /// Created: the new target; deleted: the old one.
+    pub digest: Digest,
+    /// Created over another target (a move): that target.
+    pub previous: Option<Digest>,
+    pub size: u64,
+    pub media_type: Option<String>,
+    /// Who made the change, when the caller said.
+    pub user: Option<String>,
+}
+
+impl TagEventRecord {
+    /// `[2] action(1) cause(1) time_ms(varint) size(varint) digest
+    /// has_previous(1) [previous] media_type user`, digests in key form,
+    /// strings as `codec::put_str` writes them.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(96);
+        v.push(VALUE_FORMAT_V2);
+        v.push(match self.action {
+            TagAction::Created => 1,
+            TagAction::Deleted => 2,
+        });
+        v.push(match self.cause {
+            TagCause::Tagged => 1,
+            TagCause::Untagged => 2,
+            TagCause::ManifestDeleted => 3,
+            TagCause::Restored => 4,
+        });
+        codec::put_varint(&mut v, self.time_ms);
+        codec::put_varint(&mut v, self.size);
+        codec::put_digest(&mut v, &self.digest);
+        match &self.previous {
+            Some(p) => {
+                v.push(1);
+                codec::put_digest(&mut v, p);
+            }
+            None => v.push(0),
+        }
+        codec::put_str(&mut v, self.media_type.as_deref().unwrap_or(""))?;
+        codec::put_str(&mut v, self.user.as_deref().unwrap_or(""))?;
+        Ok(v)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<TagEventRecord> {
+        let mut r = codec::Reader::new(b, "tag history event");
+        let version = r.byte()?;
+        if version != VALUE_FORMAT_V2 {
+            return Err(r.err(format!("version {version} is unknown")));
+        }
+        let action = match r.byte()? {
+            1 => TagAction::Created,
+            2 => TagAction::Deleted,
+            other => return Err(r.err(format!("action {other} is unknown"))),
+        };
+        let cause = match r.byte()? {
+            1 => TagCause::Tagged,
+            2 => TagCause::Untagged,
+            3 => TagCause::ManifestDeleted,
+            4 => TagCause::Restored,
+            other => return Err(r.err(format!("cause {other} is unknown"))),
+        };
+        let time_ms = r.varint()?;
+        let size = r.varint()?;
+        let digest = r.digest()?;
+        let previous = match r.byte()? {
+            0 => None,
+            1 => Some(r.digest()?),
+            other => return Err(r.err(format!("previous flag {other} is not 0 or 1"))),
+        };
+        let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
+        let media_type = none_if_empty(r.str()?);
+        let user = none_if_empty(r.str()?);
+        if !r.is_empty() {
+            return Err(r.err("bytes follow the user"));
+        }
+        Ok(TagEventRecord {
+            time_ms,
+            action,
+            cause,
+            digest,
+            previous,
+            size,
+            media_type,
+            user,
+        })
+    }
 }

@@ -48,6 +48,16 @@ pub(crate) const INTENTS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("
 /// `upload id -> UploadRecord`: resumable upload sessions.
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
+/// `repo(8) tag bytes 0x00 seq(8) -> TagEventRecord`: each tag's history,
+/// oldest first (a tag never holds 0x00, so one tag's events are
+/// contiguous and precede any longer tag's).
+pub(crate) const TAG_HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tag_history");
+/// `time_ms(8) seq(8) -> repo(8) tag bytes`: the same events by time, so
+/// that GC finds those of the undelete window, and pruning the expired
+/// ones, without a scan of every tag's history.
+pub(crate) const TAG_HISTORY_TIME: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("tag_history_time");
+
 /// Something done to one table of a write transaction, whatever its key
 /// and value types (replaying an index log entry).
 pub(crate) trait EachTable {
@@ -146,6 +156,8 @@ tables! {
     13 lease_items LEASE_ITEMS<&'static [u8], ()> false;
     14 intents INTENTS<&'static DKey, &'static [u8]> false;
     15 uploads UPLOADS<&'static str, &'static [u8]> true;
+    16 tag_history TAG_HISTORY<&'static [u8], &'static [u8]> false;
+    17 tag_history_time TAG_HISTORY_TIME<&'static [u8], &'static [u8]> false;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

@@ -32,6 +32,9 @@ pub struct ManifestOptions {
     pub no_sync: bool,
     /// Hold the manifest under this lease (see [`Store::create_lease`]).
     pub lease: Option<u64>,
+    /// Who pushes: recorded with the tags' history (at most
+    /// [`MAX_USER_LEN`](crate::store::MAX_USER_LEN) bytes).
+    pub user: Option<String>,
 }
 
 impl ManifestOptions {
@@ -74,6 +77,13 @@ impl ManifestOptions {
     #[must_use]
     pub fn lease(mut self, lease: impl Into<Option<u64>>) -> Self {
         self.lease = lease.into();
+        self
+    }
+
+    /// Sets [`ManifestOptions::user`].
+    #[must_use]
+    pub fn user(mut self, user: impl crate::store::OptionalString) -> Self {
+        self.user = user.into_option();
         self
     }
 }
@@ -142,6 +152,7 @@ impl Store {
             tags: opts.tags.clone(),
             children: opts.children,
             lease: opts.lease,
+            user: crate::store::history::checked_user(opts.user.as_deref())?,
         })
     }
 

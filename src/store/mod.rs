@@ -4,6 +4,7 @@
 
 mod delete;
 mod graph;
+pub mod history;
 mod leases;
 mod manifests;
 mod put;
@@ -24,6 +25,10 @@ use redb::Database;
 pub use crate::index::ingest::ManifestPut;
 pub use graph::{
     Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_TAG_SEARCH, MAX_WALK_DEPTH,
+};
+pub use history::{
+    HistoryPage, HistoryQuery, RestorePoint, TagAction, TagCause, TagEvent, TagRestored,
+    MAX_USER_LEN,
 };
 pub use leases::{Lease, LeaseInfo};
 pub use manifests::{Children, ManifestOptions};

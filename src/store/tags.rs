@@ -2,10 +2,12 @@
 
 use redb::ReadableTable as _;
 
+use super::history::checked_user;
 use super::snapshot::Snapshot;
 use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::index::history::TagChange;
 use crate::index::repos::lookup_repo_w;
 use crate::index::repos::member_kind;
 use crate::index::repos::repo_names;
@@ -15,6 +17,7 @@ use crate::index::tags::remove_tag;
 use crate::index::tags::set_tag;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::record::TagCause;
 use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
 
 impl Store {
@@ -26,7 +29,18 @@ impl Store {
     /// Points many tags in one repository, in one durable transaction. Every
     /// target must be a manifest of the repository; otherwise nothing changes.
     pub fn set_tags(&self, repo: &str, tags: Vec<(String, Digest)>) -> Result<()> {
+        self.set_tags_by(repo, tags, None)
+    }
+
+    /// [`Store::set_tags`], recording `user` in the tags' history.
+    pub fn set_tags_by(
+        &self,
+        repo: &str,
+        tags: Vec<(String, Digest)>,
+        user: Option<&str>,
+    ) -> Result<()> {
         names::validate_repository(repo)?;
+        let user = checked_user(user)?;
         if tags.is_empty() {
             return Ok(());
         }
@@ -47,18 +61,26 @@ impl Store {
                 repo_id = Some(id);
             }
             if let Some(repo_id) = repo_id {
+                let change = TagChange::new(TagCause::Tagged, user.as_deref());
                 for (t, d) in &tags {
-                    set_tag(b, repo_id, t, d)?;
+                    set_tag(b, repo_id, t, d, change)?;
                 }
             }
             Ok(())
         })
     }
 
-    /// Removes a tag. The manifest stays (gc may collect it later).
+    /// Removes a tag. The manifest stays (gc may collect it later, past
+    /// the undelete window: see [`Store::restore_tag`]).
     pub fn untag(&self, repo: &str, tag: &str) -> Result<Digest> {
+        self.untag_by(repo, tag, None)
+    }
+
+    /// [`Store::untag`], recording `user` in the tag's history.
+    pub fn untag_by(&self, repo: &str, tag: &str, user: Option<&str>) -> Result<Digest> {
         names::validate_repository(repo)?;
         names::validate_tag(tag)?;
+        let user = checked_user(user)?;
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.submit(true, move |b| {
             let Some(repo_id) = lookup_repo_w(b, &repo)? else {
@@ -67,7 +89,8 @@ impl Store {
                     hint: String::new(),
                 });
             };
-            remove_tag(b, repo_id, &repo, &tag)
+            let change = TagChange::new(TagCause::Untagged, user.as_deref());
+            remove_tag(b, repo_id, &repo, &tag, change)
         })
     }
 
