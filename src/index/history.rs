@@ -92,12 +92,12 @@ pub(crate) fn read_history(
         let (k, v) = e?;
         let seq = keys::history_seq(k.value())?;
         let event = TagEventRecord::decode(v.value())?;
-        if out.len() >= limit {
-            return Ok((out, Some(seq.saturating_add(1))));
-        }
+        // A cursor only when another event is accepted (or the budget
+        // ran out before the end was known): no empty last page.
         match keep(&event) {
             None => return Ok((out, Some(seq.saturating_add(1)))),
             Some(false) => {}
+            Some(true) if out.len() >= limit => return Ok((out, Some(seq.saturating_add(1)))),
             Some(true) => out.push(StoredEvent { seq, event }),
         }
     }

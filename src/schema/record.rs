@@ -351,7 +351,7 @@ mod tests {
 }
 
 /// What a tag history event did to the tag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagAction {
     /// The tag was pointed at [`TagEventRecord::digest`] (created, moved or
@@ -362,7 +362,7 @@ pub enum TagAction {
 }
 
 /// Why a tag changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagCause {
     /// A push or a tag command pointed it.

@@ -3,7 +3,7 @@
 //! pointed before.
 
 use redb::ReadableTable as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::digest::Digest;
@@ -29,7 +29,7 @@ pub const MAX_HISTORY_PAGE: usize = 10_000;
 const HISTORY_SCAN_BUDGET: usize = 100_000;
 
 /// One change of a tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagEvent {
     /// Its place in the store's order of tag changes (a page cursor).
     pub seq: u64,
@@ -42,15 +42,15 @@ pub struct TagEvent {
     /// Created: the manifest the tag now names; deleted: the one it named.
     pub digest: Digest,
     /// Created over another target (a move): that target.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Digest>,
     /// The manifest's size.
     pub size: u64,
     /// The manifest's media type.
-    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// Who, when the writer said.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
@@ -136,12 +136,12 @@ impl HistoryQuery {
 }
 
 /// A page of a tag's history.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryPage {
     /// Newest first.
     pub events: Vec<TagEvent>,
     /// The cursor of the next page, when more events may follow.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
 }
 

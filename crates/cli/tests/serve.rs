@@ -187,6 +187,164 @@ fn tags_ride_with_a_manifest_pushed_by_digest_and_uploads_hash_as_asked() {
     assert_eq!(r.header("docker-content-digest"), Some(b512.as_str()));
 }
 
+/// Pushes a one-layer image whose layer is `layer` to `repo:tag`: its
+/// digest, and the response.
+fn push_image(
+    server: &Server,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> (String, common::http::Response) {
+    let cfg = push_blob(server, repo, b"{}");
+    let l = push_blob(server, repo, layer);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    }))
+    .expect("json");
+    let r = server.request(
+        "PUT",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &body,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    (sha256(&body), r)
+}
+
+/// A tag's history over `GET /v2/<name>/_oci/tag-history/<tag>`: the
+/// events (created|deleted, digest), newest first, and the Link header.
+fn served_history(server: &Server, path: &str) -> (Vec<(String, String)>, Option<String>) {
+    let r = server.request("GET", path, &[], b"");
+    assert_eq!(r.status, 200, "{path}: {r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let events = v["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            let a = &m["annotations"];
+            let time = a["org.opencontainers.distribution.tag.timestamp"].as_str();
+            assert!(time.and_then(ocidb::clock::parse_rfc3339).is_some(), "{m}");
+            assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+            let event = a["org.opencontainers.distribution.tag.event"].as_str();
+            (
+                event.expect("event").to_string(),
+                m["digest"].as_str().expect("digest").to_string(),
+            )
+        })
+        .collect();
+    (events, r.header("link").map(str::to_string))
+}
+
+#[test]
+fn tag_history_is_served_and_a_deleted_tag_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let server = Server::start(&store);
+    let (a, first) = push_image(&server, "th/app", "v1", b"first layer");
+    assert!(first.header("warning").is_none(), "{first:?}");
+    // A push that moves the tag warns, naming the former target.
+    let (b, moved) = push_image(&server, "th/app", "v1", b"second layer");
+    let w = moved.header("warning").expect("a warning on the move");
+    assert!(
+        w.starts_with("299 - \"tag v1 moved from ") && w.contains(&a),
+        "{w}"
+    );
+    let r = server.request("DELETE", "/v2/th/app/manifests/v1", &[], b"");
+    assert_eq!(r.status, 202, "{r:?}");
+
+    let base = "/v2/th/app/_oci/tag-history/v1";
+    let ev = |e: &str, d: &str| (e.to_string(), d.to_string());
+    let (all, link) = served_history(&server, base);
+    assert_eq!(
+        all,
+        [ev("deleted", &b), ev("created", &b), ev("created", &a)]
+    );
+    assert!(link.is_none());
+    let (none, link) = served_history(&server, &format!("{base}?n=0"));
+    assert!(
+        none.is_empty() && link.is_none(),
+        "n=0: the extension's probe"
+    );
+    // Pages follow the Link header, with the filter carried over.
+    let (page, link) = served_history(&server, &format!("{base}?n=1&digest={b}"));
+    assert_eq!(page, [ev("deleted", &b)]);
+    let link = link.expect("a next page");
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .expect("target");
+    let (page, link) = served_history(&server, next);
+    assert_eq!(page, [ev("created", &b)], "{next}: the filter held");
+    assert!(link.is_none(), "{next}");
+    let (none, _) = served_history(&server, &format!("{base}?before=2000-01-01T00:00:00Z"));
+    assert!(none.is_empty());
+    let r = server.request("GET", &format!("{base}?before=soon"), &[], b"");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("before=soon"),
+        "{r:?}"
+    );
+    for path in [
+        "/v2/th/app/_oci/tag-history/never",
+        "/v2/no/such/_oci/tag-history/v1",
+    ] {
+        let (none, _) = served_history(&server, path);
+        assert!(none.is_empty(), "{path}");
+    }
+
+    // The CLI reads the same history through the running server, and a
+    // GC with an undelete window keeps what the deleted tag named.
+    let out = common::cli::ok(&common::cli::ocidb(
+        &store,
+        &["history", "th/app:v1", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(3), "{out}");
+    let gc = [
+        "gc",
+        "--delete-untagged",
+        "--grace",
+        "0s",
+        "--undelete-window",
+        "1h",
+        "--json",
+    ];
+    let out = common::cli::ok(&common::cli::ocidb(&store, &gc));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["deleted_manifests"], 0, "{out}");
+    assert!(
+        v["kept_for_undelete"].as_u64().is_some_and(|n| n >= 2),
+        "{out}"
+    );
+    server.kill();
+    common::cli::ok(&common::cli::ocidb(
+        &store,
+        &["tag", "th/app:v1", "--restore", &b[..20]],
+    ));
+    let out = common::cli::ok(&common::cli::ocidb(&store, &["tags", "th/app", "--full"]));
+    assert!(out.contains(&b), "{out}");
+    let text = common::cli::ok(&common::cli::ocidb(&store, &["history", "th/app:v1"]));
+    let newest = text.lines().next().expect("a line");
+    assert!(newest.contains("restored"), "{text}");
+    let bad = common::cli::fails(&common::cli::ocidb(
+        &store,
+        &["tag", "th/app:v1", "--at", "soon"],
+    ));
+    assert!(
+        bad.contains("--at soon") && bad.contains("RFC 3339"),
+        "{bad}"
+    );
+}
+
 /// The client tools, a server on a fresh store, and a work directory for
 /// the client's files; `None` (skipped) without `../shared`.
 fn client_setup() -> Option<(PathBuf, tempfile::TempDir, Server, PathBuf)> {

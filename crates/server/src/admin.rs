@@ -19,6 +19,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use ocidb::names::Reference;
+use ocidb::store::HistoryQuery;
 use ocidb::{Error, FsckOptions, FsckReport, GcPolicy, GcReport};
 
 use super::errors::ApiError;
@@ -146,6 +147,11 @@ pub struct GcRequest {
     pub delete_untagged: bool,
     /// Keep anything younger than this (`0s`, `30m`, `1h`…).
     pub grace: String,
+    /// Keep manifests a tag named this recently, for undelete (`0s`: no
+    /// window).
+    pub undelete_window: String,
+    /// Remove tag history events older than this (absent: keep them).
+    pub history_retention: Option<String>,
 }
 
 impl GcRequest {
@@ -155,7 +161,14 @@ impl GcRequest {
         Ok(GcPolicy::default()
             .dry_run(self.dry_run)
             .delete_untagged(self.delete_untagged)
-            .grace(ocidb::gc::parse_duration(&self.grace)?))
+            .grace(ocidb::gc::parse_duration(&self.grace)?)
+            .undelete_window(ocidb::gc::parse_duration(&self.undelete_window)?)
+            .history_retention(
+                self.history_retention
+                    .as_deref()
+                    .map(ocidb::gc::parse_duration)
+                    .transpose()?,
+            ))
     }
 }
 
@@ -165,6 +178,8 @@ impl Default for GcRequest {
             dry_run: true,
             delete_untagged: false,
             grace: "1h".into(),
+            undelete_window: "0s".into(),
+            history_retention: None,
         }
     }
 }
@@ -178,6 +193,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/counts", get(counts))
         .route("/repositories", get(repositories))
         .route("/tags", get(tags))
+        .route("/history", get(history))
         .route("/resolve", get(resolve))
         .route("/walk", get(walk))
         .route("/leases", get(leases))
@@ -269,6 +285,40 @@ async fn tags(State(app): State<Arc<App>>, q: Q) -> Response {
         };
         let s = Arc::clone(&app.store);
         blocking(move || s.tag_page(&repo, last.as_deref(), n)).await
+    };
+    answer(run.await)
+}
+
+/// `repo`, `tag`, and optional `n`, `before_ms`, `since_ms`, `digest`,
+/// `cursor`: a page of the tag's history.
+async fn history(State(app): State<Arc<App>>, q: Q) -> Response {
+    let run = async {
+        let repo = required(&q, "repo")?;
+        let tag = required(&q, "tag")?;
+        let num = |k: &str| -> Result<Option<u64>, ApiError> {
+            q.get(k)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError::from(Error::InvalidArgument {
+                            value: format!("{k}={}", ocidb::text::quote_untrusted(v)),
+                            expected: "a whole number".into(),
+                        })
+                    })
+                })
+                .transpose()
+        };
+        let mut hq = HistoryQuery::default()
+            .before_ms(num("before_ms")?)
+            .since_ms(num("since_ms")?)
+            .cursor(num("cursor")?);
+        if let Some(n) = num("n")? {
+            hq = hq.limit(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(d) = q.get("digest") {
+            hq = hq.digest(digest(d)?);
+        }
+        let s = Arc::clone(&app.store);
+        blocking(move || s.tag_history(&repo, &tag, &hq)).await
     };
     answer(run.await)
 }

@@ -15,7 +15,7 @@ use super::App;
 use ocidb::error::Error;
 use ocidb::manifest::MAX_MANIFEST_SIZE;
 use ocidb::names::Reference;
-use ocidb::store::{ManifestOptions, ReferrersQuery};
+use ocidb::store::{HistoryQuery, ManifestOptions, ReferrersQuery, TagAction};
 
 pub(super) async fn catalog(app: Arc<App>, req: &Parts, user: Option<&str>) -> ApiResult {
     let n = parse_n(req)?;
@@ -131,6 +131,7 @@ pub(super) async fn put_manifest(
     r: &str,
     req: &Parts,
     body: Body,
+    user: Option<&str>,
 ) -> ApiResult {
     let reference = reference(r)?;
     let content_type = req
@@ -170,7 +171,8 @@ pub(super) async fn put_manifest(
     let mut opts = ManifestOptions::default()
         .media_type(content_type)
         .children(app.children)
-        .tags(tags.iter().cloned());
+        .tags(tags.iter().cloned())
+        .user(user.map(str::to_string));
     if let Reference::Digest(d) = &reference {
         opts = opts.digest(*d);
     }
@@ -193,7 +195,121 @@ pub(super) async fn put_manifest(
     if let Some(subject) = put.subject {
         h.insert("oci-subject", hv(&subject.to_string()));
     }
+    // A tag moved off another manifest says so: a push that moved a tag
+    // by mistake is told while the former target can still be restored.
+    let mut budget = MAX_WARNING_BYTES;
+    for (tag, old) in &put.moved {
+        let w = format!(
+            "299 - \"tag {tag} moved from {old}; `ocidb history {name}:{tag}` lists its former targets\""
+        );
+        if w.len() > budget {
+            break;
+        }
+        budget -= w.len();
+        h.append(header::WARNING, hv(&w));
+    }
     Ok(resp)
+}
+
+/// The spec's cap on the warning bytes of one response.
+const MAX_WARNING_BYTES: usize = 4096;
+
+/// The most history events one page of the tag-history API returns.
+const MAX_HISTORY_PAGE: usize = 1000;
+
+/// `GET /v2/<name>/_oci/tag-history/<tag>` (the `_oci` extension's
+/// tag-history component): an OCI index of the tag's events, newest
+/// first, each annotated with its time and `created` or `deleted`.
+pub(super) async fn tag_history(app: Arc<App>, name: &str, tag: &str, req: &Parts) -> ApiResult {
+    ocidb::names::validate_tag(tag)?;
+    let n = parse_n(req)?.unwrap_or(100).min(MAX_HISTORY_PAGE);
+    let time = |key: &str| -> Result<Option<u64>, ApiError> {
+        query(req, key)
+            .map(|v| {
+                ocidb::clock::parse_rfc3339(&v).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "UNSUPPORTED",
+                        format!(
+                            "{key}={} is not an RFC 3339 time",
+                            ocidb::text::quote_untrusted(&v)
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let cursor = query(req, "last")
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PAGINATION_NUMBER_INVALID",
+                    format!(
+                        "last={} is not a cursor this registry gave",
+                        ocidb::text::quote_untrusted(&v)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = query(req, "digest").map(|d| digest(&d)).transpose()?;
+    let hq = HistoryQuery::default()
+        .before_ms(time("before")?)
+        .since_ms(time("since")?)
+        .digest(filter)
+        .cursor(cursor)
+        .limit(n);
+    let page = if n == 0 {
+        ocidb::store::HistoryPage {
+            events: Vec::new(),
+            next: None,
+        }
+    } else {
+        let (s, repo, t) = (Arc::clone(&app.store), name.to_string(), tag.to_string());
+        blocking(move || s.tag_history(&repo, &t, &hq)).await?
+    };
+    let manifests: Vec<serde_json::Value> = page
+        .events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "mediaType": e.media_type.as_deref().unwrap_or("application/vnd.oci.image.manifest.v1+json"),
+                "size": e.size,
+                "digest": e.digest,
+                "annotations": {
+                    "org.opencontainers.distribution.tag.timestamp": ocidb::clock::rfc3339(e.time_ms),
+                    "org.opencontainers.distribution.tag.event": match e.action {
+                        TagAction::Created => "created",
+                        TagAction::Deleted => "deleted",
+                    },
+                },
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .map_err(|e| ApiError::from(Error::Internal(e.to_string())))?;
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        hv("application/vnd.oci.image.index.v1+json"),
+    );
+    if let Some(next) = page.next {
+        // The filters carry over; `last` is this registry's own cursor.
+        let mut link = format!("/v2/{name}/_oci/tag-history/{tag}?n={n}&last={next}");
+        for key in ["before", "since", "digest"] {
+            if let Some(v) = query(req, key) {
+                link.push_str(&format!("&{key}={}", encode(&v)));
+            }
+        }
+        h.insert(header::LINK, hv(&format!("<{link}>; rel=\"next\"")));
+    }
+    Ok(r)
 }
 
 /// The most `?tag=` parameters one manifest PUT may carry (the spec asks
@@ -228,13 +344,19 @@ fn manifest_tags(reference: &Reference, req: &Parts) -> Result<Vec<String>, ApiE
     Ok(tags)
 }
 
-pub(super) async fn delete_manifest(app: Arc<App>, name: &str, r: &str) -> ApiResult {
+pub(super) async fn delete_manifest(
+    app: Arc<App>,
+    name: &str,
+    r: &str,
+    user: Option<&str>,
+) -> ApiResult {
     let reference = reference(r)?;
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
+    let user = user.map(str::to_string);
     match reference {
         Reference::Digest(d) => blocking(move || s.delete_manifest(&repo, &d)).await?,
         Reference::Tag(t) => {
-            blocking(move || s.untag(&repo, &t)).await?;
+            blocking(move || s.untag_by(&repo, &t, user.as_deref())).await?;
         }
     }
     Ok(StatusCode::ACCEPTED.into_response())

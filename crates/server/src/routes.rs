@@ -176,6 +176,8 @@ enum Route<'a> {
     Blob(&'a str, &'a str),
     Uploads(&'a str, Option<&'a str>),
     Referrers(&'a str, &'a str),
+    /// `/v2/<name>/_oci/tag-history/<tag>` (the `_oci` extension).
+    TagHistory(&'a str, &'a str),
 }
 
 impl Route<'_> {
@@ -187,7 +189,8 @@ impl Route<'_> {
             | Route::Manifest(n, _)
             | Route::Blob(n, _)
             | Route::Uploads(n, _)
-            | Route::Referrers(n, _) => Some(n),
+            | Route::Referrers(n, _)
+            | Route::TagHistory(n, _) => Some(n),
         }
     }
 }
@@ -202,7 +205,8 @@ fn parse(path: &str) -> Option<Route<'_>> {
         return Some(Route::Tags(name));
     }
     for (marker, make) in [
-        ("/blobs/uploads", 0u8),
+        ("/_oci/tag-history/", 4u8),
+        ("/blobs/uploads", 0),
         ("/manifests/", 1),
         ("/referrers/", 2),
         ("/blobs/", 3),
@@ -225,6 +229,7 @@ fn parse(path: &str) -> Option<Route<'_>> {
             _ if tail.is_empty() || tail.contains('/') => {}
             1 => return Some(Route::Manifest(name, tail)),
             2 => return Some(Route::Referrers(name, tail)),
+            4 => return Some(Route::TagHistory(name, tail)),
             _ => return Some(Route::Blob(name, tail)),
         }
     }
@@ -241,6 +246,7 @@ fn route_name(path: &str) -> &'static str {
         Some(Route::Blob(..)) => "blobs",
         Some(Route::Uploads(..)) => "uploads",
         Some(Route::Referrers(..)) => "referrers",
+        Some(Route::TagHistory(..)) => "tag-history",
         None if path == "/metrics" => "metrics",
         None => "other",
     }
@@ -546,8 +552,12 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
         (Route::Manifest(name, r), &Method::GET | &Method::HEAD) => {
             get_manifest(app, name, r, &req, m == Method::HEAD).await
         }
-        (Route::Manifest(name, r), &Method::PUT) => put_manifest(app, name, r, &req, body).await,
-        (Route::Manifest(name, r), &Method::DELETE) => delete_manifest(app, name, r).await,
+        (Route::Manifest(name, r), &Method::PUT) => {
+            put_manifest(app, name, r, &req, body, user.as_deref()).await
+        }
+        (Route::Manifest(name, r), &Method::DELETE) => {
+            delete_manifest(app, name, r, user.as_deref()).await
+        }
         (Route::Blob(name, d), &Method::GET | &Method::HEAD) => {
             get_blob(app, name, d, &req.headers, m == Method::HEAD).await
         }
@@ -582,6 +592,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Route::Referrers(name, d), &Method::GET) => referrers(app, name, d, &req).await,
+        (Route::TagHistory(name, t), &Method::GET) => tag_history(app, name, t, &req).await,
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
@@ -599,6 +610,11 @@ mod tests {
         assert_eq!(parse("/v2/"), Some(Route::Base));
         assert_eq!(parse("/v2/_catalog"), Some(Route::Catalog));
         assert_eq!(parse("/v2/a/b/c/tags/list"), Some(Route::Tags("a/b/c")));
+        assert_eq!(
+            parse("/v2/a/manifests/_oci/tag-history/v1"),
+            Some(Route::TagHistory("a/manifests", "v1"))
+        );
+        assert_eq!(parse("/v2/a/_oci/tag-history/v1/x"), None);
         assert_eq!(
             parse("/v2/a/blobs/b/manifests/v1"),
             Some(Route::Manifest("a/blobs/b", "v1"))

@@ -59,17 +59,56 @@ pub enum Command {
     #[command(subcommand)]
     Manifest(ManifestCommand),
 
-    /// Point a tag at a manifest of a repository (moves it if it exists).
+    /// Point a tag at a manifest of a repository (moves it if it exists),
+    /// or put a deleted or moved tag back (--restore, --at).
     #[command(
-        after_help = "Examples:\n  ocidb tag library/app@sha256:4f1c2a9b0d3e v2\n  ocidb tag library/app:v1 latest\n  ocidb tag library/app v2 sha256:4f1c…   # the older form: REPO TAG DIGEST"
+        after_help = "Examples:\n  ocidb tag library/app@sha256:4f1c2a9b0d3e v2\n  ocidb tag library/app:v1 latest\n  ocidb tag library/app v2 sha256:4f1c…   # the older form: REPO TAG DIGEST\n  ocidb tag library/app:v1 --restore sha256:4f1c2a9b0d3e   # undelete (see `ocidb history`)\n  ocidb tag library/app:v1 --at 2026-12-01T09:00:00Z"
     )]
     Tag {
-        /// The manifest: REPO@DIGEST or REPO:TAG (or, with DIGEST, the repository).
+        /// The manifest: REPO@DIGEST or REPO:TAG (or, with DIGEST, the
+        /// repository); with --restore or --at, the tag REPO:TAG.
         source: String,
         /// The tag to point at it.
-        tag: String,
+        #[arg(required_unless_present_any = ["restore", "at"])]
+        tag: Option<String>,
         /// The manifest's digest, in the older form `tag REPO TAG DIGEST`.
         digest: Option<String>,
+        /// Put the tag back on a manifest it named before (whole digest or
+        /// a prefix); the manifest must still be stored (GC keeps it
+        /// within its undelete window).
+        #[arg(long, value_name = "DIGEST", conflicts_with_all = ["tag", "digest", "at"])]
+        restore: Option<String>,
+        /// Put the tag back where it pointed at this time (RFC 3339).
+        #[arg(long, value_name = "TIME", conflicts_with_all = ["tag", "digest"])]
+        at: Option<String>,
+    },
+
+    /// A tag's history: every time it was pointed, moved, deleted or
+    /// restored, newest first, with who did it when known.
+    #[command(
+        after_help = "Examples:\n  ocidb history library/app:latest\n  ocidb history library/app:latest --json -n 100 --before 2026-12-01T00:00:00Z"
+    )]
+    History {
+        /// REPO:TAG.
+        reference: String,
+        /// At most this many events.
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+        /// Only events before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        before: Option<String>,
+        /// Only events after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events about this manifest (whole digest).
+        #[arg(long)]
+        digest: Option<String>,
+        /// Whole digests (default: 12 hex digits, a prefix commands accept).
+        #[arg(long)]
+        full: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 
     /// Remove a tag (the manifest stays until gc).
@@ -585,6 +624,13 @@ pub struct GcArgs {
     /// Keep anything younger than this (0s, 30m, 1h…).
     #[arg(long, default_value = "1h")]
     pub grace: String,
+    /// Keep manifests a tag named within this long (deleted, or moved
+    /// away from), so `ocidb tag REPO:TAG --restore` can put it back.
+    #[arg(long, default_value = "0s")]
+    pub undelete_window: String,
+    /// Remove tag history events older than this (default: keep them).
+    #[arg(long)]
+    pub history_retention: Option<String>,
     /// List the digests.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -694,6 +740,15 @@ pub struct ServeArgs {
     /// The GC also collects manifests that no tag reaches.
     #[arg(long, env = "OCIDB_DELETE_UNTAGGED")]
     pub delete_untagged: bool,
+    /// The GC keeps manifests a tag named within this long (deleted, or
+    /// moved away from): the undelete window of `ocidb tag REPO:TAG
+    /// --restore`. 0s: none.
+    #[arg(long, env = "OCIDB_UNDELETE_WINDOW", default_value = "0s")]
+    pub undelete_window: String,
+    /// The GC removes tag history events older than this (default: keep
+    /// them; never those the undelete window needs).
+    #[arg(long, env = "OCIDB_HISTORY_RETENTION")]
+    pub history_retention: Option<String>,
     /// Cancel upload sessions idle this long.
     #[arg(long, env = "OCIDB_UPLOAD_MAX_IDLE", default_value = "7d")]
     pub upload_max_idle: String,

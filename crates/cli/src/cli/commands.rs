@@ -60,11 +60,18 @@ pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
         dry_run,
         delete_untagged,
         grace,
+        undelete_window,
+        history_retention,
         verbose,
         json,
     } = a;
-    let mut ask = ocidb_server::GcRequest::default();
-    (ask.dry_run, ask.delete_untagged, ask.grace) = (dry_run, delete_untagged, grace);
+    let ask = ocidb_server::GcRequest {
+        dry_run,
+        delete_untagged,
+        grace,
+        undelete_window,
+        history_retention,
+    };
     // A bad value is reported before the store is opened.
     ask.policy()?;
     let store = super::view::open_view(store_dir)?;
@@ -77,6 +84,8 @@ pub(super) fn gc(store_dir: &Path, a: GcArgs) -> Result<()> {
             "deleted_blobs": report.deleted_blobs,
             "reclaimed_bytes": report.reclaimed_bytes,
             "kept": report.kept,
+            "kept_for_undelete": report.kept_for_undelete,
+            "history_pruned": report.history_pruned,
             "dry_run": report.dry_run,
         });
         if verbose {

@@ -5,6 +5,7 @@ mod bench;
 mod commands;
 pub mod config;
 pub mod crash_child;
+mod history;
 mod logger;
 pub mod progress;
 mod refs;
@@ -125,9 +126,39 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Manifest(cmd) => commands::manifest(&store_dir, cmd),
         Command::Tag {
             source,
+            restore,
+            at,
+            ..
+        } if restore.is_some() || at.is_some() => {
+            history::restore(&store_dir, &source, restore.as_deref(), at.as_deref())
+        }
+        Command::History {
+            reference,
+            n,
+            before,
+            since,
+            digest,
+            full,
+            json,
+        } => history::show(
+            &store_dir,
+            &reference,
+            history::Filters {
+                n,
+                before,
+                since,
+                digest,
+            },
+            full,
+            json,
+        ),
+        Command::Tag {
+            source,
             tag,
             digest,
+            ..
         } => {
+            let tag = tag.unwrap_or_default();
             // `tag REPO TAG DIGEST` (older) or `tag REPO@DIGEST|REPO:TAG TAG`.
             let text = match &digest {
                 Some(d) => format!("{source}@{d}"),
@@ -137,7 +168,11 @@ fn run_command(cli: Cli) -> Result<()> {
             let store = open(&store_dir)?;
             let m = written.resolve(&store)?;
             let repo = m.require_repo(&text)?;
-            store.tag(repo, &tag, &m.digest)?;
+            store.set_tags_by(
+                repo,
+                vec![(tag.clone(), m.digest)],
+                util::os_user().as_deref(),
+            )?;
             eprintln!(
                 "tagged {}:{} -> {}",
                 render::escape(repo),
@@ -154,7 +189,7 @@ fn run_command(cli: Cli) -> Result<()> {
                     expected: "REPO:TAG (to remove a manifest, use `ocidb rm REPO@DIGEST`)".into(),
                 });
             };
-            let old = open(&store_dir)?.untag(&repo, &tag)?;
+            let old = open(&store_dir)?.untag_by(&repo, &tag, util::os_user().as_deref())?;
             eprintln!(
                 "untagged {}:{} (was {old})",
                 render::escape(&repo),
@@ -318,7 +353,14 @@ fn run_command(cli: Cli) -> Result<()> {
 fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
     let policy = ocidb::GcPolicy::default()
         .grace(ocidb::gc::parse_duration(&a.grace)?)
-        .delete_untagged(a.delete_untagged);
+        .delete_untagged(a.delete_untagged)
+        .undelete_window(ocidb::gc::parse_duration(&a.undelete_window)?)
+        .history_retention(
+            a.history_retention
+                .as_deref()
+                .map(ocidb::gc::parse_duration)
+                .transpose()?,
+        );
     let interval = a
         .gc_interval
         .as_deref()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use ocidb::names::Reference;
+use ocidb::store::{HistoryPage, HistoryQuery};
 use ocidb::{Digest, Error, FsckReport, GcReport, LeaseInfo, Result, Stats, WalkNode};
 use ocidb_server::{FsckRequest, FsckState, GcRequest, ScrubRequest, ADMIN_PREFIX};
 
@@ -263,6 +264,22 @@ impl View for Remote {
     fn release_lease(&self, id: u64) -> Result<()> {
         self.json::<serde_json::Value>("DELETE", &format!("/leases/{id}"), None, SHORT)
             .map(|_| ())
+    }
+    fn tag_history(&self, repo: &str, tag: &str, hq: &HistoryQuery) -> Result<HistoryPage> {
+        let mut path = format!("/history?repo={}&tag={}&n={}", q(repo), q(tag), hq.limit);
+        for (k, v) in [
+            ("before_ms", hq.before_ms),
+            ("since_ms", hq.since_ms),
+            ("cursor", hq.cursor),
+        ] {
+            if let Some(v) = v {
+                path.push_str(&format!("&{k}={v}"));
+            }
+        }
+        if let Some(d) = &hq.digest {
+            path.push_str(&format!("&digest={}", q(&d.to_string())));
+        }
+        self.json("GET", &path, None, SHORT)
     }
     fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         // Checked here first, so a bad value is reported as offline.

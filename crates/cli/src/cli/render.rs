@@ -246,12 +246,24 @@ pub fn leases(leases: &[ocidb::LeaseInfo], now_ms: u64) -> String {
 /// One line about a GC run.
 pub fn gc_summary(r: &ocidb::GcReport) -> String {
     let verb = if r.dry_run { "would delete" } else { "deleted" };
+    let mut kept = r.kept.to_string();
+    if r.kept_for_undelete > 0 {
+        kept.push_str(&format!(
+            " ({} only for the undelete window)",
+            r.kept_for_undelete
+        ));
+    }
+    if r.history_pruned > 0 {
+        kept.push_str(&format!(
+            "; {} tag history event(s) pruned",
+            r.history_pruned
+        ));
+    }
     format!(
-        "{verb} {} manifest(s) and {} blob(s), {} reclaimed; kept {}{}",
+        "{verb} {} manifest(s) and {} blob(s), {} reclaimed; kept {kept}{}",
         r.deleted_manifests,
         r.deleted_blobs,
         human_size(r.reclaimed_bytes),
-        r.kept,
         if r.dry_run {
             " (dry run: nothing changed)"
         } else {

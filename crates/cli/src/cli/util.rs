@@ -143,3 +143,9 @@ pub(super) fn parse_range(s: &str) -> Result<(u64, u64)> {
         b.trim().parse().map_err(|_| bad())?,
     ))
 }
+
+/// The operating-system user running the command, recorded as who changed
+/// a tag (the tag history's `user`).
+pub(super) fn os_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|u| !u.is_empty())
+}

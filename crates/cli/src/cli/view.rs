@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use ocidb::names::Reference;
+use ocidb::store::{HistoryPage, HistoryQuery};
 use ocidb::{
     Digest, Error, FsckOptions, FsckReport, GcReport, LeaseInfo, Result, Stats, Store, WalkNode,
 };
@@ -32,6 +33,8 @@ pub(super) trait View {
     fn lease_details(&self) -> Result<Vec<LeaseInfo>>;
     fn release_lease(&self, id: u64) -> Result<()>;
     fn gc(&self, ask: &GcRequest) -> Result<GcReport>;
+    /// A page of a tag's history (see [`Store::tag_history`]).
+    fn tag_history(&self, repo: &str, tag: &str, q: &HistoryQuery) -> Result<HistoryPage>;
     /// Writes an index snapshot (see [`Store::snapshot_index`]).
     fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo>;
     /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
@@ -77,6 +80,9 @@ impl View for Store {
     }
     fn release_lease(&self, id: u64) -> Result<()> {
         Store::release_lease(self, id)
+    }
+    fn tag_history(&self, repo: &str, tag: &str, q: &HistoryQuery) -> Result<HistoryPage> {
+        Store::tag_history(self, repo, tag, q)
     }
     fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         Store::gc(self, &ask.policy()?)
