@@ -905,6 +905,21 @@ fn authentication_and_grants() {
     );
     assert_eq!((a.status, &a.body), (b.status, &b.body));
     assert_eq!(a.status, 403);
+    // So is a tag's history: read access, like the tags it describes.
+    let h = server.request(
+        "GET",
+        "/v2/other/app/_oci/tag-history/v1",
+        &[("Authorization", bob)],
+        b"",
+    );
+    assert_eq!((h.status, h.code().as_str()), (403, "DENIED"), "{h:?}");
+    let h = server.request(
+        "GET",
+        "/v2/team/app/_oci/tag-history/v1",
+        &[("Authorization", bob)],
+        b"",
+    );
+    assert_eq!(h.status, 200, "{h:?}");
     // The catalog lists only what bob may read.
     let cat = server.request("GET", "/v2/_catalog", &[("Authorization", bob)], b"");
     let v: serde_json::Value = serde_json::from_slice(&cat.body).expect("json");
