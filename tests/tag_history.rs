@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ocidb::store::{HistoryQuery, RestorePoint, TagAction, TagCause};
 use ocidb::{Digest, ErrorKind, ManifestOptions, ManualClock, Store, StoreOptions};
+use redb::ReadableTable as _;
 use serde_json::Value;
 
 /// 2025-06-15T15:06:40Z: a fixed start, so nothing here depends on the date.
@@ -268,4 +269,53 @@ fn history_past_its_retention_is_pruned_and_nothing_else() {
     assert_eq!(s.tags("p/app", None, None).expect("tags").len(), 9);
     let f = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
     assert!(f.problems.is_empty(), "{:?}", f.problems);
+}
+
+#[test]
+fn fsck_finds_a_history_event_without_its_time_entry_and_one_that_does_not_decode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::create(dir.path()).expect("create");
+        let a = image(&s, "f/app", "a");
+        s.tag("f/app", "v1", &a).expect("tag");
+        s.untag("f/app", "v1").expect("untag");
+        let clean = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+        assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    }
+    {
+        let db = redb::Database::open(dir.path().join("ocidb.redb")).expect("redb");
+        let txn = db.begin_write().expect("txn");
+        {
+            let by_time: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("tag_history_time");
+            let history: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("tag_history");
+            let mut t = txn.open_table(by_time).expect("time index");
+            let first = t
+                .first()
+                .expect("first")
+                .map(|(k, _)| k.value().to_vec())
+                .expect("an entry");
+            t.remove(first.as_slice()).expect("remove");
+            let mut h = txn.open_table(history).expect("history");
+            let last = h
+                .last()
+                .expect("last")
+                .map(|(k, _)| k.value().to_vec())
+                .expect("an event");
+            h.insert(last.as_slice(), [2u8, 9].as_slice())
+                .expect("garble");
+        }
+        txn.commit().expect("commit");
+    }
+    let s = Store::open(dir.path()).expect("open");
+    let r = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    let kinds: Vec<&str> = r.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert!(kinds.contains(&"history-mismatch"), "{:?}", r.problems);
+    assert!(kinds.contains(&"bad-history"), "{:?}", r.problems);
+    assert!(
+        r.problems.iter().any(|p| p.detail.contains("`f/app:v1`")),
+        "{:?}",
+        r.problems
+    );
 }

@@ -41,9 +41,11 @@ pub(crate) fn record(
     change: TagChange<'_>,
 ) -> Result<()> {
     let seq = next_counter(b, SEQ_COUNTER)?;
-    let (size, media_type) = match record_in(b, digest)? {
-        Some(r) => (r.size, r.media_type),
-        None => (0, None),
+    // A record that is gone or does not decode (fsck --repair removing
+    // it) records no size or type: the tag change itself must go on.
+    let (size, media_type) = match record_in(b, digest) {
+        Ok(Some(r)) => (r.size, r.media_type),
+        Ok(None) | Err(_) => (0, None),
     };
     let ev = TagEventRecord {
         time_ms: b.now_ms,
@@ -154,7 +156,7 @@ pub(crate) fn prune(b: &mut Batch<'_>, before_ms: u64, max: usize) -> Result<(u6
 
 /// The `tag_history` key of event `seq`, from the `repo(8) tag` value its
 /// time-index entry holds.
-fn primary_key(tag_key: &[u8], seq: u64) -> Vec<u8> {
+pub(crate) fn primary_key(tag_key: &[u8], seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(tag_key.len() + 9);
     k.extend_from_slice(tag_key);
     k.push(0);

@@ -499,6 +499,7 @@ fn check_graph(
     let repo_name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
     check_members(txn, records, &repo_name, report)?;
     check_tags(txn, records, &repo_name, report)?;
+    check_tag_history(txn, &repo_name, report)?;
     if !opts_allow_sparse {
         check_tagged_images(txn, records, &needs, &repo_name, report)?;
     }
@@ -674,6 +675,71 @@ fn check_tags(
                     "reverse entry for `{}:{tag}` without that tag",
                     repo_name(repo)
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every tag history event decodes and has its time-index entry, and every
+/// time-index entry its event. (History may name manifests long gone:
+/// that is what it is for.)
+fn check_tag_history(
+    txn: &ReadTransaction,
+    repo_name: &dyn Fn(u64) -> String,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let by_time = txn.open_table(tables::TAG_HISTORY_TIME)?;
+    let events = txn.open_table(tables::TAG_HISTORY)?;
+    for e in events.iter()? {
+        let (k, v) = e?;
+        let k = k.value();
+        let repo = keys::repo_prefix(k);
+        let where_ = || {
+            let tag = k.get(8..k.len().saturating_sub(9)).unwrap_or_default();
+            format!("`{}:{}`", repo_name(repo), String::from_utf8_lossy(tag))
+        };
+        let (Ok(seq), Ok(ev)) = (
+            keys::history_seq(k),
+            crate::schema::record::TagEventRecord::decode(v.value()),
+        ) else {
+            report.problems.push(problem(
+                "bad-history",
+                None,
+                format!("a tag history event of {} does not decode", where_()),
+            ));
+            continue;
+        };
+        let mirrored = by_time
+            .get(keys::history_time(ev.time_ms, seq).as_slice())?
+            .is_some_and(|g| k.starts_with(g.value()));
+        if !mirrored {
+            report.problems.push(problem(
+                "history-mismatch",
+                Some(ev.digest),
+                format!(
+                    "tag history event {seq} of {} has no time-index entry",
+                    where_()
+                ),
+            ));
+        }
+    }
+    for e in by_time.iter()? {
+        let (k, v) = e?;
+        let Ok(seq) = keys::history_seq(k.value()) else {
+            report.problems.push(problem(
+                "bad-key",
+                None,
+                "a tag history time key is malformed".into(),
+            ));
+            continue;
+        };
+        let key = crate::index::history::primary_key(v.value(), seq);
+        if events.get(key.as_slice())?.is_none() {
+            report.problems.push(problem(
+                "history-mismatch",
+                None,
+                format!("time-index entry of tag history event {seq} without the event"),
             ));
         }
     }
