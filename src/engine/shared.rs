@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub repo_ids: super::repo_ids::RepoIds,
     /// The store's wall clock ([`crate::store::StoreOptions::clock`]).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Whether changes are written to the outbox
+    /// ([`crate::store::StoreOptions::events`]).
+    pub events: bool,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -80,9 +83,11 @@ impl Shared {
     pub fn new(
         faults: Option<Arc<dyn crate::sync_points::Injector>>,
         clock: Arc<dyn crate::clock::Clock>,
+        events: bool,
     ) -> Shared {
         Shared {
             clock,
+            events,
             faults,
             swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),

@@ -560,6 +560,7 @@ fn sweep_some(
             && let Some(rec) = crate::index::blobs::record_in(b, &d)?
         {
             remove_blob_in(b, &d, &rec)?;
+            crate::index::events::emit(b, crate::store::delete::store_deletion(&d, &rec, "gc"))?;
             count(&mut st.report, &d, &c);
             if let Ok(mut swept) = b.shared.swept.lock() {
                 swept.insert(d);

@@ -6,11 +6,12 @@ use redb::{ReadTransaction, ReadableTable as _};
 
 use super::blobs::record_in;
 use super::counters::next_counter;
+use super::events;
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::{Error, Result};
 use crate::schema::keys;
-use crate::schema::record::{TagAction, TagCause, TagEventRecord};
+use crate::schema::record::{EventKind, TagAction, TagCause, TagEventRecord};
 use crate::schema::tables::{TAG_HISTORY, TAG_HISTORY_TIME};
 
 /// The `meta` counter that numbers history events: a total order across
@@ -65,7 +66,28 @@ pub(crate) fn record(
         keys::history_time(b.now_ms, seq).as_slice(),
         keys::tag(repo_id, tag).as_slice(),
     )?;
-    Ok(())
+    let kind = match action {
+        TagAction::Created => EventKind::TagChanged,
+        TagAction::Deleted => EventKind::TagDeleted,
+    };
+    let mut out = events::event(kind, repo_id, Some(digest));
+    out.previous = ev.previous;
+    out.tag = tag.to_string();
+    out.size = ev.size;
+    out.media_type = ev.media_type.unwrap_or_default();
+    out.user = ev.user.unwrap_or_default();
+    out.detail = cause_name(change.cause).to_string();
+    events::emit(b, out)
+}
+
+/// How an event names a tag change's cause.
+fn cause_name(c: TagCause) -> &'static str {
+    match c {
+        TagCause::Tagged => "tagged",
+        TagCause::Untagged => "untagged",
+        TagCause::ManifestDeleted => "manifest deleted",
+        TagCause::Restored => "restored",
+    }
 }
 
 /// One stored event with its sequence number.

@@ -5,6 +5,7 @@ use redb::ReadableTable as _;
 use serde::Serialize;
 
 use super::blobs::record_in;
+use super::events;
 use super::history::TagChange;
 use super::leases::{add_to_lease, check_lease};
 use super::referrers::add_referrer;
@@ -15,7 +16,7 @@ use crate::engine::Batch;
 use crate::error::{Error, Result};
 use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
 use crate::schema::keys::{self, MEMBER_MANIFEST, SOURCE_SUBJECT};
-use crate::schema::record::{BlobRecord, Placement, TagCause};
+use crate::schema::record::{BlobRecord, EventKind, Placement, TagCause};
 
 /// A manifest ready for the writer: hashed, classified and parsed.
 pub(crate) struct PreparedManifest {
@@ -160,6 +161,11 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
     }
     let repo_id = ensure_repo(b, &p.repo)?;
     add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
+    let mut ev = events::event(EventKind::ManifestPushed, repo_id, Some(&p.digest));
+    ev.size = size;
+    ev.media_type = p.media_type.clone().unwrap_or_default();
+    ev.user = p.user.clone().unwrap_or_default();
+    events::emit(b, ev)?;
     // Children are not linked here: a repository gains a blob only by
     // receiving its bytes or by a mount (check_children made sure that,
     // by default, every child already is a member). A running GC still

@@ -5,6 +5,7 @@
 pub(crate) mod blobs;
 pub(crate) mod counters;
 pub(crate) mod edges;
+pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod ingest;
 pub(crate) mod leases;

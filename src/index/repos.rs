@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableTable as _};
 
 use super::counters::next_counter;
+use super::events;
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
+use crate::schema::record::EventKind;
 use crate::schema::tables::REPOS;
 
 const NEXT_REPO: &str = "next_repo_id";
@@ -73,18 +75,28 @@ pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
     Ok(id)
 }
 
-pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<()> {
+/// Makes `d` a member of `repo_id`; a blob that joins (pushed, mounted,
+/// uploaded) is an outbox event. Returns whether the membership is new.
+pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<bool> {
     b.note_reachable(d)?;
     let mk = keys::member(repo_id, d);
     let existing = b.t.members.get(mk.as_slice())?.map(|g| g.value());
     // A manifest membership is never downgraded to a blob membership.
     if existing == Some(MEMBER_MANIFEST) || existing == Some(kind) {
-        return Ok(());
+        return Ok(false);
     }
     b.t.members.insert(mk.as_slice(), kind)?;
     b.t.member_of
         .insert(keys::member_of(d, repo_id).as_slice(), ())?;
-    Ok(())
+    if kind != MEMBER_MANIFEST {
+        let mut ev = events::event(EventKind::BlobPushed, repo_id, Some(d));
+        ev.size = crate::index::blobs::record_in(b, d)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.size);
+        events::emit(b, ev)?;
+    }
+    Ok(true)
 }
 
 /// Takes a blob out of a repository (both directions of membership).

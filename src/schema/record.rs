@@ -467,3 +467,146 @@ impl TagEventRecord {
         })
     }
 }
+
+/// What an outbox event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A manifest was pushed to a repository.
+    ManifestPushed,
+    /// A manifest left a repository (deleted, or collected by GC).
+    ManifestDeleted,
+    /// A repository gained a blob (pushed or mounted).
+    BlobPushed,
+    /// A blob left a repository, or the store (GC).
+    BlobDeleted,
+    /// A tag was pointed at a manifest (created, moved, restored).
+    TagChanged,
+    /// A tag was removed.
+    TagDeleted,
+    /// A push was refused for a quota.
+    QuotaRefused,
+}
+
+impl EventKind {
+    fn code(self) -> u8 {
+        match self {
+            EventKind::ManifestPushed => 1,
+            EventKind::ManifestDeleted => 2,
+            EventKind::BlobPushed => 3,
+            EventKind::BlobDeleted => 4,
+            EventKind::TagChanged => 5,
+            EventKind::TagDeleted => 6,
+            EventKind::QuotaRefused => 7,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<EventKind> {
+        Some(match c {
+            1 => EventKind::ManifestPushed,
+            2 => EventKind::ManifestDeleted,
+            3 => EventKind::BlobPushed,
+            4 => EventKind::BlobDeleted,
+            5 => EventKind::TagChanged,
+            6 => EventKind::TagDeleted,
+            7 => EventKind::QuotaRefused,
+            _ => return None,
+        })
+    }
+
+    /// The CloudEvents `type` ocidb sends it as.
+    pub fn cloud_event_type(self) -> &'static str {
+        match self {
+            EventKind::ManifestPushed => "io.ocidb.manifest.pushed",
+            EventKind::ManifestDeleted => "io.ocidb.manifest.deleted",
+            EventKind::BlobPushed => "io.ocidb.blob.pushed",
+            EventKind::BlobDeleted => "io.ocidb.blob.deleted",
+            EventKind::TagChanged => "io.ocidb.tag.changed",
+            EventKind::TagDeleted => "io.ocidb.tag.deleted",
+            EventKind::QuotaRefused => "io.ocidb.quota.refused",
+        }
+    }
+}
+
+/// One outbox event as stored in `events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EventRecord {
+    pub kind: Option<EventKind>,
+    pub time_ms: u64,
+    /// The repository's id (0: the store as a whole, e.g. a GC deletion).
+    pub repo_id: u64,
+    pub digest: Option<Digest>,
+    pub previous: Option<Digest>,
+    pub tag: String,
+    pub media_type: String,
+    pub size: u64,
+    pub user: String,
+    /// Why, in words (`gc`, `delete`, a quota's message).
+    pub detail: String,
+}
+
+impl EventRecord {
+    /// `[2] kind(1) time_ms repo_id size (varints) has_digest(1) [digest]
+    /// has_previous(1) [previous] tag media_type user detail`.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(96);
+        v.push(VALUE_FORMAT_V2);
+        v.push(self.kind.map_or(0, EventKind::code));
+        codec::put_varint(&mut v, self.time_ms);
+        codec::put_varint(&mut v, self.repo_id);
+        codec::put_varint(&mut v, self.size);
+        for d in [&self.digest, &self.previous] {
+            match d {
+                Some(d) => {
+                    v.push(1);
+                    codec::put_digest(&mut v, d);
+                }
+                None => v.push(0),
+            }
+        }
+        for s in [&self.tag, &self.media_type, &self.user, &self.detail] {
+            codec::put_str(&mut v, s)?;
+        }
+        Ok(v)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<EventRecord> {
+        let mut r = codec::Reader::new(b, "outbox event");
+        let version = r.byte()?;
+        if version != VALUE_FORMAT_V2 {
+            return Err(r.err(format!("version {version} is unknown")));
+        }
+        let code = r.byte()?;
+        let kind = Some(
+            EventKind::from_code(code).ok_or_else(|| r.err(format!("kind {code} is unknown")))?,
+        );
+        let time_ms = r.varint()?;
+        let repo_id = r.varint()?;
+        let size = r.varint()?;
+        let mut ds = [None, None];
+        for d in &mut ds {
+            *d = match r.byte()? {
+                0 => None,
+                1 => Some(r.digest()?),
+                other => return Err(r.err(format!("digest flag {other} is not 0 or 1"))),
+            };
+        }
+        let [digest, previous] = ds;
+        let (tag, media_type, user, detail) = (r.str()?, r.str()?, r.str()?, r.str()?);
+        if !r.is_empty() {
+            return Err(r.err("bytes follow the detail"));
+        }
+        Ok(EventRecord {
+            kind,
+            time_ms,
+            repo_id,
+            digest,
+            previous,
+            tag,
+            media_type,
+            user,
+            size,
+            detail,
+        })
+    }
+}

@@ -58,6 +58,13 @@ pub(crate) const TAG_HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::n
 pub(crate) const TAG_HISTORY_TIME: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("tag_history_time");
 
+/// `seq(8 BE) -> EventRecord`: the outbox of changes for delivery, written
+/// in the transaction of each change (see `index::events`).
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// `consumer name -> seq(8 LE)`: how far each consumer of the outbox has
+/// acknowledged.
+pub(crate) const EVENT_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("event_cursors");
+
 /// Something done to one table of a write transaction, whatever its key
 /// and value types (replaying an index log entry).
 pub(crate) trait EachTable {
@@ -158,6 +165,8 @@ tables! {
     15 uploads UPLOADS<&'static str, &'static [u8]> true;
     16 tag_history TAG_HISTORY<&'static [u8], &'static [u8]> false;
     17 tag_history_time TAG_HISTORY_TIME<&'static [u8], &'static [u8]> false;
+    18 events EVENTS<u64, &'static [u8]> false;
+    19 event_cursors EVENT_CURSORS<&'static str, u64> true;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

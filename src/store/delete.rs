@@ -7,9 +7,11 @@ use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::blobs::record_in;
+use crate::index::events;
 use crate::index::remove::{remove_blob_in, remove_manifest_from};
 use crate::oci::names::{self};
 use crate::schema::keys::MEMBER_MANIFEST;
+use crate::schema::record::{BlobRecord, EventKind, EventRecord};
 use crate::store::not_found;
 
 impl Store {
@@ -19,7 +21,8 @@ impl Store {
         let d = *d;
         self.submit(true, move |b| {
             let rec = record_in(b, &d)?.ok_or_else(|| not_found(&d))?;
-            remove_blob_in(b, &d, &rec)
+            remove_blob_in(b, &d, &rec)?;
+            events::emit(b, store_deletion(&d, &rec, "delete"))
         })
     }
 
@@ -36,7 +39,11 @@ impl Store {
                     hint: format!(" in repository `{repo}`"),
                 });
             };
-            remove_manifest_from(b, repo_id, &d)
+            remove_manifest_from(b, repo_id, &d)?;
+            events::emit(
+                b,
+                events::event(EventKind::ManifestDeleted, repo_id, Some(&d)),
+            )
         })
     }
 
@@ -53,10 +60,28 @@ impl Store {
                     hint: format!(" in repository `{repo}`"),
                 });
             };
-            if kind == MEMBER_MANIFEST {
-                return remove_manifest_from(b, id, &d);
-            }
-            remove_member(b, id, &d)
+            let kind = if kind == MEMBER_MANIFEST {
+                remove_manifest_from(b, id, &d)?;
+                EventKind::ManifestDeleted
+            } else {
+                remove_member(b, id, &d)?;
+                EventKind::BlobDeleted
+            };
+            events::emit(b, events::event(kind, id, Some(&d)))
         })
     }
+}
+
+/// The event of `d` leaving the store outright (`why`: `gc`, `delete`).
+pub(crate) fn store_deletion(d: &Digest, rec: &BlobRecord, why: &str) -> EventRecord {
+    let kind = if rec.manifest {
+        EventKind::ManifestDeleted
+    } else {
+        EventKind::BlobDeleted
+    };
+    let mut ev = events::event(kind, 0, Some(d));
+    ev.size = rec.size;
+    ev.media_type = rec.media_type.clone().unwrap_or_default();
+    ev.detail = why.to_string();
+    ev
 }

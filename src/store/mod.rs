@@ -2,7 +2,8 @@
 //! the writer thread. Its operations are split by concern across this
 //! folder: puts, reads, manifests, tags, referrers, graph queries, leases.
 
-mod delete;
+pub(crate) mod delete;
+pub mod events;
 mod graph;
 pub mod history;
 mod leases;
@@ -23,6 +24,7 @@ use crossbeam_channel::Sender;
 use redb::Database;
 
 pub use crate::index::ingest::ManifestPut;
+pub use events::{Event, EventKind, MAX_EVENT_PAGE};
 pub use graph::{
     Edge, Inspection, Parent, Relation, WalkNode, INSPECT_TAGS, MAX_TAG_SEARCH, MAX_WALK_DEPTH,
 };
@@ -78,6 +80,11 @@ pub struct StoreOptions {
     /// [`crate::clock::ManualClock`] so that nothing they check depends on the
     /// date they run on.
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Write every change (pushes, deletes, tag moves, GC deletions, quota
+    /// refusals) to the outbox, in the transaction of the change, for
+    /// [`Store::events_after`] and its consumers. Off by default: events
+    /// stay until every consumer has acknowledged them.
+    pub events: bool,
 }
 
 impl StoreOptions {
@@ -131,6 +138,13 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::events`].
+    #[must_use]
+    pub fn events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+
     /// Injected fsync failures, for tests of the failure paths (see
     /// [`crate::faults`]).
     #[cfg(feature = "testing")]
@@ -155,6 +169,7 @@ impl Default for StoreOptions {
             s3: crate::blob::S3Options::default(),
             faults: None,
             clock: Arc::new(crate::clock::SystemClock),
+            events: false,
         }
     }
 }
@@ -373,7 +388,11 @@ impl Store {
         let claim = open::OpenClaim::take(&root)?;
         let db = open::open_database(&root, opts.cache_size, opts.faults.as_ref())?;
         let cursor_key = open::init_schema(&db, &root)?;
-        let shared = Arc::new(Shared::new(opts.faults.clone(), Arc::clone(&opts.clock)));
+        let shared = Arc::new(Shared::new(
+            opts.faults.clone(),
+            Arc::clone(&opts.clock),
+            opts.events,
+        ));
         let (backend, legacy, location, unreachable, bucket_log) = match &opts.backend {
             Some(b) => (Arc::clone(b), Vec::new(), None, None, None),
             None => {
