@@ -16,6 +16,7 @@ mod metrics;
 mod routes;
 mod tls;
 mod uploads;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use admin::{
 };
 pub use auth::Access;
 pub use tls::TlsFiles;
+pub use webhooks::Webhook;
 
 use ocidb::store::Store;
 
@@ -51,6 +53,12 @@ pub struct ServeOptions {
     /// log ([`Store::snapshot_index`]: the log before the older of the two
     /// snapshots kept is pruned, so restores stay short); `None`: never.
     pub snapshot_interval: Option<Duration>,
+    /// Where to deliver the store's outbox, as CloudEvents (HTTP binary
+    /// mode), each at least once and in commit order. The store must
+    /// record events ([`ocidb::StoreOptions::events`]).
+    pub webhooks: Vec<Webhook>,
+    /// The CloudEvents `source` of those events.
+    pub event_source: String,
     /// How long an upload session's lease protects the blob it finishes
     /// from GC until a manifest names it (`None`: the GC grace period).
     /// A finished blob is also young for the grace period, so a lease
@@ -102,6 +110,8 @@ impl Default for ServeOptions {
             upload_max_idle: Duration::from_secs(7 * 24 * 3600),
             scrub_interval: None,
             snapshot_interval: Some(Duration::from_secs(3600)),
+            webhooks: Vec::new(),
+            event_source: "/ocidb".into(),
             scrub_bytes: 1 << 30,
             upload_lease: None,
             max_uploads: 64,
@@ -239,6 +249,20 @@ impl ServeOptions {
     pub fn scrub(mut self, every: impl Into<Option<Duration>>, bytes: u64) -> Self {
         self.scrub_interval = every.into();
         self.scrub_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::webhooks`].
+    #[must_use]
+    pub fn webhooks(mut self, hooks: Vec<Webhook>) -> Self {
+        self.webhooks = hooks;
+        self
+    }
+
+    /// Sets [`ServeOptions::event_source`].
+    #[must_use]
+    pub fn event_source(mut self, source: impl Into<String>) -> Self {
+        self.event_source = source.into();
         self
     }
 
@@ -424,13 +448,23 @@ impl Registry {
 
     /// The scheduled GC runs (`opts.gc_interval`), the scheduled scrub
     /// (`opts.scrub_interval`), index snapshots (`opts.snapshot_interval`),
-    /// the purge of idle upload sessions, and the
-    /// reconnection of a bucket that was down at open: spawn it on the
-    /// host's runtime; it runs until dropped.
+    /// the purge of idle upload sessions, the
+    /// reconnection of a bucket that was down at open, and the delivery of
+    /// events to `opts.webhooks`: spawn it on the host's runtime; it runs
+    /// until dropped.
     pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (app, opts) = (Arc::clone(&self.app), self.opts.clone());
         async move {
+            if !opts.webhooks.is_empty() && !app.store.events_enabled() {
+                tracing::warn!(
+                    "webhooks are configured but the store records no events: open it with StoreOptions::events(true)"
+                );
+            }
+            let deliveries = futures_util::future::join_all(opts.webhooks.iter().map(|h| {
+                webhooks::deliver(Arc::clone(&app), h.clone(), opts.event_source.clone())
+            }));
             tokio::join!(
+                deliveries,
                 scrub(Arc::clone(&app), opts.scrub_interval, opts.scrub_bytes),
                 snapshots(Arc::clone(&app), opts.snapshot_interval),
                 maintain(Arc::clone(&app), opts),

@@ -38,6 +38,8 @@ pub(crate) struct Metrics {
     /// Scheduled index snapshots written, and those that failed.
     pub snapshots: AtomicU64,
     pub snapshot_failures: AtomicU64,
+    pub events_delivered: AtomicU64,
+    pub event_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -160,6 +162,16 @@ impl Metrics {
                 "ocidb_index_snapshot_failures_total",
                 "Scheduled index snapshots that failed (the log grows until one succeeds).",
                 self.snapshot_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_webhook_events_delivered_total",
+                "Outbox events a webhook took (2xx), all webhooks together.",
+                self.events_delivered.load(Ordering::Relaxed),
+            ),
+            (
+                "ocidb_webhook_attempts_failed_total",
+                "Webhook deliveries that failed and will be retried.",
+                self.event_failures.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, v) in counters {

@@ -459,6 +459,9 @@ pub enum DebugCommand {
         /// that an object-store backend writes them in several parts.
         #[arg(long)]
         large_mib: Option<u64>,
+        /// Record every change in the store's outbox.
+        #[arg(long)]
+        events: bool,
     },
     /// Migrate the store, aborting the process (as kill -9 would) at the
     /// given progress step (used by the migration crash tests).
@@ -766,6 +769,17 @@ pub struct ServeArgs {
     /// most that much log. 0: never.
     #[arg(long, env = "OCIDB_SNAPSHOT_INTERVAL", default_value = "1h")]
     pub snapshot_interval: String,
+    /// Deliver every push, delete, tag move, GC deletion and quota refusal
+    /// to this URL (http://HOST[:PORT]/PATH) as a CloudEvent (HTTP binary
+    /// mode), at least once and in commit order, retrying with backoff
+    /// while it fails; repeat for more receivers (comma-separated in the
+    /// variable). The store then records events in the transaction of
+    /// each change.
+    #[arg(long, value_name = "URL", env = "OCIDB_WEBHOOK", value_delimiter = ',')]
+    pub webhook: Vec<String>,
+    /// The CloudEvents `source` attribute of the events sent.
+    #[arg(long, env = "OCIDB_EVENT_SOURCE", default_value = "/ocidb")]
+    pub event_source: String,
     /// How long an upload session's lease keeps its finished blob from GC
     /// until a manifest names it (default: the --grace period).
     #[arg(long, env = "OCIDB_UPLOAD_LEASE")]

@@ -124,10 +124,12 @@ pub fn parse(argv: Vec<OsString>) -> std::result::Result<Resolved, Failed> {
     };
     let mut options = BTreeMap::new();
     for (id, m) in keys(&matches, serve) {
-        let raw = m
-            .get_raw(&id)
-            .and_then(|mut v| v.next())
-            .map(|v| v.to_string_lossy().into_owned());
+        // A repeatable option's values, comma-joined as its variable takes them.
+        let raw = m.get_raw(&id).map(|v| {
+            v.map(|x| x.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         let source = if file_keys.contains(&id) {
             Source::File
         } else {
@@ -201,10 +203,25 @@ fn from_file(
             continue;
         }
         let flag = format!("--{}", key.replace('_', "-"));
-        let is_switch = serve_cmd
+        let action = serve_cmd
             .get_arguments()
             .find(|a| a.get_id() == key.as_str())
-            .is_some_and(|a| matches!(a.get_action(), ArgAction::SetTrue));
+            .map(|a| a.get_action().clone());
+        let is_switch = matches!(action, Some(ArgAction::SetTrue));
+        // A repeatable option (`webhook`) takes an array, one flag each.
+        if let (toml::Value::Array(items), Some(ArgAction::Append)) = (value, &action) {
+            for item in items {
+                let toml::Value::String(s) = item else {
+                    return Err(bad("an array of strings".into()));
+                };
+                let mut pair = OsString::from(&flag);
+                pair.push("=");
+                pair.push(s);
+                argv.push(pair);
+            }
+            used.push(key.clone());
+            continue;
+        }
         let text = match (value, is_switch) {
             (toml::Value::Boolean(on), true) => {
                 if *on {

@@ -17,8 +17,15 @@ use ocidb::{Error, GcPolicy, ManifestOptions, PutOptions, Result};
 use ocidb_bench::synth::Rng;
 use serde_json::json;
 
-pub fn run(store_dir: &Path, seed: u64, log: &Path, large_mib: Option<u64>) -> Result<()> {
-    let store = super::util::create(store_dir)?;
+pub fn run(
+    store_dir: &Path,
+    seed: u64,
+    log: &Path,
+    large_mib: Option<u64>,
+    events: bool,
+) -> Result<()> {
+    let store =
+        ocidb::Store::open_with(store_dir, super::util::store_options().events(events), true)?;
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)

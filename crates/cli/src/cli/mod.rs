@@ -322,7 +322,8 @@ fn run_command(cli: Cli) -> Result<()> {
             seed,
             log,
             large_mib,
-        }) => crash_child::run(&store_dir, seed, &log, large_mib),
+            events,
+        }) => crash_child::run(&store_dir, seed, &log, large_mib, events),
         Command::Debug(DebugCommand::MigrateAbort { at, batch }) => {
             let mut step = 0;
             let opts = ocidb::MigrateOptions { batch_rows: batch };
@@ -398,7 +399,14 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         .min_body_rate(a.min_body_rate)
         .allow_sparse_manifests(a.allow_sparse_manifests)
         .health_probes(!a.no_health_probes)
-        .admin_addr(a.admin_addr);
+        .admin_addr(a.admin_addr)
+        .webhooks(
+            a.webhook
+                .iter()
+                .map(|u| ocidb_server::Webhook::parse(u))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .event_source(a.event_source.clone());
     let (access, tls) = access_and_tls(&a)?;
     let opts = match access {
         Some(access) => opts.access(access),
@@ -408,7 +416,11 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         Some(t) => (opts.tls(t), "https"),
         None => (opts, "http"),
     };
-    let store = std::sync::Arc::new(create(store_dir)?);
+    let store = std::sync::Arc::new(Store::open_with(
+        store_dir,
+        store_options().events(!a.webhook.is_empty()),
+        true,
+    )?);
     let shown = store_dir.display().to_string();
     // The address comes first after "serving": scripts read it there.
     let blobs = match store.blob_location() {
