@@ -331,6 +331,26 @@ pub enum Error {
         refused: String,
     },
 
+    /// A write would take a repository or namespace past its quota;
+    /// nothing of it was stored.
+    #[error("quota of `{scope}` exceeded: it holds {held} bytes, the limit is {limit}, and {digest} ({size} bytes) in `{repository}` would take it to {would_be}")]
+    OverQuota {
+        /// The repository, or the namespace prefix (ending in `/`).
+        scope: String,
+        /// Its limit in bytes.
+        limit: u64,
+        /// What it holds now.
+        held: u64,
+        /// What the write would make it.
+        would_be: u64,
+        /// The repository written to.
+        repository: String,
+        /// The content refused.
+        digest: Box<crate::digest::Digest>,
+        /// Its size.
+        size: u64,
+    },
+
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -397,6 +417,8 @@ pub enum ErrorKind {
     Corrupt,
     /// The disk, a quota or a limit of the store is exhausted (507).
     QuotaExceeded,
+    /// A repository's or namespace's quota refuses the write (403).
+    OverQuota,
     /// A bug in ocidb (500).
     Internal,
     /// An operating-system or database I/O failure.
@@ -425,7 +447,7 @@ impl ErrorKind {
             ErrorKind::InvalidName => "NAME_INVALID",
             ErrorKind::InvalidTag => "TAG_INVALID",
             ErrorKind::Unsupported | ErrorKind::InvalidArgument => "UNSUPPORTED",
-            ErrorKind::Conflict | ErrorKind::QuotaExceeded => "DENIED",
+            ErrorKind::Conflict | ErrorKind::QuotaExceeded | ErrorKind::OverQuota => "DENIED",
             ErrorKind::UploadOffset => "BLOB_UPLOAD_INVALID",
             ErrorKind::UploadUnknown => "BLOB_UPLOAD_UNKNOWN",
             ErrorKind::Retry | ErrorKind::Unavailable => "UNAVAILABLE",
@@ -462,6 +484,7 @@ impl ErrorKind {
             // A GC swept what the push needed: the client uploads again.
             ErrorKind::Retry | ErrorKind::Unavailable => 503,
             ErrorKind::QuotaExceeded => 507,
+            ErrorKind::OverQuota => 403,
             ErrorKind::UpgradeRequired
             | ErrorKind::Locked
             | ErrorKind::Corrupt
@@ -494,6 +517,7 @@ impl Error {
             Error::ManifestUnknown { .. } => ErrorKind::ManifestUnknown,
             Error::UnsupportedAlgorithm { .. } => ErrorKind::Unsupported,
             Error::LimitExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::OverQuota { .. } => ErrorKind::OverQuota,
             Error::Internal(_) => ErrorKind::Internal,
             Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
             Error::InvalidRange { .. } => ErrorKind::RangeNotSatisfiable,

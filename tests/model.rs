@@ -125,7 +125,48 @@ impl Model {
     }
 }
 
+/// Usage of each repository and of their namespace, against the model's
+/// membership (sizes from `stat`): logical bytes from the counters,
+/// exclusive and shared from who else holds each member.
+fn check_usage(s: &Store, m: &Model) -> Result<(), TestCaseError> {
+    let size = |d: &Digest| s.stat(d).map_or(0, |i| i.size);
+    let held = |r: &str| m.members.get(r).cloned().unwrap_or_default();
+    let mut namespace_logical = 0;
+    for repo in REPOS {
+        let mine = held(repo);
+        let others: BTreeSet<Digest> = REPOS
+            .iter()
+            .filter(|o| **o != repo)
+            .flat_map(|o| held(o))
+            .collect();
+        let logical: u64 = mine.iter().map(size).sum();
+        let shared: u64 = mine.iter().filter(|d| others.contains(d)).map(size).sum();
+        let u = s.usage(repo).expect("usage");
+        prop_assert_eq!(u.logical_bytes, logical, "logical bytes of {}", repo);
+        prop_assert_eq!(u.members, mine.len() as u64, "members of {}", repo);
+        prop_assert_eq!(u.shared_bytes, shared, "shared bytes of {}", repo);
+        prop_assert_eq!(
+            u.exclusive_bytes,
+            logical - shared,
+            "exclusive bytes of {}",
+            repo
+        );
+        namespace_logical += logical;
+    }
+    let all: BTreeSet<Digest> = REPOS.iter().flat_map(|r| held(r)).collect();
+    let ns = s.usage("m/").expect("namespace usage");
+    prop_assert_eq!(ns.logical_bytes, namespace_logical, "logical bytes of m/");
+    prop_assert_eq!(
+        ns.unique_bytes,
+        all.iter().map(size).sum::<u64>(),
+        "unique bytes of m/"
+    );
+    prop_assert_eq!(ns.shared_bytes, 0, "nothing outside m/ holds anything");
+    Ok(())
+}
+
 fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
+    check_usage(s, m)?;
     let all: BTreeSet<Digest> = m
         .made
         .iter()

@@ -181,6 +181,7 @@ pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
             });
         }
         tables::create_all(&txn)?;
+        crate::index::usage::backfill(&txn)?;
         let mut meta = txn.open_table(META)?;
         match found.as_deref() {
             None => {

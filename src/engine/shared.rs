@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// Whether changes are written to the outbox
     /// ([`crate::store::StoreOptions::events`]).
     pub events: bool,
+    /// The quotas in force ([`crate::Store::set_quotas`]).
+    quotas: std::sync::RwLock<Arc<Vec<crate::index::usage::Quota>>>,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -75,6 +77,20 @@ impl RecentlySwept {
 }
 
 impl Shared {
+    /// The quotas in force.
+    pub fn quotas(&self) -> Arc<Vec<crate::index::usage::Quota>> {
+        self.quotas
+            .read()
+            .map(|q| Arc::clone(&q))
+            .unwrap_or_default()
+    }
+
+    /// Puts `quotas` in force for the next writes.
+    pub fn set_quotas(&self, quotas: Vec<crate::index::usage::Quota>) -> Result<()> {
+        *self.quotas.write().map_err(|_| Error::lock("quota lock"))? = Arc::new(quotas);
+        Ok(())
+    }
+
     /// Now, by the store's clock, in milliseconds since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -88,6 +104,7 @@ impl Shared {
         Shared {
             clock,
             events,
+            quotas: Default::default(),
             faults,
             swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),

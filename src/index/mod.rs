@@ -15,3 +15,4 @@ pub(crate) mod repair;
 pub(crate) mod repos;
 pub(crate) mod tags;
 pub(crate) mod uploads;
+pub(crate) mod usage;

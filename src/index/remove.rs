@@ -45,9 +45,15 @@ pub(crate) fn schema_subjects_listing(
 /// Removes `d` from one repository: membership, its tags there, and (for a
 /// referrer) its referrer entry there.
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
-    b.t.members.remove(keys::member(repo_id, d).as_slice())?;
+    let was =
+        b.t.members
+            .remove(keys::member(repo_id, d).as_slice())?
+            .is_some();
     b.t.member_of
         .remove(keys::member_of(d, repo_id).as_slice())?;
+    if was {
+        super::usage::left(b, repo_id, d)?;
+    }
     for tag in tags_of(b, repo_id, d)? {
         unapply_fallback_tag(b, repo_id, &tag, d)?;
         b.t.tags.remove(keys::tag(repo_id, &tag).as_slice())?;

@@ -6,6 +6,7 @@ use redb::{ReadTransaction, ReadableTable as _};
 
 use super::counters::next_counter;
 use super::events;
+use super::usage;
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
@@ -63,6 +64,7 @@ pub(crate) fn remove_repo_if_empty(b: &mut Batch<'_>, repo: &str) -> Result<()> 
     }
     b.shared.repo_ids.note_removal();
     b.t.repos.remove(repo)?;
+    b.t.repo_names.remove(id)?;
     Ok(())
 }
 
@@ -72,6 +74,7 @@ pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
     }
     let id = next_counter(b, NEXT_REPO)?;
     b.t.repos.insert(repo, id)?;
+    b.t.repo_names.insert(id, repo)?;
     Ok(id)
 }
 
@@ -88,6 +91,9 @@ pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) 
     b.t.members.insert(mk.as_slice(), kind)?;
     b.t.member_of
         .insert(keys::member_of(d, repo_id).as_slice(), ())?;
+    if existing.is_none() {
+        usage::joined(b, repo_id, d)?;
+    }
     if kind != MEMBER_MANIFEST {
         let mut ev = events::event(EventKind::BlobPushed, repo_id, Some(d));
         ev.size = crate::index::blobs::record_in(b, d)
@@ -101,9 +107,15 @@ pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) 
 
 /// Takes a blob out of a repository (both directions of membership).
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
-    b.t.members.remove(keys::member(repo_id, d).as_slice())?;
+    let was =
+        b.t.members
+            .remove(keys::member(repo_id, d).as_slice())?
+            .is_some();
     b.t.member_of
         .remove(keys::member_of(d, repo_id).as_slice())?;
+    if was {
+        usage::left(b, repo_id, d)?;
+    }
     Ok(())
 }
 

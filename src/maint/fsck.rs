@@ -500,6 +500,7 @@ fn check_graph(
     check_members(txn, records, &repo_name, report)?;
     check_tags(txn, records, &repo_name, report)?;
     check_tag_history(txn, &repo_name, report)?;
+    check_usage(txn, records, &names, report)?;
     if !opts_allow_sparse {
         check_tagged_images(txn, records, &needs, &repo_name, report)?;
     }
@@ -674,6 +675,82 @@ fn check_tags(
                 format!(
                     "reverse entry for `{}:{tag}` without that tag",
                     repo_name(repo)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `repo_names` mirrors `repos`, and each repository's and namespace's
+/// usage counters equal what its members add up to.
+fn check_usage(
+    txn: &ReadTransaction,
+    records: &HashMap<Digest, BlobRecord>,
+    names: &std::collections::BTreeMap<u64, String>,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let reverse = txn.open_table(tables::REPO_NAMES)?;
+    for (id, name) in names {
+        if reverse.get(*id)?.is_none_or(|g| g.value() != name) {
+            report.problems.push(problem(
+                "usage-mismatch",
+                None,
+                format!("repository `{name}` (id {id}) has no matching repo_names entry"),
+            ));
+        }
+    }
+    for e in reverse.iter()? {
+        let (id, _) = e?;
+        if !names.contains_key(&id.value()) {
+            report.problems.push(problem(
+                "usage-mismatch",
+                None,
+                format!("repo_names holds id {} that no repository has", id.value()),
+            ));
+        }
+    }
+    let mut want: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for e in txn.open_table(MEMBERS)?.iter()? {
+        let (k, _) = e?;
+        let d = keys::member_digest(k.value())?;
+        let Some(name) = names.get(&keys::repo_prefix(k.value())) else {
+            continue;
+        };
+        let size = records.get(&d).map_or(0, |r| r.size);
+        for scope in crate::index::usage::scopes(name) {
+            let t = want.entry(scope.to_string()).or_default();
+            t.0 += size;
+            t.1 += 1;
+        }
+    }
+    let mut have: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for e in txn.open_table(tables::USAGE)?.iter()? {
+        let (k, v) = e?;
+        have.insert(
+            k.value().to_string(),
+            crate::index::usage::decode(v.value()),
+        );
+    }
+    for scope in want
+        .keys()
+        .chain(have.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (w, h) = (want.get(scope), have.get(scope));
+        if w != h {
+            let show = |x: Option<&(u64, u64)>| {
+                x.map_or("nothing".to_string(), |(b, n)| {
+                    format!("{b} bytes in {n} members")
+                })
+            };
+            report.problems.push(problem(
+                "usage-mismatch",
+                None,
+                format!(
+                    "usage of `{scope}` counts {}, its members add up to {}",
+                    show(h),
+                    show(w)
                 ),
             ));
         }

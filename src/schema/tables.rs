@@ -65,6 +65,13 @@ pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 /// acknowledged.
 pub(crate) const EVENT_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("event_cursors");
 
+/// `repository id -> name`: the reverse of `repos`, so that a change
+/// known by id (a GC deletion) can name its repository's namespaces.
+pub(crate) const REPO_NAMES: TableDefinition<u64, &str> = TableDefinition::new("repo_names");
+/// `repository name, or a namespace prefix ending in `/` -> bytes(8 LE)
+/// members(8 LE)`: what each holds, kept with every membership change.
+pub(crate) const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
+
 /// Something done to one table of a write transaction, whatever its key
 /// and value types (replaying an index log entry).
 pub(crate) trait EachTable {
@@ -167,6 +174,8 @@ tables! {
     17 tag_history_time TAG_HISTORY_TIME<&'static [u8], &'static [u8]> false;
     18 events EVENTS<u64, &'static [u8]> false;
     19 event_cursors EVENT_CURSORS<&'static str, u64> true;
+    20 repo_names REPO_NAMES<u64, &'static str> false;
+    21 usage USAGE<&'static str, &'static [u8]> true;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

@@ -14,6 +14,7 @@ mod referrers;
 mod snapshot;
 mod tags;
 mod uploads;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -39,6 +40,7 @@ pub use read::BlobInfo;
 pub(crate) use read::{info, not_found};
 pub use referrers::{ImageIndex, ReferrersPage, ReferrersQuery};
 pub use uploads::{UploadOptions, UploadStatus};
+pub use usage::{Quota, Usage};
 
 use crate::blob::{BlobBackend, BlobLocation, LocalFiles};
 use crate::engine::backend;
@@ -572,7 +574,11 @@ impl Store {
         f: impl FnMut(&mut Batch<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.shared.note_foreground();
-        self.send(durable, false, f)
+        let r = self.send(durable, false, f);
+        if let Err(e @ Error::OverQuota { .. }) = &r {
+            self.note_refusal(e);
+        }
+        r
     }
 
     /// Like [`Store::submit`], for background work (GC sweep steps) that
