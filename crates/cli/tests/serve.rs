@@ -345,6 +345,60 @@ fn tag_history_is_served_and_a_deleted_tag_comes_back() {
     );
 }
 
+#[test]
+fn a_push_over_quota_gets_403_denied_and_usage_is_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let server = Server::start_with(&store, &["--quota", "qt/=3000", "--quota", "qt/small=1K"]);
+    let blob = |n: u8, len: usize| vec![n; len];
+    let post = |repo: &str, data: &[u8]| {
+        server.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(data)),
+            &[],
+            data,
+        )
+    };
+    assert_eq!(post("qt/big", &blob(1, 1000)).status, 201);
+    let r = post("qt/small", &blob(2, 1500));
+    assert_eq!((r.status, r.code().as_str()), (403, "DENIED"), "{r:?}");
+    let msg = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        msg.contains("quota of `qt/small`") && msg.contains("1024"),
+        "{msg}"
+    );
+    let r = post("qt/other", &blob(3, 2500));
+    assert_eq!(r.status, 403, "the namespace's quota: {r:?}");
+    // A chunked upload that would pass it is refused at its last request.
+    let r = server.request("POST", "/v2/qt/big/blobs/uploads/", &[], b"");
+    assert_eq!(r.status, 202, "{r:?}");
+    let location = r.header("location").expect("location").to_string();
+    let data = blob(4, 2500);
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = server.request(
+        "PUT",
+        &format!("{location}{sep}digest={}", sha256(&data)),
+        &[],
+        &data,
+    );
+    assert_eq!((r.status, r.code().as_str()), (403, "DENIED"), "{r:?}");
+    let r = server.request(
+        "HEAD",
+        &format!("/v2/qt/big/blobs/{}", sha256(&data)),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "nothing stored: {r:?}");
+    // Usage, through the running server.
+    let out = common::cli::ok(&common::cli::ocidb(&store, &["usage", "qt/", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["logical_bytes"], 1000, "{out}");
+    assert_eq!(v["exclusive_bytes"], 1000, "{out}");
+    assert_eq!(v["quota"], 3000, "{out}");
+    let out = common::cli::ok(&common::cli::ocidb(&store, &["usage"]));
+    assert!(out.contains("qt/big") && out.contains("1000 B"), "{out}");
+}
+
 /// The client tools, a server on a fresh store, and a work directory for
 /// the client's files; `None` (skipped) without `../shared`.
 fn client_setup() -> Option<(PathBuf, tempfile::TempDir, Server, PathBuf)> {

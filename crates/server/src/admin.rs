@@ -194,6 +194,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/repositories", get(repositories))
         .route("/tags", get(tags))
         .route("/history", get(history))
+        .route("/usage", get(usage))
         .route("/resolve", get(resolve))
         .route("/walk", get(walk))
         .route("/leases", get(leases))
@@ -285,6 +286,16 @@ async fn tags(State(app): State<Arc<App>>, q: Q) -> Response {
         };
         let s = Arc::clone(&app.store);
         blocking(move || s.tag_page(&repo, last.as_deref(), n)).await
+    };
+    answer(run.await)
+}
+
+/// `scope` (a repository, or a namespace ending in `/`): what it holds.
+async fn usage(State(app): State<Arc<App>>, q: Q) -> Response {
+    let run = async {
+        let scope = required(&q, "scope")?;
+        let s = Arc::clone(&app.store);
+        blocking(move || s.usage(&scope)).await
     };
     answer(run.await)
 }

@@ -83,6 +83,21 @@ pub enum Command {
         at: Option<String>,
     },
 
+    /// What a repository or a namespace (a prefix ending in `/`) holds:
+    /// logical bytes (as its repositories see them, what quotas limit),
+    /// and of its distinct content, the bytes exclusive to it and those
+    /// another repository shares. Without SCOPE, every repository.
+    #[command(
+        after_help = "Examples:\n  ocidb usage library/app\n  ocidb usage team/ --json\n  ocidb usage"
+    )]
+    Usage {
+        /// A repository, or a namespace such as `team/`.
+        scope: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// A tag's history: every time it was pointed, moved, deleted or
     /// restored, newest first, with who did it when known.
     #[command(
@@ -777,6 +792,17 @@ pub struct ServeArgs {
     /// each change.
     #[arg(long, value_name = "URL", env = "OCIDB_WEBHOOK", value_delimiter = ',')]
     pub webhook: Vec<String>,
+    /// Limit what a repository or namespace (a prefix ending in `/`)
+    /// holds, in logical bytes: SCOPE=SIZE, e.g. `team/=50G` or
+    /// `team/app=5G`; repeat for more. A push that would pass it gets 403
+    /// DENIED and stores nothing.
+    #[arg(
+        long,
+        value_name = "SCOPE=SIZE",
+        env = "OCIDB_QUOTA",
+        value_delimiter = ','
+    )]
+    pub quota: Vec<String>,
     /// The CloudEvents `source` attribute of the events sent.
     #[arg(long, env = "OCIDB_EVENT_SOURCE", default_value = "/ocidb")]
     pub event_source: String,

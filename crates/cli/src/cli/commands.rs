@@ -542,3 +542,60 @@ pub(super) fn manifest(store_dir: &Path, cmd: ManifestCommand) -> Result<()> {
         }
     }
 }
+
+/// `SCOPE=SIZE` of `serve --quota`.
+pub(super) fn parse_quota(text: &str) -> Result<ocidb::store::Quota> {
+    let Some((scope, size)) = text.split_once('=') else {
+        return Err(Error::InvalidArgument {
+            value: text.to_string(),
+            expected:
+                "SCOPE=SIZE: a repository or a namespace ending in `/`, then a size, e.g. team/=50G"
+                    .into(),
+        });
+    };
+    Ok(ocidb::store::Quota {
+        scope: scope.trim().to_string(),
+        max_bytes: parse_size(size)?,
+    })
+}
+
+/// `ocidb usage [SCOPE]`.
+pub(super) fn usage(store_dir: &Path, scope: Option<&str>, json: bool) -> Result<()> {
+    let view = super::view::open_view(store_dir)?;
+    let scopes: Vec<String> = match scope {
+        Some(s) => vec![s.to_string()],
+        None => view.repositories()?,
+    };
+    let rows = scopes
+        .iter()
+        .map(|s| view.usage(s))
+        .collect::<Result<Vec<_>>>()?;
+    if json {
+        return match scope {
+            Some(_) => print_json(&rows[0]),
+            None => print_json(&rows),
+        };
+    }
+    let width = rows
+        .iter()
+        .map(|u| u.scope.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
+        "SCOPE", "LOGICAL", "UNIQUE", "EXCLUSIVE", "SHARED", "QUOTA"
+    );
+    for u in &rows {
+        println!(
+            "{:width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}",
+            render::escape(&u.scope),
+            render::human_size(u.logical_bytes),
+            render::human_size(u.unique_bytes),
+            render::human_size(u.exclusive_bytes),
+            render::human_size(u.shared_bytes),
+            u.quota.map_or("-".to_string(), render::human_size),
+        );
+    }
+    Ok(())
+}

@@ -132,6 +132,7 @@ fn run_command(cli: Cli) -> Result<()> {
         } if restore.is_some() || at.is_some() => {
             history::restore(&store_dir, &source, restore.as_deref(), at.as_deref())
         }
+        Command::Usage { scope, json } => commands::usage(&store_dir, scope.as_deref(), json),
         Command::History {
             reference,
             n,
@@ -421,6 +422,12 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         store_options().events(!a.webhook.is_empty()),
         true,
     )?);
+    store.set_quotas(
+        a.quota
+            .iter()
+            .map(|q| commands::parse_quota(q))
+            .collect::<Result<Vec<_>>>()?,
+    )?;
     let shown = store_dir.display().to_string();
     // The address comes first after "serving": scripts read it there.
     let blobs = match store.blob_location() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use ocidb::names::Reference;
-use ocidb::store::{HistoryPage, HistoryQuery};
+use ocidb::store::{HistoryPage, HistoryQuery, Usage};
 use ocidb::{Digest, Error, FsckReport, GcReport, LeaseInfo, Result, Stats, WalkNode};
 use ocidb_server::{FsckRequest, FsckState, GcRequest, ScrubRequest, ADMIN_PREFIX};
 
@@ -280,6 +280,9 @@ impl View for Remote {
             path.push_str(&format!("&digest={}", q(&d.to_string())));
         }
         self.json("GET", &path, None, SHORT)
+    }
+    fn usage(&self, scope: &str) -> Result<Usage> {
+        self.json("GET", &format!("/usage?scope={}", q(scope)), None, LONG)
     }
     fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         // Checked here first, so a bad value is reported as offline.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use ocidb::names::Reference;
-use ocidb::store::{HistoryPage, HistoryQuery};
+use ocidb::store::{HistoryPage, HistoryQuery, Usage};
 use ocidb::{
     Digest, Error, FsckOptions, FsckReport, GcReport, LeaseInfo, Result, Stats, Store, WalkNode,
 };
@@ -35,6 +35,8 @@ pub(super) trait View {
     fn gc(&self, ask: &GcRequest) -> Result<GcReport>;
     /// A page of a tag's history (see [`Store::tag_history`]).
     fn tag_history(&self, repo: &str, tag: &str, q: &HistoryQuery) -> Result<HistoryPage>;
+    /// What a repository or namespace holds (see [`Store::usage`]).
+    fn usage(&self, scope: &str) -> Result<Usage>;
     /// Writes an index snapshot (see [`Store::snapshot_index`]).
     fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo>;
     /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
@@ -83,6 +85,9 @@ impl View for Store {
     }
     fn tag_history(&self, repo: &str, tag: &str, q: &HistoryQuery) -> Result<HistoryPage> {
         Store::tag_history(self, repo, tag, q)
+    }
+    fn usage(&self, scope: &str) -> Result<Usage> {
+        Store::usage(self, scope)
     }
     fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         Store::gc(self, &ask.policy()?)
