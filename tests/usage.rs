@@ -180,3 +180,38 @@ fn quotas_hold_under_8_concurrent_pushers() {
     let f = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
     assert!(f.problems.is_empty(), "{:?}", f.problems);
 }
+
+/// A store from a build before the counters: opening it fills them once
+/// from membership, and fsck agrees.
+#[test]
+fn an_older_store_gets_its_counters_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = {
+        let s = Store::create(dir.path()).expect("create");
+        put(&s, "old/a", &[1u8; 700]);
+        put(&s, "old/b", &[1u8; 700]);
+        put(&s, "old/b", &[2u8; 90]);
+        s.usage("old/").expect("usage")
+    };
+    {
+        // What an older build left: no counters, no reverse names.
+        let db = redb::Database::open(dir.path().join("ocidb.redb")).expect("redb");
+        let txn = db.begin_write().expect("txn");
+        txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new("usage"))
+            .expect("drop usage");
+        txn.delete_table(redb::TableDefinition::<u64, &str>::new("repo_names"))
+            .expect("drop repo_names");
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .expect("meta");
+            meta.remove("usage_version").expect("remove marker");
+        }
+        txn.commit().expect("commit");
+    }
+    let s = Store::open(dir.path()).expect("open");
+    assert_eq!(s.usage("old/").expect("usage"), before);
+    assert_eq!(s.usage("old/b").expect("usage").logical_bytes, 790);
+    let f = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(f.problems.is_empty(), "{:?}", f.problems);
+}

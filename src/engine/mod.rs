@@ -7,5 +7,6 @@ pub(crate) mod repo_ids;
 pub(crate) mod shared;
 pub(crate) mod writer;
 
+pub use shared::Quota;
 pub(crate) use shared::Shared;
 pub(crate) use writer::{Batch, Job, SweepHook, SweepSlot, Writer};

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, WriteTransaction};
 
 use crate::blob::{BlobBackend, Staged};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::log::ship::Shipper;
+use crate::schema::keys;
 use crate::schema::record::{self, Placement};
 use crate::schema::tables::{self, WriteTables, INTENTS, META};
 use crate::sync_points::Injector;
@@ -181,7 +182,7 @@ pub(crate) fn init_schema(db: &Database, root: &Path) -> Result<[u8; 32]> {
             });
         }
         tables::create_all(&txn)?;
-        crate::index::usage::backfill(&txn)?;
+        backfill_usage(&txn)?;
         let mut meta = txn.open_table(META)?;
         match found.as_deref() {
             None => {
@@ -338,5 +339,53 @@ fn discard_all_staged(backend: &dyn BlobBackend) -> Result<()> {
     for s in backend.list_staged()? {
         backend.discard(&s)?;
     }
+    Ok(())
+}
+
+/// `meta` key set once the usage counters and `repo_names` cover the store.
+const USAGE_READY_KEY: &str = "usage_version";
+
+/// Fills `repo_names` and `usage` for a store written before they existed
+/// (once, at open, in the open's transaction): one pass over the
+/// repositories and their members.
+pub(crate) fn backfill_usage(txn: &WriteTransaction) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(USAGE_READY_KEY)?.is_some() {
+        return Ok(());
+    }
+    let repos = txn.open_table(tables::REPOS)?;
+    let mut names = txn.open_table(tables::REPO_NAMES)?;
+    let mut by_id = std::collections::BTreeMap::new();
+    for e in repos.iter()? {
+        let (k, v) = e?;
+        names.insert(v.value(), k.value())?;
+        by_id.insert(v.value(), k.value().to_string());
+    }
+    let members = txn.open_table(tables::MEMBERS)?;
+    let blobs = txn.open_table(tables::BLOBS)?;
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for e in members.iter()? {
+        let (k, _) = e?;
+        let id = keys::repo_prefix(k.value());
+        let d = keys::member_digest(k.value())?;
+        let size = crate::schema::record::lookup(&blobs, &d)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.size);
+        let Some(repo) = by_id.get(&id) else { continue };
+        for scope in keys::usage_scopes(repo) {
+            let t = totals.entry(scope.to_string()).or_default();
+            t.0 += size;
+            t.1 += 1;
+        }
+    }
+    let mut usage = txn.open_table(tables::USAGE)?;
+    for (scope, (bytes, n)) in totals {
+        usage.insert(
+            scope.as_str(),
+            crate::schema::record::encode_usage(bytes, n).as_slice(),
+        )?;
+    }
+    meta.insert(USAGE_READY_KEY, [1u8].as_slice())?;
     Ok(())
 }

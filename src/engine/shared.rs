@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     /// ([`crate::store::StoreOptions::events`]).
     pub events: bool,
     /// The quotas in force ([`crate::Store::set_quotas`]).
-    quotas: std::sync::RwLock<Arc<Vec<crate::index::usage::Quota>>>,
+    quotas: std::sync::RwLock<Arc<Vec<Quota>>>,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -78,7 +78,7 @@ impl RecentlySwept {
 
 impl Shared {
     /// The quotas in force.
-    pub fn quotas(&self) -> Arc<Vec<crate::index::usage::Quota>> {
+    pub fn quotas(&self) -> Arc<Vec<Quota>> {
         self.quotas
             .read()
             .map(|q| Arc::clone(&q))
@@ -86,7 +86,7 @@ impl Shared {
     }
 
     /// Puts `quotas` in force for the next writes.
-    pub fn set_quotas(&self, quotas: Vec<crate::index::usage::Quota>) -> Result<()> {
+    pub fn set_quotas(&self, quotas: Vec<Quota>) -> Result<()> {
         *self.quotas.write().map_err(|_| Error::lock("quota lock"))? = Arc::new(quotas);
         Ok(())
     }
@@ -223,4 +223,14 @@ impl Shared {
         }
         self.poisoned.store(true, Ordering::Release);
     }
+}
+
+/// A limit on what a repository or a namespace holds (checked by the
+/// writer, in the transaction of each membership change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// A repository name, or a namespace prefix ending in `/`.
+    pub scope: String,
+    /// At most this many bytes.
+    pub max_bytes: u64,
 }

@@ -241,6 +241,14 @@ pub(crate) fn tag(repo: u64, tag: &str) -> Vec<u8> {
     k
 }
 
+/// The `usage` rows a repository counts in: each namespace prefix (`a/`,
+/// `a/b/`), then the repository itself.
+pub(crate) fn usage_scopes(repo: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = repo.match_indices('/').map(|(i, _)| &repo[..=i]).collect();
+    out.push(repo);
+    out
+}
+
 /// The prefix of one tag's `tag_history` keys: repo(8) tag bytes 0x00.
 pub(crate) fn history_prefix(repo: u64, tag: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(17 + tag.len());
@@ -342,6 +350,12 @@ mod tests {
     use super::*;
     use crate::oci::hasher::Hasher;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_repository_counts_in_each_namespace_above_it() {
+        assert_eq!(usage_scopes("a/b/c"), ["a/", "a/b/", "a/b/c"]);
+        assert_eq!(usage_scopes("app"), ["app"]);
+    }
 
     fn d(s: &str) -> Digest {
         Hasher::digest_of(crate::digest::Algorithm::Sha256, s.as_bytes())

@@ -610,3 +610,22 @@ impl EventRecord {
         })
     }
 }
+
+/// A `usage` value: bytes and member count of one scope (zeros if short).
+pub(crate) fn decode_usage(v: &[u8]) -> (u64, u64) {
+    if v.len() < 16 {
+        return (0, 0);
+    }
+    (
+        u64::from_le_bytes(le8(&v[..8])),
+        u64::from_le_bytes(le8(&v[8..16])),
+    )
+}
+
+/// A `usage` value: bytes(8 LE) members(8 LE).
+pub(crate) fn encode_usage(bytes: u64, members: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&bytes.to_le_bytes());
+    v[8..].copy_from_slice(&members.to_le_bytes());
+    v
+}
