@@ -292,3 +292,78 @@ fn snapshots_taken_at_once_do_not_share_a_file() {
     assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
     assert_eq!(r.index_image().expect("image"), want);
 }
+
+#[test]
+fn a_store_restores_to_a_log_position_or_a_time() {
+    use ocidb::maint::index_log::RestoreTarget;
+    const T0: u64 = 1_750_000_000_000;
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let o = || {
+        StoreOptions::default()
+            .backend(Arc::new(blobs.clone()) as Arc<dyn BlobBackend>)
+            .index_log(Arc::new(log.clone()) as Arc<dyn IndexLog>)
+            .clock(Arc::clone(&clock) as Arc<dyn ocidb::Clock>)
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let s = Store::open_with(root.path().join("a"), o(), true).expect("open");
+    let image = |seed: &[u8]| {
+        let layer = common::blob(&s, seed, "application/vnd.oci.image.layer.v1.tar");
+        let body = common::image_body(&s, &[layer], None);
+        common::put_manifest(&s, "r/app", &body, &[]).digest
+    };
+    let (x, y) = (image(b"x"), image(b"y"));
+    s.tag("r/app", "v1", &x).expect("tag");
+    let at_a = s.snapshot_index().expect("snapshot").position;
+    clock.advance(std::time::Duration::from_secs(60));
+    s.tag("r/app", "v1", &y).expect("move");
+    s.tag("r/app", "v2", &y).expect("tag");
+    clock.advance(std::time::Duration::from_secs(60));
+    s.untag("r/app", "v2").expect("untag");
+    drop(s);
+    let tags = |dir: &str, target: RestoreTarget| {
+        let (r, report) =
+            Store::restore_to(root.path().join(dir), o(), target, &mut |_| {}).expect("restore");
+        assert!(report.fsck.is_clean(), "{:?}", report.fsck.problems);
+        drop(r);
+        // Opened again with the same log, a copy of the past stays there,
+        // and refuses writes: it shares its bucket with the live store.
+        let r = Store::open_with(root.path().join(dir), o(), false).expect("reopen");
+        if target != RestoreTarget::Newest {
+            let e = r.untag("r/app", "v1").expect_err("read-only");
+            assert!(e.to_string().contains("point-in-time copy"), "{e}");
+            assert!(!r.has_index_log());
+        }
+        (r.tag_map("r/app").expect("tags"), report.position)
+    };
+    let (at_snapshot, p) = tags("b", RestoreTarget::Position(at_a));
+    assert_eq!((at_snapshot, p), (vec![("v1".to_string(), x)], at_a));
+    // One commit past the snapshot: the move of v1.
+    let (moved, p) = tags("c", RestoreTarget::Position(at_a + 1));
+    assert_eq!((moved, p), (vec![("v1".to_string(), y)], at_a + 1));
+    // By time: after the second tag, before the untag.
+    let (mid, _) = tags("d", RestoreTarget::Time(T0 + 90_000));
+    assert_eq!(mid, vec![("v1".to_string(), y), ("v2".to_string(), y)]);
+    let (newest, end) = tags("e", RestoreTarget::Newest);
+    assert_eq!(newest, vec![("v1".to_string(), y)]);
+    // Past the end, or before the log kept: refused by name, no store left.
+    let e = Store::restore_to(
+        root.path().join("f"),
+        o(),
+        RestoreTarget::Position(end + 5),
+        &mut |_| {},
+    )
+    .err()
+    .expect("past the end");
+    assert!(e.to_string().contains(&format!("it ends at {end}")), "{e}");
+    assert!(!root.path().join("f").exists());
+    let e = Store::restore_to(
+        root.path().join("g"),
+        o(),
+        RestoreTarget::Time(T0 - 1),
+        &mut |_| {},
+    )
+    .err()
+    .expect("before the log");
+    assert!(e.to_string().contains("starts at position"), "{e}");
+}

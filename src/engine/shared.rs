@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// Whether changes are written to the outbox
     /// ([`crate::store::StoreOptions::events`]).
     pub events: bool,
+    /// Why every write is refused, for a read-only store (a point-in-time
+    /// copy).
+    pub read_only: std::sync::OnceLock<String>,
     /// The quotas in force ([`crate::Store::set_quotas`]).
     quotas: std::sync::RwLock<Arc<Vec<Quota>>>,
 }
@@ -105,6 +108,7 @@ impl Shared {
             clock,
             events,
             quotas: Default::default(),
+            read_only: std::sync::OnceLock::new(),
             faults,
             swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),
@@ -193,6 +197,12 @@ impl Shared {
     }
 
     pub fn check(&self) -> Result<()> {
+        if let Some(why) = self.read_only.get() {
+            return Err(Error::InvalidArgument {
+                value: why.clone(),
+                expected: "a store that accepts writes".into(),
+            });
+        }
         if let Some(e) = self.unavailable() {
             return Err(e);
         }

@@ -174,3 +174,52 @@ pub(crate) fn newest_snapshot(log: &dyn IndexLog, upto: Option<u64>) -> Result<u
             ),
         })
 }
+
+/// The time a log object was written (its header's), for a restore to a
+/// point in time.
+fn log_time(log: &dyn IndexLog, p: u64) -> Result<u64> {
+    let name = object_name(LOG_DIR, p);
+    let bytes = log
+        .get(&name, MAX_LOG_OBJECT)?
+        .ok_or_else(|| Error::Corrupt(format!("{name} vanished while it was read")))?;
+    Ok(codec::verify(&bytes, &name)?.0.time_ms)
+}
+
+/// The last log position written at or before `time_ms`, by binary search
+/// over the log kept (writers' clocks only move forward in it but for
+/// adjustments; a clock set back can make the answer one of the commits
+/// around the time asked). Errors when the log kept starts after it.
+pub(crate) fn position_at(log: &dyn IndexLog, time_ms: u64) -> Result<u64> {
+    let kept = positions(log, LOG_DIR)?;
+    let Some(&first) = kept.first() else {
+        // Only snapshots: nothing says when they were taken without
+        // reading them whole.
+        return Err(Error::InvalidArgument {
+            value: crate::clock::rfc3339(time_ms),
+            expected: format!(
+                "an index log with log objects to search by time; it holds only snapshots (the newest at position {}): restore to that position",
+                newest_snapshot(log, None)?
+            ),
+        });
+    };
+    let first_time = log_time(log, first)?;
+    if first_time > time_ms {
+        return Err(Error::InvalidArgument {
+            value: crate::clock::rfc3339(time_ms),
+            expected: format!(
+                "a time the index log kept reaches: it starts at position {first}, written {}",
+                crate::clock::rfc3339(first_time)
+            ),
+        });
+    }
+    let (mut lo, mut hi) = (0usize, kept.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if log_time(log, kept[mid])? <= time_ms {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(kept[lo])
+}

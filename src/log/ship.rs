@@ -15,6 +15,25 @@ use crate::schema::tables::{WriteTables, META};
 /// local tables are, not what they hold.
 pub(crate) const POSITION_KEY: &str = "log_position";
 
+/// `meta` key of a point-in-time copy (`Store::restore_to`): the log
+/// position it stopped at (u64 LE). Such a store neither follows nor
+/// writes the log, and refuses every write: it shares its bucket with the
+/// store it was copied from.
+pub(crate) const DETACHED_KEY: &str = "detached_at";
+
+/// The position a point-in-time copy stopped at, if this is one.
+pub(crate) fn detached_at(db: &Database) -> Result<Option<u64>> {
+    let r = db.begin_read()?;
+    let meta = r.open_table(META)?;
+    let v = meta.get(DETACHED_KEY)?;
+    v.map(|g| {
+        <[u8; 8]>::try_from(g.value())
+            .map(u64::from_le_bytes)
+            .map_err(|_| Error::Corrupt(format!("meta.{DETACHED_KEY} is not 8 bytes")))
+    })
+    .transpose()
+}
+
 /// The position recorded in `meta`.
 pub(crate) fn position_in(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
     match meta.get(POSITION_KEY)? {

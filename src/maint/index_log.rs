@@ -75,11 +75,30 @@ impl Store {
         opts: StoreOptions,
         progress: &mut dyn FnMut(RestoreProgress),
     ) -> Result<(Store, RestoreReport)> {
+        Store::restore_to(dir, opts, RestoreTarget::Newest, progress)
+    }
+
+    /// [`Store::restore`] to a point in time: the store as it was after
+    /// the commit at a log position, or the last commit written at or
+    /// before a time (ms since the epoch), from the newest snapshot at or
+    /// before it. The point must lie in the log kept (after the older of
+    /// the two snapshots the log keeps).
+    pub fn restore_to(
+        dir: impl AsRef<Path>,
+        opts: StoreOptions,
+        target: RestoreTarget,
+        progress: &mut dyn FnMut(RestoreProgress),
+    ) -> Result<(Store, RestoreReport)> {
         let dir = dir.as_ref();
         check_target(dir)?;
         let log = log_of(&opts)?;
+        let upto = match target {
+            RestoreTarget::Newest => None,
+            RestoreTarget::Position(p) => Some(p),
+            RestoreTarget::Time(ms) => Some(restore::position_at(&*log, ms)?),
+        };
         let staging = staging_dir(dir)?;
-        let built = build(&staging, &*log, opts.cache_size, progress);
+        let built = build(&staging, &*log, opts.cache_size, upto, progress);
         let mut report = match built {
             Ok(r) => r,
             Err(e) => {
@@ -102,6 +121,18 @@ impl Store {
         report.fsck = store.fsck(&FsckOptions::default())?;
         Ok((store, report))
     }
+}
+
+/// Where [`Store::restore_to`] brings a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Everything the log holds.
+    Newest,
+    /// After the commit at this log position.
+    Position(u64),
+    /// After the last commit written at or before this time (ms since the
+    /// epoch).
+    Time(u64),
 }
 
 /// A restore writes only into a directory that holds nothing.
@@ -170,12 +201,13 @@ fn build(
     staging: &Path,
     log: &dyn IndexLog,
     cache_size: usize,
+    upto: Option<u64>,
     progress: &mut dyn FnMut(RestoreProgress),
 ) -> Result<RestoreReport> {
     // The snapshot's rows create the tables they fill; `init_schema`
     // creates the rest and checks the format the snapshot recorded.
     let db = crate::engine::open::open_database(staging, cache_size, None)?;
-    let at = restore::newest_snapshot(log, None)?;
+    let at = restore::newest_snapshot(log, upto)?;
     let (store_id, rows, snap_bytes) = restore::load_snapshot(&db, log, at, staging, progress)?;
     let cursor_key = crate::engine::open::init_schema(&db, staging)?;
     if backend::store_id(&cursor_key) != store_id {
@@ -183,7 +215,24 @@ fn build(
             "snapshot {at} names store {store_id}, but its tables are another store's"
         )));
     }
-    let (log_objects, log_bytes) = restore::catch_up(&db, log, &store_id, None, progress)?;
+    let (log_objects, log_bytes) = restore::catch_up(&db, log, &store_id, upto, progress)?;
+    if let Some(p) = upto {
+        if at + log_objects != p {
+            return Err(Error::InvalidArgument {
+                value: format!("position {p}"),
+                expected: format!(
+                    "a position the index log reaches: it ends at {}",
+                    at + log_objects
+                ),
+            });
+        }
+        // A copy of the past: it must never follow the log again, write
+        // to it, or change the bucket it shares with the live store.
+        let txn = db.begin_write()?;
+        txn.open_table(crate::schema::tables::META)?
+            .insert(crate::log::ship::DETACHED_KEY, p.to_le_bytes().as_slice())?;
+        txn.commit()?;
+    }
     Ok(RestoreReport {
         snapshot: at,
         rows,

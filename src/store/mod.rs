@@ -414,10 +414,18 @@ impl Store {
                 )
             }
         };
+        let detached = crate::log::ship::detached_at(&db)?;
+        if let Some(p) = detached {
+            let _ = shared.read_only.set(format!(
+                "{} is a point-in-time copy at index log position {p}: read-only, since it shares its bucket with the store it was copied from",
+                root.display()
+            ));
+        }
         let shipper = opts
             .index_log
             .clone()
             .or(bucket_log)
+            .filter(|_| detached.is_none())
             .map(|log| crate::log::ship::Shipper::new(log, backend::store_id(&cursor_key)));
         if shared.check().is_ok() {
             recover(

@@ -238,11 +238,16 @@ pub enum Command {
 
     /// Rebuild a lost store from its bucket alone: the newest index
     /// snapshot, then every log object after it, then a full fsck. The
-    /// store directory must not exist (or be empty).
+    /// store directory must not exist (or be empty). With --to, the store
+    /// as it was at a log position or a time.
     #[command(
-        after_help = "Example:\n  ocidb --store ./s --blobs 's3://ocidb/prod?endpoint=http://127.0.0.1:3900&region=garage' restore"
+        after_help = "Examples:\n  ocidb --store ./s --blobs 's3://ocidb/prod?endpoint=http://127.0.0.1:3900&region=garage' restore\n  ocidb --store ./s --blobs 's3://…' restore --to 2026-12-06T09:00:00Z\n  ocidb --store ./s --blobs 's3://…' restore --to 41873"
     )]
     Restore {
+        /// A log position (digits), or an RFC 3339 time: the store after
+        /// that commit, or after the last commit written by then.
+        #[arg(long, value_name = "POSITION|TIME")]
+        to: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -278,10 +278,27 @@ pub(super) fn migrate_blobs(store_dir: &Path, to: &str, json: bool) -> Result<()
     Ok(())
 }
 
-pub(super) fn restore(store_dir: &Path, json: bool) -> Result<()> {
+pub(super) fn restore(store_dir: &Path, to: Option<&str>, json: bool) -> Result<()> {
+    use ocidb::maint::index_log::RestoreTarget;
+    let target = match to {
+        None => RestoreTarget::Newest,
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+            RestoreTarget::Position(t.parse().map_err(|_| Error::InvalidArgument {
+                value: format!("--to {t}"),
+                expected: "a log position that fits in 64 bits".into(),
+            })?)
+        }
+        Some(t) => RestoreTarget::Time(ocidb::clock::parse_rfc3339(t).ok_or_else(|| {
+            Error::InvalidArgument {
+                value: format!("--to {t}"),
+                expected: "a log position (digits) or an RFC 3339 time, e.g. 2026-12-06T09:00:00Z"
+                    .into(),
+            }
+        })?),
+    };
     let bar = progress::spinner("restoring");
     let (store, report) =
-        ocidb::Store::restore(store_dir, super::util::store_options(), &mut |p| {
+        ocidb::Store::restore_to(store_dir, super::util::store_options(), target, &mut |p| {
             bar.set_message(match p.phase {
                 "snapshot" => format!("restoring: {} rows of the snapshot", p.done),
                 _ => format!("restoring: log object {} of {}", p.done, p.total),

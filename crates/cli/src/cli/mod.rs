@@ -291,7 +291,7 @@ fn run_command(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Restore { json } => commands::restore(&store_dir, json),
+        Command::Restore { to, json } => commands::restore(&store_dir, to.as_deref(), json),
         Command::MigrateBlobs { to, json } => commands::migrate_blobs(&store_dir, &to, json),
         Command::Import(a) => commands::import(&store_dir, a),
         Command::Export(a) => commands::export(&store_dir, a),
