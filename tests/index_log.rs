@@ -353,8 +353,7 @@ fn a_store_restores_to_a_log_position_or_a_time() {
         RestoreTarget::Position(end + 5),
         &mut |_| {},
     )
-    .err()
-    .expect("past the end");
+    .expect_err("past the end");
     assert!(e.to_string().contains(&format!("it ends at {end}")), "{e}");
     assert!(!root.path().join("f").exists());
     let e = Store::restore_to(
@@ -363,7 +362,6 @@ fn a_store_restores_to_a_log_position_or_a_time() {
         RestoreTarget::Time(T0 - 1),
         &mut |_| {},
     )
-    .err()
-    .expect("before the log");
+    .expect_err("before the log");
     assert!(e.to_string().contains("starts at position"), "{e}");
 }
