@@ -20,6 +20,14 @@ pub(crate) fn lookup_repo_w(b: &mut Batch<'_>, repo: &str) -> Result<Option<u64>
     Ok(b.t.repos.get(repo)?.map(|g| g.value()))
 }
 
+/// The repository's id, or [`Error::RepositoryUnknown`].
+pub(crate) fn existing_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
+    lookup_repo_w(b, repo)?.ok_or_else(|| crate::error::Error::RepositoryUnknown {
+        repository: repo.to_string(),
+        hint: String::new(),
+    })
+}
+
 /// The repository's id and `d`'s membership kind there, without creating
 /// the repository. None when either is absent.
 pub(crate) fn member_kind(b: &mut Batch<'_>, repo: &str, d: &Digest) -> Result<Option<(u64, u8)>> {

@@ -9,7 +9,7 @@ use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::history::{read_history, TagChange};
-use crate::index::repos::{lookup_repo_w, member_kind_in, repo_id};
+use crate::index::repos::{existing_repo, member_kind_in, repo_id};
 use crate::index::tags::set_tag;
 use crate::oci::names;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
@@ -239,12 +239,7 @@ impl Store {
         let user = checked_user(user)?;
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.submit(true, move |b| {
-            let Some(repo_id) = lookup_repo_w(b, &repo)? else {
-                return Err(Error::RepositoryUnknown {
-                    repository: repo.clone(),
-                    hint: String::new(),
-                });
-            };
+            let repo_id = existing_repo(b, &repo)?;
             let target = find_target(b, repo_id, &repo, &tag, to)?;
             if member_kind_in(b, repo_id, &target)? != Some(MEMBER_MANIFEST) {
                 return Err(Error::ManifestUnknown {

@@ -8,7 +8,7 @@ use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::history::TagChange;
-use crate::index::repos::lookup_repo_w;
+use crate::index::repos::existing_repo;
 use crate::index::repos::member_kind;
 use crate::index::repos::repo_names;
 use crate::index::tags::list_tags;
@@ -83,12 +83,7 @@ impl Store {
         let user = checked_user(user)?;
         let (repo, tag) = (repo.to_string(), tag.to_string());
         self.submit(true, move |b| {
-            let Some(repo_id) = lookup_repo_w(b, &repo)? else {
-                return Err(Error::RepositoryUnknown {
-                    repository: repo.clone(),
-                    hint: String::new(),
-                });
-            };
+            let repo_id = existing_repo(b, &repo)?;
             let change = TagChange::new(TagCause::Untagged, user.as_deref());
             remove_tag(b, repo_id, &repo, &tag, change)
         })

@@ -233,37 +233,6 @@ fn serve_one(conn: TcpStream, got: &Mutex<Vec<Received>>) {
     }
 }
 
-/// Pushes a one-layer image to `repo:tag` through `server`; its digest.
-fn push(server: &Server, repo: &str, tag: &str, layer: &[u8]) -> String {
-    let mut digests = Vec::new();
-    for data in [&b"{}"[..], layer] {
-        let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, data).to_string();
-        let r = server.request(
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-            &[],
-            data,
-        );
-        assert_eq!(r.status, 201, "{r:?}");
-        digests.push(d);
-    }
-    let body = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digests[0], "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1], "size": layer.len()}],
-    }))
-    .expect("json");
-    let r = server.request(
-        "PUT",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
-        &body,
-    );
-    assert_eq!(r.status, 201, "{r:?}");
-    ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &body).to_string()
-}
-
 /// Waits until `got` holds events with every id up to `last`.
 fn wait_for(got: &Mutex<Vec<Received>>, last: u64, within: Duration) -> Vec<Received> {
     let until = Instant::now() + within;
@@ -297,9 +266,9 @@ fn a_webhook_down_for_a_minute_gets_every_event_in_commit_order_across_a_kill_9(
         .port();
     let hook = format!("http://127.0.0.1:{port}/hook");
     let server = start(&store, &hook);
-    let a = push(&server, "ev/one", "v1", b"layer one");
-    let b = push(&server, "ev/two", "v1", b"layer two");
-    let a2 = push(&server, "ev/one", "v1", b"layer one, again");
+    let (a, _) = server.push_image("ev/one", "v1", b"layer one");
+    let (b, _) = server.push_image("ev/two", "v1", b"layer two");
+    let (a2, _) = server.push_image("ev/one", "v1", b"layer one, again");
     let r = server.request("DELETE", "/v2/ev/two/manifests/v1", &[], b"");
     assert_eq!(r.status, 202, "{r:?}");
     // A minute with the receiver down: the server retries with backoff.
@@ -371,7 +340,7 @@ fn a_webhook_down_for_a_minute_gets_every_event_in_commit_order_across_a_kill_9(
         moved.body
     );
     // Further writes arrive while the receiver is up.
-    push(&server, "ev/three", "v1", b"layer three");
+    server.push_image("ev/three", "v1", b"layer three");
     let later = wait_for(&got, 16, Duration::from_secs(30));
     let ids: BTreeSet<u64> = later.iter().map(|r| r.id).collect();
     assert_eq!(ids, (1..=16).collect(), "nothing invented, nothing missing");

@@ -79,25 +79,12 @@ fn the_conformance_suite_of_the_next_spec_passes() {
     assert!(common::server::count(&line, "skipped") <= 2, "{line}");
 }
 
-/// Pushes `data` to `repo` in one request; its digest.
-fn push_blob(server: &Server, repo: &str, data: &[u8]) -> String {
-    let d = sha256(data);
-    let r = server.request(
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-        &[("Content-Type", "application/octet-stream")],
-        data,
-    );
-    assert_eq!(r.status, 201, "{r:?}");
-    d
-}
-
 #[test]
 fn tags_ride_with_a_manifest_pushed_by_digest_and_uploads_hash_as_asked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("store"));
-    let cfg = push_blob(&server, "tp/app", b"{}");
-    let layer = push_blob(&server, "tp/app", b"layer bytes");
+    let cfg = server.push_blob("tp/app", b"{}");
+    let layer = server.push_blob("tp/app", b"layer bytes");
     let body = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -187,33 +174,6 @@ fn tags_ride_with_a_manifest_pushed_by_digest_and_uploads_hash_as_asked() {
     assert_eq!(r.header("docker-content-digest"), Some(b512.as_str()));
 }
 
-/// Pushes a one-layer image whose layer is `layer` to `repo:tag`: its
-/// digest, and the response.
-fn push_image(
-    server: &Server,
-    repo: &str,
-    tag: &str,
-    layer: &[u8],
-) -> (String, common::http::Response) {
-    let cfg = push_blob(server, repo, b"{}");
-    let l = push_blob(server, repo, layer);
-    let body = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
-    }))
-    .expect("json");
-    let r = server.request(
-        "PUT",
-        &format!("/v2/{repo}/manifests/{tag}"),
-        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
-        &body,
-    );
-    assert_eq!(r.status, 201, "{r:?}");
-    (sha256(&body), r)
-}
-
 /// A tag's history over `GET /v2/<name>/_oci/tag-history/<tag>`: the
 /// events (created|deleted, digest), newest first, and the Link header.
 fn served_history(server: &Server, path: &str) -> (Vec<(String, String)>, Option<String>) {
@@ -248,10 +208,10 @@ fn tag_history_is_served_and_a_deleted_tag_comes_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let server = Server::start(&store);
-    let (a, first) = push_image(&server, "th/app", "v1", b"first layer");
+    let (a, first) = server.push_image("th/app", "v1", b"first layer");
     assert!(first.header("warning").is_none(), "{first:?}");
     // A push that moves the tag warns, naming the former target.
-    let (b, moved) = push_image(&server, "th/app", "v1", b"second layer");
+    let (b, moved) = server.push_image("th/app", "v1", b"second layer");
     let w = moved.header("warning").expect("a warning on the move");
     assert!(
         w.starts_with("299 - \"tag v1 moved from ") && w.contains(&a),

@@ -211,6 +211,17 @@ pub(super) async fn put_manifest(
     Ok(resp)
 }
 
+/// 200 with `v` as an OCI image index body.
+fn index_response(v: &impl serde::Serialize) -> ApiResult {
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::from(Error::Internal(e.to_string())))?;
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        hv("application/vnd.oci.image.index.v1+json"),
+    );
+    Ok(r)
+}
+
 /// The spec's cap on the warning bytes of one response.
 const MAX_WARNING_BYTES: usize = 4096;
 
@@ -287,18 +298,12 @@ pub(super) async fn tag_history(app: Arc<App>, name: &str, tag: &str, req: &Part
             })
         })
         .collect();
-    let body = serde_json::to_vec(&serde_json::json!({
+    let mut r = index_response(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": manifests,
-    }))
-    .map_err(|e| ApiError::from(Error::Internal(e.to_string())))?;
-    let mut r = (StatusCode::OK, body).into_response();
+    }))?;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        hv("application/vnd.oci.image.index.v1+json"),
-    );
     if let Some(next) = page.next {
         // The filters carry over; `last` is this registry's own cursor.
         let mut link = format!("/v2/{name}/_oci/tag-history/{tag}?n={n}&last={next}");
@@ -482,14 +487,8 @@ pub(super) async fn referrers(app: Arc<App>, name: &str, d: &str, req: &Parts) -
         }
     })
     .await?;
-    let body = serde_json::to_vec(&page.index)
-        .map_err(|e| ApiError::from(Error::Internal(e.to_string())))?;
-    let mut r = (StatusCode::OK, body).into_response();
+    let mut r = index_response(&page.index)?;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        hv("application/vnd.oci.image.index.v1+json"),
-    );
     if !page.filters_applied.is_empty() {
         h.insert("oci-filters-applied", hv(&page.filters_applied.join(",")));
     }

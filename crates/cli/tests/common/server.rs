@@ -92,6 +92,45 @@ impl Drop for Server {
 pub use super::http::{count, read_response, request, Response};
 
 impl Server {
+    /// Pushes `data` to `repo` in one request (`POST ?digest=`); its
+    /// digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, data).to_string();
+        let r = self.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        d
+    }
+
+    /// Pushes a one-layer image whose layer is `layer` (and whose config
+    /// is `{}`) to `repo:tag`: its digest, and the manifest PUT's response.
+    pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (String, Response) {
+        let cfg = self.push_blob(repo, b"{}");
+        let l = self.push_blob(repo, layer);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+        }))
+        .expect("json");
+        let r = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            &body,
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        (
+            ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &body).to_string(),
+            r,
+        )
+    }
+
     /// The JSON access-log event of the request for `path` (the server runs
     /// with `OCIDB_LOG_FORMAT=json`). The line is written after the
     /// response, so this waits for it, for at most 10 s.
