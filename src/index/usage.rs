@@ -76,3 +76,57 @@ pub(crate) fn left(b: &mut Batch<'_>, id: u64, d: &Digest) -> Result<()> {
     }
     Ok(())
 }
+
+/// Recomputes `repo_names` and every usage counter from `repos` and
+/// membership, in one writer job: the repair of `usage-mismatch` (a record removed as corrupt left with no
+/// size to subtract). Time linear in the store.
+pub(crate) fn rebuild(b: &mut Batch<'_>) -> Result<()> {
+    // `repo_names` again from `repos`, first.
+    let mut names = std::collections::BTreeMap::new();
+    for e in b.t.repos.iter()? {
+        let (name, id) = e?;
+        names.insert(id.value(), name.value().to_string());
+    }
+    let mut stale = Vec::new();
+    for e in b.t.repo_names.iter()? {
+        stale.push(e?.0.value());
+    }
+    for id in stale {
+        b.t.repo_names.remove(id)?;
+    }
+    for (id, name) in &names {
+        b.t.repo_names.insert(*id, name.as_str())?;
+    }
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut members = Vec::new();
+    for e in b.t.members.iter()? {
+        members.push(e?.0.value().to_vec());
+    }
+    for k in members {
+        let d = crate::schema::keys::member_digest(&k)?;
+        let Some(repo) = names.get(&crate::schema::keys::repo_prefix(&k)) else {
+            continue;
+        };
+        let size = crate::index::blobs::record_in(b, &d)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.size);
+        for scope in scopes(repo) {
+            let t = totals.entry(scope.to_string()).or_default();
+            t.0 += size;
+            t.1 += 1;
+        }
+    }
+    let mut old = Vec::new();
+    for e in b.t.usage.iter()? {
+        old.push(e?.0.value().to_string());
+    }
+    for k in old {
+        b.t.usage.remove(k.as_str())?;
+    }
+    for (scope, (bytes, n)) in totals {
+        b.t.usage
+            .insert(scope.as_str(), encode(bytes, n).as_slice())?;
+    }
+    Ok(())
+}

@@ -156,6 +156,20 @@ impl Store {
                 }
             }
         }
+        // Counters after the repairs above (a corrupt record removed left
+        // no size to subtract), recomputed in the writer.
+        let recount = report
+            .problems
+            .iter()
+            .any(|p| p.kind == "usage-mismatch" || (p.kind == "corrupt-record" && p.repaired));
+        if opts.repair && recount {
+            self.submit(true, crate::index::usage::rebuild)?;
+            for p in &mut report.problems {
+                if p.kind == "usage-mismatch" {
+                    p.repaired = true;
+                }
+            }
+        }
         if opts.repair && !orphans.is_empty() {
             let removed = self.remove_orphans(orphans)?;
             for p in &mut report.problems {
