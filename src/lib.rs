@@ -59,6 +59,7 @@ pub use blob::{BlobBackend, BlobReader, LocalFiles, MemoryBlobs, VerifiedReader}
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::{Algorithm, Digest, DigestError, DigestPrefix, DigestText};
 pub use error::{Error, ErrorKind, Result};
+pub use gc::retention::{RetentionOptions, RetentionPolicy, RetentionReport, RetentionRule};
 pub use gc::{GcPolicy, GcReport, SweepPace};
 pub use hasher::{Hasher, Verifier};
 pub use layout::{ExportOptions, ExportReport, ImportOptions, ImportReport};

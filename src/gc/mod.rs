@@ -30,6 +30,7 @@ use crate::index::remove::remove_blob_in;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys;
 mod mark;
+pub mod retention;
 
 use crate::engine::Batch;
 use crate::index::leases::live_leases;

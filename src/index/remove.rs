@@ -53,6 +53,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
         .remove(keys::member_of(d, repo_id).as_slice())?;
     if was {
         super::usage::left(b, repo_id, d)?;
+        b.t.pulls.remove(keys::member(repo_id, d).as_slice())?;
     }
     for tag in tags_of(b, repo_id, d)? {
         unapply_fallback_tag(b, repo_id, &tag, d)?;

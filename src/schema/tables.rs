@@ -72,6 +72,11 @@ pub(crate) const REPO_NAMES: TableDefinition<u64, &str> = TableDefinition::new("
 /// members(8 LE)`: what each holds, kept with every membership change.
 pub(crate) const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
 
+/// `repo(8) digest -> ms`: when a manifest was last pulled from a
+/// repository, recorded in batches without fsync (retention's
+/// "most recently pulled"; a crash may forget the last few seconds).
+pub(crate) const PULLS: TableDefinition<&[u8], u64> = TableDefinition::new("pulls");
+
 /// Something done to one table of a write transaction, whatever its key
 /// and value types (replaying an index log entry).
 pub(crate) trait EachTable {
@@ -176,6 +181,7 @@ tables! {
     19 event_cursors EVENT_CURSORS<&'static str, u64> true;
     20 repo_names REPO_NAMES<u64, &'static str> false;
     21 usage USAGE<&'static str, &'static [u8]> true;
+    22 pulls PULLS<&'static [u8], u64> false;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

@@ -359,6 +359,94 @@ fn a_push_over_quota_gets_403_denied_and_usage_is_served() {
     assert!(out.contains("qt/big") && out.contains("1000 B"), "{out}");
 }
 
+#[test]
+fn retention_runs_through_the_server_and_pulls_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let server = Server::start(&store);
+    let mut digests = Vec::new();
+    for t in ["v1", "v2", "v3"] {
+        digests.push(
+            server
+                .push_image("rp/app", t, format!("layer {t}").as_bytes())
+                .0,
+        );
+    }
+    // A pull of v2: recorded within a few seconds.
+    let r = server.request("GET", "/v2/rp/app/manifests/v2", &[], b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let policy = dir.path().join("retention.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\nrepositories = \"rp/\"\nkeep_last_pulled = 1\n",
+    )
+    .expect("policy");
+    let p = policy.to_str().expect("utf-8");
+    let out = common::cli::ok(&common::cli::ocidb(
+        &store,
+        &[
+            "retention",
+            "--policy",
+            p,
+            "--dry-run",
+            "--grace",
+            "0s",
+            "--json",
+        ],
+    ));
+    let dry: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(dry["dry_run"], true, "{out}");
+    assert_eq!(
+        dry["tags_deleted"], 2,
+        "v1 and v3 go, the pulled v2 stays: {out}"
+    );
+    let r = server.request("GET", "/v2/rp/app/tags/list", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        v["tags"],
+        serde_json::json!(["v1", "v2", "v3"]),
+        "a dry run"
+    );
+    let text = common::cli::ok(&common::cli::ocidb(
+        &store,
+        &["retention", "--policy", p, "--grace", "0s"],
+    ));
+    assert!(
+        text.contains("dropped 2 tag(s) and 2 manifest(s)"),
+        "{text}"
+    );
+    let r = server.request("GET", "/v2/rp/app/tags/list", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["tags"], serde_json::json!(["v2"]));
+    for (d, gone) in [
+        (&digests[0], true),
+        (&digests[1], false),
+        (&digests[2], true),
+    ] {
+        let r = server.request("HEAD", &format!("/v2/rp/app/manifests/{d}"), &[], b"");
+        assert_eq!(r.status == 404, gone, "{d}: {r:?}");
+    }
+    // What the dry run said GC frees, GC frees.
+    let out = common::cli::ok(&common::cli::ocidb(
+        &store,
+        &["gc", "--grace", "0s", "--json"],
+    ));
+    let gc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(gc["reclaimed_bytes"], dry["blob_bytes"], "{out}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rules]]\nrepositories = \"rp/\"\nkeep_tags = \"(\"\n",
+    )
+    .expect("bad");
+    let err = common::cli::fails(&common::cli::ocidb(
+        &store,
+        &["retention", "--policy", bad.to_str().expect("utf-8")],
+    ));
+    assert!(err.contains("keep_tags = ("), "{err}");
+}
+
 /// The client tools, a server on a fresh store, and a work directory for
 /// the client's files; `None` (skipped) without `../shared`.
 fn client_setup() -> Option<(PathBuf, tempfile::TempDir, Server, PathBuf)> {

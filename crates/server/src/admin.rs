@@ -137,6 +137,41 @@ impl Default for ScrubRequest {
     }
 }
 
+/// The body of `POST /admin/v1/retention`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionRequest {
+    /// The policy.
+    pub policy: ocidb::RetentionPolicy,
+    /// Report what would go; change nothing (the default).
+    pub dry_run: bool,
+    /// The GC grace period the freed bytes assume (`1h`).
+    pub grace: String,
+    /// The undelete window to respect (`0s`: none).
+    pub undelete_window: String,
+}
+
+impl Default for RetentionRequest {
+    fn default() -> Self {
+        RetentionRequest {
+            policy: ocidb::RetentionPolicy::default(),
+            dry_run: true,
+            grace: "1h".into(),
+            undelete_window: "0s".into(),
+        }
+    }
+}
+
+impl RetentionRequest {
+    /// The run's options; `Err` names a duration that does not parse.
+    pub fn options(&self) -> ocidb::Result<ocidb::RetentionOptions> {
+        Ok(ocidb::RetentionOptions::default()
+            .dry_run(self.dry_run)
+            .grace(ocidb::gc::parse_duration(&self.grace)?)
+            .undelete_window(ocidb::gc::parse_duration(&self.undelete_window)?))
+    }
+}
+
 /// The policy of `POST /admin/v1/gc`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,6 +237,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/uploads", get(uploads))
         .route("/uploads/{id}", delete(cancel_upload))
         .route("/gc", axum::routing::post(gc))
+        .route("/retention", axum::routing::post(retention))
         .route("/fsck", get(fsck_status).post(fsck_start))
         .route("/scrub", axum::routing::post(scrub))
         .route("/snapshot", axum::routing::post(snapshot))
@@ -439,6 +475,17 @@ async fn gc(State(app): State<Arc<App>>, body: Body) -> Response {
             );
         }
         result.map_err(ApiError::from)
+    };
+    answer(run.await)
+}
+
+/// Runs a retention policy (a dry run unless the body says otherwise).
+async fn retention(State(app): State<Arc<App>>, body: Body) -> Response {
+    let run = async {
+        let req: RetentionRequest = read_body(body).await?;
+        let opts = req.options()?;
+        let s = Arc::clone(&app.store);
+        blocking(move || s.retention(&req.policy, &opts)).await
     };
     answer(run.await)
 }

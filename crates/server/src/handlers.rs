@@ -120,6 +120,7 @@ pub(super) async fn get_manifest(
         set(&mut r, headers);
         return Ok(r);
     }
+    app.note_pull(name, info.digest);
     let mut r = (StatusCode::OK, body).into_response();
     set(&mut r, headers);
     Ok(r)

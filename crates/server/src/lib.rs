@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use admin::{
-    CompactionStatus, FsckRequest, FsckState, GcRequest, ScrubRequest, PREFIX as ADMIN_PREFIX,
+    CompactionStatus, FsckRequest, FsckState, GcRequest, RetentionRequest, ScrubRequest,
+    PREFIX as ADMIN_PREFIX,
 };
 pub use auth::Access;
 pub use tls::TlsFiles;
@@ -59,6 +60,11 @@ pub struct ServeOptions {
     pub webhooks: Vec<Webhook>,
     /// The CloudEvents `source` of those events.
     pub event_source: String,
+    /// A retention policy to run every `retention_interval` (with the
+    /// GC policy's grace and undelete window).
+    pub retention: Option<ocidb::RetentionPolicy>,
+    /// How often the retention policy runs (default 1 hour).
+    pub retention_interval: Duration,
     /// How long an upload session's lease protects the blob it finishes
     /// from GC until a manifest names it (`None`: the GC grace period).
     /// A finished blob is also young for the grace period, so a lease
@@ -112,6 +118,8 @@ impl Default for ServeOptions {
             snapshot_interval: Some(Duration::from_secs(3600)),
             webhooks: Vec::new(),
             event_source: "/ocidb".into(),
+            retention: None,
+            retention_interval: Duration::from_secs(3600),
             scrub_bytes: 1 << 30,
             upload_lease: None,
             max_uploads: 64,
@@ -259,6 +267,15 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::retention`] and
+    /// [`ServeOptions::retention_interval`].
+    #[must_use]
+    pub fn retention(mut self, policy: Option<ocidb::RetentionPolicy>, every: Duration) -> Self {
+        self.retention = policy;
+        self.retention_interval = every;
+        self
+    }
+
     /// Sets [`ServeOptions::event_source`].
     #[must_use]
     pub fn event_source(mut self, source: impl Into<String>) -> Self {
@@ -319,6 +336,9 @@ pub(crate) struct App {
     pub children: ocidb::Children,
     /// The lease of each upload session.
     pub upload_lease: Duration,
+    /// Manifest pulls not yet recorded in the store: (repository,
+    /// digest) -> ms, flushed every few seconds ([`flush_pulls`]).
+    pub pulls: std::sync::Mutex<std::collections::HashMap<(String, ocidb::Digest), u64>>,
 }
 
 impl App {
@@ -402,6 +422,7 @@ impl Registry {
             access: std::sync::RwLock::new(opts.access.clone()),
             health: health::BackendHealth::default(),
             jobs: admin::Jobs::default(),
+            pulls: Default::default(),
             upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
             children: if opts.allow_sparse_manifests {
                 ocidb::Children::AllowMissing
@@ -465,6 +486,8 @@ impl Registry {
             }));
             tokio::join!(
                 deliveries,
+                flush_pulls(Arc::clone(&app)),
+                retention(Arc::clone(&app), opts.clone()),
                 scrub(Arc::clone(&app), opts.scrub_interval, opts.scrub_bytes),
                 snapshots(Arc::clone(&app), opts.snapshot_interval),
                 maintain(Arc::clone(&app), opts),
@@ -761,6 +784,71 @@ async fn snapshots(app: Arc<App>, every: Option<Duration>) {
                 tracing::warn!("index snapshot: {e}");
             }
             Err(e) => tracing::warn!("index snapshot task: {e}"),
+        }
+    }
+}
+
+/// The most pulls held in memory between flushes: past it, pulls wait for
+/// the next flush (a pull time is a hint for retention, not a promise).
+const MAX_PENDING_PULLS: usize = 65_536;
+
+/// How often recorded pulls reach the store.
+const PULL_FLUSH: Duration = Duration::from_secs(5);
+
+impl App {
+    /// Notes a pull of manifest `d` from `repo`, for the next flush.
+    pub(crate) fn note_pull(&self, repo: &str, d: ocidb::Digest) {
+        if let Ok(mut p) = self.pulls.lock()
+            && (p.len() < MAX_PENDING_PULLS || p.contains_key(&(repo.to_string(), d)))
+        {
+            let now = ocidb::Clock::now_ms(&ocidb::SystemClock);
+            p.insert((repo.to_string(), d), now);
+        }
+    }
+}
+
+/// Writes the pulls noted since the last flush, every [`PULL_FLUSH`], in
+/// one non-durable job.
+async fn flush_pulls(app: Arc<App>) {
+    loop {
+        tokio::time::sleep(PULL_FLUSH).await;
+        let batch: Vec<(String, ocidb::Digest, u64)> = match app.pulls.lock() {
+            Ok(mut p) => p.drain().map(|((r, d), t)| (r, d, t)).collect(),
+            Err(_) => continue,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let s = Arc::clone(&app.store);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.record_pulls(batch)).await {
+            tracing::warn!("recording pulls: {e}");
+        }
+    }
+}
+
+/// Runs the retention policy on its schedule.
+async fn retention(app: Arc<App>, opts: ServeOptions) {
+    let Some(policy) = opts.retention.clone() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(opts.retention_interval).await;
+        let (s, p) = (Arc::clone(&app.store), policy.clone());
+        let ro = ocidb::RetentionOptions::default()
+            .grace(opts.gc_policy.grace)
+            .undelete_window(opts.gc_policy.undelete_window);
+        match tokio::task::spawn_blocking(move || s.retention(&p, &ro)).await {
+            Ok(Ok(r)) => tracing::info!(
+                "retention: {} tag(s) and {} manifest(s) dropped, {} bytes freed ({} at once, {} at the next gc), {} skipped",
+                r.tags_deleted,
+                r.manifests_deleted,
+                r.freed_bytes,
+                r.manifest_bytes,
+                r.blob_bytes,
+                r.skipped
+            ),
+            Ok(Err(e)) => tracing::warn!("retention: {e}"),
+            Err(e) => tracing::warn!("retention task: {e}"),
         }
     }
 }

@@ -83,6 +83,31 @@ pub enum Command {
         at: Option<String>,
     },
 
+    /// Run a retention policy: drop the tags it does not keep, with the
+    /// manifests only they needed (child manifests, referrers), never
+    /// what a kept tag, another repository, a lease or the undelete window
+    /// needs; report the bytes the store really gets back.
+    #[command(
+        after_help = "Example policy (TOML):\n  [[rules]]\n  repositories = \"team/\"          # a repository, a namespace, or \"*\"\n  keep_tags = '^v[0-9]+\\.[0-9]+\\.[0-9]+$'\n  keep_last_pushed = 10\n  keep_pulled_within = \"30d\"\n  delete_untagged_after = \"7d\"\n  signed_only = false\n\nExamples:\n  ocidb retention --policy retention.toml --dry-run\n  ocidb retention --policy retention.toml --json"
+    )]
+    Retention {
+        /// The policy file (TOML, or JSON).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Report what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The GC grace period the freed bytes assume.
+        #[arg(long, default_value = "1h")]
+        grace: String,
+        /// Keep what a tag named within this long (the GC's undelete window).
+        #[arg(long, default_value = "0s")]
+        undelete_window: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// What a repository or a namespace (a prefix ending in `/`) holds:
     /// logical bytes (as its repositories see them, what quotas limit),
     /// and of its distinct content, the bytes exclusive to it and those
@@ -808,6 +833,14 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub quota: Vec<String>,
+    /// Run this retention policy (a TOML or JSON file; see `ocidb
+    /// retention --help`) every --retention-interval, with the GC's grace
+    /// and undelete window.
+    #[arg(long, value_name = "FILE", env = "OCIDB_RETENTION_POLICY")]
+    pub retention_policy: Option<PathBuf>,
+    /// How often the retention policy runs.
+    #[arg(long, env = "OCIDB_RETENTION_INTERVAL", default_value = "1h")]
+    pub retention_interval: String,
     /// The CloudEvents `source` attribute of the events sent.
     #[arg(long, env = "OCIDB_EVENT_SOURCE", default_value = "/ocidb")]
     pub event_source: String,

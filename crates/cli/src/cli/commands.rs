@@ -616,3 +616,70 @@ pub(super) fn usage(store_dir: &Path, scope: Option<&str>, json: bool) -> Result
     }
     Ok(())
 }
+
+/// A retention policy file: TOML, or JSON when it starts with `{`.
+pub(super) fn read_policy(path: &Path) -> Result<ocidb::RetentionPolicy> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let bad = |why: String| Error::InvalidArgument {
+        value: path.display().to_string(),
+        expected: format!("a retention policy: [[rules]] tables ({why})"),
+    };
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+    } else {
+        toml::from_str(&text).map_err(|e| bad(e.to_string().replace('\n', " ")))
+    }
+}
+
+/// `ocidb retention`.
+pub(super) fn retention(
+    store_dir: &Path,
+    ask: &ocidb_server::RetentionRequest,
+    json: bool,
+) -> Result<()> {
+    // Bad values are reported before the store is opened.
+    ask.options()?;
+    let view = super::view::open_view(store_dir)?;
+    let r = view.retention(ask)?;
+    if json {
+        return print_json(&r);
+    }
+    for repo in &r.repositories {
+        println!(
+            "{}: keep {} tag(s), drop {} tag(s) and {} manifest(s)",
+            render::escape(&repo.repository),
+            repo.kept_tags,
+            repo.deleted_tags.len(),
+            repo.deleted_manifests.len()
+        );
+        for (t, d) in repo.deleted_tags.iter().take(SHOWN) {
+            println!("  tag {}  {}", render::escape(t), render::short(d));
+        }
+        if repo.deleted_tags.len() > SHOWN {
+            println!(
+                "  … and {} more tags (--json lists them all)",
+                repo.deleted_tags.len() - SHOWN
+            );
+        }
+    }
+    println!(
+        "{} {} tag(s) and {} manifest(s): {} freed ({} at once, {} at the next gc); {} stays (held or reached elsewhere, leased, or within the grace period){}",
+        if r.dry_run { "would drop" } else { "dropped" },
+        r.tags_deleted,
+        r.manifests_deleted,
+        render::human_size(r.freed_bytes),
+        render::human_size(r.manifest_bytes),
+        render::human_size(r.blob_bytes),
+        render::human_size(r.kept_elsewhere_bytes),
+        if r.skipped > 0 {
+            format!(
+                "; {} step(s) a writer overtook were left for the next run",
+                r.skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

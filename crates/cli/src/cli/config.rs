@@ -21,7 +21,14 @@ use super::args::Cli;
 
 /// Keys whose values are paths: relative ones are taken from the config
 /// file's directory, so a file moves with what it names.
-const PATH_KEYS: [&str; 5] = ["store", "htpasswd", "access", "tls_cert", "tls_key"];
+const PATH_KEYS: [&str; 6] = [
+    "store",
+    "htpasswd",
+    "access",
+    "tls_cert",
+    "tls_key",
+    "retention_policy",
+];
 
 /// Keys a file may not hold: they say where the file is, or what to do
 /// with the result.

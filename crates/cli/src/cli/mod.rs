@@ -132,6 +132,21 @@ fn run_command(cli: Cli) -> Result<()> {
         } if restore.is_some() || at.is_some() => {
             history::restore(&store_dir, &source, restore.as_deref(), at.as_deref())
         }
+        Command::Retention {
+            policy,
+            dry_run,
+            grace,
+            undelete_window,
+            json,
+        } => {
+            let ask = ocidb_server::RetentionRequest {
+                policy: commands::read_policy(&policy)?,
+                dry_run,
+                grace,
+                undelete_window,
+            };
+            commands::retention(&store_dir, &ask, json)
+        }
         Command::Usage { scope, json } => commands::usage(&store_dir, scope.as_deref(), json),
         Command::History {
             reference,
@@ -407,7 +422,14 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
                 .map(|u| ocidb_server::Webhook::parse(u))
                 .collect::<Result<Vec<_>>>()?,
         )
-        .event_source(a.event_source.clone());
+        .event_source(a.event_source.clone())
+        .retention(
+            a.retention_policy
+                .as_deref()
+                .map(commands::read_policy)
+                .transpose()?,
+            ocidb::gc::parse_duration(&a.retention_interval)?,
+        );
     let (access, tls) = access_and_tls(&a)?;
     let opts = match access {
         Some(access) => opts.access(access),

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use ocidb::names::Reference;
 use ocidb::store::{HistoryPage, HistoryQuery, Usage};
 use ocidb::{Digest, Error, FsckReport, GcReport, LeaseInfo, Result, Stats, WalkNode};
-use ocidb_server::{FsckRequest, FsckState, GcRequest, ScrubRequest, ADMIN_PREFIX};
+use ocidb_server::{
+    FsckRequest, FsckState, GcRequest, RetentionRequest, ScrubRequest, ADMIN_PREFIX,
+};
 
 use super::view::View;
 
@@ -280,6 +282,10 @@ impl View for Remote {
             path.push_str(&format!("&digest={}", q(&d.to_string())));
         }
         self.json("GET", &path, None, SHORT)
+    }
+    fn retention(&self, ask: &RetentionRequest) -> Result<ocidb::RetentionReport> {
+        let body = serde_json::to_value(ask).map_err(|e| Error::Internal(e.to_string()))?;
+        self.json("POST", "/retention", Some(&body), LONG)
     }
     fn usage(&self, scope: &str) -> Result<Usage> {
         self.json("GET", &format!("/usage?scope={}", q(scope)), None, LONG)

@@ -9,7 +9,7 @@ use ocidb::store::{HistoryPage, HistoryQuery, Usage};
 use ocidb::{
     Digest, Error, FsckOptions, FsckReport, GcReport, LeaseInfo, Result, Stats, Store, WalkNode,
 };
-use ocidb_server::GcRequest;
+use ocidb_server::{GcRequest, RetentionRequest};
 
 use super::remote::Remote;
 
@@ -37,6 +37,8 @@ pub(super) trait View {
     fn tag_history(&self, repo: &str, tag: &str, q: &HistoryQuery) -> Result<HistoryPage>;
     /// What a repository or namespace holds (see [`Store::usage`]).
     fn usage(&self, scope: &str) -> Result<Usage>;
+    /// Runs a retention policy (see [`Store::retention`]).
+    fn retention(&self, ask: &RetentionRequest) -> Result<ocidb::RetentionReport>;
     /// Writes an index snapshot (see [`Store::snapshot_index`]).
     fn snapshot_index(&self) -> Result<ocidb::log::SnapshotInfo>;
     /// Re-hashes one slice of the blobs (see [`Store::scrub`]).
@@ -88,6 +90,9 @@ impl View for Store {
     }
     fn usage(&self, scope: &str) -> Result<Usage> {
         Store::usage(self, scope)
+    }
+    fn retention(&self, ask: &RetentionRequest) -> Result<ocidb::RetentionReport> {
+        Store::retention(self, &ask.policy, &ask.options()?)
     }
     fn gc(&self, ask: &GcRequest) -> Result<GcReport> {
         Store::gc(self, &ask.policy()?)
