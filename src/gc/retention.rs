@@ -272,9 +272,34 @@ struct TagFacts {
     pulled_ms: Option<u64>,
 }
 
-/// The read side of a plan: one snapshot and what it knows.
-struct Planner<'a> {
-    txn: &'a ReadTransaction,
+/// The tables a plan reads, opened once.
+struct Tables {
+    blobs: redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>,
+    edges_out: redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>,
+    members: redb::ReadOnlyTable<&'static [u8], u8>,
+    referrers: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    tags: redb::ReadOnlyTable<&'static [u8], &'static tables::DKey>,
+    history: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pulls: redb::ReadOnlyTable<&'static [u8], u64>,
+}
+
+impl Tables {
+    fn open(txn: &ReadTransaction) -> Result<Tables> {
+        Ok(Tables {
+            blobs: txn.open_table(tables::BLOBS)?,
+            edges_out: txn.open_table(EDGES_OUT)?,
+            members: txn.open_table(MEMBERS)?,
+            referrers: txn.open_table(REFERRERS)?,
+            tags: txn.open_table(TAGS)?,
+            history: txn.open_table(TAG_HISTORY)?,
+            pulls: txn.open_table(PULLS)?,
+        })
+    }
+}
+
+/// The read side of a plan: one snapshot's tables and what it knows.
+struct Planner {
+    t: Tables,
     now: u64,
     artifact_types: HashMap<u32, String>,
     /// Digests a live lease or the undelete window protects.
@@ -282,23 +307,23 @@ struct Planner<'a> {
     examined: u64,
 }
 
-impl Planner<'_> {
+impl Planner {
     fn record(&self, d: &Digest) -> Result<Option<record::BlobRecord>> {
-        record::lookup(&self.txn.open_table(tables::BLOBS)?, d)
+        record::lookup(&self.t.blobs, d)
     }
 
     /// The manifest's children that are manifests of repository `id`
     /// (an index's entries).
     fn child_manifests(&self, id: u64, d: &Digest) -> Result<Vec<Digest>> {
         let Some(v) = self
-            .txn
-            .open_table(EDGES_OUT)?
+            .t
+            .edges_out
             .get(d.to_key().as_slice())?
             .map(|g| g.value().to_vec())
         else {
             return Ok(Vec::new());
         };
-        let members = self.txn.open_table(MEMBERS)?;
+        let members = &self.t.members;
         let mut out = Vec::new();
         for (kind, child, _) in keys::decode_edges(d, &v)? {
             if kind != EdgeKind::Subject
@@ -318,8 +343,8 @@ impl Planner<'_> {
         let (lo, hi) = keys::referrer_range(id, d, None);
         let mut out = Vec::new();
         for e in self
-            .txn
-            .open_table(REFERRERS)?
+            .t
+            .referrers
             .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
         {
             let (k, _) = e?;
@@ -357,9 +382,7 @@ impl Planner<'_> {
     }
 
     fn tags(&self, id: u64) -> Result<Vec<TagFacts>> {
-        let tags = self.txn.open_table(TAGS)?;
-        let history = self.txn.open_table(TAG_HISTORY)?;
-        let pulls = self.txn.open_table(PULLS)?;
+        let (tags, history, pulls) = (&self.t.tags, &self.t.history, &self.t.pulls);
         let lo = id.to_be_bytes();
         let hi = id.wrapping_add(1).to_be_bytes();
         let mut out = Vec::new();
@@ -449,10 +472,18 @@ impl Planner<'_> {
             }
         }
         // What the kept tags need, and what nothing may take.
-        let kept_roots: Vec<Digest> = keep.iter().map(|&i| tags[i].digest).collect();
-        let mut needed = self.closure(id, kept_roots)?;
-        needed.extend(self.protected.iter().copied());
-        let needed = self.closure(id, needed)?;
+        let mut roots: Vec<Digest> = keep.iter().map(|&i| tags[i].digest).collect();
+        for d in &self.protected {
+            if self
+                .t
+                .members
+                .get(keys::member(id, d).as_slice())?
+                .is_some()
+            {
+                roots.push(*d);
+            }
+        }
+        let needed = self.closure(id, roots)?;
         let mut deleted_tags = Vec::new();
         let mut candidates = Vec::new();
         for (i, t) in tags.iter().enumerate() {
@@ -465,7 +496,7 @@ impl Planner<'_> {
         if let Some(after) = rule.untagged_after {
             let tagged: HashSet<Digest> = tags.iter().map(|t| t.digest).collect();
             let (lo, hi) = keys::member_range(id);
-            let members = self.txn.open_table(MEMBERS)?;
+            let members = &self.t.members;
             let mut untagged = Vec::new();
             for e in members.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
                 let (k, v) = e?;
@@ -535,7 +566,7 @@ impl Store {
             artifact_types.insert(v.value(), k.value().to_string());
         }
         let mut planner = Planner {
-            txn: &txn,
+            t: Tables::open(&txn)?,
             now,
             artifact_types,
             protected,
@@ -561,6 +592,8 @@ impl Store {
             }
         }
         report.examined = planner.examined;
+        // The tables go before the transaction they were opened in.
+        drop(planner);
         self.freed(&txn, &plans, opts, now, &mut report)?;
         drop(txn);
         report.plan_ms = started.elapsed().as_millis() as u64;
