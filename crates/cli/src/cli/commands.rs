@@ -645,7 +645,9 @@ pub(super) fn retention(
     if json {
         return print_json(&r);
     }
-    for repo in &r.repositories {
+    // One repository's tags, or one line per repository: --json lists all.
+    let one = r.repositories.len() == 1;
+    for repo in r.repositories.iter().take(SHOWN) {
         println!(
             "{}: keep {} tag(s), drop {} tag(s) and {} manifest(s)",
             render::escape(&repo.repository),
@@ -653,15 +655,23 @@ pub(super) fn retention(
             repo.deleted_tags.len(),
             repo.deleted_manifests.len()
         );
-        for (t, d) in repo.deleted_tags.iter().take(SHOWN) {
-            println!("  tag {}  {}", render::escape(t), render::short(d));
+        if one {
+            for (t, d) in repo.deleted_tags.iter().take(SHOWN) {
+                println!("  tag {}  {}", render::escape(t), render::short(d));
+            }
+            if repo.deleted_tags.len() > SHOWN {
+                println!(
+                    "  … and {} more tags (--json lists them all)",
+                    repo.deleted_tags.len() - SHOWN
+                );
+            }
         }
-        if repo.deleted_tags.len() > SHOWN {
-            println!(
-                "  … and {} more tags (--json lists them all)",
-                repo.deleted_tags.len() - SHOWN
-            );
-        }
+    }
+    if r.repositories.len() > SHOWN {
+        println!(
+            "… and {} more repositories (--json lists them all)",
+            r.repositories.len() - SHOWN
+        );
     }
     println!(
         "{} {} tag(s) and {} manifest(s): {} freed ({} at once, {} at the next gc); {} stays (held or reached elsewhere, leased, or within the grace period){}",
