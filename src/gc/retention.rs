@@ -37,8 +37,13 @@ pub const SIGNATURE_TYPES: &[&str] = &[
     "application/vnd.dev.sigstore.bundle+json;version=0.3",
 ];
 
-/// Steps per writer job when a plan is applied.
+/// Most steps per writer job when a plan is applied while writers are
+/// idle (fewer when a writer is waiting).
 const APPLY_BATCH: usize = 64;
+/// Writers that sent a request this recently are busy (as for the GC).
+const WRITERS_BUSY: Duration = Duration::from_millis(3);
+/// The pause before each single step while writers are busy.
+const BUSY_PAUSE: Duration = Duration::from_millis(4);
 
 /// What to keep, per repository: the first rule whose `repositories`
 /// names a repository applies to it; a repository no rule names is left
@@ -704,55 +709,89 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one repository's plan in small jobs; returns the steps a
-    /// writer overtook (skipped).
+    /// Applies one repository's plan in background writer jobs that yield
+    /// to writers as the GC sweep does: each takes at most
+    /// [`APPLY_BATCH`] steps and stops after the first as soon as a writer
+    /// is waiting, and pauses between single steps while writers are
+    /// busy. Returns the steps a writer overtook (skipped).
     fn apply_plan(&self, id: u64, plan: &RepoRetention) -> Result<u64> {
-        let mut skipped = 0;
-        for chunk in plan.deleted_tags.chunks(APPLY_BATCH) {
-            let (chunk, repo) = (chunk.to_vec(), plan.repository.clone());
-            skipped += self.submit(true, move |b| {
-                let mut skipped = 0;
-                for (tag, d) in &chunk {
-                    let now_at =
-                        b.t.tags
-                            .get(keys::tag(id, tag).as_slice())?
-                            .map(|g| Digest::from_key(g.value()))
-                            .transpose()?;
-                    if now_at != Some(*d) {
-                        skipped += 1;
-                        continue;
+        use std::sync::atomic::Ordering;
+        let steps: Vec<Step> = plan
+            .deleted_tags
+            .iter()
+            .map(|(t, d)| Step::Untag(t.clone(), *d))
+            .chain(plan.deleted_manifests.iter().map(|d| Step::Delete(*d)))
+            .collect();
+        let steps = std::sync::Arc::new(steps);
+        let (mut at, mut skipped) = (0usize, 0u64);
+        while at < steps.len() {
+            // Writers first: while they are busy, one step at a time with a
+            // pause between, so that few of their commits carry one.
+            let busy = self.shared.foreground_within(WRITERS_BUSY);
+            if busy {
+                std::thread::sleep(BUSY_PAUSE);
+            }
+            let most = if busy { 1 } else { APPLY_BATCH };
+            let (all, repo) = (std::sync::Arc::clone(&steps), plan.repository.clone());
+            let from = at;
+            let (done, skips) = self.submit_background(true, move |b| {
+                let (mut i, mut skips) = (from, 0u64);
+                while i < all.len() && i - from < most {
+                    if i > from && b.shared.waiting.load(Ordering::Acquire) > 0 {
+                        break;
                     }
-                    let change = TagChange::new(TagCause::Untagged, Some("retention"));
-                    crate::index::tags::remove_tag(b, id, &repo, tag, change)?;
-                }
-                Ok(skipped)
-            })?;
-        }
-        for chunk in plan.deleted_manifests.chunks(APPLY_BATCH) {
-            let chunk = chunk.to_vec();
-            skipped += self.submit(true, move |b| {
-                let mut skipped = 0;
-                for d in &chunk {
-                    let still =
-                        b.t.members
-                            .get(keys::member(id, d).as_slice())?
-                            .map(|g| g.value())
-                            == Some(MEMBER_MANIFEST);
-                    if !still || !crate::index::tags::tags_of(b, id, d)?.is_empty() {
-                        skipped += 1;
-                        continue;
+                    if !apply_step(b, id, &repo, &all[i])? {
+                        skips += 1;
                     }
-                    crate::index::remove::remove_manifest_from(b, id, d)?;
-                    let mut ev =
-                        crate::index::events::event(EventKind::ManifestDeleted, id, Some(d));
-                    ev.detail = "retention".into();
-                    crate::index::events::emit(b, ev)?;
+                    i += 1;
                 }
-                Ok(skipped)
+                Ok((i, skips))
             })?;
+            at = done;
+            skipped += skips;
         }
         Ok(skipped)
     }
+}
+
+/// One step of a retention plan.
+enum Step {
+    Untag(String, Digest),
+    Delete(Digest),
+}
+
+/// Applies `step` if the store is still as the plan saw it; false when a
+/// writer overtook it (the tag moved, the manifest was tagged or left).
+fn apply_step(b: &mut crate::engine::Batch<'_>, id: u64, repo: &str, step: &Step) -> Result<bool> {
+    match step {
+        Step::Untag(tag, d) => {
+            let now_at =
+                b.t.tags
+                    .get(keys::tag(id, tag).as_slice())?
+                    .map(|g| Digest::from_key(g.value()))
+                    .transpose()?;
+            if now_at != Some(*d) {
+                return Ok(false);
+            }
+            let change = TagChange::new(TagCause::Untagged, Some("retention"));
+            crate::index::tags::remove_tag(b, id, repo, tag, change)?;
+        }
+        Step::Delete(d) => {
+            let still =
+                b.t.members
+                    .get(keys::member(id, d).as_slice())?
+                    .map(|g| g.value())
+                    == Some(MEMBER_MANIFEST);
+            if !still || !crate::index::tags::tags_of(b, id, d)?.is_empty() {
+                return Ok(false);
+            }
+            crate::index::remove::remove_manifest_from(b, id, d)?;
+            let mut ev = crate::index::events::event(EventKind::ManifestDeleted, id, Some(d));
+            ev.detail = "retention".into();
+            crate::index::events::emit(b, ev)?;
+        }
+    }
+    Ok(true)
 }
 
 /// The most pulls one [`Store::record_pulls`] call takes.
