@@ -1183,7 +1183,17 @@ fn a_server_snapshots_on_schedule_and_its_bucket_restores_its_pushes() {
             "a scheduled snapshot after push {i}: {:?}",
             snapshots()
         );
-        assert!(snapshots().len() <= 2, "two are kept: {:?}", snapshots());
+        // Two are kept: a snapshot being written is listed before the
+        // prune that follows it, so a third may show for a moment.
+        let mut kept = snapshots();
+        for _ in 0..100 {
+            if kept.len() <= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            kept = snapshots();
+        }
+        assert!(kept.len() <= 2, "two are kept: {kept:?}");
     }
     // On demand, through the running server's socket.
     let out = Command::new(env!("CARGO_BIN_EXE_ocidb"))
