@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ocidb::{
-    Digest, ManualClock, RetentionOptions, RetentionPolicy, RetentionRule, Store, StoreOptions,
-};
+use ocidb::{Digest, ManualClock, RetentionOptions, RetentionPolicy, RetentionRule, Store};
 use serde_json::{json, Value};
 
 const T0: u64 = 1_750_000_000_000;
@@ -25,14 +23,7 @@ struct Reg {
 }
 
 fn registry() -> Reg {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Arc::new(ManualClock::new(T0));
-    let s = Store::open_with(
-        dir.path().join("s"),
-        StoreOptions::default().clock(Arc::clone(&clock) as Arc<dyn ocidb::Clock>),
-        true,
-    )
-    .expect("open");
+    let (dir, s, clock) = common::clocked_store(T0);
     Reg {
         _dir: dir,
         s,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ocidb::store::{HistoryQuery, RestorePoint, TagAction, TagCause};
-use ocidb::{Digest, ErrorKind, ManifestOptions, ManualClock, Store, StoreOptions};
+use ocidb::{Digest, ErrorKind, ManifestOptions, ManualClock, Store};
 use redb::ReadableTable as _;
 use serde_json::Value;
 
@@ -16,15 +16,7 @@ use serde_json::Value;
 const T0: u64 = 1_750_000_000_000;
 
 fn store() -> (tempfile::TempDir, Store, Arc<ManualClock>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let clock = Arc::new(ManualClock::new(T0));
-    let s = Store::open_with(
-        dir.path().join("s"),
-        StoreOptions::default().clock(Arc::clone(&clock) as Arc<dyn ocidb::Clock>),
-        true,
-    )
-    .expect("open");
-    (dir, s, clock)
+    common::clocked_store(T0)
 }
 
 /// A distinct image in `repo`, untagged; its digest.

@@ -317,3 +317,20 @@ impl ClientPush for Store {
         self.put_manifests(repo, items)
     }
 }
+
+/// A fresh store on a [`ocidb::ManualClock`] started at `start_ms`, so that
+/// nothing a test checks depends on the date; the clock to move it.
+pub fn clocked_store(
+    start_ms: u64,
+) -> (tempfile::TempDir, Store, std::sync::Arc<ocidb::ManualClock>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = std::sync::Arc::new(ocidb::ManualClock::new(start_ms));
+    let s = Store::open_with(
+        dir.path().join("s"),
+        ocidb::StoreOptions::default()
+            .clock(std::sync::Arc::clone(&clock) as std::sync::Arc<dyn ocidb::Clock>),
+        true,
+    )
+    .expect("open");
+    (dir, s, clock)
+}
