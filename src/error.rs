@@ -331,6 +331,16 @@ pub enum Error {
         refused: String,
     },
 
+    /// The store is a replica of a cluster's log, or a primary that lost
+    /// its place: it takes no writes; the primary does.
+    #[error("{store} takes no writes: {why}; send writes to the primary")]
+    NotPrimary {
+        /// The store directory.
+        store: String,
+        /// Why (a replica following the log, or a primary deposed).
+        why: String,
+    },
+
     /// A write would take a repository or namespace past its quota;
     /// nothing of it was stored.
     #[error("quota of `{scope}` exceeded: it holds {held} bytes, the limit is {limit}, and {digest} ({size} bytes) in `{repository}` would take it to {would_be}")]
@@ -545,7 +555,9 @@ impl Error {
             Error::Io { source, .. } if is_out_of_space(source) => ErrorKind::QuotaExceeded,
             Error::Storage(e) if e.is_out_of_space() => ErrorKind::QuotaExceeded,
             Error::Storage(_) | Error::Io { .. } => ErrorKind::Io,
-            Error::Backend { .. } | Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Backend { .. } | Error::Unavailable { .. } | Error::NotPrimary { .. } => {
+                ErrorKind::Unavailable
+            }
         }
     }
 

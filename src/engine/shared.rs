@@ -51,6 +51,10 @@ pub(crate) struct Shared {
     pub read_only: std::sync::OnceLock<String>,
     /// The quotas in force ([`crate::Store::set_quotas`]).
     quotas: std::sync::RwLock<Arc<Vec<Quota>>>,
+    /// Why writes are refused, for a replica: cleared when it is promoted.
+    replica: std::sync::RwLock<Option<(String, String)>>,
+    /// Whether `replica` is set (one atomic load per write).
+    is_replica: AtomicBool,
 }
 
 /// A bounded memory of the last [`RecentlySwept::CAPACITY`] GC deletions.
@@ -109,6 +113,8 @@ impl Shared {
             events,
             quotas: Default::default(),
             read_only: std::sync::OnceLock::new(),
+            replica: std::sync::RwLock::new(None),
+            is_replica: AtomicBool::new(false),
             faults,
             swept: Mutex::new(RecentlySwept::default()),
             poisoned: AtomicBool::new(false),
@@ -196,7 +202,35 @@ impl Shared {
         })
     }
 
+    /// Refuses writes as a replica (store directory, why), or takes them
+    /// again (`None`).
+    pub fn set_replica(&self, why: Option<(String, String)>) {
+        let mut g = self
+            .replica
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.is_replica.store(why.is_some(), Ordering::Release);
+        *g = why;
+    }
+
+    /// Whether writes are refused because this store is a replica.
+    pub fn is_replica(&self) -> bool {
+        self.is_replica.load(Ordering::Acquire)
+    }
+
     pub fn check(&self) -> Result<()> {
+        if self.is_replica.load(Ordering::Acquire) {
+            let g = self
+                .replica
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((store, why)) = &*g {
+                return Err(Error::NotPrimary {
+                    store: store.clone(),
+                    why: why.clone(),
+                });
+            }
+        }
         if let Some(why) = self.read_only.get() {
             return Err(Error::InvalidArgument {
                 value: why.clone(),

@@ -9,7 +9,7 @@ use redb::{Database, Durability};
 
 use super::codec::{self, Entries, Kind, MAX_LOG_OBJECT};
 use super::ship::{position, set_position};
-use super::{object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
+use super::{current_log, log_name, object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
 use crate::error::{Error, Result};
 use crate::schema::tables::WriteTables;
 
@@ -101,23 +101,23 @@ pub(crate) fn catch_up(
     progress: &mut dyn FnMut(RestoreProgress),
 ) -> Result<(u64, u64)> {
     let from = position(db)?;
-    let todo: Vec<u64> = positions(log, LOG_DIR)?
+    let todo: Vec<(u64, u64)> = current_log(log)?
         .into_iter()
-        .filter(|&p| p > from && upto.is_none_or(|u| p <= u))
+        .filter(|&(p, _)| p > from && upto.is_none_or(|u| p <= u))
         .collect();
     let (mut applied, mut bytes) = (0u64, 0u64);
     let total = todo.len() as u64;
-    for (i, p) in todo.iter().copied().enumerate() {
+    for (i, (p, epoch)) in todo.iter().copied().enumerate() {
         let expected = from + 1 + i as u64;
         if p != expected {
             return Err(Error::Corrupt(format!(
                 "the index log lacks {} (it holds {}): the log after position {} cannot be applied",
                 object_name(LOG_DIR, expected),
-                object_name(LOG_DIR, p),
+                log_name(p, epoch),
                 expected - 1
             )));
         }
-        let name = object_name(LOG_DIR, p);
+        let name = log_name(p, epoch);
         let bytes_of = log
             .get(&name, MAX_LOG_OBJECT)?
             .ok_or_else(|| Error::Corrupt(format!("{name} vanished while it was applied")))?;
@@ -177,8 +177,8 @@ pub(crate) fn newest_snapshot(log: &dyn IndexLog, upto: Option<u64>) -> Result<u
 
 /// The time a log object was written (its header's), for a restore to a
 /// point in time.
-fn log_time(log: &dyn IndexLog, p: u64) -> Result<u64> {
-    let name = object_name(LOG_DIR, p);
+fn log_time(log: &dyn IndexLog, (p, epoch): (u64, u64)) -> Result<u64> {
+    let name = log_name(p, epoch);
     let bytes = log
         .get(&name, MAX_LOG_OBJECT)?
         .ok_or_else(|| Error::Corrupt(format!("{name} vanished while it was read")))?;
@@ -190,7 +190,7 @@ fn log_time(log: &dyn IndexLog, p: u64) -> Result<u64> {
 /// adjustments; a clock set back can make the answer one of the commits
 /// around the time asked). Errors when the log kept starts after it.
 pub(crate) fn position_at(log: &dyn IndexLog, time_ms: u64) -> Result<u64> {
-    let kept = positions(log, LOG_DIR)?;
+    let kept = current_log(log)?;
     let Some(&first) = kept.first() else {
         // Only snapshots: nothing says when they were taken without
         // reading them whole.
@@ -207,7 +207,8 @@ pub(crate) fn position_at(log: &dyn IndexLog, time_ms: u64) -> Result<u64> {
         return Err(Error::InvalidArgument {
             value: crate::clock::rfc3339(time_ms),
             expected: format!(
-                "a time the index log kept reaches: it starts at position {first}, written {}",
+                "a time the index log kept reaches: it starts at position {}, written {}",
+                first.0,
                 crate::clock::rfc3339(first_time)
             ),
         });
@@ -221,5 +222,5 @@ pub(crate) fn position_at(log: &dyn IndexLog, time_ms: u64) -> Result<u64> {
             hi = mid;
         }
     }
-    Ok(kept[lo])
+    Ok(kept[lo].0)
 }

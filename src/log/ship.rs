@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase as _, ReadableTable};
 
 use super::codec::{Encoder, Header, Kind};
-use super::{object_name, IndexLog, LOG_DIR};
+use super::{log_name, IndexLog, LogHead};
 use crate::error::{Error, Result};
 use crate::schema::tables::{WriteTables, META};
 
@@ -60,15 +60,53 @@ pub(crate) fn set_position(t: &mut WriteTables<'_>, position: u64) -> Result<()>
 /// Ships each transaction's changes as the next log object. It keeps no
 /// position of its own: the next one is read in the transaction, so that
 /// a recovery's transactions at reconnect and the writer's agree.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Shipper {
     log: Arc<dyn IndexLog>,
     store_id: String,
+    /// Who makes a written object part of the log, when several
+    /// processes may write it.
+    head: Option<Arc<dyn LogHead>>,
+    /// Poisoned when a publish fails: whether the head moved is then
+    /// unknown, and rewriting that position could change what a member
+    /// already applied. Only a reopen (which reads the head) goes on.
+    shared: Arc<crate::engine::Shared>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("log", &self.log)
+            .field("store_id", &self.store_id)
+            .field("head", &self.head)
+            .finish()
+    }
 }
 
 impl Shipper {
-    pub(crate) fn new(log: Arc<dyn IndexLog>, store_id: String) -> Shipper {
-        Shipper { log, store_id }
+    pub(crate) fn new(
+        log: Arc<dyn IndexLog>,
+        store_id: String,
+        head: Option<Arc<dyn LogHead>>,
+        shared: Arc<crate::engine::Shared>,
+    ) -> Shipper {
+        Shipper {
+            log,
+            store_id,
+            head,
+            shared,
+        }
+    }
+
+    /// The epoch this store writes in (0: the log's only writer).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.head.as_ref().map_or(0, |h| h.epoch())
+    }
+
+    /// The head of the log: the last position that is part of it
+    /// (`None`: all that is written is).
+    pub(crate) fn head(&self) -> Result<Option<u64>> {
+        self.head.as_ref().map_or(Ok(None), |h| h.head())
     }
 
     /// Ships what `t` recorded as the log object after the position `t`
@@ -94,7 +132,13 @@ impl Shipper {
                 e.entry(*table, k, v.as_deref())?;
             }
         }
-        self.log.put(&object_name(LOG_DIR, next), e.finish()?)?;
+        self.log.put(&log_name(next, self.epoch()), e.finish()?)?;
+        if let Some(h) = &self.head
+            && let Err(e) = h.publish(next)
+        {
+            self.shared.poison(&e);
+            return Err(e);
+        }
         set_position(t, next)?;
         Ok(true)
     }

@@ -9,7 +9,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase as _, ReadableTable as _,
 
 use super::codec::{Encoder, Header, Kind};
 use super::ship::position_in;
-use super::{object_name, positions, IndexLog, LOG_DIR, SNAPSHOT_DIR};
+use super::{log_name, log_objects, object_name, positions, IndexLog, SNAPSHOT_DIR};
 use crate::error::{Error, Result};
 use crate::schema::tables::{self as t, EachDefinition};
 
@@ -156,11 +156,11 @@ pub(crate) fn prune(log: &dyn IndexLog, keep: usize) -> Result<(usize, usize)> {
         log.delete(&object_name(SNAPSHOT_DIR, *p))?;
         gone.0 += 1;
     }
-    for p in positions(log, LOG_DIR)?
+    for (p, epoch) in log_objects(log)?
         .into_iter()
-        .filter(|&p| p <= oldest_kept)
+        .filter(|&(p, _)| p <= oldest_kept)
     {
-        log.delete(&object_name(LOG_DIR, p))?;
+        log.delete(&log_name(p, epoch))?;
         gone.1 += 1;
     }
     Ok(gone)
@@ -180,10 +180,10 @@ pub(crate) fn ensure_base(
     if !positions(log, SNAPSHOT_DIR)?.is_empty() {
         return Ok(None);
     }
-    if let Some(p) = positions(log, LOG_DIR)?.first() {
+    if let Some(&(p, epoch)) = log_objects(log)?.first() {
         return Err(Error::Corrupt(format!(
             "the index log holds {} but no snapshot: it cannot be restored from; a snapshot is written at the first open of a store with a log, so one was removed",
-            object_name(LOG_DIR, *p)
+            log_name(p, epoch)
         )));
     }
     take(db, log, store_id, tmp_dir, now_ms).map(Some)

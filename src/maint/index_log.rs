@@ -98,7 +98,7 @@ impl Store {
             RestoreTarget::Time(ms) => Some(restore::position_at(&*log, ms)?),
         };
         let staging = staging_dir(dir)?;
-        let built = build(&staging, &*log, opts.cache_size, upto, progress);
+        let built = build(&staging, &*log, opts.cache_size, upto, true, progress);
         let mut report = match built {
             Ok(r) => r,
             Err(e) => {
@@ -106,19 +106,47 @@ impl Store {
                 return Err(e);
             }
         };
-        if dir.exists() {
-            std::fs::remove_dir(dir)
-                .map_err(|e| Error::io(format!("replacing {}", dir.display()), e))?;
-        }
-        std::fs::rename(&staging, dir).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staging);
-            Error::io(
-                format!("renaming {} to {}", staging.display(), dir.display()),
-                e,
-            )
-        })?;
+        put_in_place(&staging, dir)?;
         let store = Store::open_with(dir, opts, false)?;
         report.fsck = store.fsck(&FsckOptions::default())?;
+        Ok((store, report))
+    }
+}
+
+/// Whether the index log `opts` names holds a snapshot to start a store
+/// from (a bucket where no store has run yet holds none).
+pub fn log_has_snapshot(opts: &StoreOptions) -> Result<bool> {
+    let log = log_of(opts)?;
+    Ok(!crate::log::positions(&*log, crate::log::SNAPSHOT_DIR)?.is_empty())
+}
+
+impl Store {
+    /// A cluster replica's first start: builds `dir` (which must not
+    /// exist, or be empty) from the newest snapshot and the log up to
+    /// `head` (the cluster's; `None`: all of it), as [`Store::restore`]
+    /// does, and opens it as a replica ([`StoreOptions::replica`]): it
+    /// settles nothing and is not checked by fsck (the primary owns the
+    /// bucket; a check races its GC).
+    pub fn restore_replica(
+        dir: impl AsRef<Path>,
+        opts: StoreOptions,
+        head: Option<u64>,
+        progress: &mut dyn FnMut(RestoreProgress),
+    ) -> Result<(Store, RestoreReport)> {
+        let dir = dir.as_ref();
+        check_target(dir)?;
+        let log = log_of(&opts)?;
+        let staging = staging_dir(dir)?;
+        let built = build(&staging, &*log, opts.cache_size, head, false, progress);
+        let report = match built {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        put_in_place(&staging, dir)?;
+        let store = Store::open_with(dir, opts.replica(true), false)?;
         Ok((store, report))
     }
 }
@@ -133,6 +161,22 @@ pub enum RestoreTarget {
     /// After the last commit written at or before this time (ms since the
     /// epoch).
     Time(u64),
+}
+
+/// Renames the tables built in `staging` to `dir` (empty, or absent).
+fn put_in_place(staging: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir(dir)
+            .map_err(|e| Error::io(format!("replacing {}", dir.display()), e))?;
+    }
+    std::fs::rename(staging, dir).map_err(|e| {
+        let _ = std::fs::remove_dir_all(staging);
+        Error::io(
+            format!("renaming {} to {}", staging.display(), dir.display()),
+            e,
+        )
+    })?;
+    Ok(())
 }
 
 /// A restore writes only into a directory that holds nothing.
@@ -202,6 +246,7 @@ fn build(
     log: &dyn IndexLog,
     cache_size: usize,
     upto: Option<u64>,
+    detach: bool,
     progress: &mut dyn FnMut(RestoreProgress),
 ) -> Result<RestoreReport> {
     // The snapshot's rows create the tables they fill; `init_schema`
@@ -228,10 +273,12 @@ fn build(
         }
         // A copy of the past: it must never follow the log again, write
         // to it, or change the bucket it shares with the live store.
-        let txn = db.begin_write()?;
-        txn.open_table(crate::schema::tables::META)?
-            .insert(crate::log::ship::DETACHED_KEY, p.to_le_bytes().as_slice())?;
-        txn.commit()?;
+        if detach {
+            let txn = db.begin_write()?;
+            txn.open_table(crate::schema::tables::META)?
+                .insert(crate::log::ship::DETACHED_KEY, p.to_le_bytes().as_slice())?;
+            txn.commit()?;
+        }
     }
     Ok(RestoreReport {
         snapshot: at,

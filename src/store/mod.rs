@@ -11,6 +11,7 @@ mod manifests;
 mod put;
 mod read;
 mod referrers;
+mod replica;
 mod snapshot;
 mod tags;
 mod uploads;
@@ -87,6 +88,15 @@ pub struct StoreOptions {
     /// [`Store::events_after`] and its consumers. Off by default: events
     /// stay until every consumer has acknowledged them.
     pub events: bool,
+    /// Who makes a log object part of the log, when more than one process
+    /// may write it (a cluster; see [`crate::log::LogHead`]). `None`: this
+    /// store is its log's only writer.
+    pub log_head: Option<Arc<dyn crate::log::LogHead>>,
+    /// Open as a replica: the store applies its index log only when told
+    /// ([`Store::follow_log`]), refuses every write with
+    /// [`Error::NotPrimary`], and settles nothing a crash left in flight,
+    /// until [`Store::promote`]. Needs an index log.
+    pub replica: bool,
 }
 
 impl StoreOptions {
@@ -140,6 +150,20 @@ impl StoreOptions {
         self
     }
 
+    /// Sets [`StoreOptions::log_head`].
+    #[must_use]
+    pub fn log_head(mut self, head: impl Into<Option<Arc<dyn crate::log::LogHead>>>) -> Self {
+        self.log_head = head.into();
+        self
+    }
+
+    /// Sets [`StoreOptions::replica`].
+    #[must_use]
+    pub fn replica(mut self, replica: bool) -> Self {
+        self.replica = replica;
+        self
+    }
+
     /// Sets [`StoreOptions::events`].
     #[must_use]
     pub fn events(mut self, events: bool) -> Self {
@@ -172,6 +196,8 @@ impl Default for StoreOptions {
             faults: None,
             clock: Arc::new(crate::clock::SystemClock),
             events: false,
+            log_head: None,
+            replica: false,
         }
     }
 }
@@ -258,6 +284,8 @@ pub struct Store {
     /// Signs referrers cursors, so that a page is only ever continued from
     /// a cursor this store issued for the same query.
     pub(crate) cursor_key: [u8; 32],
+    /// Serializes a replica's log application and its promotion.
+    follow_lock: std::sync::Mutex<()>,
     /// This process's claim on the directory; last, so that it is released
     /// after everything else of the store is closed.
     _claim: open::OpenClaim,
@@ -329,7 +357,10 @@ fn recover(
     if let Some(s) = shipper {
         crate::log::snapshot::remove_stale_files(root);
         let id = s.store_id();
-        crate::log::restore::catch_up(db, &**s.log(), id, None, &mut |_| {})?;
+        // Only up to the head: objects past it are a deposed writer's.
+        let head = s.head()?;
+        crate::log::restore::catch_up(db, &**s.log(), id, head, &mut |_| {})?;
+        replica::start_epoch(db, s)?;
         crate::log::snapshot::ensure_base(db, &**s.log(), id, root, now_ms)?;
     }
     open::settle_intents(db, backend, legacy, shipper, now_ms)?;
@@ -426,8 +457,26 @@ impl Store {
             .clone()
             .or(bucket_log)
             .filter(|_| detached.is_none())
-            .map(|log| crate::log::ship::Shipper::new(log, backend::store_id(&cursor_key)));
-        if shared.check().is_ok() {
+            .map(|log| {
+                crate::log::ship::Shipper::new(
+                    log,
+                    backend::store_id(&cursor_key),
+                    opts.log_head.clone(),
+                    Arc::clone(&shared),
+                )
+            });
+        if opts.replica {
+            if shipper.is_none() {
+                return Err(Error::InvalidArgument {
+                    value: root.display().to_string(),
+                    expected: "a store with an index log to follow (blobs in a bucket, or StoreOptions::index_log) for a replica".into(),
+                });
+            }
+            shared.set_replica(Some((
+                root.display().to_string(),
+                "it is a replica following the index log".into(),
+            )));
+        } else if shared.check().is_ok() {
             recover(
                 &db,
                 &root,
@@ -459,6 +508,7 @@ impl Store {
             parsers: crate::oci::manifest::ParserRegistry::default(),
             gc_lock: std::sync::Mutex::new(()),
             cursor_key,
+            follow_lock: std::sync::Mutex::new(()),
             _claim: claim,
         };
         store.start_writer()?;
@@ -552,7 +602,12 @@ impl Store {
             let db = Arc::clone(&self.db);
             // Writes are refused until the flag is lifted below, so the
             // recovery's transactions meet no writer's.
+            let replica = self.shared.is_replica();
             let back = u.reconnect(|b| {
+                if replica {
+                    // A replica settles nothing: the primary does.
+                    return Ok(());
+                }
                 recover(
                     &db,
                     &self.root,

@@ -41,12 +41,22 @@ impl BackendHealth {
 /// Why the store cannot serve now, if it cannot: poisoned by a failed
 /// write or closed (only a restart recovers), its backend unreachable at
 /// open, or not answering now.
-pub(crate) async fn not_ready(store: &Arc<Store>, health: &BackendHealth) -> Option<String> {
+pub(crate) async fn not_ready(
+    store: &Arc<Store>,
+    health: &BackendHealth,
+    member: Option<&crate::cluster::Member>,
+) -> Option<String> {
     // The backend first: asking it is also what reconnects a store whose
     // bucket was down at open, which then takes writes again.
     let answered = health.check(store).await;
-    if let Err(e) = store.check_writable() {
-        return Some(e.to_string());
+    if let Some(why) = member.and_then(crate::cluster::Member::not_ready) {
+        return Some(why);
+    }
+    match store.check_writable() {
+        // A replica takes no writes of its own: it forwards them.
+        Err(ocidb::Error::NotPrimary { .. }) if member.is_some() => {}
+        Err(e) => return Some(e.to_string()),
+        Ok(()) => {}
     }
     answered
         .err()

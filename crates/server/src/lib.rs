@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod body;
+pub mod cluster;
 mod errors;
 mod handlers;
 mod health;
@@ -105,6 +106,11 @@ pub struct ServeOptions {
     /// Serve `GET /livez` and `GET /readyz` on the API listener, without
     /// credentials (default on).
     pub health_probes: bool,
+    /// This server is a member of a cluster ([`cluster::Member`]): writes
+    /// go to the primary, `/readyz` reports replica lag and primary loss,
+    /// and maintenance runs only on the primary. The member's loop is the
+    /// host's to run ([`cluster::Member::run`]).
+    pub cluster: Option<Arc<cluster::Member>>,
 }
 
 impl Default for ServeOptions {
@@ -134,6 +140,7 @@ impl Default for ServeOptions {
             allow_sparse_manifests: false,
             admin_addr: None,
             health_probes: true,
+            cluster: None,
         }
     }
 }
@@ -290,6 +297,13 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::cluster`].
+    #[must_use]
+    pub fn cluster(mut self, member: impl Into<Option<Arc<cluster::Member>>>) -> Self {
+        self.cluster = member.into();
+        self
+    }
+
     /// Sets [`ServeOptions::upload_max_idle`].
     #[must_use]
     pub fn upload_max_idle(mut self, idle: Duration) -> Self {
@@ -339,6 +353,8 @@ pub(crate) struct App {
     /// Manifest pulls not yet recorded in the store: (repository,
     /// digest) -> ms, flushed every few seconds ([`flush_pulls`]).
     pub pulls: std::sync::Mutex<std::collections::HashMap<(String, ocidb::Digest), u64>>,
+    /// The cluster this server is a member of, if any.
+    pub cluster: Option<Arc<cluster::Member>>,
 }
 
 impl App {
@@ -423,6 +439,7 @@ impl Registry {
             health: health::BackendHealth::default(),
             jobs: admin::Jobs::default(),
             pulls: Default::default(),
+            cluster: opts.cluster.clone(),
             upload_lease: opts.upload_lease.unwrap_or(opts.gc_policy.grace),
             children: if opts.allow_sparse_manifests {
                 ocidb::Children::AllowMissing
@@ -580,6 +597,20 @@ pub fn serve_with_reload(
             .local_addr()
             .map_err(|e| ocidb::Error::io("reading the bound address", e))?;
         let socket_path = store.root().join(ADMIN_SOCKET);
+        let member = opts.cluster.clone();
+        // SIGINT, SIGTERM, or (in a cluster) the loss of the primary's lease.
+        let stop = || {
+            let deposed = member.as_ref().map(|m| m.deposed());
+            async move {
+                match deposed {
+                    Some(d) => tokio::select! {
+                        () = shutdown_signal() => {},
+                        () = d => {},
+                    },
+                    None => shutdown_signal().await,
+                }
+            }
+        };
         let registry = Registry::new(store, opts);
         let app = Arc::clone(&registry.app);
         let limits = listen::ConnLimits {
@@ -607,7 +638,7 @@ pub fn serve_with_reload(
                 None,
                 routes::admin_router(Arc::clone(&app)),
                 admin_limits,
-                shutdown_signal(),
+                stop(),
             )));
         }
         match bind_admin_socket(&socket_path) {
@@ -616,7 +647,7 @@ pub fn serve_with_reload(
                     l,
                     routes::admin_router(Arc::clone(&app)),
                     opts.header_timeout,
-                    shutdown_signal(),
+                    stop(),
                 )));
             }
             // The registry serves without it; only the CLI's maintenance
@@ -637,11 +668,19 @@ pub fn serve_with_reload(
             tls.clone(),
         )));
         let router = routes::serve_router(Arc::clone(&app), opts.health_probes);
-        listen::serve_connections(listener, tls, router, limits, shutdown_signal()).await;
+        listen::serve_connections(listener, tls, router, limits, stop()).await;
         for task in side {
             task.abort();
         }
         let _ = std::fs::remove_file(&socket_path);
+        if let Some(m) = &member
+            && m.role() == cluster::Role::Deposed
+        {
+            return Err(ocidb::Error::NotPrimary {
+                store: app.store.root().display().to_string(),
+                why: "this member lost the primary's etcd lease; restart it to rejoin the cluster as a replica".into(),
+            });
+        }
         Ok(())
     })
 }
@@ -764,6 +803,9 @@ async fn snapshots(app: Arc<App>, every: Option<Duration>) {
     };
     loop {
         tokio::time::sleep(every).await;
+        if app.store.is_replica() {
+            continue;
+        }
         let s = Arc::clone(&app.store);
         match tokio::task::spawn_blocking(move || s.snapshot_index()).await {
             Ok(Ok(info)) => {
@@ -816,7 +858,9 @@ async fn flush_pulls(app: Arc<App>) {
             Ok(mut p) => p.drain().map(|((r, d), t)| (r, d, t)).collect(),
             Err(_) => continue,
         };
-        if batch.is_empty() {
+        // A replica's pulls are not recorded (its store takes no writes):
+        // retention's last-pulled rules see the primary's pulls only.
+        if batch.is_empty() || app.store.is_replica() {
             continue;
         }
         let s = Arc::clone(&app.store);
@@ -833,6 +877,9 @@ async fn retention(app: Arc<App>, opts: ServeOptions) {
     };
     loop {
         tokio::time::sleep(opts.retention_interval).await;
+        if app.store.is_replica() {
+            continue;
+        }
         let (s, p) = (Arc::clone(&app.store), policy.clone());
         let ro = ocidb::RetentionOptions::default()
             .grace(opts.gc_policy.grace)
@@ -890,6 +937,10 @@ async fn maintain(app: Arc<App>, opts: ServeOptions) {
             next_stats = tokio::time::Instant::now() + Duration::from_secs(3600);
         }
         tokio::time::sleep(every).await;
+        // Maintenance writes: the primary's alone in a cluster.
+        if store.is_replica() {
+            continue;
+        }
         let s = Arc::clone(&store);
         let idle = opts.upload_max_idle;
         let purged = tokio::task::spawn_blocking(move || s.purge_uploads(idle)).await;

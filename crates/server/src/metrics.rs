@@ -182,6 +182,37 @@ impl Metrics {
 
 /// Uploads in progress, the store's gauges and the last GC's outcome.
 fn render_gauges(out: &mut String, g: &Gauges) {
+    if let Some((primary, epoch, head, applied)) = g.cluster {
+        for (name, help, v) in [
+            (
+                "ocidb_cluster_primary",
+                "1 on the cluster's primary, 0 on a replica.",
+                u64::from(primary),
+            ),
+            (
+                "ocidb_cluster_epoch",
+                "The primary's epoch (0 on a replica).",
+                epoch,
+            ),
+            (
+                "ocidb_cluster_head_position",
+                "The index log's head, as this member last saw it.",
+                head,
+            ),
+            (
+                "ocidb_cluster_applied_position",
+                "The index log position this member's store holds.",
+                applied,
+            ),
+            (
+                "ocidb_replica_lag_positions",
+                "Log positions this member is behind the head.",
+                head.saturating_sub(applied),
+            ),
+        ] {
+            sample(out, name, "gauge", help, v);
+        }
+    }
     sample(
         out,
         "ocidb_uploads_in_progress",
@@ -283,6 +314,8 @@ pub(crate) struct Gauges {
     pub unique_bytes: Option<u64>,
     pub stats_at_s: Option<u64>,
     pub last_gc: Option<super::admin::GcOutcome>,
+    /// (primary?, epoch, head, applied) of a cluster member.
+    pub cluster: Option<(bool, u64, u64, u64)>,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

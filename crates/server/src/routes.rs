@@ -28,6 +28,10 @@ pub(crate) fn api_router(app: Arc<App>) -> Router {
         .route("/v2/{*rest}", any(api))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
+            crate::cluster::forward::forward_writes,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
             authenticate,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
@@ -88,8 +92,24 @@ pub(crate) fn health_router(app: Arc<App>) -> Router {
         }
     }
     async fn readyz(State(app): State<Arc<App>>) -> Response {
-        match super::health::not_ready(&app.store, &app.health).await {
-            None => (StatusCode::OK, "ready\n").into_response(),
+        match super::health::not_ready(&app.store, &app.health, app.cluster.as_deref()).await {
+            None => match &app.cluster {
+                None => (StatusCode::OK, "ready\n").into_response(),
+                Some(m) => {
+                    let (head, applied) = m.positions();
+                    let role = match m.role() {
+                        crate::cluster::Role::Primary { epoch } => {
+                            format!("primary, epoch {epoch}")
+                        }
+                        _ => "replica".to_string(),
+                    };
+                    let text = format!(
+                        "ready ({role}; log position {applied} of {head}, lag {})\n",
+                        m.lag()
+                    );
+                    (StatusCode::OK, text).into_response()
+                }
+            },
             Some(why) => unavailable("not ready", &why),
         }
     }
@@ -519,6 +539,13 @@ pub(super) async fn render_metrics(app: &Arc<App>) -> Response {
         unique_bytes: (stats_at > 0).then(|| app.metrics.unique_bytes.load(Ordering::Relaxed)),
         stats_at_s: (stats_at > 0).then_some(stats_at),
         last_gc: app.jobs.last_gc(),
+        cluster: app.cluster.as_ref().map(|m| {
+            let (head, applied) = m.positions();
+            match m.role() {
+                crate::cluster::Role::Primary { epoch } => (true, epoch, head, applied),
+                _ => (false, 0, head, applied),
+            }
+        }),
     };
     (
         StatusCode::OK,

@@ -814,6 +814,30 @@ pub struct ServeArgs {
     /// most that much log. 0: never.
     #[arg(long, env = "OCIDB_SNAPSHOT_INTERVAL", default_value = "1h")]
     pub snapshot_interval: String,
+    /// Run as a member of a cluster on this etcd (etcd://HOST:PORT[,…]),
+    /// over the bucket of `--blobs s3://…`: one member is the primary,
+    /// the others are replicas that serve reads from their own index,
+    /// follow the log, and pass writes to the primary. A member with an
+    /// empty store directory starts from the bucket's newest snapshot.
+    #[arg(
+        long,
+        value_name = "ETCD",
+        env = "OCIDB_CLUSTER",
+        requires = "advertise"
+    )]
+    pub cluster: Option<String>,
+    /// This member's URL as the other members reach it (http://HOST:PORT):
+    /// replicas forward writes there while it is the primary.
+    #[arg(long, value_name = "URL", env = "OCIDB_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// The primary's etcd lease: a primary that dies is replaced within
+    /// about this long.
+    #[arg(long, env = "OCIDB_CLUSTER_LEASE", default_value = "5s")]
+    pub cluster_lease: String,
+    /// A replica whose lag has not reached 0 for this long is not ready
+    /// (`/readyz` answers 503).
+    #[arg(long, env = "OCIDB_MAX_REPLICA_LAG", default_value = "10s")]
+    pub max_replica_lag: String,
     /// Deliver every push, delete, tag move, GC deletion and quota refusal
     /// to this URL (http://HOST[:PORT]/PATH) as a CloudEvent (HTTP binary
     /// mode), at least once and in commit order, retrying with backoff

@@ -439,11 +439,20 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
         Some(t) => (opts.tls(t), "https"),
         None => (opts, "http"),
     };
-    let store = std::sync::Arc::new(Store::open_with(
-        store_dir,
-        store_options().events(!a.webhook.is_empty()),
-        true,
-    )?);
+    let member = cluster_member(&a)?;
+    let store_opts = store_options().events(!a.webhook.is_empty());
+    let store = std::sync::Arc::new(match &member {
+        None => Store::open_with(store_dir, store_opts, true)?,
+        Some(m) => open_member(store_dir, store_opts, m)?,
+    });
+    let opts = opts.cluster(member.clone());
+    if let Some(m) = &member {
+        let (m, s) = (std::sync::Arc::clone(m), std::sync::Arc::clone(&store));
+        std::thread::Builder::new()
+            .name("ocidb-cluster".into())
+            .spawn(move || m.run(s))
+            .map_err(|e| Error::io("starting the cluster thread", e))?;
+    }
     store.set_quotas(
         a.quota
             .iter()
@@ -462,7 +471,101 @@ fn serve(store_dir: &Path, a: args::ServeArgs) -> Result<()> {
             "serving {shown} on {scheme}://{addr} (Ctrl-C to stop{blobs})"
         );
     };
-    ocidb_server::serve_with_reload(store, &opts, ready, Some(Box::new(reload)))
+    let served = ocidb_server::serve_with_reload(store, &opts, ready, Some(Box::new(reload)));
+    if let Some(m) = &member {
+        // A primary that stops hands over now, not after its lease lapses.
+        m.resign();
+    }
+    served
+}
+
+/// The cluster member `--cluster` asks for, over the bucket of `--blobs`.
+fn cluster_member(
+    a: &args::ServeArgs,
+) -> Result<Option<std::sync::Arc<ocidb_server::cluster::Member>>> {
+    let Some(url) = &a.cluster else {
+        return Ok(None);
+    };
+    let etcd = ocidb_server::cluster::Etcd::parse(url).map_err(|why| Error::InvalidArgument {
+        value: url.clone(),
+        expected: why,
+    })?;
+    let location = match store_options().blobs {
+        Some(l @ ocidb::blob::BlobLocation::S3(_)) => l.to_string(),
+        other => {
+            return Err(Error::InvalidArgument {
+                value: other.map_or_else(|| "no --blobs".into(), |l| l.to_string()),
+                expected: "--blobs s3://… with --cluster: the members share the bucket, which holds the index log".into(),
+            })
+        }
+    };
+    let advertise = a.advertise.clone().unwrap_or_default();
+    if !advertise.starts_with("http://") {
+        return Err(Error::InvalidArgument {
+            value: advertise,
+            expected: "--advertise http://HOST:PORT, the URL other members forward writes to"
+                .into(),
+        });
+    }
+    let mut o = ocidb_server::cluster::ClusterOptions::new(etcd, advertise, location);
+    o.lease_ttl =
+        ocidb::gc::parse_duration(&a.cluster_lease)?.max(std::time::Duration::from_secs(1));
+    o.max_lag = ocidb::gc::parse_duration(&a.max_replica_lag)?;
+    Ok(Some(ocidb_server::cluster::Member::new(o)))
+}
+
+/// A member's store: always opened as a replica (the member's loop
+/// promotes it if it wins the election); an empty directory starts from
+/// the bucket's newest snapshot and the log up to the cluster's head.
+fn open_member(
+    dir: &Path,
+    opts: ocidb::StoreOptions,
+    m: &ocidb_server::cluster::Member,
+) -> Result<Store> {
+    let plain = opts.clone();
+    let opts = opts.log_head(m.log_head()).replica(true);
+    if dir.join(ocidb::store::DB_FILE).is_file() {
+        return Store::open_with(dir, opts, false);
+    }
+    if !ocidb::maint::index_log::log_has_snapshot(&opts)? {
+        if m.claim_bootstrap()? {
+            // The cluster's first member on a bucket with no store: it
+            // makes one (whose first open writes the first snapshot), then
+            // joins as every member does.
+            tracing::info!(
+                "{}: creating the cluster's store in the bucket",
+                dir.display()
+            );
+            drop(Store::open_with(dir, plain, true)?);
+            return Store::open_with(dir, opts, false);
+        }
+        // Another member is creating it: wait for its snapshot.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !ocidb::maint::index_log::log_has_snapshot(&opts)? {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::InvalidArgument {
+                    value: dir.display().to_string(),
+                    expected: "a bucket with a snapshot to start from: another member claimed the cluster's creation 2 minutes ago and wrote none (if it died, delete the etcd key /ocidb/<cluster>/init and start again)".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    let head = m.current_head()?;
+    tracing::info!(
+        "{}: starting a replica from the bucket's newest snapshot (log head {})",
+        dir.display(),
+        head.map_or_else(|| "not set yet".into(), |h| h.to_string())
+    );
+    let (store, report) = Store::restore_replica(dir, opts, head, &mut |_| {})?;
+    tracing::info!(
+        "{}: replica at log position {} (snapshot {}, {} log objects)",
+        dir.display(),
+        store.log_position()?,
+        report.snapshot,
+        report.log_objects
+    );
+    Ok(store)
 }
 
 /// Prints a bcrypt password-file line for `user`, the password read from

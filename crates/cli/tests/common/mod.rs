@@ -8,6 +8,7 @@ pub use engine::*;
 
 pub mod cli;
 pub mod crash;
+pub mod etcd;
 pub mod garage;
 pub mod prometheus;
 pub mod server;

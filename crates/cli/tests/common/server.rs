@@ -25,11 +25,16 @@ impl Server {
     }
 
     pub fn start_env(store: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_at(store, "127.0.0.1:0", extra, env)
+    }
+
+    /// On `addr` (a cluster member must know its port to advertise it).
+    pub fn start_at(store: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ocidb"))
             .envs(env.iter().copied())
             .arg("--store")
             .arg(store)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
