@@ -14,32 +14,62 @@ use std::time::{Duration, Instant};
 
 use common::etcd::{free_port, Etcd};
 use common::server::Server;
+use common::tenants;
 use ocidb_bench::garage::Garage;
 
 /// Lease of the members under test: failover within about this long.
 const LEASE: &str = "2s";
 
 fn member(dir: &Path, port: u16, etcd: &Etcd, blobs: &str) -> Server {
+    member_with(dir, port, etcd, blobs, &[])
+}
+
+fn member_with(dir: &Path, port: u16, etcd: &Etcd, blobs: &str, extra: &[String]) -> Server {
     let addr = format!("127.0.0.1:{port}");
-    let advertise = format!("http://{addr}");
+    let (advertise, etcd_url) = (format!("http://{addr}"), etcd.url());
     let (k, s) = (Garage::env()[0], Garage::env()[1]);
-    Server::start_at(
-        dir,
-        &addr,
-        &[
-            "--blobs",
-            blobs,
-            "--cluster",
-            &etcd.url(),
-            "--advertise",
-            &advertise,
-            "--cluster-lease",
-            LEASE,
-            "--snapshot-interval",
-            "0",
-        ],
-        &[k, s],
-    )
+    let mut args = vec![
+        "--blobs",
+        blobs,
+        "--cluster",
+        &etcd_url,
+        "--advertise",
+        &advertise,
+        "--cluster-lease",
+        LEASE,
+        "--snapshot-interval",
+        "0",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    Server::start_at(dir, &addr, &args, &[k, s])
+}
+
+/// Garage, etcd and two members (the first the primary, the second a
+/// replica), each member with `extra` arguments.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    _garage: Garage,
+    _etcd: Etcd,
+    a: Server,
+    b: Server,
+}
+
+fn two_members(garage_exe: &Path, etcd_exe: &Path, extra: &[String]) -> Cluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::single(garage_exe, &dir.path().join("garage")).expect("garage");
+    let blobs = garage.location(0, "cluster").expect("location").to_string();
+    let etcd = Etcd::start(etcd_exe, &dir.path().join("etcd"), 1);
+    let a = member_with(&dir.path().join("a"), free_port(), &etcd, &blobs, extra);
+    wait_role(&a, "primary");
+    let b = member_with(&dir.path().join("b"), free_port(), &etcd, &blobs, extra);
+    wait_role(&b, "replica");
+    Cluster {
+        _dir: dir,
+        _garage: garage,
+        _etcd: etcd,
+        a,
+        b,
+    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most `limit`.
@@ -178,4 +208,62 @@ fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
             (pos(&ta).is_some() && pos(&ta) == pos(&tb)).then_some(())
         },
     );
+}
+
+/// The trust issue's two-tenant check, against a replica: its reads are
+/// its own, its writes the primary's, and neither lets a digest cross.
+#[test]
+fn isolation_holds_against_a_replica() {
+    let Some(garage_exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(etcd_exe) = common::etcd::exe() else {
+        return;
+    };
+    let grants = tempfile::tempdir().expect("tempdir");
+    let args = common::server::grant_args(grants.path(), &tenants::USERS, tenants::GRANTS);
+    let c = two_members(&garage_exe, &etcd_exe, &args);
+    tenants::a_digest_never_crosses_tenants(&c.b);
+}
+
+/// The conformance suite against a replica, then (the primary killed)
+/// against the replica that took over.
+#[test]
+fn the_conformance_suite_passes_against_a_replica_and_a_new_primary() {
+    let Some(garage_exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(etcd_exe) = common::etcd::exe() else {
+        return;
+    };
+    let Some(tools) = common::shared_path("oci-tools") else {
+        return;
+    };
+    let c = two_members(&garage_exe, &etcd_exe, &["--allow-sparse-manifests".into()]);
+    let results = tempfile::tempdir().expect("tempdir");
+    let env = [("OCI_DATA_SPARSE", "true")];
+    let line = common::server::assert_conformance_passes(
+        &tools,
+        &c.b,
+        &results.path().join("replica"),
+        &env,
+    );
+    assert!(common::server::count(&line, "skipped") <= 2, "{line}");
+    // The bindings keep garage, etcd and the directory alive to the end.
+    let Cluster {
+        _dir,
+        _garage,
+        _etcd,
+        a,
+        b,
+    } = c;
+    a.kill();
+    wait_role(&b, "primary");
+    let line = common::server::assert_conformance_passes(
+        &tools,
+        &b,
+        &results.path().join("new-primary"),
+        &env,
+    );
+    assert!(common::server::count(&line, "skipped") <= 2, "{line}");
 }

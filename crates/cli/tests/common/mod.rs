@@ -12,3 +12,4 @@ pub mod etcd;
 pub mod garage;
 pub mod prometheus;
 pub mod server;
+pub mod tenants;

@@ -191,20 +191,27 @@ pub fn start_with_grants_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Server {
+    let mut args = grant_args(dir, users, grants);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_env(&dir.join("store"), &args, env)
+}
+
+/// The `--htpasswd` and `--access` arguments of [`start_with_grants`],
+/// their files written in `dir`.
+pub fn grant_args(dir: &Path, users: &[&str], grants: &str) -> Vec<String> {
     let hash = bcrypt::hash("secret", 4).expect("bcrypt");
     let htpasswd = dir.join("htpasswd");
     let lines: String = users.iter().map(|u| format!("{u}:{hash}\n")).collect();
     std::fs::write(&htpasswd, lines).expect("htpasswd");
     let access = dir.join("access");
     std::fs::write(&access, grants).expect("access");
-    let mut args = vec![
-        "--htpasswd",
-        htpasswd.to_str().expect("utf-8"),
-        "--access",
-        access.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    Server::start_env(&dir.join("store"), &args, env)
+    vec![
+        "--htpasswd".into(),
+        htpasswd.to_str().expect("utf-8").into(),
+        "--access".into(),
+        access.to_str().expect("utf-8").into(),
+    ]
 }
 
 /// A self-signed certificate for 127.0.0.1 (subject `CN=NAME`), made with

@@ -33,7 +33,20 @@ pub(crate) async fn forward_writes(
     let Some(member) = app.cluster.as_ref() else {
         return next.run(req).await;
     };
-    if !member.forwards() || !is_write(&req) {
+    if !member.forwards() {
+        // The primary says how far the log is after a forwarded write, so
+        // that the replica can wait to have applied it.
+        let forwarded = req.headers().contains_key(FORWARDED);
+        let mut r = next.run(req).await;
+        if forwarded {
+            let s = Arc::clone(&app.store);
+            if let Ok(Ok(p)) = tokio::task::spawn_blocking(move || s.log_position()).await {
+                r.headers_mut().insert(POSITION, HeaderValue::from(p));
+            }
+        }
+        return r;
+    }
+    if !is_write(&req) {
         return next.run(req).await;
     }
     // One hop at most: members that disagree on who is the primary must
@@ -46,11 +59,33 @@ pub(crate) async fn forward_writes(
     let Some(primary) = member.primary_url() else {
         return unavailable("the cluster has no primary now (an election is under way)");
     };
-    match forward(&primary, req).await {
+    let mut r = match forward(&primary, req).await {
         Ok(r) => r,
-        Err(why) => unavailable(&format!("forwarding to the primary {primary}: {why}")),
+        Err(why) => return unavailable(&format!("forwarding to the primary {primary}: {why}")),
+    };
+    // Read your writes: the answer waits until this replica holds the
+    // write, so that the client's next read here finds it. Past the bound
+    // (a replica far behind) it goes anyway; /readyz says it lags.
+    let position = r
+        .headers_mut()
+        .remove(POSITION)
+        .and_then(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
+    if let Some(p) = position
+        && !member.wait_applied(p, READ_YOUR_WRITES).await
+    {
+        tracing::warn!(
+            "a forwarded write's log position {p} was not applied here within {READ_YOUR_WRITES:?}"
+        );
     }
+    r
 }
+
+/// How long a forwarded write's answer waits for the replica to apply it.
+const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The primary's log position after a forwarded write (stripped by the
+/// replica).
+const POSITION: &str = "x-ocidb-log-position";
 
 fn unavailable(why: &str) -> Response {
     let mut r = crate::errors::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", why)

@@ -178,8 +178,10 @@ pub struct Member {
     role: Mutex<Role>,
     /// The cluster's head, as last seen.
     head_position: AtomicU64,
-    /// The store's position, as last applied.
+    /// The store's position, as last applied (also sent on `applied_tx`,
+    /// for forwarded writes that wait to read their own write).
     applied: AtomicU64,
+    applied_tx: tokio::sync::watch::Sender<u64>,
     /// Milliseconds since `started` when the replica last held the head
     /// (or the primary last renewed its lease).
     fresh_at_ms: AtomicU64,
@@ -206,6 +208,7 @@ impl Member {
             role: Mutex::new(Role::Replica { primary: None }),
             head_position: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            applied_tx: tokio::sync::watch::channel(0).0,
             fresh_at_ms: AtomicU64::new(0),
             etcd_at_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -274,6 +277,15 @@ impl Member {
         self.head_position
             .load(Ordering::Acquire)
             .saturating_sub(self.applied.load(Ordering::Acquire))
+    }
+
+    /// Waits until this member's store holds log position `p`, for at
+    /// most `limit`: whether it does.
+    pub(crate) async fn wait_applied(&self, p: u64, limit: Duration) -> bool {
+        let mut rx = self.applied_tx.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|a| *a >= p))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// (head, applied) positions as last seen.
@@ -365,6 +377,7 @@ impl Member {
             .follow_log(head)
             .map_err(|e| format!("applying the index log up to {head}: {e}"))?;
         self.applied.store(at, Ordering::Release);
+        self.applied_tx.send_replace(at);
         if at >= self.head_position.load(Ordering::Acquire) {
             self.fresh_at_ms.store(self.now_ms(), Ordering::Release);
         }
