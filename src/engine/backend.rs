@@ -83,6 +83,15 @@ pub(crate) fn resolve(
     if *want == have {
         return Ok((have, false));
     }
+    // The same bucket and prefix through another endpoint (a cluster
+    // member talks to its nearest node; a store moved behind a new
+    // address): the same place. The recorded location stays.
+    if let (BlobLocation::S3(w), BlobLocation::S3(h)) = (want, &have)
+        && w.bucket == h.bucket
+        && w.prefix == h.prefix
+    {
+        return Ok((want.clone(), false));
+    }
     if have == BlobLocation::Local && !has_local_bytes(root) {
         return Ok((want.clone(), true));
     }

@@ -45,7 +45,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    try_request(addr, method, path, headers, body).expect("request")
+}
+
+/// [`request`] that returns an error (a refused connection, a response
+/// cut short) rather than panicking: for servers a test kills.
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -57,24 +69,32 @@ pub fn request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send head");
-    s.write_all(body).expect("send body");
-    read_response(s, method == "HEAD")
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    try_read_response(s, method == "HEAD")
 }
 
 pub fn read_response(s: TcpStream, head_only: bool) -> Response {
+    try_read_response(s, head_only).expect("response")
+}
+
+fn invalid(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+pub fn try_read_response(s: TcpStream, head_only: bool) -> std::io::Result<Response> {
     let mut r = BufReader::new(s);
     let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
+    r.read_line(&mut line)?;
     let status: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        .ok_or_else(|| invalid(format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
-        if r.read_line(&mut h).expect("header") == 0 || h == "\r\n" {
+        if r.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
         }
         if let Some((k, v)) = h.trim_end().split_once(':') {
@@ -89,24 +109,24 @@ pub fn read_response(s: TcpStream, head_only: bool) -> Response {
         if chunked {
             loop {
                 let mut size = String::new();
-                r.read_line(&mut size).expect("chunk size");
+                r.read_line(&mut size)?;
                 let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
                 if n == 0 {
                     break;
                 }
                 let mut chunk = vec![0u8; n + 2];
-                r.read_exact(&mut chunk).expect("chunk");
+                r.read_exact(&mut chunk)?;
                 body.extend_from_slice(&chunk[..n]);
             }
         } else {
             let _ = r.read_to_end(&mut body);
         }
     }
-    Response {
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Runs the conformance suite against the registry at `addr` with `env`; returns its

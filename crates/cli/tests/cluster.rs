@@ -9,11 +9,14 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::etcd::{free_port, Etcd};
-use common::server::Server;
+use common::server::{Response, Server};
 use common::tenants;
 use ocidb_bench::garage::Garage;
 
@@ -151,6 +154,16 @@ fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
         t.contains("lag 0").then_some(())
     });
 
+    // An upload session opened on the primary, its bytes sent ...
+    let data = b"a chunk sent before the failover".to_vec();
+    let start = a.request("POST", "/v2/app/blobs/uploads/", &[], b"");
+    assert_eq!(start.status, 202, "{start:?}");
+    let loc = start.header("location").expect("location").to_string();
+    let range = format!("0-{}", data.len() - 1);
+    let patch = a.request("PATCH", &loc, &[("Content-Range", &range)], &data);
+    assert_eq!(patch.status, 202, "{patch:?}");
+    let loc = patch.header("location").expect("location").to_string();
+
     // kill -9 the primary: the replica takes over once the lease lapses.
     let killed = Instant::now();
     a.kill();
@@ -181,6 +194,17 @@ fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
         200,
         "an acknowledged push was lost"
     );
+    // ... is finished on the new primary: sessions survive a failover
+    // (their state is in the log, their bytes in the bucket).
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let d = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, &data);
+    let put = b.request("PUT", &format!("{loc}{sep}digest={d}"), &[], b"");
+    assert_eq!(
+        put.status, 201,
+        "the session did not survive the failover: {put:?}"
+    );
+    let get = b.request("GET", &format!("/v2/app/blobs/{d}"), &[], b"");
+    assert_eq!(get.body, data);
 
     // The old primary comes back as a replica of the new one, catches up,
     // and forwards its writes there.
@@ -266,4 +290,571 @@ fn the_conformance_suite_passes_against_a_replica_and_a_new_primary() {
         &env,
     );
     assert!(common::server::count(&line, "skipped") <= 2, "{line}");
+}
+
+/// A tiny deterministic generator (xorshift), so that a failing chaos run
+/// can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, b).to_string()
+}
+
+/// What the client was told was done: the state every member must hold.
+#[derive(Default, Debug)]
+struct Acknowledged {
+    tags: BTreeMap<(String, String), String>,
+    deleted_tags: BTreeSet<(String, String)>,
+    blobs: BTreeSet<(String, String)>,
+    referrers: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Chunked uploads finished in one session, and sessions a failover
+    /// cut (the client started again).
+    sessions_whole: u64,
+    sessions_restarted: u64,
+    attempts_failed: u64,
+    /// The first few failed attempts, for the report.
+    failures: Vec<String>,
+}
+
+/// The client of the chaos test: every operation goes to a random member
+/// and is retried (at random members) until it is acknowledged.
+struct Client {
+    addrs: Vec<String>,
+    rng: Rng,
+    ack: Acknowledged,
+}
+
+impl Client {
+    /// One attempt at a random member (`None`: no answer at all).
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<Response> {
+        let addr = self.addrs[self.rng.below(self.addrs.len())].clone();
+        self.send_to(&addr, method, path, headers, body)
+    }
+
+    fn send_to(
+        &mut self,
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<Response> {
+        match common::http::try_request(addr, method, path, headers, body) {
+            Ok(r) if r.status < 500 => Some(r),
+            other => {
+                if self.ack.failures.len() < 30 {
+                    let what = match other {
+                        Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Err(e) => e.to_string(),
+                    };
+                    self.ack
+                        .failures
+                        .push(format!("{method} {path} at {addr}: {what}"));
+                }
+                self.ack.attempts_failed += 1;
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            }
+        }
+    }
+
+    /// Retries `method path` until its status is `ok` (or, after an
+    /// attempt with no definite answer, `also`), for at most 60 s.
+    fn until(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        ok: u16,
+        also: Option<u16>,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut unsure = false;
+        loop {
+            match self.send(method, path, headers, body) {
+                Some(r) if r.status == ok => return,
+                Some(r) if unsure && Some(r.status) == also => return,
+                Some(r) if r.status == 429 => unsure = true,
+                Some(r) => panic!(
+                    "{method} {path}: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ),
+                None => unsure = true,
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{method} {path}: no member acknowledged it in 60 s"
+            );
+        }
+    }
+
+    fn push_blob(&mut self, repo: &str, data: &[u8]) -> String {
+        let d = sha256(data);
+        let path = format!("/v2/{repo}/blobs/uploads/?digest={d}");
+        self.until(
+            "POST",
+            &path,
+            &[("Content-Type", "application/octet-stream")],
+            data,
+            201,
+            None,
+        );
+        self.ack.blobs.insert((repo.to_string(), d.clone()));
+        d
+    }
+
+    /// POST, PATCH, PUT, each at a random member; a session a failover
+    /// cuts is started again.
+    fn push_chunked(&mut self, repo: &str, data: &[u8]) -> String {
+        let d = sha256(data);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "a chunked upload to {repo}: not done in 60 s"
+            );
+            let Some(start) = self.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"")
+            else {
+                continue;
+            };
+            let Some(loc) = start.header("location").map(str::to_string) else {
+                continue;
+            };
+            let range = format!("0-{}", data.len() - 1);
+            let patch = self.send(
+                "PATCH",
+                &loc,
+                &[
+                    ("Content-Range", &range),
+                    ("Content-Type", "application/octet-stream"),
+                ],
+                data,
+            );
+            let Some(loc) = patch
+                .filter(|r| r.status == 202)
+                .and_then(|r| r.header("location").map(str::to_string))
+            else {
+                self.ack.sessions_restarted += 1;
+                continue;
+            };
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            match self.send("PUT", &format!("{loc}{sep}digest={d}"), &[], b"") {
+                Some(r) if r.status == 201 => {
+                    self.ack.sessions_whole += 1;
+                    self.ack.blobs.insert((repo.to_string(), d.clone()));
+                    return d;
+                }
+                _ => self.ack.sessions_restarted += 1,
+            }
+        }
+    }
+
+    fn mount(&mut self, repo: &str, from: &str, d: &str) {
+        let path = format!("/v2/{repo}/blobs/uploads/?mount={d}&from={from}");
+        self.until("POST", &path, &[], b"", 201, None);
+        self.ack.blobs.insert((repo.to_string(), d.to_string()));
+    }
+
+    fn put_manifest(
+        &mut self,
+        repo: &str,
+        reference: &str,
+        body: &[u8],
+        media_type: &str,
+    ) -> String {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.until(
+            "PUT",
+            &path,
+            &[("Content-Type", media_type)],
+            body,
+            201,
+            None,
+        );
+        sha256(body)
+    }
+
+    fn image(&mut self, repo: &str, n: u64, chunked: bool) -> (String, Vec<u8>) {
+        let config = format!("{{\"n\":{n}}}").into_bytes();
+        let layer = format!("layer {n} ").repeat(64).into_bytes();
+        let c = self.push_blob(repo, &config);
+        let l = if chunked {
+            self.push_chunked(repo, &layer)
+        } else {
+            self.push_blob(repo, &layer)
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+        }))
+        .expect("json");
+        (l, body)
+    }
+
+    /// One random operation.
+    fn step(&mut self, n: u64) {
+        let repos = ["team/a", "team/b", "other/c"];
+        let repo = repos[self.rng.below(repos.len())];
+        let tag = format!("t{}", self.rng.below(6));
+        match self.rng.below(10) {
+            // An image, monolithic or chunked, tagged (a tag move when the
+            // tag exists).
+            0..=4 => {
+                let (_, body) = self.image(repo, n, n % 3 == 0);
+                let d = self.put_manifest(
+                    repo,
+                    &tag,
+                    &body,
+                    "application/vnd.oci.image.manifest.v1+json",
+                );
+                self.ack.tags.insert((repo.to_string(), tag.clone()), d);
+                self.ack.deleted_tags.remove(&(repo.to_string(), tag));
+            }
+            // A mount of a layer into another repository.
+            5 => {
+                let from = self
+                    .ack
+                    .blobs
+                    .iter()
+                    .nth(self.rng.below(self.ack.blobs.len().max(1)))
+                    .cloned();
+                if let Some((src, d)) = from.filter(|(r, _)| r != repo) {
+                    self.mount(repo, &src, &d);
+                }
+            }
+            // A referrer of a tagged image.
+            6 | 7 => {
+                let target = self
+                    .ack
+                    .tags
+                    .iter()
+                    .find(|((r, _), _)| r == repo)
+                    .map(|(_, d)| d.clone());
+                if let Some(subject) = target {
+                    let empty = self.push_blob(repo, b"{}");
+                    let body = serde_json::to_vec(&serde_json::json!({
+                        "schemaVersion": 2,
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "artifactType": "application/vnd.example.sbom",
+                        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+                        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+                        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 1},
+                        "annotations": {"n": n.to_string()},
+                    }))
+                    .expect("json");
+                    let d = sha256(&body);
+                    self.put_manifest(
+                        repo,
+                        &d,
+                        &body,
+                        "application/vnd.oci.image.manifest.v1+json",
+                    );
+                    self.ack
+                        .referrers
+                        .entry((repo.to_string(), subject))
+                        .or_default()
+                        .insert(d);
+                }
+            }
+            // A tag deleted.
+            _ => {
+                let key = (repo.to_string(), tag.clone());
+                if self.ack.tags.contains_key(&key) {
+                    // Retried after an unsure attempt, 404 means it went.
+                    self.until(
+                        "DELETE",
+                        &format!("/v2/{repo}/manifests/{tag}"),
+                        &[],
+                        b"",
+                        202,
+                        Some(404),
+                    );
+                    self.ack.tags.remove(&key);
+                    self.ack.deleted_tags.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Checks that the member at `addr` holds everything acknowledged.
+    fn check(&self, addr: &str) {
+        let get = |path: &str, accept: &str| {
+            common::http::request(addr, "GET", path, &[("Accept", accept)], b"")
+        };
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        for ((repo, tag), d) in &self.ack.tags {
+            let r = get(&format!("/v2/{repo}/manifests/{tag}"), oci);
+            assert_eq!(
+                r.status, 200,
+                "{addr}: {repo}:{tag} acknowledged, then lost"
+            );
+            assert_eq!(
+                r.header("docker-content-digest"),
+                Some(d.as_str()),
+                "{addr}: {repo}:{tag}"
+            );
+        }
+        for (repo, tag) in &self.ack.deleted_tags {
+            let r = get(&format!("/v2/{repo}/manifests/{tag}"), oci);
+            assert_eq!(r.status, 404, "{addr}: {repo}:{tag} was deleted");
+        }
+        for (repo, d) in &self.ack.blobs {
+            let r = common::http::request(addr, "HEAD", &format!("/v2/{repo}/blobs/{d}"), &[], b"");
+            assert_eq!(
+                r.status, 200,
+                "{addr}: blob {d} in {repo} acknowledged, then lost"
+            );
+        }
+        for ((repo, subject), want) in &self.ack.referrers {
+            let r = get(
+                &format!("/v2/{repo}/referrers/{subject}"),
+                "application/vnd.oci.image.index.v1+json",
+            );
+            assert_eq!(r.status, 200);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("index");
+            let listed: BTreeSet<String> = v["manifests"]
+                .as_array()
+                .expect("manifests")
+                .iter()
+                .filter_map(|m| m["digest"].as_str().map(str::to_string))
+                .collect();
+            assert!(
+                want.is_subset(&listed),
+                "{addr}: referrers of {subject} in {repo}: {listed:?} lacks some of {want:?}"
+            );
+        }
+    }
+}
+
+/// The primary's index among `members` (by `/readyz`), and its epoch.
+fn find_primary(members: &[Option<Server>]) -> Option<(usize, u64)> {
+    members.iter().enumerate().find_map(|(i, m)| {
+        let m = m.as_ref()?;
+        let r = common::http::try_request(&m.addr, "GET", "/readyz", &[], b"").ok()?;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        let epoch = text
+            .split("primary, epoch ")
+            .nth(1)?
+            .split(';')
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        (r.status == 200).then_some((i, epoch))
+    })
+}
+
+/// Three Garage nodes (replication 3), three etcd members and three
+/// ocidb members; a client pushes through random members while members,
+/// etcd and Garage nodes are killed in turn, for 20 primary failovers.
+/// Nothing acknowledged is lost, and every member converges to the same
+/// index, table for table.
+#[test]
+fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
+    let Some(garage_exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(etcd_exe) = common::etcd::exe() else {
+        return;
+    };
+    const FAILOVERS: usize = 20;
+    let seed = std::env::var("OCIDB_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_c4a0_5u64);
+    eprintln!("chaos seed {seed} (OCIDB_CHAOS_SEED replays it)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut garage = Garage::cluster(&garage_exe, &dir.path().join("garage"), 3).expect("garage");
+    let mut etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 3);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let dirs: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}"))).collect();
+    let blobs: Vec<String> = (0..3)
+        .map(|i| garage.location(i, "chaos").expect("location").to_string())
+        .collect();
+    let start = |i: usize, etcd: &Etcd| member(&dirs[i], ports[i], etcd, &blobs[i]);
+    let mut members: Vec<Option<Server>> = vec![Some(start(0, &etcd))];
+    wait_role(members[0].as_ref().expect("m0"), "primary");
+    members.push(Some(start(1, &etcd)));
+    members.push(Some(start(2, &etcd)));
+    for m in members.iter().flatten() {
+        wait_role(m, "");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let addrs: Vec<String> = members.iter().flatten().map(|m| m.addr.clone()).collect();
+    let client = {
+        let stop = Arc::clone(&stop);
+        let done = Arc::clone(&done);
+        let addrs = addrs.clone();
+        std::thread::spawn(move || {
+            let mut c = Client {
+                addrs,
+                rng: Rng(seed | 1),
+                ack: Acknowledged::default(),
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::Acquire) {
+                c.step(n);
+                n += 1;
+                done.store(n, Ordering::Release);
+            }
+            (c, n)
+        })
+    };
+
+    let mut failovers = 0;
+    let mut round = 0usize;
+    let mut last_epoch = 0;
+    while failovers < FAILOVERS {
+        let (p, epoch) = wait_for("a primary", Duration::from_secs(60), || {
+            find_primary(&members)
+        });
+        if epoch != last_epoch && last_epoch != 0 {
+            failovers += 1;
+        }
+        last_epoch = epoch;
+        // kill -9 the primary, and start it again (it rejoins as a replica,
+        // or wins the next election).
+        if let Some(m) = members[p].take() {
+            m.kill();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        members[p] = Some(start(p, &etcd));
+        // And one more fault, in turn: a replica, an etcd member, a Garage node.
+        let k = (round / 3) % 3;
+        match round % 3 {
+            0 => {
+                let r = (p + 1 + k % 2) % 3;
+                if let Some(m) = members[r].take() {
+                    m.kill();
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                members[r] = Some(start(r, &etcd));
+            }
+            1 => {
+                etcd.kill(k);
+                std::thread::sleep(Duration::from_secs(1));
+                etcd.restart(k);
+            }
+            _ => {
+                garage.kill(k).expect("kill a garage node");
+                std::thread::sleep(Duration::from_secs(1));
+                garage.restart(k, (k + 1) % 3).expect("garage node back");
+            }
+        }
+        round += 1;
+        // The new primary must take writes before the next round: the
+        // client gets some operations acknowledged under it.
+        wait_for("a new primary", Duration::from_secs(60), || {
+            find_primary(&members).filter(|&(_, e)| e != epoch)
+        });
+        let before = done.load(Ordering::Acquire);
+        wait_for(
+            "operations acknowledged under the new primary",
+            Duration::from_secs(60),
+            || (done.load(Ordering::Acquire) >= before + 3).then_some(()),
+        );
+    }
+    stop.store(true, Ordering::Release);
+    let (client, ops) = client.join().expect("client");
+    eprintln!(
+        "chaos: {failovers} failovers in {round} rounds; {ops} operations acknowledged ({} tags, {} deleted, {} blobs, {} referrers); chunked uploads: {} in one session, {} started again; {} attempts without an answer",
+        client.ack.tags.len(),
+        client.ack.deleted_tags.len(),
+        client.ack.blobs.len(),
+        client.ack.referrers.values().map(BTreeSet::len).sum::<usize>(),
+        client.ack.sessions_whole,
+        client.ack.sessions_restarted,
+        client.ack.attempts_failed
+    );
+    for f in &client.ack.failures {
+        eprintln!("  failed attempt: {f}");
+    }
+    assert!(
+        ops >= 3 * FAILOVERS as u64,
+        "the client got too little done: {ops}"
+    );
+
+    // Converged: every member ready at one log position, holding every
+    // acknowledged write.
+    let positions = wait_for(
+        "every member at one position",
+        Duration::from_secs(60),
+        || {
+            let texts: Vec<String> = members
+                .iter()
+                .flatten()
+                .map(|m| readyz(m))
+                .filter(|(s, _)| *s == 200)
+                .map(|(_, t)| t)
+                .collect();
+            let pos: BTreeSet<String> = texts
+                .iter()
+                .filter_map(|t| {
+                    t.split("log position ")
+                        .nth(1)
+                        .and_then(|r| r.split(" of").next())
+                        .map(str::to_string)
+                })
+                .collect();
+            (texts.len() == 3 && pos.len() == 1).then_some(pos)
+        },
+    );
+    for m in members.iter().flatten() {
+        client.check(&m.addr);
+    }
+    // Table for table: each member's store, opened here once they stop.
+    let (primary, _) = find_primary(&members).expect("a primary");
+    for m in members.iter_mut() {
+        if let Some(s) = m.take() {
+            s.kill();
+        }
+    }
+    let images: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let loc = garage.location(i, "chaos").expect("location");
+            let opts = ocidb::StoreOptions::default()
+                .blobs(ocidb::blob::BlobLocation::S3(loc))
+                .s3(ocidb::blob::S3Options {
+                    credentials: Some((
+                        ocidb_bench::garage::ACCESS_KEY.into(),
+                        ocidb_bench::garage::SECRET_KEY.into(),
+                    )),
+                    ..Default::default()
+                })
+                .replica(true);
+            let s = ocidb::Store::open_with(&dirs[i], opts, false).expect("open a member's store");
+            s.index_image().expect("image")
+        })
+        .collect();
+    for (i, img) in images.iter().enumerate() {
+        assert!(
+            img == &images[primary],
+            "member {i}'s tables differ from the primary's (member {primary}) at {positions:?}"
+        );
+    }
 }

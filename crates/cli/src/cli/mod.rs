@@ -490,8 +490,10 @@ fn cluster_member(
         value: url.clone(),
         expected: why,
     })?;
+    // The bucket and prefix name the cluster: members may reach the
+    // bucket through different endpoints.
     let location = match store_options().blobs {
-        Some(l @ ocidb::blob::BlobLocation::S3(_)) => l.to_string(),
+        Some(ocidb::blob::BlobLocation::S3(l)) => format!("{}/{}", l.bucket, l.prefix),
         other => {
             return Err(Error::InvalidArgument {
                 value: other.map_or_else(|| "no --blobs".into(), |l| l.to_string()),
