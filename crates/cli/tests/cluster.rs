@@ -523,7 +523,7 @@ impl Client {
             // An image, monolithic or chunked, tagged (a tag move when the
             // tag exists).
             0..=4 => {
-                let (_, body) = self.image(repo, n, n % 3 == 0);
+                let (_, body) = self.image(repo, n, n.is_multiple_of(3));
                 let d = self.put_manifest(
                     repo,
                     &tag,
@@ -684,7 +684,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     let seed = std::env::var("OCIDB_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_c4a0_5u64);
+        .unwrap_or(0x0005_eedc_4a05_u64);
     eprintln!("chaos seed {seed} (OCIDB_CHAOS_SEED replays it)");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut garage = Garage::cluster(&garage_exe, &dir.path().join("garage"), 3).expect("garage");
@@ -808,7 +808,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
             let texts: Vec<String> = members
                 .iter()
                 .flatten()
-                .map(|m| readyz(m))
+                .map(readyz)
                 .filter(|(s, _)| *s == 200)
                 .map(|(_, t)| t)
                 .collect();
@@ -829,7 +829,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     }
     // Table for table: each member's store, opened here once they stop.
     let (primary, _) = find_primary(&members).expect("a primary");
-    for m in members.iter_mut() {
+    for m in &mut members {
         if let Some(s) = m.take() {
             s.kill();
         }

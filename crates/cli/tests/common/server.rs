@@ -192,7 +192,7 @@ pub fn start_with_grants_env(
     env: &[(&str, &str)],
 ) -> Server {
     let mut args = grant_args(dir, users, grants);
-    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(extra.iter().map(ToString::to_string));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start_env(&dir.join("store"), &args, env)
 }
