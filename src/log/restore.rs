@@ -118,31 +118,9 @@ pub(crate) fn catch_up(
             )));
         }
         let name = log_name(p, epoch);
-        let bytes_of = log
-            .get(&name, MAX_LOG_OBJECT)?
+        bytes += apply_one(db, log, store_id, p, epoch, i + 1 == todo.len())?
             .ok_or_else(|| Error::Corrupt(format!("{name} vanished while it was applied")))?;
-        let (header, body) = codec::verify(&bytes_of, &name)?;
-        if header.kind != Kind::Log || header.position != p || header.store_id != store_id {
-            return Err(Error::Corrupt(format!(
-                "{name} is a {:?} object of position {} by store {}, not log position {p} of store {store_id}",
-                header.kind, header.position, header.store_id
-            )));
-        }
-        let mut txn = db.begin_write()?;
-        if i + 1 < todo.len() {
-            txn.set_durability(Durability::None)?;
-        }
-        {
-            let mut t = WriteTables::open(&txn, false)?;
-            let mut entries = Entries::new(body, &name);
-            while let Some(e) = entries.next_entry()? {
-                codec::apply(&mut t, &e)?;
-            }
-            set_position(&mut t, p)?;
-        }
-        txn.commit()?;
         applied += 1;
-        bytes += bytes_of.len() as u64;
         progress(RestoreProgress {
             phase: "log",
             done: applied,
@@ -155,6 +133,74 @@ pub(crate) fn catch_up(
             from + 1,
             from + applied
         );
+    }
+    Ok((applied, bytes))
+}
+
+/// Applies log object `p` of `epoch` in its own transaction (durable or
+/// not): its bytes, or `None` if there is no such object.
+fn apply_one(
+    db: &Database,
+    log: &dyn IndexLog,
+    store_id: &str,
+    p: u64,
+    epoch: u64,
+    durable: bool,
+) -> Result<Option<u64>> {
+    let name = log_name(p, epoch);
+    let Some(bytes_of) = log.get(&name, MAX_LOG_OBJECT)? else {
+        return Ok(None);
+    };
+    let (header, body) = codec::verify(&bytes_of, &name)?;
+    if header.kind != Kind::Log || header.position != p || header.store_id != store_id {
+        return Err(Error::Corrupt(format!(
+            "{name} is a {:?} object of position {} by store {}, not log position {p} of store {store_id}",
+            header.kind, header.position, header.store_id
+        )));
+    }
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(Durability::None)?;
+    }
+    {
+        let mut t = WriteTables::open(&txn, false)?;
+        let mut entries = Entries::new(body, &name);
+        while let Some(e) = entries.next_entry()? {
+            codec::apply(&mut t, &e)?;
+        }
+        set_position(&mut t, p)?;
+    }
+    txn.commit()?;
+    Ok(Some(bytes_of.len() as u64))
+}
+
+/// A replica's step: applies the log after the position `db` holds up to
+/// `upto`, the head, which epoch `epoch` published. Reads each object by
+/// name (the head's epoch wrote every position since it started), with
+/// no listing of the log; a position that epoch did not write (one from
+/// before it started) sends the rest through [`catch_up`], which lists.
+/// Returns how many objects and bytes it applied.
+pub(crate) fn follow(
+    db: &Database,
+    log: &dyn IndexLog,
+    store_id: &str,
+    upto: u64,
+    epoch: u64,
+) -> Result<(u64, u64)> {
+    let (mut applied, mut bytes) = (0u64, 0u64);
+    let mut p = position(db)? + 1;
+    while p <= upto {
+        match apply_one(db, log, store_id, p, epoch, p == upto)? {
+            Some(b) => {
+                applied += 1;
+                bytes += b;
+                p += 1;
+            }
+            None => {
+                let (a, b) = catch_up(db, log, store_id, Some(upto), &mut |_| {})?;
+                return Ok((applied + a, bytes + b));
+            }
+        }
     }
     Ok((applied, bytes))
 }

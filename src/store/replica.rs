@@ -52,12 +52,13 @@ impl Store {
         position(&self.db)
     }
 
-    /// A replica: applies the index log up to position `upto` (the head
-    /// its cluster published), each object in its own transaction, and
-    /// returns the position it holds then. Readers see each object's
-    /// changes whole. Errors on a store that is not a replica: a primary's
-    /// tables only change through its writer.
-    pub fn follow_log(&self, upto: u64) -> Result<u64> {
+    /// A replica: applies the index log up to position `upto`, the head
+    /// its cluster published in `epoch` (the log objects since that epoch
+    /// started are read by name, with no listing), each object in its own
+    /// transaction, and returns the position it holds then. Readers see
+    /// each object's changes whole. Errors on a store that is not a
+    /// replica: a primary's tables only change through its writer.
+    pub fn follow_log(&self, upto: u64, epoch: u64) -> Result<u64> {
         let _g = self
             .follow_lock
             .lock()
@@ -69,13 +70,8 @@ impl Store {
                 expected: "a replica to follow the index log: this store is the primary".into(),
             });
         }
-        let (applied, _) = crate::log::restore::catch_up(
-            &self.db,
-            &**s.log(),
-            s.store_id(),
-            Some(upto),
-            &mut |_| {},
-        )?;
+        let (applied, _) =
+            crate::log::restore::follow(&self.db, &**s.log(), s.store_id(), upto, epoch)?;
         if applied > 0 {
             // The log may have removed repositories: their cached ids go.
             self.shared.repo_ids.note_removal();

@@ -4,6 +4,7 @@
 //! Peer approaches (SQLite, the ocidir crate, an oras-style in-memory
 //! graph) are built with the `peers` feature.
 
+pub mod etcd;
 pub mod garage;
 pub mod measure;
 #[cfg(feature = "peers")]

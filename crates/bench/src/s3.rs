@@ -455,7 +455,7 @@ fn rows(
 /// Durable manifest pushes (an image of one inline config and one inline
 /// layer, tagged) from `writers` threads: pushes a second and the p99
 /// latency of one push.
-fn pushes(s: &Store, repo: &str, writers: usize, each: usize) -> Result<(f64, Duration)> {
+pub fn pushes(s: &Store, repo: &str, writers: usize, each: usize) -> Result<(f64, Duration)> {
     let t = Instant::now();
     let lat = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..writers)

@@ -61,7 +61,7 @@ fn two_members(garage_exe: &Path, etcd_exe: &Path, extra: &[String]) -> Cluster 
     let dir = tempfile::tempdir().expect("tempdir");
     let garage = Garage::single(garage_exe, &dir.path().join("garage")).expect("garage");
     let blobs = garage.location(0, "cluster").expect("location").to_string();
-    let etcd = Etcd::start(etcd_exe, &dir.path().join("etcd"), 1);
+    let etcd = Etcd::start(etcd_exe, &dir.path().join("etcd"), 1).expect("etcd");
     let a = member_with(&dir.path().join("a"), free_port(), &etcd, &blobs, extra);
     wait_role(&a, "primary");
     let b = member_with(&dir.path().join("b"), free_port(), &etcd, &blobs, extra);
@@ -124,7 +124,7 @@ fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let garage = Garage::single(&garage_exe, &dir.path().join("garage")).expect("garage");
     let blobs = garage.location(0, "cluster").expect("location").to_string();
-    let etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 1);
+    let etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 1).expect("etcd");
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let (port_a, port_b) = (free_port(), free_port());
 
@@ -688,7 +688,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     eprintln!("chaos seed {seed} (OCIDB_CHAOS_SEED replays it)");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut garage = Garage::cluster(&garage_exe, &dir.path().join("garage"), 3).expect("garage");
-    let mut etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 3);
+    let mut etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 3).expect("etcd");
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let dirs: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}"))).collect();
     let blobs: Vec<String> = (0..3)
@@ -758,7 +758,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
             1 => {
                 etcd.kill(k);
                 std::thread::sleep(Duration::from_secs(1));
-                etcd.restart(k);
+                etcd.restart(k).expect("etcd member back");
             }
             _ => {
                 garage.kill(k).expect("kill a garage node");

@@ -467,6 +467,35 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench-s3")]
         dir: PathBuf,
     },
+    /// What replication costs and how it recovers, on one Garage node and
+    /// one etcd member on 127.0.0.1, each figure beside a same-run
+    /// baseline: durable pushes on a cluster primary against the same
+    /// store without etcd and without a log; replica lag under a steady
+    /// load; kill -9 of the primary to the first write a new primary
+    /// acknowledges; restore time and bytes.
+    #[command(
+        after_help = "Example:\n  ocidb bench cluster --manifests 100000 --failovers 5\n\nGarage comes from --garage, $GARAGE, PATH or ~/.cargo/bin; etcd from --etcd or PATH (apt-get install etcd-server)."
+    )]
+    Cluster {
+        /// Manifests of the restore rows.
+        #[arg(long, default_value_t = 100_000)]
+        manifests: usize,
+        /// Kills of the primary the failover row times.
+        #[arg(long, default_value_t = 5)]
+        failovers: usize,
+        /// The garage executable.
+        #[arg(long, value_name = "EXE")]
+        garage: Option<PathBuf>,
+        /// The etcd executable.
+        #[arg(long, value_name = "EXE")]
+        etcd: Option<PathBuf>,
+        /// Also write the figures as JSON here.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Working directory (removed afterwards).
+        #[arg(long, value_name = "DIR", default_value = "target/ocidb-bench-cluster")]
+        dir: PathBuf,
+    },
     /// Draw the scaling plot (SVG) from the JSON of an earlier `bench run`.
     #[command(
         after_help = "Example:\n  ocidb bench plot --json bench.json --svg docs/scaling.svg"

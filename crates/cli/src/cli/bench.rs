@@ -131,6 +131,42 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             )
             .map(drop)
         }
+        BenchCommand::Cluster {
+            manifests,
+            failovers,
+            garage,
+            etcd,
+            json,
+            dir,
+        } => {
+            let garage = garage
+                .or_else(ocidb_bench::garage::binary)
+                .ok_or_else(|| Error::InvalidArgument {
+                    value: "garage".into(),
+                    expected: "a garage executable: --garage, $GARAGE, on PATH or in ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)".into(),
+                })?;
+            let etcd =
+                etcd.or_else(ocidb_bench::etcd::binary)
+                    .ok_or_else(|| Error::InvalidArgument {
+                        value: "etcd".into(),
+                        expected:
+                            "an etcd executable: --etcd or on PATH (apt-get install etcd-server)"
+                                .into(),
+                    })?;
+            let opts = super::bench_cluster::ClusterBenchOptions {
+                garage,
+                etcd,
+                dir,
+                manifests: manifests.max(1),
+                failovers: failovers.max(1),
+            };
+            run_harness(
+                json.as_deref(),
+                |log| super::bench_cluster::run(&opts, log),
+                super::bench_cluster::ClusterReport::table,
+            )
+            .map(drop)
+        }
         BenchCommand::Plot { json, svg } => {
             let text =
                 fs::read(&json).map_err(|e| Error::io(format!("reading {}", json.display()), e))?;

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod bench;
+mod bench_cluster;
 mod commands;
 pub mod config;
 pub mod crash_child;
@@ -519,7 +520,7 @@ fn cluster_member(
 /// A member's store: always opened as a replica (the member's loop
 /// promotes it if it wins the election); an empty directory starts from
 /// the bucket's newest snapshot and the log up to the cluster's head.
-fn open_member(
+pub(super) fn open_member(
     dir: &Path,
     opts: ocidb::StoreOptions,
     m: &ocidb_server::cluster::Member,

@@ -371,10 +371,10 @@ impl Member {
         self.etcd_at_ms.store(self.now_ms(), Ordering::Release);
     }
 
-    fn apply(&self, store: &Store, head: u64) -> Result<(), String> {
+    fn apply(&self, store: &Store, (head, epoch): (u64, u64)) -> Result<(), String> {
         self.head_position.fetch_max(head, Ordering::AcqRel);
         let at = store
-            .follow_log(head)
+            .follow_log(head, epoch)
             .map_err(|e| format!("applying the index log up to {head}: {e}"))?;
         self.applied.store(at, Ordering::Release);
         self.applied_tx.send_replace(at);
@@ -397,7 +397,7 @@ impl Member {
         self.set_role(Role::Replica { primary: Some(url) });
         let (head, _) = etcd.get(&self.keys.head)?;
         if let Some(h) = head {
-            self.apply(store, parse_head(&h.value)?.0)?;
+            self.apply(store, parse_head(&h.value)?)?;
         } else {
             self.fresh_at_ms.store(self.now_ms(), Ordering::Release);
         }
@@ -411,7 +411,7 @@ impl Member {
                 self.etcd_answered();
                 match ev {
                     etcd::WatchEvent::Put { key, kv } if key == self.keys.head => {
-                        match parse_head(&kv.value).and_then(|(p, _)| self.apply(store, p)) {
+                        match parse_head(&kv.value).and_then(|h| self.apply(store, h)) {
                             Ok(()) => true,
                             Err(e) => {
                                 failed = Some(e);
