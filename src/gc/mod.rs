@@ -519,7 +519,7 @@ impl Store {
 /// of the schedulings tried, this one disturbed writers least (the
 /// measurements are in docs/benchmarks.md). The engine's one unsafe block.
 #[allow(unsafe_code)]
-fn lower_thread_priority() {
+pub(crate) fn lower_thread_priority() {
     // SAFETY: plain syscalls on the calling thread; failure only means the
     // priority stays as it was.
     unsafe {

@@ -250,6 +250,47 @@ fn isolation_holds_against_a_replica() {
     tenants::a_digest_never_crosses_tenants(&c.b);
 }
 
+/// `/readyz` follows what a member can do: with etcd gone, the replica
+/// turns not ready (naming etcd) and the primary, unable to renew its
+/// lease, stops; with etcd back, the replica takes over.
+#[test]
+fn readiness_follows_etcd_and_the_primary() {
+    let Some(garage_exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(etcd_exe) = common::etcd::exe() else {
+        return;
+    };
+    let Cluster {
+        _dir,
+        _garage,
+        _etcd: mut etcd,
+        mut a,
+        b,
+    } = two_members(&garage_exe, &etcd_exe, &[]);
+    etcd.kill(0);
+    let why = wait_for(
+        "the replica to turn not ready",
+        Duration::from_secs(30),
+        || {
+            let (status, text) = readyz(&b);
+            (status == 503).then_some(text)
+        },
+    );
+    assert!(why.contains("etcd"), "{why}");
+    // The primary cannot renew its lease: it stops, naming why.
+    let status = wait_for("the primary to stop", Duration::from_secs(30), || {
+        a.child.try_wait().expect("wait")
+    });
+    assert!(!status.success());
+    let log = a.log.lock().expect("log").join("\n");
+    assert!(log.contains("no longer the primary"), "{log}");
+    etcd.restart(0).expect("etcd back");
+    wait_role(&b, "primary");
+    let (_, r) = b.push_image("app", "after", b"etcd came back");
+    assert_eq!(r.status, 201);
+}
+
 /// The conformance suite against a replica, then (the primary killed)
 /// against the replica that took over.
 #[test]

@@ -312,7 +312,9 @@ impl Member {
                         since(&self.etcd_at_ms).as_secs_f64()
                     ));
                 }
-                if primary.is_none() {
+                // Its own URL: this member's previous process, whose lease
+                // has not lapsed yet.
+                if primary.is_none_or(|p| p == self.opts.advertise) {
                     return Some(
                         "the cluster has no primary now (an election is under way)".into(),
                     );
