@@ -67,11 +67,15 @@ pub(crate) struct Shipper {
     /// Who makes a written object part of the log, when several
     /// processes may write it.
     head: Option<Arc<dyn LogHead>>,
-    /// Poisoned when a publish fails: whether the head moved is then
-    /// unknown, and rewriting that position could change what a member
-    /// already applied. Only a reopen (which reads the head) goes on.
-    shared: Arc<crate::engine::Shared>,
+    /// Called when a publish fails, to poison the store: whether the head
+    /// moved is then unknown, and rewriting that position could change
+    /// what a member already applied. Only a reopen (which reads the
+    /// head) goes on.
+    on_failed_publish: OnFailedPublish,
 }
+
+/// What a [`Shipper`] calls when a publish fails.
+pub(crate) type OnFailedPublish = Arc<dyn Fn(&Error) + Send + Sync>;
 
 impl std::fmt::Debug for Shipper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,13 +92,13 @@ impl Shipper {
         log: Arc<dyn IndexLog>,
         store_id: String,
         head: Option<Arc<dyn LogHead>>,
-        shared: Arc<crate::engine::Shared>,
+        on_failed_publish: OnFailedPublish,
     ) -> Shipper {
         Shipper {
             log,
             store_id,
             head,
-            shared,
+            on_failed_publish,
         }
     }
 
@@ -136,7 +140,7 @@ impl Shipper {
         if let Some(h) = &self.head
             && let Err(e) = h.publish(next)
         {
-            self.shared.poison(&e);
+            (self.on_failed_publish)(&e);
             return Err(e);
         }
         set_position(t, next)?;

@@ -458,11 +458,12 @@ impl Store {
             .or(bucket_log)
             .filter(|_| detached.is_none())
             .map(|log| {
+                let poisoned = Arc::clone(&shared);
                 crate::log::ship::Shipper::new(
                     log,
                     backend::store_id(&cursor_key),
                     opts.log_head.clone(),
-                    Arc::clone(&shared),
+                    Arc::new(move |e: &Error| poisoned.poison(e)),
                 )
             });
         if opts.replica {
