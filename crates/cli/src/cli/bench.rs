@@ -114,12 +114,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             json,
             dir,
         } => {
-            let garage = garage
-                .or_else(ocidb_bench::garage::binary)
-                .ok_or_else(|| Error::InvalidArgument {
-                    value: "garage".into(),
-                    expected: "a garage executable: --garage, $GARAGE, on PATH or in ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)".into(),
-                })?;
+            let garage = garage_exe(garage)?;
             let mut opts = ocidb_bench::s3::S3BenchOptions::new(garage, dir);
             opts.blob_mib = blob_mib.max(1);
             opts.reps = reps.max(1);
@@ -139,12 +134,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             json,
             dir,
         } => {
-            let garage = garage
-                .or_else(ocidb_bench::garage::binary)
-                .ok_or_else(|| Error::InvalidArgument {
-                    value: "garage".into(),
-                    expected: "a garage executable: --garage, $GARAGE, on PATH or in ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)".into(),
-                })?;
+            let garage = garage_exe(garage)?;
             let etcd =
                 etcd.or_else(ocidb_bench::etcd::binary)
                     .ok_or_else(|| Error::InvalidArgument {
@@ -221,6 +211,16 @@ fn write_json(path: &Path, report: &impl serde::Serialize) -> Result<()> {
     fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// `--garage`, else `$GARAGE`, PATH or ~/.cargo/bin.
+fn garage_exe(given: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    given
+        .or_else(ocidb_bench::garage::binary)
+        .ok_or_else(|| Error::InvalidArgument {
+            value: "garage".into(),
+            expected: "a garage executable: --garage, $GARAGE, on PATH or in ~/.cargo/bin (cargo install garage --version 2.5.0 --locked)".into(),
+        })
 }
 
 /// An executable of this name on PATH.
