@@ -291,6 +291,47 @@ fn readiness_follows_etcd_and_the_primary() {
     assert_eq!(r.status, 201);
 }
 
+/// A replica that cannot read the log (its Garage node is down) falls
+/// behind the head while the primary goes on through another node: its
+/// `/readyz` turns 503 naming the lag once it has been behind for
+/// `--max-replica-lag`, and ready again once it has caught up.
+#[test]
+fn a_lagging_replica_is_not_ready_until_it_catches_up() {
+    let Some(garage_exe) = common::garage::exe() else {
+        return;
+    };
+    let Some(etcd_exe) = common::etcd::exe() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut garage = Garage::cluster(&garage_exe, &dir.path().join("garage"), 3).expect("garage");
+    let etcd = Etcd::start(&etcd_exe, &dir.path().join("etcd"), 1).expect("etcd");
+    let lag = ["--max-replica-lag".to_string(), "1s".to_string()];
+    let blobs = |i| garage.location(i, "lag").expect("location").to_string();
+    let a = member_with(&dir.path().join("a"), free_port(), &etcd, &blobs(0), &lag);
+    wait_role(&a, "primary");
+    let b = member_with(&dir.path().join("b"), free_port(), &etcd, &blobs(1), &lag);
+    wait_role(&b, "replica");
+    garage.kill(1).expect("kill the replica's garage node");
+    let (_, r) = a.push_image("app", "v1", b"written while the replica cannot read");
+    assert_eq!(r.status, 201);
+    let why = wait_for(
+        "the replica to turn not ready",
+        Duration::from_secs(30),
+        || {
+            let (status, text) = readyz(&b);
+            (status == 503).then_some(text)
+        },
+    );
+    assert!(why.contains("replica lag"), "{why}");
+    garage.restart(1, 0).expect("garage node back");
+    wait_for("the replica to catch up", Duration::from_secs(120), || {
+        let (status, text) = readyz(&b);
+        (status == 200 && text.contains("lag 0")).then_some(())
+    });
+    assert_eq!(manifest_status(&b, "v1"), 200);
+}
+
 /// The conformance suite against a replica, then (the primary killed)
 /// against the replica that took over.
 #[test]
