@@ -97,16 +97,7 @@ impl Store {
             RestoreTarget::Position(p) => Some(p),
             RestoreTarget::Time(ms) => Some(restore::position_at(&*log, ms)?),
         };
-        let staging = staging_dir(dir)?;
-        let built = build(&staging, &*log, opts.cache_size, upto, true, progress);
-        let mut report = match built {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
-        put_in_place(&staging, dir)?;
+        let mut report = build_into(dir, &*log, opts.cache_size, upto, true, progress)?;
         let store = Store::open_with(dir, opts, false)?;
         report.fsck = store.fsck(&FsckOptions::default())?;
         Ok((store, report))
@@ -136,16 +127,7 @@ impl Store {
         let dir = dir.as_ref();
         check_target(dir)?;
         let log = log_of(&opts)?;
-        let staging = staging_dir(dir)?;
-        let built = build(&staging, &*log, opts.cache_size, head, false, progress);
-        let report = match built {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(e);
-            }
-        };
-        put_in_place(&staging, dir)?;
+        let report = build_into(dir, &*log, opts.cache_size, head, false, progress)?;
         let store = Store::open_with(dir, opts.replica(true), false)?;
         Ok((store, report))
     }
@@ -161,6 +143,29 @@ pub enum RestoreTarget {
     /// After the last commit written at or before this time (ms since the
     /// epoch).
     Time(u64),
+}
+
+/// Builds the tables in a directory beside `dir` and renames it into
+/// place only when whole: a failed build leaves nothing behind.
+fn build_into(
+    dir: &Path,
+    log: &dyn IndexLog,
+    cache_size: usize,
+    upto: Option<u64>,
+    detach: bool,
+    progress: &mut dyn FnMut(RestoreProgress),
+) -> Result<RestoreReport> {
+    let staging = staging_dir(dir)?;
+    match build(&staging, log, cache_size, upto, detach, progress) {
+        Ok(report) => {
+            put_in_place(&staging, dir)?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
 }
 
 /// Renames the tables built in `staging` to `dir` (empty, or absent).

@@ -20,6 +20,12 @@ use common::server::{Response, Server};
 use common::tenants;
 use ocidb_bench::garage::Garage;
 
+/// The garage and etcd executables, or `None` (the test is skipped,
+/// with a line saying which is missing).
+fn garage_and_etcd() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    Some((common::garage::exe()?, common::etcd::exe()?))
+}
+
 /// Lease of the members under test: failover within about this long.
 const LEASE: &str = "2s";
 
@@ -115,10 +121,7 @@ fn manifest_status(s: &Server, reference: &str) -> u16 {
 
 #[test]
 fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -238,10 +241,7 @@ fn replicas_serve_reads_forward_writes_and_take_over_when_the_primary_dies() {
 /// its own, its writes the primary's, and neither lets a digest cross.
 #[test]
 fn isolation_holds_against_a_replica() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     let grants = tempfile::tempdir().expect("tempdir");
@@ -255,10 +255,7 @@ fn isolation_holds_against_a_replica() {
 /// lease, stops; with etcd back, the replica takes over.
 #[test]
 fn readiness_follows_etcd_and_the_primary() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     let Cluster {
@@ -297,10 +294,7 @@ fn readiness_follows_etcd_and_the_primary() {
 /// `--max-replica-lag`, and ready again once it has caught up.
 #[test]
 fn a_lagging_replica_is_not_ready_until_it_catches_up() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -336,10 +330,7 @@ fn a_lagging_replica_is_not_ready_until_it_catches_up() {
 /// against the replica that took over.
 #[test]
 fn the_conformance_suite_passes_against_a_replica_and_a_new_primary() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     let Some(tools) = common::shared_path("oci-tools") else {
@@ -756,10 +747,7 @@ fn find_primary(members: &[Option<Server>]) -> Option<(usize, u64)> {
 /// index, table for table.
 #[test]
 fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
-    let Some(garage_exe) = common::garage::exe() else {
-        return;
-    };
-    let Some(etcd_exe) = common::etcd::exe() else {
+    let Some((garage_exe, etcd_exe)) = garage_and_etcd() else {
         return;
     };
     const FAILOVERS: usize = 20;

@@ -485,13 +485,7 @@ impl Member {
             self.head.epoch.store(0, Ordering::Release);
             return Err(format!("promotion failed, the lease is given back: {e}"));
         }
-        let (head, applied) = (
-            store.log_position().unwrap_or(0),
-            store.log_position().unwrap_or(0),
-        );
-        self.head_position.store(head, Ordering::Release);
-        self.applied.store(applied, Ordering::Release);
-        self.fresh_at_ms.store(self.now_ms(), Ordering::Release);
+        self.holds_the_head(store);
         self.set_role(Role::Primary {
             epoch: epoch as u64,
         });
@@ -502,6 +496,16 @@ impl Member {
         Ok(())
     }
 
+    /// On the primary, the store's position is the head: positions and
+    /// freshness say so.
+    fn holds_the_head(&self, store: &Store) {
+        if let Ok(p) = store.log_position() {
+            self.head_position.store(p, Ordering::Release);
+            self.applied.store(p, Ordering::Release);
+        }
+        self.fresh_at_ms.store(self.now_ms(), Ordering::Release);
+    }
+
     /// A primary's step: renew the lease; once it cannot have been renewed
     /// for a whole TTL, or etcd says it is gone, the member is deposed.
     fn renew(&self, store: &Store) -> Result<(), String> {
@@ -510,11 +514,7 @@ impl Member {
         let lost = match self.opts.etcd.keep_alive(lease) {
             Ok(ttl) if ttl > 0 => {
                 self.etcd_answered();
-                self.fresh_at_ms.store(self.now_ms(), Ordering::Release);
-                if let Ok(p) = store.log_position() {
-                    self.head_position.store(p, Ordering::Release);
-                    self.applied.store(p, Ordering::Release);
-                }
+                self.holds_the_head(store);
                 None
             }
             Ok(_) => Some("etcd says the lease is gone".to_string()),
