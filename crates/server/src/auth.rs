@@ -356,7 +356,7 @@ fn basic_credentials(h: &str) -> Option<(String, String)> {
     let encoded = h
         .strip_prefix("Basic ")
         .or_else(|| h.strip_prefix("basic "))?;
-    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let decoded = String::from_utf8(crate::base64::decode(encoded.trim(), 4096)?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
 }
@@ -383,38 +383,6 @@ fn matches(pattern: &str, s: &str) -> bool {
         }
     }
     rest.ends_with(last)
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    if bytes.len() > 4096 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c)? << (18 - 6 * i);
-        }
-        let take = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -464,16 +432,6 @@ mod tests {
     ) -> std::result::Result<Option<String>, Denied> {
         let user = rt().block_on(a.authenticate(authz, None))?;
         a.authorize(user.as_deref(), repo, want).map(|()| user)
-    }
-
-    #[test]
-    fn base64() {
-        assert_eq!(
-            base64_decode("dXNlcjpwYXNz").as_deref(),
-            Some(&b"user:pass"[..])
-        );
-        assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
-        assert_eq!(base64_decode("!!"), None);
     }
 
     #[test]

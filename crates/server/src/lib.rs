@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod base64;
 mod body;
 pub mod cluster;
 mod errors;
