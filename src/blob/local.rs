@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{BlobBackend, BlobRead, BlobWrite, Listed, Staged, UploadWrite};
+use super::{BlobBackend, BlobRead, BlobWrite, Listed, MappedBytes, Staged, UploadWrite};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext as _, Result};
 use crate::sync_points::{self as faults, Injector, SyncTarget};
@@ -151,6 +151,10 @@ impl BlobRead for FileRead {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.0.read_at(buf, offset)
+    }
+
+    fn map(&self, offset: u64, len: usize) -> Option<io::Result<MappedBytes>> {
+        Some(MappedBytes::map(&self.0, offset, len))
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod local;
 mod location;
+mod mapped;
 mod memory;
 mod reader;
 #[cfg(feature = "s3")]
@@ -23,6 +24,7 @@ use std::path::Path;
 
 pub use local::LocalFiles;
 pub use location::{BlobLocation, S3Location};
+pub use mapped::MappedBytes;
 pub use memory::MemoryBlobs;
 pub(crate) use reader::{hash_all, Source};
 pub use reader::{BlobReader, VerifiedReader};
@@ -80,6 +82,14 @@ pub trait BlobRead: Send + Sync {
     /// Whether the blob is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
+    }
+
+    /// `len` bytes from `offset` mapped into memory instead of read, for a
+    /// backend whose blobs are local files; `None` (the default) where
+    /// they are not, and the caller reads instead.
+    fn map(&self, offset: u64, len: usize) -> Option<io::Result<MappedBytes>> {
+        let _ = (offset, len);
+        None
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use super::BlobRead;
+use super::{BlobRead, MappedBytes};
 use crate::digest::{Algorithm, Digest};
 use crate::oci::hasher::Hasher;
 
@@ -40,6 +40,31 @@ impl BlobReader {
     /// Whether nothing is left to read.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The next `max` bytes (fewer at the end) mapped into memory instead
+    /// of copied, where the blob is a local file, and the reader moves past
+    /// them. `Ok(None)` where the bytes are not a local file (read them
+    /// instead) and when nothing is left.
+    ///
+    /// Hand the bytes to the kernel (a socket write), not to code that
+    /// reads them in user space: see [`MappedBytes`] for why.
+    pub fn map_next(&mut self, max: usize) -> io::Result<Option<MappedBytes>> {
+        let want = usize::try_from(self.len()).map_or(max, |left| left.min(max));
+        if want == 0 {
+            return Ok(None);
+        }
+        let Source::Backend(r) = &self.src else {
+            return Ok(None);
+        };
+        match r.map(self.pos, want) {
+            None => Ok(None),
+            Some(m) => {
+                let m = m?;
+                self.pos += want as u64;
+                Ok(Some(m))
+            }
+        }
     }
 }
 

@@ -517,7 +517,8 @@ impl Store {
 
 /// Background work yields the CPU to writers (nice 19 for this thread):
 /// of the schedulings tried, this one disturbed writers least (the
-/// measurements are in docs/benchmarks.md). The engine's one unsafe block.
+/// measurements are in docs/benchmarks.md). One of the engine's two places
+/// of unsafe code (with `blob::mapped`).
 #[allow(unsafe_code)]
 pub(crate) fn lower_thread_priority() {
     // SAFETY: plain syscalls on the calling thread; failure only means the

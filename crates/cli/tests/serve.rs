@@ -1213,3 +1213,117 @@ fn health_probes_need_no_credentials_and_can_be_turned_off() {
     let r = off.request("GET", "/readyz", &[], b"");
     assert_eq!((r.status, r.code()), (404, "NAME_UNKNOWN".to_string()));
 }
+
+/// Issue 31: a blob GET on a plain TCP connection goes out from 8 MiB
+/// windows of the blob file mapped into memory. Whole bodies and ranges
+/// that cross windows come back byte for byte; a blob file truncated behind
+/// the engine's back (a mapped page past the new end) cuts that download
+/// short, the next one fails, the log names the blob, and the server lives
+/// on: no SIGBUS, because only the kernel reads the mapping.
+#[test]
+fn pulls_from_mapped_windows_are_exact_and_survive_a_truncated_file() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let server = Server::start(&store);
+    let blob = ocidb_testkit::deterministic_bytes(b"mapped", (20 << 20) + 12_345);
+    let d = server.push_blob("pull/app", &blob);
+    let path = format!("/v2/pull/app/blobs/{d}");
+
+    let whole = server.request("GET", &path, &[], b"");
+    assert_eq!(whole.status, 200);
+    assert!(
+        whole.body == blob,
+        "the whole body differs from what was pushed"
+    );
+    let n = blob.len() as u64;
+    let window = 8u64 << 20;
+    for (range, a, b) in [
+        ("bytes=0-0".to_string(), 0, 0),
+        (
+            format!("bytes={}-{}", window - 3, window + 2),
+            window - 3,
+            window + 2,
+        ),
+        (
+            format!("bytes=4095-{}", 2 * window + 7),
+            4095,
+            2 * window + 7,
+        ),
+        (format!("bytes={}-", 2 * window + 1), 2 * window + 1, n - 1),
+        ("bytes=-5".to_string(), n - 5, n - 1),
+    ] {
+        let r = server.request("GET", &path, &[("Range", &range)], b"");
+        assert_eq!(r.status, 206, "{range}");
+        assert!(
+            r.body == blob[a as usize..=b as usize],
+            "{range}: {} bytes, not the file's",
+            r.body.len()
+        );
+    }
+
+    // A download that has its first bytes, then the file is truncated.
+    let file = find_file(&store, d.trim_start_matches("sha256:")).expect("the blob file");
+    let mut c = common::server::connect_small_window(&server.addr);
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("request");
+    let mut first = vec![0u8; 16 << 10];
+    c.read_exact(&mut first).expect("the first bytes");
+    make_writable(&file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(4096))
+        .expect("truncating the blob file");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(
+        first.len() + rest.len() < blob.len(),
+        "{} bytes arrived, all of a blob whose file was truncated",
+        first.len() + rest.len()
+    );
+    let base = server.request("GET", "/v2/", &[], b"");
+    assert_eq!(base.status, 200, "the server answers after the truncation");
+    // The next pull fails on its first window (before a byte goes out,
+    // so hyper drops the connection without even the status line).
+    let again = common::http::try_request(&server.addr, "GET", &path, &[], b"");
+    if let Ok(r) = &again {
+        assert!(
+            r.status >= 500 || r.body.len() < blob.len(),
+            "a pull of the truncated file got {} bytes with {}",
+            r.body.len(),
+            r.status
+        );
+    }
+    let mut server = server;
+    assert!(
+        server.child.try_wait().expect("wait").is_none(),
+        "the server is still running"
+    );
+    let log = server.log.lock().expect("log").join("\n");
+    assert!(
+        log.contains(&d) && log.contains("fewer than the"),
+        "the log names the blob and its short file:\n{log}"
+    );
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().and_then(|n| n.to_str()) == Some(name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn make_writable(file: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+}

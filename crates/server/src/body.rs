@@ -6,14 +6,16 @@ use std::io::{self, Read};
 
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt as _;
+use ocidb::blob::BlobReader;
 use tokio::sync::mpsc;
 
 use super::errors::{client_error, ApiError};
 
 /// Chunks in flight between the network and the engine.
 const DEPTH: usize = 4;
-/// Size of one chunk read from a blob.
-const OUT_CHUNK: usize = 256 * 1024;
+/// Size of one chunk read from a blob into a buffer: large reads, few
+/// hand-overs to the network task.
+const OUT_CHUNK: usize = 1 << 20;
 
 /// A request body as the engine reads it.
 pub(crate) struct BodyReader {
@@ -200,47 +202,102 @@ pub(crate) async fn read_limited(
     }
 }
 
-/// A response body that streams `r`, reading each chunk on the blocking
-/// pool only when the client has taken the one before: a client that
-/// stops reading holds its connection and one chunk, never a thread (a
-/// task that waited to hand over its next chunk took a blocking thread
-/// per stalled download, and 512 of them stopped the store). `hold` (a
-/// download permit) lives as long as the body.
-pub(crate) fn stream<R: Read + Send + 'static, H: Send + 'static>(r: R, hold: H) -> Body {
-    struct State<R, H> {
-        reader: Option<R>,
+/// How a blob's bytes reach the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Windows of a local blob file mapped into memory and handed to the
+    /// socket's `writev` as they are: the kernel copies them once. Only on
+    /// a plain TCP connection this server accepted (hyper's vectored
+    /// writes never touch the bytes in user space, so a file truncated
+    /// behind the engine's back fails the write with EFAULT rather than
+    /// raising SIGBUS; TLS reads them to encrypt).
+    Mapped,
+    /// Chunks read into buffers (TLS, a host's own listener, object
+    /// storage, inline bytes).
+    Copied,
+}
+
+/// A mapped window: large, because each costs an `mmap` and a `munmap`
+/// (a TLB flush); small enough that a stalled client pins little address
+/// space.
+const MAP_WINDOW: usize = 8 << 20;
+
+/// A response body that streams a blob: a chunk is produced on the
+/// blocking pool while the one before goes out (one ahead, no more), and
+/// only while the client reads: a client that stops reading holds its
+/// connection and one or two chunks, never a thread (a task that waited to
+/// hand over its next chunk took a blocking thread per stalled download,
+/// and 512 of them stopped the store). `hold` (a download permit) lives as
+/// long as the body.
+///
+/// A read that fails (a short file, object storage away) is logged with
+/// `what` and cuts the body short of its Content-Length, as it must.
+pub(crate) fn stream<H: Send + 'static>(
+    r: BlobReader,
+    hold: H,
+    how: Delivery,
+    what: String,
+) -> Body {
+    type Next = tokio::task::JoinHandle<(BlobReader, io::Result<Option<Bytes>>)>;
+    struct State<H> {
+        next: Option<Next>,
+        how: Delivery,
+        what: String,
         _hold: H,
     }
+    fn produce(mut r: BlobReader, how: Delivery) -> Next {
+        tokio::task::spawn_blocking(move || {
+            let chunk = next_chunk(&mut r, how);
+            (r, chunk)
+        })
+    }
     let state = State {
-        reader: Some(r),
+        next: Some(produce(r, how)),
+        how,
+        what,
         _hold: hold,
     };
     Body::from_stream(futures_util::stream::unfold(state, |mut st| async move {
-        let mut r = st.reader.take()?;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; OUT_CHUNK];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return (r, Ok(buf));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return (r, Err(e)),
+        let next = st.next.take()?;
+        match next.await {
+            Ok((_, Ok(None))) => None,
+            Ok((r, Ok(Some(chunk)))) => {
+                if !r.is_empty() {
+                    st.next = Some(produce(r, st.how));
                 }
+                Some((Ok(chunk), st))
             }
-        })
-        .await;
-        match read {
-            Ok((_, Ok(buf))) if buf.is_empty() => None,
-            Ok((r, Ok(buf))) => {
-                st.reader = Some(r);
-                Some((Ok(Bytes::from(buf)), st))
+            Ok((_, Err(e))) => {
+                tracing::warn!("sending {}: {e}", st.what);
+                Some((Err(e), st))
             }
-            // An error ends the body: the client sees the connection cut
-            // short of Content-Length, as it must.
-            Ok((_, Err(e))) => Some((Err(e), st)),
-            Err(e) => Some((Err(io::Error::other(e)), st)),
+            Err(e) => {
+                tracing::warn!("sending {}: {e}", st.what);
+                Some((Err(io::Error::other(e)), st))
+            }
         }
     }))
+}
+
+/// The reader's next chunk, `None` at its end.
+fn next_chunk(r: &mut BlobReader, how: Delivery) -> io::Result<Option<Bytes>> {
+    if r.is_empty() {
+        return Ok(None);
+    }
+    if how == Delivery::Mapped
+        && let Some(m) = r.map_next(MAP_WINDOW)?
+    {
+        return Ok(Some(Bytes::from_owner(m)));
+    }
+    let want = usize::try_from(r.len()).map_or(OUT_CHUNK, |left| left.min(OUT_CHUNK));
+    let mut buf = Vec::with_capacity(want);
+    // `take` + `read_to_end` fills the capacity without zeroing it first.
+    let n = Read::take(&mut *r, want as u64).read_to_end(&mut buf)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the blob ended {} bytes early", r.len()),
+        ));
+    }
+    Ok(Some(Bytes::from(buf)))
 }

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 
-use super::body::{read_limited, stream, BufferLimits, BufferRefusal};
+use super::body::{read_limited, stream, BufferLimits, BufferRefusal, Delivery};
 use super::errors::ApiError;
 use super::http::*;
 use super::App;
@@ -411,6 +411,7 @@ pub(super) async fn get_blob(
     d: &str,
     h: &HeaderMap,
     head: bool,
+    how: Delivery,
 ) -> ApiResult {
     let d = digest(d)?;
     let (s, repo) = (Arc::clone(&app.store), name.to_string());
@@ -450,7 +451,11 @@ pub(super) async fn get_blob(
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
         None => (StatusCode::OK, info.size),
     };
-    let mut r = (status, stream(reader, permit)).into_response();
+    let mut r = (
+        status,
+        stream(reader, permit, how, format!("blob {d} of {name}")),
+    )
+        .into_response();
     set(&mut r, common(len));
     if let Some((a, b)) = range {
         r.headers_mut().insert(

@@ -22,6 +22,13 @@ const DRAIN: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Peer(pub std::net::SocketAddr);
 
+/// Marks a request that came over a plain TCP connection of this server's
+/// own loop: its response bodies go to the socket through hyper's
+/// vectored writes, so a blob may be sent from a file mapping
+/// (`body::Delivery::Mapped`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainTcp;
+
 /// The limits a connection runs under.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnLimits {
@@ -184,6 +191,10 @@ pub(crate) async fn serve_connections(
         Arc::default();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
+        // Body chunks go to `writev` as they are, never copied into hyper's
+        // buffer: a mapped blob window is read by the kernel alone (see
+        // `body::Delivery::Mapped`).
+        .writev(true)
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
     let http = Arc::new(http);
@@ -220,8 +231,12 @@ pub(crate) async fn serve_connections(
         };
         let _ = tcp.set_nodelay(true);
         let router = router.clone();
+        let plain = tls.is_none();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(Peer(peer));
+            if plain {
+                req.extensions_mut().insert(PlainTcp);
+            }
             let mut router = router.clone();
             // The router is always ready (axum documents poll_ready as such).
             tower_service::Service::call(&mut router, req)

@@ -11,10 +11,11 @@ use axum::routing::{any, get};
 use axum::Router;
 
 use super::auth::{Denied, Want};
+use super::body::Delivery;
 use super::errors::ApiError;
 use super::handlers::*;
 use super::http::*;
-use super::listen::Peer;
+use super::listen::{Peer, PlainTcp};
 use super::uploads::*;
 use super::App;
 
@@ -586,7 +587,11 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult {
             delete_manifest(app, name, r, user.as_deref()).await
         }
         (Route::Blob(name, d), &Method::GET | &Method::HEAD) => {
-            get_blob(app, name, d, &req.headers, m == Method::HEAD).await
+            let how = match req.extensions.get::<PlainTcp>() {
+                Some(_) => Delivery::Mapped,
+                None => Delivery::Copied,
+            };
+            get_blob(app, name, d, &req.headers, m == Method::HEAD, how).await
         }
         (Route::Blob(name, d), &Method::DELETE) => {
             let (repo, d) = (name.to_string(), digest(d)?);
