@@ -944,3 +944,100 @@ fn a_tagged_opaque_entry_keeps_its_tag() {
         .expect("tag");
     assert_eq!(d.to_string(), thing["digest"].as_str().expect("digest"));
 }
+
+/// Issue 31: a tar's small blobs (up to the inline threshold, 64 KiB) go
+/// in batches (one transaction per 10,000 blobs or 32 MiB) instead of one
+/// transaction each. A tar of more small bytes than one batch imports
+/// exactly what its directory imports; a corrupt blob after the first
+/// batch fails the import and takes back what the earlier batches stored.
+#[test]
+fn a_tar_of_many_small_blobs_imports_as_its_directory_and_a_late_bad_one_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = common::fixtures::LayoutWriter::new(&dir.path().join("many"));
+    // 200 images of three 60 KiB layers and a manifest over one shared
+    // config: 801 blobs, 35 MiB, past one batch of 32 MiB.
+    let cfg = w.blob("application/vnd.oci.image.config.v1+json", b"{}");
+    for i in 0..200 {
+        let layers: Vec<Value> = (0..3)
+            .map(|j| {
+                let unit = format!("image {i} layer {j};");
+                let bytes = unit.repeat((60 << 10) / unit.len() + 1);
+                w.blob(
+                    "application/vnd.oci.image.layer.v1.tar",
+                    &bytes.as_bytes()[..60 << 10],
+                )
+            })
+            .collect();
+        let img = w.manifest(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg,
+            "layers": layers,
+        }));
+        w.entry(&img, Some(&format!("t{i}")));
+    }
+    let layout = w.finish();
+    let tar_of = |src: &Path, out: &Path| {
+        let f = std::fs::File::create(out).expect("tar file");
+        let mut b = tar::Builder::new(f);
+        b.append_dir_all(".", src).expect("append");
+        b.finish().expect("finish tar");
+    };
+    let tar = dir.path().join("many.tar");
+    tar_of(&layout, &tar);
+    let import = |from: &Path, store: &Path| {
+        let s = Store::create(store).expect("store");
+        let r = s.import_layout(from, &ImportOptions::default().repository("many/app"));
+        (s, r)
+    };
+    let (from_dir, r) = import(&layout, &dir.path().join("s-dir"));
+    r.expect("directory import");
+    let (from_tar, r) = import(&tar, &dir.path().join("s-tar"));
+    let r = r.expect("tar import");
+    assert!(r.missing.is_empty(), "{:?}", r.missing);
+    let members = |s: &Store| -> BTreeSet<Digest> {
+        s.members("many/app")
+            .expect("members")
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    };
+    assert_eq!(members(&from_tar), members(&from_dir));
+    assert_eq!(members(&from_tar).len(), 200 * 4 + 1);
+    assert_eq!(
+        from_tar.tags("many/app", None, None).expect("tags").len(),
+        200
+    );
+    assert!(from_tar
+        .fsck(&FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+
+    // The tar's last blob is corrupted in place (rewriting a file keeps the
+    // directory's order, so the new tar lists it last too): the first
+    // batch has been stored by the time it is read.
+    let last = tar::Archive::new(std::fs::File::open(&tar).expect("tar"))
+        .entries()
+        .expect("entries")
+        .flatten()
+        .filter_map(|e| e.path().ok().map(|p| p.into_owned()))
+        .filter(|p| p.starts_with("./blobs/sha256") || p.starts_with("blobs/sha256"))
+        .filter(|p| p.components().count() >= 3)
+        .last()
+        .expect("a blob entry");
+    let bad = layout.join(last.strip_prefix(".").unwrap_or(&last));
+    let mut bytes = std::fs::read(&bad).expect("the last blob");
+    bytes[0] ^= 1;
+    std::fs::write(&bad, bytes).expect("corrupt");
+    let bad_tar = dir.path().join("bad.tar");
+    tar_of(&layout, &bad_tar);
+    let (s, r) = import(&bad_tar, &dir.path().join("s-bad"));
+    let e = r.expect_err("a blob that does not hash to its name");
+    assert!(
+        e.to_string()
+            .contains(bad.file_name().and_then(|n| n.to_str()).expect("name")),
+        "the error names the blob: {e}"
+    );
+    let st = s.stats().expect("stats");
+    assert_eq!((st.blobs, st.manifests), (0, 0), "nothing stays behind");
+}

@@ -25,6 +25,7 @@ impl Store {
         let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
         let mut index = None;
         let mut marker = None;
+        let mut small = SmallBlobs::default();
         let entries = archive
             .entries()
             .context(|| format!("reading tar {}", path.display()))?;
@@ -77,25 +78,33 @@ impl Store {
                             expected: format!("blobs/<alg>/<hex> named by a valid digest ({e})"),
                         }
                     })?;
-                    let put = self.put(
-                        &mut entry,
-                        &PutOptions {
-                            digest: Some(d),
-                            size: Some(size),
-                            lease: Some(lease),
-                            no_sync: true,
-                            ..PutOptions::default()
-                        },
-                    )?;
-                    if put.created {
-                        created.push(put.digest);
+                    let opts = PutOptions {
+                        digest: Some(d),
+                        size: Some(size),
+                        lease: Some(lease),
+                        no_sync: true,
+                        ..PutOptions::default()
+                    };
+                    if size <= self.opts.inline_threshold as u64 {
+                        // Small blobs (manifests, configs) go in batches: one
+                        // writer transaction per batch instead of one each,
+                        // which made a tar import five times slower than the
+                        // same layout's directory.
+                        let bytes = read_limited(&mut entry, size, &shown)?;
+                        small.add(self, bytes, opts, created, carried)?;
+                    } else {
+                        let put = self.put(&mut entry, &opts)?;
+                        if put.created {
+                            created.push(put.digest);
+                        }
+                        carried.insert(put.digest);
                     }
-                    carried.insert(put.digest);
                 }
                 // Anything else in the archive is not part of the layout.
                 _ => {}
             }
         }
+        small.flush(self, created, carried)?;
         check_marker(
             &marker.ok_or_else(|| Error::InvalidArgument {
                 value: path.display().to_string(),
@@ -107,6 +116,60 @@ impl Store {
             value: path.display().to_string(),
             expected: "an oci-archive with an index.json".into(),
         })
+    }
+}
+
+/// Small blobs read from the tar and waiting for their batch: a batch is
+/// [`MANIFEST_BATCH`] blobs or [`BATCH_BYTES`] of them, whichever comes
+/// first, so memory stays bounded whatever the archive holds.
+#[derive(Default)]
+struct SmallBlobs {
+    items: Vec<(Vec<u8>, PutOptions)>,
+    bytes: u64,
+}
+
+impl SmallBlobs {
+    fn add(
+        &mut self,
+        store: &Store,
+        bytes: Vec<u8>,
+        opts: PutOptions,
+        created: &mut Vec<Digest>,
+        carried: &mut HashSet<Digest>,
+    ) -> Result<()> {
+        self.bytes += bytes.len() as u64;
+        self.items.push((bytes, opts));
+        if self.items.len() >= MANIFEST_BATCH || self.bytes >= BATCH_BYTES {
+            self.flush(store, created, carried)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the waiting blobs in one transaction (each verified against
+    /// the digest and size its entry names; a mismatch stores none).
+    fn flush(
+        &mut self,
+        store: &Store,
+        created: &mut Vec<Digest>,
+        carried: &mut HashSet<Digest>,
+    ) -> Result<()> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&[u8], PutOptions)> = self
+            .items
+            .iter()
+            .map(|(b, o)| (b.as_slice(), o.clone()))
+            .collect();
+        for put in store.put_blobs(&refs)? {
+            if put.created {
+                created.push(put.digest);
+            }
+            carried.insert(put.digest);
+        }
+        self.items.clear();
+        self.bytes = 0;
+        Ok(())
     }
 }
 

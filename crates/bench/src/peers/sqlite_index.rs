@@ -97,6 +97,32 @@ impl SqliteIndex {
         })
     }
 
+    /// Generates `spec` into a fresh peer at `path` in batches of `batch`,
+    /// one durable transaction each, as `bench gen` commits ocidb's:
+    /// the manifests, and the seconds spent in the peer's inserts alone
+    /// (the generator's time is left out, which favours the peer).
+    pub fn generate_into(
+        path: &Path,
+        spec: &crate::synth::GenSpec,
+        batch: usize,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(u64, f64)> {
+        let mut peer = SqliteIndex::create(path)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut g = crate::synth::Generator::new(spec.clone());
+        let (mut made, mut spent) = (0u64, std::time::Duration::ZERO);
+        while let Some(items) = g.next_batch(batch) {
+            let t0 = std::time::Instant::now();
+            peer.insert(&items, now_ms)?;
+            spent += t0.elapsed();
+            made += items.len() as u64;
+            progress(made);
+        }
+        Ok((made, spent.as_secs_f64()))
+    }
+
     /// Parses and indexes a batch in one transaction (durable at commit).
     pub fn insert(&mut self, batch: &[GenManifest], now_ms: i64) -> Result<()> {
         let tx = begin(&mut self.conn)?;

@@ -378,6 +378,12 @@ pub enum BenchCommand {
         /// Write an OCI image layout here instead of filling the store.
         #[arg(long, value_name = "DIR")]
         layout: Option<PathBuf>,
+        /// Fill the fair SQLite peer (the harness's SQLite holding ocidb's
+        /// index) at this path instead of the store, with the same content
+        /// and batches, timing its inserts alone (a build with the `peers`
+        /// feature).
+        #[arg(long, value_name = "FILE", conflicts_with = "layout")]
+        sqlite: Option<PathBuf>,
     },
     /// Run every scenario and print the table (scenario, rate, p50, p99,
     /// cost against a named baseline from the same run, peak RSS).

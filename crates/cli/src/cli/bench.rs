@@ -16,11 +16,15 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
             manifests,
             seed,
             layout,
+            sqlite,
         } => {
             let spec = match manifests {
                 Some(n) => synth::GenSpec::sized(n, seed),
                 None => synth::GenSpec::preset(synth::Preset::parse(&preset)?, seed),
             };
+            if let Some(path) = sqlite {
+                return gen_into_fair_sqlite(&path, &spec);
+            }
             if let Some(dir) = layout {
                 let marks = synth::generate_layout(&dir, &spec)?;
                 println!(
@@ -229,5 +233,29 @@ fn on_path(name: &str) -> Option<std::path::PathBuf> {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
+    })
+}
+
+/// `bench gen --sqlite`: the same content into the fair SQLite peer.
+#[cfg(feature = "peers")]
+fn gen_into_fair_sqlite(path: &Path, spec: &ocidb_bench::synth::GenSpec) -> Result<()> {
+    let total = spec.manifests;
+    let (n, seconds) = ocidb_bench::peers::SqliteIndex::generate_into(path, spec, 10_000, |n| {
+        eprint!("\r{n} of ~{total} manifests");
+    })?;
+    eprintln!();
+    println!(
+        "generated {n} manifests into the fair SQLite peer at {} in {seconds:.1} s of inserts ({:.0} manifests/s)",
+        path.display(),
+        n as f64 / seconds
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "peers"))]
+fn gen_into_fair_sqlite(path: &Path, _: &ocidb_bench::synth::GenSpec) -> Result<()> {
+    Err(Error::InvalidArgument {
+        value: format!("--sqlite {}", path.display()),
+        expected: "a build with the SQLite peer: `cargo build --release --features peers`".into(),
     })
 }
