@@ -1020,7 +1020,7 @@ fn a_tar_of_many_small_blobs_imports_as_its_directory_and_a_late_bad_one_leaves_
         .entries()
         .expect("entries")
         .flatten()
-        .filter_map(|e| e.path().ok().map(|p| p.into_owned()))
+        .filter_map(|e| e.path().ok().map(std::borrow::Cow::into_owned))
         .filter(|p| p.starts_with("./blobs/sha256") || p.starts_with("blobs/sha256"))
         .filter(|p| p.components().count() >= 3)
         .last()
