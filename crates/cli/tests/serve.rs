@@ -1302,9 +1302,22 @@ fn pulls_from_mapped_windows_are_exact_and_survive_a_truncated_file() {
         server.child.try_wait().expect("wait").is_none(),
         "the server is still running"
     );
-    let log = server.log.lock().expect("log").join("\n");
+    // The warning is written as the body fails, which may be after the
+    // client saw its connection close: wait for the line.
+    let names_it = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(&d) && l.contains("fewer than the"))
+    };
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.log.lock().expect("log").join("\n");
+        if names_it(&log) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(
-        log.contains(&d) && log.contains("fewer than the"),
+        names_it(&log),
         "the log names the blob and its short file:\n{log}"
     );
 }
