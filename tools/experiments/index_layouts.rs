@@ -3,8 +3,10 @@
 //! answers a referrers query (k = 1) and a stat. ocidb's current format
 //! (v1) is measured through the real `Store` beside them.
 //!
-//! `cargo run --release -p ocidb-bench --example index_layouts -- [MANIFESTS]` (default
-//! 100,000; seed 1, the harness's generator).
+//! `cargo run --release -p ocidb-bench --example index_layouts -- [MANIFESTS] [LAYOUTS]`
+//! (default 100,000; seed 1, the harness's generator). LAYOUTS is a
+//! comma-separated subset of `store,v1,compact,sorted,ids,folded` (all by
+//! default).
 //!
 //! Every candidate stores what v1 stores (the body inline, a record, the
 //! forward and reverse edges, referrers with their descriptor, repository
@@ -22,6 +24,10 @@
 //!   handed out in order, so a new manifest's own rows are appends. The
 //!   referrer row carries the referrer's digest, so a listing needs no
 //!   `id -> digest` lookups. Sorted per table too.
+//! - `folded`: `compact+sorted` with two of its random-key tables folded
+//!   into the node row (issue 31's proposal): the record, the edge list
+//!   and the repositories holding it sit beside the body in one row, so
+//!   `edges_out` and `member_of` are gone. Sorted per table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -51,6 +57,7 @@ enum Layout {
     Compact,
     CompactSorted,
     Ids,
+    Folded,
 }
 
 impl Layout {
@@ -60,6 +67,19 @@ impl Layout {
             Layout::Compact => "compact keys, binary values",
             Layout::CompactSorted => "compact keys, binary values, sorted batches",
             Layout::Ids => "u64 ids, binary values, sorted batches",
+            Layout::Folded => {
+                "compact keys, record + edges out + repositories + body in one row, sorted batches"
+            }
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Layout::V1Keys => "v1",
+            Layout::Compact => "compact",
+            Layout::CompactSorted => "sorted",
+            Layout::Ids => "ids",
+            Layout::Folded => "folded",
         }
     }
 }
@@ -204,14 +224,22 @@ impl Candidate {
             if self.layout == Layout::Ids {
                 rec.extend_from_slice(&dkey(&m.digest));
             }
-            rec.extend_from_slice(&m.body);
-            rows.nodes.push((own.clone(), rec));
+            let folded = self.layout == Layout::Folded;
+            if !folded {
+                rec.extend_from_slice(&m.body);
+            }
             let mut member = repo.to_be_bytes().to_vec();
             member.extend_from_slice(&own);
             rows.members.push((member, 0));
-            let mut of = own.clone();
-            of.extend_from_slice(&repo.to_be_bytes());
-            rows.member_of.push(of);
+            if folded {
+                // The repositories holding it: a count and their ids.
+                varint(&mut rec, 1);
+                varint(&mut rec, repo);
+            } else {
+                let mut of = own.clone();
+                of.extend_from_slice(&repo.to_be_bytes());
+                rows.member_of.push(of);
+            }
             for t in &m.tags {
                 let mut k = repo.to_be_bytes().to_vec();
                 k.extend_from_slice(t.as_bytes());
@@ -221,7 +249,14 @@ impl Candidate {
                 k.extend_from_slice(t.as_bytes());
                 rows.tagged.push(k);
             }
-            let Some(parsed) = parsed else { continue };
+            let Some(parsed) = parsed else {
+                if folded {
+                    varint(&mut rec, 0);
+                    rec.extend_from_slice(&m.body);
+                }
+                rows.nodes.push((own.clone(), rec));
+                continue;
+            };
             let mut adj = Vec::new();
             let subject = parsed
                 .subject
@@ -250,7 +285,15 @@ impl Candidate {
                 e.push(kind_code(kind));
                 rows.edges_in.push(e);
             }
-            rows.edges_out.push((own.clone(), adj));
+            if folded {
+                // The edge list, length-prefixed, then the body.
+                varint(&mut rec, adj.len() as u64);
+                rec.extend_from_slice(&adj);
+                rec.extend_from_slice(&m.body);
+            } else {
+                rows.edges_out.push((own.clone(), adj));
+            }
+            rows.nodes.push((own.clone(), rec));
             if let Some(s) = &parsed.subject {
                 let sk = self.node(&s.digest, &mut rows);
                 let mut k = repo.to_be_bytes().to_vec();
@@ -284,7 +327,10 @@ impl Candidate {
                 rows.referrers.push((k, v));
             }
         }
-        if matches!(self.layout, Layout::CompactSorted | Layout::Ids) {
+        if matches!(
+            self.layout,
+            Layout::CompactSorted | Layout::Ids | Layout::Folded
+        ) {
             rows.nodes.sort();
             rows.edges_out.sort();
             rows.edges_in.sort();
@@ -431,6 +477,10 @@ fn p50(mut v: Vec<Duration>) -> f64 {
 
 fn main() -> Res<()> {
     let n: u64 = std::env::args().nth(1).map_or(Ok(100_000), |a| a.parse())?;
+    let only: Option<Vec<String>> = std::env::args()
+        .nth(2)
+        .map(|a| a.split(',').map(str::to_string).collect());
+    let wanted = |k: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == k));
     let work = std::env::temp_dir().join(format!("index-layouts-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let spec = GenSpec::sized(n, 1);
@@ -471,8 +521,8 @@ fn main() -> Res<()> {
     println!("| layout | ingest (manifests/s) | size (MiB) | bytes per manifest | × manifest bytes | referrers k = 1, p50 (µs) | stat p50 (µs) |");
     println!("|---|---|---|---|---|---|---|");
 
-    // v1: the real store, through the same batches.
-    {
+    // The real store, through the same batches.
+    if wanted("store") {
         let dir = work.join("v1");
         let store = ocidb::Store::open_with(&dir, ocidb::StoreOptions::default(), true)?;
         let t = Instant::now();
@@ -495,7 +545,7 @@ fn main() -> Res<()> {
         drop(store);
         let size = std::fs::metadata(dir.join("ocidb.redb"))?.len();
         row(
-            "the Store as built (format 2 since it landed; format 1 before)",
+            "the Store as built (format 3 since it landed; 2 and 1 before)",
             rate,
             size,
             all.len(),
@@ -509,7 +559,11 @@ fn main() -> Res<()> {
         Layout::Compact,
         Layout::CompactSorted,
         Layout::Ids,
+        Layout::Folded,
     ] {
+        if !wanted(layout.key()) {
+            continue;
+        }
         let path = work.join("candidate.redb");
         let mut c = Candidate::create(layout, &path)?;
         let mut g = Generator::new(spec.clone());
