@@ -26,8 +26,12 @@ use std::io;
 use std::os::fd::AsRawFd as _;
 use std::ptr::NonNull;
 
-/// Bytes of a blob file mapped read-only (`MAP_SHARED`, populated). Unmapped
-/// on drop.
+/// Bytes of a blob file mapped read-only (`MAP_SHARED`, populated),
+/// unmapped on drop. A committed blob file never changes, so the bytes are
+/// stable; but a file truncated by another process makes a user-space read
+/// of the lost pages raise SIGBUS. Hand these to the kernel (a socket
+/// write), as `ocidb serve` does, and read blobs through
+/// [`BlobReader`](super::BlobReader)'s `Read` otherwise.
 pub struct MappedBytes {
     /// Start of the mapping (page-aligned); `None` for an empty window,
     /// which maps nothing.
