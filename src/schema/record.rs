@@ -354,10 +354,10 @@ mod tests {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagAction {
-    /// The tag was pointed at [`TagEventRecord::digest`] (created, moved or
+    /// The tag was pointed at the record's `digest` (created, moved or
     /// restored).
     Created,
-    /// The tag was removed; [`TagEventRecord::digest`] is what it pointed at.
+    /// The tag was removed; the record's `digest` is what it pointed at.
     Deleted,
 }
 
