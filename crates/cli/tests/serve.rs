@@ -1263,7 +1263,7 @@ fn pulls_from_mapped_windows_are_exact_and_survive_a_truncated_file() {
     }
 
     // A download that has its first bytes, then the file is truncated.
-    let file = find_file(&store, d.trim_start_matches("sha256:")).expect("the blob file");
+    let file = ocidb::Digest::parse(&d).expect("digest").blob_path(&store);
     let mut c = common::server::connect_small_window(&server.addr);
     c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .expect("request");
@@ -1320,20 +1320,6 @@ fn pulls_from_mapped_windows_are_exact_and_survive_a_truncated_file() {
         names_it(&log),
         "the log names the blob and its short file:\n{log}"
     );
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(f) = find_file(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().and_then(|n| n.to_str()) == Some(name) {
-            return Some(p);
-        }
-    }
-    None
 }
 
 fn make_writable(file: &Path) {
