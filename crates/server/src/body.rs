@@ -291,13 +291,9 @@ fn next_chunk(r: &mut BlobReader, how: Delivery) -> io::Result<Option<Bytes>> {
     }
     let want = usize::try_from(r.len()).map_or(OUT_CHUNK, |left| left.min(OUT_CHUNK));
     let mut buf = Vec::with_capacity(want);
-    // `take` + `read_to_end` fills the capacity without zeroing it first.
-    let n = Read::take(&mut *r, want as u64).read_to_end(&mut buf)?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("the blob ended {} bytes early", r.len()),
-        ));
-    }
+    // `take` + `read_to_end` fills the capacity without zeroing it first;
+    // a blob shorter than its record is the reader's error, never a
+    // short chunk.
+    Read::take(&mut *r, want as u64).read_to_end(&mut buf)?;
     Ok(Some(Bytes::from(buf)))
 }
