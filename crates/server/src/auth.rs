@@ -351,6 +351,16 @@ pub(crate) fn claimed_user(h: &str) -> Option<String> {
     Some(shown)
 }
 
+/// The value of an `Authorization` header that sends `user_and_password`
+/// (`USER:PASSWORD`) with Basic authentication: what a client of this
+/// server (the command line's `--server`, a test) sends.
+pub fn basic_authorization(user_and_password: &str) -> String {
+    format!(
+        "Basic {}",
+        crate::base64::encode(user_and_password.as_bytes())
+    )
+}
+
 /// The user and password of a `Basic` header.
 fn basic_credentials(h: &str) -> Option<(String, String)> {
     let encoded = h
@@ -388,6 +398,15 @@ fn matches(pattern: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_authorization_is_rfc_4648_base64() {
+        assert_eq!(basic_authorization("alice:pw"), "Basic YWxpY2U6cHc=");
+        assert_eq!(
+            basic_credentials(&basic_authorization("alice:pw")),
+            Some(("alice".to_string(), "pw".to_string()))
+        );
+    }
 
     #[test]
     fn patterns() {
@@ -479,21 +498,7 @@ mod tests {
             )
             .expect("load"),
         );
-        let basic = |u: &str, p: &str| {
-            let raw = format!("{u}:{p}");
-            let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            let mut s = String::new();
-            for c in raw.as_bytes().chunks(3) {
-                let n = (u32::from(c[0]) << 16)
-                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                    | u32::from(*c.get(2).unwrap_or(&0));
-                for i in 0..=c.len() {
-                    s.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                }
-                s.push_str(&"=".repeat(3 - c.len()));
-            }
-            format!("Basic {s}")
-        };
+        let basic = |u: &str, p: &str| basic_authorization(&format!("{u}:{p}"));
         let alice = basic("alice", "secret");
         let bob = basic("bob", "secret");
         assert!(check(&a, Some(&alice), Some("team-a/app"), Want::Write).is_ok());

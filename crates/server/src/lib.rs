@@ -28,7 +28,7 @@ pub use admin::{
     CompactionStatus, FsckRequest, FsckState, GcRequest, RetentionRequest, ScrubRequest,
     PREFIX as ADMIN_PREFIX,
 };
-pub use auth::Access;
+pub use auth::{basic_authorization, Access};
 pub use tls::TlsFiles;
 pub use webhooks::Webhook;
 
