@@ -98,6 +98,18 @@ fn readyz(s: &Server) -> (u16, String) {
     (r.status, String::from_utf8_lossy(&r.body).into_owned())
 }
 
+/// Waits (30 s at most) for `s`'s `/readyz` to answer 503; its text.
+fn wait_not_ready(s: &Server) -> String {
+    wait_for(
+        "the replica to turn not ready",
+        Duration::from_secs(30),
+        || {
+            let (status, text) = readyz(s);
+            (status == 503).then_some(text)
+        },
+    )
+}
+
 fn wait_role(s: &Server, role: &str) -> String {
     wait_for(
         &format!("{} to be ready as {role}", s.addr),
@@ -266,14 +278,7 @@ fn readiness_follows_etcd_and_the_primary() {
         b,
     } = two_members(&garage_exe, &etcd_exe, &[]);
     etcd.kill(0);
-    let why = wait_for(
-        "the replica to turn not ready",
-        Duration::from_secs(30),
-        || {
-            let (status, text) = readyz(&b);
-            (status == 503).then_some(text)
-        },
-    );
+    let why = wait_not_ready(&b);
     assert!(why.contains("etcd"), "{why}");
     // The primary cannot renew its lease: it stops, naming why.
     let status = wait_for("the primary to stop", Duration::from_secs(30), || {
@@ -309,14 +314,7 @@ fn a_lagging_replica_is_not_ready_until_it_catches_up() {
     garage.kill(1).expect("kill the replica's garage node");
     let (_, r) = a.push_image("app", "v1", b"written while the replica cannot read");
     assert_eq!(r.status, 201);
-    let why = wait_for(
-        "the replica to turn not ready",
-        Duration::from_secs(30),
-        || {
-            let (status, text) = readyz(&b);
-            (status == 503).then_some(text)
-        },
-    );
+    let why = wait_not_ready(&b);
     assert!(why.contains("replica lag"), "{why}");
     garage.restart(1, 0).expect("garage node back");
     wait_for("the replica to catch up", Duration::from_secs(120), || {

@@ -25,6 +25,14 @@ pub use sqlite_json::SqliteJson;
 
 use ocidb::{Error, Result};
 
+/// Now, in ms since the epoch: the creation time the fair peer's rows
+/// record (0 for a clock before the epoch).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn peer_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument {
         value: format!("{what}: {e}"),

@@ -108,9 +108,7 @@ impl SqliteIndex {
         mut progress: impl FnMut(u64),
     ) -> Result<(u64, f64)> {
         let mut peer = SqliteIndex::create(path)?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = super::now_ms();
         let mut g = crate::synth::Generator::new(spec.clone());
         let (mut made, mut spent) = (0u64, std::time::Duration::ZERO);
         while let Some(items) = g.next_batch(batch) {

@@ -287,9 +287,7 @@ impl Peers {
         synth::generate_layout(&layout, spec)?;
         let mut sqlite = crate::peers::SqliteJson::create(&dir.join("peer.sqlite"))?;
         let mut index = crate::peers::SqliteIndex::create(&dir.join("peer-index.sqlite"))?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = crate::peers::now_ms();
         let mut g = Generator::new(spec.clone());
         let (mut t, mut t_index) = (Duration::ZERO, Duration::ZERO);
         let (mut n, mut manifest_bytes) = (0u64, 0u64);
