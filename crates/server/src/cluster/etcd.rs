@@ -55,6 +55,45 @@ pub enum WatchEvent {
 /// Why a call failed: the message names the endpoint and the call.
 pub type EtcdResult<T> = Result<T, String>;
 
+/// A condition of [`Etcd::put_if`], on a key's revisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard<'a> {
+    /// The key exists with this create revision (it was not deleted and
+    /// put again since).
+    Created(&'a [u8], i64),
+    /// The key's last put had this revision (0: the key does not exist).
+    Modified(&'a [u8], i64),
+}
+
+impl Guard<'_> {
+    fn key(&self) -> &[u8] {
+        match self {
+            Guard::Created(k, _) | Guard::Modified(k, _) => k,
+        }
+    }
+
+    fn compare(&self) -> Value {
+        match *self {
+            Guard::Created(k, r) => {
+                json!({ "key": b64(k), "target": "CREATE", "result": "EQUAL", "create_revision": r.to_string() })
+            }
+            Guard::Modified(k, r) => {
+                json!({ "key": b64(k), "target": "MOD", "result": "EQUAL", "mod_revision": r.to_string() })
+            }
+        }
+    }
+}
+
+/// What [`Etcd::put_if`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutIf {
+    /// Every guard held and the key was put: the revision of the put.
+    Put(i64),
+    /// A guard failed and nothing changed: each guarded key as it is, in
+    /// the guards' order, read in the same transaction.
+    Refused(Vec<Option<KeyValue>>),
+}
+
 impl Etcd {
     /// `etcd://HOST:PORT[,HOST:PORT…]` (or `http://`).
     pub fn parse(url: &str) -> EtcdResult<Etcd> {
@@ -109,31 +148,43 @@ impl Etcd {
     /// Puts `value` at `key` only if `key` does not exist: `Some(revision)`
     /// of the put (the key's create revision) when it did not.
     pub fn create(&self, key: &[u8], value: &[u8], lease: i64) -> EtcdResult<Option<i64>> {
-        let cmp = json!({ "key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0" });
-        self.txn(cmp, key, value, lease)
+        let put = self.txn(&[Guard::Created(key, 0)], key, value, lease)?;
+        Ok(match put {
+            PutIf::Put(revision) => Some(revision),
+            PutIf::Refused(_) => None,
+        })
     }
 
-    /// Puts `value` at `key` only if `guard` still exists with create
-    /// revision `created`: `Some(revision)` when it did.
-    pub fn put_if_exists(
-        &self,
-        guard: &[u8],
-        created: i64,
-        key: &[u8],
-        value: &[u8],
-    ) -> EtcdResult<Option<i64>> {
-        let cmp = json!({ "key": b64(guard), "target": "CREATE", "result": "EQUAL", "create_revision": created.to_string() });
-        self.txn(cmp, key, value, 0)
+    /// Puts `value` at `key` (bound to no lease) only if every guard
+    /// holds, in one transaction; otherwise reads the guarded keys in it.
+    pub fn put_if(&self, guards: &[Guard<'_>], key: &[u8], value: &[u8]) -> EtcdResult<PutIf> {
+        self.txn(guards, key, value, 0)
     }
 
-    fn txn(&self, cmp: Value, key: &[u8], value: &[u8], lease: i64) -> EtcdResult<Option<i64>> {
+    fn txn(&self, guards: &[Guard<'_>], key: &[u8], value: &[u8], lease: i64) -> EtcdResult<PutIf> {
         let body = json!({
-            "compare": [cmp],
+            "compare": guards.iter().map(Guard::compare).collect::<Vec<_>>(),
             "success": [{ "request_put": { "key": b64(key), "value": b64(value), "lease": lease.to_string() } }],
+            "failure": guards.iter().map(|g| json!({ "request_range": { "key": b64(g.key()) } })).collect::<Vec<_>>(),
         });
         let v = self.call("/v3/kv/txn", &body)?;
-        let ok = v.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
-        Ok(ok.then(|| revision(&v)))
+        if v.get("succeeded").and_then(Value::as_bool).unwrap_or(false) {
+            return Ok(PutIf::Put(revision(&v)));
+        }
+        let responses = v.get("responses").and_then(Value::as_array);
+        let read = (0..guards.len())
+            .map(|i| {
+                responses
+                    .and_then(|r| r.get(i))
+                    .and_then(|r| r.get("response_range"))
+                    .and_then(|r| r.get("kvs"))
+                    .and_then(Value::as_array)
+                    .and_then(|kvs| kvs.first())
+                    .map(key_value)
+                    .transpose()
+            })
+            .collect::<EtcdResult<Vec<_>>>()?;
+        Ok(PutIf::Refused(read))
     }
 
     /// Deletes `key`.

@@ -8,7 +8,8 @@
 //! - `head`: `{"position":N,"epoch":E}`, the last index log position that
 //!   is part of the log. The primary moves it after writing each log
 //!   object, in a transaction that succeeds only while `leader` still has
-//!   its create revision (see [`EtcdHead::publish`]).
+//!   its create revision and `head` is as the primary last left it (see
+//!   [`EtcdHead`]'s `publish`).
 //!
 //! Every member opens its store as a replica, follows the head through an
 //! etcd watch, and campaigns when `leader` is absent; the winner applies
@@ -28,6 +29,7 @@ use ocidb::Store;
 use serde_json::json;
 
 pub use etcd::Etcd;
+use etcd::{Guard, KeyValue, PutIf};
 
 /// What a member needs to join its cluster.
 #[derive(Clone, Debug)]
@@ -89,9 +91,93 @@ pub struct EtcdHead {
     /// The create revision of the `leader` key this member put: its epoch
     /// (0 until it wins).
     epoch: AtomicU64,
+    /// The `head` key's mod revision as this member last read or put it
+    /// (0: no head). A publish puts only over that revision: a request
+    /// that reaches etcd late (sent to a member that stalled, then sent
+    /// again to another, which answered) finds the head moved on and
+    /// changes nothing, so the head never goes back to a position a later
+    /// epoch would then start from, dropping acknowledged writes.
+    revision: AtomicI64,
+}
+
+/// One publish, as sent to etcd.
+#[derive(Clone, Debug)]
+struct Publish {
+    epoch: u64,
+    /// The head's mod revision it replaces.
+    over: i64,
+    position: u64,
 }
 
 impl EtcdHead {
+    fn new(etcd: Etcd, keys: Keys) -> EtcdHead {
+        EtcdHead {
+            etcd,
+            keys,
+            epoch: AtomicU64::new(0),
+            revision: AtomicI64::new(0),
+        }
+    }
+
+    /// The publish of `position` now.
+    fn request(&self, position: u64) -> Publish {
+        Publish {
+            epoch: self.epoch(),
+            over: self.revision.load(Ordering::Acquire),
+            position,
+        }
+    }
+
+    /// Sends `p` once: the transaction's outcome, nothing interpreted.
+    fn send(&self, p: &Publish) -> etcd::EtcdResult<PutIf> {
+        let value = json!({ "position": p.position, "epoch": p.epoch }).to_string();
+        self.etcd.put_if(
+            &[
+                Guard::Created(
+                    &self.keys.leader,
+                    i64::try_from(p.epoch).unwrap_or(i64::MAX),
+                ),
+                Guard::Modified(&self.keys.head, p.over),
+            ],
+            &self.keys.head,
+            value.as_bytes(),
+        )
+    }
+
+    /// A publish etcd refused: `now` holds `leader` and `head` as they
+    /// are. The head already at `p` (by this epoch) is this primary's own
+    /// earlier attempt, which etcd applied though its answer never came
+    /// back; anything else means the primary must stop.
+    fn refused(&self, p: &Publish, now: &[Option<KeyValue>]) -> ocidb::Result<()> {
+        let leader = now.first().cloned().flatten();
+        if leader.map(|l| l.create_revision) != i64::try_from(p.epoch).ok() {
+            return Err(ocidb::Error::NotPrimary {
+                store: format!("the primary of epoch {}", p.epoch),
+                why: "its etcd lease lapsed: another member may be the primary".into(),
+            });
+        }
+        let head = now.get(1).cloned().flatten();
+        match head {
+            Some(kv) if parse_head(&kv.value).ok() == Some((p.position, p.epoch)) => {
+                self.revision.store(kv.mod_revision, Ordering::Release);
+                Ok(())
+            }
+            other => Err(ocidb::Error::NotPrimary {
+                store: format!("the primary of epoch {}", p.epoch),
+                why: format!(
+                    "the log head on etcd moved under it: {} at revision {}, where it left revision {} and meant to publish position {}",
+                    other.as_ref().map_or_else(
+                        || "no head".to_string(),
+                        |kv| String::from_utf8_lossy(&kv.value).into_owned()
+                    ),
+                    other.as_ref().map_or(0, |kv| kv.mod_revision),
+                    p.over,
+                    p.position
+                ),
+            }),
+        }
+    }
+
     fn unreachable(&self, why: String) -> ocidb::Error {
         ocidb::Error::Unavailable {
             location: format!("etcd {}", self.etcd.endpoints().join(",")),
@@ -118,34 +204,41 @@ impl LogHead for EtcdHead {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// Also notes the head's revision: a new primary reads the head once
+    /// it won, before it writes (see `revision`).
     fn head(&self) -> ocidb::Result<Option<u64>> {
         let (kv, _) = self
             .etcd
             .get(&self.keys.head)
             .map_err(|e| self.unreachable(e))?;
+        self.revision.store(
+            kv.as_ref().map_or(0, |kv| kv.mod_revision),
+            Ordering::Release,
+        );
         kv.map(|kv| parse_head(&kv.value).map(|(p, _)| p))
             .transpose()
             .map_err(ocidb::Error::Corrupt)
     }
 
     /// One transaction: if `leader` still has this member's create
-    /// revision (its lease has not lapsed, and nobody put it since), the
-    /// head becomes `position`. Otherwise nothing changes, and the write
-    /// whose object this is is never acknowledged.
+    /// revision (its lease has not lapsed, and nobody put it since) and
+    /// the head is as this primary left it, the head becomes `position`.
+    /// Otherwise nothing changes, and the write whose object this is is
+    /// never acknowledged.
     fn publish(&self, position: u64) -> ocidb::Result<()> {
-        let epoch = self.epoch();
-        let value = json!({ "position": position, "epoch": epoch }).to_string();
-        match self.etcd.put_if_exists(
-            &self.keys.leader,
-            i64::try_from(epoch).unwrap_or(i64::MAX),
-            &self.keys.head,
-            value.as_bytes(),
-        ) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(ocidb::Error::NotPrimary {
-                store: format!("the primary of epoch {epoch}"),
-                why: "its etcd lease lapsed: another member may be the primary".into(),
-            }),
+        let p = self.request(position);
+        if p.epoch == 0 {
+            return Err(ocidb::Error::NotPrimary {
+                store: "this member".into(),
+                why: "it has not won an election, so it has no epoch to publish in".into(),
+            });
+        }
+        match self.send(&p) {
+            Ok(PutIf::Put(revision)) => {
+                self.revision.store(revision, Ordering::Release);
+                Ok(())
+            }
+            Ok(PutIf::Refused(now)) => self.refused(&p, &now),
             Err(e) => Err(self.unreachable(e)),
         }
     }
@@ -198,11 +291,7 @@ impl Member {
     pub fn new(opts: ClusterOptions) -> Arc<Member> {
         let keys = Keys::new(&opts.name);
         Arc::new(Member {
-            head: Arc::new(EtcdHead {
-                etcd: opts.etcd.clone(),
-                keys: keys.clone(),
-                epoch: AtomicU64::new(0),
-            }),
+            head: Arc::new(EtcdHead::new(opts.etcd.clone(), keys.clone())),
             keys,
             opts,
             role: Mutex::new(Role::Replica { primary: None }),
@@ -541,5 +630,89 @@ impl Member {
             let _ = self.deposed.send(true);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-member etcd, or `None` (skipped, with a line saying why)
+    /// where none is installed; under `CI=true` its absence fails.
+    fn etcd(dir: &std::path::Path) -> Option<(ocidb_bench::etcd::Etcd, Etcd)> {
+        let Some(exe) = ocidb_bench::etcd::binary() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but etcd is not installed (.ci/run installs it: apt-get install etcd-server)"
+            );
+            eprintln!("skipped: etcd is not installed (apt-get install etcd-server)");
+            return None;
+        };
+        let running = ocidb_bench::etcd::Etcd::start(&exe, dir, 1).expect("etcd starts");
+        let client = Etcd::parse(&running.url()).expect("its address");
+        Some((running, client))
+    }
+
+    fn not_primary(r: ocidb::Result<()>, why: &str) {
+        match r {
+            Err(ocidb::Error::NotPrimary { why: w, .. }) => {
+                assert!(w.contains(why), "{w:?} does not say {why:?}");
+            }
+            other => panic!("expected NotPrimary ({why}), got {other:?}"),
+        }
+    }
+
+    /// The head moves only forward, by the epoch that holds `leader`: a
+    /// publish that reaches etcd after a later one (its first attempt
+    /// stalled on one etcd member, the retry on another answered) changes
+    /// nothing; an attempt etcd applied whose answer was lost is taken
+    /// for done; a head moved by anyone else, or a lapsed lease, stops the
+    /// primary.
+    #[test]
+    fn the_log_head_never_moves_back_and_only_its_epoch_moves_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some((_running, etcd)) = etcd(dir.path()) else {
+            return;
+        };
+        let keys = Keys::new("t");
+        let head = EtcdHead::new(etcd.clone(), keys.clone());
+        not_primary(head.publish(1), "has not won an election");
+
+        let lease = etcd.grant(60).expect("lease");
+        let epoch = etcd
+            .create(&keys.leader, b"http://me", lease)
+            .expect("create")
+            .expect("the key was free");
+        head.epoch.store(epoch as u64, Ordering::Release);
+        assert_eq!(head.head().expect("head"), None);
+
+        let late = head.request(1);
+        head.publish(1).expect("publish 1");
+        head.publish(2).expect("publish 2");
+        assert!(
+            matches!(head.send(&late), Ok(PutIf::Refused(_))),
+            "a late copy of publish 1 must not apply"
+        );
+        assert_eq!(head.head().expect("head"), Some(2));
+
+        let lost = head.request(3);
+        assert!(matches!(head.send(&lost), Ok(PutIf::Put(_))));
+        head.publish(3)
+            .expect("its own applied attempt is taken for done");
+        head.publish(4).expect("publish 4");
+        assert_eq!(head.head().expect("head"), Some(4));
+
+        etcd.put(&keys.head, br#"{"position":9,"epoch":1}"#, 0)
+            .expect("another writer");
+        not_primary(head.publish(5), "moved under it");
+        let (kv, _) = etcd.get(&keys.head).expect("get");
+        assert_eq!(
+            parse_head(&kv.expect("head").value).expect("parse"),
+            (9, 1),
+            "a refused publish changes nothing"
+        );
+
+        etcd.revoke(lease).expect("revoke");
+        not_primary(head.publish(10), "lease lapsed");
     }
 }
