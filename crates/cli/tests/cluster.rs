@@ -755,6 +755,49 @@ impl Client {
     }
 }
 
+/// Watches every cluster's `head` key on etcd until `stop`, and returns
+/// each time it went back (a position below one it held before): the log
+/// head must only move forward, or the next epoch starts below
+/// acknowledged positions and drops them.
+fn watch_heads(etcd: &Etcd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
+    let client = ocidb_server::cluster::Etcd::parse(&etcd.url()).expect("etcd url");
+    std::thread::spawn(move || {
+        let mut back = Vec::new();
+        let mut highest: BTreeMap<Vec<u8>, (u64, String)> = BTreeMap::new();
+        // Events at or below `seen` were handled: a watch that broke off
+        // (an etcd member killed) starts again after it.
+        let mut seen = 0i64;
+        while !stop.load(Ordering::Acquire) {
+            let watched = client.watch(b"/ocidb/", seen + 1, Duration::from_secs(1), &mut |ev| {
+                if let ocidb_server::cluster::etcd::WatchEvent::Put { key, kv } = ev
+                    && kv.mod_revision > seen
+                {
+                    seen = kv.mod_revision;
+                    if key.ends_with(b"/head") {
+                        let text = String::from_utf8_lossy(&kv.value).into_owned();
+                        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                        let position = v["position"].as_u64().unwrap_or(0);
+                        let top = highest.entry(key).or_insert((0, String::new()));
+                        if position < top.0 {
+                            back.push(format!(
+                                "the head went from {} to {text} (revision {})",
+                                top.1, kv.mod_revision
+                            ));
+                        } else {
+                            *top = (position, text);
+                        }
+                    }
+                }
+                !stop.load(Ordering::Acquire)
+            });
+            if watched.is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        back
+    })
+}
+
 /// The primary's index among `members` (by `/readyz`), and its epoch.
 fn find_primary(members: &[Option<Server>]) -> Option<(usize, u64)> {
     members.iter().enumerate().find_map(|(i, m)| {
@@ -807,6 +850,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    let heads = watch_heads(&etcd, Arc::clone(&stop));
     let done = Arc::new(AtomicU64::new(0));
     let addrs: Vec<String> = members.iter().flatten().map(|m| m.addr.clone()).collect();
     let client = {
@@ -884,6 +928,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     }
     stop.store(true, Ordering::Release);
     let (client, ops) = client.join().expect("client");
+    let went_back = heads.join().expect("head watcher");
     eprintln!(
         "chaos: {failovers} failovers in {round} rounds; {ops} operations acknowledged ({} tags, {} deleted, {} blobs, {} referrers); chunked uploads: {} in one session, {} started again; {} attempts without an answer",
         client.ack.tags.len(),
@@ -900,6 +945,11 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     assert!(
         ops >= 3 * FAILOVERS as u64,
         "the client got too little done: {ops}"
+    );
+    assert!(
+        went_back.is_empty(),
+        "the log head moved back:\n{}",
+        went_back.join("\n")
     );
 
     // Converged: every member ready at one log position, holding every

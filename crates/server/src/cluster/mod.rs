@@ -321,14 +321,21 @@ impl Member {
     /// Claims the cluster's creation: `true` for the one member that ever
     /// gets it (an etcd key created once, never bound to a lease), which
     /// then makes the store if the bucket holds none. The others wait for
-    /// its snapshot.
+    /// its snapshot. A key that already names this member's URL is its
+    /// own claim (an attempt whose answer was lost, or an earlier run that
+    /// died before it wrote the store): it goes on with it rather than
+    /// wait for a snapshot nobody else will write.
     pub fn claim_bootstrap(&self) -> ocidb::Result<bool> {
         let key = [self.keys.prefix.as_slice(), b"init"].concat();
-        self.opts
-            .etcd
-            .create(&key, self.opts.advertise.as_bytes(), 0)
-            .map(|r| r.is_some())
-            .map_err(|e| self.head.unreachable(e))
+        let me = self.opts.advertise.as_bytes();
+        match self.opts.etcd.put_if(&[Guard::Created(&key, 0)], &key, me) {
+            Ok(PutIf::Put(_)) => Ok(true),
+            Ok(PutIf::Refused(now)) => Ok(now
+                .first()
+                .and_then(Option::as_ref)
+                .is_some_and(|kv| kv.value == me)),
+            Err(e) => Err(self.head.unreachable(e)),
+        }
     }
 
     /// What this member is now.
@@ -714,5 +721,26 @@ mod tests {
 
         etcd.revoke(lease).expect("revoke");
         not_primary(head.publish(10), "lease lapsed");
+    }
+
+    /// One member ever claims the cluster's creation; asking again (its
+    /// answer lost, or a restart before it made the store) keeps it.
+    #[test]
+    fn the_bootstrap_claim_is_one_members_and_stays_its() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let Some((_running, etcd)) = etcd(dir.path()) else {
+            return;
+        };
+        let a = Member::new(ClusterOptions::new(etcd.clone(), "http://a:5000", "c"));
+        let b = Member::new(ClusterOptions::new(etcd, "http://b:5000", "c"));
+        assert!(a.claim_bootstrap().expect("claim"), "the first claim wins");
+        assert!(
+            !b.claim_bootstrap().expect("claim"),
+            "another member's loses"
+        );
+        assert!(
+            a.claim_bootstrap().expect("claim"),
+            "the winner's again keeps it"
+        );
     }
 }
