@@ -965,16 +965,18 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
                 .filter(|(s, _)| *s == 200)
                 .map(|(_, t)| t)
                 .collect();
-            let pos: BTreeSet<String> = texts
+            // "log position A of H": each member holds the head it knows
+            // (A = H), and all know the same one.
+            let pos: BTreeSet<(String, String)> = texts
                 .iter()
                 .filter_map(|t| {
-                    t.split("log position ")
-                        .nth(1)
-                        .and_then(|r| r.split(" of").next())
-                        .map(str::to_string)
+                    let (a, h) = t.split("log position ").nth(1)?.split_once(" of ")?;
+                    let h = h.split(',').next()?;
+                    Some((a.to_string(), h.to_string()))
                 })
                 .collect();
-            (texts.len() == 3 && pos.len() == 1).then_some(pos)
+            let held = pos.iter().all(|(a, h)| a == h);
+            (texts.len() == 3 && pos.len() == 1 && held).then_some(pos)
         },
     );
     // Every member checked before failing: one member or all of them

@@ -98,6 +98,10 @@ pub struct EtcdHead {
     /// changes nothing, so the head never goes back to a position a later
     /// epoch would then start from, dropping acknowledged writes.
     revision: AtomicI64,
+    /// The last position this member published (0: none): the primary's
+    /// position as it stands, for /readyz and metrics, between the lease
+    /// renewals that otherwise refresh it.
+    published: AtomicU64,
 }
 
 /// One publish, as sent to etcd.
@@ -116,6 +120,7 @@ impl EtcdHead {
             keys,
             epoch: AtomicU64::new(0),
             revision: AtomicI64::new(0),
+            published: AtomicU64::new(0),
         }
     }
 
@@ -160,6 +165,7 @@ impl EtcdHead {
         match head {
             Some(kv) if parse_head(&kv.value).ok() == Some((p.position, p.epoch)) => {
                 self.revision.store(kv.mod_revision, Ordering::Release);
+                self.published.fetch_max(p.position, Ordering::AcqRel);
                 Ok(())
             }
             other => Err(ocidb::Error::NotPrimary {
@@ -236,6 +242,7 @@ impl LogHead for EtcdHead {
         match self.send(&p) {
             Ok(PutIf::Put(revision)) => {
                 self.revision.store(revision, Ordering::Release);
+                self.published.fetch_max(position, Ordering::AcqRel);
                 Ok(())
             }
             Ok(PutIf::Refused(now)) => self.refused(&p, &now),
@@ -384,12 +391,22 @@ impl Member {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// (head, applied) positions as last seen.
+    /// (head, applied) positions as last seen. On the primary, both are
+    /// the last position it published: what it holds once that write
+    /// commits (the renewals' refresh alone would lag by up to a third of
+    /// the lease, and a caller comparing members' positions would take a
+    /// replica one write behind for one that caught up).
     pub fn positions(&self) -> (u64, u64) {
-        (
+        let (mut head, mut applied) = (
             self.head_position.load(Ordering::Acquire),
             self.applied.load(Ordering::Acquire),
-        )
+        );
+        if matches!(self.role(), Role::Primary { .. }) {
+            let published = self.head.published.load(Ordering::Acquire);
+            head = head.max(published);
+            applied = applied.max(published);
+        }
+        (head, applied)
     }
 
     /// Why this member should not take traffic now, if it should not.
@@ -708,6 +725,7 @@ mod tests {
             .expect("its own applied attempt is taken for done");
         head.publish(4).expect("publish 4");
         assert_eq!(head.head().expect("head"), Some(4));
+        assert_eq!(head.published.load(Ordering::Acquire), 4);
 
         etcd.put(&keys.head, br#"{"position":9,"epoch":1}"#, 0)
             .expect("another writer");
