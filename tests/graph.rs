@@ -634,6 +634,72 @@ fn batch_ingest_is_all_or_nothing() {
     assert_eq!(s.tags("r/batch", None, None).expect("tags"), vec!["a"]);
 }
 
+/// A batch checks every manifest's children before it applies any: one
+/// whose config the repository lacks (stored, but pushed to another
+/// repository) fails the batch by name, and its valid neighbour is not
+/// stored either.
+#[test]
+fn a_batch_refuses_a_child_its_repository_lacks_and_keeps_nothing() {
+    let (_d, s) = store();
+    let config = "application/vnd.oci.image.config.v1+json";
+    let layer = blob(
+        &s,
+        b"a shared layer",
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let mine = blob(&s, b"{\"n\":1}", config);
+    let theirs = blob(&s, b"{\"n\":2}", config);
+    let good =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": mine, "layers": [layer]});
+    let bad =
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": theirs, "layers": [layer]});
+    common::push_children(&s, "r/kids", &good);
+    common::push_children(&s, "r/other", &bad);
+    let (good, bad) = (good.to_string(), bad.to_string());
+    let err = s
+        .put_manifests(
+            "r/kids",
+            &[
+                (good.as_bytes(), ManifestOptions::default()),
+                (bad.as_bytes(), ManifestOptions::default()),
+            ],
+        )
+        .expect_err("a child r/kids lacks");
+    let theirs = theirs["digest"].as_str().expect("digest");
+    match &err {
+        Error::ChildUnknown {
+            child, repository, ..
+        } => {
+            assert_eq!(child.to_string(), theirs);
+            assert_eq!(repository, "r/kids");
+        }
+        other => panic!("expected ChildUnknown, got {other:?}"),
+    }
+    let good_digest = Hasher::digest_of(Algorithm::Sha256, good.as_bytes());
+    assert!(
+        s.resolve("r/kids", &Reference::Digest(good_digest))
+            .is_err(),
+        "the valid manifest of a refused batch is not stored"
+    );
+    // Once r/kids has the config, the same batch goes in whole.
+    common::push_children(&s, "r/kids", &serde_json::from_str(&bad).expect("json"));
+    let puts = s
+        .put_manifests(
+            "r/kids",
+            &[
+                (good.as_bytes(), ManifestOptions::default()),
+                (bad.as_bytes(), ManifestOptions::default()),
+            ],
+        )
+        .expect("both children are members now");
+    assert_eq!(puts.len(), 2);
+    assert_eq!(
+        s.resolve("r/kids", &Reference::Digest(good_digest))
+            .expect("stored"),
+        good_digest
+    );
+}
+
 #[test]
 fn deleting_a_referrer_removes_its_index_entries() {
     let (_d, s) = store();

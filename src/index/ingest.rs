@@ -129,7 +129,16 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
 }
 
 /// The writer half of a manifest put. Validates first, then mutates.
-pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
+/// `children_checked`: the caller already ran [`check_children`] on it in
+/// this transaction (a batch checks every manifest before it applies any,
+/// and applying only adds memberships), so the lookups are not repeated:
+/// at a million manifests they are random reads, most of them past the
+/// page cache.
+pub(crate) fn ingest_manifest(
+    b: &mut Batch<'_>,
+    p: &PreparedManifest,
+    children_checked: bool,
+) -> Result<ManifestPut> {
     let size = p.size;
     let existing = record_in(b, &p.digest)?;
     // The type conflict first: it is wrong whatever the repository holds.
@@ -143,7 +152,9 @@ pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result
             requested: p.media_type.clone().unwrap_or_default(),
         });
     }
-    check_children(b, p)?;
+    if !children_checked {
+        check_children(b, p)?;
+    }
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
     write_record(b, p, existing, newly_indexed)?;

@@ -165,7 +165,7 @@ impl Store {
         opts: &ManifestOptions,
     ) -> Result<ManifestPut> {
         let prepared = self.prepare_manifest(repo, body, opts)?;
-        self.submit(!opts.no_sync, move |b| ingest_manifest(b, &prepared))
+        self.submit(!opts.no_sync, move |b| ingest_manifest(b, &prepared, false))
     }
 
     /// Stores many manifests of one repository in one transaction. Hashing
@@ -217,7 +217,7 @@ impl Store {
             order.sort_by_key(|&i| prepared[i].digest);
             let mut out: Vec<Option<ManifestPut>> = vec![None; prepared.len()];
             for i in order {
-                out[i] = Some(ingest_manifest(b, &prepared[i])?);
+                out[i] = Some(ingest_manifest(b, &prepared[i], true)?);
             }
             Ok(out.into_iter().flatten().collect())
         })
