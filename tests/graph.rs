@@ -656,15 +656,16 @@ fn a_batch_refuses_a_child_its_repository_lacks_and_keeps_nothing() {
     common::push_children(&s, "r/kids", &good);
     common::push_children(&s, "r/other", &bad);
     let (good, bad) = (good.to_string(), bad.to_string());
-    let err = s
-        .put_manifests(
+    let batch = || {
+        s.put_manifests(
             "r/kids",
             &[
                 (good.as_bytes(), ManifestOptions::default()),
                 (bad.as_bytes(), ManifestOptions::default()),
             ],
         )
-        .expect_err("a child r/kids lacks");
+    };
+    let err = batch().expect_err("a child r/kids lacks");
     let theirs = theirs["digest"].as_str().expect("digest");
     match &err {
         Error::ChildUnknown {
@@ -683,15 +684,7 @@ fn a_batch_refuses_a_child_its_repository_lacks_and_keeps_nothing() {
     );
     // Once r/kids has the config, the same batch goes in whole.
     common::push_children(&s, "r/kids", &serde_json::from_str(&bad).expect("json"));
-    let puts = s
-        .put_manifests(
-            "r/kids",
-            &[
-                (good.as_bytes(), ManifestOptions::default()),
-                (bad.as_bytes(), ManifestOptions::default()),
-            ],
-        )
-        .expect("both children are members now");
+    let puts = batch().expect("both children are members now");
     assert_eq!(puts.len(), 2);
     assert_eq!(
         s.resolve("r/kids", &Reference::Digest(good_digest))

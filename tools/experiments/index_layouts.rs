@@ -120,6 +120,14 @@ fn read_varint(b: &[u8], i: &mut usize) -> u64 {
     x
 }
 
+/// The folded node row's tail: the edge list, length-prefixed (empty for
+/// a blob or an opaque manifest), then the body.
+fn fold_into(rec: &mut Vec<u8>, adj: &[u8], body: &[u8]) {
+    varint(rec, adj.len() as u64);
+    rec.extend_from_slice(adj);
+    rec.extend_from_slice(body);
+}
+
 fn kind_code(k: EdgeKind) -> u8 {
     match k {
         EdgeKind::Config => 0,
@@ -256,8 +264,7 @@ impl Candidate {
             }
             let Some(parsed) = parsed else {
                 if folded {
-                    varint(&mut rec, 0);
-                    rec.extend_from_slice(&m.body);
+                    fold_into(&mut rec, &[], &m.body);
                 }
                 rows.nodes.push((own.clone(), rec));
                 continue;
@@ -291,10 +298,7 @@ impl Candidate {
                 rows.edges_in.push(e);
             }
             if folded {
-                // The edge list, length-prefixed, then the body.
-                varint(&mut rec, adj.len() as u64);
-                rec.extend_from_slice(&adj);
-                rec.extend_from_slice(&m.body);
+                fold_into(&mut rec, &adj, &m.body);
             } else {
                 rows.edges_out.push((own.clone(), adj));
             }

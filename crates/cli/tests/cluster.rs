@@ -403,6 +403,13 @@ struct Acknowledged {
     tag_log: BTreeMap<(String, String), Vec<String>>,
 }
 
+impl Acknowledged {
+    /// Records an acknowledged change of the tag `key`, for the report.
+    fn note_tag(&mut self, key: &(String, String), what: String) {
+        self.tag_log.entry(key.clone()).or_default().push(what);
+    }
+}
+
 /// The client of the chaos test: every operation goes to a random member
 /// and is retried (at random members) until it is acknowledged.
 struct Client {
@@ -614,10 +621,7 @@ impl Client {
                 );
                 let key = (repo.to_string(), tag);
                 self.ack
-                    .tag_log
-                    .entry(key.clone())
-                    .or_default()
-                    .push(format!("op {n}: put {d}: {answer}"));
+                    .note_tag(&key, format!("op {n}: put {d}: {answer}"));
                 self.ack.tags.insert(key.clone(), d);
                 self.ack.deleted_tags.remove(&key);
             }
@@ -680,11 +684,7 @@ impl Client {
                         202,
                         Some(404),
                     );
-                    self.ack
-                        .tag_log
-                        .entry(key.clone())
-                        .or_default()
-                        .push(format!("op {n}: delete: {answer}"));
+                    self.ack.note_tag(&key, format!("op {n}: delete: {answer}"));
                     self.ack.tags.remove(&key);
                     self.ack.deleted_tags.insert(key);
                 }
