@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use ocidb::error::{Error, Result};
 
+use crate::ports::free_port;
+
 /// The `etcd` executable on `PATH`, if there is one.
 pub fn binary() -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -17,15 +19,6 @@ pub fn binary() -> Option<PathBuf> {
             .map(|d| d.join("etcd"))
             .find(|p| p.is_file())
     })
-}
-
-/// A free port of 127.0.0.1 (bound, then released: another process can
-/// take it first, which the caller's start then reports).
-pub fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::io("finding a free port", e))
 }
 
 struct Node {

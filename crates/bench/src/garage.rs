@@ -47,22 +47,6 @@ fn failed(what: impl Into<String>) -> Error {
     Error::Internal(what.into())
 }
 
-/// Three distinct free ports: the listeners are held until all three are
-/// chosen, so the kernel cannot hand out one port twice. Another process
-/// can still take one before Garage binds it; `single` retries for that.
-fn free_ports() -> Result<(u16, u16, u16)> {
-    let bind = || {
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))
-    };
-    let port = |l: &std::net::TcpListener| {
-        l.local_addr()
-            .map(|a| a.port())
-            .map_err(|e| Error::io("finding a free port", e))
-    };
-    let (a, b, c) = (bind()?, bind()?, bind()?);
-    Ok((port(&a)?, port(&b)?, port(&c)?))
-}
-
 /// One Garage process and its ports.
 struct Node {
     config: PathBuf,
@@ -94,7 +78,7 @@ impl Garage {
     ///
     /// A node that exits or stays unhealthy is started again on fresh
     /// ports, up to three times: on a loaded machine a port chosen free may
-    /// be taken (by a client's connection, say) before Garage binds it.
+    /// be taken (by another test's listener, say) before Garage binds it.
     pub fn single(exe: &Path, dir: &Path) -> Result<Garage> {
         let mut last = None;
         for attempt in 0..3 {
@@ -117,7 +101,24 @@ impl Garage {
 
     /// `n` nodes below `dir` with `replication_factor = n`, one zone each,
     /// joined and laid out, with the bucket and key made by the CLI.
+    ///
+    /// A cluster that does not form is started again from scratch on fresh
+    /// ports, up to three times, for the reason [`Garage::single`] gives.
     pub fn cluster(exe: &Path, dir: &Path, n: usize) -> Result<Garage> {
+        let mut last = None;
+        for attempt in 0..3 {
+            match Garage::form(exe, &dir.join(format!("attempt{attempt}")), n) {
+                Ok(g) => return Ok(g),
+                Err(e) => {
+                    tracing::warn!("a Garage cluster did not form (attempt {attempt}): {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| failed("a Garage cluster did not form")))
+    }
+
+    fn form(exe: &Path, dir: &Path, n: usize) -> Result<Garage> {
         let mut g = Garage {
             exe: exe.to_path_buf(),
             nodes: (0..n)
@@ -126,6 +127,11 @@ impl Garage {
         };
         for i in 0..n {
             g.start(i)?;
+        }
+        // A node that could not bind its ports exits: say so, with its
+        // log, rather than let `node connect` time out against its port.
+        for i in 0..n {
+            g.wait_answering(i, Duration::from_secs(30))?;
         }
         let ids = (0..n)
             .map(|i| g.node_id(i))
@@ -172,7 +178,8 @@ impl Garage {
         let home = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&home)
             .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
-        let (rpc, s3, admin) = free_ports()?;
+        let ports = crate::ports::free_ports(3)?;
+        let (rpc, s3, admin) = (ports[0], ports[1], ports[2]);
         let config = home.join("garage.toml");
         let toml = format!(
             r#"metadata_dir = "{meta}"
@@ -295,10 +302,26 @@ api_bind_addr = "127.0.0.1:{admin}"
     /// Waits for node `i` to answer `/health` with 200; fails at once,
     /// with its exit status, if the process ends first.
     fn wait_healthy(&mut self, i: usize, within: Duration) -> Result<()> {
+        self.wait_until(i, within, "healthy", |health| health == Some(200))
+    }
+
+    /// Waits for node `i`'s admin port to answer at all (a node not yet
+    /// in a layout answers 503); fails at once if the process ends first.
+    fn wait_answering(&mut self, i: usize, within: Duration) -> Result<()> {
+        self.wait_until(i, within, "answering", |health| health.is_some())
+    }
+
+    fn wait_until(
+        &mut self,
+        i: usize,
+        within: Duration,
+        what: &str,
+        done: impl Fn(Option<u16>) -> bool,
+    ) -> Result<()> {
         let until = Instant::now() + within;
         loop {
             let health = self.health(i);
-            if health == Some(200) {
+            if done(health) {
                 return Ok(());
             }
             let exited = match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
@@ -312,11 +335,12 @@ api_bind_addr = "127.0.0.1:{admin}"
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_default();
-                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
                 let why = match exited {
                     Some(status) => format!("exited ({status})"),
                     None => format!(
-                        "was not healthy within {within:?} (GET /health on port {} answered {health:?})",
+                        "was not {what} within {within:?} (GET /health on port {} answered {health:?})",
                         self.node(i).map_or(0, |n| n.admin),
                     ),
                 };

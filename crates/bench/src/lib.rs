@@ -9,6 +9,7 @@ pub mod garage;
 pub mod measure;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod ports;
 pub mod registry;
 pub mod report;
 pub mod run;

@@ -259,11 +259,7 @@ fn a_webhook_down_for_a_minute_gets_every_event_in_commit_order_across_a_kill_9(
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     // A port with nothing on it yet: the receiver is down.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = ocidb_bench::ports::free_port().expect("a free port");
     let hook = format!("http://127.0.0.1:{port}/hook");
     let server = start(&store, &hook);
     let (a, _) = server.push_image("ev/one", "v1", b"layer one");

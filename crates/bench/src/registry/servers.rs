@@ -69,13 +69,7 @@ impl Spawned {
     pub fn docker_registry(exe: &Path, root: &Path) -> Result<Spawned> {
         std::fs::create_dir_all(root)
             .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| Error::io("finding a free port", e))?;
-            l.local_addr()
-                .map_err(|e| Error::io("finding a free port", e))?
-                .port()
-        };
+        let port = crate::ports::free_port()?;
         let host = format!("127.0.0.1:{port}");
         let config = root.join("config.yml");
         let yml = format!(

@@ -368,8 +368,8 @@ fn is_primary(p: &Proc) -> bool {
 
 fn failover_row(b: &Bench, reps: usize) -> Result<Row> {
     let ports = [
-        ocidb_bench::etcd::free_port()?,
-        ocidb_bench::etcd::free_port()?,
+        ocidb_bench::ports::free_port()?,
+        ocidb_bench::ports::free_port()?,
     ];
     let mut procs = vec![Some(spawn_member(b, "f0", ports[0])?)];
     wait_for("a primary", Duration::from_secs(30), || {

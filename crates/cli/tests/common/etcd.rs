@@ -21,5 +21,5 @@ pub fn exe() -> Option<PathBuf> {
 
 /// A free port of 127.0.0.1.
 pub fn free_port() -> u16 {
-    ocidb_bench::etcd::free_port().expect("a free port")
+    ocidb_bench::ports::free_port().expect("a free port")
 }
