@@ -41,11 +41,12 @@ fn peer_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Locks a peer's connection.
-/// Gives a SQLite connection the page-cache budget ocidb's store has by
-/// default (redb's cache, 256 MiB), so that neither engine runs with more
-/// memory than the other: SQLite's own default is 2 MiB.
-fn same_cache_as_ocidb(conn: &rusqlite::Connection) -> Result<()> {
-    let kib = ocidb::StoreOptions::default().cache_size / 1024;
+/// Gives a SQLite connection a page cache of `bytes`: the budget of the
+/// ocidb store it is measured against (redb's cache, 256 MiB by
+/// default), so that neither engine runs with more memory than the other.
+/// SQLite's own default is 2 MiB.
+fn set_cache(conn: &rusqlite::Connection, bytes: usize) -> Result<()> {
+    let kib = bytes / 1024;
     conn.execute_batch(&format!("PRAGMA cache_size=-{kib};"))
         .map_err(|e| peer_err("sqlite cache_size", e))
 }

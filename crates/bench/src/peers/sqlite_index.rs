@@ -79,13 +79,14 @@ pub struct SqliteIndex {
 }
 
 impl SqliteIndex {
-    /// A fresh database file at `path`.
-    pub fn create(path: &Path) -> Result<SqliteIndex> {
+    /// A fresh database file at `path`, with a page cache of `cache_bytes`
+    /// (that of the ocidb store it is measured against).
+    pub fn create(path: &Path, cache_bytes: usize) -> Result<SqliteIndex> {
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
         }
         let conn = rusqlite::Connection::open(path).map_err(|e| peer_err("sqlite open", e))?;
-        super::same_cache_as_ocidb(&conn)?;
+        super::set_cache(&conn, cache_bytes)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| peer_err("sqlite schema", e))?;
         Ok(SqliteIndex {
@@ -101,13 +102,16 @@ impl SqliteIndex {
     /// one durable transaction each, as `bench gen` commits ocidb's:
     /// the manifests, and the seconds spent in the peer's inserts alone
     /// (the generator's time is left out, which favours the peer).
+    /// `cache_bytes` is its page cache: the ocidb store's it is compared
+    /// with.
     pub fn generate_into(
         path: &Path,
         spec: &crate::synth::GenSpec,
         batch: usize,
+        cache_bytes: usize,
         mut progress: impl FnMut(u64),
     ) -> Result<(u64, f64)> {
-        let mut peer = SqliteIndex::create(path)?;
+        let mut peer = SqliteIndex::create(path, cache_bytes)?;
         let now_ms = super::now_ms();
         let mut g = crate::synth::Generator::new(spec.clone());
         let (mut made, mut spent) = (0u64, std::time::Duration::ZERO);
@@ -334,7 +338,11 @@ mod tests {
     #[test]
     fn holds_the_same_index_as_ocidb() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut db = SqliteIndex::create(&dir.path().join("peer.sqlite")).expect("create");
+        let mut db = SqliteIndex::create(
+            &dir.path().join("peer.sqlite"),
+            ocidb::StoreOptions::default().cache_size,
+        )
+        .expect("create");
         let layer = ocidb::Hasher::digest_of(ocidb::Algorithm::Sha256, b"layer");
         let image = manifest(
             "app",

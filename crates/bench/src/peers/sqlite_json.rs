@@ -20,7 +20,7 @@ impl SqliteJson {
     pub fn create(path: &Path) -> Result<SqliteJson> {
         let _ = std::fs::remove_file(path);
         let conn = rusqlite::Connection::open(path).map_err(|e| peer_err("sqlite open", e))?;
-        super::same_cache_as_ocidb(&conn)?;
+        super::set_cache(&conn, ocidb::StoreOptions::default().cache_size)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
              CREATE TABLE manifests(digest TEXT PRIMARY KEY, repo TEXT NOT NULL,

@@ -286,7 +286,11 @@ impl Peers {
         let _ = std::fs::remove_dir_all(&layout);
         synth::generate_layout(&layout, spec)?;
         let mut sqlite = crate::peers::SqliteJson::create(&dir.join("peer.sqlite"))?;
-        let mut index = crate::peers::SqliteIndex::create(&dir.join("peer-index.sqlite"))?;
+        let mut index = crate::peers::SqliteIndex::create(
+            &dir.join("peer-index.sqlite"),
+            // The cache of the store it is measured against (build_store).
+            ocidb::StoreOptions::default().cache_size,
+        )?;
         let now_ms = crate::peers::now_ms();
         let mut g = Generator::new(spec.clone());
         let (mut t, mut t_index) = (Duration::ZERO, Duration::ZERO);

@@ -380,8 +380,9 @@ pub enum BenchCommand {
         layout: Option<PathBuf>,
         /// Fill the fair SQLite peer (the harness's SQLite holding ocidb's
         /// index) at this path instead of the store, with the same content
-        /// and batches, timing its inserts alone (a build with the `peers`
-        /// feature).
+        /// and batches, timing its inserts alone, with the page cache an
+        /// ocidb store gets (OCIDB_CACHE_MIB, default 256) (a build with
+        /// the `peers` feature).
         #[arg(long, value_name = "FILE", conflicts_with = "layout")]
         sqlite: Option<PathBuf>,
     },

@@ -240,9 +240,13 @@ fn on_path(name: &str) -> Option<std::path::PathBuf> {
 #[cfg(feature = "peers")]
 fn gen_into_fair_sqlite(path: &Path, spec: &ocidb_bench::synth::GenSpec) -> Result<()> {
     let total = spec.manifests;
-    let (n, seconds) = ocidb_bench::peers::SqliteIndex::generate_into(path, spec, 10_000, |n| {
-        eprint!("\r{n} of ~{total} manifests");
-    })?;
+    // The cache `bench gen` gives an ocidb store (OCIDB_CACHE_MIB, else
+    // the default), so that the two rates compare equal memory.
+    let cache = super::util::store_options().cache_size;
+    let (n, seconds) =
+        ocidb_bench::peers::SqliteIndex::generate_into(path, spec, 10_000, cache, |n| {
+            eprint!("\r{n} of ~{total} manifests");
+        })?;
     eprintln!();
     println!(
         "generated {n} manifests into the fair SQLite peer at {} in {seconds:.1} s of inserts ({:.0} manifests/s)",
