@@ -4,14 +4,14 @@
 //! A port is chosen *below* the kernel's ephemeral range when it can be
 //! read (Linux: `ip_local_port_range`). A port from the ephemeral range,
 //! which binding port 0 hands out, can be taken before the child binds it
-//! by any outgoing connection on the machine, and a connection to it
-//! while nothing listens can connect to itself (TCP simultaneous open) and
-//! read its own bytes back: CI once failed a Garage cluster's
-//! `node connect` with "failed verifing server hello" that way or
-//! another. Below the range only another listener can take it, and the
-//! callers start their children again on fresh ports when one does.
+//! by any server that binds port 0 (every `ocidb serve` in the tests
+//! does) or by an outgoing connection. CI once failed a Garage cluster's
+//! `node connect` with "failed verifing server hello": something other
+//! than Garage answered on the node's port. Below the range only a
+//! listener that names its port can take one, and the callers start their
+//! children again on fresh ports when one does.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -24,7 +24,7 @@ const LOWEST: u16 = 10_000;
 
 /// Ports this process has handed out: never handed out twice, since a
 /// child may not have bound the first yet.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// The first port of the kernel's ephemeral range, if it can be read.
 fn ephemeral_start() -> Option<u16> {
@@ -48,7 +48,6 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     let mut handed = HANDED_OUT
         .lock()
         .map_err(|_| Error::Internal("the free-port registry was poisoned".into()))?;
-    let handed = handed.get_or_insert_with(HashSet::new);
     let mut held: Vec<TcpListener> = Vec::with_capacity(n);
     let mut ports = Vec::with_capacity(n);
     match ephemeral_start().filter(|&s| s > LOWEST + 1_000) {
@@ -109,7 +108,7 @@ mod tests {
     fn ports_are_distinct_bindable_and_below_the_ephemeral_range() {
         let a = free_ports(3).expect("three ports");
         let b = free_ports(3).expect("three more");
-        let all: HashSet<u16> = a.iter().chain(&b).copied().collect();
+        let all: BTreeSet<u16> = a.iter().chain(&b).copied().collect();
         assert_eq!(all.len(), 6, "a port handed out twice: {a:?} {b:?}");
         if let Some(end) = ephemeral_start().filter(|&s| s > LOWEST + 1_000) {
             assert!(
