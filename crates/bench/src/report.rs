@@ -67,6 +67,10 @@ pub struct Report {
     pub manifests: u64,
     /// Whether the peers were compiled in.
     pub peers: bool,
+    /// The page cache of the ocidb stores and the SQLite peers, MiB (256
+    /// in JSON written before it was recorded, the only cache then).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
     /// The machine, as /proc says.
     pub machine: String,
     /// Wall time of the run.
@@ -79,6 +83,10 @@ pub struct Report {
     /// written before the rows existed).
     #[serde(default)]
     pub sizes: Vec<SizeRow>,
+}
+
+fn default_cache_mib() -> u64 {
+    256
 }
 
 fn si(v: f64) -> String {
@@ -122,10 +130,11 @@ pub fn table(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "ocidb bench run{}: {} manifests (seed {}), {}, {:.0} s{}",
+        "ocidb bench run{}: {} manifests (seed {}), {} MiB page cache for ocidb and the SQLite peers each, {}, {:.0} s{}",
         if r.quick { " --quick" } else { "" },
         r.manifests,
         r.seed,
+        r.cache_mib,
         r.machine,
         r.seconds,
         if r.peers {
@@ -397,6 +406,7 @@ mod tests {
             seed: 1,
             manifests: 10,
             peers: false,
+            cache_mib: 64,
             machine: "m".into(),
             seconds: 1.0,
             rows: vec![Row {
@@ -422,6 +432,10 @@ mod tests {
         let t = table(&r);
         assert!(t.contains("1.33× raw redb get (3.00 µs)"), "{t}");
         assert!(t.contains("| 10 |"), "{t}");
+        assert!(
+            t.contains("64 MiB page cache for ocidb and the SQLite peers each"),
+            "{t}"
+        );
         assert!(
             t.contains("| ocidb, fresh | 3.0 | 314573 | 1.50× | 2.25× |"),
             "{t}"

@@ -17,10 +17,10 @@ pub struct SqliteJson {
 
 impl SqliteJson {
     /// A fresh database file at `path`.
-    pub fn create(path: &Path) -> Result<SqliteJson> {
+    pub fn create(path: &Path, cache_bytes: usize) -> Result<SqliteJson> {
         let _ = std::fs::remove_file(path);
         let conn = rusqlite::Connection::open(path).map_err(|e| peer_err("sqlite open", e))?;
-        super::set_cache(&conn, ocidb::StoreOptions::default().cache_size)?;
+        super::set_cache(&conn, cache_bytes)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
              CREATE TABLE manifests(digest TEXT PRIMARY KEY, repo TEXT NOT NULL,

@@ -63,9 +63,14 @@ pub(super) struct Built {
     pub(super) ingest_rss: f64,
 }
 
-pub(super) fn build_store(dir: &Path, spec: &GenSpec, log: &mut dyn FnMut(&str)) -> Result<Built> {
+pub(super) fn build_store(
+    dir: &Path,
+    spec: &GenSpec,
+    cache_bytes: usize,
+    log: &mut dyn FnMut(&str),
+) -> Result<Built> {
     let _ = std::fs::remove_dir_all(dir);
-    let store = Store::open_with(dir, StoreOptions::default(), true)?;
+    let store = Store::open_with(dir, StoreOptions::default().cache_size(cache_bytes), true)?;
     reset_peak_rss();
     let total = spec.manifests;
     let mut last = Instant::now();

@@ -281,16 +281,19 @@ pub(super) fn graph_rows(
 
 #[cfg(feature = "peers")]
 impl Peers {
-    pub(super) fn build(dir: &Path, spec: &GenSpec, log: &mut dyn FnMut(&str)) -> Result<Peers> {
+    pub(super) fn build(
+        dir: &Path,
+        spec: &GenSpec,
+        cache_bytes: usize,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Peers> {
         let layout = dir.join("layout");
         let _ = std::fs::remove_dir_all(&layout);
         synth::generate_layout(&layout, spec)?;
-        let mut sqlite = crate::peers::SqliteJson::create(&dir.join("peer.sqlite"))?;
-        let mut index = crate::peers::SqliteIndex::create(
-            &dir.join("peer-index.sqlite"),
-            // The cache of the store it is measured against (build_store).
-            ocidb::StoreOptions::default().cache_size,
-        )?;
+        // The cache of the store they are measured against (build_store).
+        let mut sqlite = crate::peers::SqliteJson::create(&dir.join("peer.sqlite"), cache_bytes)?;
+        let mut index =
+            crate::peers::SqliteIndex::create(&dir.join("peer-index.sqlite"), cache_bytes)?;
         let now_ms = crate::peers::now_ms();
         let mut g = Generator::new(spec.clone());
         let (mut t, mut t_index) = (Duration::ZERO, Duration::ZERO);

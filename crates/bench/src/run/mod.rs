@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// (`ocidb bench probe-lookups`); None measures in this process, whose
     /// peak RSS then includes the harness's own data.
     pub probe_exe: Option<PathBuf>,
+    /// The page cache of every ocidb store and of both SQLite peers, the
+    /// same on each side (the CLI takes it from `OCIDB_CACHE_MIB`). The
+    /// raw-redb baseline keeps redb's own default.
+    pub cache_bytes: usize,
 }
 
 impl RunOptions {
@@ -156,6 +160,7 @@ pub fn run(opts: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<Report> {
         seed: opts.seed,
         manifests,
         peers: cfg!(feature = "peers"),
+        cache_mib: (opts.cache_bytes >> 20) as u64,
         machine: machine(),
         seconds: started.elapsed().as_secs_f64(),
         rows,
@@ -177,7 +182,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
         let spec = GenSpec::sized(size, opts.seed);
         log(&format!("scaling point: {size} manifests"));
         let dir = work.join(format!("scale-{size}"));
-        let b = build_store(&dir, &spec, log)?;
+        let b = build_store(&dir, &spec, opts.cache_bytes, log)?;
         let raw_dir = work.join(format!("scale-{size}-raw"));
         std::fs::create_dir_all(&raw_dir).map_err(|e| Error::io("creating a baseline dir", e))?;
         let (raw, _, mem) = baselines(&raw_dir, &spec)?;
@@ -186,7 +191,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
         let peers = {
             let pdir = work.join(format!("scale-{size}-peers"));
             std::fs::create_dir_all(&pdir).map_err(|e| Error::io("creating the peers dir", e))?;
-            Peers::build(&pdir, &spec, log)?
+            Peers::build(&pdir, &spec, opts.cache_bytes, log)?
         };
         let (mut p, keys) = scale_point(
             &b,
@@ -203,7 +208,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     sizes.retain(|&s| s == main);
     let spec = GenSpec::sized(main, opts.seed);
     log(&format!("main store: {main} manifests"));
-    let b = build_store(&work.join("main"), &spec, log)?;
+    let b = build_store(&work.join("main"), &spec, opts.cache_bytes, log)?;
     let base_dir = work.join("baseline");
     std::fs::create_dir_all(&base_dir).map_err(|e| Error::io("creating the baseline dir", e))?;
     let (raw, raw_rate, mem) = baselines(&base_dir, &spec)?;
@@ -211,7 +216,7 @@ fn run_in(opts: &RunOptions, work: &Path, log: &mut dyn FnMut(&str)) -> Result<R
     let peers = {
         let pdir = work.join("peers");
         std::fs::create_dir_all(&pdir).map_err(|e| Error::io("creating the peers dir", e))?;
-        Peers::build(&pdir, &spec, log)?
+        Peers::build(&pdir, &spec, opts.cache_bytes, log)?
     };
     log("ingest scenarios");
     ingest_rows(&b, &raw, raw_rate, opts.quick, &mut rows)?;

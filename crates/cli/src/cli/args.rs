@@ -388,8 +388,10 @@ pub enum BenchCommand {
     },
     /// Run every scenario and print the table (scenario, rate, p50, p99,
     /// cost against a named baseline from the same run, peak RSS).
+    /// `OCIDB_CACHE_MIB` sets the page cache of every ocidb store and of
+    /// the SQLite peers alike (default 256).
     #[command(
-        after_help = "Examples:\n  ocidb bench run --quick\n  ocidb bench run --json bench.json --svg scaling.svg\n  cargo run --release --features peers -- bench run --quick   # with the peers"
+        after_help = "Examples:\n  ocidb bench run --quick\n  ocidb bench run --json bench.json --svg scaling.svg\n  cargo run --release --features peers -- bench run --quick   # with the peers\n  OCIDB_CACHE_MIB=1024 ocidb bench run --manifests 100000   # both sides with a 1 GiB cache"
     )]
     Run {
         /// Small sizes and short loops (under 3 minutes on 2 cores).

@@ -68,6 +68,7 @@ pub(super) fn bench(store_dir: &Path, cmd: BenchCommand) -> Result<()> {
                 manifests,
                 sizes,
                 probe_exe: std::env::current_exe().ok(),
+                cache_bytes: super::util::store_options().cache_size,
             };
             let r = run_harness(json.as_deref(), |log| run::run(&opts, log), report::table)?;
             if let Some(p) = svg {
