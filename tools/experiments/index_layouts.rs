@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p ocidb-bench --example index_layouts -- [MANIFESTS] [LAYOUTS]`
 //! (default 100,000; seed 1, the harness's generator). LAYOUTS is a
-//! comma-separated subset of `store,v1,compact,sorted,ids,folded,appended`
+//! comma-separated subset of
+//! `store,v1,compact,sorted,ids,folded,bodies,appended`
 //! (all by default). Every layout, the Store's included, gets the page
 //! cache `OCIDB_CACHE_MIB` sets, else the Store's default (256 MiB).
 //!
@@ -29,6 +30,9 @@
 //!   into the node row (issue 31's proposal): the record, the edge list
 //!   and the repositories holding it sit beside the body in one row, so
 //!   `edges_out` and `member_of` are gone. Sorted per table.
+//! - `bodies`: `compact+sorted`, with the body moved out of the record into
+//!   a `bodies` table keyed by a u64 handed out in order (the record holds
+//!   it): the smallest format change that makes bodies appends.
 //! - `appended`: `folded`, with the body moved out of the node row into a
 //!   `bodies` table keyed by a u64 handed out in order (the node row holds
 //!   it), so bodies are appends and the random-key node tree holds only
@@ -66,6 +70,7 @@ enum Layout {
     CompactSorted,
     Ids,
     Folded,
+    Bodies,
     Appended,
 }
 
@@ -79,10 +84,17 @@ impl Layout {
             Layout::Folded => {
                 "compact keys, record + edges out + repositories + body in one row, sorted batches"
             }
+            Layout::Bodies => {
+                "compact keys, sorted batches, bodies in a table keyed by an id handed out in order"
+            }
             Layout::Appended => {
                 "folded, bodies in a table keyed by an id handed out in order, sorted batches"
             }
         }
+    }
+
+    fn appends_bodies(self) -> bool {
+        matches!(self, Layout::Bodies | Layout::Appended)
     }
 
     fn key(self) -> &'static str {
@@ -92,6 +104,7 @@ impl Layout {
             Layout::CompactSorted => "sorted",
             Layout::Ids => "ids",
             Layout::Folded => "folded",
+            Layout::Bodies => "bodies",
             Layout::Appended => "appended",
         }
     }
@@ -255,9 +268,10 @@ impl Candidate {
                 rec.extend_from_slice(&dkey(&m.digest));
             }
             let folded = matches!(self.layout, Layout::Folded | Layout::Appended);
-            // In the appended layout the node row carries the body's id and
-            // the body goes to its own table; `fold_into` then adds none.
-            let body: &[u8] = if self.layout == Layout::Appended {
+            // In the layouts with appended bodies the record carries the
+            // body's id and the body goes to its own table; the row then
+            // holds none.
+            let body: &[u8] = if self.layout.appends_bodies() {
                 let id = self.next_body;
                 self.next_body += 1;
                 rows.bodies.push((id, m.body.clone()));
@@ -267,7 +281,7 @@ impl Candidate {
                 &m.body
             };
             if !folded {
-                rec.extend_from_slice(&m.body);
+                rec.extend_from_slice(body);
             }
             let mut member = repo.to_be_bytes().to_vec();
             member.extend_from_slice(&own);
@@ -366,7 +380,11 @@ impl Candidate {
         }
         if matches!(
             self.layout,
-            Layout::CompactSorted | Layout::Ids | Layout::Folded | Layout::Appended
+            Layout::CompactSorted
+                | Layout::Ids
+                | Layout::Folded
+                | Layout::Bodies
+                | Layout::Appended
         ) {
             rows.nodes.sort();
             rows.edges_out.sort();
@@ -503,7 +521,7 @@ impl Candidate {
     }
 
     /// The body's bytes of a digest, copied out (a blob GET of a manifest).
-    /// Only the folded layouts: the others keep it at the row's end.
+    /// Only the folded layouts and `bodies`.
     fn get(&self, d: &Digest) -> Res<usize> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(NODES)?;
@@ -514,14 +532,17 @@ impl Candidate {
         i += 8;
         read_varint(v, &mut i);
         read_varint(v, &mut i);
-        let body_id = (self.layout == Layout::Appended).then(|| read_varint(v, &mut i));
-        let repos = read_varint(v, &mut i);
-        for _ in 0..repos {
-            read_varint(v, &mut i);
+        let body_id = self.layout.appends_bodies().then(|| read_varint(v, &mut i));
+        if self.layout != Layout::Bodies {
+            let repos = read_varint(v, &mut i);
+            for _ in 0..repos {
+                read_varint(v, &mut i);
+            }
+            let adj = read_varint(v, &mut i) as usize;
+            i += adj;
         }
-        let adj = read_varint(v, &mut i) as usize;
         let Some(id) = body_id else {
-            return Ok(v[i + adj..].to_vec().len());
+            return Ok(v[i..].to_vec().len());
         };
         let b = txn.open_table(BODIES)?;
         let body = b.get(id)?.ok_or("missing body")?;
@@ -649,6 +670,7 @@ fn main() -> Res<()> {
         Layout::CompactSorted,
         Layout::Ids,
         Layout::Folded,
+        Layout::Bodies,
         Layout::Appended,
     ] {
         if !wanted(layout.key()) {
@@ -678,7 +700,7 @@ fn main() -> Res<()> {
             c.stat(d)?;
             st.push(t.elapsed());
         }
-        if matches!(layout, Layout::Folded | Layout::Appended) {
+        if matches!(layout, Layout::Folded | Layout::Bodies | Layout::Appended) {
             let mut lat = Vec::new();
             for d in &gets {
                 let t = Instant::now();
