@@ -93,6 +93,11 @@ impl Layout {
         }
     }
 
+    /// The record, edge list and repositories share one node row.
+    fn folds(self) -> bool {
+        matches!(self, Layout::Folded | Layout::Appended)
+    }
+
     fn appends_bodies(self) -> bool {
         matches!(self, Layout::Bodies | Layout::Appended)
     }
@@ -267,7 +272,7 @@ impl Candidate {
             if self.layout == Layout::Ids {
                 rec.extend_from_slice(&dkey(&m.digest));
             }
-            let folded = matches!(self.layout, Layout::Folded | Layout::Appended);
+            let folded = self.layout.folds();
             // In the layouts with appended bodies the record carries the
             // body's id and the body goes to its own table; the row then
             // holds none.
@@ -521,7 +526,7 @@ impl Candidate {
     }
 
     /// The body's bytes of a digest, copied out (a blob GET of a manifest).
-    /// Only the folded layouts and `bodies`.
+    /// Only the layouts that fold or append bodies (`folds` or `appends_bodies`).
     fn get(&self, d: &Digest) -> Res<usize> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(NODES)?;
@@ -533,7 +538,7 @@ impl Candidate {
         read_varint(v, &mut i);
         read_varint(v, &mut i);
         let body_id = self.layout.appends_bodies().then(|| read_varint(v, &mut i));
-        if self.layout != Layout::Bodies {
+        if self.layout.folds() {
             let repos = read_varint(v, &mut i);
             for _ in 0..repos {
                 read_varint(v, &mut i);
@@ -647,9 +652,9 @@ fn main() -> Res<()> {
         let mut lat_get = Vec::new();
         for d in &gets {
             let t = Instant::now();
-            let n = store.read(d)?.len();
+            let len = store.read(d)?.len();
             lat_get.push(t.elapsed());
-            assert!(n > 0, "the Store's body of {d}");
+            assert!(len > 0, "the Store's body of {d}");
         }
         println!("  (store: get p50 {:.2} µs)", p50(lat_get));
         drop(store);
@@ -700,13 +705,13 @@ fn main() -> Res<()> {
             c.stat(d)?;
             st.push(t.elapsed());
         }
-        if matches!(layout, Layout::Folded | Layout::Bodies | Layout::Appended) {
+        if layout.folds() || layout.appends_bodies() {
             let mut lat = Vec::new();
             for d in &gets {
                 let t = Instant::now();
-                let n = c.get(d)?;
+                let len = c.get(d)?;
                 lat.push(t.elapsed());
-                assert!(n > 0, "{} body of {d}", layout.name());
+                assert!(len > 0, "{} body of {d}", layout.name());
             }
             println!("  ({}: get p50 {:.2} µs)", layout.key(), p50(lat));
         }
