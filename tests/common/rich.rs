@@ -318,3 +318,40 @@ pub fn snapshot(s: &Store, upload: &str) -> String {
     writeln!(out, "upload {} offset {}", st.id, st.offset).ok();
     out
 }
+
+/// What format 3 added to a store and the public API reads back: every
+/// tag's history and each repository's and namespace's usage. Compared
+/// for stores written in format 3 or later.
+pub fn snapshot_since_v3(s: &Store) -> String {
+    let mut out = String::new();
+    let mut scopes = std::collections::BTreeSet::new();
+    for repo in s.repositories().expect("repositories") {
+        if let Some((ns, _)) = repo.rsplit_once('/') {
+            scopes.insert(format!("{ns}/"));
+        }
+        for (tag, _) in s.tag_map(&repo).expect("tags") {
+            let page = s
+                .tag_history(&repo, &tag, &ocidb::store::HistoryQuery::default())
+                .expect("history");
+            for e in page.events {
+                writeln!(
+                    out,
+                    "history {repo}:{tag} {}",
+                    serde_json::to_string(&e).expect("json")
+                )
+                .ok();
+            }
+        }
+        scopes.insert(repo);
+    }
+    for scope in scopes {
+        let u = s.usage(&scope).expect("usage");
+        writeln!(
+            out,
+            "usage {scope} repositories={} members={} logical={} unique={}",
+            u.repositories, u.members, u.logical_bytes, u.unique_bytes
+        )
+        .ok();
+    }
+    out
+}
