@@ -560,6 +560,83 @@ fn an_undecodable_record_is_reported_and_repaired_by_fsck() {
     s.stats().expect("stats work again");
 }
 
+/// Format 4 finds an inline blob's bytes through the body id its record
+/// names. fsck reports each way that link can break, naming the digest
+/// and the body: a missing body, a body no record names (removed by
+/// `--repair`), and two records naming one body.
+#[test]
+fn broken_links_between_records_and_bodies_are_reported() {
+    use redb::ReadableTable as _;
+    const BLOBS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("blobs");
+    const BODIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("bodies");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let put = |s: &Store, b: &[u8]| s.put_bytes(b, &PutOptions::default()).expect("put").digest;
+    let (a, b, c) = {
+        let s = Store::create(dir.path()).expect("create");
+        (put(&s, b"first"), put(&s, b"second"), put(&s, b"third"))
+    };
+    {
+        let db = redb::Database::open(dir.path().join("ocidb.redb")).expect("redb");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut blobs = txn.open_table(BLOBS).expect("blobs");
+            let mut bodies = txn.open_table(BODIES).expect("bodies");
+            // Bodies 1, 2, 3 in put order: a's body goes missing, and c's
+            // record is made to name b's body, leaving c's own stray.
+            assert!(bodies.remove(1).expect("remove").is_some());
+            let b_rec = blobs
+                .get(b.to_key().as_slice())
+                .expect("get")
+                .expect("b")
+                .value()
+                .to_vec();
+            blobs
+                .insert(c.to_key().as_slice(), b_rec.as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let s = Store::open(dir.path()).expect("open");
+    let e = s.read(&a).expect_err("a's bytes are gone");
+    assert!(e.to_string().contains("body 1"), "{e}");
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    let find = |kind: &str| {
+        report
+            .problems
+            .iter()
+            .find(|p| p.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {:?}", report.problems))
+    };
+    let missing = find("missing-bytes");
+    assert_eq!(missing.digest, Some(a));
+    assert!(missing.detail.contains("body 1"), "{}", missing.detail);
+    assert!(find("stray-body").detail.contains("body 3"));
+    let shared = find("shared-body");
+    assert!(shared.detail.contains("body 2"), "{}", shared.detail);
+    assert!(
+        [b, c].contains(&shared.digest.expect("names a record")),
+        "{shared:?}"
+    );
+    // The stray body goes with --repair; the damaged records are kept for
+    // inspection, as damaged bytes are.
+    let repaired = s
+        .fsck(&ocidb::FsckOptions::default().repair(true))
+        .expect("repair");
+    assert!(
+        repaired
+            .problems
+            .iter()
+            .any(|p| p.kind == "stray-body" && p.repaired),
+        "{:?}",
+        repaired.problems
+    );
+    let after = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(!after.problems.iter().any(|p| p.kind == "stray-body"));
+    assert!(after.problems.iter().any(|p| p.kind == "shared-body"));
+    // b itself still reads back.
+    assert_eq!(s.read(&b).expect("b"), b"second");
+}
+
 /// Issue 13, item 10: a chain of thousands of nested indexes and of
 /// referrers once overflowed the stack of `walk` (and of `tree`).
 #[test]

@@ -3,8 +3,20 @@
 use crate::digest::Digest;
 use crate::engine::Batch;
 use crate::error::Result;
+use crate::index::counters::next_counter;
 use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
+
+/// The `meta` counter that hands out body ids (1 first).
+pub(crate) const BODY_COUNTER: &str = "next_body";
+
+/// Stores an inline blob's packed bytes under a new body id and returns
+/// it. Ids only grow, so the row is an append to `bodies`.
+pub(crate) fn store_body(b: &mut Batch<'_>, packed: &[u8]) -> Result<u64> {
+    let id = next_counter(b, BODY_COUNTER)?;
+    b.t.bodies.insert(id, packed)?;
+    Ok(id)
+}
 
 /// A put of stored content counts as fresh: its grace period restarts, so
 /// that "upload the layer, then push the manifest" is safe from a GC that
@@ -36,23 +48,20 @@ pub(crate) fn insert_blob(
         refresh(b, digest, rec)?;
         return Ok(false);
     }
+    let (placement, body) = match inline {
+        Some(bytes) => (Placement::Inline, store_body(b, &body::pack(bytes))?),
+        None => (Placement::File, 0),
+    };
     let rec = BlobRecord {
         size,
         created_ms: b.now_ms,
-        placement: if inline.is_some() {
-            Placement::Inline
-        } else {
-            Placement::File
-        },
+        placement,
+        body,
         manifest: false,
         media_type,
         artifact_type: None,
     };
     b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
-    if let Some(bytes) = inline {
-        b.t.inline
-            .insert(key.as_slice(), body::pack(bytes).as_slice())?;
-    }
     Ok(true)
 }
 

@@ -24,7 +24,7 @@ pub(crate) struct PreparedManifest {
     pub digest: Digest,
     /// The body's length.
     pub size: u64,
-    /// The body as the `inline` table stores it (`schema::body`), packed
+    /// The body as the `bodies` table stores it (`schema::body`), packed
     /// by the caller's thread, not the writer's.
     pub packed: Vec<u8>,
     pub media_type: Option<String>,
@@ -223,11 +223,12 @@ fn write_record(
     let size = p.size;
     let rec = match existing {
         None => {
-            b.t.inline.insert(key.as_slice(), p.packed.as_slice())?;
+            let body = super::blobs::store_body(b, &p.packed)?;
             BlobRecord {
                 size,
                 created_ms: b.now_ms,
                 placement: Placement::Inline,
+                body,
                 manifest: p.parsed.is_some(),
                 media_type: p.media_type.clone(),
                 artifact_type: p.parsed.as_ref().and_then(|x| x.artifact_type.clone()),

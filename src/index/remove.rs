@@ -90,7 +90,7 @@ pub(crate) fn remove_blob_in(b: &mut Batch<'_>, d: &Digest, rec: &BlobRecord) ->
     b.t.blobs.remove(key.as_slice())?;
     match rec.placement {
         Placement::Inline => {
-            b.t.inline.remove(key.as_slice())?;
+            b.t.bodies.remove(rec.body)?;
         }
         Placement::File => b.remove_blob_bytes(*d)?,
     }

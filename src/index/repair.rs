@@ -13,8 +13,10 @@ use crate::schema::keys;
 use crate::schema::record::{BlobRecord, Placement};
 
 /// Removes records that do not decode, with everything indexed under them
-/// (inline bytes, file, edges, memberships, tags, referrer entries).
-/// Returns the digests removed.
+/// (file, edges, memberships, tags, referrer entries). An inline body is
+/// found through its record, so a corrupt record's body is left to the
+/// repair of stray bodies, which the same fsck reports. Returns the
+/// digests removed.
 pub(crate) fn remove_corrupt_records(
     b: &mut Batch<'_>,
     backend: &dyn BlobBackend,
@@ -32,26 +34,33 @@ pub(crate) fn remove_corrupt_records(
         if BlobRecord::decode(&raw).is_ok() {
             continue;
         }
-        // Stand-in record: it decides only what remove_blob_in
-        // clears. Inline bytes are cleared either way below.
-        let placement = if backend.len(d)?.is_some() {
-            Placement::File
-        } else {
-            Placement::Inline
-        };
+        // Stand-in record: it decides only what remove_blob_in clears. A
+        // file is removed if there is one; body 0 is never a body's id.
         let stand_in = BlobRecord {
             size: 0,
             created_ms: 0,
-            placement,
+            placement: if backend.len(d)?.is_some() {
+                Placement::File
+            } else {
+                Placement::Inline
+            },
+            body: 0,
             manifest: b.t.edges_out.get(d.to_key().as_slice())?.is_some(),
             media_type: None,
             artifact_type: None,
         };
         super::remove::remove_blob_in(b, d, &stand_in)?;
-        b.t.inline.remove(d.to_key().as_slice())?;
         removed.insert(*d);
     }
     Ok(removed)
+}
+
+/// Removes the bodies of `ids` (bodies no record names).
+pub(crate) fn remove_bodies(b: &mut Batch<'_>, ids: &[u64]) -> Result<()> {
+    for id in ids {
+        b.t.bodies.remove(*id)?;
+    }
+    Ok(())
 }
 
 /// Removes referrer entries that list what their repository does not hold,

@@ -21,7 +21,7 @@ use crate::schema::keys;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::{BlobRecord, Placement};
 use crate::schema::tables::{
-    self, BLOBS, EDGES_IN, EDGES_OUT, INLINE, INTENTS, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
+    self, BLOBS, BODIES, EDGES_IN, EDGES_OUT, INTENTS, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
 };
 use crate::store::Store;
 
@@ -128,7 +128,7 @@ impl Store {
     pub fn fsck(&self, opts: &FsckOptions<'_>) -> Result<FsckReport> {
         let txn = tables::begin_read(&self.db)?;
         let mut report = FsckReport::default();
-        let records = self.check_records(&txn, opts, &mut report)?;
+        let (records, stray_bodies) = self.check_records(&txn, opts, &mut report)?;
         self.forget_deleted_since(&mut report.problems)?;
         let dangling = check_graph(&txn, &records, opts.allow_sparse, &mut report)?;
         drop(txn);
@@ -170,6 +170,17 @@ impl Store {
                 }
             }
         }
+        if opts.repair && !stray_bodies.is_empty() {
+            // A body id is handed out once, with its record in the same
+            // commit: one that no record named in this snapshot never
+            // will be, so it can go without a second look.
+            self.submit(true, move |b| repair::remove_bodies(b, &stray_bodies))?;
+            for p in &mut report.problems {
+                if p.kind == "stray-body" {
+                    p.repaired = true;
+                }
+            }
+        }
         if opts.repair && !orphans.is_empty() {
             let removed = self.remove_orphans(orphans)?;
             for p in &mut report.problems {
@@ -186,9 +197,9 @@ impl Store {
         txn: &ReadTransaction,
         opts: &FsckOptions<'_>,
         report: &mut FsckReport,
-    ) -> Result<HashMap<Digest, BlobRecord>> {
+    ) -> Result<(HashMap<Digest, BlobRecord>, Vec<u64>)> {
         let blobs = txn.open_table(BLOBS)?;
-        let inline = txn.open_table(INLINE)?;
+        let bodies = txn.open_table(BODIES)?;
         let mut records = HashMap::new();
         for e in blobs.iter()? {
             let (k, v) = e?;
@@ -210,16 +221,33 @@ impl Store {
                     .push(problem("corrupt-record", Some(d), e.to_string())),
             }
         }
-        for e in inline.iter()? {
-            let (k, _) = e?;
-            if let Ok(d) = Digest::from_key(k.value())
-                && records.get(&d).map(|r| r.placement) != Some(Placement::Inline)
-            {
+        // Every body is named by exactly one inline record. A body no
+        // record names (its record was corrupt, or a bug) is stray; two
+        // records naming one body would lose bytes when either is deleted.
+        let mut named: HashMap<u64, Digest> = HashMap::new();
+        let mut stray_bodies = Vec::new();
+        for (d, r) in &records {
+            if r.placement != Placement::Inline {
+                continue;
+            }
+            if let Some(other) = named.insert(r.body, *d) {
                 report.problems.push(problem(
-                    "stray-inline",
-                    Some(d),
-                    format!("inline bytes of {d} have no inline record"),
+                    "shared-body",
+                    Some(*d),
+                    format!("{d} and {other} both name body {}", r.body),
                 ));
+            }
+        }
+        for e in bodies.iter()? {
+            let (k, _) = e?;
+            let id = k.value();
+            if !named.contains_key(&id) {
+                report.problems.push(problem(
+                    "stray-body",
+                    None,
+                    format!("body {id} is named by no inline record"),
+                ));
+                stray_bodies.push(id);
             }
         }
         report.records = records.len() as u64;
@@ -239,7 +267,7 @@ impl Store {
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
                 s.spawn(|| {
-                    let inline = match txn.open_table(INLINE) {
+                    let bodies = match txn.open_table(BODIES) {
                         Ok(t) => t,
                         Err(e) => {
                             if let Ok(mut f) = found.lock() {
@@ -251,7 +279,7 @@ impl Store {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((d, rec)) = work.get(i) else { break };
-                        if let Some(p) = self.verify_record(&inline, d, rec) {
+                        if let Some(p) = self.verify_record(&bodies, d, rec) {
                             if let Ok(mut f) = found.lock() {
                                 f.push(p);
                             }
@@ -272,7 +300,7 @@ impl Store {
         found.sort_by_key(|p| p.digest);
         report.problems.extend(found);
         report.bytes_verified = bytes.load(Ordering::Relaxed);
-        Ok(records)
+        Ok((records, stray_bodies))
     }
 
     /// Drops the missing-bytes problems of records deleted since the
@@ -305,12 +333,12 @@ impl Store {
 
     pub(crate) fn verify_record(
         &self,
-        inline: &redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>,
+        bodies: &tables::BodiesTable,
         d: &Digest,
         rec: &BlobRecord,
     ) -> Option<Problem> {
         let actual = match rec.placement {
-            Placement::Inline => match inline.get(d.to_key().as_slice()) {
+            Placement::Inline => match bodies.get(rec.body) {
                 Ok(Some(g)) => {
                     let b = match body::unpack(g.value()) {
                         Ok(b) => b,
@@ -331,7 +359,10 @@ impl Store {
                     return Some(problem(
                         "missing-bytes",
                         Some(*d),
-                        "recorded inline but the bytes are missing".into(),
+                        format!(
+                            "recorded inline as body {} but that body is missing",
+                            rec.body
+                        ),
                     ))
                 }
                 Err(e) => return Some(problem("io", Some(*d), e.to_string())),

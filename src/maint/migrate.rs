@@ -1,4 +1,5 @@
-//! Upgrading a format 1 or 2 store to format 3 (docs/format.md, "Upgrade").
+//! Upgrading a format 1, 2 or 3 store to format 4 (docs/format.md,
+//! "Upgrade").
 //!
 //! The new database is written beside the old file, under a temporary
 //! name, from one read snapshot of it; it is made durable, then renamed
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest::{Descriptor, EdgeKind};
 use crate::schema::body;
 use crate::schema::keys;
-use crate::schema::record::{BlobRecord, VALUE_FORMAT_V1};
+use crate::schema::record::{BlobRecord, Placement, VALUE_FORMAT_V1};
 use crate::schema::tables;
 use crate::store::{Store, DB_FILE};
 
@@ -163,16 +164,53 @@ pub fn migrate(
             rows: &mut report.rows,
         };
         let snapshot = old.begin_read()?;
-        if from == 1 {
-            copy.copy_v1(&snapshot)?;
-        } else {
-            copy.copy_v2(&snapshot)?;
-        }
+        let next_body = match from {
+            1 => {
+                copy.copy_v1(&snapshot)?;
+                copy.blobs_and_bodies(
+                    &snapshot,
+                    v1::BLOBS,
+                    v1::INLINE,
+                    |k: &[u8; 65]| dkey(k),
+                    BlobRecord::decode_v1,
+                    body::pack,
+                )?
+            }
+            2 => {
+                copy.copy_v2(&snapshot)?;
+                let as_is = |k: &[u8]| Ok(k.to_vec());
+                copy.blobs_and_bodies(
+                    &snapshot,
+                    tables::BLOBS,
+                    tables::INLINE,
+                    as_is,
+                    BlobRecord::decode_v2,
+                    body::pack,
+                )?
+            }
+            // Format 3: the range check above admits nothing else.
+            _ => {
+                copy.copy_v3(&snapshot)?;
+                let as_is = |k: &[u8]| Ok(k.to_vec());
+                copy.blobs_and_bodies(
+                    &snapshot,
+                    tables::BLOBS,
+                    tables::INLINE,
+                    as_is,
+                    BlobRecord::decode_v2,
+                    <[u8]>::to_vec,
+                )?
+            }
+        };
         // Written last, with a durable commit that also makes every
         // earlier (non-durable) batch durable.
         let txn = new.begin_write()?;
         {
             let mut meta = txn.open_table(tables::META)?;
+            meta.insert(
+                crate::index::blobs::BODY_COUNTER,
+                next_body.to_le_bytes().as_slice(),
+            )?;
             meta.insert(crate::engine::open::FORMAT_KEY, [target].as_slice())?;
         }
         txn.commit()?;
@@ -251,21 +289,41 @@ struct Copy<'a> {
 type Row = (Vec<u8>, Vec<u8>);
 
 impl Copy<'_> {
-    /// Format 2 differs from format 3 only in the inline table's values
-    /// (packed bodies, `schema::body`): every other table is copied as it
-    /// is, in key order.
+    /// Format 3 differs from format 4 only in where inline bodies live
+    /// ([`Copy::blobs_and_bodies`]): every other table is copied as it is,
+    /// in key order.
+    fn copy_v3(&mut self, old: &redb::ReadTransaction) -> Result<()> {
+        struct AsIs<'c, 'a, 't> {
+            copy: &'c mut Copy<'a>,
+            old: &'t redb::ReadTransaction,
+        }
+        impl tables::EachDefinition for AsIs<'_, '_, '_> {
+            fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+                &mut self,
+                id: u8,
+                def: TableDefinition<'static, K, V>,
+            ) -> Result<()> {
+                match tables::TABLE_NAMES[usize::from(id)] {
+                    "blobs" | "inline" | "bodies" => Ok(()),
+                    name => self.copy.as_is(self.old, def, name),
+                }
+            }
+        }
+        tables::each_definition(&mut AsIs { copy: self, old })
+    }
+
+    /// Format 2's tables other than `blobs` and `inline`, as format 4 has
+    /// them: format 2 differs from format 3 only in the inline table's
+    /// values (packed bodies, `schema::body`).
     fn copy_v2(&mut self, old: &redb::ReadTransaction) -> Result<()> {
         self.unchanged_since_v1(old)?;
-        let as_is: fn(&[u8]) -> Vec<u8> = <[u8]>::to_vec;
-        for (def, name, value) in [
-            (tables::BLOBS, "blobs", as_is),
-            (tables::EDGES_OUT, "edges_out", as_is),
-            (tables::REFERRERS, "referrers", as_is),
-            (tables::TAGS, "tags", as_is),
-            (tables::INTENTS, "intents", as_is),
-            (tables::INLINE, "inline", body::pack),
+        for (def, name) in [
+            (tables::EDGES_OUT, "edges_out"),
+            (tables::REFERRERS, "referrers"),
+            (tables::TAGS, "tags"),
+            (tables::INTENTS, "intents"),
         ] {
-            self.convert(old, def, def, name, |k| Ok(k.to_vec()), value)?;
+            self.convert(old, def, def, name, |k| Ok(k.to_vec()), <[u8]>::to_vec)?;
         }
         for (def, name) in [
             (tables::EDGES_IN, "edges_in"),
@@ -331,31 +389,10 @@ impl Copy<'_> {
         self.same(old, tables::UPLOADS, "uploads")
     }
 
+    /// Format 1's tables other than `blobs` and `inline`, converted.
     fn copy_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
         self.unchanged_since_v1(old)?;
-
-        if let Some(t) = existing(old.open_table(v1::BLOBS))? {
-            self.pump_bytes(
-                tables::BLOBS,
-                "blobs",
-                t.iter()?.map(|e| {
-                    let (k, v) = e?;
-                    Ok((
-                        dkey(k.value())?,
-                        BlobRecord::decode_v1(v.value())?.encode()?,
-                    ))
-                }),
-            )?;
-        }
         let v1_key = |k: &[u8; 65]| dkey(k);
-        self.convert(
-            old,
-            v1::INLINE,
-            tables::INLINE,
-            "inline",
-            v1_key,
-            body::pack,
-        )?;
         self.convert(
             old,
             v1::INTENTS,
@@ -478,6 +515,110 @@ impl Copy<'_> {
         self.write_members(rows)
     }
 
+    /// Every blob record, each inline one with its body moved to `bodies`
+    /// under a new id (1, 2, … in the records' key order), in batches of
+    /// records and bodies together. `key` converts a record's key, `decode`
+    /// reads an old record and `body` converts an old inline value.
+    /// Returns the next body id. An inline record whose bytes the old
+    /// store lacks keeps an id with no body, so that fsck reports the
+    /// missing bytes as the old build's did.
+    fn blobs_and_bodies<K: redb::Key + 'static>(
+        &mut self,
+        old: &redb::ReadTransaction,
+        blobs: TableDefinition<K, &[u8]>,
+        inline: TableDefinition<K, &[u8]>,
+        key: impl for<'k> Fn(K::SelfType<'k>) -> Result<Vec<u8>>,
+        decode: fn(&[u8]) -> Result<BlobRecord>,
+        body: fn(&[u8]) -> Vec<u8>,
+    ) -> Result<u64> {
+        let mut next = 1u64;
+        let Some(records) = existing(old.open_table(blobs))? else {
+            return Ok(next);
+        };
+        let inline = existing(old.open_table(inline))?;
+        let rows = records.iter()?.map(|e| {
+            let (k, v) = e?;
+            let mut rec = decode(v.value())?;
+            let new_key = key(k.value())?;
+            let mut bytes = None;
+            if rec.placement == Placement::Inline {
+                rec.body = next;
+                next += 1;
+                let found = match &inline {
+                    Some(t) => t.get(k.value())?.map(|g| body(g.value())),
+                    None => None,
+                };
+                if found.is_none() {
+                    tracing::warn!(
+                        record = %Digest::from_key(&new_key).map_or_else(|e| e.to_string(), |d| d.to_string()),
+                        "an inline record has no bytes in the old store; carried over for fsck to report"
+                    );
+                }
+                bytes = found.map(|b| (rec.body, b));
+            }
+            Ok(BlobRow {
+                key: new_key,
+                record: rec.encode()?,
+                body: bytes,
+            })
+        });
+        let bodies = std::cell::Cell::new(0u64);
+        self.pump(rows, "blobs", |txn, batch| {
+            let mut records = txn.open_table(tables::BLOBS)?;
+            let mut stored = txn.open_table(tables::BODIES)?;
+            for row in batch.drain(..) {
+                records.insert(row.key.as_slice(), row.record.as_slice())?;
+                if let Some((id, b)) = &row.body {
+                    stored.insert(*id, b.as_slice())?;
+                    bodies.set(bodies.get() + 1);
+                }
+            }
+            Ok(())
+        })?;
+        self.rows.insert("bodies".into(), bodies.get());
+        Ok(next)
+    }
+
+    /// Copies a table whose key and value types did not change, in key
+    /// order, in batches (one non-durable transaction each).
+    fn as_is<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        old: &redb::ReadTransaction,
+        def: TableDefinition<K, V>,
+        name: &'static str,
+    ) -> Result<()> {
+        let Some(src) = existing(old.open_table(def))? else {
+            return Ok(());
+        };
+        let mut rows = src.iter()?;
+        let mut n = 0u64;
+        loop {
+            let mut txn = self.new.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            let (mut in_batch, mut bytes, mut done) = (0usize, 0usize, false);
+            {
+                let mut dst = txn.open_table(def)?;
+                while in_batch < self.batch && bytes < MAX_BATCH_BYTES {
+                    let Some(e) = rows.next() else {
+                        done = true;
+                        break;
+                    };
+                    let (k, v) = e.map_err(|e| in_table(name, e.into()))?;
+                    bytes += K::as_bytes(&k.value()).as_ref().len()
+                        + V::as_bytes(&v.value()).as_ref().len();
+                    dst.insert(k.value(), v.value())?;
+                    in_batch += 1;
+                }
+            }
+            txn.commit()?;
+            n += in_batch as u64;
+            self.copied(name, n);
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
     /// Writes converted rows in batches, one (non-durable) transaction each.
     fn pump<T: RowBytes>(
         &mut self,
@@ -591,6 +732,19 @@ impl RowBytes for Vec<u8> {
 impl RowBytes for (Vec<u8>, Vec<u8>) {
     fn bytes(&self) -> usize {
         self.0.len() + self.1.len()
+    }
+}
+
+/// A blob record in format 4, with its body when it is inline.
+struct BlobRow {
+    key: Vec<u8>,
+    record: Vec<u8>,
+    body: Option<(u64, Vec<u8>)>,
+}
+
+impl RowBytes for BlobRow {
+    fn bytes(&self) -> usize {
+        self.key.len() + self.record.len() + self.body.as_ref().map_or(0, |(_, b)| b.len())
     }
 }
 

@@ -10,7 +10,7 @@ use super::fsck::{problem, Problem};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::schema::record::BlobRecord;
-use crate::schema::tables::{self, BLOBS, INLINE};
+use crate::schema::tables::{self, BLOBS, BODIES};
 use crate::store::Store;
 
 /// What one slice checked and found.
@@ -36,7 +36,7 @@ impl Store {
     pub fn scrub(&self, after: Option<&Digest>, max_bytes: u64) -> Result<ScrubSlice> {
         let txn = tables::begin_read(&self.db)?;
         let blobs = txn.open_table(BLOBS)?;
-        let inline = txn.open_table(INLINE)?;
+        let bodies = txn.open_table(BODIES)?;
         let mut slice = ScrubSlice::default();
         // The budget counts every record's size, damaged ones included.
         let mut spent = 0u64;
@@ -68,7 +68,7 @@ impl Store {
             };
             slice.records += 1;
             spent = spent.saturating_add(rec.size);
-            match self.verify_record(&inline, &d, &rec) {
+            match self.verify_record(&bodies, &d, &rec) {
                 Some(p) => slice.problems.push(p),
                 None => slice.bytes_verified += rec.size,
             }
@@ -77,7 +77,7 @@ impl Store {
                 break;
             }
         }
-        drop((blobs, inline, txn));
+        drop((blobs, bodies, txn));
         self.forget_deleted_since(&mut slice.problems)?;
         Ok(slice)
     }

@@ -10,13 +10,17 @@ use crate::schema::tables::DKey;
 /// Version byte of format v1's values (read by the migration, and still
 /// written for upload records, whose layout did not change).
 pub(crate) const VALUE_FORMAT_V1: u8 = 1;
-/// Version byte of format v2's graph values and blob records.
+/// Version byte of format v2's graph values, and of formats 2 and 3's blob
+/// records (read by the migration).
 pub(crate) const VALUE_FORMAT_V2: u8 = 2;
+/// Version byte of format 4's blob records: format 3's, with the id of an
+/// inline blob's body.
+pub(crate) const RECORD_FORMAT_V3: u8 = 3;
 
 /// Where a blob's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
-    /// In the `inline` table, committed with the record.
+    /// In the `bodies` table, committed with the record.
     Inline,
     /// In `blobs/<alg>/<hex>` next to the database.
     File,
@@ -32,6 +36,8 @@ pub(crate) struct BlobRecord {
     pub size: u64,
     pub created_ms: u64,
     pub placement: Placement,
+    /// An inline blob's row in `bodies` (at least 1); 0 for a file.
+    pub body: u64,
     /// Set when the blob was parsed as a manifest and its edges are indexed.
     pub manifest: bool,
     pub media_type: Option<String>,
@@ -40,13 +46,14 @@ pub(crate) struct BlobRecord {
 }
 
 impl BlobRecord {
-    /// `[2] flags(1) size(varint) created_ms(varint) media_type artifact_type`,
-    /// the strings as `codec::put_str` writes them. Fails, never
-    /// truncates, when a string is too long to store (entry points cap
-    /// media types at 255 bytes, so this is a backstop).
+    /// `[3] flags(1) size(varint) created_ms(varint) [body(varint), inline
+    /// only] media_type artifact_type`, the strings as `codec::put_str`
+    /// writes them. Fails, never truncates, when a string is too long to
+    /// store (entry points cap media types at 255 bytes, so this is a
+    /// backstop), or when an inline record names no body.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut v = Vec::with_capacity(24);
-        v.push(VALUE_FORMAT_V2);
+        v.push(RECORD_FORMAT_V3);
         let mut flags = match self.placement {
             Placement::Inline => FLAG_INLINE,
             Placement::File => FLAG_FILE,
@@ -57,13 +64,33 @@ impl BlobRecord {
         v.push(flags);
         codec::put_varint(&mut v, self.size);
         codec::put_varint(&mut v, self.created_ms);
+        match (self.placement, self.body) {
+            (Placement::Inline, 0) => {
+                return Err(Error::Corrupt(format!(
+                    "an inline record of {} bytes names no body (body ids start at 1)",
+                    self.size
+                )))
+            }
+            (Placement::Inline, id) => codec::put_varint(&mut v, id),
+            (Placement::File, _) => {}
+        }
         codec::put_str(&mut v, self.media_type.as_deref().unwrap_or(""))?;
         codec::put_str(&mut v, self.artifact_type.as_deref().unwrap_or(""))?;
         Ok(v)
     }
 
     pub fn decode(b: &[u8]) -> Result<BlobRecord> {
-        let (h, placement, mut r) = header(b)?;
+        Self::decode_version(b, RECORD_FORMAT_V3)
+    }
+
+    /// Decodes a record of formats 2 and 3 (read only by the migration),
+    /// which name no body: the migration gives it one.
+    pub fn decode_v2(b: &[u8]) -> Result<BlobRecord> {
+        Self::decode_version(b, VALUE_FORMAT_V2)
+    }
+
+    fn decode_version(b: &[u8], version: u8) -> Result<BlobRecord> {
+        let (h, placement, body, mut r) = header(b, version)?;
         let none_if_empty = |s: String| (!s.is_empty()).then_some(s);
         let media_type = none_if_empty(r.str()?);
         let artifact_type = none_if_empty(r.str()?);
@@ -74,6 +101,7 @@ impl BlobRecord {
             size: h.size,
             created_ms: h.created_ms,
             placement,
+            body,
             manifest: h.manifest,
             media_type,
             artifact_type,
@@ -111,6 +139,7 @@ impl BlobRecord {
             size,
             created_ms,
             placement,
+            body: 0,
             manifest: flags & FLAG_MANIFEST != 0,
             media_type,
             artifact_type,
@@ -126,15 +155,16 @@ fn placement_of(flags: u8) -> Option<Placement> {
     }
 }
 
-/// The version, flags, size and creation time that every record starts
-/// with, and a reader positioned after them.
-fn header(b: &[u8]) -> Result<(RecordHeader, Placement, codec::Reader<'_>)> {
+/// The version, flags, size, creation time and (from version 3) body id
+/// that every record starts with, and a reader positioned after them.
+/// `expected`: the record version of the store's format.
+fn header(b: &[u8], expected: u8) -> Result<(RecordHeader, Placement, u64, codec::Reader<'_>)> {
     let mut r = codec::Reader::new(b, "blob record");
     let version = r.byte()?;
-    if version != VALUE_FORMAT_V2 {
+    if version != expected {
         return Err(corrupt_record(
             b,
-            &format!("unknown format version {version}, expected {VALUE_FORMAT_V2}"),
+            &format!("unknown format version {version}, expected {expected}"),
         ));
     }
     let flags = r.byte()?;
@@ -145,6 +175,18 @@ fn header(b: &[u8]) -> Result<(RecordHeader, Placement, codec::Reader<'_>)> {
         .ok_or_else(|| corrupt_record(b, "placement flags are not exactly one of inline/file"))?;
     let size = r.varint()?;
     let created_ms = r.varint()?;
+    let body = match placement {
+        Placement::Inline if version >= RECORD_FORMAT_V3 => match r.varint()? {
+            0 => {
+                return Err(corrupt_record(
+                    b,
+                    "an inline record names body 0 (ids start at 1)",
+                ))
+            }
+            id => id,
+        },
+        _ => 0,
+    };
     Ok((
         RecordHeader {
             size,
@@ -152,6 +194,7 @@ fn header(b: &[u8]) -> Result<(RecordHeader, Placement, codec::Reader<'_>)> {
             manifest: flags & FLAG_MANIFEST != 0,
         },
         placement,
+        body,
         r,
     ))
 }
@@ -180,7 +223,7 @@ pub(crate) struct RecordHeader {
 
 impl RecordHeader {
     pub fn decode(b: &[u8]) -> Result<RecordHeader> {
-        header(b).map(|(h, _, _)| h)
+        header(b, RECORD_FORMAT_V3).map(|(h, _, _, _)| h)
     }
 }
 
@@ -261,12 +304,54 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn inline_record(body: u64) -> BlobRecord {
+        BlobRecord {
+            size: 3,
+            created_ms: 7,
+            placement: Placement::Inline,
+            body,
+            manifest: true,
+            media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+            artifact_type: None,
+        }
+    }
+
+    /// An inline record without a body id cannot be written, and one that
+    /// names body 0 on disk is corrupt: the id is what finds the bytes.
+    #[test]
+    fn an_inline_record_names_a_body() {
+        let e = inline_record(0).encode().expect_err("no body");
+        assert!(e.to_string().contains("names no body"), "{e}");
+        let mut v = inline_record(5).encode().expect("encode");
+        assert_eq!(v[0], RECORD_FORMAT_V3);
+        // flags, size 3, created 7, then the body id.
+        assert_eq!(v[4], 5);
+        v[4] = 0;
+        let e = BlobRecord::decode(&v).expect_err("body 0");
+        assert!(e.to_string().contains("body 0"), "{e}");
+    }
+
+    /// Format 3's records (version 2, no body id) are read by the
+    /// migration alone; a format-4 store refuses them as corrupt.
+    #[test]
+    fn format_3_records_are_read_only_by_the_migration() {
+        let mut v = vec![VALUE_FORMAT_V2, FLAG_INLINE, 3, 7];
+        codec::put_str(&mut v, "text/plain").expect("str");
+        codec::put_str(&mut v, "").expect("str");
+        let r = BlobRecord::decode_v2(&v).expect("v2");
+        assert_eq!((r.size, r.created_ms, r.body), (3, 7, 0));
+        assert_eq!(r.media_type.as_deref(), Some("text/plain"));
+        let e = BlobRecord::decode(&v).expect_err("not format 4");
+        assert!(e.to_string().contains("expected 3"), "{e}");
+    }
+
     #[test]
     fn an_oversized_media_type_is_refused_not_truncated() {
         let r = BlobRecord {
             size: 1,
             created_ms: 0,
             placement: Placement::Inline,
+            body: 1,
             manifest: false,
             media_type: Some(format!("application/x-{}", "é".repeat(40_000))),
             artifact_type: None,
@@ -277,10 +362,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_roundtrip(size in any::<u64>(), created in any::<u64>(), inline in any::<bool>(), manifest in any::<bool>(), mt in proptest::option::of("[a-z/.+0-9-]{1,80}"), at in proptest::option::of("[a-z/.+0-9-]{1,80}")) {
+        fn record_roundtrip(size in any::<u64>(), created in any::<u64>(), inline in any::<bool>(), body in 1..=u64::MAX, manifest in any::<bool>(), mt in proptest::option::of("[a-z/.+0-9-]{1,80}"), at in proptest::option::of("[a-z/.+0-9-]{1,80}")) {
             let r = BlobRecord {
                 size, created_ms: created,
                 placement: if inline { Placement::Inline } else { Placement::File },
+                body: if inline { body } else { 0 },
                 manifest, media_type: mt, artifact_type: at,
             };
             let encoded = r.encode().expect("fits");

@@ -1,4 +1,4 @@
-//! The redb table definitions (format 3): the whole schema in one place.
+//! The redb table definitions (format 4): the whole schema in one place.
 //! Key layouts are documented in docs/format.md; every key that holds a
 //! digest holds its key form, `[algorithm tag][hash]` (33 bytes for
 //! sha256), which is self-delimiting, so composite keys need no padding.
@@ -15,8 +15,17 @@ pub(crate) type DKey = [u8];
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `digest -> BlobRecord`.
 pub(crate) const BLOBS: TableDefinition<&DKey, &[u8]> = TableDefinition::new("blobs");
-/// `digest -> bytes` for blobs at or under the inline threshold.
+/// Format 3's `digest -> packed bytes` of inline blobs, read only by the
+/// migration: format 4 keeps them in [`BODIES`], and this table stays
+/// empty (its id in the index log is never reused).
 pub(crate) const INLINE: TableDefinition<&DKey, &[u8]> = TableDefinition::new("inline");
+/// `body id -> packed bytes` (`schema::body`) of blobs at or under the
+/// inline threshold, the id named by the blob's record. Ids are handed out
+/// in order from the `next_body` counter and never reused, so a new body
+/// is an append to this, the largest tree, not an insert at a random key.
+pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// `bodies` opened for reading.
+pub(crate) type BodiesTable = redb::ReadOnlyTable<u64, &'static [u8]>;
 /// `parent -> adjacency list`: one value per manifest, written once.
 pub(crate) const EDGES_OUT: TableDefinition<&DKey, &[u8]> = TableDefinition::new("edges_out");
 /// `child parent kind(1) -> ()`.
@@ -182,6 +191,7 @@ tables! {
     20 repo_names REPO_NAMES<u64, &'static str> false;
     21 usage USAGE<&'static str, &'static [u8]> true;
     22 pulls PULLS<&'static [u8], u64> false;
+    23 bodies BODIES<u64, &'static [u8]> false;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

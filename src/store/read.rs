@@ -11,7 +11,7 @@ use crate::error::{Error, IoContext as _, Result};
 use crate::oci::hasher::Hasher;
 use crate::schema::body;
 use crate::schema::record::{self, BlobRecord, Placement};
-use crate::schema::tables::{self, BLOBS, INLINE, INTENTS, MEMBERS};
+use crate::schema::tables::{self, BLOBS, BODIES, INTENTS, MEMBERS};
 
 /// Metadata of a stored blob.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -134,8 +134,8 @@ impl Store {
         let rec = read_record(&txn, d)?;
         let actual = match rec.placement {
             Placement::Inline => {
-                let t = txn.open_table(INLINE)?;
-                let g = inline_bytes(&t, d)?;
+                let t = txn.open_table(BODIES)?;
+                let g = inline_bytes(&t, d, &rec)?;
                 let bytes = body::unpack(g.value())?;
                 check_len(d, &rec, bytes.len() as u64)?;
                 Hasher::digest_of(d.algorithm(), &bytes)
@@ -233,8 +233,8 @@ impl Store {
         };
         match rec.placement {
             Placement::Inline => {
-                let t = txn.open_table(INLINE)?;
-                let g = inline_bytes(&t, d)?;
+                let t = txn.open_table(BODIES)?;
+                let g = inline_bytes(&t, d, &rec)?;
                 let bytes = body::unpack(g.value())?;
                 let (s, e) = (start as usize, end as usize);
                 if s > e || e > bytes.len() {
@@ -294,14 +294,18 @@ fn read_record(txn: &redb::ReadTransaction, d: &Digest) -> Result<BlobRecord> {
     record::lookup(&txn.open_table(BLOBS)?, d)?.ok_or_else(|| not_found(d))
 }
 
-type InlineTable = redb::ReadOnlyTable<&'static tables::DKey, &'static [u8]>;
-
+/// An inline blob's packed bytes, found through its record's body id.
 fn inline_bytes<'t>(
-    t: &'t InlineTable,
+    t: &'t tables::BodiesTable,
     d: &Digest,
+    rec: &BlobRecord,
 ) -> Result<redb::AccessGuard<'t, &'static [u8]>> {
-    t.get(d.to_key().as_slice())?
-        .ok_or_else(|| Error::Corrupt(format!("{d} is recorded inline but its bytes are missing")))
+    t.get(rec.body)?.ok_or_else(|| {
+        Error::Corrupt(format!(
+            "{d} is recorded inline as body {} but that body is missing",
+            rec.body
+        ))
+    })
 }
 
 fn check_len(d: &Digest, rec: &BlobRecord, len: u64) -> Result<()> {

@@ -1,6 +1,6 @@
-//! Format migration: a format-1 and a format-2 store, each written by the
-//! build of its format (checked in under tests/fixtures/v1-store and
-//! v2-store, with what that build read back from it), are refused by
+//! Format migration: a format-1, format-2 and format-3 store, each written
+//! by the build of its format (checked in under tests/fixtures/v1-store,
+//! v2-store and v3-store, with what that build read back from it), are refused by
 //! `Store::open` with an error naming `ocidb migrate`, upgraded by it, and
 //! then read back exactly what their build read. A migration killed at any
 //! point leaves a store that opens in the old format (and migrates later)
@@ -18,7 +18,7 @@ use ocidb::store::STORE_FORMAT;
 use ocidb::{ErrorKind, FsckOptions, ManifestOptions, ManualClock, Store, StoreOptions};
 
 /// The formats with a fixture store, each written by its own build.
-const OLD_FORMATS: [u8; 2] = [1, 2];
+const OLD_FORMATS: [u8; 3] = [1, 2, 3];
 
 fn fixture(format: u8) -> PathBuf {
     common::repo_root().join(format!("tests/fixtures/v{format}-store"))
@@ -67,6 +67,29 @@ fn open_at_fixture_time(format: u8, store: &Path) -> ocidb::Result<Store> {
     )
 }
 
+/// What a store of format 3 or later reads back beyond [`expected`]'s
+/// snapshot (tag history, usage), as the fixture's build read it; empty
+/// for older formats, which kept neither.
+fn expected_since_v3(format: u8) -> String {
+    if format < 3 {
+        return String::new();
+    }
+    std::fs::read_to_string(fixture(format).join("snapshot-since-v3.txt")).expect("snapshot")
+}
+
+/// The migrated store reads back what the fixture's build read.
+fn assert_reads_back(format: u8, s: &Store, why: &str) {
+    let (snap, upload) = expected(format);
+    common::assert_same_text(&common::rich::snapshot(s, &upload), &snap, why);
+    if format >= 3 {
+        common::assert_same_text(
+            &common::rich::snapshot_since_v3(s),
+            &expected_since_v3(format),
+            why,
+        );
+    }
+}
+
 fn expected(format: u8) -> (String, String) {
     let snap = std::fs::read_to_string(fixture(format).join("snapshot.txt")).expect("snapshot");
     let upload = std::fs::read_to_string(fixture(format).join("upload-id")).expect("upload id");
@@ -77,14 +100,9 @@ fn expected(format: u8) -> (String, String) {
 /// build read, or it is still in the old `format` and says so (in which
 /// case it is migrated and checked). Returns whether it was still old.
 fn check_either_format(format: u8, store: &Path) -> bool {
-    let (snap, upload) = expected(format);
     let still_v1 = match open_at_fixture_time(format, store) {
         Ok(s) => {
-            common::assert_same_text(
-                &common::rich::snapshot(&s, &upload),
-                &snap,
-                "a migrated store lost something",
-            );
+            assert_reads_back(format, &s, "a migrated store lost something");
             false
         }
         Err(e) if e.kind() == ErrorKind::UpgradeRequired => {
@@ -94,7 +112,7 @@ fn check_either_format(format: u8, store: &Path) -> bool {
         Err(e) => panic!("the store opens neither as v1 nor as v2: {e}"),
     };
     let s = open_at_fixture_time(format, store).expect("open migrated");
-    common::assert_same_text(&common::rich::snapshot(&s, &upload), &snap, "migrated");
+    assert_reads_back(format, &s, "migrated");
     let report = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     assert!(!store.join(ocidb::maint::migrate::MIGRATING_FILE).exists());
@@ -136,19 +154,44 @@ fn refused_then_migrated(format: u8) {
         "leases",
         "lease_items",
         "uploads",
-        "inline",
+        "bodies",
         "artifact_types",
         "repos",
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        if format >= 3 {
+            &["tag_history", "tag_history_time", "repo_names", "usage"][..]
+        } else {
+            &[]
+        }
+        .iter()
+        .copied(),
+    ) {
         assert!(
             report.rows.get(table).is_some_and(|n| *n > 0),
             "{table}: {:?}",
             report.rows
         );
     }
-    let (snap, upload) = expected(format);
+    // Every inline body moved to `bodies`: nothing is left keyed by digest.
+    {
+        use redb::{ReadableDatabase as _, ReadableTableMetadata as _, TableDefinition};
+        const INLINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inline");
+        const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+        let db = redb::Database::open(store.join("ocidb.redb")).expect("raw open");
+        let txn = db.begin_read().expect("read");
+        match txn.open_table(INLINE) {
+            Ok(t) => assert_eq!(t.len().expect("len"), 0, "inline rows left"),
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+        let bodies = txn.open_table(BODIES).expect("bodies").len().expect("len");
+        assert_eq!(bodies, report.rows["bodies"]);
+    }
+    let (_, upload) = expected(format);
     let s = open_at_fixture_time(format, &store).expect("open migrated");
-    common::assert_same_text(&common::rich::snapshot(&s, &upload), &snap, "migrated");
+    assert_reads_back(format, &s, "migrated");
     let fsck = s.fsck(&FsckOptions::default()).expect("fsck");
     assert!(fsck.is_clean(), "{:?}", fsck.problems);
     // The migrated store keeps working: a new referrer, an upload finished,
