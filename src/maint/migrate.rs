@@ -176,29 +176,24 @@ pub fn migrate(
                     body::pack,
                 )?
             }
-            2 => {
-                copy.copy_v2(&snapshot)?;
-                let as_is = |k: &[u8]| Ok(k.to_vec());
-                copy.blobs_and_bodies(
-                    &snapshot,
-                    tables::BLOBS,
-                    tables::INLINE,
-                    as_is,
-                    BlobRecord::decode_v2,
-                    body::pack,
-                )?
-            }
-            // Format 3: the range check above admits nothing else.
+            // Formats 2 and 3 (the range check above admits nothing
+            // else) share their blob records; format 2's bodies are not
+            // yet packed.
             _ => {
-                copy.copy_v3(&snapshot)?;
-                let as_is = |k: &[u8]| Ok(k.to_vec());
+                let body: fn(&[u8]) -> Vec<u8> = if from == 2 {
+                    copy.copy_v2(&snapshot)?;
+                    body::pack
+                } else {
+                    copy.copy_v3(&snapshot)?;
+                    <[u8]>::to_vec
+                };
                 copy.blobs_and_bodies(
                     &snapshot,
                     tables::BLOBS,
                     tables::INLINE,
-                    as_is,
+                    |k: &[u8]| Ok(k.to_vec()),
                     BlobRecord::decode_v2,
-                    <[u8]>::to_vec,
+                    body,
                 )?
             }
         };
@@ -382,11 +377,11 @@ impl Copy<'_> {
     /// The small tables no format changed. META's format entry is copied
     /// too and overwritten by the last commit.
     fn unchanged_since_v1(&mut self, old: &redb::ReadTransaction) -> Result<()> {
-        self.same(old, tables::META, "meta")?;
-        self.same(old, tables::ARTIFACT_TYPES, "artifact_types")?;
-        self.same(old, tables::REPOS, "repos")?;
-        self.same(old, tables::LEASES, "leases")?;
-        self.same(old, tables::UPLOADS, "uploads")
+        self.as_is(old, tables::META, "meta")?;
+        self.as_is(old, tables::ARTIFACT_TYPES, "artifact_types")?;
+        self.as_is(old, tables::REPOS, "repos")?;
+        self.as_is(old, tables::LEASES, "leases")?;
+        self.as_is(old, tables::UPLOADS, "uploads")
     }
 
     /// Format 1's tables other than `blobs` and `inline`, converted.
@@ -683,32 +678,6 @@ impl Copy<'_> {
             }
             Ok(())
         })
-    }
-
-    /// Copies a table whose key and value types did not change, in one
-    /// transaction (these tables are small: names, ids, sessions).
-    fn same<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &mut self,
-        old: &redb::ReadTransaction,
-        def: TableDefinition<K, V>,
-        name: &'static str,
-    ) -> Result<()> {
-        let Some(src) = existing(old.open_table(def))? else {
-            return Ok(());
-        };
-        let txn = self.new.begin_write()?;
-        let mut n = 0;
-        {
-            let mut dst = txn.open_table(def)?;
-            for e in src.iter()? {
-                let (k, v) = e?;
-                dst.insert(k.value(), v.value())?;
-                n += 1;
-            }
-        }
-        txn.commit()?;
-        self.copied(name, n);
-        Ok(())
     }
 }
 
