@@ -572,6 +572,29 @@ fn cache_bytes() -> Res<usize> {
     }
 }
 
+/// The Store's stat of each of `stats` and read of each of `gets`, timed
+/// one by one.
+fn store_stat_get(
+    store: &ocidb::Store,
+    stats: &[Digest],
+    gets: &[Digest],
+) -> Res<(Vec<Duration>, Vec<Duration>)> {
+    let mut st = Vec::new();
+    for d in stats {
+        let t = Instant::now();
+        store.stat(d)?;
+        st.push(t.elapsed());
+    }
+    let mut get = Vec::new();
+    for d in gets {
+        let t = Instant::now();
+        let len = store.read(d)?.len();
+        get.push(t.elapsed());
+        assert!(len > 0, "the Store's body of {d}");
+    }
+    Ok((st, get))
+}
+
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e6
@@ -643,19 +666,7 @@ fn main() -> Res<()> {
             lat.push(t.elapsed());
             assert_eq!(page.index.manifests.len(), 1, "v1 referrers of {d}");
         }
-        let mut st = Vec::new();
-        for d in &stats {
-            let t = Instant::now();
-            store.stat(d)?;
-            st.push(t.elapsed());
-        }
-        let mut lat_get = Vec::new();
-        for d in &gets {
-            let t = Instant::now();
-            let len = store.read(d)?.len();
-            lat_get.push(t.elapsed());
-            assert!(len > 0, "the Store's body of {d}");
-        }
+        let (st, lat_get) = store_stat_get(&store, &stats, &gets)?;
         println!("  (store: get p50 {:.2} µs)", p50(lat_get));
         drop(store);
         // Again from a store just opened: its page cache holds nothing, so
@@ -663,18 +674,7 @@ fn main() -> Res<()> {
         // cached (random inserts touch most leaves of a tree; appends only
         // its last). The operating system's cache is warm for both.
         let store = ocidb::Store::open_with(&dir, opts, false)?;
-        let (mut st_cold, mut lat_get) = (Vec::new(), Vec::new());
-        for d in &stats {
-            let t = Instant::now();
-            store.stat(d)?;
-            st_cold.push(t.elapsed());
-        }
-        for d in &gets {
-            let t = Instant::now();
-            let len = store.read(d)?.len();
-            lat_get.push(t.elapsed());
-            assert!(len > 0, "the Store's body of {d}");
-        }
+        let (st_cold, lat_get) = store_stat_get(&store, &stats, &gets)?;
         println!(
             "  (store reopened: stat p50 {:.2} µs, get p50 {:.2} µs)",
             p50(st_cold),
@@ -683,7 +683,7 @@ fn main() -> Res<()> {
         drop(store);
         let size = std::fs::metadata(dir.join("ocidb.redb"))?.len();
         row(
-            "the Store as built (format 3 since it landed; 2 and 1 before)",
+            "the Store as built (this build's format: docs/format.md)",
             rate,
             size,
             all.len(),
