@@ -693,6 +693,124 @@ fn a_batch_refuses_a_child_its_repository_lacks_and_keeps_nothing() {
     );
 }
 
+/// The bodies of a small graph, their blobs pushed to `repo` first: two
+/// images sharing a layer, an index of both, referrers of each (two of the
+/// first, of different artifact types), and one referrer twice.
+fn graph_bodies(s: &Store, repo: &str) -> Vec<String> {
+    let layer = blob(s, b"shared base", "application/vnd.oci.image.layer.v1.tar");
+    let empty = blob(s, b"{}", "application/vnd.oci.empty.v1+json");
+    let mut bodies = Vec::new();
+    let mut images = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = blob(
+            s,
+            format!("{{\"name\":\"{name}\"}}").as_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        );
+        let body = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cfg, "layers": [layer]}).to_string();
+        let d = Hasher::digest_of(Algorithm::Sha256, body.as_bytes());
+        images.push(json!({"mediaType": OCI_MANIFEST, "digest": d, "size": body.len()}));
+        bodies.push(body);
+    }
+    bodies
+        .push(json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images}).to_string());
+    for (i, (subject, at)) in [
+        (0, "application/x.sig"),
+        (0, "application/x.sbom"),
+        (1, "application/x.sig"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = blob(
+            s,
+            format!("payload {i}").as_bytes(),
+            "application/octet-stream",
+        );
+        bodies.push(
+            json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": at,
+                "config": empty, "layers": [payload], "subject": images[subject]})
+            .to_string(),
+        );
+    }
+    bodies.push(bodies[bodies.len() - 1].clone());
+    for b in &bodies {
+        common::push_children(s, repo, &serde_json::from_str(b).expect("json"));
+    }
+    bodies
+}
+
+/// A batch holds back the rows keyed by a child or a subject and writes
+/// them in key order at its end: the graph it leaves is the one the same
+/// manifests leave put one by one (parents, referrers, a clean fsck).
+#[test]
+fn a_batch_indexes_what_single_puts_index() {
+    let (_d1, one) = store();
+    let (_d2, batch) = store();
+    let bodies = graph_bodies(&one, "r/g");
+    assert_eq!(graph_bodies(&batch, "r/g"), bodies);
+    for b in &bodies {
+        one.put_manifest("r/g", b.as_bytes(), &ManifestOptions::default())
+            .expect("single put");
+    }
+    let items: Vec<(&[u8], ManifestOptions)> = bodies
+        .iter()
+        .map(|b| (b.as_bytes(), ManifestOptions::default()))
+        .collect();
+    assert_eq!(
+        batch.put_manifests("r/g", &items).expect("batch").len(),
+        bodies.len()
+    );
+    let mut nodes: Vec<Digest> = bodies
+        .iter()
+        .map(|b| Hasher::digest_of(Algorithm::Sha256, b.as_bytes()))
+        .collect();
+    for b in &bodies {
+        let v: Value = serde_json::from_str(b).expect("json");
+        for d in v["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain([&v["config"]])
+        {
+            if let Some(d) = d["digest"].as_str() {
+                nodes.push(d.parse().expect("digest"));
+            }
+        }
+    }
+    let mut parents = 0;
+    let mut listed = 0;
+    for d in &nodes {
+        let p = batch.predecessors(d).expect("preds");
+        assert_eq!(p, one.predecessors(d).expect("preds"), "parents of {d}");
+        parents += p.len();
+        let q = ReferrersQuery::default();
+        let r = batch
+            .referrers("r/g", d, &q)
+            .expect("referrers")
+            .index
+            .manifests;
+        assert_eq!(
+            r,
+            one.referrers("r/g", d, &q)
+                .expect("referrers")
+                .index
+                .manifests,
+            "referrers of {d}"
+        );
+        listed += r.len();
+    }
+    // Nothing above is vacuous: the shared layer, the configs, the images
+    // and the empty config all have parents, and the subjects list their
+    // three referrers (the one put twice once).
+    assert!(parents >= 10, "{parents} parents");
+    assert_eq!(listed, 3);
+    assert!(batch
+        .fsck(&ocidb::FsckOptions::default())
+        .expect("fsck")
+        .is_clean());
+}
+
 #[test]
 fn deleting_a_referrer_removes_its_index_entries() {
     let (_d, s) = store();

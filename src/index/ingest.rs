@@ -8,7 +8,7 @@ use super::blobs::record_in;
 use super::events;
 use super::history::TagChange;
 use super::leases::{add_to_lease, check_lease};
-use super::referrers::add_referrer;
+use super::referrers::{put_referrer, referrer_key};
 use super::repos::{add_member, ensure_repo, lookup_repo_w, member_kind_in};
 use super::tags::set_tag;
 use crate::digest::Digest;
@@ -128,16 +128,82 @@ pub(crate) fn check_children(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<
     Ok(())
 }
 
-/// The writer half of a manifest put. Validates first, then mutates.
-/// `children_checked`: the caller already ran [`check_children`] on it in
-/// this transaction (a batch checks every manifest before it applies any,
-/// and applying only adds memberships), so the lookups are not repeated:
-/// at a million manifests they are random reads, most of them past the
-/// page cache.
-pub(crate) fn ingest_manifest(
+/// Rows of the trees keyed by another blob's digest (`edges_in` by the
+/// child, `referrers` by the subject), held back while manifests are
+/// applied and then inserted in their own key order. A batch applied in
+/// manifest-digest order writes the trees keyed by that digest from left to
+/// right, but would jump to a random leaf of these two for every row;
+/// sorted, it walks each of them once.
+#[derive(Default)]
+struct KeyOrdered {
+    edges_in: Vec<Vec<u8>>,
+    /// Subject-sourced entries: (key, the referrer's descriptor).
+    referrers: Vec<(Vec<u8>, Descriptor)>,
+}
+
+impl KeyOrdered {
+    /// Inserts the rows. The order of the entries of one key is kept: the
+    /// same referrer put twice merges as it would have in arrival order.
+    /// Holding subject entries back is safe beside a fallback tag's entries
+    /// applied at once: an entry's sources are separate bits, so adding the
+    /// subject's and adding or dropping the tag's commute.
+    fn apply(mut self, b: &mut Batch<'_>) -> Result<()> {
+        self.edges_in.sort_unstable();
+        for k in &self.edges_in {
+            b.t.edges_in.insert(k.as_slice(), ())?;
+        }
+        self.referrers.sort_by(|x, y| x.0.cmp(&y.0));
+        for (k, desc) in &self.referrers {
+            put_referrer(b, k, desc, SOURCE_SUBJECT)?;
+        }
+        Ok(())
+    }
+}
+
+/// The writer half of a single manifest put. Validates first, then
+/// mutates.
+pub(crate) fn ingest_manifest(b: &mut Batch<'_>, p: &PreparedManifest) -> Result<ManifestPut> {
+    let mut later = KeyOrdered::default();
+    let put = apply_manifest(b, p, false, &mut later)?;
+    later.apply(b)?;
+    Ok(put)
+}
+
+/// The writer half of a batch put: every manifest is validated before any
+/// table is touched, so that a rejected batch leaves nothing behind. The
+/// answers are in `prepared`'s order.
+pub(crate) fn ingest_manifests(
+    b: &mut Batch<'_>,
+    prepared: &[PreparedManifest],
+) -> Result<Vec<ManifestPut>> {
+    for p in prepared {
+        check_children(b, p)?;
+    }
+    // Applied in digest order: every table keyed by the manifest's digest
+    // is then written from left to right, and `later` does the same for
+    // the others.
+    let mut order: Vec<usize> = (0..prepared.len()).collect();
+    order.sort_by_key(|&i| prepared[i].digest);
+    let mut out: Vec<Option<ManifestPut>> = vec![None; prepared.len()];
+    let mut later = KeyOrdered::default();
+    for i in order {
+        out[i] = Some(apply_manifest(b, &prepared[i], true, &mut later)?);
+    }
+    later.apply(b)?;
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Applies one manifest; `later` takes the rows of the trees keyed by other
+/// digests. `children_checked`: the caller already ran [`check_children`]
+/// on it in this transaction (a batch checks every manifest before it
+/// applies any, and applying only adds memberships), so the lookups are not
+/// repeated: at a million manifests they are random reads, most of them
+/// past the page cache.
+fn apply_manifest(
     b: &mut Batch<'_>,
     p: &PreparedManifest,
     children_checked: bool,
+    later: &mut KeyOrdered,
 ) -> Result<ManifestPut> {
     let size = p.size;
     let existing = record_in(b, &p.digest)?;
@@ -168,7 +234,7 @@ pub(crate) fn ingest_manifest(
         urls: None,
     });
     if newly_indexed && let (Some(parsed), Some(own)) = (&p.parsed, &own) {
-        index_edges(b, &p.digest, parsed, own)?;
+        index_edges(b, &p.digest, parsed, own, later)?;
     }
     let repo_id = ensure_repo(b, &p.repo)?;
     add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
@@ -189,7 +255,8 @@ pub(crate) fn ingest_manifest(
     crate::sync_points::ingest_checkpoint(b.shared.faults.as_deref())?;
     let subject = p.parsed.as_ref().and_then(|x| x.subject.as_ref());
     if let (Some(subject), Some(own)) = (subject, &own) {
-        add_referrer(b, repo_id, &subject.digest, own, SOURCE_SUBJECT)?;
+        let k = referrer_key(b, repo_id, &subject.digest, own)?;
+        later.referrers.push((k, own.clone()));
     }
     let mut moved = Vec::new();
     let change = TagChange::new(TagCause::Tagged, p.user.as_deref());
@@ -252,13 +319,14 @@ fn write_record(
 }
 
 /// The manifest's edges: one adjacency value, and a reverse entry per child
-/// and for the subject. The subject edge carries the referrer's own
-/// descriptor: it is what a referrers listing returns.
+/// and for the subject (into `later`). The subject edge carries the
+/// referrer's own descriptor: it is what a referrers listing returns.
 fn index_edges(
     b: &mut Batch<'_>,
     digest: &Digest,
     parsed: &ParsedManifest,
     own: &Descriptor,
+    later: &mut KeyOrdered,
 ) -> Result<()> {
     let key = digest.to_key();
     let subject = parsed.subject.as_ref().map(|s| (s, own));
@@ -267,14 +335,14 @@ fn index_edges(
         keys::encode_adjacency(&parsed.children, subject)?.as_slice(),
     )?;
     for (kind, child) in &parsed.children {
-        b.t.edges_in
-            .insert(keys::edge_in(&child.digest, digest, *kind).as_slice(), ())?;
+        later
+            .edges_in
+            .push(keys::edge_in(&child.digest, digest, *kind));
     }
     if let Some(s) = &parsed.subject {
-        b.t.edges_in.insert(
-            keys::edge_in(&s.digest, digest, EdgeKind::Subject).as_slice(),
-            (),
-        )?;
+        later
+            .edges_in
+            .push(keys::edge_in(&s.digest, digest, EdgeKind::Subject));
     }
     Ok(())
 }

@@ -46,9 +46,31 @@ pub(crate) fn add_referrer(
     desc: &Descriptor,
     source: u8,
 ) -> Result<()> {
+    let k = referrer_key(b, repo_id, subject, desc)?;
+    put_referrer(b, &k, desc, source)
+}
+
+/// The key of `desc`'s entry under (repo, subject); interns its artifact
+/// type.
+pub(crate) fn referrer_key(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    subject: &Digest,
+    desc: &Descriptor,
+) -> Result<Vec<u8>> {
     let at = intern_artifact_type(b, desc.artifact_type.as_deref())?;
-    let k = keys::referrer(repo_id, subject, at, &desc.digest);
-    let (sources, stored) = match b.t.referrers.get(k.as_slice())? {
+    Ok(keys::referrer(repo_id, subject, at, &desc.digest))
+}
+
+/// Adds `source` to the entry under `k` (made by [`referrer_key`] for
+/// `desc`), creating it if needed.
+pub(crate) fn put_referrer(
+    b: &mut Batch<'_>,
+    k: &[u8],
+    desc: &Descriptor,
+    source: u8,
+) -> Result<()> {
+    let (sources, stored) = match b.t.referrers.get(k)? {
         Some(g) => keys::decode_referrer_of(&desc.digest, g.value())?,
         None => (0, desc.clone()),
     };
@@ -60,7 +82,7 @@ pub(crate) fn add_referrer(
         &stored
     };
     b.t.referrers.insert(
-        k.as_slice(),
+        k,
         keys::encode_referrer(sources | source, value)?.as_slice(),
     )?;
     Ok(())

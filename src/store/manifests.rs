@@ -4,11 +4,10 @@
 use super::Store;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::index::ingest::check_children;
-use crate::index::ingest::ingest_manifest;
 pub use crate::index::ingest::Children;
 use crate::index::ingest::ManifestPut;
 use crate::index::ingest::PreparedManifest;
+use crate::index::ingest::{ingest_manifest, ingest_manifests};
 use crate::oci::hasher::Hasher;
 use crate::oci::manifest::{self};
 use crate::oci::names::{self, Reference};
@@ -165,7 +164,7 @@ impl Store {
         opts: &ManifestOptions,
     ) -> Result<ManifestPut> {
         let prepared = self.prepare_manifest(repo, body, opts)?;
-        self.submit(!opts.no_sync, move |b| ingest_manifest(b, &prepared, false))
+        self.submit(!opts.no_sync, move |b| ingest_manifest(b, &prepared))
     }
 
     /// Stores many manifests of one repository in one transaction. Hashing
@@ -204,23 +203,7 @@ impl Store {
         prepared: Vec<PreparedManifest>,
         durable: bool,
     ) -> Result<Vec<ManifestPut>> {
-        self.submit(durable, move |b| {
-            // Validate every manifest before touching any table, so that a
-            // rejected batch leaves nothing behind.
-            for p in &prepared {
-                check_children(b, p)?;
-            }
-            // Applying in digest order turns most inserts (every table keyed
-            // by the manifest digest) into sequential ones: far fewer pages
-            // touched per transaction than in arrival order.
-            let mut order: Vec<usize> = (0..prepared.len()).collect();
-            order.sort_by_key(|&i| prepared[i].digest);
-            let mut out: Vec<Option<ManifestPut>> = vec![None; prepared.len()];
-            for i in order {
-                out[i] = Some(ingest_manifest(b, &prepared[i], true)?);
-            }
-            Ok(out.into_iter().flatten().collect())
-        })
+        self.submit(durable, move |b| ingest_manifests(b, &prepared))
     }
 
     /// Resolves a tag or digest inside a repository to a manifest digest.
