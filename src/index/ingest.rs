@@ -254,9 +254,9 @@ fn apply_manifest(
     }
     crate::sync_points::ingest_checkpoint(b.shared.faults.as_deref())?;
     let subject = p.parsed.as_ref().and_then(|x| x.subject.as_ref());
-    if let (Some(subject), Some(own)) = (subject, &own) {
-        let k = referrer_key(b, repo_id, &subject.digest, own)?;
-        later.referrers.push((k, own.clone()));
+    if let (Some(subject), Some(own)) = (subject, own) {
+        let k = referrer_key(b, repo_id, &subject.digest, &own)?;
+        later.referrers.push((k, own));
     }
     let mut moved = Vec::new();
     let change = TagChange::new(TagCause::Tagged, p.user.as_deref());
