@@ -223,7 +223,7 @@ fn apply_manifest(
     }
     let created = existing.is_none();
     let newly_indexed = p.parsed.is_some() && !existing.as_ref().is_some_and(|r| r.manifest);
-    write_record(b, p, existing, newly_indexed)?;
+    let stored_size = write_record(b, p, existing, newly_indexed)?;
     let own = p.parsed.as_ref().map(|parsed| Descriptor {
         media_type: p.media_type.clone().unwrap_or_default(),
         digest: p.digest,
@@ -237,7 +237,7 @@ fn apply_manifest(
         index_edges(b, &p.digest, parsed, own, later)?;
     }
     let repo_id = ensure_repo(b, &p.repo)?;
-    add_member(b, repo_id, &p.digest, MEMBER_MANIFEST)?;
+    add_member(b, repo_id, &p.digest, MEMBER_MANIFEST, stored_size)?;
     let mut ev = events::event(EventKind::ManifestPushed, repo_id, Some(&p.digest));
     ev.size = size;
     ev.media_type = p.media_type.clone().unwrap_or_default();
@@ -280,12 +280,13 @@ fn apply_manifest(
 
 /// The manifest's record, and its bytes when it is new: a re-put refreshes
 /// the record (its grace period restarts) and fills in what it lacked.
+/// Returns the size the record holds.
 fn write_record(
     b: &mut Batch<'_>,
     p: &PreparedManifest,
     existing: Option<BlobRecord>,
     newly_indexed: bool,
-) -> Result<()> {
+) -> Result<u64> {
     let key = p.digest.to_key();
     let size = p.size;
     let rec = match existing {
@@ -315,7 +316,7 @@ fn write_record(
         }
     };
     b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
-    Ok(())
+    Ok(rec.size)
 }
 
 /// The manifest's edges: one adjacency value, and a reverse entry per child

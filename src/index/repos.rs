@@ -87,8 +87,17 @@ pub(crate) fn ensure_repo(b: &mut Batch<'_>, repo: &str) -> Result<u64> {
 }
 
 /// Makes `d` a member of `repo_id`; a blob that joins (pushed, mounted,
-/// uploaded) is an outbox event. Returns whether the membership is new.
-pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) -> Result<bool> {
+/// uploaded) is an outbox event. `size` is the size in `d`'s record, which
+/// every caller has just read or written: the usage counters and the event
+/// take it from there instead of looking the record up again. Returns
+/// whether the membership is new.
+pub(crate) fn add_member(
+    b: &mut Batch<'_>,
+    repo_id: u64,
+    d: &Digest,
+    kind: u8,
+    size: u64,
+) -> Result<bool> {
     b.note_reachable(d)?;
     let mk = keys::member(repo_id, d);
     let existing = b.t.members.get(mk.as_slice())?.map(|g| g.value());
@@ -100,14 +109,11 @@ pub(crate) fn add_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest, kind: u8) 
     b.t.member_of
         .insert(keys::member_of(d, repo_id).as_slice(), ())?;
     if existing.is_none() {
-        usage::joined(b, repo_id, d)?;
+        usage::joined(b, repo_id, d, size)?;
     }
     if kind != MEMBER_MANIFEST {
         let mut ev = events::event(EventKind::BlobPushed, repo_id, Some(d));
-        ev.size = crate::index::blobs::record_in(b, d)
-            .ok()
-            .flatten()
-            .map_or(0, |r| r.size);
+        ev.size = size;
         events::emit(b, ev)?;
     }
     Ok(true)

@@ -71,7 +71,8 @@ pub(crate) fn complete_upload(
         b.discard_staged(staged.clone());
     }
     let repo_id = ensure_repo(b, repo)?;
-    add_member(b, repo_id, d, MEMBER_BLOB)?;
+    let stored = crate::index::blobs::record_in(b, d)?.map_or(size, |r| r.size);
+    add_member(b, repo_id, d, MEMBER_BLOB, stored)?;
     if check_lease(b, lease).is_ok() {
         add_to_lease(b, lease, d)?;
     }

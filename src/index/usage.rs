@@ -27,10 +27,10 @@ fn name_of(b: &mut Batch<'_>, id: u64) -> Result<String> {
         .ok_or_else(|| Error::Corrupt(format!("repository id {id} has no name in repo_names")))
 }
 
-/// Counts `d` into repository `id` (it just joined), and refuses it with
-/// [`Error::OverQuota`] if that takes any of its scopes past a quota.
-pub(crate) fn joined(b: &mut Batch<'_>, id: u64, d: &Digest) -> Result<()> {
-    let size = crate::index::blobs::record_in(b, d)?.map_or(0, |r| r.size);
+/// Counts `d`, of `size` bytes (its record's), into repository `id` (it
+/// just joined), and refuses it with [`Error::OverQuota`] if that takes any
+/// of its scopes past a quota.
+pub(crate) fn joined(b: &mut Batch<'_>, id: u64, d: &Digest, size: u64) -> Result<()> {
     let repo = name_of(b, id)?;
     let quotas = b.shared.quotas();
     for scope in scopes(&repo) {

@@ -382,7 +382,7 @@ impl Store {
                 return Ok(None);
             };
             let id = ensure_repo(b, &repo)?;
-            add_member(b, id, &d, MEMBER_BLOB)?;
+            add_member(b, id, &d, MEMBER_BLOB, rec.size)?;
             b.note_reachable(&d)?;
             refresh(b, &d, rec.clone())?;
             Ok(Some(super::info(&d, rec)))
@@ -512,7 +512,8 @@ fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -
     }
     if let Some(r) = repo {
         let id = ensure_repo(b, r)?;
-        add_member(b, id, d, MEMBER_BLOB)?;
+        let size = record_in(b, d)?.map_or(0, |rec| rec.size);
+        add_member(b, id, d, MEMBER_BLOB, size)?;
     }
     Ok(())
 }
