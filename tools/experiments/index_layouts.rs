@@ -6,7 +6,7 @@
 //! `cargo run --release -p ocidb-bench --example index_layouts -- [MANIFESTS] [LAYOUTS]`
 //! (default 100,000; seed 1, the harness's generator). LAYOUTS is a
 //! comma-separated subset of
-//! `store,v1,compact,sorted,ids,folded,bodies,appended`
+//! `store,v1,compact,sorted,ids,folded,bodies,appended,staged,staged-edges`
 //! (all by default). Every layout, the Store's included, gets the page
 //! cache `OCIDB_CACHE_MIB` sets, else the Store's default (256 MiB).
 //!
@@ -39,6 +39,16 @@
 //!   the small rows. A read of the bytes pays one more lookup. A digest
 //!   ingested twice gets a second body (the loop looks nothing up), which
 //!   counts against this candidate's size and time.
+//! - `staged`: `bodies`, with the two key-only reverse sets (`edges_in`,
+//!   `member_of`) inserted into small staging trees of the same keys, and
+//!   the staged rows merged into the main trees, in key order, every
+//!   `OCIDB_STAGE_BATCHES` batches (8 by default). A random insert into a
+//!   small tree shares its leaf with many others; the merge then visits
+//!   each main leaf once for several batches' rows. A read of either set
+//!   looks in both trees.
+//! - `staged-edges`: `staged`, with each manifest's edge list stored in
+//!   its body row (under the body's appended id) instead of `edges_out`:
+//!   one random-key tree fewer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -47,7 +57,7 @@ use std::time::{Duration, Instant};
 use ocidb::manifest::{classify, Descriptor, EdgeKind, ParserRegistry};
 use ocidb::Digest;
 use ocidb_bench::synth::{GenManifest, GenSpec, Generator};
-use redb::{Database, ReadableDatabase as _, TableDefinition};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -62,6 +72,8 @@ const TAGGED: TableDefinition<&[u8], ()> = TableDefinition::new("tagged");
 const IDS: TableDefinition<&[u8], u64> = TableDefinition::new("ids");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 const STRINGS: TableDefinition<&str, u32> = TableDefinition::new("strings");
+const EDGES_IN_STAGED: TableDefinition<&[u8], ()> = TableDefinition::new("edges_in_staged");
+const MEMBER_OF_STAGED: TableDefinition<&[u8], ()> = TableDefinition::new("member_of_staged");
 
 #[derive(Clone, Copy, PartialEq)]
 enum Layout {
@@ -72,6 +84,8 @@ enum Layout {
     Folded,
     Bodies,
     Appended,
+    Staged,
+    StagedEdges,
 }
 
 impl Layout {
@@ -90,6 +104,8 @@ impl Layout {
             Layout::Appended => {
                 "folded, bodies in a table keyed by an id handed out in order, sorted batches"
             }
+            Layout::Staged => "bodies, edges_in and member_of staged and merged in key order",
+            Layout::StagedEdges => "staged, the edge list in the body row (no edges_out)",
         }
     }
 
@@ -99,7 +115,15 @@ impl Layout {
     }
 
     fn appends_bodies(self) -> bool {
-        matches!(self, Layout::Bodies | Layout::Appended)
+        matches!(
+            self,
+            Layout::Bodies | Layout::Appended | Layout::Staged | Layout::StagedEdges
+        )
+    }
+
+    /// `edges_in` and `member_of` go through staging trees.
+    fn stages(self) -> bool {
+        matches!(self, Layout::Staged | Layout::StagedEdges)
     }
 
     fn key(self) -> &'static str {
@@ -111,6 +135,8 @@ impl Layout {
             Layout::Folded => "folded",
             Layout::Bodies => "bodies",
             Layout::Appended => "appended",
+            Layout::Staged => "staged",
+            Layout::StagedEdges => "staged-edges",
         }
     }
 }
@@ -193,6 +219,8 @@ struct Candidate {
     ids: HashMap<Vec<u8>, u64>,
     next_id: u64,
     next_body: u64,
+    /// Batches since the staged rows were last merged.
+    staged_batches: u32,
 }
 
 impl Candidate {
@@ -213,6 +241,7 @@ impl Candidate {
             ids: HashMap::new(),
             next_id: 1,
             next_body: 1,
+            staged_batches: 0,
         })
     }
 
@@ -346,6 +375,16 @@ impl Candidate {
             }
             if folded {
                 fold_into(&mut rec, &adj, body);
+            } else if self.layout == Layout::StagedEdges {
+                // The body row of this manifest (pushed above): the edge
+                // list, length-prefixed, before the body.
+                if let Some((_, row)) = rows.bodies.last_mut() {
+                    let mut v = Vec::with_capacity(adj.len() + row.len() + 4);
+                    varint(&mut v, adj.len() as u64);
+                    v.extend_from_slice(&adj);
+                    v.extend_from_slice(row);
+                    *row = v;
+                }
             } else {
                 rows.edges_out.push((own.clone(), adj));
             }
@@ -390,6 +429,8 @@ impl Candidate {
                 | Layout::Folded
                 | Layout::Bodies
                 | Layout::Appended
+                | Layout::Staged
+                | Layout::StagedEdges
         ) {
             rows.nodes.sort();
             rows.edges_out.sort();
@@ -423,7 +464,8 @@ impl Candidate {
             for (k, v) in &rows.edges_out {
                 t.insert(k.as_slice(), v.as_slice())?;
             }
-            let mut t = txn.open_table(EDGES_IN)?;
+            let staged = self.layout.stages();
+            let mut t = txn.open_table(if staged { EDGES_IN_STAGED } else { EDGES_IN })?;
             for k in &rows.edges_in {
                 t.insert(k.as_slice(), ())?;
             }
@@ -435,7 +477,7 @@ impl Candidate {
             for (k, v) in &rows.members {
                 t.insert(k.as_slice(), *v)?;
             }
-            let mut t = txn.open_table(MEMBER_OF)?;
+            let mut t = txn.open_table(if staged { MEMBER_OF_STAGED } else { MEMBER_OF })?;
             for k in &rows.member_of {
                 t.insert(k.as_slice(), ())?;
             }
@@ -446,6 +488,14 @@ impl Candidate {
             let mut t = txn.open_table(TAGGED)?;
             for k in &rows.tagged {
                 t.insert(k.as_slice(), ())?;
+            }
+        }
+        if self.layout.stages() {
+            self.staged_batches += 1;
+            if self.staged_batches >= stage_batches() {
+                self.staged_batches = 0;
+                merge_staged(&txn, EDGES_IN_STAGED, EDGES_IN)?;
+                merge_staged(&txn, MEMBER_OF_STAGED, MEMBER_OF)?;
             }
         }
         txn.commit()?;
@@ -551,7 +601,13 @@ impl Candidate {
         };
         let b = txn.open_table(BODIES)?;
         let body = b.get(id)?.ok_or("missing body")?;
-        Ok(body.value().to_vec().len())
+        let v = body.value();
+        let mut i = 0;
+        if self.layout == Layout::StagedEdges {
+            let adj = read_varint(v, &mut i) as usize;
+            i += adj;
+        }
+        Ok(v[i..].to_vec().len())
     }
 
     fn names(&self) -> Vec<String> {
@@ -700,6 +756,8 @@ fn main() -> Res<()> {
         Layout::Folded,
         Layout::Bodies,
         Layout::Appended,
+        Layout::Staged,
+        Layout::StagedEdges,
     ] {
         if !wanted(layout.key()) {
             continue;
@@ -752,6 +810,31 @@ fn main() -> Res<()> {
         let _ = std::fs::remove_file(&path);
     }
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Batches between merges of the staged rows (`OCIDB_STAGE_BATCHES`, 8).
+fn stage_batches() -> u32 {
+    std::env::var("OCIDB_STAGE_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// Moves every staged row into the main tree, in key order, and empties
+/// the staging tree.
+fn merge_staged(
+    txn: &redb::WriteTransaction,
+    staging: TableDefinition<&[u8], ()>,
+    main: TableDefinition<&[u8], ()>,
+) -> Res<()> {
+    let mut from = txn.open_table(staging)?;
+    let mut to = txn.open_table(main)?;
+    for e in from.iter()? {
+        let (k, _) = e?;
+        to.insert(k.value(), ())?;
+    }
+    from.retain(|_, _| false)?;
     Ok(())
 }
 
