@@ -610,6 +610,32 @@ impl Candidate {
         Ok(v[i..].to_vec().len())
     }
 
+    /// How many rows name `d` as the child in the reverse set (both trees
+    /// in a staged layout).
+    fn predecessors(&self, d: &Digest) -> Res<usize> {
+        let txn = self.db.begin_read()?;
+        let lo = dkey(d);
+        let mut hi = lo.clone();
+        hi.extend_from_slice(&[0xff; 40]);
+        let mut n = 0;
+        let mut tables = vec![EDGES_IN];
+        if self.layout.stages() {
+            tables.push(EDGES_IN_STAGED);
+        }
+        for def in tables {
+            let t = match txn.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for e in t.range(lo.as_slice()..hi.as_slice())? {
+                e?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn names(&self) -> Vec<String> {
         let mut v = vec![String::new(); self.strings.len() + 1];
         for (s, id) in &self.strings {
@@ -682,6 +708,7 @@ fn main() -> Res<()> {
             }
         }
     }
+    let popular = g.landmarks.popular_layer;
     let mut one: Vec<(Digest, String)> = subjects
         .into_iter()
         .filter(|(_, (_, k))| *k == 1)
@@ -785,6 +812,36 @@ fn main() -> Res<()> {
             let t = Instant::now();
             c.stat(d)?;
             st.push(t.elapsed());
+        }
+        if matches!(
+            layout,
+            Layout::Bodies | Layout::Staged | Layout::StagedEdges
+        ) {
+            // Predecessors: of each subject above (one referrer: a probe
+            // that finds one row), and of the most shared base layer (a
+            // long scan). A staged layout reads both trees.
+            let mut small = Vec::new();
+            for (d, _) in &one {
+                let t = Instant::now();
+                let got = c.predecessors(d)?;
+                small.push(t.elapsed());
+                assert_eq!(got, 1, "{} predecessors of {d}", layout.name());
+            }
+            let mut large = Vec::new();
+            let mut parents = 0;
+            if let Some(d) = &popular {
+                for _ in 0..20 {
+                    let t = Instant::now();
+                    parents = c.predecessors(d)?;
+                    large.push(t.elapsed());
+                }
+            }
+            println!(
+                "  ({}: predecessors p50 {:.2} µs with one parent, {:.0} µs with {parents})",
+                layout.key(),
+                p50(small),
+                p50(large)
+            );
         }
         if layout.folds() || layout.appends_bodies() {
             let mut lat = Vec::new();
