@@ -30,23 +30,34 @@ pub(crate) fn refresh(b: &mut Batch<'_>, d: &Digest, mut rec: BlobRecord) -> Res
     Ok(())
 }
 
+/// What [`insert_blob`] did.
+pub(crate) struct Inserted {
+    /// False when the digest was already stored (the put refreshed it).
+    pub created: bool,
+    /// The size the blob's record holds, for the membership's usage count.
+    pub size: u64,
+}
+
 /// Inserts a blob record (and inline bytes) unless the digest is already
-/// stored, in which case the put refreshes it. Returns whether it was
-/// inserted.
+/// stored, in which case the put refreshes it.
 pub(crate) fn insert_blob(
     b: &mut Batch<'_>,
     digest: &Digest,
     size: u64,
     media_type: Option<String>,
     inline: Option<&[u8]>,
-) -> Result<bool> {
+) -> Result<Inserted> {
     let key = digest.to_key();
     // A put during a GC run counts as a commit of that blob, even when the
     // bytes were already there: the running GC must not sweep it.
     b.note_reachable(digest)?;
     if let Some(rec) = record_in(b, digest)? {
+        let size = rec.size;
         refresh(b, digest, rec)?;
-        return Ok(false);
+        return Ok(Inserted {
+            created: false,
+            size,
+        });
     }
     let (placement, body) = match inline {
         Some(bytes) => (Placement::Inline, store_body(b, &body::pack(bytes))?),
@@ -62,7 +73,10 @@ pub(crate) fn insert_blob(
         artifact_type: None,
     };
     b.t.blobs.insert(key.as_slice(), rec.encode()?.as_slice())?;
-    Ok(true)
+    Ok(Inserted {
+        created: true,
+        size,
+    })
 }
 
 /// A blob's record as the writer's transaction sees it.

@@ -64,15 +64,15 @@ pub(crate) fn complete_upload(
     staged: &Staged,
 ) -> Result<bool> {
     b.t.uploads.remove(id)?;
-    let created = insert_blob(b, d, size, None, None)?;
+    let inserted = insert_blob(b, d, size, None, None)?;
+    let created = inserted.created;
     if created {
         b.install_blob(*d, staged.clone(), true)?;
     } else {
         b.discard_staged(staged.clone());
     }
     let repo_id = ensure_repo(b, repo)?;
-    let stored = crate::index::blobs::record_in(b, d)?.map_or(size, |r| r.size);
-    add_member(b, repo_id, d, MEMBER_BLOB, stored)?;
+    add_member(b, repo_id, d, MEMBER_BLOB, inserted.size)?;
     if check_lease(b, lease).is_ok() {
         add_to_lease(b, lease, d)?;
     }

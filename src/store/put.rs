@@ -253,26 +253,26 @@ impl Store {
             }
             let mut out = Vec::with_capacity(ready.len());
             for it in &ready {
-                let created = match &it.data {
+                let inserted = match &it.data {
                     Ready::Inline(bytes) => {
                         insert_blob(b, &it.digest, it.size, it.media_type.clone(), Some(bytes))?
                     }
                     Ready::Staged(s) => {
-                        let created =
+                        let inserted =
                             insert_blob(b, &it.digest, it.size, it.media_type.clone(), None)?;
-                        if created {
+                        if inserted.created {
                             b.install_blob(it.digest, s.clone(), it.synced)?;
                         } else {
                             b.discard_staged(s.clone());
                         }
-                        created
+                        inserted
                     }
                 };
-                link(b, it.repo.as_deref(), it.lease, &it.digest)?;
+                link(b, it.repo.as_deref(), it.lease, &it.digest, inserted.size)?;
                 out.push(PutResult {
                     digest: it.digest,
                     size: it.size,
-                    created,
+                    created: inserted.created,
                 });
             }
             Ok(out)
@@ -311,7 +311,7 @@ impl Store {
             let size = rec.size;
             b.note_reachable(&d)?;
             refresh(b, &d, rec)?;
-            link(b, Some(&repo), lease, &d)?;
+            link(b, Some(&repo), lease, &d, size)?;
             Ok(Some(PutResult {
                 digest: d,
                 size,
@@ -347,7 +347,8 @@ impl Store {
             }
             b.note_reachable(&d)?;
             refresh(b, &d, rec)?;
-            link(b, repo.as_deref(), lease, &d)?;
+            // check_size made the verified size the record's.
+            link(b, repo.as_deref(), lease, &d, size)?;
             Ok(PutResult {
                 digest: d,
                 size,
@@ -403,12 +404,12 @@ impl Store {
             if let Some(l) = lease {
                 check_lease(b, l)?;
             }
-            let created = insert_blob(b, &digest, size, media_type.clone(), Some(&bytes))?;
-            link(b, repo.as_deref(), lease, &digest)?;
+            let inserted = insert_blob(b, &digest, size, media_type.clone(), Some(&bytes))?;
+            link(b, repo.as_deref(), lease, &digest, inserted.size)?;
             Ok(PutResult {
                 digest,
                 size,
-                created,
+                created: inserted.created,
             })
         })
     }
@@ -431,8 +432,9 @@ impl Store {
                 b.discard_staged(staged.clone());
                 return Err(e);
             }
-            let created = insert_blob(b, &digest, size, media_type.clone(), None)?;
-            link(b, repo.as_deref(), lease, &digest)?;
+            let inserted = insert_blob(b, &digest, size, media_type.clone(), None)?;
+            link(b, repo.as_deref(), lease, &digest, inserted.size)?;
+            let created = inserted.created;
             if created {
                 b.install_blob(digest, staged.clone(), synced)?;
             } else {
@@ -506,13 +508,20 @@ fn hash_stream(mut reader: impl Read, v: &mut Verifier) -> Result<()> {
     }
 }
 
-fn link(b: &mut Batch<'_>, repo: Option<&str>, lease: Option<u64>, d: &Digest) -> Result<()> {
+/// Adds `d` (its record holding `size` bytes) to the lease and the
+/// repository the put names.
+fn link(
+    b: &mut Batch<'_>,
+    repo: Option<&str>,
+    lease: Option<u64>,
+    d: &Digest,
+    size: u64,
+) -> Result<()> {
     if let Some(l) = lease {
         add_to_lease(b, l, d)?;
     }
     if let Some(r) = repo {
         let id = ensure_repo(b, r)?;
-        let size = record_in(b, d)?.map_or(0, |rec| rec.size);
         add_member(b, id, d, MEMBER_BLOB, size)?;
     }
     Ok(())
