@@ -221,6 +221,8 @@ struct Candidate {
     next_body: u64,
     /// Batches since the staged rows were last merged.
     staged_batches: u32,
+    /// Batches between merges (`OCIDB_STAGE_BATCHES`, 8).
+    stage_every: u32,
 }
 
 impl Candidate {
@@ -242,6 +244,10 @@ impl Candidate {
             next_id: 1,
             next_body: 1,
             staged_batches: 0,
+            stage_every: std::env::var("OCIDB_STAGE_BATCHES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8),
         })
     }
 
@@ -492,7 +498,7 @@ impl Candidate {
         }
         if self.layout.stages() {
             self.staged_batches += 1;
-            if self.staged_batches >= stage_batches() {
+            if self.staged_batches >= self.stage_every {
                 self.staged_batches = 0;
                 merge_staged(&txn, EDGES_IN_STAGED, EDGES_IN)?;
                 merge_staged(&txn, MEMBER_OF_STAGED, MEMBER_OF)?;
@@ -827,14 +833,13 @@ fn main() -> Res<()> {
                 small.push(t.elapsed());
                 assert_eq!(got, 1, "{} predecessors of {d}", layout.name());
             }
+            let popular = popular.ok_or("the generator made no base layer")?;
             let mut large = Vec::new();
             let mut parents = 0;
-            if let Some(d) = &popular {
-                for _ in 0..20 {
-                    let t = Instant::now();
-                    parents = c.predecessors(d)?;
-                    large.push(t.elapsed());
-                }
+            for _ in 0..20 {
+                let t = Instant::now();
+                parents = c.predecessors(&popular)?;
+                large.push(t.elapsed());
             }
             println!(
                 "  ({}: predecessors p50 {:.2} µs with one parent, {:.0} µs with {parents})",
@@ -868,14 +873,6 @@ fn main() -> Res<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
-}
-
-/// Batches between merges of the staged rows (`OCIDB_STAGE_BATCHES`, 8).
-fn stage_batches() -> u32 {
-    std::env::var("OCIDB_STAGE_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8)
 }
 
 /// Moves every staged row into the main tree, in key order, and empties
