@@ -847,3 +847,84 @@ fn deleting_a_referrer_removes_its_index_entries() {
     assert_eq!(info.repositories, vec!["r/del"]);
     assert!(info.referrers.is_empty());
 }
+
+/// The parents of `d`, in the order predecessors gives them (digest order).
+fn parents(s: &Store, d: &Digest) -> Vec<Digest> {
+    s.predecessors(d)
+        .expect("predecessors")
+        .into_iter()
+        .map(|p| p.digest)
+        .collect()
+}
+
+/// The reverse sets (`edges_in`, `member_of`) stage new rows and merge
+/// them into their main trees a key slice per commit once `staged_rows`
+/// are waiting: every read in between sees each parent and repository
+/// once, removals take rows out of either tree, and fsck agrees.
+#[test]
+fn reverse_sets_read_the_same_before_during_and_after_merges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open_with(
+        dir.path(),
+        ocidb::StoreOptions::default().staged_rows(8),
+        true,
+    )
+    .expect("store");
+    let base = blob(
+        &s,
+        b"the shared base layer",
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let base_d = common::digest_of(&base);
+    let mut images = Vec::new();
+    for i in 0..120u32 {
+        let repo = format!("team{}/app", i % 3);
+        let own = blob(
+            &s,
+            format!("layer {i}").as_bytes(),
+            "application/vnd.oci.image.layer.v1.tar",
+        );
+        let body = common::image_body(&s, &[base.clone(), own], None);
+        let (d, _) = put(&s, &repo, &body, &[]);
+        images.push((repo, d));
+        // Every read during the ingest sees each parent once, in digest order.
+        let mut want: Vec<Digest> = images.iter().map(|(_, d)| *d).collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(
+            parents(&s, &base_d),
+            want,
+            "parents of the base layer after {} puts",
+            i + 1
+        );
+    }
+    let staged = s.counts().expect("counts").staged_reverse_rows;
+    // Each image adds 3 edges_in rows and at least 3 member_of rows: far
+    // more than stay staged once merging starts at 8.
+    assert!(staged < 120, "rows never merged: {staged} still staged");
+    assert_eq!(
+        s.repositories_of(&base_d).expect("repos"),
+        vec!["team0/app", "team1/app", "team2/app"]
+    );
+    // Removals reach rows in either tree.
+    for (repo, d) in images.iter().step_by(2) {
+        s.delete_manifest(repo, d).expect("delete");
+    }
+    let mut want: Vec<Digest> = images.iter().skip(1).step_by(2).map(|(_, d)| *d).collect();
+    want.sort();
+    assert_eq!(parents(&s, &base_d), want);
+    let report = s.fsck(&ocidb::FsckOptions::default()).expect("fsck");
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+/// Under the default threshold a small store's new rows all stay staged:
+/// no commit pays for a merge until there is enough to share each leaf.
+#[test]
+fn small_stores_keep_their_reverse_rows_staged() {
+    let (_dir, s) = store();
+    let (d, _) = image(&s, "app", "one", &["v1"]);
+    let c = s.counts().expect("counts");
+    // Config and layer edges, and the memberships of manifest, config, layer.
+    assert_eq!(c.staged_reverse_rows, 2 + 3, "{c:?}");
+    assert_eq!(s.successors(&d).expect("successors").len(), 2);
+}

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ocidb::manifest::OCI_MANIFEST;
 use ocidb::{
     Algorithm, Digest, GcPolicy, Hasher, ManifestOptions, PutOptions, Reference, ReferrersQuery,
-    Store,
+    Store, StoreOptions,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -255,9 +255,16 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Merges of the staged reverse sets start at two rows, so that the
+/// model's few operations read both trees of each set, before, during and
+/// after merges, instead of only the staging trees.
+fn staging() -> StoreOptions {
+    StoreOptions::default().staged_rows(2)
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = Store::create(dir.path()).expect("store");
+    let mut s = Store::open_with(dir.path(), staging(), true).expect("store");
     let mut m = Model::default();
     let zero = |del| {
         GcPolicy::default()
@@ -408,7 +415,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 drop(s);
-                s = Store::open(dir.path()).expect("reopen");
+                s = Store::open_with(dir.path(), staging(), false).expect("reopen");
             }
         }
         check(&s, &m)?;

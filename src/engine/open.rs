@@ -18,7 +18,7 @@ use crate::sync_points::Injector;
 /// File name of the redb database inside a store directory.
 pub const DB_FILE: &str = "ocidb.redb";
 /// The on-disk format this release writes (see docs/format.md).
-pub const STORE_FORMAT: u8 = 4;
+pub const STORE_FORMAT: u8 = 5;
 /// The META key that holds the format.
 pub(crate) const FORMAT_KEY: &str = "format";
 /// The META key of the secret that signs referrers cursors.

@@ -40,6 +40,7 @@ use crate::blob::{BlobBackend, Staged};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::log::ship::Shipper;
+use crate::schema::reverse;
 use crate::schema::tables::WriteTables;
 
 /// Largest number of jobs folded into one transaction. Bounds the latency a
@@ -235,6 +236,12 @@ pub(crate) struct Writer {
     /// Ships each transaction's changes before it commits, when the store
     /// keeps an index log (`crate::log`).
     shipper: Option<Shipper>,
+    /// Staged rows at which a reverse set's staging tree starts merging.
+    staged_rows: u64,
+    /// The key slice the next merge moves (`schema::reverse`). Not durable:
+    /// after a restart the round starts again at slice 0, which changes
+    /// only which staged rows move first.
+    merge_next: u8,
 }
 
 impl Writer {
@@ -245,6 +252,7 @@ impl Writer {
         shared: Arc<Shared>,
         sweep_hook: SweepSlot,
         shipper: Option<Shipper>,
+        staged_rows: u64,
     ) -> Writer {
         Writer {
             db,
@@ -258,6 +266,8 @@ impl Writer {
             pending_unlinks: Vec::new(),
             settled: Vec::new(),
             shipper,
+            staged_rows,
+            merge_next: 0,
         }
     }
 
@@ -436,6 +446,8 @@ impl Writer {
             discards: Vec::new(),
             job_staged: Vec::new(),
         };
+        // What the jobs stage, a merge at the end moves at least as much of.
+        let staged_before = batch.t.staged_lens()?;
         // Before the jobs: a job of this batch may write a new intent for
         // one of these digests.
         for d in &self.settled {
@@ -477,6 +489,15 @@ impl Writer {
                 *slot = None;
                 return Ok(Err(Attempt::HookFailed));
             }
+        }
+        // New reverse-set rows went to the staging trees; once one holds
+        // enough, each commit moves a slice of it into the main tree (see
+        // schema::reverse for why), whatever the commit's own jobs were.
+        let merge = batch
+            .t
+            .merge_slice(self.merge_next, self.staged_rows, &staged_before)?;
+        if merge == reverse::Merge::SliceDone {
+            self.merge_next = (self.merge_next + 1) % reverse::SLICES;
         }
         // Last: the log object holds everything this transaction wrote,
         // and goes before the commit, so that nothing is acknowledged that

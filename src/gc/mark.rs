@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::RecordHeader;
-use crate::schema::tables::{BLOBS, EDGES_IN, LEASE_ITEMS, MEMBERS, TAGS};
+use crate::schema::tables::{BLOBS, EDGES_IN, EDGES_IN_STAGED, LEASE_ITEMS, MEMBERS, TAGS};
 
 /// A record the mark found unreachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,10 +235,13 @@ pub(crate) fn mark(txn: &ReadTransaction, rules: &MarkRules) -> Result<Marked> {
             }
         }
     }
+    // Both trees of the set, one after the other: a key in both only
+    // repeats an edge, which marks nothing twice.
     let edges_in = txn.open_table(EDGES_IN)?;
+    let staged = txn.open_table(EDGES_IN_STAGED)?;
     g.edges
-        .reserve(usize::try_from(edges_in.len()?).unwrap_or(0));
-    for e in edges_in.iter()? {
+        .reserve(usize::try_from(edges_in.len()? + staged.len()?).unwrap_or(0));
+    for e in edges_in.iter()?.chain(staged.iter()?) {
         let (k, _) = e?;
         let k = k.value();
         let (child, parent, kind) = crate::schema::keys::split_edge_in_raw(k)?;

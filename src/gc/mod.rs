@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::index::remove::remove_blob_in;
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys;
+use crate::schema::reverse;
 mod mark;
 pub mod retention;
 
@@ -589,7 +590,7 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
                 queue.push_back(child);
             }
         }
-        for referrer in referrers_of(&*b.t.edges_in, &d)? {
+        for referrer in referrers_of(&*b.t.edges_in, &*b.t.edges_in_staged, &d)? {
             if st.dead.contains_key(&referrer) {
                 queue.push_back(referrer);
             }
@@ -600,18 +601,19 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
 
 /// Manifests whose subject is `d`, from the reverse edges (all repositories).
 fn referrers_of(
-    t: &impl redb::ReadableTable<&'static [u8], ()>,
+    main: &impl redb::ReadableTable<&'static [u8], ()>,
+    staged: &impl redb::ReadableTable<&'static [u8], ()>,
     d: &Digest,
 ) -> Result<Vec<Digest>> {
     let (lo, hi) = keys::edge_in_range(d);
     let mut out = Vec::new();
-    for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-        let (k, _) = e?;
-        let (_, parent, kind) = keys::split_edge_in(k.value())?;
+    reverse::for_each_in(main, staged, &lo, &hi, |k| {
+        let (_, parent, kind) = keys::split_edge_in(k)?;
         if kind == EdgeKind::Subject {
             out.push(parent);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -22,6 +22,7 @@ use crate::index::leases::{lease_range, live_leases};
 use crate::oci::manifest::EdgeKind;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::record::{self, EventKind, TagCause};
+use crate::schema::reverse;
 use crate::schema::tables::{
     self, ARTIFACT_TYPES, EDGES_IN, EDGES_OUT, LEASE_ITEMS, MEMBERS, MEMBER_OF, PULLS, REFERRERS,
     REPOS, TAGS, TAG_HISTORY,
@@ -654,8 +655,10 @@ impl Store {
         report: &mut RetentionReport,
     ) -> Result<()> {
         let member_of = txn.open_table(MEMBER_OF)?;
+        let member_of_staged = txn.open_table(tables::MEMBER_OF_STAGED)?;
         let blobs = txn.open_table(tables::BLOBS)?;
         let edges_in = txn.open_table(EDGES_IN)?;
+        let edges_in_staged = txn.open_table(tables::EDGES_IN_STAGED)?;
         let edges_out = txn.open_table(EDGES_OUT)?;
         let leased: HashSet<Digest> = {
             let items = txn.open_table(LEASE_ITEMS)?;
@@ -679,12 +682,10 @@ impl Store {
         for &(_, d) in &going {
             let (lo, hi) = keys::member_of_range(&d);
             let mut all = true;
-            for e in member_of.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                if !going.contains(&(keys::member_of_repo(e?.0.value())?, d)) {
-                    all = false;
-                    break;
-                }
-            }
+            reverse::for_each_in(&member_of, &member_of_staged, &lo, &hi, |k| {
+                all &= going.contains(&(keys::member_of_repo(k)?, d));
+                Ok(())
+            })?;
             if all {
                 removed.insert(d);
             } else {
@@ -717,13 +718,11 @@ impl Store {
             }
             let (lo, hi) = keys::edge_in_range(&c);
             let mut orphaned = true;
-            for e in edges_in.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
-                let (_, parent, kind) = keys::split_edge_in(e?.0.value())?;
-                if kind != EdgeKind::Subject && !removed.contains(&parent) {
-                    orphaned = false;
-                    break;
-                }
-            }
+            reverse::for_each_in(&edges_in, &edges_in_staged, &lo, &hi, |k| {
+                let (_, parent, kind) = keys::split_edge_in(k)?;
+                orphaned &= kind == EdgeKind::Subject || removed.contains(&parent);
+                Ok(())
+            })?;
             let young = now.saturating_sub(rec.created_ms) < ms(opts.grace);
             if orphaned && !young && !leased.contains(&c) {
                 report.blob_bytes += rec.size;

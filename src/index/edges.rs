@@ -10,6 +10,7 @@ use crate::engine::Batch;
 use crate::error::Result;
 use crate::oci::manifest::{self, Descriptor, EdgeKind};
 use crate::schema::keys::{self, SOURCE_SUBJECT};
+use crate::schema::reverse::Set;
 use crate::schema::tables::DKey;
 
 /// Index entries of a manifest (its `manifests`), read from its edges.
@@ -50,8 +51,7 @@ pub(crate) fn unindex_manifest(b: &mut Batch<'_>, d: &Digest) -> Result<()> {
     let repos = repos_holding(b, d)?;
     b.t.edges_out.remove(d.to_key().as_slice())?;
     for (kind, child, _) in keys::decode_edges(d, &value)? {
-        b.t.edges_in
-            .remove(keys::edge_in(&child, d, kind).as_slice())?;
+        b.t.remove_key(Set::EdgesIn, &keys::edge_in(&child, d, kind))?;
     }
     if let Some((subject, own)) = keys::decode_subject(d, &value)? {
         for &r in &repos {

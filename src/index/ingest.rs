@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest::{Descriptor, EdgeKind, ParsedManifest};
 use crate::schema::keys::{self, MEMBER_MANIFEST, SOURCE_SUBJECT};
 use crate::schema::record::{BlobRecord, EventKind, Placement, TagCause};
+use crate::schema::reverse::Set;
 
 /// A manifest ready for the writer: hashed, classified and parsed.
 pub(crate) struct PreparedManifest {
@@ -150,7 +151,7 @@ impl KeyOrdered {
     fn apply(mut self, b: &mut Batch<'_>) -> Result<()> {
         self.edges_in.sort_unstable();
         for k in &self.edges_in {
-            b.t.edges_in.insert(k.as_slice(), ())?;
+            b.t.add_key(Set::EdgesIn, k)?;
         }
         self.referrers.sort_by(|x, y| x.0.cmp(&y.0));
         for (k, desc) in &self.referrers {

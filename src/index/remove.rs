@@ -14,6 +14,7 @@ use crate::oci::manifest::EdgeKind;
 use crate::oci::names;
 use crate::schema::keys::{self, SOURCE_FALLBACK_TAG, SOURCE_SUBJECT};
 use crate::schema::record::{BlobRecord, Placement, TagAction, TagCause};
+use crate::schema::reverse::Set;
 use redb::ReadableTable as _;
 
 /// Subjects whose fallback-tag index in `repo_id` lists `d`.
@@ -24,13 +25,13 @@ pub(crate) fn schema_subjects_listing(
 ) -> Result<Vec<Digest>> {
     let (lo, hi) = keys::edge_in_range(d);
     let mut parents = Vec::new();
-    for e in b.t.edges_in.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-        let (k, _) = e?;
-        let (_, parent, kind) = keys::split_edge_in(k.value())?;
+    b.t.keys_in(Set::EdgesIn, &lo, &hi, |k| {
+        let (_, parent, kind) = keys::split_edge_in(k)?;
         if kind == EdgeKind::Manifest {
             parents.push(parent);
         }
-    }
+        Ok(())
+    })?;
     let mut out = Vec::new();
     for p in parents {
         out.extend(
@@ -49,8 +50,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
         b.t.members
             .remove(keys::member(repo_id, d).as_slice())?
             .is_some();
-    b.t.member_of
-        .remove(keys::member_of(d, repo_id).as_slice())?;
+    b.t.remove_key(Set::MemberOf, &keys::member_of(d, repo_id))?;
     if was {
         super::usage::left(b, repo_id, d)?;
         b.t.pulls.remove(keys::member(repo_id, d).as_slice())?;
@@ -102,11 +102,7 @@ pub(crate) fn remove_blob_in(b: &mut Batch<'_>, d: &Digest, rec: &BlobRecord) ->
 pub(crate) fn remove_manifest_from(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
     remove_member(b, repo_id, d)?;
     let (lo, hi) = keys::member_of_range(d);
-    let still_held =
-        b.t.member_of
-            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-            .next()
-            .is_some();
+    let still_held = b.t.any_in(Set::MemberOf, &lo, &hi)?;
     if !still_held && let Some(rec) = record_in(b, d)? {
         remove_blob_in(b, d, &rec)?;
     }

@@ -12,6 +12,7 @@ use crate::engine::Batch;
 use crate::error::Result;
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::record::EventKind;
+use crate::schema::reverse::Set;
 use crate::schema::tables::REPOS;
 
 const NEXT_REPO: &str = "next_repo_id";
@@ -106,8 +107,7 @@ pub(crate) fn add_member(
         return Ok(false);
     }
     b.t.members.insert(mk.as_slice(), kind)?;
-    b.t.member_of
-        .insert(keys::member_of(d, repo_id).as_slice(), ())?;
+    b.t.add_key(Set::MemberOf, &keys::member_of(d, repo_id))?;
     if existing.is_none() {
         usage::joined(b, repo_id, d, size)?;
     }
@@ -125,8 +125,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
         b.t.members
             .remove(keys::member(repo_id, d).as_slice())?
             .is_some();
-    b.t.member_of
-        .remove(keys::member_of(d, repo_id).as_slice())?;
+    b.t.remove_key(Set::MemberOf, &keys::member_of(d, repo_id))?;
     if was {
         usage::left(b, repo_id, d)?;
     }
@@ -136,13 +135,10 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
 pub(crate) fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
     let (lo, hi) = keys::member_of_range(d);
     let mut out = Vec::new();
-    for e in
-        b.t.member_of
-            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-    {
-        let (k, _) = e?;
-        out.push(keys::member_of_repo(k.value())?);
-    }
+    b.t.keys_in(Set::MemberOf, &lo, &hi, |k| {
+        out.push(keys::member_of_repo(k)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -20,8 +20,10 @@ use crate::schema::body;
 use crate::schema::keys;
 use crate::schema::keys::MEMBER_MANIFEST;
 use crate::schema::record::{BlobRecord, Placement};
+use crate::schema::reverse;
 use crate::schema::tables::{
-    self, BLOBS, BODIES, EDGES_IN, EDGES_OUT, INTENTS, MEMBERS, MEMBER_OF, REFERRERS, TAGS,
+    self, BLOBS, BODIES, EDGES_IN, EDGES_IN_STAGED, EDGES_OUT, INTENTS, MEMBERS, MEMBER_OF,
+    MEMBER_OF_STAGED, REFERRERS, TAGS,
 };
 use crate::store::Store;
 
@@ -595,7 +597,9 @@ fn check_edges(
         }
     }
     let mut seen_in = HashSet::new();
-    for e in txn.open_table(EDGES_IN)?.iter()? {
+    let staged = txn.open_table(EDGES_IN_STAGED)?;
+    // Both trees of the set (schema::reverse); a key in both is one edge.
+    for e in txn.open_table(EDGES_IN)?.iter()?.chain(staged.iter()?) {
         let (k, _) = e?;
         let edge = keys::split_edge_in(k.value())?;
         if !out_edges.contains(&edge) {
@@ -635,6 +639,7 @@ fn check_members(
 ) -> Result<()> {
     let members = txn.open_table(MEMBERS)?;
     let member_of = txn.open_table(MEMBER_OF)?;
+    let member_of_staged = txn.open_table(MEMBER_OF_STAGED)?;
     for e in members.iter()? {
         let (k, _) = e?;
         let d = keys::member_digest(k.value())?;
@@ -646,10 +651,7 @@ fn check_members(
                 format!("member of `{}` but not stored", repo_name(repo)),
             ));
         }
-        if member_of
-            .get(keys::member_of(&d, repo).as_slice())?
-            .is_none()
-        {
+        if !reverse::contains(&member_of, &member_of_staged, &keys::member_of(&d, repo))? {
             report.problems.push(problem(
                 "member-mismatch",
                 Some(d),

@@ -1,13 +1,16 @@
-//! Upgrading a format 1, 2 or 3 store to format 4 (docs/format.md,
+//! Upgrading a format 1, 2, 3 or 4 store to format 5 (docs/format.md,
 //! "Upgrade").
 //!
-//! The new database is written beside the old file, under a temporary
-//! name, from one read snapshot of it; it is made durable, then renamed
-//! over `ocidb.redb` and the directory synced. A crash before the rename
-//! leaves the old file untouched (the temporary file is discarded by the
-//! next attempt); after it, the new file is complete. So a store is always one
-//! format or the other, never a mix. Blob files, upload files and the
-//! store's layout outside the database do not change between formats.
+//! From formats 1 to 3, the new database is written beside the old file,
+//! under a temporary name, from one read snapshot of it; it is made
+//! durable, then renamed over `ocidb.redb` and the directory synced. A
+//! crash before the rename leaves the old file untouched (the temporary
+//! file is discarded by the next attempt); after it, the new file is
+//! complete. Format 5 only adds two tables, empty, to format 4: that
+//! upgrade is one transaction in place, which redb commits whole or not at
+//! all. So a store is always one format or the other, never a mix. Blob
+//! files, upload files and the store's layout outside the database do not
+//! change between formats.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,7 +77,11 @@ pub enum MigrateStep {
         /// Rows of it written so far.
         rows: u64,
     },
+    /// An upgrade in place (from format 4) has written its one
+    /// transaction; its commit is next.
+    InPlace,
     /// The temporary file is complete and durable; the rename is next.
+    /// In place: the transaction is committed, and the upgrade done.
     Written,
     /// The v2 file has replaced the v1 file.
     Renamed,
@@ -153,6 +160,23 @@ pub fn migrate(
         });
     }
     tracing::info!(store = %dir.display(), from, to = target, "migrating the store's format");
+    if from == 4 {
+        // Format 5's staging trees of the reverse sets start empty
+        // (schema::reverse): creating them and recording the format is
+        // the whole upgrade, and one durable commit.
+        let txn = old.begin_write()?;
+        tables::create_all(&txn)?;
+        txn.open_table(tables::META)?
+            .insert(crate::engine::open::FORMAT_KEY, [target].as_slice())?;
+        progress(&MigrateStep::InPlace);
+        txn.commit()?;
+        progress(&MigrateStep::Written);
+        drop(old);
+        report.bytes_after = size(&path);
+        report.elapsed = started.elapsed();
+        tracing::info!(store = %dir.display(), ms = report.elapsed.as_millis() as u64, "migrated in place");
+        return Ok(report);
+    }
     {
         let new = Database::builder()
             .set_cache_size(CACHE_BYTES)

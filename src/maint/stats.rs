@@ -174,6 +174,11 @@ pub struct Counts {
     pub database_file_bytes: u64,
     /// Jobs sent to the writer and not yet taken by it.
     pub writer_queue: u64,
+    /// Rows of the reverse sets (`edges_in`, `member_of`) in their staging
+    /// trees, not yet merged into the main trees (docs/format.md, "Staged
+    /// reverse sets"): hovers near [`crate::StoreOptions::staged_rows`]
+    /// or, during a bulk ingest, a few commits' worth.
+    pub staged_reverse_rows: u64,
 }
 
 impl Store {
@@ -184,7 +189,9 @@ impl Store {
 
     /// [`Counts`] from one read snapshot, without a scan.
     pub fn counts(&self) -> Result<Counts> {
-        use crate::schema::tables::{EDGES_OUT, LEASES, REPOS, UPLOADS};
+        use crate::schema::tables::{
+            EDGES_IN_STAGED, EDGES_OUT, LEASES, MEMBER_OF_STAGED, REPOS, UPLOADS,
+        };
         let txn = tables::begin_read(&self.db)?;
         Ok(Counts {
             records: txn.open_table(BLOBS)?.len()?,
@@ -195,6 +202,8 @@ impl Store {
             uploads: txn.open_table(UPLOADS)?.len()?,
             database_file_bytes: self.database_file_bytes(),
             writer_queue: self.writer_queue() as u64,
+            staged_reverse_rows: txn.open_table(EDGES_IN_STAGED)?.len()?
+                + txn.open_table(MEMBER_OF_STAGED)?.len()?,
         })
     }
 }

@@ -6,4 +6,5 @@ pub(crate) mod codec;
 pub(crate) mod keys;
 pub(crate) mod logged;
 pub(crate) mod record;
+pub(crate) mod reverse;
 pub(crate) mod tables;

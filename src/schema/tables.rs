@@ -1,4 +1,4 @@
-//! The redb table definitions (format 4): the whole schema in one place.
+//! The redb table definitions (format 5): the whole schema in one place.
 //! Key layouts are documented in docs/format.md; every key that holds a
 //! digest holds its key form, `[algorithm tag][hash]` (33 bytes for
 //! sha256), which is self-delimiting, so composite keys need no padding.
@@ -28,8 +28,12 @@ pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bod
 pub(crate) type BodiesTable = redb::ReadOnlyTable<u64, &'static [u8]>;
 /// `parent -> adjacency list`: one value per manifest, written once.
 pub(crate) const EDGES_OUT: TableDefinition<&DKey, &[u8]> = TableDefinition::new("edges_out");
-/// `child parent kind(1) -> ()`.
+/// `child parent kind(1) -> ()`: with [`EDGES_IN_STAGED`], one set (see
+/// `schema::reverse`: read both, through it).
 pub(crate) const EDGES_IN: TableDefinition<&[u8], ()> = TableDefinition::new("edges_in");
+/// New `edges_in` keys, until the writer merges them into [`EDGES_IN`].
+pub(crate) const EDGES_IN_STAGED: TableDefinition<&[u8], ()> =
+    TableDefinition::new("edges_in_staged");
 /// `repo(8) subject artifact_type_id(4) referrer -> descriptor value`.
 pub(crate) const REFERRERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("referrers");
 /// `artifact type string -> id(4)`.
@@ -44,8 +48,12 @@ pub(crate) const TAGS: TableDefinition<&[u8], &DKey> = TableDefinition::new("tag
 pub(crate) const TAGGED: TableDefinition<&[u8], ()> = TableDefinition::new("tagged");
 /// `repo(8) digest -> kind(1)`: the repository's members.
 pub(crate) const MEMBERS: TableDefinition<&[u8], u8> = TableDefinition::new("members");
-/// `digest repo(8) -> ()`: which repositories hold a digest.
+/// `digest repo(8) -> ()`: which repositories hold a digest; with
+/// [`MEMBER_OF_STAGED`], one set (see `schema::reverse`).
 pub(crate) const MEMBER_OF: TableDefinition<&[u8], ()> = TableDefinition::new("member_of");
+/// New `member_of` keys, until the writer merges them into [`MEMBER_OF`].
+pub(crate) const MEMBER_OF_STAGED: TableDefinition<&[u8], ()> =
+    TableDefinition::new("member_of_staged");
 /// `lease id -> [version] expiry_ms(8)`.
 pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
 /// `lease id(8) digest -> ()`: what a lease holds.
@@ -192,6 +200,8 @@ tables! {
     21 usage USAGE<&'static str, &'static [u8]> true;
     22 pulls PULLS<&'static [u8], u64> false;
     23 bodies BODIES<u64, &'static [u8]> false;
+    24 edges_in_staged EDGES_IN_STAGED<&'static [u8], ()> false;
+    25 member_of_staged MEMBER_OF_STAGED<&'static [u8], ()> false;
 }
 
 /// Creates every table so that read transactions never meet a missing one.

@@ -16,7 +16,8 @@ use crate::oci::manifest::{Descriptor, EdgeKind, EdgeKinds};
 use crate::oci::names::Reference;
 use crate::schema::keys::{self};
 use crate::schema::record;
-use crate::schema::tables::{self, BLOBS, EDGES_IN, EDGES_OUT, REFERRERS};
+use crate::schema::reverse;
+use crate::schema::tables::{self, BLOBS, EDGES_IN, EDGES_IN_STAGED, EDGES_OUT, REFERRERS};
 use crate::store::ReferrersQuery;
 
 /// One edge as seen from a node.
@@ -235,15 +236,15 @@ impl Store {
     pub fn predecessors(&self, d: &Digest) -> Result<Vec<Parent>> {
         let txn = tables::begin_read(&self.db)?;
         let t = txn.open_table(EDGES_IN)?;
+        let staged = txn.open_table(EDGES_IN_STAGED)?;
         let (lo, hi) = keys::edge_in_range(d);
         let mut out: Vec<Parent> = Vec::new();
         // The last parent's key bytes: a popular layer has thousands of
         // parents, so each key is split without decoding the child (the
         // range's own prefix) and a parent is decoded once.
         let mut last: Option<crate::digest::DigestKey> = None;
-        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-            let (k, _) = e?;
-            let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;
+        reverse::for_each_in(&t, &staged, &lo, &hi, |k| {
+            let (_, parent, kind) = keys::split_edge_in_raw(k)?;
             // Keys sort by parent then kind, so one parent's kinds are adjacent.
             match out.last_mut() {
                 Some(p) if last.is_some_and(|l| l.as_slice() == parent) => p.kinds.insert(kind),
@@ -256,7 +257,8 @@ impl Store {
                     });
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -271,7 +273,9 @@ impl Store {
         let names = crate::index::repos::repo_names(&txn)?;
         let tagged = txn.open_table(tables::TAGGED)?;
         let member_of = txn.open_table(tables::MEMBER_OF)?;
+        let member_of_staged = txn.open_table(tables::MEMBER_OF_STAGED)?;
         let edges_in = txn.open_table(EDGES_IN)?;
+        let edges_in_staged = txn.open_table(EDGES_IN_STAGED)?;
         let mut found = Vec::new();
         let mut seen: HashSet<Digest> = HashSet::new();
         let mut stack = vec![*d];
@@ -282,9 +286,8 @@ impl Store {
             // A tag points at a member of its repository: only the
             // repositories that hold the node can tag it.
             let (lo, hi) = keys::member_of_range(&node);
-            for m in member_of.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                let (k, _) = m?;
-                let id = keys::member_of_repo(k.value())?;
+            reverse::for_each_in(&member_of, &member_of_staged, &lo, &hi, |k| {
+                let id = keys::member_of_repo(k)?;
                 let lo = keys::member(id, &node);
                 let mut hi = lo.clone();
                 hi.push(0xff);
@@ -296,15 +299,16 @@ impl Store {
                         found.push((name, String::from_utf8_lossy(tag).into_owned()));
                     }
                 }
-            }
+                Ok(())
+            })?;
             let (lo, hi) = keys::edge_in_range(&node);
-            for e in edges_in.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                let (k, _) = e?;
-                let (_, parent, kind) = keys::split_edge_in_raw(k.value())?;
+            reverse::for_each_in(&edges_in, &edges_in_staged, &lo, &hi, |k| {
+                let (_, parent, kind) = keys::split_edge_in_raw(k)?;
                 if kind != EdgeKind::Subject {
                     stack.push(Digest::from_key(parent)?);
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(found)
     }

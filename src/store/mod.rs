@@ -97,6 +97,12 @@ pub struct StoreOptions {
     /// [`Error::NotPrimary`], and settles nothing a crash left in flight,
     /// until [`Store::promote`]. Needs an index log.
     pub replica: bool,
+    /// Rows a reverse set (`edges_in`, `member_of`) stages before the
+    /// writer starts merging them into its main tree, a slice per commit
+    /// (docs/format.md, "Staged reverse sets"). Larger: fewer writes of
+    /// the main trees during bulk ingest, more rows every read of the sets
+    /// also looks up in the staging trees. At least 1.
+    pub staged_rows: u64,
 }
 
 impl StoreOptions {
@@ -104,6 +110,13 @@ impl StoreOptions {
     #[must_use]
     pub fn inline_threshold(mut self, inline_threshold: usize) -> Self {
         self.inline_threshold = inline_threshold;
+        self
+    }
+
+    /// Sets [`StoreOptions::staged_rows`] (0 is taken as 1).
+    #[must_use]
+    pub fn staged_rows(mut self, rows: u64) -> Self {
+        self.staged_rows = rows.max(1);
         self
     }
 
@@ -198,6 +211,7 @@ impl Default for StoreOptions {
             events: false,
             log_head: None,
             replica: false,
+            staged_rows: crate::schema::reverse::DEFAULT_STAGED_ROWS,
         }
     }
 }
@@ -526,6 +540,7 @@ impl Store {
             Arc::clone(&self.shared),
             Arc::clone(&self.sweep_hook),
             self.shipper.clone(),
+            self.opts.staged_rows.max(1),
         );
         let writer = std::thread::Builder::new()
             .name("ocidb-writer".into())

@@ -18,7 +18,8 @@ use crate::index::tags::set_tag;
 use crate::oci::names::{self};
 use crate::schema::keys::{self, MEMBER_MANIFEST};
 use crate::schema::record::TagCause;
-use crate::schema::tables::{self, MEMBERS, MEMBER_OF, REPOS};
+use crate::schema::reverse;
+use crate::schema::tables::{self, MEMBERS, MEMBER_OF, MEMBER_OF_STAGED, REPOS};
 
 impl Store {
     /// Points `tag` in `repo` at a manifest of that repository.
@@ -193,14 +194,15 @@ impl Store {
         let txn = tables::begin_read(&self.db)?;
         let names = repo_names(&txn)?;
         let t = txn.open_table(MEMBER_OF)?;
+        let staged = txn.open_table(MEMBER_OF_STAGED)?;
         let (lo, hi) = keys::member_of_range(d);
         let mut out = Vec::new();
-        for e in t.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-            let (k, _) = e?;
-            if let Some(n) = names.get(&keys::member_of_repo(k.value())?) {
+        reverse::for_each_in(&t, &staged, &lo, &hi, |k| {
+            if let Some(n) = names.get(&keys::member_of_repo(k)?) {
                 out.push(n.clone());
             }
-        }
+            Ok(())
+        })?;
         out.sort();
         Ok(out)
     }

@@ -14,7 +14,8 @@ use crate::index::usage::decode;
 use crate::oci::names;
 use crate::schema::keys;
 use crate::schema::record::EventKind;
-use crate::schema::tables::{self, BLOBS, MEMBERS, MEMBER_OF, REPOS, USAGE};
+use crate::schema::reverse;
+use crate::schema::tables::{self, BLOBS, MEMBERS, MEMBER_OF, MEMBER_OF_STAGED, REPOS, USAGE};
 
 pub use crate::index::usage::Quota;
 
@@ -112,6 +113,7 @@ impl Store {
         let (logical, members) = counters.get(scope)?.map_or((0, 0), |g| decode(g.value()));
         let members_t = txn.open_table(MEMBERS)?;
         let member_of = txn.open_table(MEMBER_OF)?;
+        let member_of_staged = txn.open_table(MEMBER_OF_STAGED)?;
         let blobs = txn.open_table(BLOBS)?;
         let inside: HashSet<u64> = ids.iter().copied().collect();
         let mut sizes: HashMap<Digest, u64> = HashMap::new();
@@ -144,13 +146,10 @@ impl Store {
             u.unique_bytes += size;
             let (lo, hi) = keys::member_of_range(&d);
             let mut outside = false;
-            for e in member_of.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                let (k, _) = e?;
-                if !inside.contains(&keys::member_of_repo(k.value())?) {
-                    outside = true;
-                    break;
-                }
-            }
+            reverse::for_each_in(&member_of, &member_of_staged, &lo, &hi, |k| {
+                outside |= !inside.contains(&keys::member_of_repo(k)?);
+                Ok(())
+            })?;
             if outside {
                 u.shared_bytes += size;
             } else {

@@ -250,6 +250,11 @@ fn render_gauges(out: &mut String, g: &Gauges) {
                 "Jobs waiting for the writer thread.",
                 c.writer_queue,
             ),
+            (
+                "ocidb_store_staged_reverse_rows",
+                "Reverse-set rows in the staging trees, not yet merged.",
+                c.staged_reverse_rows,
+            ),
         ];
         for (name, help, v) in gauges {
             sample(out, name, "gauge", help, v);
