@@ -26,10 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::index::edges::parents_by;
 use crate::index::remove::remove_blob_in;
 use crate::oci::manifest::EdgeKind;
-use crate::schema::keys;
-use crate::schema::reverse;
 mod mark;
 pub mod retention;
 
@@ -590,31 +589,13 @@ fn rescue_logged(b: &mut Batch<'_>, st: &mut SweepState) -> Result<()> {
                 queue.push_back(child);
             }
         }
-        for referrer in referrers_of(&*b.t.edges_in, &*b.t.edges_in_staged, &d)? {
+        for referrer in parents_by(b, &d, EdgeKind::Subject)? {
             if st.dead.contains_key(&referrer) {
                 queue.push_back(referrer);
             }
         }
     }
     Ok(())
-}
-
-/// Manifests whose subject is `d`, from the reverse edges (all repositories).
-fn referrers_of(
-    main: &impl redb::ReadableTable<&'static [u8], ()>,
-    staged: &impl redb::ReadableTable<&'static [u8], ()>,
-    d: &Digest,
-) -> Result<Vec<Digest>> {
-    let (lo, hi) = keys::edge_in_range(d);
-    let mut out = Vec::new();
-    reverse::for_each_in(main, staged, &lo, &hi, |k| {
-        let (_, parent, kind) = keys::split_edge_in(k)?;
-        if kind == EdgeKind::Subject {
-            out.push(parent);
-        }
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// Parses `0s`, `30m`, `1h`, `2d`, `500ms` (a bare number is seconds).

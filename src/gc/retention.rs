@@ -681,10 +681,8 @@ impl Store {
         let mut removed: HashSet<Digest> = HashSet::new();
         for &(_, d) in &going {
             let (lo, hi) = keys::member_of_range(&d);
-            let mut all = true;
-            reverse::for_each_in(&member_of, &member_of_staged, &lo, &hi, |k| {
-                all &= going.contains(&(keys::member_of_repo(k)?, d));
-                Ok(())
+            let all = reverse::all_in(&member_of, &member_of_staged, &lo, &hi, |k| {
+                Ok(going.contains(&(keys::member_of_repo(k)?, d)))
             })?;
             if all {
                 removed.insert(d);
@@ -717,11 +715,9 @@ impl Store {
                 continue;
             }
             let (lo, hi) = keys::edge_in_range(&c);
-            let mut orphaned = true;
-            reverse::for_each_in(&edges_in, &edges_in_staged, &lo, &hi, |k| {
+            let orphaned = reverse::all_in(&edges_in, &edges_in_staged, &lo, &hi, |k| {
                 let (_, parent, kind) = keys::split_edge_in(k)?;
-                orphaned &= kind == EdgeKind::Subject || removed.contains(&parent);
-                Ok(())
+                Ok(kind == EdgeKind::Subject || removed.contains(&parent))
             })?;
             let young = now.saturating_sub(rec.created_ms) < ms(opts.grace);
             if orphaned && !young && !leased.contains(&c) {

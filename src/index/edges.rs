@@ -39,6 +39,21 @@ pub(crate) fn edges_of(
     }
 }
 
+/// The manifests whose edge of `kind` points at `child` (all repositories),
+/// from both trees of `edges_in`.
+pub(crate) fn parents_by(b: &Batch<'_>, child: &Digest, kind: EdgeKind) -> Result<Vec<Digest>> {
+    let (lo, hi) = keys::edge_in_range(child);
+    let mut out = Vec::new();
+    b.t.keys_in(Set::EdgesIn, &lo, &hi, |k| {
+        let (_, parent, k_kind) = keys::split_edge_in(k)?;
+        if k_kind == kind {
+            out.push(parent);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Removes a manifest's edges and referrer entries (in every repository).
 pub(crate) fn unindex_manifest(b: &mut Batch<'_>, d: &Digest) -> Result<()> {
     let Some(value) =

@@ -2,7 +2,7 @@
 //! repository, a blob outright.
 
 use super::blobs::record_in;
-use super::edges::unindex_manifest;
+use super::edges::{parents_by, unindex_manifest};
 use super::history::{self, TagChange};
 use super::referrers::{remove_referrer_any, remove_referrer_source};
 use super::repos::repos_holding;
@@ -23,17 +23,8 @@ pub(crate) fn schema_subjects_listing(
     repo_id: u64,
     d: &Digest,
 ) -> Result<Vec<Digest>> {
-    let (lo, hi) = keys::edge_in_range(d);
-    let mut parents = Vec::new();
-    b.t.keys_in(Set::EdgesIn, &lo, &hi, |k| {
-        let (_, parent, kind) = keys::split_edge_in(k)?;
-        if kind == EdgeKind::Manifest {
-            parents.push(parent);
-        }
-        Ok(())
-    })?;
     let mut out = Vec::new();
-    for p in parents {
+    for p in parents_by(b, d, EdgeKind::Manifest)? {
         out.extend(
             tags_of(b, repo_id, &p)?
                 .iter()

@@ -42,8 +42,52 @@ pub(crate) const MIN_MERGE_ROWS: u64 = 4_096;
 pub(crate) const DEFAULT_STAGED_ROWS: u64 = 65_536;
 
 /// Calls `f` with every key of `range` in either tree, in key order, each
-/// key once: the two trees' ranges are read side by side, nothing copied
-/// (a popular layer's range holds thousands of keys).
+/// key once, while `f` answers `true`: the two trees' ranges are read side
+/// by side, nothing copied (a popular layer's range holds thousands of
+/// keys). Returns whether it went through the whole range.
+fn walk<'a, M, S>(
+    main: &M,
+    staged: &S,
+    range: (Bound<&'a [u8]>, Bound<&'a [u8]>),
+    mut f: impl FnMut(&[u8]) -> Result<bool>,
+) -> Result<bool>
+where
+    M: ReadableTable<&'static [u8], ()>,
+    S: ReadableTable<&'static [u8], ()>,
+{
+    let mut a = main.range::<&[u8]>(range)?;
+    let mut b = staged.range::<&[u8]>(range)?;
+    let mut x = a.next().transpose()?;
+    let mut y = b.next().transpose()?;
+    loop {
+        // Which tree's next key comes first (both when they are equal).
+        let (from_a, from_b) = match (&x, &y) {
+            (None, None) => return Ok(true),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
+            (Some((ka, _)), Some((kb, _))) => match ka.value().cmp(kb.value()) {
+                Ordering::Less => (true, false),
+                Ordering::Greater => (false, true),
+                Ordering::Equal => (true, true),
+            },
+        };
+        let next = if from_a { &x } else { &y };
+        if let Some((k, _)) = next
+            && !f(k.value())?
+        {
+            return Ok(false);
+        }
+        if from_a {
+            x = a.next().transpose()?;
+        }
+        if from_b {
+            y = b.next().transpose()?;
+        }
+    }
+}
+
+/// Calls `f` with every key of `range` in either tree, in key order, each
+/// key once (see [`walk`]).
 pub(crate) fn for_each_key<'a, M, S>(
     main: &M,
     staged: &S,
@@ -54,39 +98,28 @@ where
     M: ReadableTable<&'static [u8], ()>,
     S: ReadableTable<&'static [u8], ()>,
 {
-    let mut a = main.range::<&[u8]>(range)?;
-    let mut b = staged.range::<&[u8]>(range)?;
-    let mut x = a.next().transpose()?;
-    let mut y = b.next().transpose()?;
-    loop {
-        let order = match (&x, &y) {
-            (None, None) => return Ok(()),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((ka, _)), Some((kb, _))) => ka.value().cmp(kb.value()),
-        };
-        match order {
-            Ordering::Less => {
-                if let Some((k, _)) = &x {
-                    f(k.value())?;
-                }
-                x = a.next().transpose()?;
-            }
-            Ordering::Greater => {
-                if let Some((k, _)) = &y {
-                    f(k.value())?;
-                }
-                y = b.next().transpose()?;
-            }
-            Ordering::Equal => {
-                if let Some((k, _)) = &x {
-                    f(k.value())?;
-                }
-                x = a.next().transpose()?;
-                y = b.next().transpose()?;
-            }
-        }
-    }
+    walk(main, staged, range, |k| f(k).map(|()| true)).map(drop)
+}
+
+/// Whether `pred` holds for every key of `lo..=hi` in either tree; stops
+/// at the first key it does not hold for.
+pub(crate) fn all_in<M, S>(
+    main: &M,
+    staged: &S,
+    lo: &[u8],
+    hi: &[u8],
+    pred: impl FnMut(&[u8]) -> Result<bool>,
+) -> Result<bool>
+where
+    M: ReadableTable<&'static [u8], ()>,
+    S: ReadableTable<&'static [u8], ()>,
+{
+    walk(
+        main,
+        staged,
+        (Bound::Included(lo), Bound::Included(hi)),
+        pred,
+    )
 }
 
 /// [`for_each_key`] over `lo..=hi`, the form of every prefix range.
@@ -368,6 +401,19 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(keys_of(&db, &[0], &[9]).len(), 8, "every key once");
         assert!(keys_of(&db, &[4], &[9]).is_empty());
+        // all_in stops at the first key its predicate refuses.
+        let txn = db.begin_read().expect("read");
+        let m = txn.open_table(MAIN).expect("main");
+        let s = txn.open_table(STAGED).expect("staged");
+        let mut asked = Vec::new();
+        let all = all_in(&m, &s, &[1], &[1, 0xff], |k| {
+            asked.push(k.to_vec());
+            Ok(k != [1, 3])
+        })
+        .expect("all_in");
+        assert!(!all);
+        assert_eq!(asked, vec![vec![1u8, 0], vec![1, 1], vec![1, 3]]);
+        assert!(all_in(&m, &s, &[0], &[9], |_| Ok(true)).expect("all_in"));
     }
 
     #[test]

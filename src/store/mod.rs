@@ -116,7 +116,7 @@ impl StoreOptions {
     /// Sets [`StoreOptions::staged_rows`] (0 is taken as 1).
     #[must_use]
     pub fn staged_rows(mut self, rows: u64) -> Self {
-        self.staged_rows = rows.max(1);
+        self.staged_rows = rows;
         self
     }
 

@@ -145,12 +145,10 @@ impl Store {
         for (d, size) in sizes {
             u.unique_bytes += size;
             let (lo, hi) = keys::member_of_range(&d);
-            let mut outside = false;
-            reverse::for_each_in(&member_of, &member_of_staged, &lo, &hi, |k| {
-                outside |= !inside.contains(&keys::member_of_repo(k)?);
-                Ok(())
+            let held_only_inside = reverse::all_in(&member_of, &member_of_staged, &lo, &hi, |k| {
+                Ok(inside.contains(&keys::member_of_repo(k)?))
             })?;
-            if outside {
+            if !held_only_inside {
                 u.shared_bytes += size;
             } else {
                 u.exclusive_bytes += size;
