@@ -365,3 +365,36 @@ fn a_store_restores_to_a_log_position_or_a_time() {
     .expect_err("before the log");
     assert!(e.to_string().contains("starts at position"), "{e}");
 }
+
+/// The diff a failed image comparison prints names each row that differs:
+/// its table, its key, and each side's value (`-` for a missing row).
+#[test]
+fn an_image_diff_names_the_rows_that_differ() {
+    let (blobs, log) = (MemoryBlobs::new(), MemoryLog::new());
+    let root = tempfile::tempdir().expect("tempdir");
+    let s = open(root.path(), &blobs, Arc::new(log));
+    let before = s.index_image().expect("image");
+    assert_eq!(
+        Store::index_image_diff(&before, &before, 20).expect("diff"),
+        Vec::<String>::new()
+    );
+    common::blob(&s, b"one blob", "application/octet-stream");
+    let after = s.index_image().expect("image");
+    let diff = Store::index_image_diff(&before, &after, 20).expect("diff");
+    let blob_rows: Vec<&String> = diff.iter().filter(|r| r.starts_with("blobs ")).collect();
+    assert_eq!(blob_rows.len(), 1, "{diff:#?}");
+    assert!(blob_rows[0].contains(": - / "), "{diff:#?}");
+    assert!(
+        diff.iter()
+            .any(|r| r.starts_with("meta 6c6f675f706f736974696f6e: ")),
+        "the log position moved: {diff:#?}"
+    );
+    assert_eq!(
+        Store::index_image_diff(&before, &after, 1)
+            .expect("diff")
+            .len(),
+        1
+    );
+    let err = Store::index_image_diff(b"not an image", &after, 1).expect_err("not an image");
+    assert!(err.to_string().contains("image a"), "{err}");
+}

@@ -80,6 +80,49 @@ pub(crate) fn image(db: &Database) -> Result<Vec<u8>> {
     e.finish()
 }
 
+/// The rows in which two images (from [`image`]) differ, at most `limit`
+/// of them, each as `table key: value in a / value in b` (hex; `-` for a
+/// row one side lacks): a test comparing stores names what differs.
+#[cfg(feature = "testing")]
+pub(crate) fn image_diff(a: &[u8], b: &[u8], limit: usize) -> Result<Vec<String>> {
+    use std::collections::BTreeMap;
+    type Rows = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
+    let rows = |bytes: &[u8], what: &str| -> Result<Rows> {
+        let (_, body) = super::codec::verify(bytes, what)?;
+        let mut entries = super::codec::Entries::new(body, what);
+        let mut out = Rows::new();
+        while let Some(e) = entries.next_entry()? {
+            out.insert(
+                (e.table, e.key.to_vec()),
+                e.value.unwrap_or_default().to_vec(),
+            );
+        }
+        Ok(out)
+    };
+    let (a, b) = (rows(a, "image a")?, rows(b, "image b")?);
+    let hex = |v: Option<&Vec<u8>>| {
+        v.map_or_else(
+            || "-".to_string(),
+            |v| v.iter().map(|x| format!("{x:02x}")).collect(),
+        )
+    };
+    let keys: std::collections::BTreeSet<&(u8, Vec<u8>)> = a.keys().chain(b.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .take(limit)
+        .map(|k| {
+            let name = t::TABLE_NAMES.get(usize::from(k.0)).copied().unwrap_or("?");
+            format!(
+                "{name} {}: {} / {}",
+                hex(Some(&k.1)),
+                hex(a.get(k)),
+                hex(b.get(k))
+            )
+        })
+        .collect())
+}
+
 /// Writes a snapshot of `db` as of now into `log`, staging it in a file in
 /// `tmp_dir`, then prunes.
 pub(crate) fn take(

@@ -57,6 +57,13 @@ impl Store {
         snapshot::image(&self.db)
     }
 
+    /// The rows in which two [`Store::index_image`]s differ, at most
+    /// `limit` (feature `testing`), each as `table key: a / b` in hex.
+    #[cfg(feature = "testing")]
+    pub fn index_image_diff(a: &[u8], b: &[u8], limit: usize) -> Result<Vec<String>> {
+        snapshot::image_diff(a, b, limit)
+    }
+
     /// Whether the store ships an index log.
     pub fn has_index_log(&self) -> bool {
         self.shipper.is_some()

@@ -759,7 +759,10 @@ impl Client {
 /// each time it went back (a position below one it held before): the log
 /// head must only move forward, or the next epoch starts below
 /// acknowledged positions and drops them.
-fn watch_heads(etcd: &Etcd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
+fn watch_heads(
+    etcd: &Etcd,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, Option<Vec<u8>>)> {
     let client = ocidb_server::cluster::Etcd::parse(&etcd.url()).expect("etcd url");
     std::thread::spawn(move || {
         let mut back = Vec::new();
@@ -767,6 +770,7 @@ fn watch_heads(etcd: &Etcd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Ve
         // Events at or below `seen` were handled: a watch that broke off
         // (an etcd member killed) starts again after it.
         let mut seen = 0i64;
+        let mut head_key = None;
         while !stop.load(Ordering::Acquire) {
             let watched = client.watch(b"/ocidb/", seen + 1, Duration::from_secs(1), &mut |ev| {
                 if let ocidb_server::cluster::etcd::WatchEvent::Put { key, kv } = ev
@@ -774,6 +778,7 @@ fn watch_heads(etcd: &Etcd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Ve
                 {
                     seen = kv.mod_revision;
                     if key.ends_with(b"/head") {
+                        head_key = Some(key.clone());
                         let text = String::from_utf8_lossy(&kv.value).into_owned();
                         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                         let position = v["position"].as_u64().unwrap_or(0);
@@ -794,7 +799,7 @@ fn watch_heads(etcd: &Etcd, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Ve
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        back
+        (back, head_key)
     })
 }
 
@@ -928,7 +933,7 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
     }
     stop.store(true, Ordering::Release);
     let (client, ops) = client.join().expect("client");
-    let went_back = heads.join().expect("head watcher");
+    let (went_back, head_key) = heads.join().expect("head watcher");
     eprintln!(
         "chaos: {failovers} failovers in {round} rounds; {ops} operations acknowledged ({} tags, {} deleted, {} blobs, {} referrers); chunked uploads: {} in one session, {} started again; {} attempts without an answer",
         client.ack.tags.len(),
@@ -992,12 +997,26 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
         lacks.join("\n")
     );
     // Table for table: each member's store, opened here once they stop.
+    // The client's reads above may still have made the primary write (it
+    // records pulls in batches, without fsync), after the positions were
+    // read and perhaps only in the log once it is killed: each store first
+    // follows the log to the head that etcd holds, as a restarted member
+    // would.
     let (primary, _) = find_primary(&members).expect("a primary");
     for m in &mut members {
         if let Some(s) = m.take() {
             s.kill();
         }
     }
+    let head_key = head_key.expect("the head watcher saw the log head's key");
+    let etcd_client = ocidb_server::cluster::Etcd::parse(&etcd.url()).expect("etcd url");
+    let (kv, _) = etcd_client.get(&head_key).expect("read the log head");
+    let head: serde_json::Value =
+        serde_json::from_slice(&kv.expect("a log head").value).expect("the head is JSON");
+    let (head, head_epoch) = (
+        head["position"].as_u64().expect("the head's position"),
+        head["epoch"].as_u64().expect("the head's epoch"),
+    );
     let images: Vec<Vec<u8>> = (0..3)
         .map(|i| {
             let loc = garage.location(i, "chaos").expect("location");
@@ -1012,13 +1031,19 @@ fn chaos_of_3_garage_3_etcd_3_members_loses_nothing_acknowledged() {
                 })
                 .replica(true);
             let s = ocidb::Store::open_with(&dirs[i], opts, false).expect("open a member's store");
+            let held = s.log_position().expect("position");
+            let at = s.follow_log(head, head_epoch).expect("follow the log");
+            assert_eq!(at, head, "member {i} follows the log to its head");
+            eprintln!("member {i}: at log position {held} when stopped, head {head}");
             s.index_image().expect("image")
         })
         .collect();
     for (i, img) in images.iter().enumerate() {
+        let diff = ocidb::Store::index_image_diff(img, &images[primary], 20).expect("diff");
         assert!(
             img == &images[primary],
-            "member {i}'s tables differ from the primary's (member {primary}) at {positions:?}"
+            "member {i}'s tables differ from the primary's (member {primary}) at {positions:?}; rows (member {i} / member {primary}):\n{}",
+            diff.join("\n")
         );
     }
 }
