@@ -79,7 +79,7 @@ pub(crate) struct Batch<'t> {
 impl Batch<'_> {
     /// Schedules a verified staged blob to become the bytes of `digest`
     /// once this transaction commits, and records the intent with it.
-    pub fn install_blob(&mut self, digest: Digest, staged: Staged, synced: bool) -> Result<()> {
+    fn install_blob(&mut self, digest: Digest, staged: Staged, synced: bool) -> Result<()> {
         self.job_staged.push(staged.clone());
         self.t
             .intents
@@ -91,6 +91,24 @@ impl Batch<'_> {
             self.discards.push(old);
         }
         Ok(())
+    }
+
+    /// After a blob record's insert: the staged bytes become `digest`'s
+    /// when the insert `created` the record, and are discarded when the
+    /// digest was already stored (its bytes are never rewritten).
+    pub fn place_staged(
+        &mut self,
+        created: bool,
+        digest: Digest,
+        staged: &Staged,
+        synced: bool,
+    ) -> Result<()> {
+        if created {
+            self.install_blob(digest, staged.clone(), synced)
+        } else {
+            self.discard_staged(staged.clone());
+            Ok(())
+        }
     }
 
     /// Schedules the bytes of `digest` for removal after the commit.

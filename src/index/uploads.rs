@@ -66,11 +66,7 @@ pub(crate) fn complete_upload(
     b.t.uploads.remove(id)?;
     let inserted = insert_blob(b, d, size, None, None)?;
     let created = inserted.created;
-    if created {
-        b.install_blob(*d, staged.clone(), true)?;
-    } else {
-        b.discard_staged(staged.clone());
-    }
+    b.place_staged(created, *d, staged, true)?;
     let repo_id = ensure_repo(b, repo)?;
     add_member(b, repo_id, d, MEMBER_BLOB, inserted.size)?;
     if check_lease(b, lease).is_ok() {

@@ -260,11 +260,7 @@ impl Store {
                     Ready::Staged(s) => {
                         let inserted =
                             insert_blob(b, &it.digest, it.size, it.media_type.clone(), None)?;
-                        if inserted.created {
-                            b.install_blob(it.digest, s.clone(), it.synced)?;
-                        } else {
-                            b.discard_staged(s.clone());
-                        }
+                        b.place_staged(inserted.created, it.digest, s, it.synced)?;
                         inserted
                     }
                 };
@@ -435,11 +431,7 @@ impl Store {
             let inserted = insert_blob(b, &digest, size, media_type.clone(), None)?;
             link(b, repo.as_deref(), lease, &digest, inserted.size)?;
             let created = inserted.created;
-            if created {
-                b.install_blob(digest, staged.clone(), synced)?;
-            } else {
-                b.discard_staged(staged.clone());
-            }
+            b.place_staged(created, digest, &staged, synced)?;
             Ok(PutResult {
                 digest,
                 size,
