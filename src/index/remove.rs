@@ -37,13 +37,7 @@ pub(crate) fn schema_subjects_listing(
 /// Removes `d` from one repository: membership, its tags there, and (for a
 /// referrer) its referrer entry there.
 pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
-    let was =
-        b.t.members
-            .remove(keys::member(repo_id, d).as_slice())?
-            .is_some();
-    b.t.remove_key(Set::MemberOf, &keys::member_of(d, repo_id))?;
-    if was {
-        super::usage::left(b, repo_id, d)?;
+    if super::repos::remove_member(b, repo_id, d)? {
         b.t.pulls.remove(keys::member(repo_id, d).as_slice())?;
     }
     for tag in tags_of(b, repo_id, d)? {

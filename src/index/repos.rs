@@ -119,8 +119,9 @@ pub(crate) fn add_member(
     Ok(true)
 }
 
-/// Takes a blob out of a repository (both directions of membership).
-pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<()> {
+/// Takes a blob out of a repository (both directions of membership, and
+/// the usage counters): whether it was a member.
+pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Result<bool> {
     let was =
         b.t.members
             .remove(keys::member(repo_id, d).as_slice())?
@@ -129,7 +130,7 @@ pub(crate) fn remove_member(b: &mut Batch<'_>, repo_id: u64, d: &Digest) -> Resu
     if was {
         usage::left(b, repo_id, d)?;
     }
-    Ok(())
+    Ok(was)
 }
 
 pub(crate) fn repos_holding(b: &mut Batch<'_>, d: &Digest) -> Result<Vec<u64>> {
